@@ -1,0 +1,112 @@
+import RelayFormat
+
+/// One entry of the audit trail. It never holds content, receipts or keys: `detail` is JSON of labels and ids.
+public struct AuditEntry: Sendable, Codable, Equatable {
+    public var seq: Int64
+    /// Unix time in seconds, rounded down to the minute.
+    public var time: Int64
+    public var actor: String
+    public var action: String
+    public var subject: String
+    public var detail: String
+
+    public init(seq: Int64, time: Int64, actor: String, action: String, subject: String, detail: String) {
+        self.seq = seq
+        self.time = time
+        self.actor = actor
+        self.action = action
+        self.subject = subject
+        self.detail = detail
+    }
+
+    /// The canonical encoding that is hashed: a domain tag, seq and time as big-endian 64-bit integers,
+    /// then each text field as a big-endian 32-bit length and its UTF-8 bytes.
+    public var canonicalBytes: [UInt8] {
+        var out = Array("amane-audit-v1".utf8)
+        out.appendBigEndian(UInt64(bitPattern: seq))
+        out.appendBigEndian(UInt64(bitPattern: time))
+        for field in [actor, action, subject, detail] {
+            let bytes = Array(field.utf8)
+            out.appendBigEndian(UInt32(bytes.count))
+            out += bytes
+        }
+        return out
+    }
+}
+
+/// An entry as stored: with the hash of the entry before it and its own.
+public struct ChainedAuditEntry: Sendable, Codable, Equatable {
+    public var entry: AuditEntry
+    public var prevHash: [UInt8]
+    public var hash: [UInt8]
+
+    public init(entry: AuditEntry, prevHash: [UInt8], hash: [UInt8]) {
+        self.entry = entry
+        self.prevHash = prevHash
+        self.hash = hash
+    }
+}
+
+/// `hash = SHA-256(prev_hash ‖ canonical entry)`, starting from 32 zero bytes.
+public enum AuditChain {
+    public static let genesis = [UInt8](repeating: 0, count: 32)
+
+    public static func hash(previous: [UInt8], entry: AuditEntry) -> [UInt8] {
+        Digest.sha256(previous + entry.canonicalBytes)
+    }
+
+    /// Links a new entry after `previous`.
+    public static func append(_ entry: AuditEntry, after previous: [UInt8]) -> ChainedAuditEntry {
+        ChainedAuditEntry(entry: entry, prevHash: previous, hash: hash(previous: previous, entry: entry))
+    }
+}
+
+/// Checks a trail entry by entry, so that a long trail needs no memory.
+public struct AuditVerifier: Sendable {
+    /// Where the trail first breaks, and how.
+    public struct Break: Error, Sendable, Equatable, CustomStringConvertible {
+        public let seq: Int64
+        public let reason: String
+        public var description: String { "audit entry \(seq): \(reason)" }
+
+        public init(seq: Int64, reason: String) {
+            self.seq = seq
+            self.reason = reason
+        }
+    }
+
+    public private(set) var count: Int64 = 0
+    public private(set) var head: [UInt8]
+    private var nextSeq: Int64
+
+    /// - Parameters: start after a known entry to verify a page; by default from the beginning.
+    public init(after head: [UInt8] = AuditChain.genesis, seq: Int64 = 0) {
+        self.head = head
+        self.nextSeq = seq + 1
+    }
+
+    public mutating func check(_ chained: ChainedAuditEntry) throws(Break) {
+        let seq = chained.entry.seq
+        guard seq == nextSeq else { throw Break(seq: seq, reason: "expected entry \(nextSeq); entries are missing or reordered") }
+        guard chained.prevHash == head else { throw Break(seq: seq, reason: "does not link to the entry before it") }
+        guard AuditChain.hash(previous: head, entry: chained.entry) == chained.hash else {
+            throw Break(seq: seq, reason: "its contents do not match its hash; it was altered")
+        }
+        head = chained.hash
+        nextSeq += 1
+        count += 1
+    }
+
+    /// Verifies a whole trail; returns how many entries it checked.
+    public static func verify(_ entries: some Sequence<ChainedAuditEntry>) throws(Break) -> Int64 {
+        var verifier = AuditVerifier()
+        for entry in entries { try verifier.check(entry) }
+        return verifier.count
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
+    }
+}

@@ -1,0 +1,71 @@
+import RelayFormat
+
+/// The code a reporter keeps to come back: 15 random digits and a Damm check digit, read aloud in groups of four.
+/// The relay stores only its SHA-256.
+public struct Receipt: Sendable, Hashable, CustomStringConvertible {
+    public let digits: String
+
+    /// A new receipt from the system's secure random generator.
+    public static func generate() -> Receipt {
+        var generator = SystemRandomNumberGenerator()
+        let body = (0..<15).map { _ in UInt8.random(in: 0...9, using: &generator) }
+        return Receipt(validDigits: body + [Damm.checkDigit(body)])
+    }
+
+    /// Parses a receipt typed or read back by a person: spaces and dashes between digits are ignored.
+    /// - Throws: `invalidReceipt` when it is not 16 digits or the check digit is wrong.
+    public init(parsing text: String) throws(CoreError) {
+        var digits: [UInt8] = []
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digits.append(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: " "), UInt8(ascii: "-"): continue
+            default: throw CoreError(.invalidReceipt, "a receipt has only digits")
+            }
+            guard digits.count <= 16 else { break }
+        }
+        guard digits.count == 16 else { throw CoreError(.invalidReceipt, "a receipt has 16 digits") }
+        guard Damm.isValid(digits) else { throw CoreError(.invalidReceipt, "the receipt's check digit does not match; was a digit misheard?") }
+        self.init(validDigits: digits)
+    }
+
+    private init(validDigits: [UInt8]) {
+        self.digits = String(decoding: validDigits.map { $0 + UInt8(ascii: "0") }, as: UTF8.self)
+    }
+
+    /// The digits in groups of four, for reading aloud.
+    public var grouped: String {
+        stride(from: 0, to: 16, by: 4).map { offset in
+            let start = digits.index(digits.startIndex, offsetBy: offset)
+            return String(digits[start ..< digits.index(start, offsetBy: 4)])
+        }.joined(separator: " ")
+    }
+
+    /// What the relay stores and looks up.
+    public var digest: [UInt8] { Digest.sha256(Array(digits.utf8)) }
+
+    /// Receipts never print themselves, so that one cannot slip into a log.
+    public var description: String { "Receipt(…)" }
+}
+
+/// The Damm algorithm: detects every single-digit error and every adjacent transposition.
+enum Damm {
+    private static let table: [[UInt8]] = [
+        [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
+        [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
+        [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
+        [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
+        [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
+        [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
+        [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
+        [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
+        [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
+        [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
+    ]
+
+    static func checkDigit(_ digits: [UInt8]) -> UInt8 {
+        digits.reduce(0) { table[Int($0)][Int($1)] }
+    }
+
+    static func isValid(_ digits: [UInt8]) -> Bool { checkDigit(digits) == 0 }
+}

@@ -1,0 +1,100 @@
+public import Foundation
+import Crypto
+
+extension SealingPublicKey {
+    static let textPrefix = "amanepk1"
+
+    /// A short, human-checkable fingerprint, read aloud when enrolling: `amane1-xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`.
+    public var fingerprint: String {
+        let encoded = Base32.encode(Array(digest.prefix(15)))
+        var groups: [Substring] = []
+        var rest = encoded[...]
+        while !rest.isEmpty {
+            groups.append(rest.prefix(4))
+            rest = rest.dropFirst(4)
+        }
+        return "amane1-" + groups.joined(separator: "-")
+    }
+
+    /// The public key as one line of text, with its suite and a checksum, for handing to an admin.
+    public var text: String {
+        let body = [suite.tag] + rawRepresentation
+        let checksum = Array(SHA256.hash(data: body).prefix(4))
+        return Self.textPrefix + Base64URL.encode(body + checksum)
+    }
+
+    /// Parses the text form. A typo fails the checksum instead of yielding another key.
+    public init(text: String) throws(FormatError) {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.hasPrefix(Self.textPrefix),
+              let decoded = Base64URL.decode(String(trimmed.dropFirst(Self.textPrefix.count))),
+              decoded.count > 5 else {
+            throw FormatError(.malformed, "not an Amane public key (it starts with \(Self.textPrefix))")
+        }
+        let body = decoded.dropLast(4)
+        guard Array(SHA256.hash(data: body).prefix(4)) == Array(decoded.suffix(4)) else {
+            throw FormatError(.malformed, "public key checksum does not match; was it copied whole?")
+        }
+        guard let suite = SealingSuite(tag: body[body.startIndex]) else { throw FormatError(.unsupportedSuite) }
+        try self.init(suite: suite, rawRepresentation: body.dropFirst())
+    }
+}
+
+/// RFC 4648 base32, lowercase, without padding.
+enum Base32 {
+    private static let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        var buffer = 0
+        var bits = 0
+        for byte in bytes {
+            buffer = (buffer << 8) | Int(byte)
+            bits += 8
+            while bits >= 5 {
+                out.append(alphabet[(buffer >> (bits - 5)) & 31])
+                bits -= 5
+            }
+        }
+        if bits > 0 { out.append(alphabet[(buffer << (5 - bits)) & 31]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Base64 with the URL alphabet and no padding; decoding accepts only the canonical form.
+enum Base64URL {
+    static func encode(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decode(_ text: String) -> [UInt8]? {
+        guard text.utf8.allSatisfy({ $0 != UInt8(ascii: "+") && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "=") }) else { return nil }
+        var standard = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        standard += String(repeating: "=", count: (4 - standard.count % 4) % 4)
+        guard let data = Data(base64Encoded: standard) else { return nil }
+        let bytes = Array(data)
+        return encode(bytes) == text ? bytes : nil
+    }
+}
+
+/// Hashing that other modules need without importing Crypto themselves.
+package enum Digest {
+    package static func sha256(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        Array(SHA256.hash(data: Array(bytes)))
+    }
+
+    package static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Compares two secrets in time that depends only on their lengths.
+    package static func constantTimeEquals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for (x, y) in zip(a, b) { difference |= x ^ y }
+        return difference == 0
+    }
+}

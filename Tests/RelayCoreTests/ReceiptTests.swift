@@ -1,0 +1,58 @@
+import RelayCore
+import Testing
+
+@Suite struct ReceiptTests {
+    static let sample = (0..<300).map { _ in Receipt.generate() }
+
+    @Test func generatedReceiptsAreSixteenDigitsAndParse() throws {
+        for receipt in Self.sample {
+            #expect(receipt.digits.count == 16 && receipt.digits.allSatisfy(\.isNumber))
+            #expect(try Receipt(parsing: receipt.digits) == receipt)
+            #expect(try Receipt(parsing: receipt.grouped) == receipt)
+        }
+        #expect(Set(Self.sample.map(\.digits)).count == Self.sample.count)
+    }
+
+    @Test func everySingleDigitErrorIsDetected() {
+        var undetected = 0
+        for receipt in Self.sample {
+            let digits = Array(receipt.digits)
+            for position in digits.indices {
+                for replacement in "0123456789" where replacement != digits[position] {
+                    var typo = digits
+                    typo[position] = replacement
+                    if (try? Receipt(parsing: String(typo))) != nil { undetected += 1 }
+                }
+            }
+        }
+        #expect(undetected == 0)
+    }
+
+    @Test func everyAdjacentTranspositionIsDetected() {
+        var undetected = 0
+        var tried = 0
+        for receipt in Self.sample {
+            let digits = Array(receipt.digits)
+            for position in 0..<15 where digits[position] != digits[position + 1] {
+                var swapped = digits
+                swapped.swapAt(position, position + 1)
+                tried += 1
+                if (try? Receipt(parsing: String(swapped))) != nil { undetected += 1 }
+            }
+        }
+        #expect(tried > 1000 && undetected == 0)
+    }
+
+    @Test func badInputIsRefused() {
+        #expect(throws: CoreError(.invalidReceipt, "")) { try Receipt(parsing: "12345") }
+        #expect(throws: CoreError(.invalidReceipt, "")) { try Receipt(parsing: "1234 5678 9012 345a") }
+        #expect(throws: CoreError(.invalidReceipt, "")) { try Receipt(parsing: String(repeating: "1", count: 40)) }
+    }
+
+    @Test func aReceiptNeverPrintsItsDigits() {
+        let receipt = Receipt.generate()
+        #expect(!"\(receipt)".contains(receipt.digits.prefix(6)))
+        #expect(!String(reflecting: receipt).isEmpty)
+        #expect(receipt.digest.count == 32)
+    }
+}

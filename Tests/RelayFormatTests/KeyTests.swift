@@ -1,0 +1,129 @@
+import Foundation
+@testable import RelayFormat
+import Testing
+
+@Suite struct KeyTextTests {
+    @Test(arguments: SealingSuite.allCases)
+    func publicKeyTextRoundTripsAndNamesItsSuite(suite: SealingSuite) throws {
+        let key = SealingPrivateKey.generate(suite: suite).publicKey
+        let parsed = try SealingPublicKey(text: key.text)
+        #expect(parsed == key)
+        #expect(key.text.hasPrefix("amanepk1"))
+    }
+
+    @Test func aTypoInTheKeyTextIsCaught() throws {
+        let text = SealingPrivateKey.generate().publicKey.text
+        var chars = Array(text)
+        let index = chars.count / 2
+        chars[index] = chars[index] == "A" ? "B" : "A"
+        #expect(throws: FormatError(.malformed)) { try SealingPublicKey(text: String(chars)) }
+        #expect(throws: FormatError(.malformed)) { try SealingPublicKey(text: String(text.dropLast(3))) }
+    }
+
+    @Test func fingerprintIsShortGroupedAndStable() throws {
+        let key = SealingPrivateKey.generate().publicKey
+        let fingerprint = key.fingerprint
+        #expect(fingerprint.wholeMatch(of: /amane1(-[a-z2-7]{4}){6}/) != nil)
+        #expect(try SealingPublicKey(text: key.text).fingerprint == fingerprint)
+        #expect(SealingPrivateKey.generate().publicKey.fingerprint != fingerprint)
+    }
+
+    @Test func base32MatchesRFC4648() {
+        #expect(Base32.encode(Array("foobar".utf8)) == "mzxw6ytboi")
+        #expect(Base32.encode(Array("f".utf8)) == "my")
+    }
+}
+
+@Suite struct GrantTests {
+    @Test(arguments: SealingSuite.allCases)
+    func aMemberOpensTheEpochKeyGrantedToThem(suite: SealingSuite) throws {
+        let epoch = SealingPrivateKey.generate(suite: suite)
+        let member = SealingPrivateKey.generate()
+        let grant = try Grant.seal(epoch, to: member.publicKey)
+        let opened = try Grant.open(grant, epochID: epoch.id, with: member)
+        #expect(opened.publicKey == epoch.publicKey)
+
+        let note = try Envelope.seal(Array("note".utf8), to: epoch.publicKey, kind: .note, objectID: UUID(0))
+        #expect(try Envelope.open(note, with: opened, kind: .note, objectID: UUID(0)) == Array("note".utf8))
+    }
+
+    @Test func aGrantOpensForNoOtherMemberOrEpoch() throws {
+        let epoch = SealingPrivateKey.generate()
+        let member = SealingPrivateKey.generate()
+        let grant = try Grant.seal(epoch, to: member.publicKey)
+        #expect(throws: FormatError(.openFailed)) { try Grant.open(grant, epochID: epoch.id, with: SealingPrivateKey.generate()) }
+        #expect(throws: FormatError(.openFailed)) { try Grant.open(grant, epochID: SealingPrivateKey.generate().id, with: member) }
+    }
+}
+
+extension UUID {
+    init(_ small: UInt8) { self.init(bytes: [UInt8](repeating: 0, count: 15) + [small]) }
+}
+
+@Suite struct IdentityFileTests {
+    static let cheap = ScryptParameters(logN: 10, r: 8, p: 1)
+    let passphrase = Array("correct horse battery staple".utf8)
+
+    func temporaryPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("amane-id-\(UUID().uuidString)").path
+    }
+
+    @Test func createThenLoadGivesTheSameKeyWithMode0600() throws {
+        let key = SealingPrivateKey.generate()
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try IdentityFile.create(at: path, key: key, passphrase: passphrase, parameters: Self.cheap)
+
+        let loaded = try IdentityFile.load(from: path, passphrase: passphrase)
+        #expect(loaded.publicKey == key.publicKey)
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(try IdentityFile.publicKey(in: IdentityFile.read(path)) == key.publicKey)
+    }
+
+    @Test func theFileIsNeverSilentlyOverwritten() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let first = SealingPrivateKey.generate()
+        try IdentityFile.create(at: path, key: first, passphrase: passphrase, parameters: Self.cheap)
+        #expect(throws: FormatError(.fileExists)) {
+            try IdentityFile.create(at: path, key: SealingPrivateKey.generate(), passphrase: passphrase, parameters: Self.cheap)
+        }
+        #expect(try IdentityFile.load(from: path, passphrase: passphrase).publicKey == first.publicKey)
+    }
+
+    @Test func aWrongPassphraseIsAClearError() throws {
+        let text = try IdentityFile.encode(SealingPrivateKey.generate(), passphrase: passphrase, parameters: Self.cheap)
+        do {
+            _ = try IdentityFile.decode(text, passphrase: Array("wrong".utf8))
+            Issue.record("opened with a wrong passphrase")
+        } catch {
+            #expect(error.code == .wrongPassphrase)
+            #expect("\(error)".contains("passphrase"))
+        }
+    }
+
+    @Test func theFileRecordsTheDefaultCostAndHoldsNoClearKey() throws {
+        let key = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        let text = try IdentityFile.encode(key, passphrase: passphrase)
+        #expect(text.contains("kdf: scrypt N=131072 r=8 p=1\n"))
+        #expect(!text.contains(Data(key.rawRepresentation).base64EncodedString()))
+        #expect(!text.contains(Base64URL.encode(key.rawRepresentation)))
+        #expect(try IdentityFile.decode(text, passphrase: passphrase).publicKey == key.publicKey)
+    }
+
+    @Test func alteredOrStrangeFilesAreRefused() throws {
+        let text = try IdentityFile.encode(SealingPrivateKey.generate(), passphrase: passphrase, parameters: Self.cheap)
+        let otherPublic = SealingPrivateKey.generate().publicKey.text
+        let lines = text.split(separator: "\n").map(String.init)
+        let swappedPublic = (lines[0..<4] + ["public: \(otherPublic)"] + lines[5...]).joined(separator: "\n") + "\n"
+        #expect(throws: FormatError(.wrongPassphrase)) { try IdentityFile.decode(swappedPublic, passphrase: passphrase) }
+        #expect(throws: FormatError(.damagedKeyFile)) { try IdentityFile.decode(text + "extra: 1\n", passphrase: passphrase) }
+        #expect(throws: FormatError(.damagedKeyFile)) { try IdentityFile.decode(String(text.dropLast()), passphrase: passphrase) }
+        #expect(throws: FormatError(.unsupportedVersion)) {
+            try IdentityFile.decode(text.replacingOccurrences(of: "amane-identity v1", with: "amane-identity v9"), passphrase: passphrase)
+        }
+        let costly = text.replacingOccurrences(of: "N=1024", with: "N=4194304")
+        #expect(throws: FormatError(.damagedKeyFile)) { try IdentityFile.decode(costly, passphrase: passphrase) }
+    }
+}
