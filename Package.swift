@@ -26,7 +26,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "RelayCore", dependencies: ["RelayFormat"], swiftSettings: strictSettings),
-        .executableTarget(name: "RelayBench", dependencies: ["RelayFormat", "RelayCore"], swiftSettings: strictSettings),
+        .executableTarget(
+            name: "RelayBench",
+            dependencies: ["RelayFormat", "RelayCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "RelayFormatTests",
             dependencies: ["RelayFormat", .product(name: "Crypto", package: "swift-crypto")],
