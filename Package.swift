@@ -15,6 +15,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "4.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", "6.0.0"..<"7.0.0"),
     ],
     targets: [
         .target(
@@ -26,6 +28,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "RelayCore", dependencies: ["RelayFormat"], swiftSettings: strictSettings),
+        .target(
+            name: "RelayStore",
+            dependencies: ["RelayCore", "RelayFormat", .product(name: "GRDB", package: "GRDB.swift"), "Yams"],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "RelayBench",
             dependencies: ["RelayFormat", "RelayCore", .product(name: "Crypto", package: "swift-crypto")],
@@ -38,5 +45,6 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"], swiftSettings: strictSettings),
+        .testTarget(name: "RelayStoreTests", dependencies: ["RelayStore", "RelayCore", "RelayFormat"], swiftSettings: strictSettings),
     ]
 )

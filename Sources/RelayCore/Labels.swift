@@ -38,7 +38,7 @@ public struct DisclosureLabels: Sendable, Codable, Equatable, Hashable {
 /// The codes that labels may take, per dimension. Loaded from `seeds/taxonomy.yaml`.
 public struct TaxonomyCodes: Sendable, Equatable {
     public enum Dimension: String, Sendable, CaseIterable, Codable {
-        case category, urgency, outcome, language, channel, region
+        case category, urgency, referral, outcome, language, channel, region
     }
 
     public var codes: [Dimension: Set<String>]

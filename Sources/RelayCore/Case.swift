@@ -1,0 +1,85 @@
+/// A principal as the registry knows it. Names are pseudonymous; certificates map to it by SPKI fingerprint.
+public struct Principal: Sendable, Codable, Equatable {
+    public var id: String
+    public var name: PrincipalName
+    public var role: Role
+    /// Hex SHA-256 of the client certificate's SubjectPublicKeyInfo.
+    public var spkiFingerprint: String
+    /// The personal sealing key (`amanepk1…`): a responder's for grants, a gateway's for replies.
+    public var sealingKey: String?
+    public var queue: QueueName
+    public var createdAt: Int64
+    public var revokedAt: Int64?
+
+    public init(id: String, name: PrincipalName, role: Role, spkiFingerprint: String, sealingKey: String?,
+                queue: QueueName, createdAt: Int64, revokedAt: Int64? = nil) {
+        self.id = id
+        self.name = name
+        self.role = role
+        self.spkiFingerprint = spkiFingerprint
+        self.sealingKey = sealingKey
+        self.queue = queue
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
+
+    public var isActive: Bool { revokedAt == nil }
+}
+
+/// What the queue shows of a case: labels and triage state, never content.
+public struct CaseSummary: Sendable, Codable, Equatable {
+    public var id: String
+    public var labels: DisclosureLabels
+    public var state: CaseState
+    public var assignee: String?
+    public var claimExpiresAt: Int64?
+    public var onHold: Bool
+    /// The reporter followed up since a responder last opened the case.
+    public var updated: Bool
+    public var referral: String?
+    public var outcome: String?
+    /// Unix seconds, rounded to the minute.
+    public var receivedAt: Int64
+    public var purged: Bool
+
+    public init(id: String, labels: DisclosureLabels, state: CaseState, assignee: String?, claimExpiresAt: Int64?,
+                onHold: Bool, updated: Bool, referral: String?, outcome: String?, receivedAt: Int64, purged: Bool) {
+        self.id = id
+        self.labels = labels
+        self.state = state
+        self.assignee = assignee
+        self.claimExpiresAt = claimExpiresAt
+        self.onHold = onHold
+        self.updated = updated
+        self.referral = referral
+        self.outcome = outcome
+        self.receivedAt = receivedAt
+        self.purged = purged
+    }
+}
+
+/// A sealed object attached to a case, as stored: the relay cannot open it.
+public struct SealedItem: Sendable, Codable, Equatable {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        case disclosure, followup, note, reply
+    }
+
+    public var id: String
+    public var kind: Kind
+    public var author: String
+    public var epochID: String
+    public var envelope: [UInt8]
+    /// For a reply, the copy sealed to the submitting gateway.
+    public var gatewayEnvelope: [UInt8]?
+    public var createdAt: Int64
+
+    public init(id: String, kind: Kind, author: String, epochID: String, envelope: [UInt8], gatewayEnvelope: [UInt8]?, createdAt: Int64) {
+        self.id = id
+        self.kind = kind
+        self.author = author
+        self.epochID = epochID
+        self.envelope = envelope
+        self.gatewayEnvelope = gatewayEnvelope
+        self.createdAt = createdAt
+    }
+}

@@ -1,0 +1,112 @@
+import GRDB
+
+/// Shipped migrations never change: add a new one instead.
+enum Migrations {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE queue (
+                    name TEXT PRIMARY KEY,
+                    currentEpochID TEXT,
+                    createdAt INTEGER NOT NULL
+                );
+                CREATE TABLE principal (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    role TEXT NOT NULL CHECK (role IN ('gateway', 'responder', 'supervisor')),
+                    spkiFingerprint TEXT NOT NULL UNIQUE,
+                    sealingKey TEXT,
+                    queue TEXT NOT NULL REFERENCES queue(name),
+                    createdAt INTEGER NOT NULL,
+                    revokedAt INTEGER
+                );
+                CREATE TABLE epoch (
+                    id TEXT PRIMARY KEY,
+                    queue TEXT NOT NULL REFERENCES queue(name),
+                    publicKey TEXT NOT NULL,
+                    createdBy TEXT NOT NULL,
+                    createdAt INTEGER NOT NULL
+                );
+                CREATE TABLE "grant" (
+                    epochID TEXT NOT NULL REFERENCES epoch(id),
+                    principalID TEXT NOT NULL REFERENCES principal(id) ON DELETE CASCADE,
+                    sealed BLOB NOT NULL,
+                    grantedBy TEXT NOT NULL,
+                    createdAt INTEGER NOT NULL,
+                    PRIMARY KEY (epochID, principalID)
+                );
+                CREATE TABLE disclosure (
+                    id TEXT PRIMARY KEY,
+                    queue TEXT NOT NULL REFERENCES queue(name),
+                    gatewayID TEXT NOT NULL REFERENCES principal(id),
+                    epochID TEXT NOT NULL REFERENCES epoch(id),
+                    urgencyRank INTEGER NOT NULL,
+                    category TEXT NOT NULL,
+                    language TEXT NOT NULL,
+                    channel TEXT NOT NULL,
+                    region TEXT,
+                    state TEXT NOT NULL,
+                    assigneeID TEXT REFERENCES principal(id),
+                    claimExpiresAt INTEGER,
+                    onHold INTEGER NOT NULL DEFAULT 0,
+                    updated INTEGER NOT NULL DEFAULT 0,
+                    referral TEXT,
+                    outcome TEXT,
+                    receiptHash BLOB UNIQUE,
+                    envelope BLOB,
+                    receivedAt INTEGER NOT NULL,
+                    closedAt INTEGER,
+                    purgedAt INTEGER
+                );
+                CREATE INDEX disclosure_order ON disclosure(urgencyRank, id);
+                CREATE INDEX disclosure_closed ON disclosure(closedAt) WHERE state = 'closed' AND purgedAt IS NULL;
+                CREATE INDEX disclosure_claims ON disclosure(claimExpiresAt) WHERE claimExpiresAt IS NOT NULL;
+                CREATE TABLE sealedObject (
+                    id TEXT PRIMARY KEY,
+                    disclosureID TEXT NOT NULL REFERENCES disclosure(id),
+                    kind TEXT NOT NULL CHECK (kind IN ('followup', 'note', 'reply')),
+                    authorID TEXT NOT NULL REFERENCES principal(id),
+                    epochID TEXT NOT NULL REFERENCES epoch(id),
+                    envelope BLOB NOT NULL,
+                    gatewayEnvelope BLOB,
+                    createdAt INTEGER NOT NULL
+                );
+                CREATE INDEX sealedObject_disclosure ON sealedObject(disclosureID, id);
+                CREATE TABLE idempotency (
+                    gatewayID TEXT NOT NULL REFERENCES principal(id),
+                    keyHash BLOB NOT NULL,
+                    requestHash BLOB NOT NULL,
+                    disclosureID TEXT NOT NULL REFERENCES disclosure(id),
+                    sealedReceipt BLOB NOT NULL,
+                    createdAt INTEGER NOT NULL,
+                    PRIMARY KEY (gatewayID, keyHash)
+                );
+                CREATE TABLE audit (
+                    seq INTEGER PRIMARY KEY,
+                    time INTEGER NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    subject TEXT NOT NULL,
+                    detail TEXT NOT NULL,
+                    prevHash BLOB NOT NULL,
+                    hash BLOB NOT NULL
+                );
+                CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+                    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+                CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+                    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+                CREATE TABLE taxonomy (
+                    dimension TEXT NOT NULL,
+                    code TEXT NOT NULL,
+                    position INTEGER NOT NULL,
+                    labelFr TEXT NOT NULL,
+                    labelAr TEXT NOT NULL,
+                    labelEn TEXT NOT NULL,
+                    PRIMARY KEY (dimension, code)
+                );
+                """)
+        }
+        return migrator
+    }
+}

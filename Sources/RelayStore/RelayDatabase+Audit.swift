@@ -1,0 +1,42 @@
+import Foundation
+import GRDB
+public import RelayCore
+
+enum AuditLog {
+    /// Appends one entry after the current head, inside the caller's transaction.
+    static func append(_ db: Database, time: Int64, actor: StoreActor, action: String, subject: String,
+                       detail: [String: String] = [:]) throws {
+        let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        let seq: Int64 = (head?["seq"] ?? 0) + 1
+        let previous: [UInt8] = head.map { Array($0["hash"] as Data) } ?? AuditChain.genesis
+        let entry = AuditEntry(seq: seq, time: time / 60 * 60, actor: actor.name, action: action, subject: subject,
+                               detail: canonicalJSON(detail))
+        try AuditRecord(AuditChain.append(entry, after: previous)).insert(db)
+    }
+
+    static func canonicalJSON(_ detail: [String: String]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(detail)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+}
+
+extension RelayDatabase {
+    /// A page of the trail, oldest first, after `seq`.
+    public func auditEntries(after seq: Int64 = 0, limit: Int = 500) async throws -> [ChainedAuditEntry] {
+        try await pool.read { db in
+            try AuditRecord.filter(AuditRecord.Columns.seq > seq).order(AuditRecord.Columns.seq).limit(limit).fetchAll(db).map(\.chained)
+        }
+    }
+
+    /// Recomputes the whole chain; returns how many entries verified.
+    /// - Throws: `AuditVerifier.Break` naming the first broken entry.
+    public func verifyAudit() throws -> Int64 {
+        try pool.read { db in
+            var verifier = AuditVerifier()
+            let cursor = try AuditRecord.order(AuditRecord.Columns.seq).fetchCursor(db)
+            while let record = try cursor.next() { try verifier.check(record.chained) }
+            return verifier.count
+        }
+    }
+}

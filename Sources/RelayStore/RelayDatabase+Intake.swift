@@ -1,0 +1,151 @@
+public import Foundation
+import GRDB
+public import RelayCore
+import RelayFormat
+
+/// A sealed disclosure on its way in.
+public struct IntakeRequest: Sendable {
+    public var gateway: Principal
+    public var labels: DisclosureLabels
+    /// The case id: a UUIDv7, the object id inside the envelope.
+    public var id: UUID
+    public var envelope: [UInt8]
+    public var idempotencyKey: String
+    /// SHA-256 of the request as the gateway sent it: a retry must match it exactly.
+    public var requestHash: [UInt8]
+
+    public init(gateway: Principal, labels: DisclosureLabels, id: UUID, envelope: [UInt8], idempotencyKey: String, requestHash: [UInt8]) {
+        self.gateway = gateway
+        self.labels = labels
+        self.id = id
+        self.envelope = envelope
+        self.idempotencyKey = idempotencyKey
+        self.requestHash = requestHash
+    }
+}
+
+/// What the gateway gets back, the same on every retry with the same idempotency key.
+public struct IntakeResult: Sendable, Equatable {
+    public var id: String
+    public var receipt: Receipt
+    public var receivedAt: Int64
+    /// True when this answers a retry rather than a new disclosure.
+    public var replayed: Bool
+}
+
+extension RelayDatabase {
+    /// Stores a sealed disclosure and returns its id and receipt once the commit is durable.
+    /// The receipt is kept only as its SHA-256, and sealed under the idempotency key for retries.
+    public func intake(_ request: IntakeRequest) async throws -> IntakeResult {
+        let gateway = request.gateway
+        guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits disclosures") }
+        let keyHash = Data(Digest.sha256(Array(request.idempotencyKey.utf8)))
+        let keyBytes = Array(request.idempotencyKey.utf8)
+        let context = Array(gateway.id.utf8)
+        let now = nowSeconds
+        let id = request.id.uuidString.lowercased()
+        let taxonomy = self.taxonomy
+        return try await committer.write { db in
+            if let previous = try Row.fetchOne(db, sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?",
+                                               arguments: [gateway.id, keyHash]) {
+                guard Digest.constantTimeEquals(Array(previous["requestHash"] as Data), request.requestHash) else {
+                    throw StoreError(.conflict, "this idempotency key was used for another disclosure")
+                }
+                let digits = try KeyedBox.open(Array(previous["sealedReceipt"] as Data), secret: keyBytes, context: context)
+                let receipt = try Receipt(parsing: String(decoding: digits, as: UTF8.self))
+                let receivedAt: Int64 = try Int64.fetchOne(db, sql: "SELECT receivedAt FROM disclosure WHERE id = ?", arguments: [previous["disclosureID"]]) ?? 0
+                return IntakeResult(id: previous["disclosureID"], receipt: receipt, receivedAt: receivedAt, replayed: true)
+            }
+            do { try taxonomy.validate(request.labels) } catch let error as CoreError { throw StoreError(.invalid, error.reason) }
+            let epochID = try Self.checkEnvelope(db, request.envelope, kind: .disclosure, objectID: request.id, queue: request.labels.queue)
+            guard request.id.isVersion7 else { throw StoreError(.invalid, "the disclosure id must be a UUIDv7") }
+            let receipt = Receipt.generate()
+            let receivedAt = now / 60 * 60
+            let labels = request.labels
+            try DisclosureRecord(
+                id: id, queue: labels.queue.rawValue, gatewayID: gateway.id, epochID: epochID, urgencyRank: labels.urgency.rank,
+                category: labels.category, language: labels.language, channel: labels.channel, region: labels.region,
+                state: CaseState.new.rawValue, assigneeID: nil, claimExpiresAt: nil, onHold: false, updated: false, referral: nil,
+                outcome: nil, receiptHash: Data(receipt.digest), envelope: Data(request.envelope), receivedAt: receivedAt,
+                closedAt: nil, purgedAt: nil
+            ).insert(db)
+            try db.execute(
+                sql: "INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedReceipt, createdAt) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [gateway.id, keyHash, Data(request.requestHash), id,
+                            Data(KeyedBox.seal(Array(receipt.digits.utf8), secret: keyBytes, context: context)), now])
+            try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "intake", subject: id,
+                                detail: ["queue": labels.queue.rawValue, "urgency": labels.urgency.rawValue, "category": labels.category])
+            return IntakeResult(id: id, receipt: receipt, receivedAt: receivedAt, replayed: false)
+        }
+    }
+
+    /// Checks an envelope's header against what it claims to be; returns the epoch id it is sealed to.
+    static func checkEnvelope(_ db: Database, _ envelope: [UInt8], kind: ObjectKind, objectID: UUID, queue: QueueName) throws -> String {
+        let header: EnvelopeHeader
+        do { header = try EnvelopeHeader.inspect(envelope) } catch { throw StoreError(.invalid, "the sealed object is \(error.code.rawValue)") }
+        guard header.kind == kind else { throw StoreError(.invalid, "the envelope holds a \(header.kind.name), not a \(kind.name)") }
+        guard header.objectID == objectID else { throw StoreError(.invalid, "the envelope is sealed for another object id") }
+        guard let current = try String.fetchOne(db, sql: "SELECT currentEpochID FROM queue WHERE name = ?", arguments: [queue.rawValue]) else {
+            throw StoreError(.noSealingKey, "the queue \(queue) has no sealing key yet")
+        }
+        guard header.keyID.uuidString.lowercased() == current else {
+            throw StoreError(.invalid, "the envelope is not sealed to the queue's current epoch \(current); fetch the sealing key again")
+        }
+        return current
+    }
+
+    /// Attaches a reporter's follow-up by receipt. It flags the case `updated` and reopens it if closed.
+    /// - Throws: `notFound` when the receipt is unknown for this gateway.
+    public func addFollowup(gateway: Principal, receiptHash: [UInt8], objectID: UUID, envelope: [UInt8]) async throws -> String {
+        guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
+        let now = nowSeconds
+        return try await committer.write { db in
+            guard let record = try DisclosureRecord.filter(DisclosureRecord.Columns.receiptHash == Data(receiptHash)
+                                                           && DisclosureRecord.Columns.gatewayID == gateway.id
+                                                           && DisclosureRecord.Columns.purgedAt == nil).fetchOne(db) else {
+                throw StoreError(.notFound, "no case for that receipt")
+            }
+            let queue = QueueName(rawValue: record.queue) ?? .national
+            let epochID = try Self.checkEnvelope(db, envelope, kind: .followup, objectID: objectID, queue: queue)
+            try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: "followup", authorID: gateway.id,
+                                   epochID: epochID, envelope: Data(envelope), gatewayEnvelope: nil, createdAt: now / 60 * 60).insert(db)
+            var detail = ["object": objectID.uuidString.lowercased()]
+            if record.caseState == .closed {
+                let next = try TriageMachine.next(after: .followup, from: .closed, by: .system, isAssignee: false)
+                try db.execute(sql: "UPDATE disclosure SET state = ?, assigneeID = NULL, claimExpiresAt = NULL, closedAt = NULL, outcome = NULL WHERE id = ?",
+                               arguments: [next.rawValue, record.id])
+                detail["state"] = next.rawValue
+            }
+            try db.execute(sql: "UPDATE disclosure SET updated = 1 WHERE id = ?", arguments: [record.id])
+            try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "followup", subject: record.id, detail: detail)
+            return record.id
+        }
+    }
+
+    /// The replies to a receipt, sealed to the submitting gateway. Audited as a fetch.
+    public func replies(gateway: Principal, receiptHash: [UInt8]) async throws -> [SealedItem] {
+        guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway fetches replies") }
+        let now = nowSeconds
+        return try await committer.write { db in
+            guard let caseID = try String.fetchOne(db, sql: "SELECT id FROM disclosure WHERE receiptHash = ? AND gatewayID = ? AND purgedAt IS NULL",
+                                                   arguments: [Data(receiptHash), gateway.id]) else {
+                throw StoreError(.notFound, "no case for that receipt")
+            }
+            let items = try Self.sealedItems(db, caseID: caseID).filter { $0.kind == .reply }
+            try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "replies.fetch", subject: caseID,
+                                detail: ["count": String(items.count)])
+            return items
+        }
+    }
+
+    static func sealedItems(_ db: Database, caseID: String) throws -> [SealedItem] {
+        try Row.fetchAll(db, sql: """
+            SELECT s.*, p.name AS authorName FROM sealedObject s JOIN principal p ON p.id = s.authorID
+            WHERE s.disclosureID = ? ORDER BY s.createdAt, s.id
+            """, arguments: [caseID]).map { row in
+            SealedItem(id: row["id"], kind: SealedItem.Kind(rawValue: row["kind"]) ?? .note, author: row["authorName"],
+                       epochID: row["epochID"], envelope: Array(row["envelope"] as Data),
+                       gatewayEnvelope: (row["gatewayEnvelope"] as Data?).map(Array.init), createdAt: row["createdAt"])
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import GRDB
+public import RelayCore
+import RelayFormat
+
+/// An epoch as stored: its public key, never its private key.
+public struct EpochInfo: Sendable, Codable, Equatable {
+    public var id: String
+    public var queue: String
+    public var publicKey: String
+    public var createdBy: String
+    public var createdAt: Int64
+    public var isCurrent: Bool
+}
+
+/// An epoch private key sealed to one member.
+public struct GrantInfo: Sendable, Codable, Equatable {
+    public var epochID: String
+    public var queue: String
+    public var member: String
+    public var sealed: [UInt8]
+    public var grantedBy: String
+    public var createdAt: Int64
+    public var isCurrent: Bool
+}
+
+extension RelayDatabase {
+    /// Creates the queue if it does not exist yet.
+    public func ensureQueue(_ queue: QueueName, actor: StoreActor) async throws {
+        let now = nowSeconds
+        try await committer.write { db in
+            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 0 else { return }
+            try db.execute(sql: "INSERT INTO queue (name, createdAt) VALUES (?, ?)", arguments: [queue.rawValue, now])
+            try AuditLog.append(db, time: now, actor: actor, action: "queue.create", subject: queue.rawValue)
+        }
+    }
+
+    /// Registers a principal for a certificate's SPKI fingerprint.
+    public func enroll(name: PrincipalName, role: Role, spkiFingerprint: String, sealingKey: String?, queue: QueueName = .national,
+                       actor: StoreActor) async throws -> Principal {
+        guard Role.enrollable.contains(role) else { throw StoreError(.invalid, "cannot enroll the role \(role.rawValue)") }
+        if let sealingKey {
+            do { _ = try SealingPublicKey(text: sealingKey) } catch { throw StoreError(.invalid, "the sealing key is not valid: \(error)") }
+        } else {
+            throw StoreError(.invalid, "a \(role.rawValue) needs a sealing key")
+        }
+        let record = PrincipalRecord(id: UUID.v7().uuidString.lowercased(), name: name.rawValue, role: role.rawValue,
+                                     spkiFingerprint: spkiFingerprint, sealingKey: sealingKey, queue: queue.rawValue,
+                                     createdAt: nowSeconds, revokedAt: nil)
+        try await committer.write { db in
+            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1 else {
+                throw StoreError(.notFound, "no queue named \(queue)")
+            }
+            if try PrincipalRecord.filter(PrincipalRecord.Columns.name == record.name).fetchOne(db) != nil {
+                throw StoreError(.conflict, "a principal named \(name) exists")
+            }
+            if try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == record.spkiFingerprint).fetchOne(db) != nil {
+                throw StoreError(.conflict, "that certificate key is already enrolled")
+            }
+            try record.insert(db)
+            try AuditLog.append(db, time: record.createdAt, actor: actor, action: "principal.enroll", subject: record.name,
+                                detail: ["role": record.role, "queue": record.queue])
+        }
+        return record.principal!
+    }
+
+    /// Revokes a principal at once and deletes its grants.
+    public func revoke(name: PrincipalName, actor: StoreActor) async throws {
+        let now = nowSeconds
+        try await committer.write { db in
+            guard let record = try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db) else {
+                throw StoreError(.notFound, "no principal named \(name)")
+            }
+            guard record.revokedAt == nil else { throw StoreError(.invalidState, "\(name) is already revoked") }
+            try db.execute(sql: "UPDATE principal SET revokedAt = ? WHERE id = ?", arguments: [now, record.id])
+            try db.execute(sql: "DELETE FROM \"grant\" WHERE principalID = ?", arguments: [record.id])
+            try db.execute(sql: "UPDATE disclosure SET state = 'new', assigneeID = NULL, claimExpiresAt = NULL WHERE assigneeID = ? AND state IN ('claimed', 'in_progress')", arguments: [record.id])
+            try AuditLog.append(db, time: now, actor: actor, action: "principal.revoke", subject: record.name)
+        }
+    }
+
+    public func principals() async throws -> [Principal] {
+        try await pool.read { db in try PrincipalRecord.order(PrincipalRecord.Columns.name).fetchAll(db).compactMap(\.principal) }
+    }
+
+    /// The principal a client certificate maps to, revoked or not.
+    public func principal(spkiFingerprint: String) async throws -> Principal? {
+        try await pool.read { db in
+            try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == spkiFingerprint).fetchOne(db)?.principal
+        }
+    }
+
+    public func principal(named name: PrincipalName) async throws -> Principal? {
+        try await pool.read { db in try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db)?.principal }
+    }
+
+    /// The queue's current epoch, if it has one.
+    public func currentEpoch(queue: QueueName) async throws -> EpochInfo? {
+        try await pool.read { db in try Self.epochs(db, queue: queue).first(where: \.isCurrent) }
+    }
+
+    public func epochs(queue: QueueName) async throws -> [EpochInfo] {
+        try await pool.read { db in try Self.epochs(db, queue: queue) }
+    }
+
+    static func epochs(_ db: Database, queue: QueueName) throws -> [EpochInfo] {
+        let current = try String.fetchOne(db, sql: "SELECT currentEpochID FROM queue WHERE name = ?", arguments: [queue.rawValue])
+        return try Row.fetchAll(db, sql: "SELECT * FROM epoch WHERE queue = ? ORDER BY createdAt, id", arguments: [queue.rawValue]).map { row in
+            EpochInfo(id: row["id"], queue: row["queue"], publicKey: row["publicKey"], createdBy: row["createdBy"],
+                      createdAt: row["createdAt"], isCurrent: row["id"] == current)
+        }
+    }
+
+    /// Stores a new epoch with its first grants and makes it the queue's current one.
+    /// - Parameter grants: sealed epoch keys by member name; each must be a grant for this epoch to that member's key.
+    public func createEpoch(queue: QueueName, publicKey: String, grants: [String: [UInt8]], actor: StoreActor) async throws -> EpochInfo {
+        guard actor.role.isMember else { throw StoreError(.forbidden, "only responders and supervisors create epochs") }
+        let key: SealingPublicKey
+        do { key = try SealingPublicKey(text: publicKey) } catch { throw StoreError(.invalid, "the epoch key is not valid: \(error)") }
+        guard grants.keys.contains(actor.name) else { throw StoreError(.invalid, "the new epoch must be granted to its creator") }
+        let epochID = key.id.uuidString.lowercased()
+        let now = nowSeconds
+        return try await committer.write { db in
+            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1 else {
+                throw StoreError(.notFound, "no queue named \(queue)")
+            }
+            try db.execute(sql: "INSERT INTO epoch (id, queue, publicKey, createdBy, createdAt) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [epochID, queue.rawValue, publicKey, actor.name, now])
+            try Self.insertGrants(db, epochID: key.id, grants: grants, actor: actor, now: now)
+            try db.execute(sql: "UPDATE queue SET currentEpochID = ? WHERE name = ?", arguments: [epochID, queue.rawValue])
+            try AuditLog.append(db, time: now, actor: actor, action: "epoch.rotate", subject: epochID,
+                                detail: ["queue": queue.rawValue, "grants": String(grants.count)])
+            return try Self.epochs(db, queue: queue).first { $0.id == epochID }!
+        }
+    }
+
+    /// Adds grants of an epoch the actor holds, for members who joined later.
+    public func addGrants(epochID: String, grants: [String: [UInt8]], actor: StoreActor) async throws {
+        guard actor.role.isMember, let actorID = actor.principalID else { throw StoreError(.forbidden, "only members grant keys") }
+        guard let id = UUID(uuidString: epochID) else { throw StoreError(.invalid, "not an epoch id") }
+        let now = nowSeconds
+        try await committer.write { db in
+            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"grant\" WHERE epochID = ? AND principalID = ?",
+                                   arguments: [epochID.lowercased(), actorID]) == 1 else {
+                throw StoreError(.forbidden, "you hold no grant for epoch \(epochID)")
+            }
+            try Self.insertGrants(db, epochID: id, grants: grants, actor: actor, now: now)
+        }
+    }
+
+    private static func insertGrants(_ db: Database, epochID: UUID, grants: [String: [UInt8]], actor: StoreActor, now: Int64) throws {
+        for (memberName, sealed) in grants.sorted(by: { $0.key < $1.key }) {
+            guard let member = try PrincipalRecord.filter(PrincipalRecord.Columns.name == memberName).fetchOne(db)?.principal,
+                  member.isActive, member.role.isMember, let keyText = member.sealingKey,
+                  let memberKey = try? SealingPublicKey(text: keyText) else {
+                throw StoreError(.notFound, "no active responder or supervisor named \(memberName)")
+            }
+            let header: EnvelopeHeader
+            do { header = try EnvelopeHeader.inspect(sealed) } catch { throw StoreError(.invalid, "the grant for \(memberName) is not an envelope") }
+            guard header.kind == .grant, header.objectID == epochID, header.keyID == memberKey.id else {
+                throw StoreError(.invalid, "the grant for \(memberName) is not sealed to their key for this epoch")
+            }
+            try db.execute(sql: """
+                INSERT INTO "grant" (epochID, principalID, sealed, grantedBy, createdAt) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (epochID, principalID) DO UPDATE SET sealed = excluded.sealed, grantedBy = excluded.grantedBy, createdAt = excluded.createdAt
+                """, arguments: [epochID.uuidString.lowercased(), member.id, Data(sealed), actor.name, now])
+            try AuditLog.append(db, time: now, actor: actor, action: "grant", subject: epochID.uuidString.lowercased(),
+                                detail: ["member": memberName])
+        }
+    }
+
+    /// The grants a member holds, newest epoch first.
+    public func grants(for principal: Principal) async throws -> [GrantInfo] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT g.*, e.queue, q.currentEpochID FROM "grant" g JOIN epoch e ON e.id = g.epochID JOIN queue q ON q.name = e.queue
+                WHERE g.principalID = ? ORDER BY e.createdAt DESC, e.id
+                """, arguments: [principal.id]).map { row in
+                GrantInfo(epochID: row["epochID"], queue: row["queue"], member: principal.name.rawValue,
+                          sealed: Array(row["sealed"] as Data), grantedBy: row["grantedBy"], createdAt: row["createdAt"],
+                          isCurrent: row["epochID"] == (row["currentEpochID"] as String?))
+            }
+        }
+    }
+}

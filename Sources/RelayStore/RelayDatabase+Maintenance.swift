@@ -1,0 +1,90 @@
+import Foundation
+import GRDB
+public import RelayCore
+
+/// What counts can be grouped by in reports.
+public enum StatisticsDimension: String, Sendable, CaseIterable, Codable {
+    case month, category, urgency, channel, region, outcome, language, referral
+}
+
+extension RelayDatabase {
+    /// Purges cases closed longer than the retention policy allows and not on hold: removes the envelope and
+    /// every sealed object, keeps a tombstone with the labels. Works in short batches; returns how many it purged.
+    public func purgeExpiredCases(batchSize: Int = 50) async throws -> Int {
+        let cutoff = nowSeconds - Int64(options.policy.closedRetentionDays) * 86_400
+        var total = 0
+        while true {
+            let now = nowSeconds
+            let purged = try await committer.write { db in
+                let ids = try String.fetchAll(db, sql: """
+                    SELECT id FROM disclosure WHERE state = 'closed' AND purgedAt IS NULL AND onHold = 0 AND closedAt <= ? LIMIT ?
+                    """, arguments: [cutoff, batchSize])
+                for id in ids {
+                    try db.execute(sql: "DELETE FROM sealedObject WHERE disclosureID = ?", arguments: [id])
+                    try db.execute(sql: "DELETE FROM idempotency WHERE disclosureID = ?", arguments: [id])
+                    try db.execute(sql: "UPDATE disclosure SET envelope = NULL, receiptHash = NULL, purgedAt = ? WHERE id = ?",
+                                   arguments: [now, id])
+                    try AuditLog.append(db, time: now, actor: .relay, action: "purge", subject: id)
+                }
+                return ids.count
+            }
+            total += purged
+            if purged < batchSize { return total }
+        }
+    }
+
+    /// Forgets idempotency records older than `maxAgeSeconds` (their sealed receipts with them).
+    public func expireIdempotencyKeys(maxAgeSeconds: Int64 = 7 * 86_400) async throws -> Int {
+        let cutoff = nowSeconds - maxAgeSeconds
+        return try await committer.write { db in
+            try db.execute(sql: "DELETE FROM idempotency WHERE createdAt < ?", arguments: [cutoff])
+            return db.changesCount
+        }
+    }
+
+    /// Copies the database with SQLite's online backup API while writes go on.
+    public func backup(to path: String) throws {
+        guard !FileManager.default.fileExists(atPath: path) else { throw StoreError(.conflict, "\(path) exists; refusing to overwrite it") }
+        let destination = try DatabaseQueue(path: path)
+        try pool.backup(to: destination)
+        try destination.close()
+        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+    }
+
+    /// Counts of cases by one label, from labels only (purged cases included), for the NGOs' reports.
+    public func statistics(by dimension: StatisticsDimension) async throws -> [(key: String, count: Int)] {
+        let expression: String = switch dimension {
+        case .month: "strftime('%Y-%m', receivedAt, 'unixepoch')"
+        case .urgency: "CASE urgencyRank \(Urgency.allCases.map { "WHEN \($0.rank) THEN '\($0.rawValue)'" }.joined(separator: " ")) END"
+        case .category, .channel, .region, .outcome, .language, .referral: "COALESCE(\(dimension.rawValue), '-')"
+        }
+        let order = dimension == .urgency ? "MIN(urgencyRank)" : "key"
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT \(expression) AS key, COUNT(*) AS count FROM disclosure GROUP BY key ORDER BY \(order)")
+                .map { (key: $0["key"], count: $0["count"]) }
+        }
+    }
+
+    /// Unclaimed cases by urgency, and how many are past their SLA: for metrics and alerts.
+    public func queueDepth() async throws -> [Urgency: (waiting: Int, pastSLA: Int)] {
+        let now = nowSeconds
+        let sla = options.policy.slaSeconds
+        return try await pool.read { db in
+            var depth: [Urgency: (waiting: Int, pastSLA: Int)] = [:]
+            for urgency in Urgency.allCases {
+                let limit = now - Int64(sla[urgency] ?? 86_400)
+                let row = try Row.fetchOne(db, sql: """
+                    SELECT COUNT(*) AS waiting, COALESCE(SUM(receivedAt < ?), 0) AS late FROM disclosure
+                    WHERE state = 'new' AND urgencyRank = ? AND purgedAt IS NULL
+                    """, arguments: [limit, urgency.rank])
+                depth[urgency] = (row?["waiting"] ?? 0, row?["late"] ?? 0)
+            }
+            return depth
+        }
+    }
+
+    /// Whether the database answers: for readiness probes.
+    public func isReadable() async -> Bool {
+        (try? await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+    }
+}

@@ -1,0 +1,274 @@
+public import Foundation
+import GRDB
+public import RelayCore
+import RelayFormat
+
+/// Which cases to list. Empty fields do not filter.
+public struct QueueFilter: Sendable, Equatable {
+    public var queue: QueueName?
+    public var states: Set<CaseState>
+    public var urgency: Urgency?
+    public var category: String?
+    public var assigneeID: String?
+
+    public init(queue: QueueName? = nil, states: Set<CaseState> = [], urgency: Urgency? = nil, category: String? = nil, assigneeID: String? = nil) {
+        self.queue = queue
+        self.states = states
+        self.urgency = urgency
+        self.category = category
+        self.assigneeID = assigneeID
+    }
+}
+
+/// A position in the queue's order (urgency, then oldest): the last case of a page.
+public struct QueueCursor: Sendable, Equatable {
+    public var urgencyRank: Int
+    public var id: String
+
+    public init(urgencyRank: Int, id: String) {
+        self.urgencyRank = urgencyRank
+        self.id = id
+    }
+
+    /// An opaque token for clients.
+    public var token: String { Data("\(urgencyRank):\(id)".utf8).base64EncodedString() }
+
+    public init?(token: String) {
+        guard let data = Data(base64Encoded: token), let text = String(data: data, encoding: .utf8) else { return nil }
+        let parts = text.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let rank = Int(parts[0]), Urgency(rank: rank) != nil, UUID(uuidString: String(parts[1])) != nil else { return nil }
+        self.init(urgencyRank: rank, id: String(parts[1]))
+    }
+}
+
+public struct QueuePage: Sendable, Equatable {
+    public var cases: [CaseSummary]
+    public var next: QueueCursor?
+}
+
+/// A case with everything sealed in it, for a member to open locally.
+public struct CaseDetail: Sendable, Equatable {
+    public var summary: CaseSummary
+    public var disclosure: SealedItem?
+    public var items: [SealedItem]
+    /// The submitting gateway's sealing key, for sealing replies to the reporter.
+    public var gatewayKey: String?
+}
+
+extension RelayDatabase {
+    /// Lists cases urgent first, then oldest, one page after `cursor`. Uses the (urgencyRank, id) index, never OFFSET.
+    public func listQueue(_ filter: QueueFilter, after cursor: QueueCursor? = nil, limit: Int = 50) async throws -> QueuePage {
+        let limit = max(1, min(limit, 500))
+        return try await pool.read { db in
+            var request = DisclosureRecord.filter(DisclosureRecord.Columns.purgedAt == nil)
+            if let queue = filter.queue { request = request.filter(DisclosureRecord.Columns.queue == queue.rawValue) }
+            if !filter.states.isEmpty { request = request.filter(filter.states.map(\.rawValue).contains(DisclosureRecord.Columns.state)) }
+            if let urgency = filter.urgency { request = request.filter(DisclosureRecord.Columns.urgencyRank == urgency.rank) }
+            if let category = filter.category { request = request.filter(DisclosureRecord.Columns.category == category) }
+            if let assignee = filter.assigneeID { request = request.filter(DisclosureRecord.Columns.assigneeID == assignee) }
+            if let cursor {
+                request = request.filter(DisclosureRecord.Columns.urgencyRank > cursor.urgencyRank
+                    || (DisclosureRecord.Columns.urgencyRank == cursor.urgencyRank && DisclosureRecord.Columns.id > cursor.id))
+            }
+            let records = try request
+                .select(sql: """
+                    id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state, assigneeID,
+                    claimExpiresAt, onHold, updated, referral, outcome, receivedAt, closedAt, purgedAt,
+                    NULL AS receiptHash, NULL AS envelope
+                    """)
+                .order(DisclosureRecord.Columns.urgencyRank, DisclosureRecord.Columns.id)
+                .limit(limit + 1)
+                .fetchAll(db)
+            let names = try Self.principalNames(db)
+            let page = records.prefix(limit)
+            let next = records.count > limit ? page.last.map { QueueCursor(urgencyRank: $0.urgencyRank, id: $0.id) } : nil
+            return QueuePage(cases: page.map { $0.summary(assigneeName: $0.assigneeID.flatMap { names[$0] }) }, next: next)
+        }
+    }
+
+    static func principalNames(_ db: Database) throws -> [String: String] {
+        Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, name FROM principal").map { ($0["id"], $0["name"]) })
+    }
+
+    /// The metadata of one case, without sealed content and without an audit entry.
+    public func caseSummary(id: String) async throws -> CaseSummary {
+        try await pool.read { db in
+            let record = try Self.record(db, id: id)
+            return record.summary(assigneeName: try Self.principalNames(db)[record.assigneeID ?? ""])
+        }
+    }
+
+    /// Every sealed object of a case, appending a `fetch` audit entry. Opening clears the `updated` flag.
+    public func fetchCase(id: String, actor: StoreActor) async throws -> CaseDetail {
+        guard actor.role.isMember else { throw StoreError(.forbidden, "only responders and supervisors open cases") }
+        let now = nowSeconds
+        return try await committer.write { db in
+            try Self.requireActive(db, actor)
+            let record = try Self.record(db, id: id)
+            let items = try Self.sealedItems(db, caseID: id)
+            let names = try Self.principalNames(db)
+            let gatewayKey = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID])
+            try db.execute(sql: "UPDATE disclosure SET updated = 0 WHERE id = ?", arguments: [id])
+            try AuditLog.append(db, time: now, actor: actor, action: "fetch", subject: id, detail: ["objects": String(items.count + 1)])
+            let disclosure = record.envelope.map {
+                SealedItem(id: id, kind: .disclosure, author: names[record.gatewayID] ?? "", epochID: record.epochID,
+                           envelope: Array($0), gatewayEnvelope: nil, createdAt: record.receivedAt)
+            }
+            return CaseDetail(summary: record.summary(assigneeName: record.assigneeID.flatMap { names[$0] }),
+                              disclosure: disclosure, items: items, gatewayKey: gatewayKey)
+        }
+    }
+
+    /// Revocation takes effect inside the store too, whatever the caller checked before.
+    static func requireActive(_ db: Database, _ actor: StoreActor) throws {
+        guard let id = actor.principalID else { return }
+        guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM principal WHERE id = ? AND revokedAt IS NULL", arguments: [id]) == 1 else {
+            throw StoreError(.forbidden, "\(actor.name) is revoked")
+        }
+    }
+
+    static func record(_ db: Database, id: String) throws -> DisclosureRecord {
+        guard let record = try DisclosureRecord.fetchOne(db, key: id.lowercased()) else { throw StoreError(.notFound, "no case \(id)") }
+        return record
+    }
+
+    /// Applies a triage action through the state machine, with the actor's role and claim checked.
+    /// - Parameters:
+    ///   - referral: for `refer`, a referral code from the taxonomy.
+    ///   - outcome: for `close`, an outcome code from the taxonomy.
+    ///   - assignee: for `assign`, the member who gets the case.
+    @discardableResult
+    public func transition(id: String, action: TriageAction, actor: StoreActor, referral: String? = nil, outcome: String? = nil,
+                           assignee: PrincipalName? = nil) async throws -> CaseSummary {
+        let now = nowSeconds
+        let lease = Int64(options.policy.claimLeaseSeconds)
+        let taxonomy = self.taxonomy
+        if action == .refer, !taxonomy.contains(referral ?? "", in: .referral) {
+            throw StoreError(.invalid, "unknown referral '\(referral ?? "")'")
+        }
+        if action == .close, !taxonomy.contains(outcome ?? "", in: .outcome) {
+            throw StoreError(.invalid, "unknown outcome '\(outcome ?? "")'")
+        }
+        return try await committer.write { db in
+            try Self.requireActive(db, actor)
+            var record = try Self.record(db, id: id)
+            guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(id) was purged") }
+            let isAssignee = record.assigneeID != nil && record.assigneeID == actor.principalID
+            let next: CaseState
+            do {
+                next = try TriageMachine.next(after: action, from: record.caseState, by: actor.role, isAssignee: isAssignee)
+            } catch let error as CoreError {
+                throw StoreError(error.code == .transitionNotAllowed ? .invalidState : .forbidden, error.reason)
+            }
+            var detail = ["from": record.state, "to": next.rawValue]
+            switch action {
+            case .claim:
+                record.assigneeID = actor.principalID
+                record.claimExpiresAt = now + lease
+            case .assign:
+                guard let assignee, let member = try PrincipalRecord.filter(PrincipalRecord.Columns.name == assignee.rawValue).fetchOne(db)?.principal,
+                      member.isActive, member.role.isMember else {
+                    throw StoreError(.notFound, "no active responder named \(assignee?.rawValue ?? "")")
+                }
+                record.assigneeID = member.id
+                record.claimExpiresAt = now + lease
+                detail["assignee"] = member.name.rawValue
+            case .start:
+                record.claimExpiresAt = now + lease
+            case .release, .reopen, .expire, .followup:
+                record.assigneeID = nil
+                record.claimExpiresAt = nil
+                record.closedAt = nil
+            case .refer:
+                record.referral = referral
+                record.claimExpiresAt = nil
+                detail["referral"] = referral
+            case .close:
+                record.outcome = outcome
+                record.closedAt = now
+                record.claimExpiresAt = nil
+                detail["outcome"] = outcome
+            }
+            record.state = next.rawValue
+            try record.update(db)
+            try AuditLog.append(db, time: now, actor: actor, action: action.rawValue, subject: record.id, detail: detail)
+            return record.summary(assigneeName: try Self.principalNames(db)[record.assigneeID ?? ""])
+        }
+    }
+
+    /// Sets or lifts a hold, which keeps a closed case from being purged. Supervisors only.
+    public func setHold(id: String, on: Bool, actor: StoreActor) async throws {
+        guard actor.role == .supervisor else { throw StoreError(.forbidden, "only a supervisor sets a hold") }
+        let now = nowSeconds
+        try await committer.write { db in
+            let record = try Self.record(db, id: id)
+            guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(id) was purged") }
+            try db.execute(sql: "UPDATE disclosure SET onHold = ? WHERE id = ?", arguments: [on, record.id])
+            try AuditLog.append(db, time: now, actor: actor, action: on ? "hold.on" : "hold.off", subject: record.id)
+        }
+    }
+
+    /// Returns cases whose claim ran out to `new`; returns how many.
+    public func reapExpiredClaims() async throws -> Int {
+        let now = nowSeconds
+        return try await committer.write { db in
+            let expired = try DisclosureRecord.filter(DisclosureRecord.Columns.claimExpiresAt < now
+                && [CaseState.claimed.rawValue, CaseState.inProgress.rawValue].contains(DisclosureRecord.Columns.state)).fetchAll(db)
+            for var record in expired {
+                let next = try TriageMachine.next(after: .expire, from: record.caseState, by: .system, isAssignee: false)
+                let detail = ["from": record.state, "to": next.rawValue]
+                record.state = next.rawValue
+                record.assigneeID = nil
+                record.claimExpiresAt = nil
+                try record.update(db)
+                try AuditLog.append(db, time: now, actor: .relay, action: "expire", subject: record.id, detail: detail)
+            }
+            return expired.count
+        }
+    }
+
+    /// Adds a note sealed to the queue's current epoch. Renews the actor's claim.
+    public func addNote(caseID: String, objectID: UUID, envelope: [UInt8], actor: StoreActor) async throws {
+        try await addSealed(caseID: caseID, objectID: objectID, kind: .note, envelope: envelope, gatewayEnvelope: nil, actor: actor)
+    }
+
+    /// Adds a reply: the copy sealed to the submitting gateway, and the copy sealed to the epoch for the record.
+    public func addReply(caseID: String, objectID: UUID, envelope: [UInt8], gatewayEnvelope: [UInt8], actor: StoreActor) async throws {
+        try await addSealed(caseID: caseID, objectID: objectID, kind: .reply, envelope: envelope, gatewayEnvelope: gatewayEnvelope, actor: actor)
+    }
+
+    private func addSealed(caseID: String, objectID: UUID, kind: ObjectKind, envelope: [UInt8], gatewayEnvelope: [UInt8]?,
+                           actor: StoreActor) async throws {
+        guard actor.role.isMember, let actorID = actor.principalID else { throw StoreError(.forbidden, "only responders and supervisors add \(kind.name)s") }
+        let now = nowSeconds
+        let lease = Int64(options.policy.claimLeaseSeconds)
+        try await committer.write { db in
+            try Self.requireActive(db, actor)
+            let record = try Self.record(db, id: caseID)
+            guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(caseID) was purged") }
+            if actor.role != .supervisor && record.assigneeID != actorID {
+                throw StoreError(.forbidden, "claim the case before adding a \(kind.name)")
+            }
+            let epochID = try Self.checkEnvelope(db, envelope, kind: kind, objectID: objectID, queue: QueueName(rawValue: record.queue) ?? .national)
+            if let gatewayEnvelope {
+                guard let keyText = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID]),
+                      let gatewayKey = try? SealingPublicKey(text: keyText) else {
+                    throw StoreError(.invalidState, "the submitting gateway has no sealing key")
+                }
+                let header: EnvelopeHeader
+                do { header = try EnvelopeHeader.inspect(gatewayEnvelope) } catch let error as FormatError { throw StoreError(.invalid, "the gateway copy is \(error.code.rawValue)") }
+                guard header.kind == .reply, header.objectID == objectID, header.keyID == gatewayKey.id else {
+                    throw StoreError(.invalid, "the gateway copy is not a reply sealed to the submitting gateway's key")
+                }
+            }
+            try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: kind.name, authorID: actorID,
+                                   epochID: epochID, envelope: Data(envelope), gatewayEnvelope: gatewayEnvelope.map { Data($0) },
+                                   createdAt: now).insert(db)
+            if record.assigneeID == actorID {
+                try db.execute(sql: "UPDATE disclosure SET claimExpiresAt = ? WHERE id = ?", arguments: [now + lease, record.id])
+            }
+            try AuditLog.append(db, time: now, actor: actor, action: kind.name, subject: record.id,
+                                detail: ["object": objectID.uuidString.lowercased()])
+        }
+    }
+}

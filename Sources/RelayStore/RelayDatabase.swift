@@ -1,0 +1,88 @@
+public import Foundation
+import GRDB
+public import RelayCore
+
+/// The relay's store, in the GRDB AppDatabase pattern: one SQLite file in WAL mode, written only
+/// through the group committer. Every state change appends its audit entry in the same transaction.
+public final class RelayDatabase: Sendable {
+    public struct Options: Sendable {
+        public var maxBatch = 256
+        public var windowMicroseconds = 500
+        public var maxPending = 4096
+        public var policy = TriagePolicy.default
+        public var now: @Sendable () -> Date = { Date() }
+        /// Called with the size of every committed batch, for metrics.
+        public var batchObserver: @Sendable (Int) -> Void = { _ in }
+
+        public init() {}
+    }
+
+    let pool: DatabasePool
+    let committer: GroupCommitter
+    public let options: Options
+    /// The label codes loaded from the taxonomy table.
+    public let taxonomy: TaxonomyCodes
+
+    public static let fileName = "relay.sqlite"
+
+    /// Opens (and creates or migrates) the database in `directory`, then loads the taxonomy from
+    /// `taxonomyYAML` if the database has none yet.
+    public init(directory: String, taxonomyYAML: String? = nil, options: Options = Options()) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+        }
+        let pool = try DatabasePool(path: (directory as NSString).appendingPathComponent(Self.fileName), configuration: configuration)
+        // GRDB sets synchronous=NORMAL on the WAL writer after prepareDatabase; acknowledged writes need FULL.
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        try Migrations.migrator.migrate(pool)
+        if let taxonomyYAML {
+            let entries = try TaxonomyFile.parse(taxonomyYAML)
+            try pool.write { db in
+                if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM taxonomy") == 0 {
+                    try TaxonomyFile.insert(entries, into: db)
+                }
+            }
+        }
+        self.pool = pool
+        self.options = options
+        self.taxonomy = try pool.read(TaxonomyFile.codes)
+        self.committer = GroupCommitter(
+            writer: pool,
+            options: .init(maxBatch: options.maxBatch, window: .microseconds(options.windowMicroseconds), maxPending: options.maxPending),
+            observer: options.batchObserver)
+    }
+
+    /// Runs the group-commit writer until the task is cancelled; pending writes finish first.
+    public func runWriter() async {
+        await committer.run()
+    }
+
+    /// Stops taking writes; those already queued are still committed by `runWriter`.
+    public func closeWriter() {
+        committer.close()
+    }
+
+    var nowSeconds: Int64 { Int64(options.now().timeIntervalSince1970) }
+
+    /// Reads a pragma from the writer connection, for checks and tests.
+    public func writerPragma(_ name: String) throws -> String? {
+        try pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
+    }
+
+    /// Moves the WAL into the database file and truncates it.
+    public func checkpoint() throws {
+        try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+    }
+
+    /// The current schema's applied migrations, oldest first.
+    public func appliedMigrations() throws -> [String] {
+        try pool.read { db in try Migrations.migrator.appliedMigrations(db) }
+    }
+}

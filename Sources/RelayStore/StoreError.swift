@@ -1,0 +1,33 @@
+/// The one error type of RelayStore. Reasons hold ids and labels, never content or receipts.
+public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable, Hashable {
+        /// No such case, principal, epoch or receipt (for this gateway).
+        case notFound
+        /// An idempotency key reused with another body, a duplicate name or key.
+        case conflict
+        /// The actor's role or claim does not allow this.
+        case forbidden
+        /// The case's state does not allow this.
+        case invalidState
+        /// Input the store refuses: an unknown label, a bad envelope.
+        case invalid
+        /// The queue has no current epoch key yet.
+        case noSealingKey
+        /// The writer's queue is full; try again shortly.
+        case busy
+        /// The disk is full or failing: nothing was stored.
+        case unavailable
+    }
+
+    public let code: Code
+    public let reason: String
+
+    package init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public static func == (lhs: StoreError, rhs: StoreError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+    public var description: String { "\(code.rawValue): \(reason)" }
+}

@@ -1,0 +1,85 @@
+import GRDB
+public import RelayCore
+import Yams
+
+/// One label of the taxonomy, in the three languages responders and reports use.
+public struct TaxonomyEntry: Sendable, Codable, Equatable {
+    public var dimension: TaxonomyCodes.Dimension
+    public var code: String
+    public var position: Int
+    public var fr: String
+    public var ar: String
+    public var en: String
+}
+
+/// Reads `seeds/taxonomy.yaml` and keeps it in the `taxonomy` table.
+enum TaxonomyFile {
+    static let sections: [(String, TaxonomyCodes.Dimension)] = [
+        ("categories", .category), ("urgencies", .urgency), ("referrals", .referral), ("outcomes", .outcome),
+        ("languages", .language), ("channels", .channel), ("regions", .region),
+    ]
+
+    private struct Label: Decodable {
+        var code: String
+        var fr: String
+        var ar: String
+        var en: String
+    }
+
+    static func parse(_ yaml: String) throws -> [TaxonomyEntry] {
+        guard let root = try Yams.load(yaml: yaml) as? [String: Any] else {
+            throw StoreError(.invalid, "taxonomy: not a YAML mapping")
+        }
+        guard root["version"] as? Int == 1 else { throw StoreError(.invalid, "taxonomy: version must be 1") }
+        var entries: [TaxonomyEntry] = []
+        for (key, dimension) in sections {
+            guard let list = root[key] as? [[String: Any]], !list.isEmpty else {
+                throw StoreError(.invalid, "taxonomy: missing section '\(key)'")
+            }
+            var seen: Set<String> = []
+            for (position, item) in list.enumerated() {
+                guard let code = item["code"] as? String, let fr = item["fr"] as? String, let ar = item["ar"] as? String,
+                      let en = item["en"] as? String, !code.isEmpty, item.count == 4 else {
+                    throw StoreError(.invalid, "taxonomy: \(key)[\(position)] needs exactly code, fr, ar and en")
+                }
+                guard seen.insert(code).inserted else { throw StoreError(.invalid, "taxonomy: duplicate \(key) code '\(code)'") }
+                entries.append(TaxonomyEntry(dimension: dimension, code: code, position: position, fr: fr, ar: ar, en: en))
+            }
+        }
+        let urgencies = entries.filter { $0.dimension == .urgency }.map(\.code)
+        guard urgencies == Urgency.allCases.map(\.rawValue) else {
+            throw StoreError(.invalid, "taxonomy: urgencies must be \(Urgency.allCases.map(\.rawValue).joined(separator: ", ")) in that order")
+        }
+        return entries
+    }
+
+    static func insert(_ entries: [TaxonomyEntry], into db: Database) throws {
+        for entry in entries {
+            try db.execute(
+                sql: "INSERT INTO taxonomy (dimension, code, position, labelFr, labelAr, labelEn) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [entry.dimension.rawValue, entry.code, entry.position, entry.fr, entry.ar, entry.en])
+        }
+    }
+
+    static func codes(_ db: Database) throws -> TaxonomyCodes {
+        var codes: [TaxonomyCodes.Dimension: Set<String>] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT dimension, code FROM taxonomy") {
+            guard let dimension = TaxonomyCodes.Dimension(rawValue: row["dimension"]) else { continue }
+            codes[dimension, default: []].insert(row["code"])
+        }
+        return TaxonomyCodes(codes: codes)
+    }
+}
+
+extension RelayDatabase {
+    /// Every label, ordered by dimension and position, for clients that show them.
+    public func taxonomyEntries() async throws -> [TaxonomyEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM taxonomy ORDER BY dimension, position").compactMap { row in
+                guard let dimension = TaxonomyCodes.Dimension(rawValue: row["dimension"]) else { return nil }
+                return TaxonomyEntry(dimension: dimension, code: row["code"], position: row["position"],
+                                     fr: row["labelFr"], ar: row["labelAr"], en: row["labelEn"])
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import RelayCore
+import RelayFormat
+@testable import RelayStore
+import Testing
+
+@Suite struct DatabaseSetupTests {
+    @Test func theWriterRunsWithFullSynchronousForeignKeysAndSecureDelete() async throws {
+        let fixture = try await StoreFixture()
+        #expect(try fixture.db.writerPragma("synchronous") == "2")
+        #expect(try fixture.db.writerPragma("foreign_keys") == "1")
+        #expect(try fixture.db.writerPragma("secure_delete") == "1")
+        #expect(try fixture.db.writerPragma("journal_mode") == "wal")
+        #expect(try fixture.db.appliedMigrations() == ["v1"])
+    }
+
+    @Test func theTaxonomyIsLoadedFromSeedsInThreeLanguages() async throws {
+        let fixture = try await StoreFixture()
+        let entries = try await fixture.db.taxonomyEntries()
+        #expect(entries.filter { $0.dimension == .region }.count == 12)
+        #expect(Set(entries.filter { $0.dimension == .urgency }.map(\.code)) == Set(Urgency.allCases.map(\.rawValue)))
+        #expect(Set(entries.filter { $0.dimension == .referral }.map(\.code)) == ["police", "health", "social", "shelter", "legal", "partner"])
+        #expect(entries.allSatisfy { !$0.fr.isEmpty && !$0.en.isEmpty && $0.ar.unicodeScalars.contains { (0x0600...0x06FF).contains($0.value) } })
+        #expect(fixture.db.taxonomy.contains("sexual_exploitation", in: .category))
+    }
+
+    @Test func aBrokenTaxonomyIsRefusedWithItsReason() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-tax-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let duplicate = StoreFixture.taxonomyYAML.replacingOccurrences(of: "code: \"trafficking\"", with: "code: \"sexual_abuse\"")
+        #expect(duplicate != StoreFixture.taxonomyYAML)
+        #expect(throws: StoreError.code(.invalid)) { try RelayDatabase(directory: directory, taxonomyYAML: duplicate) }
+    }
+
+    @Test func reopeningKeepsEverything() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        try await fixture.reopen()
+        #expect(try await fixture.db.caseSummary(id: result.id).state == .new)
+        #expect(try fixture.db.verifyAudit() > 5)
+    }
+}
+
+@Suite struct IntakeTests {
+    @Test func intakeStoresTheEnvelopeAndOnlyTheReceiptsHash() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit("canary-intake-51c2")
+        #expect(UUID(uuidString: result.id)?.isVersion7 == true)
+        #expect(result.receivedAt % 60 == 0 && !result.replayed)
+        try fixture.db.checkpoint()
+        for (name, data) in try fixture.rawFiles() {
+            #expect(!data.contains(Array(result.receipt.digits.utf8)), "receipt digits in \(name)")
+            #expect(!data.contains(Array("canary-intake-51c2".utf8)), "plaintext in \(name)")
+        }
+        let trail = try await fixture.db.auditEntries()
+        #expect(trail.last?.entry.action == "intake" && trail.last?.entry.subject == result.id)
+        #expect(trail.last?.entry.actor == "kiosk-casa")
+    }
+
+    @Test func aRetryWithTheSameKeyGetsTheSameAnswer() async throws {
+        let fixture = try await StoreFixture()
+        let first = try await fixture.submit("one", key: "7d0b2a4e-retry-key-0001")
+        let again = try await fixture.submit("one", key: "7d0b2a4e-retry-key-0001")
+        #expect(again.id == first.id && again.receipt == first.receipt && again.replayed)
+        await #expect(throws: StoreError.code(.conflict)) { try await fixture.submit("two", key: "7d0b2a4e-retry-key-0001") }
+        let otherGateway = try await fixture.submit("one", key: "7d0b2a4e-retry-key-0001", gateway: fixture.otherGateway)
+        #expect(otherGateway.id != first.id)
+        #expect(try await fixture.db.listQueue(QueueFilter()).cases.count == 2)
+    }
+
+    @Test func intakeRefusesWhatItCannotTrust() async throws {
+        let fixture = try await StoreFixture()
+        await #expect(throws: StoreError.code(.invalid)) { try await fixture.submit(category: "not-a-category") }
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.submit(gateway: fixture.responder) }
+
+        let id = UUID.v7()
+        let wrongKind = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .note, objectID: id)
+        let otherObject = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .disclosure, objectID: UUID.v7())
+        let staleEpoch = try Envelope.seal([1], to: SealingPrivateKey.generate().publicKey, kind: .disclosure, objectID: id)
+        for envelope in [wrongKind, otherObject, staleEpoch, [0x41, 0x4d]] {
+            await #expect(throws: StoreError.code(.invalid)) {
+                try await fixture.db.intake(IntakeRequest(gateway: fixture.gateway, labels: fixture.labels(), id: id, envelope: envelope,
+                                                          idempotencyKey: UUID().uuidString, requestHash: [1]))
+            }
+        }
+        try await fixture.db.revoke(name: fixture.gateway.name, actor: .admin("test"))
+        let revoked = try await fixture.db.principal(named: fixture.gateway.name)!
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.submit(gateway: revoked) }
+        #expect(try await fixture.db.listQueue(QueueFilter()).cases.isEmpty)
+    }
+
+    @Test func withoutAnEpochIntakeSaysNoSealingKey() async throws {
+        let fixture = try await StoreFixture(withEpoch: false)
+        await #expect(throws: StoreError.code(.noSealingKey)) { try await fixture.submit() }
+    }
+
+    @Test func aFollowupFlagsTheCaseAndReopensItWhenClosed() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        let actor = StoreActor(fixture.responder)
+        try await fixture.db.transition(id: result.id, action: .claim, actor: actor)
+        try await fixture.db.transition(id: result.id, action: .close, actor: actor, outcome: "support_provided")
+
+        let (id, envelope) = try fixture.sealed("more", kind: .followup)
+        let caseID = try await fixture.db.addFollowup(gateway: fixture.gateway, receiptHash: result.receipt.digest, objectID: id, envelope: envelope)
+        #expect(caseID == result.id)
+        let summary = try await fixture.db.caseSummary(id: result.id)
+        #expect(summary.state == .new && summary.updated && summary.assignee == nil)
+
+        let (otherID, otherEnvelope) = try fixture.sealed("x", kind: .followup)
+        await #expect(throws: StoreError.code(.notFound)) {
+            try await fixture.db.addFollowup(gateway: fixture.otherGateway, receiptHash: result.receipt.digest, objectID: otherID, envelope: otherEnvelope)
+        }
+        _ = try await fixture.db.fetchCase(id: result.id, actor: actor)
+        #expect(try await fixture.db.caseSummary(id: result.id).updated == false)
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import RelayCore
+import RelayFormat
+import RelayStore
+import Testing
+
+@Suite struct QueueTests {
+    @Test func theQueueListsUrgentFirstThenOldestAndPagesByCursor() async throws {
+        let fixture = try await StoreFixture()
+        var submitted: [(Urgency, String)] = []
+        for (index, urgency) in [Urgency.low, .immediate, .normal, .high, .immediate, .low, .normal].enumerated() {
+            fixture.clock.advance(seconds: 61)
+            submitted.append((urgency, try await fixture.submit("case \(index)", urgency: urgency).id))
+        }
+        let expected = submitted.enumerated().sorted { ($0.element.0.rank, $0.offset) < ($1.element.0.rank, $1.offset) }.map(\.element.1)
+
+        var seen: [String] = []
+        var cursor: QueueCursor?
+        repeat {
+            let page = try await fixture.db.listQueue(QueueFilter(), after: cursor, limit: 3)
+            #expect(page.cases.count <= 3)
+            seen += page.cases.map(\.id)
+            cursor = page.next
+        } while cursor != nil
+        #expect(seen == expected)
+        #expect(QueueCursor(token: QueueCursor(urgencyRank: 1, id: expected[0]).token) == QueueCursor(urgencyRank: 1, id: expected[0]))
+        #expect(QueueCursor(token: "bm9wZQ==") == nil)
+    }
+
+    @Test func filtersNarrowTheQueue() async throws {
+        let fixture = try await StoreFixture()
+        let a = try await fixture.submit(urgency: .high, category: "trafficking")
+        _ = try await fixture.submit(urgency: .low, category: "sexual_abuse")
+        try await fixture.db.transition(id: a.id, action: .claim, actor: StoreActor(fixture.responder))
+        #expect(try await fixture.db.listQueue(QueueFilter(states: [.claimed])).cases.map(\.id) == [a.id])
+        #expect(try await fixture.db.listQueue(QueueFilter(urgency: .low)).cases.count == 1)
+        #expect(try await fixture.db.listQueue(QueueFilter(category: "trafficking")).cases.map(\.id) == [a.id])
+        #expect(try await fixture.db.listQueue(QueueFilter(assigneeID: fixture.responder.id)).cases.map(\.id) == [a.id])
+        #expect(try await fixture.db.listQueue(QueueFilter(assigneeID: fixture.colleague.id)).cases.isEmpty)
+    }
+}
+
+@Suite struct ClaimAndTransitionTests {
+    @Test func aClaimIsALeaseThatTheReaperReturns() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        let claimed = try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder))
+        #expect(claimed.state == .claimed && claimed.assignee == "resp-amina")
+        await #expect(throws: StoreError.code(.invalidState)) {
+            try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.colleague))
+        }
+        #expect(try await fixture.db.reapExpiredClaims() == 0)
+        fixture.clock.advance(seconds: 15 * 60 + 1)
+        #expect(try await fixture.db.reapExpiredClaims() == 1)
+        let summary = try await fixture.db.caseSummary(id: result.id)
+        #expect(summary.state == .new && summary.assignee == nil)
+        #expect(try await fixture.db.auditEntries().last?.entry.action == "expire")
+    }
+
+    @Test func onlyTheClaimantOrASupervisorMovesACase() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        let amina = StoreActor(fixture.responder), youssef = StoreActor(fixture.colleague), khadija = StoreActor(fixture.supervisor)
+        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.transition(id: result.id, action: .release, actor: youssef) }
+        await #expect(throws: StoreError.code(.invalid)) {
+            try await fixture.db.transition(id: result.id, action: .refer, actor: amina, referral: "astrologer")
+        }
+        #expect(try await fixture.db.transition(id: result.id, action: .start, actor: amina).state == .inProgress)
+        #expect(try await fixture.db.transition(id: result.id, action: .refer, actor: amina, referral: "health").referral == "health")
+        #expect(try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "referred").state == .closed)
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.transition(id: result.id, action: .reopen, actor: amina) }
+        #expect(try await fixture.db.transition(id: result.id, action: .reopen, actor: khadija).state == .new)
+        let assigned = try await fixture.db.transition(id: result.id, action: .assign, actor: khadija, assignee: fixture.colleague.name)
+        #expect(assigned.state == .claimed && assigned.assignee == "resp-youssef")
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.setHold(id: result.id, on: true, actor: amina) }
+        try await fixture.db.setHold(id: result.id, on: true, actor: khadija)
+        #expect(try await fixture.db.caseSummary(id: result.id).onHold)
+        let actions = try await fixture.db.auditEntries().suffix(7).map(\.entry.action)
+        #expect(actions == ["claim", "start", "refer", "close", "reopen", "assign", "hold.on"])
+    }
+
+    @Test func aRevokedMemberCanDoNothingMore() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder))
+        try await fixture.db.revoke(name: fixture.responder.name, actor: .admin("test"))
+        #expect(try await fixture.db.caseSummary(id: result.id).state == .new, "a revoked member's claims are released")
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder)) }
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.fetchCase(id: result.id, actor: StoreActor(fixture.responder)) }
+        #expect(try await fixture.db.grants(for: fixture.responder).isEmpty)
+        #expect(try await fixture.db.grants(for: fixture.colleague).count == 1)
+    }
+}
+
+@Suite struct SealedObjectTests {
+    @Test func notesAndRepliesTravelSealedAndEveryFetchIsAudited() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit("the disclosure")
+        let amina = StoreActor(fixture.responder)
+        let (noteID, note) = try fixture.sealed("a note", kind: .note)
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina) }
+        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+        try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
+
+        let replyID = UUID.v7()
+        let (_, replyForRecord) = try fixture.sealed("we can help", kind: .reply, id: replyID)
+        let (_, replyForGateway) = try fixture.sealed("we can help", kind: .reply, id: replyID, to: fixture.gatewayKey.publicKey)
+        let (_, replyForOther) = try fixture.sealed("we can help", kind: .reply, id: replyID, to: fixture.otherGatewayKey.publicKey)
+        await #expect(throws: StoreError.code(.invalid)) {
+            try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: replyForRecord, gatewayEnvelope: replyForOther, actor: amina)
+        }
+        try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: replyForRecord, gatewayEnvelope: replyForGateway, actor: amina)
+
+        let detail = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        let epoch = try Grant.open(try await fixture.db.grants(for: fixture.responder)[0].sealed, epochID: fixture.epochKey.id, with: fixture.memberKeys[0])
+        let caseID = UUID(uuidString: result.id)!
+        #expect(try Envelope.open(detail.disclosure!.envelope, with: epoch, kind: .disclosure, objectID: caseID) == Array("the disclosure".utf8))
+        #expect(detail.items.map(\.kind) == [.note, .reply])
+        #expect(try Envelope.open(detail.items[0].envelope, with: epoch, kind: .note, objectID: noteID) == Array("a note".utf8))
+        #expect(detail.gatewayKey == fixture.gatewayKey.publicKey.text)
+        #expect(try await fixture.db.auditEntries().last?.entry.action == "fetch")
+
+        let replies = try await fixture.db.replies(gateway: fixture.gateway, receiptHash: result.receipt.digest)
+        #expect(try Envelope.open(replies[0].gatewayEnvelope!, with: fixture.gatewayKey, kind: .reply, objectID: replyID) == Array("we can help".utf8))
+        await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.replies(gateway: fixture.otherGateway, receiptHash: result.receipt.digest) }
+    }
+}
+
+@Suite struct KeyTests {
+    @Test func enrollmentRefusesDuplicatesAndBadKeys() async throws {
+        let fixture = try await StoreFixture()
+        await #expect(throws: StoreError.code(.conflict)) { try await fixture.enroll("resp-amina", .responder, SealingPrivateKey.generate()) }
+        await #expect(throws: StoreError.code(.invalid)) {
+            try await fixture.db.enroll(name: PrincipalName(rawValue: "x")!, role: .responder, spkiFingerprint: "ab", sealingKey: "amanepk1garbage", actor: .admin("t"))
+        }
+        let names = try await fixture.db.principals().map(\.name.rawValue)
+        #expect(names == ["helpline-rabat", "kiosk-casa", "resp-amina", "resp-youssef", "sup-khadija"])
+        #expect(try await fixture.db.principal(spkiFingerprint: fixture.gateway.spkiFingerprint)?.name == fixture.gateway.name)
+    }
+
+    @Test func rotationMakesTheNewEpochCurrentAndGrantsAreChecked() async throws {
+        let fixture = try await StoreFixture()
+        let first = try await fixture.db.currentEpoch(queue: .national)!
+        try await fixture.rotate(by: fixture.colleague)
+        let second = try await fixture.db.currentEpoch(queue: .national)!
+        #expect(first.id != second.id && second.id == fixture.epochKey.id.uuidString.lowercased())
+        #expect(try await fixture.db.epochs(queue: .national).count == 2)
+
+        let stray = SealingPrivateKey.generate()
+        let wrongMember = try Grant.seal(stray, to: fixture.memberKeys[1].publicKey)
+        await #expect(throws: StoreError.code(.invalid)) {
+            try await fixture.db.createEpoch(queue: .national, publicKey: stray.publicKey.text, grants: ["resp-amina": wrongMember], actor: StoreActor(fixture.responder))
+        }
+        await #expect(throws: StoreError.code(.forbidden)) {
+            try await fixture.db.createEpoch(queue: .national, publicKey: stray.publicKey.text, grants: [:], actor: StoreActor(fixture.gateway))
+        }
+        let late = try await fixture.enroll("resp-late", .responder, SealingPrivateKey.generate())
+        let grant = try Grant.seal(fixture.epochKey, to: SealingPublicKey(text: late.sealingKey!))
+        await #expect(throws: StoreError.code(.forbidden)) {
+            try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": grant], actor: StoreActor(late))
+        }
+        try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": grant], actor: StoreActor(fixture.responder))
+        #expect(try await fixture.db.grants(for: late).map(\.epochID) == [second.id])
+    }
+}
