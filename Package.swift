@@ -35,7 +35,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "RelayBench",
-            dependencies: ["RelayFormat", "RelayCore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["RelayFormat", "RelayCore", "RelayStore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictSettings
         ),
         .testTarget(

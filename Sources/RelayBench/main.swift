@@ -73,13 +73,14 @@ enum Bench {
     }
 }
 
-let arguments = CommandLine.arguments.dropFirst()
+let arguments = Array(CommandLine.arguments.dropFirst())
 do {
     switch arguments.first {
     case "crypto", nil: try Bench.crypto()
     case "self-check": try Bench.selfCheck()
+    case "store-writer" where arguments.count == 2: try await StoreWriter.run(directory: arguments[1])
     default:
-        print("usage: amane-relay-bench [crypto | self-check]")
+        print("usage: amane-relay-bench [crypto | self-check | store-writer DIR]")
         exit(1)
     }
 } catch {

@@ -103,16 +103,22 @@ final class GroupCommitter: Sendable {
                 results.reserveCapacity(works.count)
                 for work in works {
                     var outcome: Result<any Sendable, any Error> = .failure(StoreError(.unavailable, "not run"))
-                    try db.inSavepoint {
-                        do {
-                            outcome = .success(try work(db))
-                            return .commit
-                        } catch {
-                            outcome = .failure(error)
-                            return .rollback
+                    var fatal: (any Error)?
+                    do {
+                        try db.inSavepoint {
+                            do {
+                                outcome = .success(try work(db))
+                                return .commit
+                            } catch {
+                                outcome = .failure(error)
+                                if Self.failsTheBatch(error) { fatal = error }
+                                return .rollback
+                            }
                         }
+                    } catch {
+                        throw fatal ?? error
                     }
-                    if case .failure(let error) = outcome, Self.failsTheBatch(error) { throw error }
+                    if let fatal { throw fatal }
                     // SQLite may roll the whole transaction back on its own (disk full): never report it as stored.
                     guard db.isInsideTransaction else { throw StoreError(.unavailable, "the transaction was rolled back") }
                     results.append(outcome)

@@ -86,3 +86,24 @@ public final class RelayDatabase: Sendable {
         try pool.read { db in try Migrations.migrator.appliedMigrations(db) }
     }
 }
+
+extension RelayDatabase {
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    public func integrityCheck() throws -> String {
+        try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    /// Closes every connection. The writer task must have ended.
+    public func close() throws {
+        try pool.close()
+    }
+
+    /// Caps the file's size in pages on the writer connection: how tests make the disk full.
+    package func setMaxPageCount(_ pages: Int) throws {
+        try pool.writeWithoutTransaction { db in _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(pages)") }
+    }
+
+    package func pageCount() throws -> Int {
+        try pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 }
+    }
+}

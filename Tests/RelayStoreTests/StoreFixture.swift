@@ -18,6 +18,13 @@ final class BatchLog: Sendable {
     func record(_ size: Int) { sizes.withLock { $0.append(size) } }
 }
 
+/// Strings gathered from concurrent tasks.
+final class Collected: Sendable {
+    private let items = Mutex<[String]>([])
+    func append(_ item: String) { items.withLock { $0.append(item) } }
+    var all: [String] { items.withLock { $0 } }
+}
+
 /// A real database file in a temporary directory, its writer running, with a gateway, two responders,
 /// a supervisor and a first epoch granted to the members.
 final class StoreFixture: @unchecked Sendable {

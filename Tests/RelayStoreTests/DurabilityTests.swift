@@ -1,0 +1,229 @@
+import Foundation
+import RelayCore
+import RelayFormat
+@testable import RelayStore
+import Synchronization
+import Testing
+
+@Suite struct GroupCommitTests {
+    @Test func concurrentWritesShareCommitsAndEachIsAcknowledgedOnce() async throws {
+        let log = BatchLog()
+        let fixture = try await StoreFixture(options: { $0.batchObserver = { log.record($0) } })
+        let before = log.sizes.withLock { $0.reduce(0, +) }
+        let ids = try await withThrowingTaskGroup(of: String.self) { group in
+            for index in 0..<64 { group.addTask { try await fixture.submit("concurrent \(index)").id } }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(Set(ids).count == 64)
+        let sizes = log.sizes.withLock { $0 }
+        #expect(sizes.reduce(0, +) - before == 64)
+        #expect(sizes.max()! > 1, "64 concurrent writers never shared a commit")
+        #expect(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.count == 64)
+    }
+
+    @Test func aFailingWriteFailsOnlyItself() async throws {
+        let fixture = try await StoreFixture()
+        _ = try await fixture.submit("first", key: "shared-key-0000000001")
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for index in 0..<20 {
+                group.addTask {
+                    do {
+                        _ = try await fixture.submit("body \(index)", key: index % 4 == 0 ? "shared-key-0000000001" : UUID().uuidString)
+                        return true
+                    } catch { return false }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { !$0 }.count == 5)
+        #expect(try await fixture.db.listQueue(QueueFilter()).cases.count == 16)
+    }
+
+    @Test func pastItsBoundTheWriterSaysBusy() async throws {
+        let fixture = try await StoreFixture(options: { $0.maxPending = 4; $0.windowMicroseconds = 20_000 })
+        let results = await withTaskGroup(of: Result<String, StoreError>.self) { group in
+            for index in 0..<100 {
+                group.addTask {
+                    do { return .success(try await fixture.submit("burst \(index)").id) } catch let error as StoreError { return .failure(error) } catch {
+                        return .failure(StoreError(.unavailable, "\(error)"))
+                    }
+                }
+            }
+            return await group.reduce(into: [Result<String, StoreError>]()) { $0.append($1) }
+        }
+        let stored = results.compactMap { try? $0.get() }
+        let busy = results.filter { if case .failure(let e) = $0 { return e.code == .busy } else { return false } }
+        #expect(busy.count > 0 && stored.count + busy.count == 100)
+        #expect(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.count == stored.count)
+    }
+}
+
+@Suite struct DiskFullTests {
+    @Test func whenTheDiskIsFullWritesFailClearlyAndRecover() async throws {
+        let fixture = try await StoreFixture()
+        let acknowledged = Collected()
+        try fixture.db.setMaxPageCount(try fixture.db.pageCount() + 12)
+        var failures: [StoreError] = []
+        for round in 0..<10 {
+            let errors = await withTaskGroup(of: StoreError?.self) { group in
+                for index in 0..<8 {
+                    group.addTask {
+                        do {
+                            let id = try await fixture.submit(String(repeating: "x", count: 2048) + "\(round)-\(index)").id
+                            acknowledged.append(id)
+                            return nil
+                        } catch let error as StoreError { return error } catch { return StoreError(.invalid, "\(error)") }
+                    }
+                }
+                return await group.reduce(into: [StoreError]()) { if let e = $1 { $0.append(e) } }
+            }
+            failures += errors
+        }
+        #expect(!failures.isEmpty && failures.allSatisfy { $0.code == .unavailable })
+        #expect(failures.contains { $0.reason.contains("disk is full") }, "\(Set(failures.map(\.reason)))")
+        let stored = Set(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.map(\.id))
+        #expect(stored == Set(acknowledged.all), "stored exactly what was acknowledged")
+        #expect(try fixture.db.verifyAudit() > 0 && fixture.db.integrityCheck() == "ok")
+
+        try fixture.db.setMaxPageCount(1_073_741_823)
+        let after = try await fixture.submit("after space returned")
+        #expect(try await fixture.db.caseSummary(id: after.id).state == .new)
+    }
+}
+
+@Suite struct AuditFileTests {
+    @Test func editingAnAuditRowInTheFileIsCaughtAtThatEntry() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder))
+        _ = try await fixture.submit()
+        #expect(try fixture.db.verifyAudit() > 0)
+        let claimSeq = try await fixture.db.auditEntries().first { $0.entry.action == "claim" }!.entry.seq
+
+        try fixture.db.checkpoint()
+        try await fixture.reopen()
+        try fixture.db.close()
+        let path = (fixture.directory as NSString).appendingPathComponent(RelayDatabase.fileName)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let original = Data(#""to":"claimed""#.utf8)
+        let range = try #require(bytes.range(of: original))
+        #expect(bytes.range(of: original, in: range.upperBound..<bytes.endIndex) == nil)
+        bytes.replaceSubrange(range, with: Data(#""to":"closed!""#.utf8))
+        try bytes.write(to: URL(fileURLWithPath: path))
+
+        try await fixture.reopen()
+        #expect(throws: AuditVerifier.Break(seq: claimSeq, reason: "its contents do not match its hash; it was altered")) {
+            try fixture.db.verifyAudit()
+        }
+    }
+}
+
+@Suite struct RetentionAndBackupTests {
+    @Test func closedCasesArePurgedAfterRetentionUnlessHeldAndTheirBytesAreGone() async throws {
+        let fixture = try await StoreFixture()
+        let amina = StoreActor(fixture.responder)
+        var closed: [(IntakeResult, [UInt8])] = []
+        for index in 0..<3 {
+            let result = try await fixture.submit(String(repeating: "padding ", count: 400) + "\(index)")
+            try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+            let (noteID, note) = try fixture.sealed("note \(index)", kind: .note)
+            try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
+            try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "support_provided")
+            let envelope = try await fixture.db.fetchCase(id: result.id, actor: amina).disclosure!.envelope
+            closed.append((result, envelope))
+        }
+        let open = try await fixture.submit("still open")
+        try await fixture.db.setHold(id: closed[2].0.id, on: true, actor: StoreActor(fixture.supervisor))
+
+        fixture.clock.advance(seconds: 179 * 86_400)
+        #expect(try await fixture.db.purgeExpiredCases() == 0)
+        fixture.clock.advance(seconds: 2 * 86_400)
+        #expect(try await fixture.db.purgeExpiredCases(batchSize: 1) == 2)
+
+        let tombstone = try await fixture.db.caseSummary(id: closed[0].0.id)
+        #expect(tombstone.purged && tombstone.labels.category == "sexual_abuse" && tombstone.outcome == "support_provided")
+        #expect(try await fixture.db.fetchCase(id: closed[0].0.id, actor: StoreActor(fixture.supervisor)).disclosure == nil)
+        #expect(try await fixture.db.fetchCase(id: closed[2].0.id, actor: StoreActor(fixture.supervisor)).disclosure != nil)
+        #expect(try await fixture.db.caseSummary(id: open.id).purged == false)
+        let purged = try await fixture.db.auditEntries().filter { $0.entry.action == "purge" }.map(\.entry.subject)
+        #expect(Set(purged) == [closed[0].0.id, closed[1].0.id])
+
+        try fixture.db.checkpoint()
+        let files = try fixture.rawFiles()
+        for (result, envelope) in closed {
+            let sample = Array(envelope[envelope.count / 2 ..< envelope.count / 2 + 64])
+            let found = files.values.contains { $0.contains(sample) }
+            #expect(found == (result.id == closed[2].0.id), "envelope bytes of \(result.id) after purge")
+        }
+        #expect(try fixture.db.verifyAudit() > 0)
+    }
+
+    @Test func anOnlineBackupTakenDuringWritesRestoresAndVerifies() async throws {
+        let fixture = try await StoreFixture()
+        for index in 0..<20 { try await fixture.submit("before \(index)") }
+        let backupPath = FileManager.default.temporaryDirectory.appendingPathComponent("amane-backup-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: backupPath, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: backupPath) }
+        let file = backupPath.appendingPathComponent(RelayDatabase.fileName).path
+
+        async let writes: [String] = withThrowingTaskGroup(of: String.self) { group in
+            for index in 0..<100 { group.addTask { try await fixture.submit("during \(index)").id } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        try await Task.sleep(for: .milliseconds(5))
+        try fixture.db.backup(to: file)
+        #expect(try await writes.count == 100)
+        #expect(throws: StoreError.code(.conflict)) { try fixture.db.backup(to: file) }
+
+        let restored = try RelayDatabase(directory: backupPath.path)
+        #expect(try restored.integrityCheck() == "ok")
+        #expect(try restored.verifyAudit() > 20)
+        let count = try await restored.listQueue(QueueFilter(), limit: 500).cases.count
+        #expect(count >= 20 && count <= 120)
+        let mode = try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+    }
+
+    @Test func aPlaintextCanaryReachesNoFileOfTheDataDirectoryOrTheBackup() async throws {
+        let fixture = try await StoreFixture()
+        let canary = "CANARY-\(UUID().uuidString)"
+        let amina = StoreActor(fixture.responder)
+        let result = try await fixture.submit("he told us: \(canary)")
+        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+        let (noteID, note) = try fixture.sealed("note about \(canary)", kind: .note)
+        try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
+        try fixture.db.checkpoint()
+        let backup = fixture.directory + "-backup.sqlite"
+        defer { try? FileManager.default.removeItem(atPath: backup) }
+        try fixture.db.backup(to: backup)
+        try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "duplicate")
+        fixture.clock.advance(seconds: 200 * 86_400)
+        #expect(try await fixture.db.purgeExpiredCases() == 1)
+        try fixture.db.checkpoint()
+
+        var scanned = try fixture.rawFiles()
+        scanned["backup"] = FileManager.default.contents(atPath: backup)
+        #expect(scanned.count >= 2)
+        for (name, data) in scanned {
+            #expect(!data.contains(Array(canary.utf8)), "canary in \(name)")
+            #expect(!data.contains(Array(result.receipt.digits.utf8)), "receipt in \(name)")
+        }
+    }
+
+    @Test func statisticsCountLabelsOnly() async throws {
+        let fixture = try await StoreFixture()
+        try await fixture.submit(urgency: .high, category: "trafficking")
+        try await fixture.submit(urgency: .high, category: "sexual_abuse")
+        try await fixture.submit(urgency: .low, category: "sexual_abuse")
+        let byUrgency = try await fixture.db.statistics(by: .urgency)
+        #expect(byUrgency.map(\.key) == ["high", "low"] && byUrgency.map(\.count) == [2, 1])
+        let byCategory = try await fixture.db.statistics(by: .category)
+        #expect(byCategory.map(\.key) == ["sexual_abuse", "trafficking"] && byCategory.map(\.count) == [2, 1])
+        #expect(try await fixture.db.statistics(by: .month).map(\.count) == [3])
+        #expect(try await fixture.db.statistics(by: .region).first?.key == "casablanca-settat")
+        let depth = try await fixture.db.queueDepth()
+        #expect(depth[.high]?.waiting == 2 && depth[.high]?.pastSLA == 0)
+        fixture.clock.advance(seconds: 3 * 3600)
+        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 2)
+    }
+}
