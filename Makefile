@@ -29,7 +29,9 @@ run: deps
 	$(SWIFT) run -c release amane-relay-bench self-check
 
 bench: deps
-	$(SWIFT) run -c release amane-relay-bench crypto
+	$(SWIFT) build -c release --product amane-relay-bench
+	.build/release/amane-relay-bench crypto
+	.build/release/amane-relay-bench store
 
 clean:
 	rm -rf .build

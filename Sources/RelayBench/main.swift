@@ -78,9 +78,10 @@ do {
     switch arguments.first {
     case "crypto", nil: try Bench.crypto()
     case "self-check": try Bench.selfCheck()
+    case "store": try await StoreBench.run()
     case "store-writer" where arguments.count == 2: try await StoreWriter.run(directory: arguments[1])
     default:
-        print("usage: amane-relay-bench [crypto | self-check | store-writer DIR]")
+        print("usage: amane-relay-bench [crypto | store | self-check | store-writer DIR]")
         exit(1)
     }
 } catch {

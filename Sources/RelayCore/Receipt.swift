@@ -8,7 +8,11 @@ public struct Receipt: Sendable, Hashable, CustomStringConvertible {
     /// A new receipt from the system's secure random generator.
     public static func generate() -> Receipt {
         var generator = SystemRandomNumberGenerator()
-        let body = (0..<15).map { _ in UInt8.random(in: 0...9, using: &generator) }
+        var random = generator.next(upperBound: UInt64(1_000_000_000_000_000))
+        let body = (0..<15).map { _ in
+            defer { random /= 10 }
+            return UInt8(random % 10)
+        }
         return Receipt(validDigits: body + [Damm.checkDigit(body)])
     }
 

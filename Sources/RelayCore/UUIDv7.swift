@@ -3,9 +3,8 @@ public import Foundation
 extension UUID {
     /// A version 7 UUID: 48 bits of Unix milliseconds, then random bits, so ids sort by creation time.
     public static func v7(now: Date = Date()) -> UUID {
-        var generator = SystemRandomNumberGenerator()
         let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
-        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var bytes = withUnsafeBytes(of: UUID().uuid) { Array($0) }
         for index in 0..<6 { bytes[index] = UInt8((millis >> (8 * (5 - UInt64(index)))) & 0xff) }
         bytes[6] = 0x70 | (bytes[6] & 0x0f)
         bytes[8] = 0x80 | (bytes[8] & 0x3f)

@@ -6,12 +6,19 @@ enum AuditLog {
     /// Appends one entry after the current head, inside the caller's transaction.
     static func append(_ db: Database, time: Int64, actor: StoreActor, action: String, subject: String,
                        detail: [String: String] = [:]) throws {
-        let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        try append(db, time: time, actor: actor, action: action, subject: subject, detailJSON: canonicalJSON(detail))
+    }
+
+    /// The same, with the detail already encoded (work done before entering the writer).
+    static func append(_ db: Database, time: Int64, actor: StoreActor, action: String, subject: String, detailJSON: String) throws {
+        let head = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"))
         let seq: Int64 = (head?["seq"] ?? 0) + 1
         let previous: [UInt8] = head.map { Array($0["hash"] as Data) } ?? AuditChain.genesis
-        let entry = AuditEntry(seq: seq, time: time / 60 * 60, actor: actor.name, action: action, subject: subject,
-                               detail: canonicalJSON(detail))
-        try AuditRecord(AuditChain.append(entry, after: previous)).insert(db)
+        let entry = AuditEntry(seq: seq, time: time / 60 * 60, actor: actor.name, action: action, subject: subject, detail: detailJSON)
+        let chained = AuditChain.append(entry, after: previous)
+        try db.cachedStatement(sql: "INSERT INTO audit (seq, time, actor, action, subject, detail, prevHash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [entry.seq, entry.time, entry.actor, entry.action, entry.subject, entry.detail,
+                                 Data(chained.prevHash), Data(chained.hash)])
     }
 
     static func canonicalJSON(_ detail: [String: String]) -> String {

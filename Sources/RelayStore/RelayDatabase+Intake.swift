@@ -39,14 +39,30 @@ extension RelayDatabase {
     public func intake(_ request: IntakeRequest) async throws -> IntakeResult {
         let gateway = request.gateway
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits disclosures") }
+        // Everything that needs no database happens here, outside the single writer.
         let keyHash = Data(Digest.sha256(Array(request.idempotencyKey.utf8)))
         let keyBytes = Array(request.idempotencyKey.utf8)
         let context = Array(gateway.id.utf8)
         let now = nowSeconds
+        let receivedAt = now / 60 * 60
         let id = request.id.uuidString.lowercased()
-        let taxonomy = self.taxonomy
+        let labels = request.labels
+        let receipt = Receipt.generate()
+        let sealedReceipt = Data(KeyedBox.seal(Array(receipt.digits.utf8), secret: keyBytes, context: context))
+        let detail = AuditLog.canonicalJSON(["queue": labels.queue.rawValue, "urgency": labels.urgency.rawValue, "category": labels.category])
+        let validation: StoreError?
+        do {
+            try taxonomy.validate(labels)
+            _ = try Self.inspect(request.envelope, kind: .disclosure, objectID: request.id)
+            guard request.id.isVersion7 else { throw StoreError(.invalid, "the disclosure id must be a UUIDv7") }
+            validation = nil
+        } catch let error as CoreError {
+            validation = StoreError(.invalid, error.reason)
+        } catch let error as StoreError {
+            validation = error
+        }
         return try await committer.write { db in
-            if let previous = try Row.fetchOne(db, sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?",
+            if let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
                                                arguments: [gateway.id, keyHash]) {
                 guard Digest.constantTimeEquals(Array(previous["requestHash"] as Data), request.requestHash) else {
                     throw StoreError(.conflict, "this idempotency key was used for another disclosure")
@@ -56,42 +72,47 @@ extension RelayDatabase {
                 let receivedAt: Int64 = try Int64.fetchOne(db, sql: "SELECT receivedAt FROM disclosure WHERE id = ?", arguments: [previous["disclosureID"]]) ?? 0
                 return IntakeResult(id: previous["disclosureID"], receipt: receipt, receivedAt: receivedAt, replayed: true)
             }
-            do { try taxonomy.validate(request.labels) } catch let error as CoreError { throw StoreError(.invalid, error.reason) }
-            let epochID = try Self.checkEnvelope(db, request.envelope, kind: .disclosure, objectID: request.id, queue: request.labels.queue)
-            guard request.id.isVersion7 else { throw StoreError(.invalid, "the disclosure id must be a UUIDv7") }
-            let receipt = Receipt.generate()
-            let receivedAt = now / 60 * 60
-            let labels = request.labels
-            try DisclosureRecord(
-                id: id, queue: labels.queue.rawValue, gatewayID: gateway.id, epochID: epochID, urgencyRank: labels.urgency.rank,
-                category: labels.category, language: labels.language, channel: labels.channel, region: labels.region,
-                state: CaseState.new.rawValue, assigneeID: nil, claimExpiresAt: nil, onHold: false, updated: false, referral: nil,
-                outcome: nil, receiptHash: Data(receipt.digest), envelope: Data(request.envelope), receivedAt: receivedAt,
-                closedAt: nil, purgedAt: nil
-            ).insert(db)
-            try db.execute(
-                sql: "INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedReceipt, createdAt) VALUES (?, ?, ?, ?, ?, ?)",
-                arguments: [gateway.id, keyHash, Data(request.requestHash), id,
-                            Data(KeyedBox.seal(Array(receipt.digits.utf8), secret: keyBytes, context: context)), now])
-            try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "intake", subject: id,
-                                detail: ["queue": labels.queue.rawValue, "urgency": labels.urgency.rawValue, "category": labels.category])
+            if let validation { throw validation }
+            let epochID = try Self.currentEpoch(db, request.envelope, queue: labels.queue)
+            try db.cachedStatement(sql: """
+                INSERT INTO disclosure (id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state,
+                    onHold, updated, receiptHash, envelope, receivedAt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', 0, 0, ?, ?, ?)
+                """).execute(arguments: [id, labels.queue.rawValue, gateway.id, epochID, labels.urgency.rank, labels.category,
+                                         labels.language, labels.channel, labels.region, Data(receipt.digest), Data(request.envelope), receivedAt])
+            try db.cachedStatement(sql: """
+                INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedReceipt, createdAt) VALUES (?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [gateway.id, keyHash, Data(request.requestHash), id, sealedReceipt, now])
+            try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "intake", subject: id, detailJSON: detail)
             return IntakeResult(id: id, receipt: receipt, receivedAt: receivedAt, replayed: false)
         }
     }
 
-    /// Checks an envelope's header against what it claims to be; returns the epoch id it is sealed to.
-    static func checkEnvelope(_ db: Database, _ envelope: [UInt8], kind: ObjectKind, objectID: UUID, queue: QueueName) throws -> String {
+    /// Checks that an envelope is what it claims to be, without the database.
+    static func inspect(_ envelope: [UInt8], kind: ObjectKind, objectID: UUID) throws(StoreError) -> EnvelopeHeader {
         let header: EnvelopeHeader
         do { header = try EnvelopeHeader.inspect(envelope) } catch { throw StoreError(.invalid, "the sealed object is \(error.code.rawValue)") }
         guard header.kind == kind else { throw StoreError(.invalid, "the envelope holds a \(header.kind.name), not a \(kind.name)") }
         guard header.objectID == objectID else { throw StoreError(.invalid, "the envelope is sealed for another object id") }
-        guard let current = try String.fetchOne(db, sql: "SELECT currentEpochID FROM queue WHERE name = ?", arguments: [queue.rawValue]) else {
+        return header
+    }
+
+    /// Checks that the envelope is sealed to the queue's current epoch; returns that epoch's id.
+    static func currentEpoch(_ db: Database, _ envelope: [UInt8], queue: QueueName) throws -> String {
+        guard let current = try String.fetchOne(db.cachedStatement(sql: "SELECT currentEpochID FROM queue WHERE name = ?"),
+                                                arguments: [queue.rawValue]) else {
             throw StoreError(.noSealingKey, "the queue \(queue) has no sealing key yet")
         }
+        let header = try EnvelopeHeader.inspect(envelope)
         guard header.keyID.uuidString.lowercased() == current else {
             throw StoreError(.invalid, "the envelope is not sealed to the queue's current epoch \(current); fetch the sealing key again")
         }
         return current
+    }
+
+    /// Checks an envelope's header against what it claims to be; returns the epoch id it is sealed to.
+    static func checkEnvelope(_ db: Database, _ envelope: [UInt8], kind: ObjectKind, objectID: UUID, queue: QueueName) throws -> String {
+        _ = try inspect(envelope, kind: kind, objectID: objectID)
+        return try currentEpoch(db, envelope, queue: queue)
     }
 
     /// Attaches a reporter's follow-up by receipt. It flags the case `updated` and reopens it if closed.

@@ -1,0 +1,132 @@
+import Foundation
+import RelayCore
+import RelayFormat
+import RelayStore
+
+/// `amane-relay-bench store`: durable intake through group commit against the same machine's ceiling of one
+/// row per transaction (group commit off, synchronous=FULL), measured in the same run; and the queue's first page at 100,000 cases.
+enum StoreBench {
+    struct Setup {
+        let db: RelayDatabase
+        let writer: Task<Void, Never>
+        let gateway: Principal
+        let epoch: SealingPublicKey
+        let directory: String
+    }
+
+    static func prepare(maxBatch: Int, window: Int) async throws -> Setup {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-bench-\(UUID().uuidString)").path
+        var options = RelayDatabase.Options()
+        options.maxBatch = maxBatch
+        options.windowMicroseconds = window
+        options.maxPending = 100_000
+        let db = try RelayDatabase(directory: directory, taxonomyYAML: try Seeds.taxonomy(), options: options)
+        let writer = Task { await db.runWriter() }
+        try await db.ensureQueue(.national, actor: .admin("bench"))
+        let gatewayKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        let memberKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        let gateway = try await db.enroll(name: PrincipalName(rawValue: "bench-gateway")!, role: .gateway, spkiFingerprint: "g",
+                                          sealingKey: gatewayKey.publicKey.text, actor: .admin("bench"))
+        let member = try await db.enroll(name: PrincipalName(rawValue: "bench-responder")!, role: .responder, spkiFingerprint: "r",
+                                         sealingKey: memberKey.publicKey.text, actor: .admin("bench"))
+        let epoch = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        _ = try await db.createEpoch(queue: .national, publicKey: epoch.publicKey.text,
+                                     grants: [member.name.rawValue: try Grant.seal(epoch, to: memberKey.publicKey)], actor: StoreActor(member))
+        return Setup(db: db, writer: writer, gateway: gateway, epoch: epoch.publicKey, directory: directory)
+    }
+
+    /// Pre-sealed 2 KiB envelopes, so that only storage is measured.
+    static func envelopes(_ count: Int, to key: SealingPublicKey) throws -> [(UUID, [UInt8])] {
+        let payload = [UInt8](repeating: 0x61, count: 2048 - 144)
+        return try (0..<count).map { _ in
+            let id = UUID.v7()
+            return (id, try Envelope.seal(payload, to: key, kind: .disclosure, objectID: id))
+        }
+    }
+
+    /// Rows per second with `writers` concurrent writers for `seconds`.
+    static func rate(_ setup: Setup, writers: Int, seconds: Double, pool: [(UUID, [UInt8])]) async throws -> Double {
+        let labels = DisclosureLabels(urgency: .normal, category: "sexual_abuse", language: "fr", channel: "kiosk")
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        let start = ContinuousClock.now
+        let counts = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<writers {
+                group.addTask {
+                    var done = 0
+                    var index = worker
+                    while ContinuousClock.now < deadline && index < pool.count {
+                        let (id, envelope) = pool[index]
+                        _ = try await setup.db.intake(IntakeRequest(gateway: setup.gateway, labels: labels, id: id, envelope: envelope,
+                                                                    idempotencyKey: id.uuidString, requestHash: id.bytes))
+                        done += 1
+                        index += writers
+                    }
+                    return done
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let elapsed = ContinuousClock.now - start
+        return Double(counts) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    static func finish(_ setup: Setup) async {
+        setup.writer.cancel()
+        await setup.writer.value
+        try? FileManager.default.removeItem(atPath: setup.directory)
+    }
+
+    static func run() async throws {
+        print("Durable intake of 2 KiB envelopes (release build, synchronous=FULL, same run)")
+        let ceilingSetup = try await prepare(maxBatch: 1, window: 0)
+        let ceiling = try await rate(ceilingSetup, writers: 16, seconds: 3, pool: try envelopes(20_000, to: ceilingSetup.epoch))
+        await finish(ceilingSetup)
+        print(String(format: "  ceiling: one row per transaction, 16 writers   %8.0f rows/s   1.00×", ceiling))
+        let only = ProcessInfo.processInfo.environment["AMANE_BENCH_WRITERS"].flatMap(Int.init)
+        for writers in [1, 16, 64] where only == nil || only == writers {
+            let setup = try await prepare(maxBatch: 256, window: 500)
+            let rows = try await rate(setup, writers: writers, seconds: 3, pool: try envelopes(40_000, to: setup.epoch))
+            await finish(setup)
+            print(String(format: "  group commit, %2d writers                      %8.0f rows/s %6.2f×", writers, rows, rows / ceiling))
+        }
+
+        guard only == nil else { return }
+        print("Queue first page at 100,000 cases")
+        let setup = try await prepare(maxBatch: 512, window: 1000)
+        let labels = [Urgency.immediate, .high, .normal, .low]
+        let pool = try envelopes(100_000, to: setup.epoch)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<64 {
+                group.addTask {
+                    for index in stride(from: worker, to: pool.count, by: 64) {
+                        let (id, envelope) = pool[index]
+                        let label = DisclosureLabels(urgency: labels[index % 4], category: "sexual_abuse", language: "ar", channel: "phone")
+                        _ = try await setup.db.intake(IntakeRequest(gateway: setup.gateway, labels: label, id: id, envelope: envelope,
+                                                                    idempotencyKey: id.uuidString, requestHash: id.bytes))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        for (name, filter) in [("all states", QueueFilter()), ("state new, urgency low", QueueFilter(states: [.new], urgency: .low))] {
+            var timings: [Double] = []
+            for _ in 0..<50 {
+                let start = ContinuousClock.now
+                _ = try await setup.db.listQueue(filter, limit: 50)
+                let elapsed = ContinuousClock.now - start
+                timings.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+            }
+            timings.sort()
+            print(String(format: "  first page of 50, %@: median %.2f ms, max %.2f ms", name, timings[25], timings[49]))
+        }
+        await finish(setup)
+    }
+}
+
+enum Seeds {
+    /// `seeds/` beside the working directory, or `$AMANE_SEEDS`.
+    static func taxonomy() throws -> String {
+        let directory = ProcessInfo.processInfo.environment["AMANE_SEEDS"] ?? "seeds"
+        return try String(contentsOfFile: (directory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8)
+    }
+}
