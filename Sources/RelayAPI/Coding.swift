@@ -1,0 +1,103 @@
+public import Foundation
+
+/// Times on the wire: ISO 8601 in UTC, to the second.
+public enum Timestamp {
+    public static func iso8601(_ unixSeconds: Int64) -> String {
+        Date(timeIntervalSince1970: TimeInterval(unixSeconds)).formatted(.iso8601)
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        try? Date(text, strategy: .iso8601)
+    }
+}
+
+public enum Base64 {
+    public static func encode(_ bytes: some Collection<UInt8>) -> String { Data(bytes).base64EncodedString() }
+
+    /// Strict: only the canonical, padded encoding.
+    public static func decode(_ text: String) -> [UInt8]? {
+        guard let data = Data(base64Encoded: text), data.base64EncodedString() == text else { return nil }
+        return Array(data)
+    }
+}
+
+public enum Hex {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
+    }
+
+    public static func decode(_ text: String) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(chars.count / 2)
+        for index in stride(from: 0, to: chars.count, by: 2) {
+            guard let byte = UInt8(String(decoding: chars[index ..< index + 2], as: UTF8.self), radix: 16) else { return nil }
+            out.append(byte)
+        }
+        return out
+    }
+}
+
+/// JSON decoding that refuses what `JSONDecoder` would silently accept: unknown fields anywhere,
+/// and anything that is not a JSON object at the top.
+public enum StrictJSON {
+    public struct DecodingFailure: Error, Sendable, Equatable, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func decode<T: Codable>(_ type: T.Type, from data: Data) throws(DecodingFailure) -> T {
+        let original: Any
+        do {
+            original = try JSONSerialization.jsonObject(with: data, options: [])
+        } catch {
+            throw DecodingFailure(description: "the body is not valid JSON in UTF-8")
+        }
+        guard original is [String: Any] else { throw DecodingFailure(description: "the body must be a JSON object") }
+        let value: T
+        do {
+            value = try JSONDecoder().decode(T.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw DecodingFailure(description: "missing field '\(path(context.codingPath + [key]))'")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw DecodingFailure(description: "field '\(path(context.codingPath))' has the wrong type")
+        } catch let DecodingError.valueNotFound(_, context) {
+            throw DecodingFailure(description: "field '\(path(context.codingPath))' must not be null")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw DecodingFailure(description: "field '\(path(context.codingPath))' is not valid")
+        } catch {
+            throw DecodingFailure(description: "the body does not match the expected shape")
+        }
+        let reencoded: Any
+        do {
+            reencoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(value), options: [])
+        } catch {
+            throw DecodingFailure(description: "the body does not match the expected shape")
+        }
+        if let unknown = firstUnknownField(original, known: reencoded, prefix: "") {
+            throw DecodingFailure(description: "unknown field '\(unknown)'")
+        }
+        return value
+    }
+
+    private static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+    }
+
+    /// A key present (and not null) in what was sent but absent from the decoded value re-encoded.
+    private static func firstUnknownField(_ sent: Any, known: Any, prefix: String) -> String? {
+        if let sent = sent as? [String: Any] {
+            let known = known as? [String: Any] ?? [:]
+            for key in sent.keys.sorted() where !(sent[key] is NSNull) {
+                let name = prefix.isEmpty ? key : "\(prefix).\(key)"
+                guard let inner = known[key] else { return name }
+                if let found = firstUnknownField(sent[key]!, known: inner, prefix: name) { return found }
+            }
+        } else if let sent = sent as? [Any], let known = known as? [Any] {
+            for (index, (item, knownItem)) in zip(sent, known).enumerated() {
+                if let found = firstUnknownField(item, known: knownItem, prefix: "\(prefix)[\(index)]") { return found }
+            }
+        }
+        return nil
+    }
+}

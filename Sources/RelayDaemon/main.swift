@@ -1,0 +1,3 @@
+import RelayServer
+
+await DaemonCommand.runFromCommandLine()

@@ -1,0 +1,235 @@
+public import Foundation
+import Hummingbird
+import HummingbirdCore
+import Prometheus
+import HummingbirdTLS
+public import Logging
+import NIOCore
+import NIOSSL
+import RelayCore
+public import RelayStore
+public import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// The running relay: its services, and what tests and the CLI need to know about it.
+public struct RelayServerApp: Sendable {
+    public let services: [any Service]
+    public let db: RelayDatabase
+    /// Resolves with the HTTPS and ops ports once both listen.
+    public let bound: BoundPorts
+    let logger: Logger
+}
+
+/// The ports actually bound (port 0 picks a free one).
+public final class BoundPorts: Sendable {
+    private let state = Mutex<(https: Int?, ops: Int?)>((nil, nil))
+
+    public var https: Int? { state.withLock { $0.https } }
+    public var ops: Int? { state.withLock { $0.ops } }
+    func set(https: Int) { state.withLock { $0.https = https } }
+    func set(ops: Int) { state.withLock { $0.ops = ops } }
+
+    /// Waits until both listeners are up.
+    public func ready() async {
+        while https == nil || ops == nil { try? await Task.sleep(for: .milliseconds(10)) }
+    }
+}
+
+/// Certificate and key served in TLS handshakes, swapped on SIGHUP without dropping connections.
+final class TLSIdentity: Sendable {
+    private let state: Mutex<(chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)>
+
+    init(configuration: RelayConfiguration) throws {
+        state = Mutex(try Self.load(configuration))
+    }
+
+    static func load(_ configuration: RelayConfiguration) throws -> (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) {
+        let chainPEM = try RelayConfiguration.read(configuration.certificateFile, key: "tls.certificateFile")
+        let chain = try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8))
+        guard !chain.isEmpty else { throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: "no certificate in \(configuration.certificateFile)") }
+        let key = try NIOSSLPrivateKey(bytes: Array(try configuration.readPrivateKeyPEM().utf8), format: .pem)
+        return (chain, key)
+    }
+
+    func reload(_ configuration: RelayConfiguration) throws {
+        let fresh = try Self.load(configuration)
+        state.withLock { $0 = fresh }
+    }
+
+    var current: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) { state.withLock { $0 } }
+}
+
+extension RelayServerApp {
+    /// Builds the HTTPS API, the ops listener and the background services from a configuration.
+    /// Services shut down in reverse order: the API drains first, the group-commit writer last.
+    public static func build(configuration: RelayConfiguration, logger: Logger) async throws -> RelayServerApp {
+        let metrics = RelayMetrics()
+        var options = RelayDatabase.Options()
+        options.policy = configuration.policy
+        options.batchObserver = { metrics.batchSizes.record(Double($0)) }
+        let taxonomy = try? String(contentsOfFile: (configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8)
+        let db = try RelayDatabase(directory: configuration.dataDirectory, taxonomyYAML: taxonomy, options: options)
+        guard !db.taxonomy.codes.isEmpty else {
+            throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml")
+        }
+
+        let identity = try TLSIdentity(configuration: configuration)
+        let caPEM = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+        let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: identity.current.chain.map { .certificate($0) }, privateKey: .privateKey(identity.current.key))
+        tls.minimumTLSVersion = .tlsv13
+        tls.maximumTLSVersion = .tlsv13
+        tls.certificateVerification = .noHostnameVerification
+        tls.trustRoots = .certificates(trustRoots)
+        tls.sslContextCallback = { _, promise in
+            let current = identity.current
+            var override = NIOSSLContextConfigurationOverride()
+            override.certificateChain = current.chain.map { .certificate($0) }
+            override.privateKey = .privateKey(current.key)
+            promise.succeed(override)
+        }
+
+        let bound = BoundPorts()
+        let router = Router(context: RelayRequestContext.self)
+        router.add(middleware: RequestLogMiddleware(metrics: metrics))
+        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: AuthenticationMiddleware(
+            db: db, limiter: RateLimiter(capacity: configuration.limits.requestsPerMinute, per: .seconds(60))))
+        RelayRoutes(db: db, limits: configuration.limits,
+                    receiptMisses: RateLimiter(capacity: configuration.limits.receiptMissesPerHour, per: .seconds(3600)),
+                    metrics: metrics).register(on: router)
+
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [TLSFailureCounter(metrics: metrics)],
+            idleTimeout: .seconds(Int64(configuration.limits.idleTimeoutSeconds)),
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
+        let api = Application(
+            router: router,
+            server: try .tls(.http1(configuration: http1), tlsConfiguration: tls),
+            configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: "amane-relayd"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.listen.port
+                bound.set(https: port)
+                logger.notice("listening", metadata: ["relay.url": "https://\(RelayConfiguration.Address(host: configuration.listen.host, port: port))"])
+            },
+            logger: logger)
+
+        let opsRouter = Router()
+        opsRouter.get("/healthz") { _, _ in "ok\n" }
+        opsRouter.get("/readyz") { _, _ -> Response in
+            let readable = await db.isReadable()
+            let ready = bound.https != nil && readable
+            return Response(status: ready ? .ok : .serviceUnavailable, body: .init(byteBuffer: .init(string: ready ? "ready\n" : "not ready\n")))
+        }
+        opsRouter.get("/metrics") { _, _ -> Response in
+            if let depth = try? await db.queueDepth() { metrics.update(depth: depth) }
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                            body: .init(byteBuffer: .init(string: metrics.registry.emitToString())))
+        }
+        let ops = Application(
+            router: opsRouter,
+            configuration: .init(address: .hostname(configuration.opsListen.host, port: configuration.opsListen.port), serverName: "amane-relayd-ops"),
+            onServerRunning: { channel in bound.set(ops: channel.localAddress?.port ?? configuration.opsListen.port) },
+            logger: logger)
+
+        let services: [any Service] = [
+            WriterService(db: db),
+            PeriodicService(name: "lease reaper", every: .seconds(30), logger: logger) {
+                let count = try await db.reapExpiredClaims()
+                if count > 0 { logger.info("returned expired claims to the queue", metadata: ["relay.count": "\(count)"]) }
+            },
+            PeriodicService(name: "retention sweep", every: .seconds(3600), logger: logger) {
+                let purged = try await db.purgeExpiredCases()
+                let forgotten = try await db.expireIdempotencyKeys()
+                if purged + forgotten > 0 { logger.info("retention sweep", metadata: ["relay.purged": "\(purged)", "relay.idempotency": "\(forgotten)"]) }
+            },
+            PeriodicService(name: "SLA monitor", every: .seconds(60), logger: logger) {
+                let depth = try await db.queueDepth()
+                metrics.update(depth: depth)
+                for (urgency, value) in depth where value.pastSLA > 0 {
+                    logger.warning("cases past their SLA", metadata: ["relay.urgency": "\(urgency.rawValue)", "relay.count": "\(value.pastSLA)"])
+                    if let command = configuration.slaNotifyCommand { SLANotifier.run(command, urgency: urgency, count: value.pastSLA, logger: logger) }
+                }
+            },
+            TLSReloader(identity: identity, configuration: configuration, logger: logger),
+            ops,
+            api,
+            SystemdNotifier(logger: logger) { await bound.ready() },
+        ]
+        return RelayServerApp(services: services, db: db, bound: bound, logger: logger)
+    }
+
+    /// Runs every service until SIGTERM or SIGINT, then drains in-flight requests and their commits.
+    public func run() async throws {
+        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = .seconds(30)
+        try await ServiceGroup(configuration: group).run()
+    }
+}
+
+/// Runs the group-commit writer; on shutdown it commits what is queued, then stops.
+struct WriterService: Service {
+    let db: RelayDatabase
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await db.runWriter()
+        } onGracefulShutdown: {
+            db.closeWriter()
+        }
+    }
+}
+
+/// Runs `work` every `interval` until shutdown; a failure is logged and retried next time.
+struct PeriodicService: Service {
+    let name: String
+    let interval: Duration
+    let logger: Logger
+    let work: @Sendable () async throws -> Void
+
+    init(name: String, every interval: Duration, logger: Logger, work: @escaping @Sendable () async throws -> Void) {
+        self.name = name
+        self.interval = interval
+        self.logger = logger
+        self.work = work
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do { try await work() } catch { logger.warning("\(name) failed", metadata: ["relay.error": "\(type(of: error))"]) }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
+
+/// Reloads the TLS certificate and key on SIGHUP; open connections keep theirs.
+struct TLSReloader: Service {
+    let identity: TLSIdentity
+    let configuration: RelayConfiguration
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            do {
+                try identity.reload(configuration)
+                logger.notice("reloaded the TLS certificate and key")
+            } catch {
+                logger.error("could not reload the TLS certificate; keeping the old one", metadata: ["relay.error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// Runs the configured SLA notify command with the urgency and count as arguments; never content.
+enum SLANotifier {
+    static func run(_ command: String, urgency: Urgency, count: Int, logger: Logger) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = [urgency.rawValue, String(count)]
+        do { try process.run() } catch { logger.error("the SLA notify command failed to start", metadata: ["relay.error": "\(error)"]) }
+    }
+}

@@ -1,0 +1,243 @@
+import ArgumentParser
+import Foundation
+import RelayCore
+import RelayFormat
+import RelayStore
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a production data directory: the database, the relay's CA and its server certificate.",
+        discussion: "Example: amane-relayd init --data-dir /var/lib/amane-relay --hostname relay.example.org")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(name: .customLong("hostname"), help: ArgumentHelp("A name or address clients use to reach the relay; repeat for several.", valueName: "name"))
+    var hostnames: [String] = []
+
+    func run() async throws {
+        let configuration = try await common.load()
+        guard !FileManager.default.fileExists(atPath: configuration.caFile) else {
+            throw ValidationError("\(configuration.caFile) exists: this data directory is already initialised")
+        }
+        try RelayFiles.makeDirectory(configuration.dataDirectory)
+        try RelayFiles.makeDirectory((configuration.caFile as NSString).deletingLastPathComponent)
+        let ca = try CertificateAuthority.create(name: "Amane Relay CA")
+        try RelayFiles.writePublic(try ca.certificatePEM, to: configuration.caFile)
+        try RelayFiles.writeSecret(try ca.keyPEM, to: configuration.caKeyFile)
+        let names = hostnames.isEmpty ? ["localhost", "127.0.0.1", "::1", ProcessInfo.processInfo.hostName] : hostnames
+        let server = try ca.issue(commonName: names[0], usage: .server(hostnames: names))
+        try RelayFiles.writePublic(server.certificate, to: configuration.certificateFile)
+        try RelayFiles.writeSecret(server.key, to: configuration.privateKeyFile)
+        try await common.withStore(configuration) { db in try await db.ensureQueue(.national, actor: .admin(Admin.user)) }
+        print("""
+            Initialised \(configuration.dataDirectory):
+              CA certificate  \(configuration.caFile)  (give it to every gateway and responder)
+              CA key          \(configuration.caKeyFile)  (mode 0600; keep it offline or as a systemd credential)
+              server          \(configuration.certificateFile) for \(names.joined(separator: ", "))
+            Next: enroll a gateway and a responder with `amane-relayd admin enroll-gateway` and `admin enroll-responder`.
+            """)
+    }
+}
+
+struct Admin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Enroll, revoke and list principals, and verify the audit trail.",
+        subcommands: [EnrollGateway.self, EnrollResponder.self, Revoke.self, List.self, Audit.self])
+
+    static var user: String { ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "root" }
+
+    /// Issues a client certificate from the relay CA and registers its key as a principal.
+    static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, out: String) async throws {
+        guard let principalName = PrincipalName(rawValue: name) else {
+            throw ValidationError("'\(name)' is not a valid name: use letters, digits, '.', '_' and '-' (at most 64)")
+        }
+        let key: SealingPublicKey
+        do { key = try SealingPublicKey(text: sealingKey) } catch {
+            throw ValidationError("--sealing-key is not an Amane public key (\(error)). Did you paste the whole amanepk1… line from `amane keygen`?")
+        }
+        let configuration = try await common.load()
+        let ca = try CertificateAuthority(certificatePEM: try RelayConfiguration.read(configuration.caFile, key: "tls.caFile"),
+                                          keyPEM: try configuration.readCAKeyPEM())
+        let issued = try ca.issue(commonName: name, usage: .client)
+        try RelayFiles.makeDirectory(out)
+        let certPath = (out as NSString).appendingPathComponent("\(name)-cert.pem")
+        let keyPath = (out as NSString).appendingPathComponent("\(name)-key.pem")
+        guard !FileManager.default.fileExists(atPath: certPath), !FileManager.default.fileExists(atPath: keyPath) else {
+            throw ValidationError("\(certPath) or \(keyPath) exists; choose another --out folder")
+        }
+        let principal = try await common.withStore(configuration) { db in
+            try await db.enroll(name: principalName, role: role, spkiFingerprint: try SPKIFingerprint.of(certificatePEM: issued.certificate),
+                                sealingKey: key.text, actor: .admin(user))
+        }
+        try RelayFiles.writePublic(issued.certificate, to: certPath)
+        try RelayFiles.writeSecret(issued.key, to: keyPath)
+        print("""
+            Enrolled \(principal.name) as \(principal.role.rawValue) in queue \(principal.queue).
+              sealing key fingerprint  \(key.fingerprint)  (read it back to them to compare)
+              client certificate       \(certPath)
+              client key               \(keyPath)  (mode 0600; hand it over privately, with \(configuration.caFile))
+            """)
+    }
+}
+
+struct EnrollGateway: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll-gateway",
+        abstract: "Enroll a helpline gateway or kiosk and issue its client certificate.",
+        discussion: "Example: amane-relayd admin enroll-gateway kiosk-casa-1 --sealing-key amanepk1… --out ./kiosk-casa-1")
+
+    @OptionGroup var common: CommonOptions
+    @Argument(help: "The gateway's name, as it appears in the audit trail.") var name: String
+    @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The gateway's public sealing key (amanepk1…), for replies to reporters.", valueName: "key"))
+    var sealingKey: String
+    @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+
+    func run() async throws {
+        try await Admin.enroll(common, name: name, role: .gateway, sealingKey: sealingKey, out: out)
+    }
+}
+
+struct EnrollResponder: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll-responder",
+        abstract: "Enroll a responder (or, with --supervisor, a supervisor) and issue their client certificate.",
+        discussion: "Example: amane-relayd admin enroll-responder amina --sealing-key amanepk1… --out ./amina")
+
+    @OptionGroup var common: CommonOptions
+    @Argument(help: "The responder's name, as it appears in the audit trail.") var name: String
+    @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The public key printed by `amane keygen` (amanepk1…).", valueName: "key"))
+    var sealingKey: String
+    @Flag(help: "Enroll as a supervisor: may also assign, reopen, hold and read the audit trail.") var supervisor = false
+    @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+
+    func run() async throws {
+        try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: sealingKey, out: out)
+    }
+}
+
+struct Revoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Revoke a principal at once: every request with its certificate gets 403, and its grants are deleted.",
+        discussion: "Then have a member run `amane rotate`, so new cases are sealed to a key the revoked one never had.")
+
+    @OptionGroup var common: CommonOptions
+    @Argument(help: "The principal's name.") var name: String
+
+    func run() async throws {
+        guard let principalName = PrincipalName(rawValue: name) else { throw ValidationError("'\(name)' is not a valid name") }
+        let configuration = try await common.load()
+        do {
+            try await common.withStore(configuration) { db in try await db.revoke(name: principalName, actor: .admin(Admin.user)) }
+        } catch let error as StoreError {
+            throw ValidationError(error.reason)
+        }
+        print("Revoked \(name). Now have a member run `amane rotate`.")
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List principals.")
+
+    @OptionGroup var common: CommonOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let configuration = try await common.load()
+        let principals = try await common.withStore(configuration) { db in try await db.principals() }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(principals), as: UTF8.self))
+            return
+        }
+        print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + "ROLE        QUEUE       STATE")
+        for principal in principals {
+            print(principal.name.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0)
+                + principal.role.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
+                + principal.queue.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
+                + (principal.isActive ? "active" : "revoked"))
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Work with the audit trail.", subcommands: [Verify.self])
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Recompute the audit hash chain; name the first broken entry.")
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let configuration = try await common.load()
+            let db = try RelayDatabase(directory: configuration.dataDirectory)
+            do {
+                let count = try db.verifyAudit()
+                print("The audit trail is intact: \(count) entries verified.")
+            } catch let error as AuditVerifier.Break {
+                print("The audit trail is BROKEN at entry \(error.seq): \(error.reason).")
+                throw ExitCode(2)
+            }
+        }
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take an online backup (SQLite backup API) while the relay runs, verify it, and keep the newest N.",
+        discussion: "Backups hold only sealed content and labels. Example: amane-relayd backup --to /var/backups/amane-relay --keep 14")
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: ArgumentHelp("The folder for backups.", valueName: "dir")) var to: String
+    @Option(help: "How many backups to keep.") var keep = 14
+
+    func run() async throws {
+        guard keep >= 1 else { throw ValidationError("--keep must be at least 1") }
+        let configuration = try await common.load()
+        try RelayFiles.makeDirectory(to)
+        let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
+        let name = "relay-\(stamp).sqlite"
+        let staging = (to as NSString).appendingPathComponent(".staging-\(UUID().uuidString)")
+        try RelayFiles.makeDirectory(staging)
+        defer { try? FileManager.default.removeItem(atPath: staging) }
+        let db = try RelayDatabase(directory: configuration.dataDirectory)
+        try db.backup(to: (staging as NSString).appendingPathComponent(RelayDatabase.fileName))
+        let copy = try RelayDatabase(directory: staging)
+        let verified = try copy.verifyAudit()
+        guard try copy.integrityCheck() == "ok" else { throw ValidationError("the backup failed its integrity check; nothing kept") }
+        try copy.close()
+        let destination = (to as NSString).appendingPathComponent(name)
+        try FileManager.default.moveItem(atPath: (staging as NSString).appendingPathComponent(RelayDatabase.fileName), toPath: destination)
+        let backups = try FileManager.default.contentsOfDirectory(atPath: to).filter { $0.hasPrefix("relay-") && $0.hasSuffix(".sqlite") }.sorted()
+        for old in backups.dropLast(keep) { try FileManager.default.removeItem(atPath: (to as NSString).appendingPathComponent(old)) }
+        print("Backed up to \(destination) (audit trail verified: \(verified) entries); keeping \(min(keep, backups.count)).")
+    }
+}
+
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate the configuration and the files it names; exit non-zero naming the offending key.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let configuration = try await common.load()
+        do {
+            _ = try TLSIdentity(configuration: configuration)
+            _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+        } catch let error as RelayConfiguration.Invalid {
+            throw ValidationError(error.description)
+        } catch {
+            throw ValidationError("tls: the certificate or key does not parse (\(error))")
+        }
+        print("""
+            Configuration is valid.
+              http.listen     \(configuration.listen)
+              ops.listen      \(configuration.opsListen)
+              db.path         \(configuration.dataDirectory)
+              seeds.directory \(configuration.seedsDirectory)
+              limits          body \(configuration.limits.maxBodyBytes) B, envelope \(configuration.limits.maxEnvelopeBytes) B, \(configuration.limits.requestsPerMinute) requests/min
+              retention       \(configuration.policy.closedRetentionDays) days after closing
+            """)
+    }
+}

@@ -1,0 +1,124 @@
+public import ArgumentParser
+import Foundation
+import Logging
+import RelayCore
+import RelayFormat
+import RelayStore
+import ServiceLifecycle
+
+/// `amane-relayd`: the relay daemon and its admin tools.
+public struct DaemonCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "amane-relayd",
+        abstract: "The Amane Relay daemon: receives disclosures over mutual TLS, seals them at once, and serves the triage API.",
+        discussion: """
+            Configuration is read in this order: command-line options, AMANE_* environment variables (AMANE_HTTP_LISTEN \
+            for http.listen), the YAML file given with --config, systemd credentials in $CREDENTIALS_DIRECTORY, the seed \
+            policy (seeds/policy.yaml), then defaults. See Config/amane-relayd.yaml for every key.
+            """,
+        subcommands: [Serve.self, Init.self, Admin.self, Backup.self, CheckConfig.self],
+        defaultSubcommand: Serve.self)
+
+    public init() {}
+
+    /// Parses the command line and runs; the executable's whole `main`.
+    public static func runFromCommandLine() async {
+        await main()
+    }
+}
+
+/// Options every subcommand shares.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The YAML configuration file.", valueName: "file"))
+    var config: String?
+
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp("The data directory (db.path).", valueName: "dir"))
+    var dataDirectory: String?
+
+    @Flag(name: .long, help: "Development mode: a local folder (.amane-dev) with a CA, certificates and demo profiles made on first start.")
+    var dev = false
+
+    func load(extra: [String: String] = [:]) async throws -> RelayConfiguration {
+        var overrides = extra
+        if let dataDirectory { overrides["db.path"] = dataDirectory }
+        if dev { overrides["dev"] = "true" }
+        do {
+            return try await RelayConfiguration.load(overrides: overrides, configFile: config)
+        } catch let error as RelayConfiguration.Invalid {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// Opens the store with its writer running, for admin work beside (or instead of) the daemon.
+    func withStore<T: Sendable>(_ configuration: RelayConfiguration, _ body: (RelayDatabase) async throws -> T) async throws -> T {
+        var options = RelayDatabase.Options()
+        options.policy = configuration.policy
+        let taxonomy = try? String(contentsOfFile: (configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8)
+        let db = try RelayDatabase(directory: configuration.dataDirectory, taxonomyYAML: taxonomy, options: options)
+        let writer = Task { await db.runWriter() }
+        defer { db.closeWriter() }
+        let result = try await body(db)
+        db.closeWriter()
+        await writer.value
+        return result
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the relay (the default).",
+        discussion: "Example: amane-relayd serve --dev --listen 127.0.0.1:0")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: ArgumentHelp("Where the HTTPS API listens (http.listen); port 0 picks a free port.", valueName: "host:port"))
+    var listen: String?
+
+    @Option(name: .customLong("ops-listen"), help: ArgumentHelp("Where /healthz, /readyz and /metrics listen, loopback only (ops.listen).", valueName: "host:port"))
+    var opsListen: String?
+
+    func run() async throws {
+        var extra: [String: String] = [:]
+        if let listen { extra["http.listen"] = listen }
+        if let opsListen { extra["ops.listen"] = opsListen }
+        let configuration = try await common.load(extra: extra)
+        let logger = configuration.bootstrapLogging()
+        if configuration.dev {
+            try RelayFiles.makeDirectory(configuration.dataDirectory)
+            try DevEnvironment.preparePKI(configuration)
+        }
+        let app: RelayServerApp
+        do {
+            app = try await RelayServerApp.build(configuration: configuration, logger: logger)
+        } catch let error as RelayConfiguration.Invalid {
+            throw ValidationError(error.description)
+        }
+        if configuration.dev {
+            let db = app.db
+            let bound = app.bound
+            Task {
+                do {
+                    try await DevEnvironment.populate(db, configuration: configuration)
+                    await bound.ready()
+                    try DevEnvironment.writeProfiles(configuration, port: bound.https ?? configuration.listen.port)
+                    say(DevEnvironment.banner(configuration, port: bound.https ?? configuration.listen.port, opsPort: bound.ops ?? configuration.opsListen.port))
+                } catch {
+                    logger.critical("could not prepare the development environment", metadata: ["relay.error": "\(error)"])
+                }
+            }
+        } else {
+            let db = app.db
+            Task { try? await db.ensureQueue(.national, actor: .relay) }
+        }
+        Task {
+            await app.bound.ready()
+            say("amane-relayd: listening on port \(app.bound.https ?? 0), ops on port \(app.bound.ops ?? 0)")
+        }
+        try await app.run()
+    }
+}
+
+/// Writes a line to standard output at once, even into a pipe.
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}

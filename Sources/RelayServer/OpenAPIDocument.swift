@@ -1,0 +1,780 @@
+/// The OpenAPI 3.1 description of API v1, served at `/v1/openapi.yaml`.
+/// A test keeps it exact against the router and the authorization table.
+enum OpenAPIDocument {
+    static let yaml = #"""
+openapi: 3.1.0
+info:
+  title: Amane Relay API
+  version: "1"
+  description: >-
+    The relay between helpline gateways and responders. Every call needs a client certificate
+    issued by the relay's CA (mutual TLS 1.3); the certificate's key maps to a principal whose
+    role decides what it may call. Errors are application/problem+json (RFC 9457).
+servers:
+  - url: https://localhost:8443
+paths:
+  /v1/disclosures:
+    post:
+      summary: Submit a disclosure (plaintext content is sealed at once; or a gateway-sealed envelope)
+      description: "Roles: gateway."
+      parameters:
+        - name: Idempotency-Key
+          in: header
+          required: true
+          description: 16 to 128 visible ASCII characters; a retry with the same key gets the same answer
+          schema: {type: string}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/DisclosureSubmission'}
+      responses:
+        "201":
+          description: Created
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/DisclosureReceipt'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "409":
+          $ref: '#/components/responses/P409'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+        "503":
+          $ref: '#/components/responses/P503'
+  /v1/followups:
+    post:
+      summary: Add a reporter's follow-up by receipt
+      description: "Roles: gateway."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/FollowupSubmission'}
+      responses:
+        "201":
+          description: Created
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/FollowupAccepted'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+        "503":
+          $ref: '#/components/responses/P503'
+  /v1/replies/fetch:
+    post:
+      summary: Fetch the replies for a receipt, sealed to this gateway
+      description: "Roles: gateway."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/ReplyFetch'}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/ReplyList'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/queues/{queue}/sealing-key:
+    get:
+      summary: The queue's current epoch public key
+      description: "Roles: gateway."
+      parameters:
+        - name: queue
+          in: path
+          required: true
+          description: The queue name
+          schema: {type: string}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/SealingKeyInfo'}
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "429":
+          $ref: '#/components/responses/P429'
+        "503":
+          $ref: '#/components/responses/P503'
+  /v1/queue:
+    get:
+      summary: List cases, urgent first then oldest, by cursor
+      description: "Roles: responder, supervisor."
+      parameters:
+        - name: state
+          in: query
+          required: false
+          description: new, claimed, in_progress, referred or closed; repeatable
+          schema: {type: string}
+        - name: urgency
+          in: query
+          required: false
+          description: immediate, high, normal or low
+          schema: {type: string}
+        - name: category
+          in: query
+          required: false
+          description: a category code
+          schema: {type: string}
+        - name: mine
+          in: query
+          required: false
+          description: true for cases assigned to the caller
+          schema: {type: string}
+        - name: cursor
+          in: query
+          required: false
+          description: the next token of the previous page
+          schema: {type: string}
+        - name: limit
+          in: query
+          required: false
+          description: 1 to 500, default 50
+          schema: {type: string}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/QueueListing'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}:
+    get:
+      summary: Every sealed object of a case (audited as a fetch)
+      description: "Roles: responder, supervisor."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/CaseFile'}
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}/claim:
+    post:
+      summary: Claim a case (a lease)
+      description: "Roles: responder, supervisor."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/CaseView'}
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}/release:
+    post:
+      summary: Release a claimed case
+      description: "Roles: responder, supervisor."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/CaseView'}
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}/transition:
+    post:
+      summary: Start, refer, close or (supervisor) reopen a case
+      description: "Roles: responder, supervisor."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/TransitionRequest'}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/CaseView'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}/notes:
+    post:
+      summary: Add a note sealed to the queue epoch
+      description: "Roles: responder, supervisor."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/NoteSubmission'}
+      responses:
+        "201":
+          description: Created
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Accepted'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}/replies:
+    post:
+      summary: Add a reply: a copy sealed to the gateway and one to the epoch
+      description: "Roles: responder, supervisor."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/ReplySubmission'}
+      responses:
+        "201":
+          description: Created
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Accepted'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}/assign:
+    post:
+      summary: Assign a case to a member
+      description: "Roles: supervisor."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/AssignRequest'}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/CaseView'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}/hold:
+    post:
+      summary: Set or lift a hold (blocks purging)
+      description: "Roles: supervisor."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/HoldRequest'}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/CaseView'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/grants:
+    get:
+      summary: The epoch keys sealed to the caller
+      description: "Roles: responder, supervisor."
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/GrantList'}
+        "403":
+          $ref: '#/components/responses/P403'
+        "429":
+          $ref: '#/components/responses/P429'
+    post:
+      summary: Upload grants of an epoch the caller holds
+      description: "Roles: responder, supervisor."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/GrantUpload'}
+      responses:
+        "201":
+          description: Created
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Accepted'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/epochs:
+    post:
+      summary: Create a new epoch (rotation) with its grants
+      description: "Roles: responder, supervisor."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/EpochCreation'}
+      responses:
+        "201":
+          description: Created
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/EpochView'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "413":
+          $ref: '#/components/responses/P413'
+        "415":
+          $ref: '#/components/responses/P415'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/members:
+    get:
+      summary: Active members and their sealing keys
+      description: "Roles: responder, supervisor."
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/MemberList'}
+        "403":
+          $ref: '#/components/responses/P403'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/stats:
+    get:
+      summary: Case counts by one label
+      description: "Roles: responder, supervisor."
+      parameters:
+        - name: by
+          in: query
+          required: false
+          description: month, category, urgency, channel, region, outcome, language or referral
+          schema: {type: string}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Statistics'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/audit:
+    get:
+      summary: A page of the audit trail
+      description: "Roles: supervisor."
+      parameters:
+        - name: after
+          in: query
+          required: false
+          description: the last seq already seen
+          schema: {type: string}
+        - name: limit
+          in: query
+          required: false
+          description: 1 to 1000, default 500
+          schema: {type: string}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/AuditPage'}
+        "400":
+          $ref: '#/components/responses/P400'
+        "403":
+          $ref: '#/components/responses/P403'
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/me:
+    get:
+      summary: Who the relay takes the caller for
+      description: "Roles: gateway, responder, supervisor."
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Identity'}
+        "429":
+          $ref: '#/components/responses/P429'
+  /v1/openapi.yaml:
+    get:
+      summary: This document
+      description: "Roles: gateway, responder, supervisor."
+      responses:
+        "200":
+          description: OK
+          content:
+            application/yaml: {}
+        "429":
+          $ref: '#/components/responses/P429'
+components:
+  responses:
+    P400:
+      description: Bad request
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    P403:
+      description: Forbidden
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    P404:
+      description: Not found
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    P409:
+      description: Conflict
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    P413:
+      description: Content too large
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    P415:
+      description: Unsupported media type
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    P429:
+      description: Too many requests
+      headers:
+        Retry-After:
+          schema: {type: integer}
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+    P503:
+      description: Service unavailable
+      content:
+        application/problem+json:
+          schema: {$ref: '#/components/schemas/Problem'}
+  schemas:
+    Problem:
+      type: object
+      properties:
+        type: {type: string}
+        title: {type: string}
+        status: {type: integer}
+        detail: {type: string}
+    Content:
+      type: object
+      properties:
+        narrative: {type: string}
+        answers: {type: object}
+    DisclosureSubmission:
+      type: object
+      properties:
+        queue: {type: string}
+        urgency: {type: string}
+        category: {type: string}
+        language: {type: string}
+        channel: {type: string}
+        region: {type: string}
+        content: {$ref: '#/components/schemas/Content'}
+        sealed: {type: string}
+    DisclosureReceipt:
+      type: object
+      properties:
+        id: {type: string}
+        receipt: {type: string}
+        receivedAt: {type: string}
+    FollowupSubmission:
+      type: object
+      properties:
+        receipt: {type: string}
+        content: {$ref: '#/components/schemas/Content'}
+        id: {type: string}
+        sealed: {type: string}
+    FollowupAccepted:
+      type: object
+      properties:
+        id: {type: string}
+        receivedAt: {type: string}
+    ReplyFetch:
+      type: object
+      properties:
+        receipt: {type: string}
+    ReplyList:
+      type: object
+      properties:
+        replies: {type: array}
+    SealingKeyInfo:
+      type: object
+      properties:
+        queue: {type: string}
+        epoch: {type: string}
+        publicKey: {type: string}
+        fingerprint: {type: string}
+    CaseView:
+      type: object
+      properties:
+        id: {type: string}
+        queue: {type: string}
+        urgency: {type: string}
+        category: {type: string}
+        language: {type: string}
+        channel: {type: string}
+        region: {type: string}
+        state: {type: string}
+        assignee: {type: string}
+        claimExpiresAt: {type: string}
+        onHold: {type: boolean}
+        updated: {type: boolean}
+        referral: {type: string}
+        outcome: {type: string}
+        receivedAt: {type: string}
+        purged: {type: boolean}
+    QueueListing:
+      type: object
+      properties:
+        cases: {type: array}
+        next: {type: string}
+    CaseFile:
+      type: object
+      properties:
+        case: {$ref: '#/components/schemas/CaseView'}
+        disclosure: {type: object}
+        items: {type: array}
+        gatewayKey: {type: string}
+    TransitionRequest:
+      type: object
+      properties:
+        action: {type: string}
+        referral: {type: string}
+        outcome: {type: string}
+    NoteSubmission:
+      type: object
+      properties:
+        id: {type: string}
+        sealed: {type: string}
+    ReplySubmission:
+      type: object
+      properties:
+        id: {type: string}
+        sealed: {type: string}
+        gatewaySealed: {type: string}
+    AssignRequest:
+      type: object
+      properties:
+        to: {type: string}
+    HoldRequest:
+      type: object
+      properties:
+        on: {type: boolean}
+    Accepted:
+      type: object
+      properties:
+        id: {type: string}
+    GrantList:
+      type: object
+      properties:
+        grants: {type: array}
+    GrantUpload:
+      type: object
+      properties:
+        epoch: {type: string}
+        grants: {type: object}
+    EpochCreation:
+      type: object
+      properties:
+        queue: {type: string}
+        publicKey: {type: string}
+        grants: {type: object}
+    EpochView:
+      type: object
+      properties:
+        id: {type: string}
+        queue: {type: string}
+        publicKey: {type: string}
+        createdBy: {type: string}
+        current: {type: boolean}
+    MemberList:
+      type: object
+      properties:
+        members: {type: array}
+    Statistics:
+      type: object
+      properties:
+        by: {type: string}
+        rows: {type: array}
+    AuditPage:
+      type: object
+      properties:
+        entries: {type: array}
+        next: {type: integer}
+    Identity:
+      type: object
+      properties:
+        name: {type: string}
+        role: {type: string}
+        queue: {type: string}
+"""#
+}

@@ -1,0 +1,119 @@
+import Crypto
+public import Foundation
+import RelayFormat
+import SwiftASN1
+#if canImport(Glibc)
+import Glibc
+#endif
+public import X509
+
+/// The relay's own certificate authority: it issues the server certificate and every client certificate.
+public struct CertificateAuthority: Sendable {
+    public let certificate: Certificate
+    let key: Certificate.PrivateKey
+
+    static let validity: TimeInterval = 10 * 365 * 86_400
+    public static let leafValidity: TimeInterval = 2 * 365 * 86_400
+
+    /// A new CA with a P-256 key.
+    public static func create(name: String, now: Date = Date()) throws -> CertificateAuthority {
+        let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let subject = try DistinguishedName {
+            CommonName(name)
+            OrganizationName("Amane Relay")
+        }
+        let certificate = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: key.publicKey,
+            notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
+            issuer: subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                Critical(KeyUsage(digitalSignature: true, keyCertSign: true, cRLSign: true))
+                SubjectKeyIdentifier(hash: key.publicKey)
+            },
+            issuerPrivateKey: key)
+        return CertificateAuthority(certificate: certificate, key: key)
+    }
+
+    public init(certificatePEM: String, keyPEM: String) throws {
+        self.init(certificate: try Certificate(pemEncoded: certificatePEM), key: try Certificate.PrivateKey(pemEncoded: keyPEM))
+    }
+
+    init(certificate: Certificate, key: Certificate.PrivateKey) {
+        self.certificate = certificate
+        self.key = key
+    }
+
+    public enum Usage: Sendable { case server(hostnames: [String]), client }
+
+    /// Issues a leaf certificate with a fresh P-256 key; returns certificate and key as PEM.
+    public func issue(commonName: String, usage: Usage, now: Date = Date(), validity: TimeInterval = leafValidity) throws -> (certificate: String, key: String) {
+        let leafKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let certificate = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: leafKey.publicKey,
+            notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
+            issuer: self.certificate.subject, subject: try DistinguishedName { CommonName(commonName) },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                switch usage {
+                case .server(let hostnames):
+                    try ExtendedKeyUsage([.serverAuth])
+                    SubjectAlternativeNames(hostnames.map(Self.generalName))
+                case .client:
+                    try ExtendedKeyUsage([.clientAuth])
+                }
+                AuthorityKeyIdentifier(keyIdentifier: SubjectKeyIdentifier(hash: key.publicKey).keyIdentifier)
+            },
+            issuerPrivateKey: key)
+        return (try certificate.serializeAsPEM().pemString, try leafKey.serializeAsPEM().pemString)
+    }
+
+    static func generalName(_ host: String) -> GeneralName {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            return .ipAddress(ASN1OctetString(contentBytes: withUnsafeBytes(of: v4) { ArraySlice($0) }))
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return .ipAddress(ASN1OctetString(contentBytes: withUnsafeBytes(of: v6) { ArraySlice($0) }))
+        }
+        return .dnsName(host)
+    }
+
+    public var certificatePEM: String { get throws { try certificate.serializeAsPEM().pemString } }
+    public var keyPEM: String { get throws { try key.serializeAsPEM().pemString } }
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo, hex: how principals are found.
+public enum SPKIFingerprint {
+    public static func of(certificatePEM: String) throws -> String {
+        try of(Certificate(pemEncoded: certificatePEM))
+    }
+
+    public static func of(_ certificate: Certificate) throws -> String {
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate.publicKey)
+        return of(spki: serializer.serializedBytes)
+    }
+
+    public static func of(spki: [UInt8]) -> String {
+        Digest.hex(Digest.sha256(spki))
+    }
+}
+
+/// Writes files the relay creates: secrets with mode 0600, never replacing an existing one.
+enum RelayFiles {
+    static func writeSecret(_ text: String, to path: String) throws {
+        try SecretFile.createExclusive(at: path, contents: Array(text.utf8))
+    }
+
+    static func writePublic(_ text: String, to path: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+}

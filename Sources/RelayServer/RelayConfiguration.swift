@@ -1,0 +1,165 @@
+public import Configuration
+public import Foundation
+public import Logging
+public import RelayCore
+import SystemPackage
+
+/// Everything the daemon reads at start. Keys are dotted (`http.listen`); see `Config/amane-relayd.yaml`.
+public struct RelayConfiguration: Sendable {
+    public struct Address: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        /// Parses `HOST:PORT` or `[v6]:PORT`.
+        public init?(_ text: String) {
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+            var host = String(text[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            guard !host.isEmpty else { return nil }
+            self.host = host
+            self.port = port
+        }
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    public struct Limits: Sendable {
+        public var maxBodyBytes: Int
+        public var maxEnvelopeBytes: Int
+        public var narrativeMaxBytes: Int
+        public var requestsPerMinute: Int
+        public var receiptMissesPerHour: Int
+        public var idleTimeoutSeconds: Int
+    }
+
+    public enum LogFormat: String, Sendable { case json, text }
+
+    public var listen: Address
+    public var opsListen: Address
+    public var dataDirectory: String
+    public var dev: Bool
+    public var certificateFile: String
+    public var caFile: String
+    /// The TLS private key: PEM from configuration (systemd credential `tls-privateKey`) or the file.
+    public var privateKeyPEM: String?
+    public var privateKeyFile: String
+    public var caKeyPEM: String?
+    public var caKeyFile: String
+    public var logLevel: Logger.Level
+    public var logFormat: LogFormat
+    public var limits: Limits
+    public var policy: TriagePolicy
+    public var seedsDirectory: String
+    public var slaNotifyCommand: String?
+
+    /// A configuration problem, naming the offending key.
+    public struct Invalid: Error, CustomStringConvertible {
+        public let key: String
+        public let reason: String
+        public var description: String { "configuration key '\(key)': \(reason)" }
+    }
+
+    /// Reads every key, in order of precedence: `overrides` (the command line), `AMANE_*` environment variables,
+    /// the YAML file, `$CREDENTIALS_DIRECTORY`, the seed policy, then defaults.
+    public static func load(overrides: [String: String], configFile: String?, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> RelayConfiguration {
+        var providers: [any ConfigProvider] = [
+            InMemoryProvider(name: "command line", values: Dictionary(uniqueKeysWithValues: overrides.map { (AbsoluteConfigKey(stringLiteral: $0.key), ConfigValue(stringLiteral: $0.value)) })),
+            EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "amane"),
+        ]
+        if let configFile {
+            guard FileManager.default.fileExists(atPath: configFile) else { throw Invalid(key: "config", reason: "no file at \(configFile)") }
+            providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(configFile)))
+        }
+        if let credentials = environment["CREDENTIALS_DIRECTORY"] {
+            providers.append(try await DirectoryFilesProvider(directoryPath: FilePath(credentials), allowMissing: true))
+        }
+        let early = ConfigReader(providers: providers)
+        let seeds = early.string(forKey: "seeds.directory") ?? Self.defaultSeedsDirectory()
+        let policyFile = (seeds as NSString).appendingPathComponent("policy.yaml")
+        if FileManager.default.fileExists(atPath: policyFile) {
+            providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(policyFile)))
+        }
+        return try RelayConfiguration(reader: ConfigReader(providers: providers), seedsDirectory: seeds)
+    }
+
+    init(reader config: ConfigReader, seedsDirectory: String) throws {
+        dev = config.bool(forKey: "dev", default: false) || config.string(forKey: "dev") == "true"
+        let data = config.string(forKey: "db.path", default: dev ? ".amane-dev" : "/var/lib/amane-relay")
+        dataDirectory = (data as NSString).expandingTildeInPath
+        func address(_ key: String, _ fallback: String) throws -> Address {
+            let text = config.string(forKey: ConfigKey(key), default: fallback)
+            guard let address = Address(text) else { throw Invalid(key: key, reason: "'\(text)' is not HOST:PORT") }
+            return address
+        }
+        listen = try address("http.listen", dev ? "127.0.0.1:8443" : "0.0.0.0:8443")
+        opsListen = try address("ops.listen", "127.0.0.1:9090")
+        guard ["127.0.0.1", "::1", "localhost"].contains(opsListen.host) else {
+            throw Invalid(key: "ops.listen", reason: "the ops listener serves plain HTTP and must stay on 127.0.0.1 or ::1")
+        }
+        let pki = (dataDirectory as NSString).appendingPathComponent("pki")
+        certificateFile = config.string(forKey: "tls.certificateFile", default: (pki as NSString).appendingPathComponent("server-cert.pem"))
+        privateKeyFile = config.string(forKey: "tls.keyFile", default: (pki as NSString).appendingPathComponent("server-key.pem"))
+        caFile = config.string(forKey: "tls.caFile", default: (pki as NSString).appendingPathComponent("ca-cert.pem"))
+        caKeyFile = config.string(forKey: "ca.keyFile", default: (pki as NSString).appendingPathComponent("ca-key.pem"))
+        privateKeyPEM = config.string(forKey: "tls.privateKey", isSecret: true)
+        caKeyPEM = config.string(forKey: "ca.privateKey", isSecret: true)
+
+        let level = config.string(forKey: "log.level", default: "info")
+        guard let parsedLevel = Logger.Level(rawValue: level) else { throw Invalid(key: "log.level", reason: "'\(level)' is not trace, debug, info, notice, warning, error or critical") }
+        logLevel = parsedLevel
+        let format = config.string(forKey: "log.format", default: "text")
+        guard let parsedFormat = LogFormat(rawValue: format) else { throw Invalid(key: "log.format", reason: "'\(format)' is not json or text") }
+        logFormat = parsedFormat
+
+        func positive(_ key: String, _ fallback: Int) throws -> Int {
+            let value = config.int(forKey: ConfigKey(key)) ?? config.string(forKey: ConfigKey(key)).flatMap(Int.init) ?? fallback
+            guard value > 0 else { throw Invalid(key: key, reason: "must be a positive number") }
+            return value
+        }
+        limits = Limits(
+            maxBodyBytes: try positive("limits.maxBodyBytes", 256 * 1024),
+            maxEnvelopeBytes: try positive("limits.maxEnvelopeBytes", 8 * 1024 * 1024),
+            narrativeMaxBytes: try positive("limits.narrativeMaxBytes", 64 * 1024),
+            requestsPerMinute: try positive("limits.requestsPerMinute", 120),
+            receiptMissesPerHour: try positive("limits.receiptMissesPerHour", 20),
+            idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30))
+        var sla: [Urgency: Int] = [:]
+        for urgency in Urgency.allCases {
+            sla[urgency] = try positive("sla.\(urgency.rawValue)", TriagePolicy.default.slaSeconds[urgency]! / 60) * 60
+        }
+        policy = TriagePolicy(claimLeaseSeconds: try positive("claim.leaseMinutes", 15) * 60, slaSeconds: sla,
+                              closedRetentionDays: try positive("retention.closedDays", 180))
+        self.seedsDirectory = seedsDirectory
+        slaNotifyCommand = config.string(forKey: "sla.notifyCommand")
+    }
+
+    /// `seeds/` in the working directory (development), else the installed share directory.
+    static func defaultSeedsDirectory() -> String {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let installed = executable.deletingLastPathComponent().appendingPathComponent("share/amane-relay/seeds").path
+        if FileManager.default.fileExists(atPath: "seeds/taxonomy.yaml") { return "seeds" }
+        return installed
+    }
+
+    func readPrivateKeyPEM() throws -> String {
+        if let privateKeyPEM { return privateKeyPEM }
+        return try Self.read(privateKeyFile, key: "tls.keyFile")
+    }
+
+    func readCAKeyPEM() throws -> String {
+        if let caKeyPEM { return caKeyPEM }
+        return try Self.read(caKeyFile, key: "ca.keyFile")
+    }
+
+    static func read(_ path: String, key: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw Invalid(key: key, reason: "cannot read \(path); run `amane-relayd init` or pass --dev")
+        }
+        return text
+    }
+}

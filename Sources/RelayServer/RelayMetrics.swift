@@ -1,0 +1,59 @@
+import Prometheus
+import RelayCore
+import Synchronization
+
+/// The relay's metrics: counts and timings only, never content or identities.
+final class RelayMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let requestCounters = Mutex<[String: Counter]>([:])
+    let intakeLatency: DurationHistogram
+    let batchSizes: ValueHistogram
+    let tlsHandshakeFailures: Counter
+    let queueDepth: [Urgency: Gauge]
+    let slaBreaches: [Urgency: Gauge]
+
+    init() {
+        intakeLatency = registry.makeDurationHistogram(
+            descriptor: .init(namespace: "amane", metricName: "intake_duration", unitName: "seconds", helpText: "Time from request to durable commit of a disclosure"),
+            labels: [("route", "/v1/disclosures")],
+            buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                      .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+        batchSizes = registry.makeValueHistogram(
+            descriptor: .init(namespace: "amane", metricName: "group_commit_batch", unitName: "writes", helpText: "Writes per group commit"),
+            labels: [("store", "sqlite")], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256])
+        tlsHandshakeFailures = registry.makeCounter(
+            descriptor: .init(namespace: "amane", metricName: "tls_handshake_failures", unitName: "total", helpText: "TLS handshakes that failed"))
+        var depth: [Urgency: Gauge] = [:]
+        var breaches: [Urgency: Gauge] = [:]
+        for urgency in Urgency.allCases {
+            depth[urgency] = registry.makeGauge(
+                descriptor: .init(namespace: "amane", metricName: "queue_depth", unitName: "cases", helpText: "Unclaimed cases by urgency"),
+                labels: [("urgency", urgency.rawValue)])
+            breaches[urgency] = registry.makeGauge(
+                descriptor: .init(namespace: "amane", metricName: "sla_breaches", unitName: "cases", helpText: "Unclaimed cases past their SLA"),
+                labels: [("urgency", urgency.rawValue)])
+        }
+        queueDepth = depth
+        slaBreaches = breaches
+    }
+
+    func countRequest(route: String, method: String, status: Int) {
+        let key = "\(method) \(route) \(status)"
+        let counter = requestCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: .init(namespace: "amane", metricName: "http_requests", unitName: "total", helpText: "Requests by route and status"),
+                labels: [("method", method), ("route", route), ("status", String(status))])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    func update(depth: [Urgency: (waiting: Int, pastSLA: Int)]) {
+        for (urgency, value) in depth {
+            queueDepth[urgency]?.set(Double(value.waiting))
+            slaBreaches[urgency]?.set(Double(value.pastSLA))
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import RelayAPI
+import RelayCore
+import RelayStore
+
+/// The request context: the TLS channel, and the principal once the middleware has found it.
+/// Handlers read `principal`, never certificates.
+struct RelayRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+    var principal: Principal?
+    var requestID: String
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+        principal = nil
+        requestID = UUID().uuidString.lowercased()
+    }
+
+    /// The authenticated principal; the authentication middleware guarantees it on every route.
+    var caller: Principal {
+        get throws {
+            guard let principal else { throw APIError(.forbidden, "no principal") }
+            return principal
+        }
+    }
+
+    var actor: StoreActor { get throws { StoreActor(try caller) } }
+}
+
+/// An error the API answers with a problem body.
+struct APIError: Error {
+    let status: HTTPResponse.Status
+    let detail: String
+    var headers: HTTPFields = [:]
+
+    init(_ status: HTTPResponse.Status, _ detail: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+    }
+
+    init(_ error: StoreError) {
+        switch error.code {
+        case .notFound: self.init(.notFound, error.reason)
+        case .conflict, .invalidState: self.init(.conflict, error.reason)
+        case .forbidden: self.init(.forbidden, error.reason)
+        case .invalid: self.init(.badRequest, error.reason)
+        case .noSealingKey: self.init(.serviceUnavailable, "no sealing key: \(error.reason)")
+        case .busy: self.init(.serviceUnavailable, "the relay is busy; retry shortly", headers: [.retryAfter: "1"])
+        case .unavailable: self.init(.serviceUnavailable, "storage is unavailable; nothing was stored", headers: [.retryAfter: "5"])
+        }
+    }
+}
+
+extension Response {
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Response(status: status, headers: [.contentType: MediaType.json],
+                        body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    static func problem(_ status: HTTPResponse.Status, detail: String?, headers: HTTPFields = [:]) -> Response {
+        let problem = Problem(status: status.code, title: status.reasonPhrase, detail: detail)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(problem)) ?? Data()
+        var headers = headers
+        headers[.contentType] = MediaType.problem
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Turns every error into `application/problem+json`. Unknown errors become a bare 500, logged by type only.
+struct ProblemMiddleware: RouterMiddleware {
+    typealias Context = RelayRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return .problem(error.status, detail: error.detail, headers: error.headers)
+        } catch let error as StoreError {
+            let mapped = APIError(error)
+            return .problem(mapped.status, detail: mapped.detail, headers: mapped.headers)
+        } catch let error as HTTPError {
+            return .problem(error.status, detail: error.status == .notFound ? "no such route" : error.body, headers: error.headers)
+        } catch let error as any HTTPResponseError {
+            let detail = error.status == .contentTooLarge ? "the body is larger than this route accepts" : nil
+            return .problem(error.status, detail: detail)
+        } catch {
+            context.logger.error("request failed", metadata: ["relay.error": "\(type(of: error))"])
+            return .problem(.internalServerError, detail: nil)
+        }
+    }
+}
+
+extension Request {
+    /// Reads a JSON body: checks the media type (415), the size (413) and the shape (400, naming the field).
+    func decodeJSON<T: Codable>(_ type: T.Type, limit: Int) async throws -> (T, [UInt8]) {
+        let contentType = headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        guard contentType == MediaType.json else {
+            throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json)")
+        }
+        let buffer = try await body.collect(upTo: limit)
+        let bytes = Array(buffer.readableBytesView)
+        do {
+            return (try StrictJSON.decode(T.self, from: Data(bytes)), bytes)
+        } catch {
+            throw APIError(.badRequest, error.description)
+        }
+    }
+}

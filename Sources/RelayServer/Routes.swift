@@ -1,0 +1,351 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import RelayAPI
+import RelayCore
+import RelayFormat
+import RelayStore
+import Prometheus
+
+/// The API v1 handlers. Each route is registered with the roles the authorization table gives it.
+struct RelayRoutes: Sendable {
+    let db: RelayDatabase
+    let limits: RelayConfiguration.Limits
+    let receiptMisses: RateLimiter
+    let metrics: RelayMetrics
+
+    typealias Handler = @Sendable (Request, RelayRequestContext) async throws -> Response
+
+    func register(on router: Router<RelayRequestContext>) {
+        add(router, "POST", "/v1/disclosures", submitDisclosure)
+        add(router, "POST", "/v1/followups", submitFollowup)
+        add(router, "POST", "/v1/replies/fetch", fetchReplies)
+        add(router, "GET", "/v1/queues/{queue}/sealing-key", sealingKey)
+        add(router, "GET", "/v1/queue", listQueue)
+        add(router, "GET", "/v1/disclosures/{id}", fetchCase)
+        add(router, "POST", "/v1/disclosures/{id}/claim") { request, context in try await transition(context, .claim) }
+        add(router, "POST", "/v1/disclosures/{id}/release") { request, context in try await transition(context, .release) }
+        add(router, "POST", "/v1/disclosures/{id}/transition", transitionCase)
+        add(router, "POST", "/v1/disclosures/{id}/notes", addNote)
+        add(router, "POST", "/v1/disclosures/{id}/replies", addReply)
+        add(router, "POST", "/v1/disclosures/{id}/assign", assign)
+        add(router, "POST", "/v1/disclosures/{id}/hold", hold)
+        add(router, "GET", "/v1/grants", listGrants)
+        add(router, "POST", "/v1/grants", uploadGrants)
+        add(router, "POST", "/v1/epochs", createEpoch)
+        add(router, "GET", "/v1/members", listMembers)
+        add(router, "GET", "/v1/stats", statistics)
+        add(router, "GET", "/v1/audit", auditPage)
+        add(router, "GET", "/v1/me") { _, context in
+            let me = try context.caller
+            return try .json(Identity(name: me.name.rawValue, role: me.role.rawValue, queue: me.queue.rawValue))
+        }
+        add(router, "GET", "/v1/openapi.yaml") { _, _ in
+            Response(status: .ok, headers: [.contentType: MediaType.yaml], body: .init(byteBuffer: .init(string: OpenAPIDocument.yaml)))
+        }
+    }
+
+    private func add(_ router: Router<RelayRequestContext>, _ method: String, _ path: String, _ handler: @escaping Handler) {
+        let roles = Authorization.roles(for: RouteKey(method, path))
+        router.on(RouterPath(path), method: HTTPRequest.Method(method)!) { request, context in
+            let caller = try context.caller
+            guard roles.contains(caller.role) else {
+                throw APIError(.forbidden, "a \(caller.role.rawValue) may not call \(method) \(path)")
+            }
+            return try await handler(request, context)
+        }
+    }
+
+    // MARK: Gateways
+
+    @Sendable func submitDisclosure(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let start = ContinuousClock.now
+        let gateway = try context.caller
+        guard let key = request.headers[HTTPField.Name(HeaderName.idempotencyKey)!], Self.isValidIdempotencyKey(key) else {
+            throw APIError(.badRequest, "send an Idempotency-Key header of 16 to 128 visible ASCII characters, new for each disclosure")
+        }
+        let (submission, body) = try await request.decodeJSON(DisclosureSubmission.self, limit: envelopeBodyLimit)
+        let labels = try Self.labels(submission, gateway: gateway)
+        let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: nil,
+                                                    kind: .disclosure, queue: labels.queue, bodySize: body.count)
+        let result = try await db.intake(IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope,
+                                                       idempotencyKey: key, requestHash: Digest.sha256(body)))
+        metrics.intakeLatency.record(ContinuousClock.now - start)
+        return try .json(DisclosureReceipt(id: result.id, receipt: result.receipt.grouped, receivedAt: Timestamp.iso8601(result.receivedAt)),
+                         status: .created)
+    }
+
+    @Sendable func submitFollowup(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let gateway = try context.caller
+        let (submission, body) = try await request.decodeJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
+        let receipt = try receiptDigest(submission.receipt, gateway: gateway)
+        let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: submission.id,
+                                                    kind: .followup, queue: gateway.queue, bodySize: body.count)
+        do {
+            _ = try await db.addFollowup(gateway: gateway, receiptHash: receipt, objectID: id, envelope: envelope)
+        } catch let error as StoreError where error.code == .notFound {
+            throw receiptMiss(gateway)
+        }
+        return try .json(FollowupAccepted(id: id.uuidString.lowercased(), receivedAt: Timestamp.iso8601(Date().unixMinute)), status: .created)
+    }
+
+    @Sendable func fetchReplies(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let gateway = try context.caller
+        let (fetch, _) = try await request.decodeJSON(ReplyFetch.self, limit: limits.maxBodyBytes)
+        let receipt = try receiptDigest(fetch.receipt, gateway: gateway)
+        do {
+            let replies = try await db.replies(gateway: gateway, receiptHash: receipt)
+            return try .json(ReplyList(replies: replies.compactMap { item in
+                item.gatewayEnvelope.map { SealedReply(id: item.id, sealed: Base64.encode($0), createdAt: Timestamp.iso8601(item.createdAt)) }
+            }))
+        } catch let error as StoreError where error.code == .notFound {
+            throw receiptMiss(gateway)
+        }
+    }
+
+    @Sendable func sealingKey(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let queue = try Self.queue(context.parameters.require("queue"))
+        guard try context.caller.queue == queue else { throw APIError(.notFound, "no queue \(queue) for this gateway") }
+        guard let epoch = try await db.currentEpoch(queue: queue) else {
+            throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet; a responder runs `amane rotate`")
+        }
+        let fingerprint = (try? SealingPublicKey(text: epoch.publicKey))?.fingerprint ?? ""
+        return try .json(SealingKeyInfo(queue: queue.rawValue, epoch: epoch.id, publicKey: epoch.publicKey, fingerprint: fingerprint))
+    }
+
+    /// JSON with a base64 envelope may be larger than plain JSON; plain JSON is held to `maxBodyBytes` after reading.
+    private var envelopeBodyLimit: Int { max(limits.maxBodyBytes, limits.maxEnvelopeBytes / 3 * 4 + 64 * 1024) }
+
+    /// Seals plaintext content in memory at once, or checks a gateway-sealed envelope. Returns the object id and envelope.
+    private func sealOrAccept(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind,
+                              queue: QueueName, bodySize: Int) async throws -> (UUID, [UInt8]) {
+        switch (content, sealed) {
+        case (let content?, nil):
+            guard bodySize <= limits.maxBodyBytes else { throw APIError(.contentTooLarge, "a JSON body may hold \(limits.maxBodyBytes) bytes") }
+            let size = content.narrative.utf8.count
+            guard size >= 1, size <= limits.narrativeMaxBytes else {
+                throw APIError(.badRequest, "field 'content.narrative' must hold 1 to \(limits.narrativeMaxBytes) bytes")
+            }
+            guard let epoch = try await db.currentEpoch(queue: queue), let key = try? SealingPublicKey(text: epoch.publicKey) else {
+                throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet")
+            }
+            let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            return (id, try Envelope.seal(try encoder.encode(content), to: key, kind: kind, objectID: id))
+        case (nil, let sealed?):
+            guard let envelope = Base64.decode(sealed) else { throw APIError(.badRequest, "field 'sealed' is not base64") }
+            guard envelope.count <= limits.maxEnvelopeBytes else { throw APIError(.contentTooLarge, "a sealed envelope may hold \(limits.maxEnvelopeBytes) bytes") }
+            let header: EnvelopeHeader
+            do { header = try EnvelopeHeader.inspect(envelope) } catch { throw APIError(.badRequest, "field 'sealed' is \(error.code.rawValue)") }
+            if let sealedID, UUID(uuidString: sealedID) != header.objectID {
+                throw APIError(.badRequest, "field 'id' differs from the envelope's object id")
+            }
+            return (header.objectID, envelope)
+        default:
+            throw APIError(.badRequest, "send exactly one of 'content' and 'sealed'")
+        }
+    }
+
+    private func receiptDigest(_ text: String, gateway: Principal) throws -> [UInt8] {
+        if let wait = receiptMisses.wouldAllow(gateway.id) {
+            throw APIError(.tooManyRequests, "too many unknown receipts; wait before trying again", headers: [.retryAfter: String(wait)])
+        }
+        do {
+            return try Receipt(parsing: text).digest
+        } catch {
+            _ = receiptMisses.take(gateway.id)
+            throw APIError(.badRequest, "field 'receipt': \(error.reason)")
+        }
+    }
+
+    private func receiptMiss(_ gateway: Principal) -> APIError {
+        _ = receiptMisses.take(gateway.id)
+        return APIError(.notFound, "no case for this receipt from this gateway")
+    }
+
+    static func isValidIdempotencyKey(_ key: String) -> Bool {
+        (16...128).contains(key.utf8.count) && key.utf8.allSatisfy { (0x21...0x7e).contains($0) }
+    }
+
+    static func queue(_ text: String) throws -> QueueName {
+        guard let queue = QueueName(rawValue: text) else { throw APIError(.notFound, "no queue '\(text)'") }
+        return queue
+    }
+
+    static func labels(_ submission: DisclosureSubmission, gateway: Principal) throws -> DisclosureLabels {
+        guard let urgency = Urgency(rawValue: submission.urgency) else {
+            throw APIError(.badRequest, "field 'urgency' must be one of \(Urgency.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let queue = try submission.queue.map { name -> QueueName in
+            guard let queue = QueueName(rawValue: name), queue == gateway.queue else { throw APIError(.badRequest, "field 'queue': this gateway submits to \(gateway.queue)") }
+            return queue
+        } ?? gateway.queue
+        return DisclosureLabels(queue: queue, urgency: urgency, category: submission.category, language: submission.language,
+                                channel: submission.channel, region: submission.region)
+    }
+
+    // MARK: Members
+
+    @Sendable func listQueue(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        let known: Set<Substring> = ["state", "urgency", "category", "mine", "cursor", "limit"]
+        if let unknown = query.first(where: { !known.contains($0.key) }) { throw APIError(.badRequest, "unknown parameter '\(unknown.key)'") }
+        var filter = QueueFilter(queue: try context.caller.queue)
+        for state in query[values: "state"] {
+            guard let parsed = CaseState(rawValue: String(state)) else { throw APIError(.badRequest, "parameter 'state': unknown state '\(state)'") }
+            filter.states.insert(parsed)
+        }
+        if let urgency = query["urgency"] {
+            guard let parsed = Urgency(rawValue: String(urgency)) else { throw APIError(.badRequest, "parameter 'urgency': unknown urgency '\(urgency)'") }
+            filter.urgency = parsed
+        }
+        filter.category = query["category"].map(String.init)
+        if let mine = query["mine"] {
+            guard mine == "true" || mine == "false" else { throw APIError(.badRequest, "parameter 'mine' is true or false") }
+            if mine == "true" { filter.assigneeID = try context.caller.id }
+        }
+        var cursor: QueueCursor?
+        if let token = query["cursor"] {
+            guard let parsed = QueueCursor(token: String(token)) else { throw APIError(.badRequest, "parameter 'cursor' is not a cursor from this API") }
+            cursor = parsed
+        }
+        let limit = try Self.intParameter(query["limit"], name: "limit", range: 1...500) ?? 50
+        let page = try await db.listQueue(filter, after: cursor, limit: limit)
+        return try .json(QueueListing(cases: page.cases.map(CaseView.init), next: page.next?.token))
+    }
+
+    static func intParameter(_ value: Substring?, name: String, range: ClosedRange<Int>) throws -> Int? {
+        guard let value else { return nil }
+        guard let number = Int(value), range.contains(number) else {
+            throw APIError(.badRequest, "parameter '\(name)' must be a number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    static func caseID(_ context: RelayRequestContext) throws -> String {
+        guard let text = context.parameters.get("id"), let id = UUID(uuidString: text) else { throw APIError(.notFound, "no such case") }
+        return id.uuidString.lowercased()
+    }
+
+    @Sendable func fetchCase(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let detail = try await db.fetchCase(id: try Self.caseID(context), actor: try context.actor)
+        return try .json(CaseFile(case: CaseView(detail.summary), disclosure: detail.disclosure.map(SealedObjectView.init),
+                                  items: detail.items.map(SealedObjectView.init), gatewayKey: detail.gatewayKey))
+    }
+
+    private func transition(_ context: RelayRequestContext, _ action: TriageAction, referral: String? = nil, outcome: String? = nil,
+                            assignee: PrincipalName? = nil) async throws -> Response {
+        let summary = try await db.transition(id: try Self.caseID(context), action: action, actor: try context.actor,
+                                              referral: referral, outcome: outcome, assignee: assignee)
+        return try .json(CaseView(summary))
+    }
+
+    @Sendable func transitionCase(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let (body, _) = try await request.decodeJSON(TransitionRequest.self, limit: limits.maxBodyBytes)
+        let allowed: [TriageAction] = [.start, .refer, .close, .reopen]
+        guard let action = TriageAction(rawValue: body.action), allowed.contains(action) else {
+            throw APIError(.badRequest, "field 'action' must be one of start, refer, close, reopen")
+        }
+        return try await transition(context, action, referral: body.referral, outcome: body.outcome)
+    }
+
+    @Sendable func assign(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let (body, _) = try await request.decodeJSON(AssignRequest.self, limit: limits.maxBodyBytes)
+        guard let name = PrincipalName(rawValue: body.to) else { throw APIError(.badRequest, "field 'to' is not a member name") }
+        return try await transition(context, .assign, assignee: name)
+    }
+
+    @Sendable func hold(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let (body, _) = try await request.decodeJSON(HoldRequest.self, limit: limits.maxBodyBytes)
+        let id = try Self.caseID(context)
+        try await db.setHold(id: id, on: body.on, actor: try context.actor)
+        return try .json(CaseView(try await db.caseSummary(id: id)))
+    }
+
+    static func envelope(_ text: String, field: String, limit: Int) throws -> [UInt8] {
+        guard let bytes = Base64.decode(text) else { throw APIError(.badRequest, "field '\(field)' is not base64") }
+        guard bytes.count <= limit else { throw APIError(.contentTooLarge, "field '\(field)' is too large") }
+        return bytes
+    }
+
+    static func objectID(_ text: String) throws -> UUID {
+        guard let id = UUID(uuidString: text) else { throw APIError(.badRequest, "field 'id' is not a UUID") }
+        return id
+    }
+
+    @Sendable func addNote(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let (body, _) = try await request.decodeJSON(NoteSubmission.self, limit: envelopeBodyLimit)
+        let id = try Self.objectID(body.id)
+        try await db.addNote(caseID: try Self.caseID(context), objectID: id,
+                             envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes), actor: try context.actor)
+        return try .json(["id": id.uuidString.lowercased()], status: .created)
+    }
+
+    @Sendable func addReply(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let (body, _) = try await request.decodeJSON(ReplySubmission.self, limit: envelopeBodyLimit)
+        let id = try Self.objectID(body.id)
+        try await db.addReply(caseID: try Self.caseID(context), objectID: id,
+                              envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes),
+                              gatewayEnvelope: try Self.envelope(body.gatewaySealed, field: "gatewaySealed", limit: limits.maxEnvelopeBytes),
+                              actor: try context.actor)
+        return try .json(["id": id.uuidString.lowercased()], status: .created)
+    }
+
+    // MARK: Keys
+
+    @Sendable func listGrants(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let grants = try await db.grants(for: try context.caller)
+        return try .json(GrantList(grants: grants.map {
+            GrantView(epoch: $0.epochID, queue: $0.queue, sealed: Base64.encode($0.sealed), grantedBy: $0.grantedBy, current: $0.isCurrent)
+        }))
+    }
+
+    static func decodeGrants(_ grants: [String: String]) throws -> [String: [UInt8]] {
+        try grants.mapValues { text in
+            guard let bytes = Base64.decode(text) else { throw APIError(.badRequest, "field 'grants' holds a value that is not base64") }
+            return bytes
+        }
+    }
+
+    @Sendable func uploadGrants(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let (body, _) = try await request.decodeJSON(GrantUpload.self, limit: limits.maxBodyBytes)
+        try await db.addGrants(epochID: body.epoch, grants: try Self.decodeGrants(body.grants), actor: try context.actor)
+        return try .json(["id": body.epoch], status: .created)
+    }
+
+    @Sendable func createEpoch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let (body, _) = try await request.decodeJSON(EpochCreation.self, limit: limits.maxBodyBytes)
+        let caller = try context.caller
+        let queue = try body.queue.map(Self.queue) ?? caller.queue
+        let epoch = try await db.createEpoch(queue: queue, publicKey: body.publicKey, grants: try Self.decodeGrants(body.grants), actor: StoreActor(caller))
+        return try .json(EpochView(id: epoch.id, queue: epoch.queue, publicKey: epoch.publicKey, createdBy: epoch.createdBy, current: epoch.isCurrent),
+                         status: .created)
+    }
+
+    @Sendable func listMembers(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let queue = try context.caller.queue
+        let members = try await db.principals().filter { $0.isActive && $0.role.isMember && $0.queue == queue }
+        return try .json(MemberList(members: members.map { member in
+            MemberView(name: member.name.rawValue, role: member.role.rawValue, sealingKey: member.sealingKey,
+                       fingerprint: member.sealingKey.flatMap { try? SealingPublicKey(text: $0).fingerprint })
+        }))
+    }
+
+    @Sendable func statistics(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let by = request.uri.queryParameters["by"].map(String.init) ?? "month"
+        guard let dimension = StatisticsDimension(rawValue: by) else {
+            throw APIError(.badRequest, "parameter 'by' must be one of \(StatisticsDimension.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let rows = try await db.statistics(by: dimension)
+        return try .json(Statistics(by: by, rows: rows.map { StatRow(key: $0.key, count: $0.count) }))
+    }
+
+    @Sendable func auditPage(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        let after = try Self.intParameter(query["after"], name: "after", range: 0...Int.max) ?? 0
+        let limit = try Self.intParameter(query["limit"], name: "limit", range: 1...1000) ?? 500
+        let entries = try await db.auditEntries(after: Int64(after), limit: limit)
+        return try .json(AuditPage(entries: entries.map(AuditEntryView.init), next: entries.count == limit ? entries.last?.entry.seq : nil))
+    }
+}
