@@ -85,6 +85,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "RelayServerTests",
+            dependencies: ["RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat"],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "RelayStoreTests", dependencies: ["RelayStore", "RelayCore", "RelayFormat"], swiftSettings: strictSettings),
     ]
 )

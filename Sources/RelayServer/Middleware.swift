@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import Prometheus
+import Synchronization
 import RelayCore
 import RelayStore
 
@@ -29,7 +30,6 @@ struct AuthenticationMiddleware: RouterMiddleware {
         }
         var context = context
         context.principal = principal
-        context.logger[metadataKey: "relay.principal"] = "\(principal.name)"
         return try await next(request, context)
     }
 }
@@ -50,6 +50,7 @@ struct RequestLogMiddleware: RouterMiddleware {
         let elapsed = ContinuousClock.now - start
         context.logger.info("request", metadata: [
             "relay.route": "\(request.method.rawValue) \(route)",
+            "relay.principal": "\(context.trace.principal.withLock { $0 } ?? "-")",
             "relay.status": "\(response.status.code)",
             "relay.duration_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
         ])

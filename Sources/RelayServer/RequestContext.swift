@@ -6,14 +6,19 @@ import NIOCore
 import RelayAPI
 import RelayCore
 import RelayStore
+import Synchronization
 
 /// The request context: the TLS channel, and the principal once the middleware has found it.
 /// Handlers read `principal`, never certificates.
 struct RelayRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel
-    var principal: Principal?
+    var principal: Principal? {
+        didSet { trace.principal.withLock { $0 = principal?.name.rawValue } }
+    }
     var requestID: String
+    /// Shared by every copy of this context, so the request log sees who was authenticated further in.
+    let trace = RequestTrace()
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -31,6 +36,10 @@ struct RelayRequestContext: RequestContext {
     }
 
     var actor: StoreActor { get throws { StoreActor(try caller) } }
+}
+
+final class RequestTrace: Sendable {
+    let principal = Mutex<String?>(nil)
 }
 
 /// An error the API answers with a problem body.

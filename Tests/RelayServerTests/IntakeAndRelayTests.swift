@@ -1,0 +1,132 @@
+import Foundation
+import RelayCore
+import RelayFormat
+import Testing
+
+@Suite(.serialized) struct IntakeAndRelayTests {
+    @Test func aGatewayPostsWithCurlAndTheResponderOpensTheSealedCase() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let demo = try Demo.disclosure(6)
+        let key = Demo.key()
+        let first = try daemon.post("/v1/disclosures", as: daemon.gateway, json: demo, headers: ["Idempotency-Key": key])
+        #expect(first.status == 201)
+        let id = try #require(first.json["id"] as? String)
+        let receipt = try #require(first.json["receipt"] as? String)
+        #expect(try Receipt(parsing: receipt).digits.count == 16)
+
+        let retry = try daemon.post("/v1/disclosures", as: daemon.gateway, json: demo, headers: ["Idempotency-Key": key])
+        #expect(retry.status == 201 && retry.json["id"] as? String == id && retry.json["receipt"] as? String == receipt)
+        var changed = demo
+        changed["urgency"] = "low"
+        let conflict = try daemon.post("/v1/disclosures", as: daemon.gateway, json: changed, headers: ["Idempotency-Key": key])
+        #expect(conflict.status == 409 && conflict.headers.lowercased().contains("content-type: application/problem+json"))
+
+        let queue = try daemon.get("/v1/queue", as: daemon.responder)
+        let cases = try #require(queue.json["cases"] as? [[String: Any]])
+        #expect(cases.map { $0["id"] as? String } == [id])
+        let file = try daemon.get("/v1/disclosures/\(id)", as: daemon.responder)
+        #expect(file.status == 200)
+        let sealed = try #require((file.json["disclosure"] as? [String: Any])?["sealed"] as? String)
+        let plaintext = try Envelope.open(Data(base64Encoded: sealed)!, with: try daemon.epochKey(), kind: .disclosure, objectID: UUID(uuidString: id)!)
+        let content = try JSONSerialization.jsonObject(with: Data(plaintext)) as! [String: Any]
+        #expect(content["narrative"] as? String == (demo["content"] as! [String: Any])["narrative"] as? String)
+    }
+
+    @Test func aGatewayCanSealOnItsSideSoTheRelayNeverSeesPlaintext() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let info = try daemon.get("/v1/queues/national/sealing-key", as: daemon.gateway)
+        #expect(info.status == 200)
+        let key = try SealingPublicKey(text: try #require(info.json["publicKey"] as? String))
+        let id = UUID.v7()
+        let canary = "sealed-by-gateway-\(UUID().uuidString)"
+        let envelope = try Envelope.seal(try JSONSerialization.data(withJSONObject: ["narrative": canary]), to: key, kind: .disclosure, objectID: id)
+        var body = Demo.body(narrative: "")
+        body["content"] = nil
+        body["sealed"] = Data(envelope).base64EncodedString()
+        let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: body, headers: ["Idempotency-Key": Demo.key()])
+        #expect(posted.status == 201 && posted.json["id"] as? String == id.uuidString.lowercased())
+        let file = try daemon.get("/v1/disclosures/\(id.uuidString.lowercased())", as: daemon.responder)
+        let sealed = try #require((file.json["disclosure"] as? [String: Any])?["sealed"] as? String)
+        #expect(Data(base64Encoded: sealed) == Data(envelope), "the relay stores a gateway-sealed envelope untouched")
+        #expect(!daemon.stderr.value.contains(canary))
+    }
+
+    @Test func followupsAndRepliesTravelBothWaysAndStayWithTheirGateway() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_RECEIPT_MISSES_PER_HOUR": "3"])
+        defer { daemon.stop(); daemon.removeData() }
+        let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "first contact"), headers: ["Idempotency-Key": Demo.key()])
+        let id = try #require(posted.json["id"] as? String)
+        let receipt = try #require(posted.json["receipt"] as? String)
+        #expect(try daemon.post("/v1/disclosures/\(id)/claim", as: daemon.responder, json: [:]).status == 200)
+
+        let file = try daemon.get("/v1/disclosures/\(id)", as: daemon.responder)
+        let gatewayKey = try SealingPublicKey(text: try #require(file.json["gatewayKey"] as? String))
+        let epoch = try daemon.epochKey()
+        let replyID = UUID.v7()
+        let text = "Nous pouvons vous aider. / يمكننا مساعدتك."
+        let reply: [String: Any] = [
+            "id": replyID.uuidString.lowercased(),
+            "sealed": Data(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: replyID)).base64EncodedString(),
+            "gatewaySealed": Data(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: replyID)).base64EncodedString(),
+        ]
+        #expect(try daemon.post("/v1/disclosures/\(id)/replies", as: daemon.responder, json: reply).status == 201)
+
+        let fetched = try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipt])
+        #expect(fetched.status == 200)
+        let replies = try #require(fetched.json["replies"] as? [[String: Any]])
+        let opened = try Envelope.open(Data(base64Encoded: replies[0]["sealed"] as! String)!, with: try daemon.gatewayKey(), kind: .reply, objectID: replyID)
+        #expect(String(decoding: opened, as: UTF8.self) == text)
+
+        let followup = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "one more thing"]])
+        #expect(followup.status == 201)
+        let updated = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as! [[String: Any]]
+        #expect(updated.first?["updated"] as? Bool == true)
+
+        // Another gateway, enrolled by the admin, cannot use this receipt.
+        let other = try otherGateway(daemon)
+        #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt]).status == 404)
+        #expect(try daemon.post("/v1/followups", as: other, json: ["receipt": receipt, "content": ["narrative": "x"]]).status == 404)
+        #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt]).status == 404)
+        let limited = try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt])
+        #expect(limited.status == 429 && limited.headers.lowercased().contains("retry-after:"))
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipt]).status == 200)
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": "1234"]).status == 400)
+    }
+
+    func otherGateway(_ daemon: Daemon) throws -> ClientIdentity {
+        let out = daemon.directory + "/other"
+        let key = SealingPrivateKey.generate(suite: .x25519ChaChaPoly).publicKey.text
+        let (status, output) = try daemon.admin(["admin", "enroll-gateway", "helpline-2", "--sealing-key", key, "--out", out])
+        #expect(status == 0, "\(output)")
+        return ClientIdentity(certificate: out + "/helpline-2-cert.pem", key: out + "/helpline-2-key.pem")
+    }
+
+    @Test func aCanaryInADisclosureReachesNoLogAndNoFile() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LOG_LEVEL": "trace"])
+        defer { daemon.removeData() }
+        let canary = "CANARY-\(UUID().uuidString)"
+        let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "il a dit: \(canary)"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(posted.status == 201)
+        let receipt = try #require(posted.json["receipt"] as? String)
+        _ = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "encore \(canary)"]])
+        _ = try daemon.get("/v1/queue", as: daemon.responder)
+        #expect(daemon.stop() == 0)
+        let logs = daemon.stdout.value + daemon.stderr.value
+        #expect(logs.contains("POST /v1/disclosures"), "the request was logged")
+        #expect(!logs.contains(canary))
+        #expect(!logs.contains(receipt) && !logs.contains(receipt.replacingOccurrences(of: " ", with: "")))
+        let requestLines = logs.split(separator: "\n").filter { $0.contains("relay.route=") }
+        #expect(requestLines.count >= 3 && requestLines.allSatisfy { !$0.contains("127.0.0.1") && $0.contains("relay.principal=demo-") },
+                "request lines name the principal and never the client address")
+        let files = FileManager.default.enumerator(atPath: daemon.directory)!.compactMap { $0 as? String }
+        var scanned = 0
+        for file in files {
+            guard let data = FileManager.default.contents(atPath: daemon.directory + "/" + file) else { continue }
+            scanned += 1
+            #expect(data.range(of: Data(canary.utf8)) == nil, "canary in \(file)")
+        }
+        #expect(scanned > 5)
+    }
+}
