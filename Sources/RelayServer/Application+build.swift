@@ -161,6 +161,15 @@ extension RelayServerApp {
         return RelayServerApp(services: services, db: db, bound: bound, logger: logger)
     }
 
+    /// The routes the API router serves, as "METHOD /path/{param}".
+    static func routeDescriptions(db: RelayDatabase) -> [String] {
+        let router = Router(context: RelayRequestContext.self)
+        let limits = RelayConfiguration.Limits(maxBodyBytes: 1, maxEnvelopeBytes: 1, narrativeMaxBytes: 1, requestsPerMinute: 1,
+                                               receiptMissesPerHour: 1, idleTimeoutSeconds: 1)
+        RelayRoutes(db: db, limits: limits, receiptMisses: RateLimiter(capacity: 1, per: .seconds(1)), metrics: RelayMetrics()).register(on: router)
+        return router.routes.map { "\($0.method.rawValue) \($0.path.description)" }
+    }
+
     /// Runs every service until SIGTERM or SIGINT, then drains in-flight requests and their commits.
     public func run() async throws {
         var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -75,8 +75,6 @@ paths:
           $ref: '#/components/responses/P415'
         "429":
           $ref: '#/components/responses/P429'
-        "503":
-          $ref: '#/components/responses/P503'
   /v1/replies/fetch:
     post:
       summary: Fetch the replies for a receipt, sealed to this gateway
@@ -412,8 +410,6 @@ paths:
           $ref: '#/components/responses/P403'
         "404":
           $ref: '#/components/responses/P404'
-        "409":
-          $ref: '#/components/responses/P409'
         "413":
           $ref: '#/components/responses/P413'
         "415":

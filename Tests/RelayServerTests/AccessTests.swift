@@ -1,0 +1,118 @@
+import Foundation
+import RelayCore
+import RelayFormat
+import RelayStore
+@testable import RelayServer
+import Testing
+
+@Suite(.serialized) struct AccessTests {
+    @Test func connectionsWithoutAGoodCertificateGetNoHTTPAnswer() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let scratch = daemon.directory + "/strangers"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+
+        let none = try daemon.request("GET", "/v1/me", as: nil, contentType: nil)
+        #expect(none.status == 0 && none.curlExit != 0, "no client certificate")
+
+        let foreign = try CertificateAuthority.create(name: "Some other CA").issue(commonName: "demo-gateway", usage: .client)
+        let foreignIdentity = try write(foreign, to: scratch, name: "foreign")
+        let fromElsewhere = try daemon.request("GET", "/v1/me", as: foreignIdentity, contentType: nil)
+        #expect(fromElsewhere.status == 0 && fromElsewhere.curlExit != 0, "a certificate from another CA")
+
+        let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
+                                          keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
+        let expired = try ca.issue(commonName: "old", usage: .client, now: Date().addingTimeInterval(-30 * 86_400), validity: 86_400)
+        let expiredResult = try daemon.request("GET", "/v1/me", as: try write(expired, to: scratch, name: "expired"), contentType: nil)
+        #expect(expiredResult.status == 0 && expiredResult.curlExit != 0, "an expired certificate")
+
+        let unknown = try ca.issue(commonName: "nobody", usage: .client)
+        let unenrolled = try daemon.request("GET", "/v1/me", as: try write(unknown, to: scratch, name: "unknown"), contentType: nil)
+        #expect(unenrolled.status == 403, "a valid certificate that is not enrolled")
+
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).json["role"] as? String == "gateway")
+        #expect(try daemon.get("/v1/metrics", as: daemon.gateway).status == 404)
+        let failures = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+        #expect(failures.contains("amane_tls_handshake_failures_total"))
+        let count = failures.split(separator: "\n").first { $0.hasPrefix("amane_tls_handshake_failures_total ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+        #expect(count >= 2)
+    }
+
+    func write(_ issued: (certificate: String, key: String), to directory: String, name: String) throws -> ClientIdentity {
+        let identity = ClientIdentity(certificate: "\(directory)/\(name)-cert.pem", key: "\(directory)/\(name)-key.pem")
+        try issued.certificate.write(toFile: identity.certificate, atomically: true, encoding: .utf8)
+        try issued.key.write(toFile: identity.key, atomically: true, encoding: .utf8)
+        return identity
+    }
+
+    /// A revoked principal gets 403 on the very connection it already had open.
+    @Test func revocationBitesAtOnceOnAnOpenConnection() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        client.arguments = ["s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)", "-CAfile", daemon.ca,
+                            "-cert", daemon.responder.certificate, "-key", daemon.responder.key, "-tls1_3"]
+        let input = Pipe(), output = OutputBuffer(), pipe = Pipe()
+        client.standardInput = input
+        client.standardOutput = pipe
+        client.standardError = FileHandle.nullDevice
+        pipe.fileHandleForReading.readabilityHandler = { output.append($0.availableData) }
+        try client.run()
+        defer { client.terminate() }
+        let request = Data("GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
+        input.fileHandleForWriting.write(request)
+        try await waitFor { output.value.components(separatedBy: "HTTP/1.1 ").count == 2 }
+        #expect(output.value.contains("HTTP/1.1 200"))
+
+        let (status, text) = try daemon.admin(["admin", "revoke", "demo-responder"])
+        #expect(status == 0, "\(text)")
+        input.fileHandleForWriting.write(request)
+        try await waitFor { output.value.components(separatedBy: "HTTP/1.1 ").count == 3 }
+        #expect(output.value.components(separatedBy: "HTTP/1.1 ").last?.hasPrefix("403") == true)
+        #expect(output.value.contains("revoked"))
+    }
+
+    func waitFor(_ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { Issue.record("timed out"); return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Every role against every route: exactly the allowed set gets past authorization.
+    @Test func theAuthorizationMatrixIsExactlyTheTable() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let identities: [(Role, ClientIdentity)] = [(.gateway, daemon.gateway), (.responder, daemon.responder), (.supervisor, daemon.supervisor)]
+        let someCase = UUID.v7().uuidString.lowercased()
+        var mismatches: [String] = []
+        for (route, allowed) in Authorization.table.sorted(by: { $0.key.description < $1.key.description }) {
+            let path = route.path.replacingOccurrences(of: "{id}", with: someCase).replacingOccurrences(of: "{queue}", with: "national")
+            for (role, identity) in identities {
+                let result = try daemon.request(route.method, path, as: identity, body: route.method == "POST" ? Data("{}".utf8) : nil,
+                                                contentType: route.method == "POST" ? "application/json" : nil)
+                let refused = result.status == 403 && result.text.contains("may not call")
+                if refused == allowed.contains(role) { mismatches.append("\(role.rawValue) \(route): \(result.status) \(result.text)") }
+            }
+        }
+        #expect(mismatches == [])
+    }
+
+    @Test func everyRouteIsDocumentedAndEveryDocumentedRouteIsServed() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let document = try daemon.get("/v1/openapi.yaml", as: daemon.gateway)
+        #expect(document.status == 200)
+        var documented: Set<String> = []
+        var currentPath = ""
+        for line in document.text.split(separator: "\n") {
+            if let match = line.wholeMatch(of: #/\ \ (/v1/[^:]+):/#) { currentPath = String(match.1) }
+            if let match = line.wholeMatch(of: #/\ {4}(get|post):/#) { documented.insert("\(match.1.uppercased()) \(currentPath)") }
+        }
+        let served = Set(RelayServerApp.routeDescriptions(db: try RelayDatabase(directory: daemon.directory + "/routes")))
+        #expect(served == documented)
+        #expect(served == Set(Authorization.table.keys.map(\.description)))
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+import RelayCore
+import RelayFormat
+import Testing
+
+/// Every status the OpenAPI document lists for a route is produced by a real request to that route.
+@Suite(.serialized) struct DocumentedStatusTests {
+    static func documentedStatuses(_ yaml: String) -> [String: Set<Int>] {
+        var result: [String: Set<Int>] = [:]
+        var path = "", operation = ""
+        for line in yaml.split(separator: "\n") {
+            if let match = line.wholeMatch(of: #/\ \ (/v1/[^:]+):/#) { path = String(match.1) }
+            if let match = line.wholeMatch(of: #/\ {4}(get|post):/#) { operation = "\(match.1.uppercased()) \(path)"; result[operation] = [] }
+            if let match = line.wholeMatch(of: #/\ {8}"(\d{3})":/#) { result[operation]!.insert(Int(match.1)!) }
+        }
+        return result
+    }
+
+    @Test func everyDocumentedStatusOccurs() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "4096", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "8192"])
+        defer { daemon.stop(); daemon.removeData() }
+        let documented = Self.documentedStatuses(try daemon.get("/v1/openapi.yaml", as: daemon.gateway).text)
+        #expect(documented.count == 21)
+        let epoch = try daemon.epochKey()
+        let gatewayKey = try daemon.gatewayKey()
+        var seen: [String: Set<Int>] = [:]
+        func record(_ route: String, _ result: HTTPResult) { seen[route, default: []].insert(result.status) }
+
+        let g = daemon.gateway, r = daemon.responder, s = daemon.supervisor
+        let json = "application/json"
+        let unknownCase = UUID.v7().uuidString.lowercased()
+        let huge = Data(repeating: 0x20, count: 200_000)
+
+        // Success paths, in an order that builds on itself.
+        let posted = try daemon.post("/v1/disclosures", as: g, json: Demo.body(narrative: "status walk"), headers: ["Idempotency-Key": Demo.key()])
+        record("POST /v1/disclosures", posted)
+        let id = posted.json["id"] as! String, receipt = posted.json["receipt"] as! String
+        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: ["receipt": receipt, "content": ["narrative": "more"]]))
+        record("GET /v1/queues/{queue}/sealing-key", try daemon.get("/v1/queues/national/sealing-key", as: g))
+        record("GET /v1/queue", try daemon.get("/v1/queue", as: r))
+        record("GET /v1/disclosures/{id}", try daemon.get("/v1/disclosures/\(id)", as: r))
+        record("POST /v1/disclosures/{id}/claim", try daemon.post("/v1/disclosures/\(id)/claim", as: r, json: [:]))
+        let noteID = UUID.v7()
+        let note: [String: Any] = ["id": noteID.uuidString.lowercased(),
+                                   "sealed": Data(try Envelope.seal(Array("n".utf8), to: epoch.publicKey, kind: .note, objectID: noteID)).base64EncodedString()]
+        record("POST /v1/disclosures/{id}/notes", try daemon.post("/v1/disclosures/\(id)/notes", as: r, json: note))
+        record("POST /v1/disclosures/{id}/notes", try daemon.post("/v1/disclosures/\(id)/notes", as: r, json: note))
+        let replyID = UUID.v7()
+        let reply: [String: Any] = [
+            "id": replyID.uuidString.lowercased(),
+            "sealed": Data(try Envelope.seal(Array("r".utf8), to: epoch.publicKey, kind: .reply, objectID: replyID)).base64EncodedString(),
+            "gatewaySealed": Data(try Envelope.seal(Array("r".utf8), to: gatewayKey.publicKey, kind: .reply, objectID: replyID)).base64EncodedString(),
+        ]
+        record("POST /v1/disclosures/{id}/replies", try daemon.post("/v1/disclosures/\(id)/replies", as: r, json: reply))
+        record("POST /v1/disclosures/{id}/replies", try daemon.post("/v1/disclosures/\(id)/replies", as: r, json: reply))
+        record("POST /v1/replies/fetch", try daemon.post("/v1/replies/fetch", as: g, json: ["receipt": receipt]))
+        record("POST /v1/disclosures/{id}/transition", try daemon.post("/v1/disclosures/\(id)/transition", as: r, json: ["action": "start"]))
+        record("POST /v1/disclosures/{id}/release", try daemon.post("/v1/disclosures/\(id)/release", as: r, json: [:]))
+        record("POST /v1/disclosures/{id}/assign", try daemon.post("/v1/disclosures/\(id)/assign", as: s, json: ["to": "demo-responder"]))
+        record("POST /v1/disclosures/{id}/hold", try daemon.post("/v1/disclosures/\(id)/hold", as: s, json: ["on": true]))
+        record("GET /v1/grants", try daemon.get("/v1/grants", as: r))
+        let responderKey = try SealingPublicKey(text: (try daemon.get("/v1/members", as: s).json["members"] as! [[String: Any]])
+            .first { $0["name"] as? String == "demo-responder" }!["sealingKey"] as! String)
+        record("GET /v1/members", try daemon.get("/v1/members", as: s))
+        record("POST /v1/grants", try daemon.post("/v1/grants", as: s, json: [
+            "epoch": epoch.id.uuidString.lowercased(), "grants": ["demo-responder": Data(try Grant.seal(epoch, to: responderKey)).base64EncodedString()]]))
+        record("GET /v1/stats", try daemon.get("/v1/stats?by=urgency", as: r))
+        record("GET /v1/audit", try daemon.get("/v1/audit", as: s))
+        record("GET /v1/me", try daemon.get("/v1/me", as: r))
+        record("GET /v1/openapi.yaml", try daemon.get("/v1/openapi.yaml", as: r))
+        let next = SealingPrivateKey.generate()
+        record("POST /v1/epochs", try daemon.post("/v1/epochs", as: r, json: [
+            "publicKey": next.publicKey.text, "grants": ["demo-responder": Data(try Grant.seal(next, to: responderKey)).base64EncodedString()]]))
+
+        // Refusals.
+        for route in documented.keys.sorted() {
+            let parts = route.split(separator: " ")
+            let method = String(parts[0])
+            let template = String(parts[1])
+            let path = template.replacingOccurrences(of: "{id}", with: id).replacingOccurrences(of: "{queue}", with: "national")
+            let statuses = documented[route]!
+            let isGateway = template.hasPrefix("/v1/disclosures") && template.count < 16 || ["/v1/followups", "/v1/replies/fetch"].contains(template) || template.contains("sealing-key")
+            let allowed = isGateway ? g : (template.contains("assign") || template.contains("hold") || template == "/v1/audit" ? s : r)
+            if statuses.contains(403) {
+                let wrong = isGateway ? r : g
+                record(route, try daemon.request(method, path, as: wrong, body: method == "POST" ? Data("{}".utf8) : nil, contentType: method == "POST" ? json : nil))
+            }
+            if statuses.contains(415) { record(route, try daemon.request(method, path, as: allowed, body: Data("{}".utf8), contentType: "text/plain", headers: ["Idempotency-Key": Demo.key()])) }
+            if statuses.contains(413) { record(route, try daemon.request(method, path, as: allowed, body: huge, headers: ["Idempotency-Key": Demo.key()])) }
+            if statuses.contains(400) {
+                if method == "POST" {
+                    record(route, try daemon.request(method, path, as: allowed, body: Data("{".utf8), headers: ["Idempotency-Key": Demo.key()]))
+                } else {
+                    let query = template == "/v1/stats" ? "?by=weekday" : template == "/v1/audit" ? "?after=yesterday" : "?state=lost"
+                    record(route, try daemon.request(method, path + query, as: allowed, contentType: nil))
+                }
+            }
+        }
+        let missingCase: [(String, String, Any)] = [
+            ("GET /v1/disclosures/{id}", "", [:]), ("POST /v1/disclosures/{id}/claim", "/claim", [:]),
+            ("POST /v1/disclosures/{id}/release", "/release", [:]), ("POST /v1/disclosures/{id}/transition", "/transition", ["action": "start"]),
+            ("POST /v1/disclosures/{id}/notes", "/notes", note), ("POST /v1/disclosures/{id}/replies", "/replies", reply),
+            ("POST /v1/disclosures/{id}/assign", "/assign", ["to": "demo-responder"]), ("POST /v1/disclosures/{id}/hold", "/hold", ["on": true]),
+        ]
+        for (route, suffix, body) in missingCase {
+            let identity = route.contains("assign") || route.contains("hold") ? s : r
+            record(route, suffix.isEmpty ? try daemon.get("/v1/disclosures/\(unknownCase)", as: identity)
+                                         : try daemon.post("/v1/disclosures/\(unknownCase)\(suffix)", as: identity, json: body))
+        }
+        let wellFormedUnknown = Receipt.generate().digits
+        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: ["receipt": wellFormedUnknown, "content": ["narrative": "x"]]))
+        record("POST /v1/replies/fetch", try daemon.post("/v1/replies/fetch", as: g, json: ["receipt": wellFormedUnknown]))
+        record("GET /v1/queues/{queue}/sealing-key", try daemon.get("/v1/queues/elsewhere/sealing-key", as: g))
+        let stray = SealingPrivateKey.generate()
+        record("POST /v1/epochs", try daemon.post("/v1/epochs", as: r, json: [
+            "queue": "elsewhere", "publicKey": stray.publicKey.text,
+            "grants": ["demo-responder": Data(try Grant.seal(stray, to: responderKey)).base64EncodedString()]]))
+
+        // Conflicts: a reused idempotency key, a claim on a claimed case, a release of a new one, a closed case, a reused object id.
+        let key = Demo.key()
+        _ = try daemon.post("/v1/disclosures", as: g, json: Demo.body(narrative: "a"), headers: ["Idempotency-Key": key])
+        record("POST /v1/disclosures", try daemon.post("/v1/disclosures", as: g, json: Demo.body(narrative: "b"), headers: ["Idempotency-Key": key]))
+        let second = try daemon.post("/v1/disclosures", as: g, json: Demo.body(narrative: "c"), headers: ["Idempotency-Key": Demo.key()]).json["id"] as! String
+        record("POST /v1/disclosures/{id}/release", try daemon.post("/v1/disclosures/\(second)/release", as: r, json: [:]))
+        record("POST /v1/disclosures/{id}/transition", try daemon.post("/v1/disclosures/\(second)/transition", as: r, json: ["action": "start"]))
+        _ = try daemon.post("/v1/disclosures/\(second)/claim", as: r, json: [:])
+        record("POST /v1/disclosures/{id}/claim", try daemon.post("/v1/disclosures/\(second)/claim", as: s, json: [:]))
+        _ = try daemon.post("/v1/disclosures/\(second)/transition", as: r, json: ["action": "close", "outcome": "duplicate"])
+        record("POST /v1/disclosures/{id}/assign", try daemon.post("/v1/disclosures/\(second)/assign", as: s, json: ["to": "demo-responder"]))
+
+        // Too many requests: a tight bucket for the same principal across routes.
+        let tight = try await Daemon(environment: ["AMANE_LIMITS_REQUESTS_PER_MINUTE": "2"])
+        defer { tight.stop(); tight.removeData() }
+        for route in documented.keys.sorted() where documented[route]!.contains(429) {
+            let parts = route.split(separator: " ")
+            let template = String(parts[1])
+            let path = template.replacingOccurrences(of: "{id}", with: unknownCase).replacingOccurrences(of: "{queue}", with: "national")
+            let identity = ["/v1/disclosures", "/v1/followups", "/v1/replies/fetch"].contains(template) || template.contains("sealing-key") ? tight.gateway : tight.supervisor
+            for _ in 0..<3 {
+                let result = try tight.request(String(parts[0]), path, as: identity, body: parts[0] == "POST" ? Data("{}".utf8) : nil,
+                                               contentType: parts[0] == "POST" ? json : nil)
+                if result.status == 429 {
+                    #expect(result.headers.lowercased().contains("retry-after:"))
+                    record(route, result)
+                    break
+                }
+            }
+        }
+
+        // No sealing key yet: a production relay before the first `amane rotate`.
+        let fresh = try await productionRelayWithoutEpoch()
+        defer { fresh.daemon.stop(); fresh.daemon.removeData() }
+        let noKey = try fresh.daemon.post("/v1/disclosures", as: fresh.gateway, json: Demo.body(narrative: "x"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(noKey.text.contains("no sealing key"))
+        record("POST /v1/disclosures", noKey)
+        record("GET /v1/queues/{queue}/sealing-key", try fresh.daemon.get("/v1/queues/national/sealing-key", as: fresh.gateway))
+
+        var missing: [String] = []
+        for (route, statuses) in documented.sorted(by: { $0.key < $1.key }) {
+            for status in statuses.sorted() where !(seen[route]?.contains(status) ?? false) { missing.append("\(route) \(status)") }
+        }
+        #expect(missing == [], "documented but never produced")
+        var undocumented: [String] = []
+        for (route, statuses) in seen.sorted(by: { $0.key < $1.key }) {
+            for status in statuses.sorted() where !(documented[route]?.contains(status) ?? false) { undocumented.append("\(route) \(status)") }
+        }
+        #expect(undocumented == [], "produced but not documented")
+    }
+}
+
+/// `amane-relayd init` plus an enrolled gateway, started without --dev: no epoch yet.
+func productionRelayWithoutEpoch() async throws -> (daemon: Daemon, gateway: ClientIdentity) {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-prod-\(UUID().uuidString)").path
+    var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+    env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+    let (initStatus, initOutput) = try Daemon.run(Build.daemon, ["init", "--data-dir", directory, "--hostname", "localhost", "--hostname", "127.0.0.1"], environment: env)
+    #expect(initStatus == 0, "\(initOutput)")
+    let key = SealingPrivateKey.generate(suite: .x25519ChaChaPoly).publicKey.text
+    let (enrollStatus, enrollOutput) = try Daemon.run(Build.daemon, ["admin", "enroll-gateway", "kiosk-1", "--sealing-key", key, "--out", directory + "/kiosk", "--data-dir", directory], environment: env)
+    #expect(enrollStatus == 0, "\(enrollOutput)")
+    let daemon = try await Daemon(directory: directory, dev: false)
+    return (daemon, ClientIdentity(certificate: directory + "/kiosk/kiosk-1-cert.pem", key: directory + "/kiosk/kiosk-1-key.pem"))
+}
