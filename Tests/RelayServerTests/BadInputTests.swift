@@ -1,0 +1,110 @@
+import Foundation
+import RelayCore
+import Testing
+
+@Suite(.serialized) struct BadInputTests {
+    @Test func eachKindOfBadInputGetsAClearProblemAndHarmsNothing() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "8192", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "16384"])
+        defer { daemon.stop(); daemon.removeData() }
+        let good = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "kept safe"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(good.status == 201)
+        let key = ["Idempotency-Key": Demo.key()]
+        func problem(_ result: HTTPResult, _ status: Int, _ fragment: String) {
+            #expect(result.status == status, "\(result.text)")
+            #expect(result.headers.lowercased().contains("content-type: application/problem+json"))
+            #expect((result.json["detail"] as? String ?? "").contains(fragment), "\(result.text)")
+        }
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 9000)), headers: key), 413, "bytes")
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413, "larger")
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{\"urgency\": ".utf8), headers: key), 400, "JSON")
+        var invalidUTF8 = Data(#"{"urgency":"high","category":"sexual_abuse","language":"fr","channel":"phone","content":{"narrative":""#.utf8)
+        invalidUTF8.append(contentsOf: [0xff, 0xfe, 0x41])
+        invalidUTF8.append(Data(#""}}"#.utf8))
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: invalidUTF8, headers: key), 400, "UTF-8")
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{}".utf8), contentType: "text/plain", headers: key), 415, "application/json")
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "no key")), 400, "Idempotency-Key")
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "short key"), headers: ["Idempotency-Key": "abc"]), 400, "Idempotency-Key")
+        var unknown = Demo.body(narrative: "x")
+        unknown["content"] = ["narrative": "x", "mood": "calm"]
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: unknown, headers: key), 400, "content.mood")
+        var badLabel = Demo.body(narrative: "x")
+        badLabel["region"] = "atlantis"
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: badLabel, headers: key), 400, "region")
+        var both = Demo.body(narrative: "x")
+        both["sealed"] = "AAAA"
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: both, headers: key), 400, "exactly one")
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: ""), headers: key), 400, "narrative")
+
+        let cases = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as! [[String: Any]]
+        #expect(cases.map { $0["id"] as? String } == [good.json["id"] as? String], "bad input stored nothing and lost nothing")
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "the daemon keeps serving")
+    }
+
+    @Test func slowIdleAndHalfOpenClientsAreDisconnected() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_IDLE_TIMEOUT_SECONDS": "2"])
+        defer { daemon.stop(); daemon.removeData() }
+        // A raw TCP connection that never starts TLS, and a TLS client that sends half a request head.
+        let script = """
+            import socket, ssl, sys, time
+            port = int(sys.argv[1])
+            raw = socket.create_connection(("127.0.0.1", port)); raw.settimeout(8)
+            context = ssl.create_default_context(cafile=sys.argv[2]); context.load_cert_chain(sys.argv[3], sys.argv[4])
+            tls = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost"); tls.settimeout(8)
+            tls.sendall(b"GET /v1/me HTTP/1.1\\r\\nHost: localhost\\r\\n")
+            start = time.time()
+            results = []
+            for sock in (raw, tls):
+                try:
+                    data = sock.recv(1024)
+                    results.append("closed" if data == b"" else "data")
+                except (ConnectionResetError, ssl.SSLError, OSError):
+                    results.append("closed")
+            print(" ".join(results), round(time.time() - start, 1))
+            """
+        let result = try Daemon.run("/usr/bin/env", ["python3", "-c", script, String(daemon.port), daemon.ca, daemon.gateway.certificate, daemon.gateway.key])
+        #expect(result.0 == 0, "\(result.1)")
+        let parts = result.1.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ")
+        #expect(parts.prefix(2) == ["closed", "closed"], "\(result.1)")
+        #expect((Double(parts.last ?? "99") ?? 99) < 6, "closed by the idle timeout, not by the client")
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
+    }
+
+    /// The data directory on a 4 MiB tmpfs: intake fills it, answers 503, loses nothing acknowledged, and resumes when space returns.
+    @Test func aFullDiskAnswers503AndRecovers() async throws {
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("amane-full-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try Daemon.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint])
+        try #require(mounted.0 == 0, "mounting a tmpfs needs root: \(mounted.1)")
+        defer {
+            _ = try? Daemon.run("/bin/umount", ["-l", mountPoint])
+            try? FileManager.default.removeItem(atPath: mountPoint)
+        }
+        let daemon = try await Daemon(directory: mountPoint + "/data")
+        defer { daemon.stop() }
+        let filler = String(repeating: "يكتب ", count: 3000)
+        var acknowledged: [String] = []
+        var refusals: [HTTPResult] = []
+        for _ in 0..<400 {
+            let result = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: filler), headers: ["Idempotency-Key": Demo.key()])
+            if result.status == 201 { acknowledged.append(result.json["id"] as! String) } else { refusals.append(result) }
+            if refusals.count >= 3 { break }
+        }
+        #expect(refusals.count >= 3 && refusals.allSatisfy { $0.status == 503 }, "\(refusals.map(\.text))")
+        #expect(refusals.allSatisfy { ($0.json["detail"] as? String ?? "").contains("nothing was stored") })
+        #expect(acknowledged.count > 10)
+
+        let grown = try Daemon.run("/bin/mount", ["-o", "remount,size=64m", mountPoint])
+        #expect(grown.0 == 0)
+        let after = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(after.status == 201)
+        var stored: Set<String> = []
+        var cursor: String?
+        repeat {
+            let page = try daemon.get("/v1/queue?limit=500" + (cursor.map { "&cursor=\($0)" } ?? ""), as: daemon.responder).json
+            stored.formUnion((page["cases"] as! [[String: Any]]).map { $0["id"] as! String })
+            cursor = page["next"] as? String
+        } while cursor != nil
+        #expect(Set(acknowledged).isSubset(of: stored), "every acknowledged disclosure survived")
+        #expect(stored.count == acknowledged.count + 1, "nothing unacknowledged was stored")
+    }
+}
