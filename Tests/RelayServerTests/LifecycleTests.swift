@@ -1,0 +1,154 @@
+import Foundation
+@testable import RelayServer
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Plays systemd's part: a datagram socket that records what the daemon notifies.
+final class NotifySocket: @unchecked Sendable {
+    let path: String
+    private let fd: Int32
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString.prefix(8))").path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        precondition(bound == 0, "cannot bind \(path)")
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Messages received within `seconds`, stopping early once `until` is seen.
+    func receive(for seconds: Double, until: String? = nil) -> [String] {
+        var messages: [String] = []
+        let deadline = Date().addingTimeInterval(seconds)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while Date() < deadline {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count > 0 {
+                let message = String(decoding: buffer[0..<count], as: UTF8.self)
+                messages.append(message)
+                if let until, message.contains(until) { break }
+            }
+        }
+        return messages
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+}
+
+@Suite(.serialized) struct LifecycleTests {
+    @Test func systemdHearsReadyWatchdogAndStoppingAndSIGTERMExitsZero() async throws {
+        let notify = try NotifySocket()
+        let daemon = try await Daemon(environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"])
+        defer { daemon.removeData() }
+        let early = notify.receive(for: 2.0)
+        #expect(early.first?.contains("READY=1") == true, "\(early)")
+        #expect(early.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(early)")
+        daemon.signal(SIGTERM)
+        let late = notify.receive(for: 5.0, until: "STOPPING=1")
+        #expect(late.contains("STOPPING=1"), "\(late)")
+        #expect(daemon.stop() == 0)
+    }
+
+    @Test func sigtermDuringABurstLosesNothingThatWasAnswered() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.removeData() }
+        let results = try await withThrowingTaskGroup(of: (String, HTTPResult).self) { group in
+            for index in 0..<32 {
+                group.addTask {
+                    let key = "sigterm-\(index)-\(UUID().uuidString)"
+                    return (key, try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "burst \(index)"), headers: ["Idempotency-Key": key]))
+                }
+            }
+            try await Task.sleep(for: .milliseconds(150))
+            daemon.signal(SIGTERM)
+            return try await group.reduce(into: [(String, HTTPResult)]()) { $0.append($1) }
+        }
+        #expect(daemon.stop() == 0)
+        let answered = results.filter { $0.1.status == 201 }.map { $0.1.json["id"] as! String }
+        #expect(results.allSatisfy { [201, 503, 0].contains($0.1.status) }, "\(results.map(\.1.status))")
+        let restarted = try await daemon.restarted()
+        defer { restarted.stop() }
+        let stored = Set((try restarted.get("/v1/queue?limit=500", as: restarted.responder).json["cases"] as! [[String: Any]]).map { $0["id"] as! String })
+        #expect(Set(answered).isSubset(of: stored))
+    }
+
+    @Test func killedMidBurstThenRetriedWithTheSameKeysNothingIsLostOrDuplicated() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.removeData() }
+        let requests = try (0..<40).map { index in
+            ("kill9-\(index)-\(UUID().uuidString)", try JSONSerialization.data(withJSONObject: Demo.body(narrative: "kill \(index)")))
+        }
+        let first = try await withThrowingTaskGroup(of: (Int, HTTPResult).self) { group in
+            for (index, request) in requests.enumerated() {
+                group.addTask { (index, try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: request.1, headers: ["Idempotency-Key": request.0])) }
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 100...400)))
+            daemon.stop(SIGKILL)
+            return try await group.reduce(into: [Int: HTTPResult]()) { $0[$1.0] = $1.1 }
+        }
+        let restarted = try await daemon.restarted()
+        defer { restarted.stop() }
+        var ids: [Int: String] = [:]
+        for (index, result) in first where result.status == 201 { ids[index] = result.json["id"] as? String }
+        for (index, request) in requests.enumerated() {
+            let retry = try restarted.request("POST", "/v1/disclosures", as: restarted.gateway, body: request.1, headers: ["Idempotency-Key": request.0])
+            #expect(retry.status == 201)
+            if let answered = ids[index] { #expect(retry.json["id"] as? String == answered, "a retry got a different case") }
+            ids[index] = retry.json["id"] as? String
+        }
+        let stored = (try restarted.get("/v1/queue?limit=500", as: restarted.responder).json["cases"] as! [[String: Any]]).map { $0["id"] as! String }
+        #expect(stored.count == 40 && Set(stored) == Set(ids.values), "exactly one case per idempotency key")
+        let verify = try restarted.admin(["admin", "audit", "verify"])
+        #expect(verify.0 == 0 && verify.1.contains("intact"), "\(verify.1)")
+    }
+
+    @Test func sighupReloadsTheCertificateWithoutDroppingConnections() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let before = try servedSerial(daemon)
+        let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
+                                          keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
+        let fresh = try ca.issue(commonName: "localhost", usage: .server(hostnames: ["localhost", "127.0.0.1", "::1"]))
+        try fresh.certificate.write(toFile: daemon.directory + "/pki/server-cert.pem", atomically: true, encoding: .utf8)
+        try fresh.key.write(toFile: daemon.directory + "/pki/server-key.pem", atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        try await Task.sleep(for: .milliseconds(500))
+        let after = try servedSerial(daemon)
+        #expect(before != after)
+        let expected = try Daemon.run("/bin/sh", ["-c", "printf '%s' \"$0\" | openssl x509 -noout -serial", fresh.certificate]).1
+        #expect(after == expected.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
+        #expect(daemon.stderr.value.contains("reloaded the TLS certificate"))
+    }
+
+    func servedSerial(_ daemon: Daemon) throws -> String {
+        let command = "openssl s_client -connect 127.0.0.1:\(daemon.port) -CAfile \(daemon.ca) -cert \(daemon.gateway.certificate) -key \(daemon.gateway.key) </dev/null 2>/dev/null | openssl x509 -noout -serial"
+        return try Daemon.run("/bin/sh", ["-c", command]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func withoutDevAMissingCertificateIsAClearStartupError() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-nocert-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let (status, output) = try Daemon.run(Build.daemon, ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0"], environment: env)
+        #expect(status != 0)
+        #expect(output.contains("server-cert.pem") && output.contains("amane-relayd init"), "\(output)")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/pki/ca-key.pem"), "nothing is generated without --dev")
+
+        env["AMANE_LOG_LEVEL"] = "loud"
+        let (checkStatus, checkOutput) = try Daemon.run(Build.daemon, ["check-config", "--data-dir", directory], environment: env)
+        #expect(checkStatus != 0 && checkOutput.contains("log.level"), "\(checkOutput)")
+    }
+}
