@@ -68,8 +68,11 @@ struct RelayRoutes: Sendable {
         let labels = try Self.labels(submission, gateway: gateway)
         let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: nil,
                                                     kind: .disclosure, queue: labels.queue, bodySize: body.count)
+        // A retry is recognised by what it says, not by how its JSON happens to be laid out.
+        let canonical = JSONEncoder()
+        canonical.outputFormatting = [.sortedKeys]
         let result = try await db.intake(IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope,
-                                                       idempotencyKey: key, requestHash: Digest.sha256(body)))
+                                                       idempotencyKey: key, requestHash: Digest.sha256(try canonical.encode(submission))))
         metrics.intakeLatency.record(ContinuousClock.now - start)
         return try .json(DisclosureReceipt(id: result.id, receipt: result.receipt.grouped, receivedAt: Timestamp.iso8601(result.receivedAt)),
                          status: .created)

@@ -5,7 +5,8 @@ import RelayStore
 @testable import RelayServer
 import Testing
 
-@Suite(.serialized) struct AccessTests {
+extension DaemonSuite {
+@Suite struct AccessTests {
     @Test func connectionsWithoutAGoodCertificateGetNoHTTPAnswer() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
@@ -115,4 +116,5 @@ import Testing
         #expect(served == documented)
         #expect(served == Set(Authorization.table.keys.map(\.description)))
     }
+}
 }

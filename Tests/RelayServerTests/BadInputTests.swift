@@ -2,7 +2,8 @@ import Foundation
 import RelayCore
 import Testing
 
-@Suite(.serialized) struct BadInputTests {
+extension DaemonSuite {
+@Suite struct BadInputTests {
     @Test func eachKindOfBadInputGetsAClearProblemAndHarmsNothing() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "8192", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "16384"])
         defer { daemon.stop(); daemon.removeData() }
@@ -107,4 +108,5 @@ import Testing
         #expect(Set(acknowledged).isSubset(of: stored), "every acknowledged disclosure survived")
         #expect(stored.count == acknowledged.count + 1, "nothing unacknowledged was stored")
     }
+}
 }

@@ -3,6 +3,9 @@ import RelayFormat
 import Synchronization
 import Testing
 
+/// Every test that starts a daemon runs inside this suite, one at a time: each daemon wants the CPU to itself.
+@Suite(.serialized) enum DaemonSuite {}
+
 /// Paths of the built binaries and the repository.
 enum Build {
     static let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()

@@ -4,7 +4,8 @@ import RelayFormat
 import Testing
 
 /// Every status the OpenAPI document lists for a route is produced by a real request to that route.
-@Suite(.serialized) struct DocumentedStatusTests {
+extension DaemonSuite {
+@Suite struct DocumentedStatusTests {
     static func documentedStatuses(_ yaml: String) -> [String: Set<Int>] {
         var result: [String: Set<Int>] = [:]
         var path = "", operation = ""
@@ -166,6 +167,8 @@ import Testing
         }
         #expect(undocumented == [], "produced but not documented")
     }
+}
+
 }
 
 /// `amane-relayd init` plus an enrolled gateway, started without --dev: no epoch yet.

@@ -3,7 +3,8 @@ import RelayCore
 import RelayFormat
 import Testing
 
-@Suite(.serialized) struct IntakeAndRelayTests {
+extension DaemonSuite {
+@Suite struct IntakeAndRelayTests {
     @Test func aGatewayPostsWithCurlAndTheResponderOpensTheSealedCase() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
@@ -16,7 +17,15 @@ import Testing
         #expect(try Receipt(parsing: receipt).digits.count == 16)
 
         let retry = try daemon.post("/v1/disclosures", as: daemon.gateway, json: demo, headers: ["Idempotency-Key": key])
-        #expect(retry.status == 201 && retry.json["id"] as? String == id && retry.json["receipt"] as? String == receipt)
+        #expect(retry.status == 201 && retry.json["id"] as? String == id && retry.json["receipt"] as? String == receipt,
+                "\(retry.status) \(retry.text) curl exit \(retry.curlExit)")
+        let reordered = Demo.key()
+        let bodyA = #"{"urgency":"low","category":"other","language":"fr","channel":"kiosk","content":{"narrative":"ordre"}}"#
+        let bodyB = #"{"content":{"narrative":"ordre"},"channel":"kiosk","language":"fr","category":"other","urgency":"low"}"#
+        let a = try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(bodyA.utf8), headers: ["Idempotency-Key": reordered])
+        let b = try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(bodyB.utf8), headers: ["Idempotency-Key": reordered])
+        #expect(a.status == 201 && b.status == 201 && a.json["id"] as? String == b.json["id"] as? String, "the same disclosure with its keys reordered")
+
         var changed = demo
         changed["urgency"] = "low"
         let conflict = try daemon.post("/v1/disclosures", as: daemon.gateway, json: changed, headers: ["Idempotency-Key": key])
@@ -24,10 +33,11 @@ import Testing
 
         let queue = try daemon.get("/v1/queue", as: daemon.responder)
         let cases = try #require(queue.json["cases"] as? [[String: Any]])
-        #expect(cases.map { $0["id"] as? String } == [id])
+        #expect(Set(cases.map { $0["id"] as? String }) == [id, a.json["id"] as? String])
         let file = try daemon.get("/v1/disclosures/\(id)", as: daemon.responder)
         #expect(file.status == 200)
         let sealed = try #require((file.json["disclosure"] as? [String: Any])?["sealed"] as? String)
+        #expect(cases.first?["id"] as? String == id, "immediate before low")
         let plaintext = try Envelope.open(Data(base64Encoded: sealed)!, with: try daemon.epochKey(), kind: .disclosure, objectID: UUID(uuidString: id)!)
         let content = try JSONSerialization.jsonObject(with: Data(plaintext)) as! [String: Any]
         #expect(content["narrative"] as? String == (demo["content"] as! [String: Any])["narrative"] as? String)
@@ -129,4 +139,5 @@ import Testing
         }
         #expect(scanned > 5)
     }
+}
 }

@@ -46,7 +46,8 @@ final class NotifySocket: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct LifecycleTests {
+extension DaemonSuite {
+@Suite struct LifecycleTests {
     @Test func systemdHearsReadyWatchdogAndStoppingAndSIGTERMExitsZero() async throws {
         let notify = try NotifySocket()
         let daemon = try await Daemon(environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"])
@@ -151,4 +152,5 @@ final class NotifySocket: @unchecked Sendable {
         let (checkStatus, checkOutput) = try Daemon.run(Build.daemon, ["check-config", "--data-dir", directory], environment: env)
         #expect(checkStatus != 0 && checkOutput.contains("log.level"), "\(checkOutput)")
     }
+}
 }
