@@ -25,8 +25,10 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+# Starts the daemon on its embedded default: SQLite and a development CA in .amane-dev/.
 run: deps
-	$(SWIFT) run -c release amane-relay-bench self-check
+	$(SWIFT) build --product amane-relayd
+	.build/debug/amane-relayd serve --dev
 
 bench: deps
 	$(SWIFT) build -c release --product amane-relay-bench

@@ -1,0 +1,53 @@
+import Foundation
+import RelayCore
+@testable import RelayServer
+import Testing
+
+@Suite struct ConfigurationTests {
+    let environment = ["AMANE_SEEDS_DIRECTORY": Build.seeds]
+
+    @Test func theExampleConfigurationParsesAndAgreesWithTheSeedPolicy() async throws {
+        let example = try await RelayConfiguration.load(overrides: [:], configFile: Build.repository.appendingPathComponent("Config/amane-relayd.yaml").path,
+                                                        environment: environment)
+        let seedsOnly = try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: environment)
+        #expect(example.listen == RelayConfiguration.Address(host: "0.0.0.0", port: 8443))
+        #expect(example.logFormat == .json && example.dataDirectory == "/var/lib/amane-relay")
+        #expect(example.policy == seedsOnly.policy)
+        #expect(example.limits.maxBodyBytes == seedsOnly.limits.maxBodyBytes && example.limits.requestsPerMinute == seedsOnly.limits.requestsPerMinute)
+        #expect(example.limits.receiptMissesPerHour == seedsOnly.limits.receiptMissesPerHour && example.limits.maxEnvelopeBytes == seedsOnly.limits.maxEnvelopeBytes)
+        #expect(seedsOnly.policy.slaSeconds[.immediate] == 15 * 60 && seedsOnly.policy.closedRetentionDays == 180)
+    }
+
+    @Test func precedenceIsCommandLineThenEnvironmentThenFile() async throws {
+        let file = Build.repository.appendingPathComponent("Config/amane-relayd.yaml").path
+        var env = environment
+        env["AMANE_HTTP_LISTEN"] = "127.0.0.1:9443"
+        env["AMANE_LIMITS_REQUESTS_PER_MINUTE"] = "7"
+        let fromEnvironment = try await RelayConfiguration.load(overrides: [:], configFile: file, environment: env)
+        #expect(fromEnvironment.listen.port == 9443 && fromEnvironment.limits.requestsPerMinute == 7)
+        let fromCommandLine = try await RelayConfiguration.load(overrides: ["http.listen": "127.0.0.1:10443"], configFile: file, environment: env)
+        #expect(fromCommandLine.listen.port == 10443)
+    }
+
+    @Test func credentialsDirectorySuppliesTheKeyAndBadValuesNameTheirKey() async throws {
+        let credentials = FileManager.default.temporaryDirectory.appendingPathComponent("creds-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: credentials, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: credentials) }
+        try "-----BEGIN PRIVATE KEY-----\nfrom-credentials\n-----END PRIVATE KEY-----\n".write(to: credentials.appendingPathComponent("tls-privateKey"), atomically: true, encoding: .utf8)
+        var env = environment
+        env["CREDENTIALS_DIRECTORY"] = credentials.path
+        let configuration = try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env)
+        #expect(try configuration.readPrivateKeyPEM().contains("from-credentials"))
+
+        for (key, value) in [("ops.listen", "0.0.0.0:9090"), ("http.listen", "nowhere"), ("log.format", "xml"), ("limits.maxBodyBytes", "-1")] {
+            await #expect(throws: RelayConfiguration.Invalid.self) {
+                try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)
+            }
+            do {
+                _ = try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)
+            } catch let error as RelayConfiguration.Invalid {
+                #expect(error.key == key)
+            }
+        }
+    }
+}
