@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "amane-relayd", targets: ["RelayDaemon"]),
+        .executable(name: "amane", targets: ["RelayCLI"]),
         .executable(name: "amane-relay-bench", targets: ["RelayBench"]),
     ],
     dependencies: [
@@ -31,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration.git", exact: "1.4.0", traits: [.defaults, "YAML"]),
         .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
     ],
     targets: [
         .target(
@@ -73,6 +75,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(name: "RelayDaemon", dependencies: ["RelayServer"], swiftSettings: strictSettings),
+        .target(
+            name: "RelayCommands",
+            dependencies: [
+                "RelayAPI", "RelayFormat", "RelayCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(name: "RelayCLI", dependencies: ["RelayCommands"], swiftSettings: strictSettings),
         .executableTarget(
             name: "RelayBench",
             dependencies: ["RelayFormat", "RelayCore", "RelayStore", .product(name: "Crypto", package: "swift-crypto")],

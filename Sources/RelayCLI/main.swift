@@ -1,0 +1,3 @@
+import RelayCommands
+
+await Amane.runFromCommandLine()

@@ -1,0 +1,169 @@
+public import ArgumentParser
+import Foundation
+import RelayAPI
+import RelayCore
+import RelayFormat
+
+/// `amane`: the responder, supervisor and admin tool. It decrypts on this machine only.
+public struct Amane: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "amane",
+        abstract: "Triage disclosures from the Amane Relay: list, claim, open (decrypted here), note, reply, refer and close.",
+        discussion: """
+            The profile folder ($AMANE_HOME, default ~/.config/amane, or --profile) holds config.yaml and your identity file.
+            Passphrases come from the terminal, --passphrase-file or AMANE_PASSPHRASE_FILE; never from the command line.
+
+            Exit codes: 0 success, 1 usage error, 2 the relay refused (4xx), 3 the relay cannot be reached or TLS failed,
+            4 wrong passphrase or damaged key file, 5 the relay failed (5xx), 6 audit verification failed.
+
+            A responder's day:
+              amane inbox                     # what is waiting, urgent first
+              amane claim 01a2f3              # take a case (a short id is enough)
+              amane show 01a2f3               # read it, decrypted on this machine
+              amane reply 01a2f3 -m "…"       # answer the reporter through their gateway
+              amane refer 01a2f3 --to health --reason "…"
+            """,
+        subcommands: [
+            Inbox.self, Show.self, Claim.self, Release.self, Note.self, Reply.self, Refer.self, Close.self,
+            Reopen.self, Assign.self, Hold.self, Keygen.self, Grant.self, Rotate.self, Keys.self, AuditCommand.self,
+            Stats.self, Submit.self, Replies.self,
+        ])
+
+    public init() {}
+
+    /// Parses and runs, then exits with the documented code.
+    public static func runFromCommandLine(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) async -> Never {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            Foundation.exit(0)
+        } catch let error as CLIError {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            Foundation.exit(error.code.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(1)
+        }
+    }
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The profile folder (default $AMANE_HOME, else ~/.config/amane).", valueName: "dir"))
+    var profile: String?
+
+    @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("Read the passphrase from this file instead of the terminal.", valueName: "file"))
+    var passphraseFile: String?
+
+    @Flag(help: "Print JSON (stable field names) instead of text.")
+    var json = false
+}
+
+/// A profile, a client, and the identity once unlocked: what most commands need.
+struct Session {
+    let options: GlobalOptions
+    let profile: Profile
+    let client: RelayClient
+
+    static func with<T>(_ options: GlobalOptions, _ body: (Session) async throws -> T) async throws -> T {
+        let profile = try Profile.load(options.profile)
+        let client = try RelayClient(profile: profile)
+        do {
+            let result = try await body(Session(options: options, profile: profile, client: client))
+            await client.shutdown()
+            return result
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
+    func unlock() throws -> SealingPrivateKey { try profile.unlock(passphraseFile: options.passphraseFile) }
+
+    /// Every epoch key this member holds, opened from its grants; and which one is current.
+    func epochKeys(_ identity: SealingPrivateKey) async throws -> (keys: [String: SealingPrivateKey], current: String?) {
+        let grants = try await client.get(APIPath.grants, as: GrantList.self).grants
+        var keys: [String: SealingPrivateKey] = [:]
+        for grant in grants {
+            guard let sealed = Base64.decode(grant.sealed), let id = UUID(uuidString: grant.epoch),
+                  let key = try? RelayFormat.Grant.open(sealed, epochID: id, with: identity) else { continue }
+            keys[grant.epoch] = key
+        }
+        return (keys, grants.first(where: \.current)?.epoch)
+    }
+
+    func currentEpochKey(_ identity: SealingPrivateKey) async throws -> SealingPrivateKey {
+        let (keys, current) = try await epochKeys(identity)
+        guard let current, let key = keys[current] else {
+            throw CLIError(.refused, "you hold no key for the queue's current epoch",
+                           hint: "Ask a colleague to run `amane grant \(profile.directory.split(separator: "/").last ?? "NAME")`, or run `amane rotate` if the queue has no epoch yet.")
+        }
+        return key
+    }
+
+    /// Resolves a short id to the one case it starts, or lists the candidates.
+    func resolve(_ short: String) async throws -> String {
+        let lowered = short.lowercased()
+        if UUID(uuidString: lowered) != nil { return lowered }
+        guard lowered.count >= 4, lowered.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
+            throw CLIError(.usage, "'\(short)' is not a case id", hint: "Give the short id `amane inbox` shows, or a whole id.")
+        }
+        var matches: [String] = []
+        var cursor: String?
+        repeat {
+            let page = try await client.get(APIPath.queue + "?limit=500" + (cursor.map { "&cursor=\($0)" } ?? ""), as: QueueListing.self)
+            matches += page.cases.map(\.id).filter { $0.hasSuffix(lowered) || $0.hasPrefix(lowered) }
+            cursor = page.next
+        } while cursor != nil
+        switch matches.count {
+        case 1: return matches[0]
+        case 0: throw CLIError(.usage, "no case id starts or ends with '\(short)'", hint: "`amane inbox --all` lists every case.")
+        default: throw CLIError(.usage, "'\(short)' matches \(matches.count) cases: \(matches.joined(separator: ", "))", hint: "Give more characters.")
+        }
+    }
+}
+
+/// The short form of a case id: its last 8 hex digits, which are random (the first ones are a time stamp).
+enum ShortID {
+    static func of(_ id: String) -> String { String(id.suffix(8)) }
+}
+
+enum Output {
+    static func json(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
+    /// Colour only on a terminal, and never when NO_COLOR is set.
+    static var colour: Bool {
+        isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+    }
+
+    static func paint(_ text: String, urgency: String) -> String {
+        guard colour else { return text }
+        let code = ["immediate": "1;31", "high": "33", "normal": "0", "low": "2"][urgency] ?? "0"
+        return "\u{1B}[\(code)m\(text)\u{1B}[0m"
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+
+    static func age(_ iso: String, now: Date = Date()) -> String {
+        guard let date = Timestamp.parse(iso) else { return "?" }
+        let minutes = max(0, Int(now.timeIntervalSince(date) / 60))
+        if minutes < 60 { return "\(minutes)m" }
+        if minutes < 48 * 60 { return "\(minutes / 60)h" }
+        return "\(minutes / 1440)d"
+    }
+}

@@ -1,0 +1,31 @@
+/// Every failure the CLI reports, with the exit code it ends with and a hint at what to do next.
+public struct CLIError: Error, CustomStringConvertible {
+    public enum Code: Int32, Sendable {
+        /// A usage error: a bad argument or option, a missing file.
+        case usage = 1
+        /// The relay refused the request (4xx); its problem title and detail are printed.
+        case refused = 2
+        /// The relay could not be reached, or TLS failed.
+        case unreachable = 3
+        /// A wrong passphrase or a damaged key file.
+        case key = 4
+        /// The relay failed (5xx).
+        case server = 5
+        /// The audit trail does not verify.
+        case verification = 6
+    }
+
+    public let code: Code
+    public let message: String
+    public let hint: String?
+
+    public init(_ code: Code, _ message: String, hint: String? = nil) {
+        self.code = code
+        self.message = message
+        self.hint = hint
+    }
+
+    public var description: String {
+        hint.map { "Error: \(message)\n\($0)" } ?? "Error: \(message)"
+    }
+}

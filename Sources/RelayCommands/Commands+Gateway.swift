@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import RelayAPI
+import RelayCore
+import RelayFormat
+
+struct Submit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Post a disclosure as a gateway (for integrators and tests).",
+        discussion: """
+            FILE holds the JSON body of POST /v1/disclosures. With --seal the content is sealed here to the queue's key,
+            so the relay only ever receives the envelope. Example: AMANE_HOME=.amane-dev/dev/gateway amane submit seeds/demo/01-….json --seal
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The disclosure as JSON.") var file: String
+    @Flag(help: "Seal the content on this machine before sending.") var seal = false
+    @Option(name: .customLong("idempotency-key"), help: "Reuse a key to retry safely (default: a new one).") var idempotencyKey: String?
+
+    func run() async throws {
+        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
+        var submission: DisclosureSubmission
+        do { submission = try StrictJSON.decode(DisclosureSubmission.self, from: data) } catch {
+            throw CLIError(.usage, "\(file): \(error.description)")
+        }
+        let key = idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())"
+        let receipt = try await Session.with(global) { session in
+            if seal {
+                guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
+                let info = try await session.client.get(APIPath.sealingKey(queue: submission.queue ?? "national"), as: SealingKeyInfo.self)
+                let publicKey = try SealingPublicKey(text: info.publicKey)
+                let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                submission.sealed = Base64.encode(try Envelope.seal(try encoder.encode(content), to: publicKey, kind: .disclosure, objectID: id))
+                submission.content = nil
+            }
+            return try await session.client.post(APIPath.disclosures, submission, as: DisclosureReceipt.self, headers: [HeaderName.idempotencyKey: key])
+        }
+        if global.json { return try Output.json(receipt) }
+        print("""
+            Accepted as case \(receipt.id) at \(receipt.receivedAt)\(seal ? " (sealed here)" : "").
+            Receipt for the reporter: \(receipt.receipt)
+            """)
+    }
+}
+
+struct ReplyReading: Codable {
+    var id: String
+    var createdAt: String
+    var text: String?
+    var error: String?
+}
+
+struct Replies: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fetch and decrypt the replies for a receipt, with the gateway's key (gateways).",
+        discussion: "Example: AMANE_HOME=.amane-dev/dev/gateway amane replies \"1234 5678 9012 3456\"")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The reporter's receipt.") var receipt: String
+
+    func run() async throws {
+        let readings = try await Session.with(global) { session in
+            let identity = try session.unlock()
+            let list = try await session.client.post(APIPath.repliesFetch, ReplyFetch(receipt: receipt), as: ReplyList.self)
+            return list.replies.map { reply in
+                var reading = ReplyReading(id: reply.id, createdAt: reply.createdAt)
+                if let envelope = Base64.decode(reply.sealed), let id = UUID(uuidString: reply.id),
+                   let plaintext = try? Envelope.open(envelope, with: identity, kind: .reply, objectID: id) {
+                    reading.text = String(decoding: plaintext, as: UTF8.self)
+                } else {
+                    reading.error = "does not open with this gateway's key"
+                }
+                return reading
+            }
+        }
+        if global.json { return try Output.json(readings) }
+        guard !readings.isEmpty else { return print("No replies yet for this receipt.") }
+        for reading in readings {
+            print("── reply · \(reading.createdAt)")
+            print(reading.text.map { "   " + $0 } ?? "   [\(reading.error ?? "")]")
+        }
+    }
+}

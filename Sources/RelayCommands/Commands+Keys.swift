@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import RelayAPI
+import RelayCore
+import RelayFormat
+
+struct KeyInfo: Codable {
+    var fingerprint: String
+    var publicKey: String
+    var identity: String
+}
+
+struct Keygen: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create your personal sealing key, protected by a passphrase (asked twice, not echoed).",
+        discussion: "It prints the fingerprint and the public key to hand to your admin for `amane-relayd admin enroll-responder`. Example: amane keygen")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let profile = try Profile.load(global.profile)
+        try FileManager.default.createDirectory(atPath: profile.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        guard !FileManager.default.fileExists(atPath: profile.identity) else {
+            throw CLIError(.usage, "\(profile.identity) exists; refusing to replace your key", hint: "Move it away first if you really mean to start over.")
+        }
+        let passphrase: [UInt8]
+        if let file = global.passphraseFile ?? ProcessInfo.processInfo.environment["AMANE_PASSPHRASE_FILE"] {
+            passphrase = try Passphrase.read(file: file, prompt: "")
+        } else {
+            passphrase = try Passphrase.fromTerminal("New passphrase: ")
+            guard try Passphrase.fromTerminal("Repeat it: ") == passphrase else { throw CLIError(.usage, "the passphrases differ; nothing was written") }
+        }
+        guard passphrase.count >= 12 else { throw CLIError(.usage, "use a passphrase of at least 12 characters") }
+        let key = SealingPrivateKey.generate()
+        do { try IdentityFile.create(at: profile.identity, key: key, passphrase: passphrase) } catch {
+            throw CLIError(.usage, "cannot write \(profile.identity): \(error)")
+        }
+        let info = KeyInfo(fingerprint: key.publicKey.fingerprint, publicKey: key.publicKey.text, identity: profile.identity)
+        if global.json { return try Output.json(info) }
+        print("""
+            Created your sealing key in \(profile.identity) (mode 0600).
+            Fingerprint (read it to your admin to compare): \(info.fingerprint)
+            Public key (give this whole line to your admin):
+            \(info.publicKey)
+            """)
+    }
+}
+
+struct Grant: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Give a colleague every queue key you hold, sealed to their public key on this machine.",
+        discussion: "Example: amane grant youssef")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The colleague's name.") var name: String
+
+    func run() async throws {
+        let count = try await Session.with(global) { session in
+            let identity = try session.unlock()
+            let members = try await session.client.get(APIPath.members, as: MemberList.self).members
+            guard let member = members.first(where: { $0.name == name }), let text = member.sealingKey, let key = try? SealingPublicKey(text: text) else {
+                throw CLIError(.refused, "no active responder named \(name)", hint: "Ask an admin to enroll them first.")
+            }
+            let (keys, _) = try await session.epochKeys(identity)
+            for (epochID, epoch) in keys {
+                let grant = try RelayFormat.Grant.seal(epoch, to: key)
+                _ = try await session.client.post(APIPath.grants, GrantUpload(epoch: epochID, grants: [name: Base64.encode(grant)]), as: [String: String].self)
+            }
+            return keys.count
+        }
+        if global.json { return try Output.json(["granted": count]) }
+        print("Granted \(count) queue key\(count == 1 ? "" : "s") to \(name).")
+    }
+}
+
+struct Rotate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a new queue key on this machine and grant it to every active responder; new cases are sealed to it.",
+        discussion: "Run it after a revocation, or once to create the first key. Example: amane rotate")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let epoch = try await Session.with(global) { session in
+            let identity = try session.unlock()
+            let me = try await session.client.get(APIPath.me, as: Identity.self)
+            let members = try await session.client.get(APIPath.members, as: MemberList.self).members
+            let key = SealingPrivateKey.generate()
+            var grants: [String: String] = [:]
+            for member in members {
+                guard let text = member.sealingKey, let memberKey = try? SealingPublicKey(text: text) else { continue }
+                grants[member.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: memberKey))
+            }
+            grants[me.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: identity.publicKey))
+            return try await session.client.post(APIPath.epochs, EpochCreation(publicKey: key.publicKey.text, grants: grants), as: EpochView.self)
+        }
+        if global.json { return try Output.json(epoch) }
+        print("The queue \(epoch.queue) now seals to epoch \(epoch.id), granted to every active responder.")
+    }
+}
+
+struct KeyHeld: Codable {
+    var epoch: String
+    var queue: String
+    var current: Bool
+    var fingerprint: String
+    var grantedBy: String
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the queue keys (epochs) you hold.", discussion: "Example: amane keys")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let held = try await Session.with(global) { session in
+            let identity = try session.unlock()
+            let grants = try await session.client.get(APIPath.grants, as: GrantList.self).grants
+            let (keys, _) = try await session.epochKeys(identity)
+            return grants.compactMap { grant in
+                keys[grant.epoch].map { KeyHeld(epoch: grant.epoch, queue: grant.queue, current: grant.current, fingerprint: $0.publicKey.fingerprint, grantedBy: grant.grantedBy) }
+            }
+        }
+        if global.json { return try Output.json(held) }
+        guard !held.isEmpty else { return print("You hold no queue keys yet; ask a colleague to run `amane grant` for you.") }
+        for key in held { print("\(key.current ? "*" : " ") \(key.epoch)  \(key.queue)  \(key.fingerprint)  granted by \(key.grantedBy)") }
+    }
+}
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Print the audit trail (supervisors); --verify recomputes its hash chain here and names the first broken entry.",
+        discussion: "Example: amane audit --verify")
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Verify the hash chain instead of printing it.") var verify = false
+
+    func run() async throws {
+        let entries = try await Session.with(global) { session in
+            var entries: [AuditEntryView] = []
+            var after: Int64 = 0
+            while true {
+                let page = try await session.client.get(APIPath.audit + "?after=\(after)&limit=1000", as: AuditPage.self)
+                entries += page.entries
+                guard let next = page.next else { break }
+                after = next
+            }
+            return entries
+        }
+        if verify {
+            do {
+                let count = try AuditVerifier.verify(entries.map { entry in
+                    entry.chained ?? ChainedAuditEntry(entry: AuditEntry(seq: entry.seq, time: 0, actor: "", action: "", subject: "", detail: ""), prevHash: [], hash: [])
+                })
+                if global.json { return try Output.json(["verified": count]) }
+                print("The audit trail is intact: \(count) entries verified here.")
+            } catch let error as AuditVerifier.Break {
+                throw CLIError(.verification, "the audit trail is broken at entry \(error.seq): \(error.reason)",
+                               hint: "Keep this output, and tell your admin: the database may have been tampered with.")
+            }
+            return
+        }
+        if global.json { return try Output.json(entries) }
+        for entry in entries {
+            let time = Date(timeIntervalSince1970: TimeInterval(entry.time)).formatted(.iso8601)
+            print("\(entry.seq)  \(time)  \(entry.actor)  \(entry.action)  \(entry.subject)  \(entry.detail)")
+        }
+    }
+}
+
+struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Count cases for reports, from labels only.",
+                                                    discussion: "Example: amane stats --by region --csv")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Group by month, category, urgency, channel, region, outcome, language or referral.") var by = "month"
+    @Flag(help: "Print CSV.") var csv = false
+
+    func run() async throws {
+        let stats = try await Session.with(global) { session in
+            try await session.client.get(APIPath.stats + "?by=\(by)", as: Statistics.self)
+        }
+        if global.json { return try Output.json(stats) }
+        if csv {
+            print("\(by),count")
+            for row in stats.rows { print("\(row.key.contains(",") ? "\"\(row.key)\"" : row.key),\(row.count)") }
+            return
+        }
+        for row in stats.rows { print(Output.pad(row.key, 28) + String(row.count)) }
+    }
+}

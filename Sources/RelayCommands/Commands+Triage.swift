@@ -1,0 +1,368 @@
+import ArgumentParser
+import Foundation
+import RelayAPI
+import RelayCore
+import RelayFormat
+
+struct Inbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the queue, urgent first, then oldest.",
+        discussion: "Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --mine --all --json")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Only cases in this state (new, claimed, in_progress, referred, closed); repeatable.") var state: [String] = []
+    @Option(help: "Only this urgency (immediate, high, normal, low).") var urgency: String?
+    @Option(help: "Only this category code.") var category: String?
+    @Flag(help: "Only cases assigned to you.") var mine = false
+    @Flag(help: "Follow every page, not just the first.") var all = false
+    @Option(help: "Cases per page (1-500).") var limit = 50
+
+    func run() async throws {
+        var query = state.map { "state=\($0)" }
+        if let urgency { query.append("urgency=\(urgency)") }
+        if let category { query.append("category=\(category)") }
+        if mine { query.append("mine=true") }
+        query.append("limit=\(limit)")
+        let cases = try await Session.with(global) { session in
+            var cases: [CaseView] = []
+            var cursor: String?
+            repeat {
+                let page = try await session.client.get(APIPath.queue + "?" + (query + (cursor.map { ["cursor=\($0)"] } ?? [])).joined(separator: "&"), as: QueueListing.self)
+                cases += page.cases
+                cursor = all ? page.next : nil
+            } while cursor != nil
+            return cases
+        }
+        if global.json { return try Output.json(QueueListing(cases: cases, next: nil)) }
+        guard !cases.isEmpty else { return print("The queue is empty for these filters.") }
+        print(Output.pad("ID", 10) + Output.pad("URGENCY", 11) + Output.pad("AGE", 6) + Output.pad("CATEGORY", 22) + Output.pad("LANG", 5)
+              + Output.pad("CHANNEL", 10) + Output.pad("STATE", 12) + Output.pad("ASSIGNEE", 16) + "UPDATED")
+        for item in cases {
+            let line = Output.pad(ShortID.of(item.id), 10) + Output.pad(item.urgency, 11) + Output.pad(Output.age(item.receivedAt), 6)
+                + Output.pad(item.category, 22) + Output.pad(item.language, 5) + Output.pad(item.channel, 10) + Output.pad(item.state, 12)
+                + Output.pad(item.assignee ?? "-", 16) + (item.updated ? "yes" : "")
+            print(Output.paint(line, urgency: item.urgency))
+        }
+    }
+}
+
+/// One decrypted entry of a case, as `show --json` prints it.
+struct CaseEntry: Codable {
+    var id: String
+    var kind: String
+    var author: String
+    var createdAt: String
+    var text: String?
+    var answers: [String: AnswerValue]?
+    var error: String?
+}
+
+struct CaseReading: Codable {
+    var `case`: CaseView
+    var entries: [CaseEntry]
+}
+
+struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fetch a case and decrypt it here: the disclosure, follow-ups, notes and replies in time order.",
+        discussion: "Opening a case is recorded in the audit trail. Example: amane show 01a2f3 · amane show 01a2f3 --output case.txt")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+    @Option(help: ArgumentHelp("Write the decrypted case to this file (mode 0600) instead of the screen.", valueName: "file")) var output: String?
+    @Flag(help: "Replace the --output file if it exists.") var force = false
+
+    func run() async throws {
+        if let output, FileManager.default.fileExists(atPath: output), !force {
+            throw CLIError(.usage, "\(output) exists; refusing to write decrypted content over it", hint: "Choose another file, or add --force.")
+        }
+        let reading = try await Session.with(global) { session in
+            let identity = try session.unlock()
+            let caseID = try await session.resolve(id)
+            let file = try await session.client.get(APIPath.disclosure(caseID), as: CaseFile.self)
+            let (keys, _) = try await session.epochKeys(identity)
+            var entries: [CaseEntry] = []
+            for object in ([file.disclosure].compactMap { $0 } + file.items) {
+                entries.append(Self.open(object, caseID: caseID, keys: keys))
+            }
+            return CaseReading(case: file.case, entries: entries.sorted { ($0.createdAt, $0.kind == "disclosure" ? 0 : 1) < ($1.createdAt, $1.kind == "disclosure" ? 0 : 1) })
+        }
+        let text: String
+        if global.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            text = String(decoding: try encoder.encode(reading), as: UTF8.self)
+        } else {
+            text = Self.render(reading)
+        }
+        if let output {
+            if force { try? FileManager.default.removeItem(atPath: output) }
+            do { try SecretFile.createExclusive(at: output, contents: Array((text + "\n").utf8)) } catch {
+                throw CLIError(.usage, "cannot write \(output): \(error)")
+            }
+            print("Wrote the decrypted case to \(output) (mode 0600).")
+        } else {
+            print(text)
+        }
+    }
+
+    static func open(_ object: SealedObjectView, caseID: String, keys: [String: SealingPrivateKey]) -> CaseEntry {
+        var entry = CaseEntry(id: object.id, kind: object.kind, author: object.author, createdAt: object.createdAt)
+        guard let key = keys[object.epoch] else {
+            entry.error = "sealed to epoch \(object.epoch), which you do not hold"
+            return entry
+        }
+        guard let kind = ObjectKind(name: object.kind), let envelope = Base64.decode(object.sealed),
+              let objectID = UUID(uuidString: kind == .disclosure ? caseID : object.id),
+              let plaintext = try? Envelope.open(envelope, with: key, kind: kind, objectID: objectID) else {
+            entry.error = "does not open: it was altered, or is not what it claims to be"
+            return entry
+        }
+        if kind == .disclosure || kind == .followup, let content = try? JSONDecoder().decode(DisclosureContent.self, from: Data(plaintext)) {
+            entry.text = content.narrative
+            entry.answers = content.answers
+        } else {
+            entry.text = String(decoding: plaintext, as: UTF8.self)
+        }
+        return entry
+    }
+
+    static func render(_ reading: CaseReading) -> String {
+        let item = reading.case
+        var lines = [
+            "Case \(item.id)",
+            "  \(item.urgency) · \(item.category) · \(item.language) · \(item.channel)\(item.region.map { " · \($0)" } ?? "")",
+            "  state \(item.state)\(item.assignee.map { ", assigned to \($0)" } ?? "")\(item.onHold ? ", on hold" : "")\(item.referral.map { ", referred to \($0)" } ?? "")\(item.outcome.map { ", outcome \($0)" } ?? "")",
+            "  received \(item.receivedAt)",
+            "",
+        ]
+        for entry in reading.entries {
+            lines.append("── \(entry.kind) · \(entry.author) · \(entry.createdAt)")
+            if let error = entry.error { lines.append("   [\(error)]") }
+            if let text = entry.text { lines += text.split(separator: "\n", omittingEmptySubsequences: false).map { "   " + $0 } }
+            for (question, answer) in (entry.answers ?? [:]).sorted(by: { $0.key < $1.key }) {
+                switch answer {
+                case .text(let value): lines.append("   \(question): \(value)")
+                case .list(let values): lines.append("   \(question): \(values.joined(separator: ", "))")
+                }
+            }
+            lines.append("")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Claim, release, and the transitions that need no sealed text.
+struct CaseChange {
+    static func apply(_ global: GlobalOptions, id: String, path: (String) -> String, body: some Encodable, verb: String) async throws {
+        let view = try await Session.with(global) { session in
+            let caseID = try await session.resolve(id)
+            return try await session.client.post(path(caseID), body, as: CaseView.self)
+        }
+        if global.json { return try Output.json(view) }
+        var line = "\(verb) case \(ShortID.of(view.id)): now \(view.state)"
+        if let assignee = view.assignee { line += ", assigned to \(assignee)" }
+        if let expiry = view.claimExpiresAt { line += ", claim held until \(expiry)" }
+        print(line + ".")
+    }
+}
+
+struct Empty: Codable {}
+
+struct Claim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Claim a case: it is yours for the lease (15 minutes by default), renewed as you work.",
+                                                    discussion: "Example: amane claim 01a2f3")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+
+    func run() async throws {
+        try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .claim) }, body: Empty(), verb: "Claimed")
+    }
+}
+
+struct Release: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Release a case you claimed, back to the queue.", discussion: "Example: amane release 01a2f3")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+
+    func run() async throws {
+        try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .release) }, body: Empty(), verb: "Released")
+    }
+}
+
+struct Reopen: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Reopen a closed or referred case (supervisors).", discussion: "Example: amane reopen 01a2f3")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+
+    func run() async throws {
+        try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .transition) }, body: TransitionRequest(action: "reopen"), verb: "Reopened")
+    }
+}
+
+struct Assign: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Assign a case to a responder (supervisors).", discussion: "Example: amane assign 01a2f3 amina")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+    @Argument(help: "The responder's name.") var name: String
+
+    func run() async throws {
+        try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .assign) }, body: AssignRequest(to: name), verb: "Assigned")
+    }
+}
+
+struct Hold: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set or lift a hold, which keeps a closed case from being purged (supervisors).",
+                                                    discussion: "Example: amane hold 01a2f3 --on")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+    @Flag(name: .customLong("on"), help: "Set the hold.") var on = false
+    @Flag(name: .customLong("off"), help: "Lift the hold.") var off = false
+
+    func validate() throws {
+        guard on != off else { throw ValidationError("give exactly one of --on and --off") }
+    }
+
+    func run() async throws {
+        try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .hold) }, body: HoldRequest(on: on), verb: on ? "Held" : "Lifted the hold on")
+    }
+}
+
+/// Where a note's or reply's text comes from: --message, --file or $EDITOR.
+struct TextInput: ParsableArguments {
+    @Option(name: [.customShort("m"), .long], help: "The text.") var message: String?
+    @Option(help: ArgumentHelp("Read the text from this file.", valueName: "file")) var file: String?
+
+    func read() throws -> String {
+        let text: String
+        if let message {
+            text = message
+        } else if let file {
+            guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
+            text = String(decoding: data, as: UTF8.self)
+        } else {
+            text = try Self.edit()
+        }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw CLIError(.usage, "the text is empty; nothing was sent") }
+        return trimmed
+    }
+
+    /// Opens $EDITOR on a private temporary file, then removes it.
+    static func edit() throws -> String {
+        guard let editor = ProcessInfo.processInfo.environment["EDITOR"], !editor.isEmpty else {
+            throw CLIError(.usage, "no text given", hint: "Use --message TEXT, --file FILE, or set $EDITOR.")
+        }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("amane-\(UUID().uuidString).txt").path
+        try SecretFile.createExclusive(at: path, contents: [])
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "\(editor) \"$0\"", path]
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let data = FileManager.default.contents(atPath: path) else {
+            throw CLIError(.usage, "the editor failed; nothing was sent")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+enum Sealing {
+    /// Seals a note to the current epoch and posts it.
+    static func postNote(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async throws -> String {
+        let epoch = try await session.currentEpochKey(identity)
+        let id = UUID.v7()
+        let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id)
+        _ = try await session.client.post(APIPath.disclosure(caseID, .notes), NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope)),
+                                          as: [String: String].self)
+        return id.uuidString.lowercased()
+    }
+}
+
+struct Note: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Add a note to a case, sealed to the queue's key on this machine.",
+                                                    discussion: "Example: amane note 01a2f3 -m \"Called back, safe for now.\"")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+    @OptionGroup var input: TextInput
+
+    func run() async throws {
+        let text = try input.read()
+        let noteID = try await Session.with(global) { session in
+            let identity = try session.unlock()
+            return try await Sealing.postNote(session, caseID: try await session.resolve(id), text: text, identity: identity)
+        }
+        if global.json { return try Output.json(["id": noteID]) }
+        print("Added a sealed note (\(ShortID.of(noteID))).")
+    }
+}
+
+struct Reply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Reply to the reporter: sealed to their gateway's key, with a copy for the case record.",
+                                                    discussion: "The reporter reads it with their receipt at the gateway. Example: amane reply 01a2f3 -m \"Nous pouvons vous aider.\"")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+    @OptionGroup var input: TextInput
+
+    func run() async throws {
+        let text = try input.read()
+        let replyID = try await Session.with(global) { session in
+            let identity = try session.unlock()
+            let caseID = try await session.resolve(id)
+            let file = try await session.client.get(APIPath.disclosure(caseID), as: CaseFile.self)
+            guard let keyText = file.gatewayKey, let gatewayKey = try? SealingPublicKey(text: keyText) else {
+                throw CLIError(.refused, "the gateway that sent this case has no sealing key, so it cannot show a reply")
+            }
+            let epoch = try await session.currentEpochKey(identity)
+            let id = UUID.v7()
+            let submission = ReplySubmission(
+                id: id.uuidString.lowercased(),
+                sealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: id)),
+                gatewaySealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: id)))
+            _ = try await session.client.post(APIPath.disclosure(caseID, .replies), submission, as: [String: String].self)
+            return id.uuidString.lowercased()
+        }
+        if global.json { return try Output.json(["id": replyID]) }
+        print("Sent a sealed reply (\(ShortID.of(replyID))); the reporter can read it with their receipt.")
+    }
+}
+
+struct Refer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Refer a case to a partner service; the reason is kept as a sealed note.",
+                                                    discussion: "Example: amane refer 01a2f3 --to health --reason \"Needs a doctor today.\"")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+    @Option(help: "Where to: police, health, social, shelter, legal or partner.") var to: String
+    @Option(help: "Why, for the record (sealed).") var reason: String
+
+    func run() async throws {
+        let view = try await Session.with(global) { session in
+            let identity = try session.unlock()
+            let caseID = try await session.resolve(id)
+            _ = try await Sealing.postNote(session, caseID: caseID, text: "Referred to \(to): \(reason)", identity: identity)
+            return try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "refer", referral: to), as: CaseView.self)
+        }
+        if global.json { return try Output.json(view) }
+        print("Referred case \(ShortID.of(view.id)) to \(to); the reason is in a sealed note.")
+    }
+}
+
+struct Close: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Close a case with an outcome from the taxonomy.",
+                                                    discussion: "Outcomes include referred, support_provided, information_provided, reporter_unreachable, no_further_action, duplicate and outside_mandate. Example: amane close 01a2f3 --outcome support_provided")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
+    @Option(help: "The outcome code.") var outcome: String
+    @Option(help: "A closing note (sealed).") var reason: String?
+
+    func run() async throws {
+        let view = try await Session.with(global) { session in
+            let caseID = try await session.resolve(id)
+            if let reason { _ = try await Sealing.postNote(session, caseID: caseID, text: "Closed (\(outcome)): \(reason)", identity: try session.unlock()) }
+            return try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "close", outcome: outcome), as: CaseView.self)
+        }
+        if global.json { return try Output.json(view) }
+        print("Closed case \(ShortID.of(view.id)) with outcome \(outcome).")
+    }
+}

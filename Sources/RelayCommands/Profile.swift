@@ -1,0 +1,117 @@
+import Foundation
+import RelayFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A profile folder: `config.yaml` (relay URL, CA, client certificate and key, identity, passphrase file) and the identity.
+struct Profile {
+    static let keys = ["relay", "ca", "certificate", "key", "identity", "passphraseFile"]
+
+    let directory: String
+    var relay: String?
+    var ca: String?
+    var certificate: String?
+    var key: String?
+    var identity: String
+    var passphraseFile: String?
+
+    /// `--profile`, else `$AMANE_HOME`, else `~/.config/amane`.
+    static func directory(_ option: String?) -> String {
+        if let option { return option }
+        if let home = ProcessInfo.processInfo.environment["AMANE_HOME"], !home.isEmpty { return home }
+        return (NSHomeDirectory() as NSString).appendingPathComponent(".config/amane")
+    }
+
+    static func load(_ option: String?) throws -> Profile {
+        let directory = directory(option)
+        var profile = Profile(directory: directory, identity: (directory as NSString).appendingPathComponent("identity.amane"))
+        let path = (directory as NSString).appendingPathComponent("config.yaml")
+        guard let data = FileManager.default.contents(atPath: path) else { return profile }
+        for (number, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let colon = line.firstIndex(of: ":") else {
+                throw CLIError(.usage, "\(path), line \(number + 1): expected 'key: value'")
+            }
+            let key = String(line[..<colon])
+            var value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            let resolved = value.hasPrefix("/") || key == "relay" ? value : (directory as NSString).appendingPathComponent(value)
+            switch key {
+            case "relay": profile.relay = value
+            case "ca": profile.ca = resolved
+            case "certificate": profile.certificate = resolved
+            case "key": profile.key = resolved
+            case "identity": profile.identity = resolved
+            case "passphraseFile": profile.passphraseFile = resolved
+            default: throw CLIError(.usage, "\(path), line \(number + 1): unknown key '\(key)'", hint: "Known keys: \(keys.joined(separator: ", ")).")
+            }
+        }
+        return profile
+    }
+
+    func require(_ value: String?, _ key: String) throws -> String {
+        guard let value else {
+            throw CLIError(.usage, "the profile \(directory) has no '\(key)'",
+                           hint: "Add '\(key): …' to \((directory as NSString).appendingPathComponent("config.yaml")), or pass --profile.")
+        }
+        return value
+    }
+
+    /// Unlocks the identity once for the command.
+    func unlock(passphraseFile option: String?) throws -> SealingPrivateKey {
+        guard FileManager.default.fileExists(atPath: identity) else {
+            throw CLIError(.key, "no identity file at \(identity)", hint: "Run `amane keygen` first, or point 'identity:' in config.yaml at it.")
+        }
+        let passphrase = try Passphrase.read(file: option ?? ProcessInfo.processInfo.environment["AMANE_PASSPHRASE_FILE"] ?? passphraseFile,
+                                             prompt: "Passphrase for \(identity): ")
+        do {
+            return try IdentityFile.load(from: identity, passphrase: passphrase)
+        } catch {
+            switch error.code {
+            case .wrongPassphrase: throw CLIError(.key, "wrong passphrase for \(identity)", hint: "Check for a typo or the keyboard layout, then try again.")
+            case .io: throw CLIError(.key, "cannot read \(identity)")
+            default: throw CLIError(.key, "\(identity) is damaged or not an Amane identity (\(error.code.rawValue))",
+                                     hint: "Restore it from your backup, or make a new key with `amane keygen` and ask an admin to enroll it.")
+            }
+        }
+    }
+}
+
+/// Passphrases come from a file or the terminal, never from argv or an environment value.
+enum Passphrase {
+    static func read(file: String?, prompt: String) throws -> [UInt8] {
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read the passphrase file \(file)") }
+            var bytes = Array(data)
+            while let last = bytes.last, last == 0x0a || last == 0x0d { bytes.removeLast() }
+            return bytes
+        }
+        return try fromTerminal(prompt)
+    }
+
+    /// Reads a line from /dev/tty with echo off.
+    static func fromTerminal(_ prompt: String) throws -> [UInt8] {
+        let fd = open("/dev/tty", O_RDWR | O_NOCTTY)
+        guard fd >= 0 else {
+            throw CLIError(.usage, "no terminal to ask for the passphrase",
+                           hint: "Pass --passphrase-file FILE or set AMANE_PASSPHRASE_FILE (a file with mode 0600).")
+        }
+        defer { close(fd) }
+        _ = prompt.withCString { write(fd, $0, strlen($0)) }
+        var saved = termios()
+        tcgetattr(fd, &saved)
+        var silent = saved
+        silent.c_lflag &= ~tcflag_t(ECHO)
+        tcsetattr(fd, TCSAFLUSH, &silent)
+        defer {
+            tcsetattr(fd, TCSAFLUSH, &saved)
+            _ = write(fd, "\n", 1)
+        }
+        var bytes: [UInt8] = []
+        var byte: UInt8 = 0
+        while Glibc.read(fd, &byte, 1) == 1, byte != 0x0a, byte != 0x0d { bytes.append(byte) }
+        return bytes
+    }
+}

@@ -1,0 +1,101 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import RelayAPI
+
+/// The relay as the CLI sees it: mutual TLS 1.3 with the profile's certificate, JSON in and out,
+/// problems turned into `CLIError`s with the right exit code.
+final class RelayClient: Sendable {
+    let baseURL: String
+    private let http: HTTPClient
+
+    init(profile: Profile) throws {
+        baseURL = try profile.require(profile.relay, "relay").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let caPath = try profile.require(profile.ca, "ca")
+        let certificatePath = try profile.require(profile.certificate, "certificate")
+        let keyPath = try profile.require(profile.key, "key")
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv13
+        do {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caPath))
+            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem))
+        } catch {
+            throw CLIError(.usage, "cannot read the TLS files named in the profile (\(caPath), \(certificatePath), \(keyPath))")
+        }
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> T {
+        try decode(T.self, try await send("GET", path, body: nil, headers: [:]))
+    }
+
+    func post<T: Decodable>(_ path: String, _ body: some Encodable, as type: T.Type, headers: [String: String] = [:]) async throws -> T {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try decode(T.self, try await send("POST", path, body: try encoder.encode(body), headers: headers))
+    }
+
+    func getText(_ path: String) async throws -> String {
+        String(decoding: try await send("GET", path, body: nil, headers: [:]), as: UTF8.self)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+        do { return try JSONDecoder().decode(T.self, from: data) } catch {
+            throw CLIError(.server, "the relay answered in an unexpected shape", hint: "Is \(baseURL) an Amane relay of the same version?")
+        }
+    }
+
+    private func send(_ method: String, _ path: String, body: Data?, headers: [String: String]) async throws -> Data {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = HTTPMethod(rawValue: method)
+        request.headers.add(name: "Accept", value: MediaType.json)
+        if let body {
+            request.headers.add(name: "Content-Type", value: MediaType.json)
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response: HTTPClientResponse
+        let data: Data
+        do {
+            response = try await http.execute(request, timeout: .seconds(60))
+            data = Data(try await response.body.collect(upTo: 256 * 1024 * 1024).readableBytesView)
+        } catch {
+            throw CLIError(.unreachable, "cannot reach the relay at \(baseURL) (\(Self.reason(error)))",
+                           hint: "Check the address and your network. If TLS failed: is 'ca' the relay's CA, and is your certificate still valid and not revoked?")
+        }
+        guard (200..<300).contains(Int(response.status.code)) else {
+            let problem = try? JSONDecoder().decode(Problem.self, from: data)
+            let text = [problem?.title ?? response.status.reasonPhrase, problem?.detail].compactMap { $0 }.joined(separator: ": ")
+            let code: CLIError.Code = response.status.code >= 500 ? .server : .refused
+            throw CLIError(code, "the relay refused: \(text) (HTTP \(response.status.code))", hint: Self.hint(for: Int(response.status.code)))
+        }
+        return data
+    }
+
+    static func reason(_ error: any Error) -> String {
+        let text = String(describing: error)
+        if text.contains("certificate") || text.contains("handshake") || error is NIOSSLError { return "TLS failed: \(text)" }
+        if text.lowercased().contains("refused") { return "connection refused" }
+        return text
+    }
+
+    static func hint(for status: Int) -> String? {
+        switch status {
+        case 403: "Your role may not do this, or your certificate was revoked. Ask an admin if you think it should work."
+        case 404: "Check the id; `amane inbox` lists cases."
+        case 409: "Someone changed the case first; run `amane show ID` to see where it stands."
+        case 429: "Too many requests; wait a minute and try again."
+        case 503: "The relay is busy, full, or has no sealing key yet; try again shortly or tell your admin."
+        default: nil
+        }
+    }
+}
