@@ -100,9 +100,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"], swiftSettings: strictSettings),
+        .target(name: "RelayTestSupport", dependencies: ["RelayFormat"], path: "Tests/RelayTestSupport", swiftSettings: strictSettings),
         .testTarget(
             name: "RelayServerTests",
-            dependencies: ["RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat"],
+            dependencies: ["RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat", "RelayTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "RelayCommandsTests",
+            dependencies: ["RelayCommands", "RelayFormat", "RelayCore", "RelayTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "RelayStoreTests", dependencies: ["RelayStore", "RelayCore", "RelayFormat"], swiftSettings: strictSettings),

@@ -3,6 +3,7 @@ import RelayCore
 import RelayFormat
 import RelayStore
 @testable import RelayServer
+import RelayTestSupport
 import Testing
 
 extension DaemonSuite {

@@ -1,6 +1,7 @@
 import Foundation
 import RelayCore
 @testable import RelayServer
+import RelayTestSupport
 import Testing
 
 @Suite struct ConfigurationTests {

@@ -1,6 +1,7 @@
 import Foundation
 import RelayCore
 import RelayFormat
+import RelayTestSupport
 import Testing
 
 /// Every status the OpenAPI document lists for a route is produced by a real request to that route.

@@ -1,6 +1,7 @@
 import Foundation
 import RelayCore
 import RelayFormat
+import RelayTestSupport
 import Testing
 
 extension DaemonSuite {

@@ -1,5 +1,6 @@
 import Foundation
 @testable import RelayServer
+import RelayTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,0 +1,149 @@
+import Foundation
+import RelayCore
+import RelayFormat
+import RelayTestSupport
+import Testing
+
+/// Runs the real `amane` binary with a profile, as a responder would.
+struct CLI {
+    let daemon: Daemon
+
+    func run(_ arguments: [String], home: String, extraEnvironment: [String: String] = [:]) throws -> (code: Int32, output: String) {
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_HOME"] = home
+        env["NO_COLOR"] = "1"
+        env.merge(extraEnvironment) { $1 }
+        return try Daemon.run(Build.cli, arguments, environment: env)
+    }
+
+    func json(_ arguments: [String], home: String) throws -> Any {
+        let (code, output) = try run(arguments + ["--json"], home: home)
+        #expect(code == 0, "\(arguments): \(output)")
+        return try JSONSerialization.jsonObject(with: Data(output.utf8))
+    }
+
+    var gateway: String { daemon.dev + "/gateway" }
+    var responder: String { daemon.dev + "/responder" }
+    var supervisor: String { daemon.dev + "/supervisor" }
+
+    /// A new responder: keygen on their machine, enrollment by the admin, and a profile.
+    func newResponder(_ name: String) throws -> String {
+        let home = daemon.directory + "/people/" + name
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        let passphrase = home + "/../\(name).passphrase"
+        try "a long enough passphrase for \(name)\n".write(toFile: passphrase, atomically: true, encoding: .utf8)
+        let key = try json(["keygen", "--passphrase-file", passphrase], home: home) as! [String: Any]
+        let (code, output) = try daemon.admin(["admin", "enroll-responder", name, "--sealing-key", key["publicKey"] as! String, "--out", home])
+        #expect(code == 0, "\(output)")
+        try """
+            relay: \(daemon.url)
+            ca: \(daemon.ca)
+            certificate: \(name)-cert.pem
+            key: \(name)-key.pem
+            passphraseFile: \(passphrase)
+            """.write(toFile: home + "/config.yaml", atomically: true, encoding: .utf8)
+        return home
+    }
+}
+
+extension Daemon {
+    /// The demo narrative of `seeds/demo`, numbered from 1.
+    func demoFile(_ index: Int) throws -> String {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Build.seeds + "/demo").filter { $0.hasSuffix(".json") }.sorted()
+        return Build.seeds + "/demo/" + files[index - 1]
+    }
+}
+
+@Suite(.serialized) struct CLIStoryTests {
+    @Test func aResponderDayFromIntakeToRevocation() async throws {
+        var daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        var cli = CLI(daemon: daemon)
+
+        // 1. A gateway submits three disclosures: Arabic, French, and one sealed on the client.
+        var receipts: [String: String] = [:]
+        for (index, seal) in [(1, false), (7, false), (3, true)] {
+            let receipt = try cli.json(["submit", try daemon.demoFile(index)] + (seal ? ["--seal"] : []), home: cli.gateway) as! [String: Any]
+            receipts[receipt["id"] as! String] = receipt["receipt"] as? String
+        }
+        #expect(receipts.count == 3)
+
+        // 2. The inbox shows them urgent first.
+        let inbox = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+        #expect(inbox.map { $0["urgency"] as! String } == ["immediate", "high", "normal"])
+        #expect(inbox.map { $0["language"] as! String } == ["ar", "fr", "ar"])
+        let arabic = inbox[0]["id"] as! String
+        let short = String(arabic.suffix(8))
+        let (tableCode, table) = try cli.run(["inbox"], home: cli.responder)
+        #expect(tableCode == 0 && table.contains(short) && !table.contains("\u{1B}["), "no colour with NO_COLOR")
+
+        // 3. The responder claims one; another responder cannot.
+        #expect(try cli.run(["claim", short], home: cli.responder).code == 0)
+        let youssef = try cli.newResponder("youssef")
+        let (refusedCode, refused) = try cli.run(["claim", short], home: youssef)
+        #expect(refusedCode == 2 && refused.contains("claimed"), "\(refused)")
+
+        // 4. Shown decrypted, the text is what was submitted, Arabic intact.
+        let demo = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try daemon.demoFile(1)))) as! [String: Any]
+        let narrative = (demo["content"] as! [String: Any])["narrative"] as! String
+        let reading = try cli.json(["show", short], home: cli.responder) as! [String: Any]
+        let entries = reading["entries"] as! [[String: Any]]
+        #expect(entries.first?["kind"] as? String == "disclosure" && entries.first?["text"] as? String == narrative)
+        let (_, plain) = try cli.run(["show", short], home: cli.responder)
+        #expect(plain.contains(narrative.split(separator: " ").prefix(4).joined(separator: " ")))
+        let sealedCase = try #require(receipts.keys.first { $0 != arabic && inbox[2]["id"] as? String == $0 })
+        let sealedReading = try cli.json(["show", String(sealedCase.suffix(8))], home: cli.responder) as! [String: Any]
+        #expect(((sealedReading["entries"] as! [[String: Any]]).first?["text"] as? String)?.isEmpty == false, "a client-sealed case opens")
+
+        // 5. Note, reply and refer.
+        #expect(try cli.run(["note", short, "-m", "Rappel: appeler l'école demain."], home: cli.responder).code == 0)
+        let reply = "Nous sommes là pour toi. / نحن هنا من أجلك."
+        #expect(try cli.run(["reply", short, "-m", reply], home: cli.responder).code == 0)
+        #expect(try cli.run(["refer", short, "--to", "health", "--reason", "Needs a doctor"], home: cli.responder).code == 0)
+
+        // 6. The gateway reads the reply with the receipt; the reporter follows up and the case shows updated.
+        let receipt = receipts[arabic]!
+        let replies = try cli.json(["replies", receipt], home: cli.gateway) as! [[String: Any]]
+        #expect(replies.map { $0["text"] as? String } == [reply])
+        #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "J'ai encore peur."]]).status == 201)
+        let updated = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+        #expect(updated.first { $0["id"] as? String == arabic }?["updated"] as? Bool == true)
+
+        // 7. The new responder is granted the keys and can read old cases.
+        let before = try cli.json(["show", short], home: youssef) as! [String: Any]
+        #expect((before["entries"] as! [[String: Any]]).allSatisfy { $0["text"] == nil && $0["error"] != nil })
+        #expect(try cli.run(["grant", "youssef"], home: cli.responder).code == 0)
+        let after = try cli.json(["show", short], home: youssef) as! [String: Any]
+        #expect((after["entries"] as! [[String: Any]]).first?["text"] as? String == narrative)
+        let texts = (after["entries"] as! [[String: Any]]).compactMap { $0["text"] as? String }
+        #expect(texts.contains(reply) && texts.contains("J'ai encore peur."))
+
+        // 8. Revoked, then a rotation: new cases are sealed to an epoch Youssef never had; his CLI says so.
+        let (revokeCode, revokeOutput) = try daemon.admin(["admin", "revoke", "youssef"])
+        #expect(revokeCode == 0, "\(revokeOutput)")
+        let oldEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
+        #expect(try cli.run(["rotate"], home: cli.responder).code == 0)
+        let newEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
+        #expect(oldEpoch != nil && newEpoch != nil && oldEpoch != newEpoch)
+        let fresh = try cli.json(["submit", try daemon.demoFile(2)], home: cli.gateway) as! [String: Any]
+        let freshFile = try daemon.get("/v1/disclosures/\(fresh["id"] as! String)", as: daemon.responder).json
+        #expect((freshFile["disclosure"] as? [String: Any])?["epoch"] as? String == newEpoch)
+        let (revokedCode, revokedOutput) = try cli.run(["inbox"], home: youssef)
+        #expect(revokedCode == 2 && revokedOutput.contains("revoked"), "\(revokedOutput)")
+
+        // 9. The audit trail verifies, then fails where a row was edited in the database file.
+        let (verifyCode, verifyOutput) = try cli.run(["audit", "--verify"], home: cli.supervisor)
+        #expect(verifyCode == 0 && verifyOutput.contains("intact"), "\(verifyOutput)")
+        #expect(daemon.stop() == 0)
+        let database = daemon.directory + "/relay.sqlite"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: database))
+        let needle = Data(#""referral":"health""#.utf8)
+        let range = try #require(bytes.range(of: needle))
+        bytes.replaceSubrange(range, with: Data(#""referral":"police""#.utf8))
+        try bytes.write(to: URL(fileURLWithPath: database))
+        daemon = try await daemon.restarted()
+        cli = CLI(daemon: daemon)
+        let (brokenCode, brokenOutput) = try cli.run(["audit", "--verify"], home: cli.supervisor)
+        #expect(brokenCode == 6 && brokenOutput.contains("broken at entry"), "\(brokenOutput)")
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import RelayTestSupport
+import Testing
+
+/// `--help` text and `--json` shapes are part of the interface: they change only on purpose.
+/// Set AMANE_REGENERATE_GOLDEN=1 to rewrite the files after a deliberate change.
+@Suite struct GoldenTests {
+    static let commands = ["", "inbox", "show", "claim", "release", "note", "reply", "refer", "close", "reopen", "assign", "hold",
+                           "keygen", "grant", "rotate", "keys", "audit", "stats", "submit", "replies"]
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
+    static var regenerate: Bool { ProcessInfo.processInfo.environment["AMANE_REGENERATE_GOLDEN"] == "1" }
+
+    static func compare(_ actual: String, to name: String) throws {
+        let file = directory.appendingPathComponent(name)
+        if regenerate { try actual.write(to: file, atomically: true, encoding: .utf8) }
+        let expected = try String(contentsOf: file, encoding: .utf8)
+        #expect(actual == expected, "\(name) changed; if on purpose, regenerate with AMANE_REGENERATE_GOLDEN=1")
+    }
+
+    @Test(arguments: commands)
+    func helpMatchesItsGoldenFile(command: String) throws {
+        let arguments = command.isEmpty ? ["--help"] : [command, "--help"]
+        let (code, output) = try Daemon.run(Build.cli, arguments, environment: ["COLUMNS": "100", "HOME": "/nonexistent"])
+        #expect(code == 0)
+        #expect(output.contains("USAGE:") && (command.isEmpty || output.contains("Example") || output.contains("amane \(command)")))
+        try Self.compare(output, to: "help-\(command.isEmpty ? "amane" : command).txt")
+    }
+
+    /// The field names of every `--json` output, from a real session against a dev relay.
+    @Test func jsonShapesMatchTheirGoldenFile() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let cli = CLI(daemon: daemon)
+        func keys(_ value: Any) -> [String] {
+            if let object = value as? [String: Any] {
+                return object.keys.sorted().flatMap { key in [key] + keys(object[key]!).map { "\(key).\($0)" } }
+            }
+            if let array = value as? [Any], let first = array.first { return keys(first).map { "[].\($0)" } }
+            return []
+        }
+        var shapes: [String] = []
+        func record(_ name: String, _ arguments: [String], home: String) throws {
+            let value = try cli.json(arguments, home: home)
+            shapes.append("\(name): " + keys(value).joined(separator: " "))
+        }
+        try record("submit", ["submit", try daemon.demoFile(6)], home: cli.gateway)
+        let id = ((try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]])[0]["id"] as! String
+        try record("inbox", ["inbox"], home: cli.responder)
+        try record("claim", ["claim", id], home: cli.responder)
+        try record("note", ["note", id, "-m", "n"], home: cli.responder)
+        try record("reply", ["reply", id, "-m", "r"], home: cli.responder)
+        try record("show", ["show", id], home: cli.responder)
+        try record("keys", ["keys"], home: cli.responder)
+        try record("stats", ["stats", "--by", "urgency"], home: cli.responder)
+        try record("audit", ["audit", "--verify"], home: cli.supervisor)
+        try Self.compare(shapes.joined(separator: "\n") + "\n", to: "json-shapes.txt")
+    }
+}
+
+@Suite struct ExitCodeTests {
+    @Test func everyDocumentedExitCodeOccursWhereStated() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let cli = CLI(daemon: daemon)
+        #expect(try cli.run(["inbox"], home: cli.responder).code == 0)
+        let usage = try cli.run(["claim"], home: cli.responder)
+        #expect(usage.code == 1 && usage.output.contains("Missing expected argument"))
+        #expect(try cli.run(["inbox", "--colour"], home: cli.responder).code == 1)
+        let refused = try cli.run(["inbox"], home: cli.gateway)
+        #expect(refused.code == 2 && refused.output.contains("may not call") && refused.output.contains("HTTP 403"))
+
+        let offline = daemon.directory + "/offline"
+        try FileManager.default.createDirectory(atPath: offline, withIntermediateDirectories: true)
+        let profile = try String(contentsOfFile: cli.responder + "/config.yaml", encoding: .utf8)
+            .replacingOccurrences(of: daemon.url, with: "https://127.0.0.1:1")
+        try profile.write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
+        let unreachable = try cli.run(["inbox"], home: offline)
+        #expect(unreachable.code == 3 && unreachable.output.contains("https://127.0.0.1:1"), "\(unreachable.output)")
+
+        let wrong = daemon.directory + "/wrong-passphrase"
+        try "not the passphrase\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+        let started = ContinuousClock.now
+        let locked = try cli.run(["keys", "--passphrase-file", wrong], home: cli.responder)
+        #expect(locked.code == 4 && locked.output.contains("wrong passphrase"))
+        #expect(ContinuousClock.now - started < .seconds(5), "a wrong passphrase is reported quickly")
+        #expect(!locked.output.contains("not the passphrase"), "the passphrase is never echoed")
+
+        try "amane-identity v1\nsuite: nonsense\n".write(toFile: offline + "/identity.amane", atomically: true, encoding: .utf8)
+        try (profile + "identity: identity.amane\n").write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
+        let damaged = try cli.run(["keys", "--passphrase-file", wrong], home: offline)
+        #expect(damaged.code == 4 && damaged.output.contains("damaged"), "\(damaged.output)")
+
+        let existing = daemon.directory + "/already-here.txt"
+        try "keep me".write(toFile: existing, atomically: true, encoding: .utf8)
+        let overwrite = try cli.run(["show", "00000000", "--output", existing], home: cli.responder)
+        #expect(overwrite.code == 1 && overwrite.output.contains("--force"))
+        #expect(try String(contentsOfFile: existing, encoding: .utf8) == "keep me")
+    }
+}

@@ -1,0 +1,210 @@
+public import Foundation
+public import RelayFormat
+import Synchronization
+
+/// Paths of the built binaries and the repository.
+public enum Build {
+    public static let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    public static let daemon = products.appendingPathComponent("amane-relayd").path
+    public static let cli = products.appendingPathComponent("amane").path
+    public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    public static let seeds = repository.appendingPathComponent("seeds").path
+}
+
+/// Text a child process writes, gathered as it arrives.
+public final class OutputBuffer: Sendable {
+    public init() {}
+    private let text = Mutex("")
+    public func append(_ data: Data) { text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+    public var value: String { text.withLock { $0 } }
+}
+
+/// A client certificate and key on disk.
+public struct ClientIdentity: Sendable {
+    public let certificate: String
+    public let key: String
+
+    public init(certificate: String, key: String) {
+        self.certificate = certificate
+        self.key = key
+    }
+}
+
+public struct HTTPResult: Sendable {
+    public let status: Int
+    public let body: Data
+    public let headers: String
+    public let curlExit: Int32
+
+    public var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A real `amane-relayd` on ephemeral loopback ports, with a data directory of its own.
+public final class Daemon: @unchecked Sendable {
+    public let directory: String
+    public let process = Process()
+    public let stdout = OutputBuffer()
+    public let stderr = OutputBuffer()
+    public private(set) var port = 0
+    public private(set) var opsPort = 0
+    public let environment: [String: String]
+    public let arguments: [String]
+
+    public var dev: String { (directory as NSString).appendingPathComponent("dev") }
+    public var ca: String { (directory as NSString).appendingPathComponent("pki/ca-cert.pem") }
+    public var gateway: ClientIdentity { ClientIdentity(certificate: dev + "/gateway-cert.pem", key: dev + "/gateway-key.pem") }
+    public var responder: ClientIdentity { ClientIdentity(certificate: dev + "/responder/cert.pem", key: dev + "/responder/key.pem") }
+    public var supervisor: ClientIdentity { ClientIdentity(certificate: dev + "/supervisor/cert.pem", key: dev + "/supervisor/key.pem") }
+
+    /// Starts the daemon and waits until it listens (and, in dev mode, until the demo principals exist).
+    public init(directory: String? = nil, dev: Bool = true, environment: [String: String] = [:], arguments: [String] = []) async throws {
+        self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("amane-daemon-\(UUID().uuidString)").path
+        self.environment = environment
+        self.arguments = arguments
+        try await start(dev: dev)
+    }
+
+    private func start(dev: Bool) async throws {
+        process.executableURL = URL(fileURLWithPath: Build.daemon)
+        process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"] + (dev ? ["--dev"] : []) + arguments
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") && $0.key != "NOTIFY_SOCKET" && $0.key != "CREDENTIALS_DIRECTORY" }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        env.merge(environment) { $1 }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let stdout = self.stdout, stderr = self.stderr
+        out.fileHandleForReading.readabilityHandler = { stdout.append($0.availableData) }
+        err.fileHandleForReading.readabilityHandler = { stderr.append($0.availableData) }
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            let text = stdout.value
+            if let match = text.firstMatch(of: /listening on port (\d+), ops on port (\d+)/),
+               !dev || text.contains("Amane Relay (development) is listening") {
+                port = Int(match.1)!
+                opsPort = Int(match.2)!
+                return
+            }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DaemonFailure(description: "the daemon did not start:\n\(stdout.value)\n\(stderr.value)")
+    }
+
+    public struct DaemonFailure: Error, CustomStringConvertible { public let description: String }
+
+    /// Starts a new process on the same data directory (a restart).
+    public func restarted(dev: Bool = true) async throws -> Daemon {
+        try await Daemon(directory: directory, dev: dev, environment: environment, arguments: arguments)
+    }
+
+    public var url: String { "https://127.0.0.1:\(port)" }
+
+    /// Calls the API with curl, as a gateway or a member would.
+    public func request(_ method: String, _ path: String, as identity: ClientIdentity?, body: Data? = nil,
+                 contentType: String? = "application/json", headers: [String: String] = [:]) throws -> HTTPResult {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        var arguments = ["-sS", "-X", method, "--cacert", ca, "-o", scratch.appendingPathComponent("body").path,
+                         "-D", scratch.appendingPathComponent("headers").path, "-w", "%{http_code}", "--max-time", "20"]
+        if let identity { arguments += ["--cert", identity.certificate, "--key", identity.key] }
+        if let body {
+            try body.write(to: scratch.appendingPathComponent("request"))
+            arguments += ["--data-binary", "@" + scratch.appendingPathComponent("request").path]
+        }
+        if let contentType { arguments += ["-H", "Content-Type: \(contentType)"] }
+        for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
+        arguments.append(url + path)
+        let (exit, output) = try Self.run("/usr/bin/curl", arguments)
+        return HTTPResult(status: Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0,
+                          body: (try? Data(contentsOf: scratch.appendingPathComponent("body"))) ?? Data(),
+                          headers: (try? String(contentsOf: scratch.appendingPathComponent("headers"), encoding: .utf8)) ?? "",
+                          curlExit: exit)
+    }
+
+    public func post(_ path: String, as identity: ClientIdentity, json: Any, headers: [String: String] = [:]) throws -> HTTPResult {
+        try request("POST", path, as: identity, body: try JSONSerialization.data(withJSONObject: json), headers: headers)
+    }
+
+    public func get(_ path: String, as identity: ClientIdentity) throws -> HTTPResult {
+        try request("GET", path, as: identity, contentType: nil)
+    }
+
+    /// Runs `amane-relayd` with a subcommand against this data directory.
+    public func admin(_ arguments: [String]) throws -> (Int32, String) {
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        return try Self.run(Build.daemon, arguments + ["--data-dir", directory], environment: env)
+    }
+
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: Data? = nil) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        if let input {
+            let pipe = Pipe()
+            process.standardInput = pipe
+            try process.run()
+            pipe.fileHandleForWriting.write(input)
+            try pipe.fileHandleForWriting.close()
+        } else {
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// The demo member's epoch key, opened from its grant as the CLI would.
+    public func epochKey(for profile: String = "responder") throws -> SealingPrivateKey {
+        let identity = try IdentityFile.load(from: "\(dev)/\(profile)/identity.amane", passphrase: Array("amane-dev-passphrase".utf8))
+        let grants = try get("/v1/grants", as: profile == "responder" ? responder : supervisor).json["grants"] as! [[String: Any]]
+        let current = grants.first { $0["current"] as? Bool == true }!
+        return try Grant.open(Data(base64Encoded: current["sealed"] as! String)!, epochID: UUID(uuidString: current["epoch"] as! String)!, with: identity)
+    }
+
+    public func gatewayKey() throws -> SealingPrivateKey {
+        try IdentityFile.load(from: "\(dev)/gateway/identity.amane", passphrase: Array("amane-dev-passphrase".utf8))
+    }
+
+    public func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Stops the process (SIGTERM by default) and returns its exit status.
+    @discardableResult
+    public func stop(_ signal: Int32 = SIGTERM) -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, signal) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    public func removeData() { try? FileManager.default.removeItem(atPath: directory) }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// Demo disclosure bodies from `seeds/demo`.
+public enum Demo {
+    public static func disclosure(_ index: Int = 6) throws -> [String: Any] {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Build.seeds + "/demo").filter { $0.hasSuffix(".json") }.sorted()
+        let data = try Data(contentsOf: URL(fileURLWithPath: Build.seeds + "/demo/" + files[index - 1]))
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    public static func body(narrative: String, urgency: String = "high") -> [String: Any] {
+        ["urgency": urgency, "category": "sexual_abuse", "language": "fr", "channel": "phone", "region": "casablanca-settat",
+         "content": ["narrative": narrative]]
+    }
+
+    public static func key() -> String { "test-\(UUID().uuidString)" }
+}
