@@ -1,8 +1,14 @@
 # Amane Relay. Every target installs what it needs on a fresh Debian machine with Swift.
 SWIFT ?= swift
-APT_PACKAGES ?= libsqlite3-dev curl openssl
+APT_PACKAGES ?= libsqlite3-dev curl openssl python3 systemd
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= $(PREFIX)/share
+RELEASE_BIN = .build/release
 
-.PHONY: all deps build test run bench clean
+.PHONY: all deps build test unit-tests deploy-tests run bench install uninstall clean
 
 all: build
 
@@ -21,19 +27,65 @@ deps:
 build: deps
 	$(SWIFT) build
 
-test: deps
+test: unit-tests deploy-tests
+
+unit-tests: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+deploy-tests: deps
+	Tests/Deploy/deploy-test.sh
+
 # Starts the daemon on its embedded default: SQLite and a development CA in .amane-dev/.
 run: deps
-	$(SWIFT) build --product amane-relayd
+	$(SWIFT) build --product amane-relayd --product amane
 	.build/debug/amane-relayd serve --dev
 
 bench: deps
 	$(SWIFT) build -c release --product amane-relay-bench
-	.build/release/amane-relay-bench crypto
-	.build/release/amane-relay-bench store
+	$(RELEASE_BIN)/amane-relay-bench crypto
+	$(RELEASE_BIN)/amane-relay-bench store
+
+install: deps
+	$(SWIFT) build -c release --product amane-relayd
+	$(SWIFT) build -c release --product amane
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d \
+		$(DESTDIR)$(SYSCONFDIR)/amane-relay $(DESTDIR)$(DATADIR)/amane-relay/seeds/demo $(DESTDIR)$(DATADIR)/doc/amane-relay \
+		$(DESTDIR)$(DATADIR)/man/man1 $(DESTDIR)$(DATADIR)/man/man8 $(DESTDIR)$(DATADIR)/bash-completion/completions \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 0755 $(RELEASE_BIN)/amane-relayd $(RELEASE_BIN)/amane $(DESTDIR)$(BINDIR)/
+	for unit in amane-relayd.service amane-relayd-backup.service amane-relayd-backup.timer; do \
+		sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/usr/local/share|$(DATADIR)|g' -e 's|/etc/amane-relay|$(SYSCONFDIR)/amane-relay|g' \
+			Deploy/$$unit > $(DESTDIR)$(UNITDIR)/$$unit; chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit; done
+	install -m 0644 Deploy/amane-relay.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/amane-relay.conf
+	install -m 0644 Deploy/amane-relay.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/amane-relay.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/amane-relay/amane-relayd.yaml ] || \
+		sed -e 's|/usr/local/share|$(DATADIR)|g' Config/amane-relayd.yaml > $(DESTDIR)$(SYSCONFDIR)/amane-relay/amane-relayd.yaml
+	install -m 0644 seeds/taxonomy.yaml seeds/policy.yaml seeds/README.md $(DESTDIR)$(DATADIR)/amane-relay/seeds/
+	install -m 0644 seeds/demo/*.json $(DESTDIR)$(DATADIR)/amane-relay/seeds/demo/
+	install -m 0644 Deploy/README.md $(DESTDIR)$(DATADIR)/doc/amane-relay/README.md
+	install -m 0644 SECURITY.md $(DESTDIR)$(DATADIR)/doc/amane-relay/SECURITY.md
+	install -m 0644 Deploy/man/amane.1 $(DESTDIR)$(DATADIR)/man/man1/amane.1
+	install -m 0644 Deploy/man/amane-relayd.8 $(DESTDIR)$(DATADIR)/man/man8/amane-relayd.8
+	$(RELEASE_BIN)/amane --generate-completion-script bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/amane
+	$(RELEASE_BIN)/amane --generate-completion-script zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_amane
+	$(RELEASE_BIN)/amane --generate-completion-script fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/amane.fish
+	$(RELEASE_BIN)/amane-relayd --generate-completion-script bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/amane-relayd
+	$(RELEASE_BIN)/amane-relayd --generate-completion-script zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_amane-relayd
+	$(RELEASE_BIN)/amane-relayd --generate-completion-script fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/amane-relayd.fish
+
+# Removes what install added; never the configuration you edited, and never the data.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/amane-relayd $(DESTDIR)$(BINDIR)/amane
+	rm -f $(DESTDIR)$(UNITDIR)/amane-relayd.service $(DESTDIR)$(UNITDIR)/amane-relayd-backup.service $(DESTDIR)$(UNITDIR)/amane-relayd-backup.timer
+	rm -f $(DESTDIR)$(PREFIX)/lib/sysusers.d/amane-relay.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/amane-relay.conf
+	rm -rf $(DESTDIR)$(DATADIR)/amane-relay $(DESTDIR)$(DATADIR)/doc/amane-relay
+	rm -f $(DESTDIR)$(DATADIR)/man/man1/amane.1 $(DESTDIR)$(DATADIR)/man/man8/amane-relayd.8
+	rm -f $(DESTDIR)$(DATADIR)/bash-completion/completions/amane $(DESTDIR)$(DATADIR)/bash-completion/completions/amane-relayd
+	rm -f $(DESTDIR)$(DATADIR)/zsh/site-functions/_amane $(DESTDIR)$(DATADIR)/zsh/site-functions/_amane-relayd
+	rm -f $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/amane.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/amane-relayd.fish
+	@cmp -s Config/amane-relayd.yaml $(DESTDIR)$(SYSCONFDIR)/amane-relay/amane-relayd.yaml 2>/dev/null || \
+		echo "Kept $(DESTDIR)$(SYSCONFDIR)/amane-relay (your configuration) and the data in /var/lib/amane-relay."
 
 clean:
 	rm -rf .build

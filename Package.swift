@@ -109,8 +109,14 @@ let package = Package(
         .testTarget(
             name: "RelayCommandsTests",
             dependencies: ["RelayCommands", "RelayFormat", "RelayCore", "RelayTestSupport"],
+            exclude: ["Golden"],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "RelayStoreTests", dependencies: ["RelayStore", "RelayCore", "RelayFormat"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "RelayStoreTests",
+            dependencies: ["RelayStore", "RelayCore", "RelayFormat"],
+            exclude: ["Fixtures"],
+            swiftSettings: strictSettings
+        ),
     ]
 )

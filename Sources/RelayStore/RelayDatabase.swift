@@ -81,6 +81,9 @@ public final class RelayDatabase: Sendable {
         try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
     }
 
+    /// Every migration this build knows, oldest first.
+    public static var knownMigrations: [String] { Migrations.migrator.migrations }
+
     /// The current schema's applied migrations, oldest first.
     public func appliedMigrations() throws -> [String] {
         try pool.read { db in try Migrations.migrator.appliedMigrations(db) }

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Deploy checks, run by `make test`: the unit files, `make install` and `make uninstall`, and the installed
+# daemon end to end, started as the unit would start it (credentials, notify socket, an unprivileged user),
+# with a backup restored into a second daemon.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+work=$(mktemp -d /tmp/amane-deploy.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}" $(cat "$work/daemon.pids" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+passed=0
+failed=0
+check() {
+    if eval "$2"; then passed=$((passed + 1)); echo "ok - $1"; else failed=$((failed + 1)); echo "not ok - $1"; fi
+}
+
+echo "# unit files"
+exposure=$(systemd-analyze security --offline=true Deploy/amane-relayd.service 2>/dev/null | sed -n 's/.*Overall exposure level for amane-relayd.service: \([0-9.]*\).*/\1/p')
+echo "# systemd-analyze security exposure: $exposure"
+check "exposure $exposure is 1.5 or lower" "awk -v e='$exposure' 'BEGIN { exit !(e != \"\" && e <= 1.5) }'"
+
+echo "# make install into a DESTDIR"
+make -s install DESTDIR="$work/dest" >"$work/install.log" 2>&1 || { cat "$work/install.log"; exit 1; }
+for file in usr/local/bin/amane-relayd usr/local/bin/amane usr/local/lib/systemd/system/amane-relayd.service \
+    usr/local/lib/systemd/system/amane-relayd-backup.service usr/local/lib/systemd/system/amane-relayd-backup.timer \
+    usr/local/lib/sysusers.d/amane-relay.conf usr/local/lib/tmpfiles.d/amane-relay.conf etc/amane-relay/amane-relayd.yaml \
+    usr/local/share/amane-relay/seeds/taxonomy.yaml usr/local/share/amane-relay/seeds/policy.yaml usr/local/share/doc/amane-relay/README.md \
+    usr/local/share/man/man1/amane.1 usr/local/share/man/man8/amane-relayd.8 usr/local/share/bash-completion/completions/amane \
+    usr/local/share/zsh/site-functions/_amane usr/local/share/fish/vendor_completions.d/amane.fish; do
+    check "installed $file" "[ -s '$work/dest/$file' ]"
+done
+check "the binaries are executable" "[ -x '$work/dest/usr/local/bin/amane-relayd' ] && [ -x '$work/dest/usr/local/bin/amane' ]"
+check "the bash completion completes subcommands" "grep -q 'inbox' '$work/dest/usr/local/share/bash-completion/completions/amane'"
+echo "edited by the operator" >> "$work/dest/etc/amane-relay/amane-relayd.yaml"
+make -s install DESTDIR="$work/dest" >/dev/null 2>&1
+check "install never overwrites an existing configuration" "grep -q 'edited by the operator' '$work/dest/etc/amane-relay/amane-relayd.yaml'"
+mkdir -p "$work/dest/var/lib/amane-relay" && echo data > "$work/dest/var/lib/amane-relay/relay.sqlite"
+make -s uninstall DESTDIR="$work/dest" >/dev/null 2>&1
+check "uninstall removes the binaries and units" "[ ! -e '$work/dest/usr/local/bin/amane-relayd' ] && [ ! -e '$work/dest/usr/local/lib/systemd/system/amane-relayd.service' ]"
+check "uninstall keeps the configuration and the data" "[ -s '$work/dest/etc/amane-relay/amane-relayd.yaml' ] && [ -s '$work/dest/var/lib/amane-relay/relay.sqlite' ]"
+
+echo "# make install into a real prefix, then systemd-analyze verify"
+prefix="$work/prefix"
+make -s install PREFIX="$prefix/usr" SYSCONFDIR="$prefix/etc" >/dev/null 2>&1
+for unit in "$prefix"/usr/lib/systemd/system/*; do
+    out=$(systemd-analyze verify "$unit" 2>&1 || true)
+    check "systemd-analyze verify $(basename "$unit") is clean" "[ -z \"\$out\" ]"
+    [ -z "$out" ] || echo "$out"
+done
+check "units point at the installed binary" "grep -q 'ExecStart=$prefix/usr/bin/amane-relayd' '$prefix/usr/lib/systemd/system/amane-relayd.service'"
+
+echo "# the installed daemon, as the unit runs it"
+bin="$prefix/usr/bin"
+state="$work/state"
+as_service() { setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$@"; }
+mkdir -p "$state" "$work/people" "$work/backups" "$work/restored"
+chown 65534:65534 "$state" "$work/backups" "$work/restored" "$work/people"
+chmod 0755 "$work"
+export AMANE_SEEDS_DIRECTORY="$prefix/usr/share/amane-relay/seeds"
+as_service "$bin/amane-relayd" init --data-dir "$state" --hostname localhost --hostname 127.0.0.1 >/dev/null
+check "init made the CA key with mode 0600" "[ \$(stat -c %a '$state/pki/ca-key.pem') = 600 ]"
+
+person() {  # NAME ROLE: keygen on the person's side, enrollment by the admin, a profile
+    local name=$1 role=$2 home="$work/people/$1"
+    mkdir -p "$home" && chown 65534:65534 "$home"
+    printf 'passphrase of %s, long enough\n' "$name" > "$work/people/$name.pass"
+    AMANE_HOME="$home" "$bin/amane" keygen --passphrase-file "$work/people/$name.pass" --json > "$work/people/$name.key.json"
+    local key
+    key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["publicKey"])' "$work/people/$name.key.json")
+    as_service "$bin/amane-relayd" admin "enroll-$role" "$name" --sealing-key "$key" --out "$home/tls" --data-dir "$state" >/dev/null
+}
+person kiosk-1 gateway
+person amina responder
+
+mkdir -p "$work/credentials" && cp "$state/pki/server-key.pem" "$work/credentials/tls-privateKey"
+chown -R 65534:65534 "$work/credentials" && chmod 0400 "$work/credentials/tls-privateKey"
+mkdir -p "$work/notify" && chmod 0777 "$work/notify"
+python3 - "$work/notify/socket" "$work/notify/log" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
+import os; os.chmod(sys.argv[1], 0o777)
+with open(sys.argv[2], "a", buffering=1) as log:
+    while True:
+        log.write(s.recv(4096).decode() + "\n")
+PY
+pids+=($!)
+disown
+sleep 0.5
+
+start_daemon() {  # DATA_DIR OUTPUT: starts the installed daemon as the unit would, prints its port
+    local data=$1 out=$2
+    setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all env CREDENTIALS_DIRECTORY="$work/credentials" NOTIFY_SOCKET="$work/notify/socket" WATCHDOG_USEC=2000000 \
+        AMANE_SEEDS_DIRECTORY="$AMANE_SEEDS_DIRECTORY" AMANE_TLS_CERTIFICATE_FILE="$data/pki/server-cert.pem" \
+        AMANE_TLS_CA_FILE="$data/pki/ca-cert.pem" AMANE_TLS_KEY_FILE=/nonexistent/key.pem \
+        "$bin/amane-relayd" serve --config "$prefix/etc/amane-relay/amane-relayd.yaml" --data-dir "$data" \
+        --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 >"$out" 2>"$out.log" &
+    echo $! >> "$work/daemon.pids"
+    for _ in $(seq 1 100); do
+        grep -q 'listening on port' "$out" 2>/dev/null && break
+        sleep 0.1
+    done
+    sed -n 's/.*listening on port \([0-9]*\),.*/\1/p' "$out"
+}
+profile() {  # NAME PORT
+    cat > "$work/people/$1/config.yaml" <<YAML
+relay: https://127.0.0.1:$2
+ca: $state/pki/ca-cert.pem
+certificate: tls/$1-cert.pem
+key: tls/$1-key.pem
+passphraseFile: $work/people/$1.pass
+YAML
+}
+port=$(start_daemon "$state" "$work/daemon1.out")
+check "the installed daemon started as an unprivileged user, key from the credential" "[ -n '$port' ]"
+sleep 1
+check "systemd heard READY=1" "grep -q 'READY=1' '$work/notify/log'"
+check "systemd hears WATCHDOG=1" "sleep 1.2; grep -q 'WATCHDOG=1' '$work/notify/log'"
+check "the daemon logs JSON as configured" "grep -q '\"level\"' '$work/daemon1.out.log'"
+profile kiosk-1 "$port"
+profile amina "$port"
+check "the responder creates the first epoch" "AMANE_HOME='$work/people/amina' '$bin/amane' rotate >/dev/null"
+demo=$(ls "$AMANE_SEEDS_DIRECTORY"/demo/*.json | head -1)
+id=$(AMANE_HOME="$work/people/kiosk-1" "$bin/amane" submit "$demo" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+check "a gateway submits to the installed daemon" "[ -n '$id' ]"
+check "a backup is taken while it runs" "as_service env AMANE_SEEDS_DIRECTORY='$AMANE_SEEDS_DIRECTORY' '$bin/amane-relayd' backup --data-dir '$state' --to '$work/backups' --keep 2 >/dev/null"
+backup=$(ls "$work/backups"/relay-*.sqlite | head -1)
+check "the backup is private" "[ \$(stat -c %a '$backup') = 600 ]"
+cp "$backup" "$work/restored/relay.sqlite" && cp -r "$state/pki" "$work/restored/pki" && chown -R 65534:65534 "$work/restored"
+check "the restored copy verifies" "'$bin/amane-relayd' admin audit verify --data-dir '$work/restored' | grep -q intact"
+port2=$(start_daemon "$work/restored" "$work/daemon2.out")
+check "a second daemon starts on the restored copy" "[ -n '$port2' ]"
+profile amina "$port2"
+narrative=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["content"]["narrative"])' "$demo")
+shown=$(AMANE_HOME="$work/people/amina" "$bin/amane" show "$id" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["text"])')
+check "the case reads back, decrypted, from the restored copy" "[ \"\$shown\" = \"\$narrative\" ]"
+for pid in $(cat "$work/daemon.pids"); do kill -TERM "$pid" 2>/dev/null || true; done
+for _ in $(seq 1 50); do
+    alive=0
+    for pid in $(cat "$work/daemon.pids"); do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+done
+check "SIGTERM: both daemons exited" "[ \"\$alive\" = 0 ]"
+check "SIGTERM: systemd heard STOPPING=1" "grep -q 'STOPPING=1' '$work/notify/log'"
+check "no plaintext in the data directory" "! grep -rqF \"\${narrative:0:40}\" '$state' '$work/restored' '$work/backups'"
+
+echo "# $passed passed, $failed failed"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
