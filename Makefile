@@ -1,6 +1,6 @@
 # Amane Relay. Every target installs what it needs on a fresh Debian machine with Swift.
 SWIFT ?= swift
-APT_PACKAGES ?= libsqlite3-dev curl openssl python3 systemd
+APT_PACKAGES ?= libsqlite3-dev curl openssl python3 python3-venv systemd
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
@@ -8,7 +8,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 DATADIR ?= $(PREFIX)/share
 RELEASE_BIN = .build/release
 
-.PHONY: all deps build test unit-tests deploy-tests run bench install uninstall clean
+.PHONY: all deps build test unit-tests deploy-tests run bench tls-audit install uninstall clean
 
 all: build
 
@@ -45,6 +45,10 @@ bench: deps
 	$(SWIFT) build -c release --product amane-relay-bench
 	$(RELEASE_BIN)/amane-relay-bench crypto
 	$(RELEASE_BIN)/amane-relay-bench store
+
+tls-audit: deps
+	$(SWIFT) build --product amane-relayd
+	Tests/Deploy/tls-audit.sh
 
 install: deps
 	$(SWIFT) build -c release --product amane-relayd

@@ -2,11 +2,20 @@ import Foundation
 import RelayCore
 import RelayFormat
 import RelayStore
+import Synchronization
 
 /// `amane-relay-bench store`: durable intake through group commit against the same machine's ceiling of one
 /// row per transaction (group commit off, synchronous=FULL), measured in the same run; and the queue's first page at 100,000 cases.
 enum StoreBench {
+    /// Batch sizes the writer committed, for the report.
+    final class Batches: Sendable {
+        private let sizes = Mutex<[Int]>([])
+        func record(_ size: Int) { sizes.withLock { $0.append(size) } }
+        var mean: Double { sizes.withLock { $0.isEmpty ? 0 : Double($0.reduce(0, +)) / Double($0.count) } }
+    }
+
     struct Setup {
+        let batches: Batches
         let db: RelayDatabase
         let writer: Task<Void, Never>
         let gateway: Principal
@@ -20,6 +29,8 @@ enum StoreBench {
         options.maxBatch = maxBatch
         options.windowMicroseconds = window
         options.maxPending = 100_000
+        let batches = Batches()
+        options.batchObserver = { batches.record($0) }
         let db = try RelayDatabase(directory: directory, taxonomyYAML: try Seeds.taxonomy(), options: options)
         let writer = Task { await db.runWriter() }
         try await db.ensureQueue(.national, actor: .admin("bench"))
@@ -32,7 +43,7 @@ enum StoreBench {
         let epoch = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
         _ = try await db.createEpoch(queue: .national, publicKey: epoch.publicKey.text,
                                      grants: [member.name.rawValue: try Grant.seal(epoch, to: memberKey.publicKey)], actor: StoreActor(member))
-        return Setup(db: db, writer: writer, gateway: gateway, epoch: epoch.publicKey, directory: directory)
+        return Setup(batches: batches, db: db, writer: writer, gateway: gateway, epoch: epoch.publicKey, directory: directory)
     }
 
     /// Pre-sealed 2 KiB envelopes, so that only storage is measured.
@@ -83,11 +94,15 @@ enum StoreBench {
         await finish(ceilingSetup)
         print(String(format: "  ceiling: one row per transaction, 16 writers   %8.0f rows/s   1.00×", ceiling))
         let only = ProcessInfo.processInfo.environment["AMANE_BENCH_WRITERS"].flatMap(Int.init)
+        let window = ProcessInfo.processInfo.environment["AMANE_BENCH_WINDOW_US"].flatMap(Int.init) ?? RelayDatabase.Options().windowMicroseconds
         for writers in [1, 16, 64] where only == nil || only == writers {
-            let setup = try await prepare(maxBatch: 256, window: 500)
-            let rows = try await rate(setup, writers: writers, seconds: 3, pool: try envelopes(40_000, to: setup.epoch))
+            let setup = try await prepare(maxBatch: 256, window: window)
+            let pool = try envelopes(40_000, to: setup.epoch)
+            let rows = try await rate(setup, writers: writers, seconds: 3, pool: pool)
+            let mean = setup.batches.mean
             await finish(setup)
-            print(String(format: "  group commit, %2d writers                      %8.0f rows/s %6.2f×", writers, rows, rows / ceiling))
+            print(String(format: "  group commit, %2d writers                      %8.0f rows/s %6.2f×   (mean batch %.1f, window %d µs)",
+                         writers, rows, rows / ceiling, mean, window))
         }
 
         guard only == nil else { return }

@@ -54,7 +54,8 @@ extension Daemon {
     }
 }
 
-@Suite(.serialized) struct CLIStoryTests {
+extension DaemonSuiteForCLI {
+@Suite struct CLIStoryTests {
     @Test func aResponderDayFromIntakeToRevocation() async throws {
         var daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
@@ -146,4 +147,5 @@ extension Daemon {
         let (brokenCode, brokenOutput) = try cli.run(["audit", "--verify"], home: cli.supervisor)
         #expect(brokenCode == 6 && brokenOutput.contains("broken at entry"), "\(brokenOutput)")
     }
+}
 }

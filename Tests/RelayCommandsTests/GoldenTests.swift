@@ -4,6 +4,7 @@ import Testing
 
 /// `--help` text and `--json` shapes are part of the interface: they change only on purpose.
 /// Set AMANE_REGENERATE_GOLDEN=1 to rewrite the files after a deliberate change.
+extension DaemonSuiteForCLI {
 @Suite struct GoldenTests {
     static let commands = ["", "inbox", "show", "claim", "release", "note", "reply", "refer", "close", "reopen", "assign", "hold",
                            "keygen", "grant", "rotate", "keys", "audit", "stats", "submit", "replies"]
@@ -56,7 +57,9 @@ import Testing
         try Self.compare(shapes.joined(separator: "\n") + "\n", to: "json-shapes.txt")
     }
 }
+}
 
+extension DaemonSuiteForCLI {
 @Suite struct ExitCodeTests {
     @Test func everyDocumentedExitCodeOccursWhereStated() async throws {
         let daemon = try await Daemon()
@@ -96,4 +99,5 @@ import Testing
         #expect(overwrite.code == 1 && overwrite.output.contains("--force"))
         #expect(try String(contentsOfFile: existing, encoding: .utf8) == "keep me")
     }
+}
 }

@@ -32,6 +32,15 @@ extension DaemonSuite {
         let conflict = try daemon.post("/v1/disclosures", as: daemon.gateway, json: changed, headers: ["Idempotency-Key": key])
         #expect(conflict.status == 409 && conflict.headers.lowercased().contains("content-type: application/problem+json"))
 
+        let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+        #expect(metrics.contains(#"amane_http_requests_total{method="POST",route="/v1/disclosures",status="201"} 4"#), "\(metrics)")
+        #expect(metrics.contains(#"amane_http_requests_total{method="POST",route="/v1/disclosures",status="409"} 1"#))
+        #expect(metrics.contains("amane_intake_duration_seconds_count") && metrics.contains("amane_group_commit_batch_writes_count"))
+        #expect(metrics.contains(#"amane_queue_depth_cases{urgency="immediate"} 1"#) && metrics.contains("amane_sla_breaches_cases"))
+        #expect(!metrics.contains("demo-gateway") && !metrics.contains(id), "metrics carry no identities or ids")
+        #expect(try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/healthz"]).1 == "ok\n")
+        #expect(try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/readyz"]).1 == "ready\n")
+
         let queue = try daemon.get("/v1/queue", as: daemon.responder)
         let cases = try #require(queue.json["cases"] as? [[String: Any]])
         #expect(Set(cases.map { $0["id"] as? String }) == [id, a.json["id"] as? String])

@@ -119,6 +119,20 @@ extension DaemonSuite {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
         let before = try servedSerial(daemon)
+        let open = Process()
+        open.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        open.arguments = ["s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)", "-CAfile", daemon.ca,
+                          "-cert", daemon.gateway.certificate, "-key", daemon.gateway.key]
+        let input = Pipe(), output = Pipe(), received = OutputBuffer()
+        open.standardInput = input
+        open.standardOutput = output
+        open.standardError = FileHandle.nullDevice
+        output.fileHandleForReading.readabilityHandler = { received.append($0.availableData) }
+        try open.run()
+        defer { open.terminate() }
+        let request = Data("GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
+        input.fileHandleForWriting.write(request)
+        try await Task.sleep(for: .milliseconds(800))
         let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
                                           keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
         let fresh = try ca.issue(commonName: "localhost", usage: .server(hostnames: ["localhost", "127.0.0.1", "::1"]))
@@ -132,6 +146,9 @@ extension DaemonSuite {
         #expect(after == expected.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
         #expect(daemon.stderr.value.contains("reloaded the TLS certificate"))
+        input.fileHandleForWriting.write(request)
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(received.value.components(separatedBy: "HTTP/1.1 200").count == 3, "the connection opened before the reload still serves")
     }
 
     func servedSerial(_ daemon: Daemon) throws -> String {

@@ -1,0 +1,127 @@
+import Foundation
+import RelayTestSupport
+import Testing
+
+/// Runs a command on a pseudo-terminal, answering prompts, as a person at a keyboard would.
+enum Terminal {
+    static let driver = """
+        import os, pty, sys, time, json
+        answers = json.loads(sys.argv[1]); command = sys.argv[2:]
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execvpe(command[0], command, os.environ)
+        output = b""
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+            for prompt, answer in list(answers):
+                if prompt.encode() in output.split(b"\\x00")[-1] and [prompt, answer] in answers:
+                    os.write(fd, (answer + "\\n").encode())
+                    answers.remove([prompt, answer])
+        _, status = os.waitpid(pid, 0)
+        sys.stdout.write(output.decode("utf-8", "replace"))
+        sys.exit(os.WEXITSTATUS(status))
+        """
+
+    static func run(_ arguments: [String], answers: [[String]] = [], environment: [String: String]) throws -> (Int32, String) {
+        let answersJSON = String(decoding: try JSONSerialization.data(withJSONObject: answers), as: UTF8.self)
+        return try Daemon.run("/usr/bin/env", ["python3", "-c", driver, answersJSON, Build.cli] + arguments, environment: environment)
+    }
+}
+
+extension DaemonSuiteForCLI {
+    @Suite struct CLITerminalTests {
+        @Test func keygenAsksTwiceWithoutEchoAndWritesAPrivateKeyFile() throws {
+            let home = FileManager.default.temporaryDirectory.appendingPathComponent("amane-keygen-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: home) }
+            let secret = "correct horse battery staple"
+            let (code, output) = try Terminal.run(["keygen"], answers: [["New passphrase:", secret], ["Repeat it:", secret]],
+                                                  environment: ["AMANE_HOME": home, "PATH": "/usr/bin:/bin"])
+            #expect(code == 0, "\(output)")
+            #expect(output.contains("Fingerprint") && output.contains("amanepk1"))
+            #expect(!output.contains(secret), "the passphrase is not echoed")
+            let mode = try FileManager.default.attributesOfItem(atPath: home + "/identity.amane")[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+
+            let mismatch = FileManager.default.temporaryDirectory.appendingPathComponent("amane-keygen-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: mismatch) }
+            let (badCode, badOutput) = try Terminal.run(["keygen"], answers: [["New passphrase:", secret], ["Repeat it:", secret + "!"]],
+                                                        environment: ["AMANE_HOME": mismatch, "PATH": "/usr/bin:/bin"])
+            #expect(badCode == 1 && badOutput.contains("differ") && !FileManager.default.fileExists(atPath: mismatch + "/identity.amane"))
+        }
+
+        @Test func theInboxIsColouredOnATerminalUnlessNoColorIsSet() async throws {
+            let daemon = try await Daemon()
+            defer { daemon.stop(); daemon.removeData() }
+            let cli = CLI(daemon: daemon)
+            _ = try cli.json(["submit", try daemon.demoFile(1)], home: cli.gateway)
+            let environment = ["AMANE_HOME": cli.responder, "PATH": "/usr/bin:/bin"]
+            let coloured = try Terminal.run(["inbox"], environment: environment)
+            #expect(coloured.0 == 0 && coloured.1.contains("\u{1B}[1;31m"), "immediate cases in red on a terminal")
+            var plain = environment
+            plain["NO_COLOR"] = "1"
+            #expect(!(try Terminal.run(["inbox"], environment: plain)).1.contains("\u{1B}["))
+        }
+    }
+}
+
+/// CLI tests that start a daemon run one at a time.
+@Suite(.serialized) enum DaemonSuiteForCLI {}
+
+extension DaemonSuiteForCLI {
+    @Suite struct CLIWorkflowTests {
+        @Test func supervisorsAndFiltersAndEditorsWork() async throws {
+            let daemon = try await Daemon()
+            defer { daemon.stop(); daemon.removeData() }
+            let cli = CLI(daemon: daemon)
+            for index in [1, 7, 3] { _ = try cli.json(["submit", try daemon.demoFile(index)], home: cli.gateway) }
+            let cases = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+            let ids = cases.map { $0["id"] as! String }
+
+            // A short prefix shared by all three lists the candidates.
+            let ambiguous = try cli.run(["show", String(ids[0].prefix(4))], home: cli.responder)
+            #expect(ambiguous.code == 1 && ids.allSatisfy { ambiguous.output.contains($0) }, "\(ambiguous.output)")
+
+            // Claim, then filter.
+            #expect(try cli.run(["claim", ids[1]], home: cli.responder).code == 0)
+            let mine = (try cli.json(["inbox", "--mine"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+            #expect(mine.map { $0["id"] as! String } == [ids[1]])
+            let fresh = (try cli.json(["inbox", "--state", "new", "--urgency", "immediate"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+            #expect(fresh.map { $0["id"] as! String } == [ids[0]])
+            let paged = (try cli.json(["inbox", "--all", "--limit", "1"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+            #expect(paged.count == 3)
+
+            // A note written in $EDITOR.
+            let editor = daemon.directory + "/editor.sh"
+            try "#!/bin/sh\nprintf 'Écrit dans l’éditeur / كتب في المحرر\\n' > \"$1\"\n".write(toFile: editor, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: editor)
+            let edited = try cli.run(["note", ids[1]], home: cli.responder, extraEnvironment: ["EDITOR": editor])
+            #expect(edited.code == 0, "\(edited.output)")
+            let noteFile = daemon.directory + "/note.txt"
+            try "Note from a file.".write(toFile: noteFile, atomically: true, encoding: .utf8)
+            #expect(try cli.run(["note", ids[1], "--file", noteFile], home: cli.responder).code == 0)
+            let texts = ((try cli.json(["show", ids[1]], home: cli.responder) as! [String: Any])["entries"] as! [[String: Any]]).compactMap { $0["text"] as? String }
+            #expect(texts.contains("Écrit dans l’éditeur / كتب في المحرر") && texts.contains("Note from a file."))
+
+            // Close, then the supervisor's tools.
+            #expect(try cli.run(["close", ids[1], "--outcome", "support_provided", "--reason", "Family informed."], home: cli.responder).code == 0)
+            #expect(try cli.run(["reopen", ids[1]], home: cli.responder).code == 2, "only a supervisor reopens")
+            #expect(try cli.run(["reopen", ids[1]], home: cli.supervisor).code == 0)
+            let assigned = try cli.json(["assign", ids[1], "demo-responder"], home: cli.supervisor) as! [String: Any]
+            #expect(assigned["assignee"] as? String == "demo-responder" && assigned["state"] as? String == "claimed")
+            #expect((try cli.json(["hold", ids[1], "--on"], home: cli.supervisor) as! [String: Any])["onHold"] as? Bool == true)
+            #expect((try cli.json(["hold", ids[1], "--off"], home: cli.supervisor) as! [String: Any])["onHold"] as? Bool == false)
+            #expect(try cli.run(["hold", ids[1]], home: cli.supervisor).code == 1, "--on or --off is required")
+
+            // Statistics as CSV.
+            let (csvCode, csv) = try cli.run(["stats", "--by", "urgency", "--csv"], home: cli.responder)
+            #expect(csvCode == 0 && csv.hasPrefix("urgency,count\n") && csv.contains("immediate,1") && csv.contains("high,1"), "\(csv)")
+        }
+    }
+}
