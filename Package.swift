@@ -103,7 +103,10 @@ let package = Package(
         .target(name: "RelayTestSupport", dependencies: ["RelayFormat"], path: "Tests/RelayTestSupport", swiftSettings: strictSettings),
         .testTarget(
             name: "RelayServerTests",
-            dependencies: ["RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat", "RelayTestSupport"],
+            dependencies: [
+                "RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat", "RelayTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

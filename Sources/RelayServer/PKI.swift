@@ -23,7 +23,7 @@ public struct CertificateAuthority: Sendable {
             OrganizationName("Amane Relay")
         }
         let certificate = try Certificate(
-            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: key.publicKey,
+            version: .v3, serialNumber: Self.serialNumber(), publicKey: key.publicKey,
             notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
             issuer: subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
@@ -33,6 +33,14 @@ public struct CertificateAuthority: Sendable {
             },
             issuerPrivateKey: key)
         return CertificateAuthority(certificate: certificate, key: key)
+    }
+
+    /// A random 20-byte serial whose first byte keeps it positive, as RFC 5280 asks.
+    static func serialNumber() -> Certificate.SerialNumber {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = (0..<20).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes[0] = (bytes[0] & 0x7f) | 0x01
+        return Certificate.SerialNumber(bytes: bytes)
     }
 
     public init(certificatePEM: String, keyPEM: String) throws {
@@ -50,7 +58,7 @@ public struct CertificateAuthority: Sendable {
     public func issue(commonName: String, usage: Usage, now: Date = Date(), validity: TimeInterval = leafValidity) throws -> (certificate: String, key: String) {
         let leafKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
         let certificate = try Certificate(
-            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: leafKey.publicKey,
+            version: .v3, serialNumber: Self.serialNumber(), publicKey: leafKey.publicKey,
             notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
             issuer: self.certificate.subject, subject: try DistinguishedName { CommonName(commonName) },
             signatureAlgorithm: .ecdsaWithSHA256,

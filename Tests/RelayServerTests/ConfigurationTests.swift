@@ -3,6 +3,25 @@ import RelayCore
 @testable import RelayServer
 import RelayTestSupport
 import Testing
+import X509
+
+@Suite struct CertificateAuthorityTests {
+    @Test func issuedCertificatesHavePositiveTwentyByteSerialsAndTheRightUses() throws {
+        for _ in 0..<20 {
+            let ca = try CertificateAuthority.create(name: "Test CA")
+            let client = try Certificate(pemEncoded: try ca.issue(commonName: "c", usage: .client).certificate)
+            for serial in [ca.certificate.serialNumber.bytes, client.serialNumber.bytes] {
+                #expect(serial.count == 20 && serial.first! & 0x80 == 0, "a serial must be positive")
+            }
+        }
+        let ca = try CertificateAuthority.create(name: "Test CA")
+        let server = try ca.issue(commonName: "localhost", usage: .server(hostnames: ["localhost", "127.0.0.1", "::1"]))
+        let text = try Daemon.run("/bin/sh", ["-c", "printf '%s' \"$0\" | openssl x509 -noout -text", server.certificate]).1
+        #expect(text.contains("DNS:localhost") && text.contains("IP Address:127.0.0.1") && text.contains("IP Address:0:0:0:0:0:0:0:1"))
+        #expect(text.contains("TLS Web Server Authentication") && !text.contains("CA:TRUE"))
+        #expect(try SPKIFingerprint.of(certificatePEM: server.certificate).count == 64)
+    }
+}
 
 @Suite struct ConfigurationTests {
     let environment = ["AMANE_SEEDS_DIRECTORY": Build.seeds]
