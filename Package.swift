@@ -106,6 +106,7 @@ let package = Package(
             dependencies: [
                 "RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat", "RelayTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
             swiftSettings: strictSettings
         ),

@@ -3,6 +3,7 @@ import RelayCore
 @testable import RelayServer
 import RelayTestSupport
 import Testing
+import SwiftASN1
 import X509
 
 @Suite struct CertificateAuthorityTests {
