@@ -272,7 +272,7 @@ enum Sealing {
     /// Seals a note to the current epoch and posts it.
     static func postNote(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async throws -> String {
         let epoch = try await session.currentEpochKey(identity)
-        let id = UUID.v7()
+        let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
         let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id)
         _ = try await session.client.post(APIPath.disclosure(caseID, .notes), NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope)),
                                           as: [String: String].self)
@@ -315,7 +315,7 @@ struct Reply: AsyncParsableCommand {
                 throw CLIError(.refused, "the gateway that sent this case has no sealing key, so it cannot show a reply")
             }
             let epoch = try await session.currentEpochKey(identity)
-            let id = UUID.v7()
+            let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
             let submission = ReplySubmission(
                 id: id.uuidString.lowercased(),
                 sealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: id)),

@@ -99,16 +99,17 @@ enum Passphrase {
                            hint: "Pass --passphrase-file FILE or set AMANE_PASSPHRASE_FILE (a file with mode 0600).")
         }
         defer { close(fd) }
-        _ = prompt.withCString { write(fd, $0, strlen($0)) }
+        // Echo goes off before the prompt appears, so nothing typed after it is ever shown or discarded.
         var saved = termios()
         tcgetattr(fd, &saved)
         var silent = saved
         silent.c_lflag &= ~tcflag_t(ECHO)
-        tcsetattr(fd, TCSAFLUSH, &silent)
+        tcsetattr(fd, TCSANOW, &silent)
         defer {
-            tcsetattr(fd, TCSAFLUSH, &saved)
+            tcsetattr(fd, TCSANOW, &saved)
             _ = write(fd, "\n", 1)
         }
+        _ = prompt.withCString { write(fd, $0, strlen($0)) }
         var bytes: [UInt8] = []
         var byte: UInt8 = 0
         while Glibc.read(fd, &byte, 1) == 1, byte != 0x0a, byte != 0x0d { bytes.append(byte) }

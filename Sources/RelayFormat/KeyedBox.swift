@@ -16,6 +16,14 @@ package enum KeyedBox {
         return Array(box.combined!)
     }
 
+    /// A MAC of `data` under a key derived from the same secret: lets a store recognise a repeated request
+    /// without keeping anything an attacker could test a guessed plaintext against.
+    package static func tag(_ data: some Collection<UInt8>, secret: some Collection<UInt8>, context: some Collection<UInt8>) -> [UInt8] {
+        let macKey = HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: Array(secret)), salt: Array(context),
+                                            info: Array("amane-relay/v1 request tag".utf8), outputByteCount: 32)
+        return Array(HMAC<SHA256>.authenticationCode(for: Array(data), using: macKey))
+    }
+
     package static func open(_ sealed: some Collection<UInt8>, secret: some Collection<UInt8>, context: some Collection<UInt8>) throws(FormatError) -> [UInt8] {
         do {
             let box = try AES.GCM.SealedBox(combined: Array(sealed))

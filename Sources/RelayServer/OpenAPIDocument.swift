@@ -21,7 +21,7 @@ paths:
         - name: Idempotency-Key
           in: header
           required: true
-          description: 16 to 128 visible ASCII characters; a retry with the same key gets the same answer
+          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key gets the same answer
           schema: {type: string}
       requestBody:
         required: true
@@ -473,8 +473,6 @@ paths:
           $ref: '#/components/responses/P400'
         "403":
           $ref: '#/components/responses/P403'
-        "404":
-          $ref: '#/components/responses/P404'
         "413":
           $ref: '#/components/responses/P413'
         "415":

@@ -59,7 +59,7 @@ struct APIError: Error {
         case .notFound: self.init(.notFound, error.reason)
         case .conflict, .invalidState: self.init(.conflict, error.reason)
         case .forbidden: self.init(.forbidden, error.reason)
-        case .invalid: self.init(.badRequest, error.reason)
+        case .invalid, .staleEpoch: self.init(.badRequest, error.reason)
         case .noSealingKey: self.init(.serviceUnavailable, "no sealing key: \(error.reason)")
         case .busy: self.init(.serviceUnavailable, "the relay is busy; retry shortly", headers: [.retryAfter: "1"])
         case .unavailable: self.init(.serviceUnavailable, "storage is unavailable; nothing was stored", headers: [.retryAfter: "5"])

@@ -62,17 +62,27 @@ struct RelayRoutes: Sendable {
         let start = ContinuousClock.now
         let gateway = try context.caller
         guard let key = request.headers[HTTPField.Name(HeaderName.idempotencyKey)!], Self.isValidIdempotencyKey(key) else {
-            throw APIError(.badRequest, "send an Idempotency-Key header of 16 to 128 visible ASCII characters, new for each disclosure")
+            throw APIError(.badRequest, "send an Idempotency-Key header of 32 to 128 visible ASCII characters, random and new for each disclosure (a UUIDv4 will do)")
         }
         let (submission, body) = try await request.decodeJSON(DisclosureSubmission.self, limit: envelopeBodyLimit)
         let labels = try Self.labels(submission, gateway: gateway)
         let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: nil,
                                                     kind: .disclosure, queue: labels.queue, bodySize: body.count)
-        // A retry is recognised by what it says, not by how its JSON happens to be laid out.
+        // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
+        // idempotency key, so the stored value cannot be tested against a guessed narrative.
         let canonical = JSONEncoder()
         canonical.outputFormatting = [.sortedKeys]
-        let result = try await db.intake(IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope,
-                                                       idempotencyKey: key, requestHash: Digest.sha256(try canonical.encode(submission))))
+        let requestTag = KeyedBox.tag(try canonical.encode(submission), secret: Array(key.utf8), context: Array(gateway.id.utf8))
+        var request = IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope, idempotencyKey: key, requestHash: requestTag)
+        let result: IntakeResult
+        do {
+            result = try await db.intake(request)
+        } catch let error as StoreError where error.code == .staleEpoch && submission.content != nil {
+            // A rotation landed between sealing and storing: seal again to the new epoch, once.
+            (request.id, request.envelope) = try await sealOrAccept(content: submission.content, sealed: nil, sealedID: nil,
+                                                                    kind: .disclosure, queue: labels.queue, bodySize: body.count)
+            result = try await db.intake(request)
+        }
         metrics.intakeLatency.record(ContinuousClock.now - start)
         return try .json(DisclosureReceipt(id: result.id, receipt: result.receipt.grouped, receivedAt: Timestamp.iso8601(result.receivedAt)),
                          status: .created)
@@ -168,7 +178,7 @@ struct RelayRoutes: Sendable {
     }
 
     static func isValidIdempotencyKey(_ key: String) -> Bool {
-        (16...128).contains(key.utf8.count) && key.utf8.allSatisfy { (0x21...0x7e).contains($0) }
+        (32...128).contains(key.utf8.count) && key.utf8.allSatisfy { (0x21...0x7e).contains($0) }
     }
 
     static func queue(_ text: String) throws -> QueueName {
@@ -321,6 +331,9 @@ struct RelayRoutes: Sendable {
         let (body, _) = try await request.decodeJSON(EpochCreation.self, limit: limits.maxBodyBytes)
         let caller = try context.caller
         let queue = try body.queue.map(Self.queue) ?? caller.queue
+        guard queue == caller.queue else {
+            throw APIError(.forbidden, "you may create epochs only for your own queue, \(caller.queue)")
+        }
         let epoch = try await db.createEpoch(queue: queue, publicKey: body.publicKey, grants: try Self.decodeGrants(body.grants), actor: StoreActor(caller))
         return try .json(EpochView(id: epoch.id, queue: epoch.queue, publicKey: epoch.publicKey, createdBy: epoch.createdBy, current: epoch.isCurrent),
                          status: .created)

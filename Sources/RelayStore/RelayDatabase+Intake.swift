@@ -104,7 +104,7 @@ extension RelayDatabase {
         }
         let header = try EnvelopeHeader.inspect(envelope)
         guard header.keyID.uuidString.lowercased() == current else {
-            throw StoreError(.invalid, "the envelope is not sealed to the queue's current epoch \(current); fetch the sealing key again")
+            throw StoreError(.staleEpoch, "the envelope is not sealed to the queue's current epoch \(current); fetch the sealing key again")
         }
         return current
     }

@@ -74,8 +74,13 @@ extension RelayDatabase {
             guard record.revokedAt == nil else { throw StoreError(.invalidState, "\(name) is already revoked") }
             try db.execute(sql: "UPDATE principal SET revokedAt = ? WHERE id = ?", arguments: [now, record.id])
             try db.execute(sql: "DELETE FROM \"grant\" WHERE principalID = ?", arguments: [record.id])
-            try db.execute(sql: "UPDATE disclosure SET state = 'new', assigneeID = NULL, claimExpiresAt = NULL WHERE assigneeID = ? AND state IN ('claimed', 'in_progress')", arguments: [record.id])
             try AuditLog.append(db, time: now, actor: actor, action: "principal.revoke", subject: record.name)
+            let released = try String.fetchAll(db, sql: "SELECT id FROM disclosure WHERE assigneeID = ? AND state IN ('claimed', 'in_progress')",
+                                               arguments: [record.id])
+            for caseID in released {
+                try db.execute(sql: "UPDATE disclosure SET state = 'new', assigneeID = NULL, claimExpiresAt = NULL WHERE id = ?", arguments: [caseID])
+                try AuditLog.append(db, time: now, actor: actor, action: "release", subject: caseID, detail: ["reason": "revoked", "to": "new"])
+            }
         }
     }
 
@@ -140,6 +145,7 @@ extension RelayDatabase {
         guard let id = UUID(uuidString: epochID) else { throw StoreError(.invalid, "not an epoch id") }
         let now = nowSeconds
         try await committer.write { db in
+            try Self.requireActive(db, actor)
             guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"grant\" WHERE epochID = ? AND principalID = ?",
                                    arguments: [epochID.lowercased(), actorID]) == 1 else {
                 throw StoreError(.forbidden, "you hold no grant for epoch \(epochID)")

@@ -23,7 +23,7 @@ extension RelayDatabase {
                     try db.execute(sql: "DELETE FROM sealedObject WHERE disclosureID = ?", arguments: [id])
                     try db.execute(sql: "DELETE FROM idempotency WHERE disclosureID = ?", arguments: [id])
                     try db.execute(sql: "UPDATE disclosure SET envelope = NULL, receiptHash = NULL, purgedAt = ? WHERE id = ?",
-                                   arguments: [now, id])
+                                   arguments: [now / 60 * 60, id])
                     try AuditLog.append(db, time: now, actor: .relay, action: "purge", subject: id)
                 }
                 return ids.count

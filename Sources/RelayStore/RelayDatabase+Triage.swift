@@ -185,7 +185,7 @@ extension RelayDatabase {
                 detail["referral"] = referral
             case .close:
                 record.outcome = outcome
-                record.closedAt = now
+                record.closedAt = now / 60 * 60
                 record.claimExpiresAt = nil
                 detail["outcome"] = outcome
             }
@@ -201,6 +201,7 @@ extension RelayDatabase {
         guard actor.role == .supervisor else { throw StoreError(.forbidden, "only a supervisor sets a hold") }
         let now = nowSeconds
         try await committer.write { db in
+            try Self.requireActive(db, actor)
             let record = try Self.record(db, id: id)
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(id) was purged") }
             try db.execute(sql: "UPDATE disclosure SET onHold = ? WHERE id = ?", arguments: [on, record.id])
@@ -263,7 +264,7 @@ extension RelayDatabase {
             }
             try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: kind.name, authorID: actorID,
                                    epochID: epochID, envelope: Data(envelope), gatewayEnvelope: gatewayEnvelope.map { Data($0) },
-                                   createdAt: now).insert(db)
+                                   createdAt: now / 60 * 60).insert(db)
             if record.assigneeID == actorID {
                 try db.execute(sql: "UPDATE disclosure SET claimExpiresAt = ? WHERE id = ?", arguments: [now + lease, record.id])
             }

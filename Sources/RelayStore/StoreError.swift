@@ -13,6 +13,8 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         case invalid
         /// The queue has no current epoch key yet.
         case noSealingKey
+        /// The object is sealed to an epoch that is no longer the queue's current one.
+        case staleEpoch
         /// The writer's queue is full; try again shortly.
         case busy
         /// The disk is full or failing: nothing was stored.

@@ -5,28 +5,37 @@ import Testing
 /// Runs a command on a pseudo-terminal, answering prompts, as a person at a keyboard would.
 enum Terminal {
     static let driver = """
-        import os, pty, sys, time, json
+        import json, os, pty, select, signal, sys, time
         answers = json.loads(sys.argv[1]); command = sys.argv[2:]
         pid, fd = pty.fork()
         if pid == 0:
             os.execvpe(command[0], command, os.environ)
         output = b""
-        deadline = time.time() + 60
+        deadline = time.time() + 30
+        timed_out = True
         while time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
             try:
                 chunk = os.read(fd, 4096)
             except OSError:
+                timed_out = False
                 break
             if not chunk:
+                timed_out = False
                 break
             output += chunk
-            for prompt, answer in list(answers):
-                if prompt.encode() in output.split(b"\\x00")[-1] and [prompt, answer] in answers:
-                    os.write(fd, (answer + "\\n").encode())
-                    answers.remove([prompt, answer])
+            if answers and answers[0][0].encode() in output:
+                os.write(fd, (answers[0][1] + "\\n").encode())
+                output = output.replace(answers[0][0].encode(), b"<answered>", 1)
+                answers.pop(0)
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+            output += b"TIMED OUT"
         _, status = os.waitpid(pid, 0)
         sys.stdout.write(output.decode("utf-8", "replace"))
-        sys.exit(os.WEXITSTATUS(status))
+        sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         """
 
     static func run(_ arguments: [String], answers: [[String]] = [], environment: [String: String]) throws -> (Int32, String) {
@@ -36,7 +45,7 @@ enum Terminal {
 }
 
 extension DaemonSuiteForCLI {
-    @Suite struct CLITerminalTests {
+    @Suite(.timeLimit(.minutes(2))) struct CLITerminalTests {
         @Test func keygenAsksTwiceWithoutEchoAndWritesAPrivateKeyFile() throws {
             let home = FileManager.default.temporaryDirectory.appendingPathComponent("amane-keygen-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: home) }
@@ -72,7 +81,7 @@ extension DaemonSuiteForCLI {
 }
 
 /// CLI tests that start a daemon run one at a time.
-@Suite(.serialized) enum DaemonSuiteForCLI {}
+@Suite(.serialized, .timeLimit(.minutes(5))) enum DaemonSuiteForCLI {}
 
 extension DaemonSuiteForCLI {
     @Suite struct CLIWorkflowTests {

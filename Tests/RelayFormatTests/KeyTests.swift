@@ -127,3 +127,22 @@ extension UUID {
         #expect(throws: FormatError(.damagedKeyFile)) { try IdentityFile.decode(costly, passphrase: passphrase) }
     }
 }
+
+@Suite struct KeyedBoxTests {
+    @Test func aSealedValueOpensOnlyWithTheSameSecretAndContext() throws {
+        let sealed = KeyedBox.seal(Array("1234567890123452".utf8), secret: Array("key-1".utf8), context: Array("gw".utf8))
+        #expect(try KeyedBox.open(sealed, secret: Array("key-1".utf8), context: Array("gw".utf8)) == Array("1234567890123452".utf8))
+        #expect(throws: FormatError(.openFailed)) { try KeyedBox.open(sealed, secret: Array("key-2".utf8), context: Array("gw".utf8)) }
+        #expect(throws: FormatError(.openFailed)) { try KeyedBox.open(sealed, secret: Array("key-1".utf8), context: Array("other".utf8)) }
+    }
+
+    /// The stored request tag must not let anyone test a guessed plaintext without the idempotency key.
+    @Test func aRequestTagIsNoPlainHashAndDependsOnTheSecret() {
+        let body = Array(#"{"content":{"narrative":"guess me"}}"#.utf8)
+        let tag = KeyedBox.tag(body, secret: Array("key-1".utf8), context: Array("gw".utf8))
+        #expect(tag == KeyedBox.tag(body, secret: Array("key-1".utf8), context: Array("gw".utf8)))
+        #expect(tag != Digest.sha256(body))
+        #expect(tag != KeyedBox.tag(body, secret: Array("key-2".utf8), context: Array("gw".utf8)))
+        #expect(tag != KeyedBox.tag(body, secret: Array("key-1".utf8), context: Array("gw2".utf8)))
+    }
+}

@@ -77,7 +77,11 @@ import Testing
         let wrongKind = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .note, objectID: id)
         let otherObject = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .disclosure, objectID: UUID.v7())
         let staleEpoch = try Envelope.seal([1], to: SealingPrivateKey.generate().publicKey, kind: .disclosure, objectID: id)
-        for envelope in [wrongKind, otherObject, staleEpoch, [0x41, 0x4d]] {
+        await #expect(throws: StoreError.code(.staleEpoch)) {
+            try await fixture.db.intake(IntakeRequest(gateway: fixture.gateway, labels: fixture.labels(), id: id, envelope: staleEpoch,
+                                                      idempotencyKey: UUID().uuidString, requestHash: [1]))
+        }
+        for envelope in [wrongKind, otherObject, [0x41, 0x4d]] {
             await #expect(throws: StoreError.code(.invalid)) {
                 try await fixture.db.intake(IntakeRequest(gateway: fixture.gateway, labels: fixture.labels(), id: id, envelope: envelope,
                                                           idempotencyKey: UUID().uuidString, requestHash: [1]))

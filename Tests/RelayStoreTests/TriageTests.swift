@@ -86,6 +86,8 @@ import Testing
         try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder))
         try await fixture.db.revoke(name: fixture.responder.name, actor: .admin("test"))
         #expect(try await fixture.db.caseSummary(id: result.id).state == .new, "a revoked member's claims are released")
+        let release = try await fixture.db.auditEntries().last { $0.entry.action == "release" }
+        #expect(release?.entry.subject == result.id && release?.entry.detail.contains("revoked") == true, "the release is audited")
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder)) }
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.fetchCase(id: result.id, actor: StoreActor(fixture.responder)) }
         #expect(try await fixture.db.grants(for: fixture.responder).isEmpty)
