@@ -26,8 +26,8 @@ check "exposure $exposure is 1.5 or lower" "awk -v e='$exposure' 'BEGIN { exit !
 echo "# sysusers and tmpfiles, applied to a scratch root"
 sysroot="$work/sysroot"
 mkdir -p "$sysroot/etc"
-check "sysusers creates the amane-relay system user" "systemd-sysusers --root='$sysroot' Deploy/amane-relay.sysusers >/dev/null 2>&1 && grep -q '^amane-relay:.*:/usr/sbin/nologin' '$sysroot/etc/passwd'"
-check "tmpfiles creates private state and backup folders" "systemd-tmpfiles --create --root='$sysroot' Deploy/amane-relay.tmpfiles >/dev/null 2>&1 && [ \$(stat -c %a '$sysroot/var/lib/amane-relay') = 700 ] && [ \$(stat -c %a '$sysroot/var/backups/amane-relay') = 700 ]"
+check "sysusers creates the amane-relay system user" "systemd-sysusers --root='$sysroot' - < Deploy/amane-relay.sysusers >/dev/null 2>&1 && grep -q '^amane-relay:.*:/usr/sbin/nologin' '$sysroot/etc/passwd'"
+check "tmpfiles creates private state and backup folders" "systemd-tmpfiles --create --root='$sysroot' - < Deploy/amane-relay.tmpfiles >/dev/null 2>&1 && [ \$(stat -c %a '$sysroot/var/lib/amane-relay') = 700 ] && [ \$(stat -c %a '$sysroot/var/backups/amane-relay') = 700 ]"
 
 echo "# make install into a DESTDIR"
 make -s install DESTDIR="$work/dest" >"$work/install.log" 2>&1 || { cat "$work/install.log"; exit 1; }
