@@ -51,9 +51,10 @@ extension RelayDatabase {
         let sealedReceipt = Data(KeyedBox.seal(Array(receipt.digits.utf8), secret: keyBytes, context: context))
         let detail = AuditLog.canonicalJSON(["queue": labels.queue.rawValue, "urgency": labels.urgency.rawValue, "category": labels.category])
         let validation: StoreError?
+        var keyID: KeyID?
         do {
             try taxonomy.validate(labels)
-            _ = try Self.inspect(request.envelope, kind: .disclosure, objectID: request.id)
+            keyID = try Self.inspect(request.envelope, kind: .disclosure, objectID: request.id).keyID
             guard request.id.isVersion7 else { throw StoreError(.invalid, "the disclosure id must be a UUIDv7") }
             validation = nil
         } catch let error as CoreError {
@@ -61,6 +62,7 @@ extension RelayDatabase {
         } catch let error as StoreError {
             validation = error
         }
+        let sealedTo = keyID
         return try await committer.write { db in
             if let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
                                                arguments: [gateway.id, keyHash]) {
@@ -73,7 +75,7 @@ extension RelayDatabase {
                 return IntakeResult(id: previous["disclosureID"], receipt: receipt, receivedAt: receivedAt, replayed: true)
             }
             if let validation { throw validation }
-            let epochID = try Self.currentEpoch(db, request.envelope, queue: labels.queue)
+            let epochID = try Self.currentEpoch(db, sealedTo: sealedTo!, queue: labels.queue)
             try db.cachedStatement(sql: """
                 INSERT INTO disclosure (id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state,
                     onHold, updated, receiptHash, envelope, receivedAt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', 0, 0, ?, ?, ?)
@@ -97,13 +99,12 @@ extension RelayDatabase {
     }
 
     /// Checks that the envelope is sealed to the queue's current epoch; returns that epoch's id.
-    static func currentEpoch(_ db: Database, _ envelope: [UInt8], queue: QueueName) throws -> String {
+    static func currentEpoch(_ db: Database, sealedTo keyID: KeyID, queue: QueueName) throws -> String {
         guard let current = try String.fetchOne(db.cachedStatement(sql: "SELECT currentEpochID FROM queue WHERE name = ?"),
                                                 arguments: [queue.rawValue]) else {
             throw StoreError(.noSealingKey, "the queue \(queue) has no sealing key yet")
         }
-        let header = try EnvelopeHeader.inspect(envelope)
-        guard header.keyID.uuidString.lowercased() == current else {
+        guard keyID.uuidString.lowercased() == current else {
             throw StoreError(.staleEpoch, "the envelope is not sealed to the queue's current epoch \(current); fetch the sealing key again")
         }
         return current
@@ -111,8 +112,7 @@ extension RelayDatabase {
 
     /// Checks an envelope's header against what it claims to be; returns the epoch id it is sealed to.
     static func checkEnvelope(_ db: Database, _ envelope: [UInt8], kind: ObjectKind, objectID: UUID, queue: QueueName) throws -> String {
-        _ = try inspect(envelope, kind: kind, objectID: objectID)
-        return try currentEpoch(db, envelope, queue: queue)
+        try currentEpoch(db, sealedTo: inspect(envelope, kind: kind, objectID: objectID).keyID, queue: queue)
     }
 
     /// Attaches a reporter's follow-up by receipt. It flags the case `updated` and reopens it if closed.
