@@ -188,6 +188,8 @@ struct WriterService: Service {
         } onGracefulShutdown: {
             db.closeWriter()
         }
+        // A clean stop leaves one self-contained database file, with the WAL folded in.
+        try? db.checkpoint()
     }
 }
 
