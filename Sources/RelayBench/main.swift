@@ -80,8 +80,9 @@ do {
     case "self-check": try Bench.selfCheck()
     case "store": try await StoreBench.run()
     case "store-writer" where arguments.count == 2: try await StoreWriter.run(directory: arguments[1])
+    case "stream" where arguments.count == 2 && Int(arguments[1]) != nil: try StreamBench.run(mebibytes: Int(arguments[1])!)
     default:
-        print("usage: amane-relay-bench [crypto | store | self-check | store-writer DIR]")
+        print("usage: amane-relay-bench [crypto | store | self-check | store-writer DIR | stream MIB]")
         exit(1)
     }
 } catch {
