@@ -41,10 +41,14 @@ run: deps
 	$(SWIFT) build --product amane-relayd --product amane
 	.build/debug/amane-relayd serve --dev
 
+# Sealing, storage, then intake under load against nginx, crypto and storage baselines (writes bench-results.json).
 bench: deps
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="nginx-light"
 	$(SWIFT) build -c release --product amane-relay-bench
+	$(SWIFT) build -c release --product amane-relayd
 	$(RELEASE_BIN)/amane-relay-bench crypto
 	$(RELEASE_BIN)/amane-relay-bench store
+	$(RELEASE_BIN)/amane-relay-bench intake
 
 tls-audit: deps
 	$(SWIFT) build --product amane-relayd

@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", exact: "0.2.0"),
     ],
     targets: [
         .target(
@@ -90,7 +91,16 @@ let package = Package(
         .executableTarget(name: "RelayCLI", dependencies: ["RelayCommands"], swiftSettings: strictSettings),
         .executableTarget(
             name: "RelayBench",
-            dependencies: ["RelayFormat", "RelayCore", "RelayStore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "RelayFormat", "RelayCore", "RelayStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -81,6 +81,14 @@ enum StoreBench {
         return Double(counts) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 
+    /// The durable group-commit rate with the daemon's default batching: the storage baseline of `intake`.
+    static func groupCommitRate(writers: Int, seconds: Double) async throws -> Double {
+        let setup = try await prepare(maxBatch: RelayDatabase.Options().maxBatch, window: RelayDatabase.Options().windowMicroseconds)
+        let rows = try await rate(setup, writers: writers, seconds: seconds, pool: try envelopes(40_000, to: setup.epoch))
+        await finish(setup)
+        return rows
+    }
+
     static func finish(_ setup: Setup) async {
         setup.writer.cancel()
         await setup.writer.value

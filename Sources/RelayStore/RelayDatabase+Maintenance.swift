@@ -65,6 +65,11 @@ extension RelayDatabase {
         }
     }
 
+    /// Every disclosure id in the store, for checking after a load or a crash that nothing acknowledged is missing.
+    public func disclosureIDs() async throws -> Set<String> {
+        try await pool.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM disclosure")) }
+    }
+
     /// Unclaimed cases by urgency, and how many are past their SLA: for metrics and alerts.
     public func queueDepth() async throws -> [Urgency: (waiting: Int, pastSLA: Int)] {
         let now = nowSeconds
