@@ -114,11 +114,12 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "The gateway's client certificate (PEM).") var cert: String
         @Option(help: "The gateway's client key (PEM).") var key: String
         @Option(help: "The seeds folder holding demo/.") var seeds = "seeds"
-        @Option(help: "Append SENT and ACK lines to this journal.") var journal: String?
+        @Option(help: "Append SENT, ACK and FAIL lines to this journal.") var journal: String?
+        @Option(help: "End a closed-loop run once this many requests failed.") var stopAfterErrors: Int?
 
         func generator(connections: Int) throws -> LoadGenerator {
             try LoadGenerator(target: LoadTarget(url: url, ca: ca, certificate: cert, key: key), workload: try Workload(seeds: seeds),
-                              connections: connections, journal: try journal.map(Journal.init(path:)))
+                              connections: connections, journal: try journal.map(Journal.init(path:)), stopAfterErrors: stopAfterErrors ?? .max)
         }
     }
 
@@ -176,11 +177,11 @@ struct BenchCommand: AsyncParsableCommand {
             var unique: [String: Int] = [:]
             for (key, body) in entries.sent { unique[key] = body }
             let outcomes = await withTaskGroup(of: (String, Outcome).self) { group in
+                var outcomes: [(String, Outcome)] = []
                 for (index, (key, body)) in unique.enumerated() {
-                    if index >= 16, let _ = await group.next() {}
+                    if index >= 16, let outcome = await group.next() { outcomes.append(outcome) }
                     group.addTask { (key, await generator.post(key: key, body: body)) }
                 }
-                var outcomes: [(String, Outcome)] = []
                 for await outcome in group { outcomes.append(outcome) }
                 return outcomes
             }

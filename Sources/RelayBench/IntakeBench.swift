@@ -72,6 +72,7 @@ enum IntakeBench {
         let storage = try await StoreBench.groupCommitRate(writers: 64, seconds: 3)
 
         let relay = try await RelayUnderTest.start(directory: scratch + "/relay", seeds: seeds)
+        relay.child.resetPeakResident()
         let nginx: NginxBaseline
         do { nginx = try await NginxBaseline.start(certificates: relay) } catch {
             relay.child.stop()

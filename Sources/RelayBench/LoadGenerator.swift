@@ -69,7 +69,7 @@ final class Journal: Sendable {
     private let handle: Mutex<FileHandle>
 
     init(path: String) throws {
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw BenchFailure("cannot write the journal \(path)") }
         handle.seekToEndOfFile()
         self.handle = Mutex(handle)
@@ -77,6 +77,7 @@ final class Journal: Sendable {
 
     func sent(key: String, body: Int) { append("SENT \(key) \(body)\n") }
     func acknowledged(key: String, id: String) { append("ACK \(key) \(id)\n") }
+    func failed(key: String, kind: String) { append("FAIL \(key) \(kind)\n") }
 
     private func append(_ line: String) { handle.withLock { $0.write(Data(line.utf8)) } }
 
@@ -92,7 +93,7 @@ final class Journal: Sendable {
             switch (fields.first, fields.count) {
             case ("SENT", 3): entries.sent.append((fields[1], Int(fields[2]) ?? 0))
             case ("ACK", 3): entries.acknowledged[fields[1]] = fields[2]
-            default: continue // a line cut short by a kill
+            default: continue // a FAIL line, or a line cut short by a kill
             }
         }
         return entries
@@ -134,8 +135,14 @@ final class LoadGenerator: Sendable {
     let journal: Journal?
     private let http: HTTPClient
     private let counter = Atomic<Int>(0)
+    private let errorCount = Atomic<Int>(0)
+    /// A closed-loop run ends early once this many requests failed.
+    let stopAfterErrors: Int
 
-    init(target: LoadTarget, workload: Workload, connections: Int, journal: Journal? = nil) throws {
+    var stoppedByErrors: Bool { errorCount.load(ordering: .relaxed) >= stopAfterErrors }
+
+    init(target: LoadTarget, workload: Workload, connections: Int, journal: Journal? = nil, stopAfterErrors: Int = .max) throws {
+        self.stopAfterErrors = stopAfterErrors
         self.target = target
         self.workload = workload
         self.journal = journal
@@ -156,6 +163,15 @@ final class LoadGenerator: Sendable {
 
     /// Posts one disclosure; the key, when given, replays an earlier request with the same body.
     func post(key: String? = nil, body: Int? = nil) async -> Outcome {
+        let outcome = await send(key: key, body: body)
+        if let kind = outcome.outcome.errorKind {
+            errorCount.add(1, ordering: .relaxed)
+            journal?.failed(key: outcome.key, kind: kind)
+        }
+        return outcome.outcome
+    }
+
+    private func send(key: String?, body: Int?) async -> (key: String, outcome: Outcome) {
         let body = body ?? counter.wrappingAdd(1, ordering: .relaxed).oldValue % workload.bodies.count
         let key = key ?? "bench-\(UUID().uuidString)"
         journal?.sent(key: key, body: body)
@@ -167,13 +183,13 @@ final class LoadGenerator: Sendable {
         do {
             let response = try await http.execute(request, timeout: .seconds(30))
             let data = try await response.body.collect(upTo: 1 << 20)
-            guard response.status == .created else { return .refused(status: Int(response.status.code)) }
+            guard response.status == .created else { return (key, .refused(status: Int(response.status.code))) }
             let answer = try JSONSerialization.jsonObject(with: Data(data.readableBytesView)) as? [String: Any]
-            guard let id = answer?["id"] as? String else { return .failed(kind: "201 without an id") }
+            guard let id = answer?["id"] as? String else { return (key, .failed(kind: "201 without an id")) }
             journal?.acknowledged(key: key, id: id)
-            return .acknowledged(id: id)
+            return (key, .acknowledged(id: id))
         } catch {
-            return .failed(kind: Self.kind(of: error))
+            return (key, .failed(kind: Self.kind(of: error)))
         }
     }
 
@@ -186,7 +202,7 @@ final class LoadGenerator: Sendable {
             for _ in 0..<connections {
                 group.addTask {
                     var local = LoadResult()
-                    while clock.now < deadline {
+                    while clock.now < deadline && !self.stoppedByErrors {
                         let sent = clock.now
                         let outcome = await self.post()
                         local.record(outcome, microseconds: Self.microseconds(clock.now - sent))

@@ -102,7 +102,8 @@ extension RelayServerApp {
                     metrics: metrics).register(on: router)
 
         let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [TLSFailureCounter(metrics: metrics)],
+            additionalChannelHandlers: [TLSFailureCounter(metrics: metrics),
+                                        RequestDeadlineHandler(limit: .seconds(Int64(configuration.limits.requestBodySeconds)))],
             idleTimeout: .seconds(Int64(configuration.limits.idleTimeoutSeconds)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
         let api = Application(
@@ -165,7 +166,7 @@ extension RelayServerApp {
     static func routeDescriptions(db: RelayDatabase) -> [String] {
         let router = Router(context: RelayRequestContext.self)
         let limits = RelayConfiguration.Limits(maxBodyBytes: 1, maxEnvelopeBytes: 1, narrativeMaxBytes: 1, requestsPerMinute: 1,
-                                               receiptMissesPerHour: 1, idleTimeoutSeconds: 1)
+                                               receiptMissesPerHour: 1, idleTimeoutSeconds: 1, requestBodySeconds: 1)
         RelayRoutes(db: db, limits: limits, receiptMisses: RateLimiter(capacity: 1, per: .seconds(1)), metrics: RelayMetrics()).register(on: router)
         return router.routes.map { "\($0.method.rawValue) \($0.path.description)" }
     }

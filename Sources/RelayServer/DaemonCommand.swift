@@ -83,6 +83,10 @@ struct Serve: AsyncParsableCommand {
         if let opsListen { extra["ops.listen"] = opsListen }
         let configuration = try await common.load(extra: extra)
         let logger = configuration.bootstrapLogging()
+        let openFiles = OpenFileLimit.raiseToHardLimit()
+        if openFiles < 4096 {
+            logger.warning("few open files allowed; each connection needs one", metadata: ["relay.openFileLimit": "\(openFiles)"])
+        }
         if configuration.dev {
             try RelayFiles.makeDirectory(configuration.dataDirectory)
             try DevEnvironment.preparePKI(configuration)

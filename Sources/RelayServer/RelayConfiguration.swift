@@ -35,6 +35,7 @@ public struct RelayConfiguration: Sendable {
         public var requestsPerMinute: Int
         public var receiptMissesPerHour: Int
         public var idleTimeoutSeconds: Int
+        public var requestBodySeconds: Int
     }
 
     public enum LogFormat: String, Sendable { case json, text }
@@ -127,7 +128,8 @@ public struct RelayConfiguration: Sendable {
             narrativeMaxBytes: try positive("limits.narrativeMaxBytes", 64 * 1024),
             requestsPerMinute: try positive("limits.requestsPerMinute", 120),
             receiptMissesPerHour: try positive("limits.receiptMissesPerHour", 20),
-            idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30))
+            idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30),
+            requestBodySeconds: try positive("limits.requestBodySeconds", 30))
         var sla: [Urgency: Int] = [:]
         for urgency in Urgency.allCases {
             sla[urgency] = try positive("sla.\(urgency.rawValue)", TriagePolicy.default.slaSeconds[urgency]! / 60) * 60

@@ -6,6 +6,7 @@ import RelayCore
 import RelayFormat
 import RelayStore
 import Prometheus
+import Synchronization
 
 /// The API v1 handlers. Each route is registered with the roles the authorization table gives it.
 struct RelayRoutes: Sendable {
@@ -13,6 +14,7 @@ struct RelayRoutes: Sendable {
     let limits: RelayConfiguration.Limits
     let receiptMisses: RateLimiter
     let metrics: RelayMetrics
+    let sealingKeys = SealingKeyCache()
 
     typealias Handler = @Sendable (Request, RelayRequestContext) async throws -> Response
 
@@ -139,7 +141,7 @@ struct RelayRoutes: Sendable {
             guard size >= 1, size <= limits.narrativeMaxBytes else {
                 throw APIError(.badRequest, "field 'content.narrative' must hold 1 to \(limits.narrativeMaxBytes) bytes")
             }
-            guard let epoch = try await db.currentEpoch(queue: queue), let key = try? SealingPublicKey(text: epoch.publicKey) else {
+            guard let epoch = try await db.currentEpoch(queue: queue), let key = sealingKeys.key(epoch.publicKey) else {
                 throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet")
             }
             let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
@@ -363,5 +365,20 @@ struct RelayRoutes: Sendable {
         let limit = try Self.intParameter(query["limit"], name: "limit", range: 1...1000) ?? 500
         let entries = try await db.auditEntries(after: Int64(after), limit: limit)
         return try .json(AuditPage(entries: entries.map(AuditEntryView.init), next: entries.count == limit ? entries.last?.entry.seq : nil))
+    }
+}
+
+/// Parsed epoch public keys by their text, so that intake does not parse the same key for every request.
+final class SealingKeyCache: Sendable {
+    private let keys = Mutex<[String: SealingPublicKey]>([:])
+
+    func key(_ text: String) -> SealingPublicKey? {
+        if let key = keys.withLock({ $0[text] }) { return key }
+        guard let key = try? SealingPublicKey(text: text) else { return nil }
+        keys.withLock { keys in
+            if keys.count >= 64 { keys.removeAll() }
+            keys[text] = key
+        }
+        return key
     }
 }

@@ -62,59 +62,6 @@ extension DaemonSuite {
         #expect(daemon.stop() == 0)
     }
 
-    @Test func sigtermDuringABurstLosesNothingThatWasAnswered() async throws {
-        let daemon = try await Daemon()
-        defer { daemon.removeData() }
-        let results = try await withThrowingTaskGroup(of: (String, HTTPResult).self) { group in
-            for index in 0..<32 {
-                group.addTask {
-                    let key = "sigterm-\(index)-\(UUID().uuidString)"
-                    return (key, try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "burst \(index)"), headers: ["Idempotency-Key": key]))
-                }
-            }
-            try await Task.sleep(for: .milliseconds(150))
-            daemon.signal(SIGTERM)
-            return try await group.reduce(into: [(String, HTTPResult)]()) { $0.append($1) }
-        }
-        #expect(daemon.stop() == 0)
-        let answered = results.filter { $0.1.status == 201 }.map { $0.1.json["id"] as! String }
-        #expect(results.allSatisfy { [201, 503, 0].contains($0.1.status) }, "\(results.map(\.1.status))")
-        let restarted = try await daemon.restarted()
-        defer { restarted.stop() }
-        let stored = Set((try restarted.get("/v1/queue?limit=500", as: restarted.responder).json["cases"] as! [[String: Any]]).map { $0["id"] as! String })
-        #expect(Set(answered).isSubset(of: stored))
-    }
-
-    @Test func killedMidBurstThenRetriedWithTheSameKeysNothingIsLostOrDuplicated() async throws {
-        let daemon = try await Daemon()
-        defer { daemon.removeData() }
-        let requests = try (0..<40).map { index in
-            ("kill9-\(index)-\(UUID().uuidString)", try JSONSerialization.data(withJSONObject: Demo.body(narrative: "kill \(index)")))
-        }
-        let first = try await withThrowingTaskGroup(of: (Int, HTTPResult).self) { group in
-            for (index, request) in requests.enumerated() {
-                group.addTask { (index, try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: request.1, headers: ["Idempotency-Key": request.0])) }
-            }
-            try await Task.sleep(for: .milliseconds(Int.random(in: 100...400)))
-            daemon.stop(SIGKILL)
-            return try await group.reduce(into: [Int: HTTPResult]()) { $0[$1.0] = $1.1 }
-        }
-        let restarted = try await daemon.restarted()
-        defer { restarted.stop() }
-        var ids: [Int: String] = [:]
-        for (index, result) in first where result.status == 201 { ids[index] = result.json["id"] as? String }
-        for (index, request) in requests.enumerated() {
-            let retry = try restarted.request("POST", "/v1/disclosures", as: restarted.gateway, body: request.1, headers: ["Idempotency-Key": request.0])
-            #expect(retry.status == 201)
-            if let answered = ids[index] { #expect(retry.json["id"] as? String == answered, "a retry got a different case") }
-            ids[index] = retry.json["id"] as? String
-        }
-        let stored = (try restarted.get("/v1/queue?limit=500", as: restarted.responder).json["cases"] as! [[String: Any]]).map { $0["id"] as! String }
-        #expect(stored.count == 40 && Set(stored) == Set(ids.values), "exactly one case per idempotency key")
-        let verify = try restarted.admin(["admin", "audit", "verify"])
-        #expect(verify.0 == 0 && verify.1.contains("intact"), "\(verify.1)")
-    }
-
     @Test func sighupReloadsTheCertificateWithoutDroppingConnections() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }

@@ -1,12 +1,16 @@
 public import Foundation
 public import RelayFormat
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Paths of the built binaries and the repository.
 public enum Build {
     public static let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     public static let daemon = products.appendingPathComponent("amane-relayd").path
     public static let cli = products.appendingPathComponent("amane").path
+    public static let bench = products.appendingPathComponent("amane-relay-bench").path
     public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     public static let seeds = repository.appendingPathComponent("seeds").path
 }
@@ -178,6 +182,26 @@ public final class Daemon: @unchecked Sendable {
 
     public func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
 
+    /// The daemon's resident memory now, from the kernel.
+    public var residentBytes: Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { return 0 }
+        return kib * 1024
+    }
+
+    /// The target arguments `amane-relay-bench load` and `replay` need to post as the demo gateway.
+    public var benchTarget: [String] {
+        ["--url", url, "--ca", ca, "--cert", gateway.certificate, "--key", gateway.key, "--seeds", Build.seeds]
+    }
+
+    /// Re-posts every request of a load journal with its idempotency key and body, as a gateway retries.
+    public func replay(journal: String) throws -> (status: Int32, summary: [String: Any]) {
+        let (status, output) = try Self.run(Build.bench, ["replay", "--from", journal] + benchTarget)
+        let summary = output.split(separator: "\n").last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any]
+        return (status, summary ?? ["output": output])
+    }
+
     /// Stops the process (SIGTERM by default) and returns its exit status.
     @discardableResult
     public func stop(_ signal: Int32 = SIGTERM) -> Int32 {
@@ -207,4 +231,71 @@ public enum Demo {
     }
 
     public static func key() -> String { "test-\(UUID().uuidString)" }
+}
+
+/// `amane-relay-bench load` against a daemon, in the background, journaling each request it sends, each
+/// acknowledgement and each failure.
+public final class LoadRun: @unchecked Sendable {
+    public let process = Process()
+    public let journal: String
+    private let output = OutputBuffer()
+
+    public init(against daemon: Daemon, connections: Int, seconds: Double, journal: String, extra: [String] = []) throws {
+        self.journal = journal
+        process.executableURL = URL(fileURLWithPath: Build.bench)
+        process.arguments = ["load", "--connections", String(connections), "--seconds", String(seconds), "--journal", journal]
+            + daemon.benchTarget + extra
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let output = self.output
+        pipe.fileHandleForReading.readabilityHandler = { output.append($0.availableData) }
+        try process.run()
+    }
+
+    public var entries: LoadJournal { LoadJournal(path: journal) }
+
+    /// Waits until the journal holds at least `count` acknowledgements.
+    public func waitForAcknowledgements(_ count: Int, seconds: Double = 60) async throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while entries.acknowledged.count < count {
+            guard ContinuousClock.now < deadline, process.isRunning else {
+                throw Daemon.DaemonFailure(description: "the load saw \(entries.acknowledged.count) acknowledgements, not \(count): \(output.value)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    public func kill(_ signal: Int32 = SIGKILL) {
+        if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
+        process.waitUntilExit()
+    }
+
+    /// Waits for the run to end by itself and returns its exit status and JSON summary.
+    public func finish() -> (status: Int32, summary: [String: Any]) {
+        process.waitUntilExit()
+        let last = output.value.split(separator: "\n").last.map(String.init) ?? ""
+        return (process.terminationStatus, (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [String: Any] ?? ["output": output.value])
+    }
+}
+
+/// What a load journal says: the keys sent, the id acknowledged for each key, the failures by kind.
+public struct LoadJournal: Sendable {
+    public var sent: Set<String> = []
+    public var acknowledged: [String: String] = [:]
+    public var failures: [String: Int] = [:]
+
+    public init(path: String) {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
+            guard fields.count == 3 else { continue }
+            switch fields[0] {
+            case "SENT": sent.insert(fields[1])
+            case "ACK": acknowledged[fields[1]] = fields[2]
+            case "FAIL": failures[fields[2], default: 0] += 1
+            default: continue
+            }
+        }
+    }
 }

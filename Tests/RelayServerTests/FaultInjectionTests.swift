@@ -1,0 +1,226 @@
+import Foundation
+import RelayStore
+import RelayTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Faults under real load: `amane-relay-bench load` posts over 64 mutual-TLS keep-alive connections and
+/// journals every request it sends, every acknowledgement and every failure; the journal is the truth the
+/// store is checked against.
+extension DaemonSuite {
+@Suite struct FaultInjectionTests {
+    static let unlimited = ["AMANE_LIMITS_REQUESTS_PER_MINUTE": "100000000"]
+
+    static func scratch(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+    }
+
+    static func storedIDs(_ daemon: Daemon) async throws -> Set<String> {
+        let db = try RelayDatabase(directory: daemon.directory)
+        defer { try? db.close() }
+        return try await db.disclosureIDs()
+    }
+
+    @Test func killedFiveTimesUnderLoadThenRetriedLosesAndDuplicatesNothing() async throws {
+        var daemon = try await Daemon(environment: Self.unlimited)
+        defer { daemon.stop(); daemon.removeData() }
+        let journal = Self.scratch("kill-journal")
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        var acknowledgedBefore = 0
+        for _ in 1...5 {
+            let load = try LoadRun(against: daemon, connections: 64, seconds: 60, journal: journal)
+            try await load.waitForAcknowledgements(acknowledgedBefore + 64)
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...300)))
+            daemon.stop(SIGKILL)
+            load.kill()
+            acknowledgedBefore = load.entries.acknowledged.count
+            daemon = try await daemon.restarted()
+        }
+        let entries = LoadJournal(path: journal)
+        let replay = try daemon.replay(journal: journal)
+        #expect(replay.status == 0, "every retry answered 201 with the id first acknowledged: \(replay.summary)")
+        #expect(replay.summary["changedIDs"] as? Int == 0)
+        daemon.stop()
+
+        let stored = try await Self.storedIDs(daemon)
+        let acknowledged = Set(entries.acknowledged.values)
+        #expect(acknowledged.count == entries.acknowledged.count, "no two keys were acknowledged with one id")
+        #expect(acknowledged.isSubset(of: stored), "\(acknowledged.subtracting(stored).count) acknowledged disclosures were lost")
+        #expect(stored.count == entries.sent.count, "one disclosure per idempotency key: \(stored.count) stored for \(entries.sent.count) keys")
+        let replayed = Set(replay.summary["ids"] as? [String] ?? [])
+        #expect(replayed == stored, "\(replayed.subtracting(stored).count) replayed ids not stored, \(stored.subtracting(replayed).count) stored ids not replayed")
+        #expect(entries.acknowledged.count >= 5 * 64)
+        let verify = try daemon.admin(["admin", "audit", "verify"])
+        #expect(verify.0 == 0 && verify.1.contains("intact"), "\(verify.1)")
+        print("fault kill -9 ×5 at 64 connections: \(entries.sent.count) keys sent, \(entries.acknowledged.count) acknowledged before the kills, "
+              + "\(stored.count) stored after the retries, \(acknowledged.subtracting(stored).count) lost")
+    }
+
+    @Test func sigtermUnderLoadStoresEveryAnsweredRequestAndRefusesTheRest() async throws {
+        let daemon = try await Daemon(environment: Self.unlimited)
+        defer { daemon.removeData() }
+        let journal = Self.scratch("sigterm-journal")
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let load = try LoadRun(against: daemon, connections: 64, seconds: 60, journal: journal, extra: ["--stop-after-errors", "64"])
+        try await load.waitForAcknowledgements(200)
+        daemon.signal(SIGTERM)
+        #expect(daemon.stop() == 0)
+        let run = load.finish()
+        #expect(run.status == 0, "\(run.summary)")
+
+        let entries = load.entries
+        let stored = try await Self.storedIDs(daemon)
+        #expect(Set(entries.acknowledged.values).isSubset(of: stored), "an answered request was lost")
+        let unexpected = entries.failures.filter { kind, _ in kind.hasPrefix("HTTP") && kind != "HTTP 503" }
+        #expect(unexpected.isEmpty, "only refusals (503) or no answer at all: \(entries.failures)")
+        #expect(!entries.failures.isEmpty, "the daemon stopped while requests were coming")
+        print("fault SIGTERM at 64 connections: \(entries.acknowledged.count) answered 201, all stored; failures \(entries.failures)")
+    }
+
+    /// The data directory on a 4 MiB tmpfs under 16 connections of load: once full, every answer is 503 and
+    /// nothing was stored for it; what was acknowledged stays; intake resumes when space returns.
+    @Test func aDiskFillingUnderLoadAnswers503LosesNothingAndRecovers() async throws {
+        let mountPoint = Self.scratch("amane-full-load")
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try Daemon.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint])
+        try #require(mounted.0 == 0, "mounting a tmpfs needs root: \(mounted.1)")
+        defer {
+            _ = try? Daemon.run("/bin/umount", ["-l", mountPoint])
+            try? FileManager.default.removeItem(atPath: mountPoint)
+        }
+        let daemon = try await Daemon(directory: mountPoint + "/data", environment: Self.unlimited)
+        defer { daemon.stop() }
+        let journal = Self.scratch("full-journal")
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+        let load = try LoadRun(against: daemon, connections: 16, seconds: 90, journal: journal, extra: ["--stop-after-errors", "50"])
+        let run = load.finish()
+        #expect(run.status == 0, "\(run.summary)")
+        let entries = load.entries
+        #expect(entries.failures.keys.sorted() == ["HTTP 503"], "a full disk answers 503 and nothing else: \(entries.failures)")
+        #expect(entries.acknowledged.count > 50)
+
+        #expect(try Daemon.run("/bin/mount", ["-o", "remount,size=64m", mountPoint]).0 == 0)
+        let after = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(after.status == 201, "intake resumes once space returns")
+        daemon.stop()
+        let stored = try await Self.storedIDs(daemon)
+        #expect(Set(entries.acknowledged.values).isSubset(of: stored), "every acknowledged disclosure survived")
+        #expect(stored.count == entries.acknowledged.count + 1, "nothing refused was stored")
+        print("fault full disk at 16 connections: \(entries.acknowledged.count) acknowledged and stored, failures \(entries.failures)")
+    }
+
+    /// 1,000 idle connections, half-open TLS handshakes, clients sending a byte a second, and a client that
+    /// pipelines requests and never reads: a well-behaved gateway is still served, and memory stays bounded.
+    @Test func abusiveClientsDoNotStarveAWellBehavedGateway() async throws {
+        // A soft limit of 1,024 open files, as systemd gives services: the daemon raises it itself.
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        var low = limit
+        low.rlim_cur = min(1024, limit.rlim_max)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &low)
+        let daemon: Daemon
+        do {
+            daemon = try await Daemon(environment: Self.unlimited.merging(["AMANE_LIMITS_REQUEST_BODY_SECONDS": "3"]) { $1 })
+        } catch {
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            throw error
+        }
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        defer { daemon.stop(); daemon.removeData() }
+        let limits = try String(contentsOfFile: "/proc/\(daemon.process.processIdentifier)/limits", encoding: .utf8)
+        let openFiles = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?.split(separator: " ", omittingEmptySubsequences: true)
+        #expect(openFiles.map { $0[3] == $0[4] } == true, "the daemon raised its soft open-file limit to the hard one: \(openFiles ?? [])")
+        let journal = Self.scratch("abuse-journal")
+        defer { try? FileManager.default.removeItem(atPath: journal) }
+
+        let quiet = try LoadRun(against: daemon, connections: 1, seconds: 3, journal: journal).finish()
+        let residentBefore = daemon.residentBytes
+        let abuse = Process()
+        abuse.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        abuse.arguments = ["python3", "-c", Self.abuseScript, String(daemon.port), daemon.ca, daemon.gateway.certificate, daemon.gateway.key]
+        let abuseOutput = Pipe()
+        abuse.standardOutput = abuseOutput
+        abuse.standardError = abuseOutput
+        try abuse.run()
+        try await Task.sleep(for: .seconds(3))
+        let busy = try LoadRun(against: daemon, connections: 1, seconds: 3, journal: journal).finish()
+        let residentDuring = daemon.residentBytes
+        let report = String(decoding: abuseOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        abuse.waitUntilExit()
+
+        let abuseFigures = (try? JSONSerialization.jsonObject(with: Data((report.split(separator: "\n").last ?? "").utf8))) as? [String: Any] ?? [:]
+        #expect(abuseFigures["idleConnections"] as? Int == 1000, "\(report)")
+        #expect(abuseFigures["idleStillOpen"] as? Int == 1000, "idle connections stay within the idle timeout: \(report)")
+        #expect(abuseFigures["halfOpenHandshakes"] as? Int == 50, "\(report)")
+        #expect((abuseFigures["pipelinedSent"] as? Int ?? 0) > 0, "\(report)")
+        let slowClosed = abuseFigures["slowClosedAfterSeconds"] as? [Double] ?? []
+        // 3 s to the request deadline, then up to 5 s for the TLS close_notify the client never answers.
+        #expect(slowClosed.count == 5 && slowClosed.allSatisfy { $0 < 15 }, "a byte-a-second body is cut off by the request deadline: \(report)")
+
+        let quietP99 = quiet.summary["p99Milliseconds"] as? Double ?? .infinity
+        let busyP99 = busy.summary["p99Milliseconds"] as? Double ?? .infinity
+        #expect((busy.summary["errors"] as? [String: Int])?.isEmpty == true, "\(busy.summary)")
+        #expect((busy.summary["acknowledged"] as? Int ?? 0) > 30, "\(busy.summary)")
+        #expect(busyP99 < max(25, 3 * quietP99), "p99 \(busyP99) ms under abuse, \(quietP99) ms before")
+        #expect(residentDuring - residentBefore < 96 * 1_048_576,
+                "resident memory grew by \((residentDuring - residentBefore) / 1_048_576) MiB under abuse")
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
+        print("fault abuse: p99 \(busyP99) ms under abuse vs \(quietP99) ms before; resident +\((residentDuring - residentBefore) / 1_048_576) MiB; \(report)")
+    }
+
+    static let abuseScript = """
+        import json, socket, ssl, sys, threading, time
+        port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+        def tls():
+            context = ssl.create_default_context(cafile=ca)
+            context.load_cert_chain(cert, key)
+            return context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(1000)]
+        half_open = []
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]))  # a ClientHello cut short
+            half_open.append(s)
+        closed_after = []
+        def slow():
+            s = tls()
+            s.sendall(b"POST /v1/disclosures HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\n"
+                      b"Idempotency-Key: slowloris-0123456789abcdef0123456789\\r\\nContent-Length: 1000\\r\\n\\r\\n")
+            start = time.time()
+            try:
+                while time.time() - start < 30:
+                    s.sendall(b" ")
+                    time.sleep(1)
+            except OSError:
+                pass
+            closed_after.append(round(time.time() - start, 1))
+        slow_threads = [threading.Thread(target=slow) for _ in range(5)]
+        for t in slow_threads: t.start()
+        greedy = tls()
+        greedy.setblocking(False)
+        request = b"GET /v1/openapi.yaml HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n"
+        sent = 0
+        deadline = time.time() + 2
+        while time.time() < deadline:
+            try:
+                sent += greedy.send(request * 20)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                time.sleep(0.05)
+        time.sleep(4)
+        still_open = 0
+        for s in idle:
+            s.setblocking(False)
+            try:
+                still_open += 0 if s.recv(1) == b"" else 1
+            except BlockingIOError:
+                still_open += 1
+            except OSError:
+                pass
+        for t in slow_threads: t.join()
+        print(json.dumps({"idleConnections": len(idle), "idleStillOpen": still_open, "halfOpenHandshakes": len(half_open),
+                          "pipelinedSent": sent, "slowClosedAfterSeconds": sorted(closed_after)}))
+        """
+}
+}
