@@ -7,8 +7,9 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DATADIR ?= $(PREFIX)/share
 RELEASE_BIN = .build/release
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test unit-tests deploy-tests run bench tls-audit install uninstall clean
+.PHONY: all deps build test unit-tests deploy-tests run bench tls-audit fuzz install uninstall clean
 
 all: build
 
@@ -53,6 +54,10 @@ bench: deps
 tls-audit: deps
 	$(SWIFT) build --product amane-relayd
 	Tests/Deploy/tls-audit.sh
+
+# libFuzzer with AddressSanitizer on the four parsers; FUZZ_SECONDS per target (default 60).
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Tests/Fuzz/run.sh
 
 install: deps
 	$(SWIFT) build -c release --product amane-relayd
