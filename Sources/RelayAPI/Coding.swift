@@ -47,6 +47,12 @@ public enum StrictJSON {
     }
 
     public static func decode<T: Codable>(_ type: T.Type, from data: Data) throws(DecodingFailure) -> T {
+        try decodeCanonical(type, from: data).value
+    }
+
+    /// Decodes as `decode` does, and also returns the value re-encoded with sorted keys: the same content
+    /// gives the same bytes however the sender laid its JSON out.
+    public static func decodeCanonical<T: Codable>(_ type: T.Type, from data: Data) throws(DecodingFailure) -> (value: T, canonical: Data) {
         let original: Any
         do {
             original = try JSONSerialization.jsonObject(with: data, options: [])
@@ -68,16 +74,20 @@ public enum StrictJSON {
         } catch {
             throw DecodingFailure(description: "the body does not match the expected shape")
         }
+        let canonical: Data
         let reencoded: Any
         do {
-            reencoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(value), options: [])
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            canonical = try encoder.encode(value)
+            reencoded = try JSONSerialization.jsonObject(with: canonical, options: [])
         } catch {
             throw DecodingFailure(description: "the body does not match the expected shape")
         }
         if let unknown = firstUnknownField(original, known: reencoded, prefix: "") {
             throw DecodingFailure(description: "unknown field '\(unknown)'")
         }
-        return value
+        return (value, canonical)
     }
 
     private static func path(_ keys: [any CodingKey]) -> String {

@@ -170,7 +170,7 @@ enum IntakeBench {
         let db = try RelayDatabase(directory: directory)
         let writer = Task { await db.runWriter() }
         guard let gateway = try await db.principals().first(where: { $0.role == .gateway }),
-              let epoch = try await db.currentEpoch(queue: .national) else { throw BenchFailure("the dev relay made no gateway or epoch") }
+              let epoch = try db.currentEpoch(queue: .national) else { throw BenchFailure("the dev relay made no gateway or epoch") }
         let key = try SealingPublicKey(text: epoch.publicKey)
         let payload = [UInt8](repeating: 0x61, count: 2048 - 144)
         let urgencies: [Urgency] = [.immediate, .high, .normal, .low]

@@ -10,7 +10,7 @@ enum StoreWriter {
         let db = try RelayDatabase(directory: directory)
         let writer = Task { await db.runWriter() }
         guard let gateway = try await db.principal(named: PrincipalName(rawValue: "crash-gateway")!),
-              let epoch = try await db.currentEpoch(queue: .national) else {
+              let epoch = try db.currentEpoch(queue: .national) else {
             throw StoreError(.notFound, "prepare the database with a gateway named crash-gateway and an epoch first")
         }
         let key = try SealingPublicKey(text: epoch.publicKey)

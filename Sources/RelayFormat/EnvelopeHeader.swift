@@ -25,14 +25,22 @@ public enum ObjectKind: UInt8, Sendable, CaseIterable, Codable {
     }
 }
 
-/// The header of a sealed envelope, format v1. See the Envelope article for the layout.
+/// How the content key is sealed; the header's version byte. See the Envelope article.
+public enum KeySealing: UInt8, Sendable, CaseIterable {
+    /// Version 1: one HPKE single-shot seal per object.
+    case singleShot = 1
+    /// Version 2: a key derived from a shared HPKE context's exporter, bound to the object's fixed part.
+    case sharedContext = 2
+}
+
+/// The header of a sealed envelope, format v1 or v2. See the Envelope article for the layout.
 public struct EnvelopeHeader: Sendable, Equatable {
     public static let magic: [UInt8] = Array("AMNE".utf8)
-    public static let version: UInt8 = 1
     /// Magic, version, kind, suite (3 × u16), key id and object id.
     static let fixedLength = 4 + 1 + 1 + 6 + 16 + 16
     static let sealedContentKeyLength = 32 + 16
 
+    public let keySealing: KeySealing
     public let suite: SealingSuite
     public let kind: ObjectKind
     /// The id of the key the content key is sealed to: the epoch id, or a gateway's key id.
@@ -41,7 +49,9 @@ public struct EnvelopeHeader: Sendable, Equatable {
     let encapsulatedKey: [UInt8]
     let sealedContentKey: [UInt8]
 
-    init(suite: SealingSuite, kind: ObjectKind, keyID: KeyID, objectID: UUID, encapsulatedKey: [UInt8], sealedContentKey: [UInt8]) {
+    init(keySealing: KeySealing, suite: SealingSuite, kind: ObjectKind, keyID: KeyID, objectID: UUID,
+         encapsulatedKey: [UInt8], sealedContentKey: [UInt8]) {
+        self.keySealing = keySealing
         self.suite = suite
         self.kind = kind
         self.keyID = keyID
@@ -57,10 +67,10 @@ public struct EnvelopeHeader: Sendable, Equatable {
 
     public var encodedLength: Int { Self.length(of: suite) }
 
-    /// The fixed part, which HPKE authenticates when it seals the content key.
-    static func fixedPart(suite: SealingSuite, kind: ObjectKind, keyID: KeyID, objectID: UUID) -> [UInt8] {
+    /// The fixed part, which the content key's seal authenticates.
+    static func fixedPart(keySealing: KeySealing, suite: SealingSuite, kind: ObjectKind, keyID: KeyID, objectID: UUID) -> [UInt8] {
         var out = magic
-        out.append(version)
+        out.append(keySealing.rawValue)
         out.append(kind.rawValue)
         let ids = suite.identifiers
         out.appendBigEndian(ids.kem)
@@ -71,7 +81,7 @@ public struct EnvelopeHeader: Sendable, Equatable {
         return out
     }
 
-    var fixedPart: [UInt8] { Self.fixedPart(suite: suite, kind: kind, keyID: keyID, objectID: objectID) }
+    var fixedPart: [UInt8] { Self.fixedPart(keySealing: keySealing, suite: suite, kind: kind, keyID: keyID, objectID: objectID) }
 
     public func encoded() -> [UInt8] {
         var out = fixedPart
@@ -90,7 +100,7 @@ public struct EnvelopeHeader: Sendable, Equatable {
         guard let magic = reader.read(4) else { return nil }
         guard Array(magic) == Self.magic else { throw FormatError(.malformed, "not an Amane envelope") }
         guard let version = reader.readByte() else { return nil }
-        guard version == Self.version else { throw FormatError(.unsupportedVersion, "version \(version)") }
+        guard let keySealing = KeySealing(rawValue: version) else { throw FormatError(.unsupportedVersion, "version \(version)") }
         guard let kindByte = reader.readByte(), let kem = reader.readUInt16(), let kdf = reader.readUInt16(),
               let aead = reader.readUInt16() else { return nil }
         guard let suite = SealingSuite(kem: kem, kdf: kdf, aead: aead) else { throw FormatError(.unsupportedSuite) }
@@ -101,7 +111,7 @@ public struct EnvelopeHeader: Sendable, Equatable {
         guard let enc = reader.read(Int(encLength)), let sealedLength = reader.readUInt16() else { return nil }
         guard Int(sealedLength) == sealedContentKeyLength else { throw FormatError(.malformed, "bad sealed key length") }
         guard let sealed = reader.read(Int(sealedLength)) else { return nil }
-        return EnvelopeHeader(suite: suite, kind: kind, keyID: UUID(bytes: keyID), objectID: UUID(bytes: objectID),
+        return EnvelopeHeader(keySealing: keySealing, suite: suite, kind: kind, keyID: UUID(bytes: keyID), objectID: UUID(bytes: objectID),
                               encapsulatedKey: Array(enc), sealedContentKey: Array(sealed))
     }
 

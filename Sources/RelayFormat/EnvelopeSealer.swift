@@ -2,6 +2,62 @@ public import Foundation
 import Crypto
 
 let contentKeyInfo = Array("amane-relay/v1 content key".utf8)
+let sharedContextInfo = Array("amane-relay/v2 shared context".utf8)
+let wrapKeyLabel = Array("amane-relay/v2 content key wrap".utf8)
+
+/// One HPKE sender context whose exporter seals the content keys of many objects, so that a burst of
+/// objects to the same key costs one key encapsulation instead of one each. Every object still has its
+/// own random content key, wrapped under a key exported for that object's fixed header part (its
+/// version, kind, suite, key id and object id). Whoever holds a context can open every object sealed with
+/// it: keep one only for a short window, then drop it.
+public struct SharedSealingContext: Sendable {
+    public let recipientID: KeyID
+    let suite: SealingSuite
+    let sender: HPKE.Sender
+
+    public init(to recipient: SealingPublicKey) throws(FormatError) {
+        do { sender = try recipient.makeSender(info: sharedContextInfo) } catch { throw FormatError(.malformed, "recipient key rejected") }
+        recipientID = recipient.id
+        suite = recipient.suite
+    }
+
+    var encapsulatedKey: [UInt8] { Array(sender.encapsulatedKey) }
+}
+
+/// Wraps and unwraps a content key under a key exported from a shared HPKE context. The wrapping key is
+/// unique to one object's fixed part, so a fixed nonce never repeats under one key.
+enum ContentKeyWrap {
+    static func wrappingKey(exporter: (_ context: [UInt8]) throws -> SymmetricKey, fixed: [UInt8]) throws -> SymmetricKey {
+        try exporter(wrapKeyLabel + fixed)
+    }
+
+    static func seal(_ contentKey: SymmetricKey, under key: SymmetricKey, suite: SealingSuite, fixed: [UInt8]) throws -> [UInt8] {
+        try contentKey.withUnsafeBytes { raw in
+            switch suite {
+            case .xwingAESGCM:
+                let box = try AES.GCM.seal(raw, using: key, nonce: try AES.GCM.Nonce(data: zeroNonce), authenticating: fixed)
+                return Array(box.ciphertext) + Array(box.tag)
+            case .x25519ChaChaPoly:
+                let box = try ChaChaPoly.seal(raw, using: key, nonce: try ChaChaPoly.Nonce(data: zeroNonce), authenticating: fixed)
+                return Array(box.ciphertext) + Array(box.tag)
+            }
+        }
+    }
+
+    static func open(_ sealed: [UInt8], under key: SymmetricKey, suite: SealingSuite, fixed: [UInt8]) throws -> SymmetricKey {
+        let ciphertext = sealed.dropLast(16), tag = sealed.suffix(16)
+        switch suite {
+        case .xwingAESGCM:
+            let box = try AES.GCM.SealedBox(nonce: try AES.GCM.Nonce(data: zeroNonce), ciphertext: ciphertext, tag: tag)
+            return SymmetricKey(data: try AES.GCM.open(box, using: key, authenticating: fixed))
+        case .x25519ChaChaPoly:
+            let box = try ChaChaPoly.SealedBox(nonce: try ChaChaPoly.Nonce(data: zeroNonce), ciphertext: ciphertext, tag: tag)
+            return SymmetricKey(data: try ChaChaPoly.open(box, using: key, authenticating: fixed))
+        }
+    }
+
+    private static let zeroNonce = [UInt8](repeating: 0, count: 12)
+}
 
 /// Seals a payload of any length in constant memory: feed plaintext with `update`, then call `finish`.
 /// Write `header` first, then every returned piece, in order.
@@ -17,7 +73,7 @@ public struct EnvelopeSealer: Sendable {
     public init(to recipient: SealingPublicKey, kind: ObjectKind, objectID: UUID) throws(FormatError) {
         let suite = recipient.suite
         let contentKey = SymmetricKey(size: .bits256)
-        let fixed = EnvelopeHeader.fixedPart(suite: suite, kind: kind, keyID: recipient.id, objectID: objectID)
+        let fixed = EnvelopeHeader.fixedPart(keySealing: .singleShot, suite: suite, kind: kind, keyID: recipient.id, objectID: objectID)
         let encapsulated: [UInt8]
         let sealedKey: [UInt8]
         do {
@@ -27,10 +83,30 @@ public struct EnvelopeSealer: Sendable {
         } catch {
             throw FormatError(.malformed, "recipient key rejected")
         }
-        let header = EnvelopeHeader(suite: suite, kind: kind, keyID: recipient.id, objectID: objectID,
-                                    encapsulatedKey: encapsulated, sealedContentKey: sealedKey)
+        self.init(header: EnvelopeHeader(keySealing: .singleShot, suite: suite, kind: kind, keyID: recipient.id, objectID: objectID,
+                                         encapsulatedKey: encapsulated, sealedContentKey: sealedKey), contentKey: contentKey)
+    }
+
+    /// Seals with a shared context (format v2): no key encapsulation of its own.
+    public init(using context: SharedSealingContext, kind: ObjectKind, objectID: UUID) throws(FormatError) {
+        let contentKey = SymmetricKey(size: .bits256)
+        let fixed = EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: context.suite, kind: kind,
+                                             keyID: context.recipientID, objectID: objectID)
+        let sealedKey: [UInt8]
+        do {
+            let wrapping = try ContentKeyWrap.wrappingKey(exporter: { try context.sender.exportSecret(context: $0, outputByteCount: 32) }, fixed: fixed)
+            sealedKey = try ContentKeyWrap.seal(contentKey, under: wrapping, suite: context.suite, fixed: fixed)
+        } catch {
+            throw FormatError(.malformed, "shared context rejected")
+        }
+        self.init(header: EnvelopeHeader(keySealing: .sharedContext, suite: context.suite, kind: kind, keyID: context.recipientID,
+                                         objectID: objectID, encapsulatedKey: context.encapsulatedKey, sealedContentKey: sealedKey),
+                  contentKey: contentKey)
+    }
+
+    private init(header: EnvelopeHeader, contentKey: SymmetricKey) {
         self.header = header.encoded()
-        self.stream = PayloadStream(key: contentKey, suite: suite, header: self.header)
+        self.stream = PayloadStream(key: contentKey, suite: header.suite, header: self.header)
         pending.reserveCapacity(PayloadStream.chunkSize)
     }
 
@@ -118,8 +194,16 @@ public struct EnvelopeOpener: Sendable {
               parsed.keyID == key.id, parsed.suite == key.suite else { throw FormatError.openFailed }
         let contentKey: SymmetricKey
         do {
-            var recipient = try key.makeRecipient(info: contentKeyInfo, encapsulatedKey: parsed.encapsulatedKey)
-            contentKey = SymmetricKey(data: try recipient.open(parsed.sealedContentKey, authenticating: parsed.fixedPart))
+            switch parsed.keySealing {
+            case .singleShot:
+                var recipient = try key.makeRecipient(info: contentKeyInfo, encapsulatedKey: parsed.encapsulatedKey)
+                contentKey = SymmetricKey(data: try recipient.open(parsed.sealedContentKey, authenticating: parsed.fixedPart))
+            case .sharedContext:
+                let recipient = try key.makeRecipient(info: sharedContextInfo, encapsulatedKey: parsed.encapsulatedKey)
+                let wrapping = try ContentKeyWrap.wrappingKey(exporter: { try recipient.exportSecret(context: $0, outputByteCount: 32) },
+                                                              fixed: parsed.fixedPart)
+                contentKey = try ContentKeyWrap.open(parsed.sealedContentKey, under: wrapping, suite: parsed.suite, fixed: parsed.fixedPart)
+            }
         } catch {
             throw FormatError.openFailed
         }
@@ -135,6 +219,16 @@ public enum Envelope {
     public static func seal(_ plaintext: some Collection<UInt8>, to recipient: SealingPublicKey,
                             kind: ObjectKind, objectID: UUID) throws(FormatError) -> [UInt8] {
         var sealer = try EnvelopeSealer(to: recipient, kind: kind, objectID: objectID)
+        var out = sealer.header
+        out += try sealer.update(plaintext)
+        out += try sealer.finish()
+        return out
+    }
+
+    /// Seals with a shared context (format v2); see `SharedSealingContext`.
+    public static func seal(_ plaintext: some Collection<UInt8>, using context: SharedSealingContext,
+                            kind: ObjectKind, objectID: UUID) throws(FormatError) -> [UInt8] {
+        var sealer = try EnvelopeSealer(using: context, kind: kind, objectID: objectID)
         var out = sealer.header
         out += try sealer.update(plaintext)
         out += try sealer.finish()

@@ -22,7 +22,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
               let spki = try? certificate.extractPublicKey().toSPKIBytes() else {
             throw APIError(.forbidden, "a client certificate is required")
         }
-        guard let principal = try await db.principal(spkiFingerprint: SPKIFingerprint.of(spki: spki)) else {
+        guard let principal = try db.principal(spkiFingerprint: SPKIFingerprint.of(spki: spki)) else {
             throw APIError(.forbidden, "this certificate is not enrolled")
         }
         guard principal.isActive else { throw APIError(.forbidden, "\(principal.name) has been revoked") }

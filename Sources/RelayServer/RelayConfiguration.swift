@@ -57,6 +57,8 @@ public struct RelayConfiguration: Sendable {
     public var policy: TriagePolicy
     public var seedsDirectory: String
     public var slaNotifyCommand: String?
+    /// How long one shared HPKE context seals plaintext intake (envelope v2); zero seals each object alone (v1).
+    public var sharedContextMilliseconds: Int
 
     /// A configuration problem, naming the offending key.
     public struct Invalid: Error, CustomStringConvertible {
@@ -138,6 +140,11 @@ public struct RelayConfiguration: Sendable {
                               closedRetentionDays: try positive("retention.closedDays", 180))
         self.seedsDirectory = seedsDirectory
         slaNotifyCommand = config.string(forKey: "sla.notifyCommand")
+        sharedContextMilliseconds = config.int(forKey: "sealing.sharedContextMilliseconds")
+            ?? config.string(forKey: "sealing.sharedContextMilliseconds").flatMap(Int.init) ?? 250
+        guard (0...1000).contains(sharedContextMilliseconds) else {
+            throw Invalid(key: "sealing.sharedContextMilliseconds", reason: "must be 0 to 1000 milliseconds")
+        }
     }
 
     /// `seeds/` in the working directory (development), else the installed share directory.

@@ -113,6 +113,12 @@ struct ProblemMiddleware: RouterMiddleware {
 extension Request {
     /// Reads a JSON body: checks the media type (415), the size (413) and the shape (400, naming the field).
     func decodeJSON<T: Codable>(_ type: T.Type, limit: Int) async throws -> (T, [UInt8]) {
+        let (value, body, _) = try await decodeCanonicalJSON(type, limit: limit)
+        return (value, body)
+    }
+
+    /// As `decodeJSON`, with the value re-encoded with sorted keys as well.
+    func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int) async throws -> (T, [UInt8], Data) {
         let contentType = headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         guard contentType == MediaType.json else {
             throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json)")
@@ -120,7 +126,8 @@ extension Request {
         let buffer = try await body.collect(upTo: limit)
         let bytes = Array(buffer.readableBytesView)
         do {
-            return (try StrictJSON.decode(T.self, from: Data(bytes)), bytes)
+            let (value, canonical) = try StrictJSON.decodeCanonical(T.self, from: Data(bytes))
+            return (value, bytes, canonical)
         } catch {
             throw APIError(.badRequest, error.description)
         }

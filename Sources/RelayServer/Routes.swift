@@ -6,7 +6,6 @@ import RelayCore
 import RelayFormat
 import RelayStore
 import Prometheus
-import Synchronization
 
 /// The API v1 handlers. Each route is registered with the roles the authorization table gives it.
 struct RelayRoutes: Sendable {
@@ -14,7 +13,7 @@ struct RelayRoutes: Sendable {
     let limits: RelayConfiguration.Limits
     let receiptMisses: RateLimiter
     let metrics: RelayMetrics
-    let sealingKeys = SealingKeyCache()
+    let sealer: IntakeSealer
 
     typealias Handler = @Sendable (Request, RelayRequestContext) async throws -> Response
 
@@ -66,15 +65,13 @@ struct RelayRoutes: Sendable {
         guard let key = request.headers[HTTPField.Name(HeaderName.idempotencyKey)!], Self.isValidIdempotencyKey(key) else {
             throw APIError(.badRequest, "send an Idempotency-Key header of 32 to 128 visible ASCII characters, random and new for each disclosure (a UUIDv4 will do)")
         }
-        let (submission, body) = try await request.decodeJSON(DisclosureSubmission.self, limit: envelopeBodyLimit)
+        let (submission, body, canonical) = try await request.decodeCanonicalJSON(DisclosureSubmission.self, limit: envelopeBodyLimit)
         let labels = try Self.labels(submission, gateway: gateway)
         let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: nil,
                                                     kind: .disclosure, queue: labels.queue, bodySize: body.count)
         // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
         // idempotency key, so the stored value cannot be tested against a guessed narrative.
-        let canonical = JSONEncoder()
-        canonical.outputFormatting = [.sortedKeys]
-        let requestTag = KeyedBox.tag(try canonical.encode(submission), secret: Array(key.utf8), context: Array(gateway.id.utf8))
+        let requestTag = KeyedBox.tag(canonical, secret: Array(key.utf8), context: Array(gateway.id.utf8))
         var request = IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope, idempotencyKey: key, requestHash: requestTag)
         let result: IntakeResult
         do {
@@ -121,7 +118,7 @@ struct RelayRoutes: Sendable {
     @Sendable func sealingKey(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let queue = try Self.queue(context.parameters.require("queue"))
         guard try context.caller.queue == queue else { throw APIError(.notFound, "no queue \(queue) for this gateway") }
-        guard let epoch = try await db.currentEpoch(queue: queue) else {
+        guard let epoch = try db.currentEpoch(queue: queue) else {
             throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet; a responder runs `amane rotate`")
         }
         let fingerprint = (try? SealingPublicKey(text: epoch.publicKey))?.fingerprint ?? ""
@@ -141,13 +138,13 @@ struct RelayRoutes: Sendable {
             guard size >= 1, size <= limits.narrativeMaxBytes else {
                 throw APIError(.badRequest, "field 'content.narrative' must hold 1 to \(limits.narrativeMaxBytes) bytes")
             }
-            guard let epoch = try await db.currentEpoch(queue: queue), let key = sealingKeys.key(epoch.publicKey) else {
+            guard let epoch = try db.currentEpoch(queue: queue), let key = sealer.key(epoch.publicKey) else {
                 throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet")
             }
             let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            return (id, try Envelope.seal(try encoder.encode(content), to: key, kind: kind, objectID: id))
+            return (id, try sealer.seal(try encoder.encode(content), to: key, kind: kind, objectID: id))
         case (nil, let sealed?):
             guard let envelope = Base64.decode(sealed) else { throw APIError(.badRequest, "field 'sealed' is not base64") }
             guard envelope.count <= limits.maxEnvelopeBytes else { throw APIError(.contentTooLarge, "a sealed envelope may hold \(limits.maxEnvelopeBytes) bytes") }
@@ -368,17 +365,3 @@ struct RelayRoutes: Sendable {
     }
 }
 
-/// Parsed epoch public keys by their text, so that intake does not parse the same key for every request.
-final class SealingKeyCache: Sendable {
-    private let keys = Mutex<[String: SealingPublicKey]>([:])
-
-    func key(_ text: String) -> SealingPublicKey? {
-        if let key = keys.withLock({ $0[text] }) { return key }
-        guard let key = try? SealingPublicKey(text: text) else { return nil }
-        keys.withLock { keys in
-            if keys.count >= 64 { keys.removeAll() }
-            keys[text] = key
-        }
-        return key
-    }
-}

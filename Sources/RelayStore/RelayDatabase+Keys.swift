@@ -88,10 +88,12 @@ extension RelayDatabase {
         try await pool.read { db in try PrincipalRecord.order(PrincipalRecord.Columns.name).fetchAll(db).compactMap(\.principal) }
     }
 
-    /// The principal a client certificate maps to, revoked or not.
-    public func principal(spkiFingerprint: String) async throws -> Principal? {
-        try await pool.read { db in
-            try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == spkiFingerprint).fetchOne(db)?.principal
+    /// The principal a client certificate maps to, revoked or not. Every request asks, so this one indexed
+    /// lookup reads on the calling thread instead of hopping to a reader queue and back.
+    public func principal(spkiFingerprint: String) throws -> Principal? {
+        try pool.read { db in
+            let statement = try db.cachedStatement(sql: "SELECT * FROM principal WHERE spkiFingerprint = ?")
+            return try PrincipalRecord.fetchOne(statement, arguments: [spkiFingerprint])?.principal
         }
     }
 
@@ -99,9 +101,17 @@ extension RelayDatabase {
         try await pool.read { db in try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db)?.principal }
     }
 
-    /// The queue's current epoch, if it has one.
-    public func currentEpoch(queue: QueueName) async throws -> EpochInfo? {
-        try await pool.read { db in try Self.epochs(db, queue: queue).first(where: \.isCurrent) }
+    /// The queue's current epoch, if it has one. Read on the calling thread, as intake asks for every disclosure.
+    public func currentEpoch(queue: QueueName) throws -> EpochInfo? {
+        try pool.read { db in
+            let statement = try db.cachedStatement(sql: """
+                SELECT epoch.* FROM epoch JOIN queue ON queue.currentEpochID = epoch.id WHERE queue.name = ?
+                """)
+            return try Row.fetchOne(statement, arguments: [queue.rawValue]).map { row in
+                EpochInfo(id: row["id"], queue: row["queue"], publicKey: row["publicKey"], createdBy: row["createdBy"],
+                          createdAt: row["createdAt"], isCurrent: true)
+            }
+        }
     }
 
     public func epochs(queue: QueueName) async throws -> [EpochInfo] {

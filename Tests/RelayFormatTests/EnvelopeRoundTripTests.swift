@@ -72,6 +72,49 @@ import Testing
         #expect(opened == 0)
     }
 
+    @Test(arguments: SealingSuite.allCases)
+    func aSharedContextSealsManyObjectsThatEachOpenAlone(suite: SealingSuite) throws {
+        let key = SealingPrivateKey.generate(suite: suite)
+        let context = try SharedSealingContext(to: key.publicKey)
+        let objects = (0..<3).map { index in (UUID(), Array("disclosure \(index) / بلاغ".utf8)) }
+        let envelopes = try objects.map { try Envelope.seal($0.1, using: context, kind: .disclosure, objectID: $0.0) }
+
+        let headers = try envelopes.map(EnvelopeHeader.inspect)
+        #expect(headers.allSatisfy { $0.keySealing == .sharedContext && $0.keyID == key.id && $0.suite == suite })
+        for ((id, payload), envelope) in zip(objects, envelopes) {
+            #expect(try Envelope.open(envelope, with: key, kind: .disclosure, objectID: id) == payload)
+        }
+        let sealedKeyRange = headers[0].encodedLength - 48 ..< headers[0].encodedLength
+        let encapsulatedKey = 44 + 2 ..< sealedKeyRange.lowerBound - 2
+        #expect(envelopes.allSatisfy { Array($0[encapsulatedKey]) == Array(envelopes[0][encapsulatedKey]) }, "one encapsulation for all")
+
+        var swapped = envelopes[1]
+        swapped.replaceSubrange(sealedKeyRange, with: envelopes[0][sealedKeyRange])
+        #expect(throws: FormatError(.openFailed)) { try Envelope.open(swapped, with: key, kind: .disclosure, objectID: objects[1].0) }
+        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelopes[0], with: key, kind: .disclosure, objectID: objects[1].0) }
+        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelopes[0], with: key, kind: .note, objectID: objects[0].0) }
+        var relabelled = envelopes[0]
+        relabelled[4] = KeySealing.singleShot.rawValue
+        #expect(throws: FormatError(.openFailed)) { try Envelope.open(relabelled, with: key, kind: .disclosure, objectID: objects[0].0) }
+        let other = SealingPrivateKey.generate(suite: suite)
+        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelopes[0], with: other, kind: .disclosure, objectID: objects[0].0) }
+    }
+
+    @Test(arguments: SealingSuite.allCases)
+    func everySingleBitFlipOfASharedContextEnvelopeFailsToOpen(suite: SealingSuite) throws {
+        let key = SealingPrivateKey.generate(suite: suite)
+        let id = UUID()
+        let envelope = try Envelope.seal(Array("a short disclosure".utf8), using: try SharedSealingContext(to: key.publicKey),
+                                         kind: .disclosure, objectID: id)
+        var opened = 0
+        for bit in 0..<(envelope.count * 8) {
+            var flipped = envelope
+            flipped[bit / 8] ^= 1 << UInt8(bit % 8)
+            if (try? Envelope.open(flipped, with: key, kind: .disclosure, objectID: id)) != nil { opened += 1 }
+        }
+        #expect(opened == 0)
+    }
+
     @Test func movingAnObjectToAnotherCaseOrKindFails() throws {
         let key = SealingPrivateKey.generate()
         let id = UUID()

@@ -108,6 +108,12 @@ enum VectorGenerator {
         let smallXWing = try Envelope.seal(small, to: xwing.publicKey, kind: .disclosure, objectID: object)
         let smallX25519 = try Envelope.seal(small, to: x25519.publicKey, kind: .disclosure, objectID: object)
         let largeX25519 = try Envelope.seal(large, to: x25519.publicKey, kind: .disclosure, objectID: object)
+        let sharedXWing = try SharedSealingContext(to: xwing.publicKey)
+        let sharedX25519 = try SharedSealingContext(to: x25519.publicKey)
+        let secondObject = UUID(uuidString: "01937f5e-3c2a-7b1d-9e4f-a1b2c3d4e5f7")!
+        let sharedSmallXWing = try Envelope.seal(small, using: sharedXWing, kind: .disclosure, objectID: object)
+        let sharedSmallX25519 = try Envelope.seal(small, using: sharedX25519, kind: .disclosure, objectID: object)
+        let sharedSecondX25519 = try Envelope.seal(small, using: sharedX25519, kind: .disclosure, objectID: secondObject)
         let headerLength = try EnvelopeHeader.inspect(smallX25519).encodedLength
         let chunk = 65536 + 16
 
@@ -147,7 +153,14 @@ enum VectorGenerator {
             vector("wrong_epoch", .openFailure, sealedToOtherEpoch),
             vector("trailing_bytes", .openFailure, smallX25519 + [0]),
             vector("oversized_length", .malformed, replacing(smallX25519, at: 44, with: [0xff, 0xff])),
-            vector("unknown_version", .unsupportedVersion, replacing(smallX25519, at: 4, with: [2])),
+            vector("unknown_version", .unsupportedVersion, replacing(smallX25519, at: 4, with: [3])),
+            vector("success_shared_context_xwing_aes_gcm", .success, sharedSmallXWing, key: xwing),
+            vector("success_shared_context_x25519_chachapoly", .success, sharedSmallX25519),
+            vector("shared_context_wrapped_key_of_another_object", .openFailure,
+                   replacing(sharedSecondX25519, at: headerLength - 48, with: Array(sharedSmallX25519[headerLength - 48 ..< headerLength])),
+                   object: secondObject),
+            vector("shared_context_relabelled_single_shot", .openFailure, replacing(sharedSmallX25519, at: 4, with: [1])),
+            vector("single_shot_relabelled_shared_context", .openFailure, replacing(smallX25519, at: 4, with: [2])),
             vector("unknown_suite", .unsupportedSuite, replacing(smallX25519, at: 10, with: [0x00, 0x01])),
             vector("unknown_kind", .malformed, replacing(smallX25519, at: 5, with: [0x09])),
             vector("bad_magic", .malformed, replacing(smallX25519, at: 0, with: Array("AGE!".utf8))),

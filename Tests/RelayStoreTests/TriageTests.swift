@@ -138,14 +138,14 @@ import Testing
         }
         let names = try await fixture.db.principals().map(\.name.rawValue)
         #expect(names == ["helpline-rabat", "kiosk-casa", "resp-amina", "resp-youssef", "sup-khadija"])
-        #expect(try await fixture.db.principal(spkiFingerprint: fixture.gateway.spkiFingerprint)?.name == fixture.gateway.name)
+        #expect(try fixture.db.principal(spkiFingerprint: fixture.gateway.spkiFingerprint)?.name == fixture.gateway.name)
     }
 
     @Test func rotationMakesTheNewEpochCurrentAndGrantsAreChecked() async throws {
         let fixture = try await StoreFixture()
-        let first = try await fixture.db.currentEpoch(queue: .national)!
+        let first = try fixture.db.currentEpoch(queue: .national)!
         try await fixture.rotate(by: fixture.colleague)
-        let second = try await fixture.db.currentEpoch(queue: .national)!
+        let second = try fixture.db.currentEpoch(queue: .national)!
         #expect(first.id != second.id && second.id == fixture.epochKey.id.uuidString.lowercased())
         #expect(try await fixture.db.epochs(queue: .national).count == 2)
 
