@@ -9,13 +9,17 @@ let wrapKeyLabel = Array("amane-relay/v2 content key wrap".utf8)
 /// objects to the same key costs one key encapsulation instead of one each. Every object still has its
 /// own random content key, wrapped under a key exported for that object's fixed header part (its
 /// version, kind, suite, key id and object id). Whoever holds a context can open every object sealed with
-/// it: keep one only for a short window, then drop it.
-public struct SharedSealingContext: Sendable {
-    public let recipientID: KeyID
+/// it: keep one only for a short window, then drop it. A (kind, object id) must never be sealed twice with
+/// one context: the wrapping key and its fixed nonce would repeat. Package-only for that reason: the relay's
+/// object ids are fresh UUIDv7s.
+package struct SharedSealingContext: Sendable, CustomStringConvertible {
+    package let recipientID: KeyID
     let suite: SealingSuite
     let sender: HPKE.Sender
 
-    public init(to recipient: SealingPublicKey) throws(FormatError) {
+    package var description: String { "SharedSealingContext(\(suite), key \(recipientID), …)" }
+
+    package init(to recipient: SealingPublicKey) throws(FormatError) {
         do { sender = try recipient.makeSender(info: sharedContextInfo) } catch { throw FormatError(.malformed, "recipient key rejected") }
         recipientID = recipient.id
         suite = recipient.suite
@@ -88,7 +92,7 @@ public struct EnvelopeSealer: Sendable {
     }
 
     /// Seals with a shared context (format v2): no key encapsulation of its own.
-    public init(using context: SharedSealingContext, kind: ObjectKind, objectID: UUID) throws(FormatError) {
+    package init(using context: SharedSealingContext, kind: ObjectKind, objectID: UUID) throws(FormatError) {
         let contentKey = SymmetricKey(size: .bits256)
         let fixed = EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: context.suite, kind: kind,
                                              keyID: context.recipientID, objectID: objectID)
@@ -226,7 +230,7 @@ public enum Envelope {
     }
 
     /// Seals with a shared context (format v2); see `SharedSealingContext`.
-    public static func seal(_ plaintext: some Collection<UInt8>, using context: SharedSealingContext,
+    package static func seal(_ plaintext: some Collection<UInt8>, using context: SharedSealingContext,
                             kind: ObjectKind, objectID: UUID) throws(FormatError) -> [UInt8] {
         var sealer = try EnvelopeSealer(using: context, kind: kind, objectID: objectID)
         var out = sealer.header

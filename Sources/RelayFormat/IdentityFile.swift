@@ -14,10 +14,15 @@ public struct ScryptParameters: Sendable, Equatable {
     /// N = 2^17, r = 8, p = 1: about 0.4 s and 128 MiB on the machines we target.
     public static let `default` = ScryptParameters(logN: 17, r: 8, p: 1)
 
-    /// Files with costs outside these bounds are refused before any work is done.
+    /// Files with costs outside these bounds are refused before any work is done, so that an altered file
+    /// cannot make the tool spend gigabytes or minutes before the passphrase is even checked.
     static let logNRange = 10...20
     static let rRange = 1...16
     static let pRange = 1...4
+    /// scrypt needs 128·N·r bytes; at most twice the default's 128 MiB.
+    static let maxMemoryBytes = 256 << 20
+    /// N·r·p, at most four times the default's.
+    static let maxWork = 4 << 20
 
     public init(logN: Int, r: Int, p: Int) {
         self.logN = logN
@@ -25,7 +30,10 @@ public struct ScryptParameters: Sendable, Equatable {
         self.p = p
     }
 
-    var isWithinBounds: Bool { Self.logNRange.contains(logN) && Self.rRange.contains(r) && Self.pRange.contains(p) }
+    var isWithinBounds: Bool {
+        guard Self.logNRange.contains(logN), Self.rRange.contains(r), Self.pRange.contains(p) else { return false }
+        return 128 * (1 << logN) * r <= Self.maxMemoryBytes && (1 << logN) * r * p <= Self.maxWork
+    }
 
     var text: String { "scrypt N=\(1 << logN) r=\(r) p=\(p)" }
 

@@ -83,7 +83,8 @@ struct Serve: AsyncParsableCommand {
         if let opsListen { extra["ops.listen"] = opsListen }
         let configuration = try await common.load(extra: extra)
         let logger = configuration.bootstrapLogging()
-        let openFiles = OpenFileLimit.raiseToHardLimit()
+        ProcessLimits.refuseCoreDumps()
+        let openFiles = ProcessLimits.raiseOpenFiles()
         if openFiles < 4096 {
             logger.warning("few open files allowed; each connection needs one", metadata: ["relay.openFileLimit": "\(openFiles)"])
         }

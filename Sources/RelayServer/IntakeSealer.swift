@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import RelayFormat
 import Synchronization
@@ -10,7 +11,14 @@ import Synchronization
 final class IntakeSealer: Sendable {
     let window: Duration
     private let keys = Mutex<[String: SealingPublicKey]>([:])
-    private let contexts = Mutex<[KeyID: (context: SharedSealingContext, created: ContinuousClock.Instant)]>([:])
+    private let contexts = Mutex<[ContextKey: (context: SharedSealingContext, created: ContinuousClock.Instant)]>([:])
+
+    /// Contexts are per epoch key and per gateway, so that objects from different gateways never share an
+    /// encapsulated key: one gateway's own submissions cannot date another's.
+    struct ContextKey: Hashable {
+        var recipient: KeyID
+        var sender: String
+    }
 
     init(window: Duration) { self.window = window }
 
@@ -25,23 +33,33 @@ final class IntakeSealer: Sendable {
         return key
     }
 
-    // Kept out of line: inlined into an async caller, it crashes the Swift 6.3 optimizer (coroutine splitting).
+    /// Seals what `sender` (a gateway's principal id) sent.
+    // Kept out of line: inlined into an async caller, it crashes the Swift 6.3.1 optimizer while splitting
+    // the caller's coroutine (signal 11 in emitSetAndGetSwiftErrorValueAround).
     @inline(never)
-    func seal(_ plaintext: some Collection<UInt8>, to key: SealingPublicKey, kind: ObjectKind, objectID: UUID) throws -> [UInt8] {
+    func seal(_ plaintext: some Collection<UInt8>, to key: SealingPublicKey, from sender: String, kind: ObjectKind,
+              objectID: UUID) throws -> [UInt8] {
         guard window > .zero else { return try Envelope.seal(plaintext, to: key, kind: kind, objectID: objectID) }
-        return try Envelope.seal(plaintext, using: try context(for: key), kind: kind, objectID: objectID)
+        return try Envelope.seal(plaintext, using: try context(for: key, from: sender), kind: kind, objectID: objectID)
     }
 
-    /// The live context for `key`, or a new one that lives for one window.
-    func context(for key: SealingPublicKey) throws -> SharedSealingContext {
+    /// The live context for `key` and `sender`, or a new one that lives for one window. Expired contexts go
+    /// on every call, and by a timer when their window ends.
+    func context(for key: SealingPublicKey, from sender: String) throws -> SharedSealingContext {
         let now = ContinuousClock.now
-        if let live = contexts.withLock({ $0[key.id] }), now - live.created < window { return live.context }
+        let slot = ContextKey(recipient: key.id, sender: sender)
+        let window = self.window
+        if let live = contexts.withLock({ contexts in
+            contexts = contexts.filter { now - $0.value.created < window }
+            return contexts[slot]
+        }) { return live.context }
         let fresh = try SharedSealingContext(to: key)
-        contexts.withLock { $0[key.id] = (fresh, now) }
-        Task { [window] in
-            try? await Task.sleep(for: window)
+        contexts.withLock { $0[slot] = (fresh, now) }
+        // A Dispatch timer, not a task: a saturated concurrency pool must not keep a context alive.
+        let nanoseconds = Int(window.components.seconds) * 1_000_000_000 + Int(window.components.attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
             self.contexts.withLock { contexts in
-                if contexts[key.id]?.created == now { contexts[key.id] = nil }
+                if contexts[slot]?.created == now { contexts[slot] = nil }
             }
         }
         return fresh

@@ -68,7 +68,7 @@ struct RelayRoutes: Sendable {
         let (submission, body, canonical) = try await request.decodeCanonicalJSON(DisclosureSubmission.self, limit: envelopeBodyLimit)
         let labels = try Self.labels(submission, gateway: gateway)
         let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: nil,
-                                                    kind: .disclosure, queue: labels.queue, bodySize: body.count)
+                                                    kind: .disclosure, queue: labels.queue, bodySize: body.count, sender: gateway.id)
         // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
         // idempotency key, so the stored value cannot be tested against a guessed narrative.
         let requestTag = KeyedBox.tag(canonical, secret: Array(key.utf8), context: Array(gateway.id.utf8))
@@ -79,7 +79,7 @@ struct RelayRoutes: Sendable {
         } catch let error as StoreError where error.code == .staleEpoch && submission.content != nil {
             // A rotation landed between sealing and storing: seal again to the new epoch, once.
             (request.id, request.envelope) = try await sealOrAccept(content: submission.content, sealed: nil, sealedID: nil,
-                                                                    kind: .disclosure, queue: labels.queue, bodySize: body.count)
+                                                                    kind: .disclosure, queue: labels.queue, bodySize: body.count, sender: gateway.id)
             result = try await db.intake(request)
         }
         metrics.intakeLatency.record(ContinuousClock.now - start)
@@ -92,7 +92,7 @@ struct RelayRoutes: Sendable {
         let (submission, body) = try await request.decodeJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
         let receipt = try receiptDigest(submission.receipt, gateway: gateway)
         let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: submission.id,
-                                                    kind: .followup, queue: gateway.queue, bodySize: body.count)
+                                                    kind: .followup, queue: gateway.queue, bodySize: body.count, sender: gateway.id)
         do {
             _ = try await db.addFollowup(gateway: gateway, receiptHash: receipt, objectID: id, envelope: envelope)
         } catch let error as StoreError where error.code == .notFound {
@@ -130,7 +130,7 @@ struct RelayRoutes: Sendable {
 
     /// Seals plaintext content in memory at once, or checks a gateway-sealed envelope. Returns the object id and envelope.
     private func sealOrAccept(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind,
-                              queue: QueueName, bodySize: Int) async throws -> (UUID, [UInt8]) {
+                              queue: QueueName, bodySize: Int, sender: String) async throws -> (UUID, [UInt8]) {
         switch (content, sealed) {
         case (let content?, nil):
             guard bodySize <= limits.maxBodyBytes else { throw APIError(.contentTooLarge, "a JSON body may hold \(limits.maxBodyBytes) bytes") }
@@ -144,7 +144,7 @@ struct RelayRoutes: Sendable {
             let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            return (id, try sealer.seal(try encoder.encode(content), to: key, kind: kind, objectID: id))
+            return (id, try sealer.seal(try encoder.encode(content), to: key, from: sender, kind: kind, objectID: id))
         case (nil, let sealed?):
             guard let envelope = Base64.decode(sealed) else { throw APIError(.badRequest, "field 'sealed' is not base64") }
             guard envelope.count <= limits.maxEnvelopeBytes else { throw APIError(.contentTooLarge, "a sealed envelope may hold \(limits.maxEnvelopeBytes) bytes") }

@@ -103,8 +103,8 @@ extension RelayDatabase {
         guard actor.role.isMember else { throw StoreError(.forbidden, "only responders and supervisors open cases") }
         let now = nowSeconds
         return try await committer.write { db in
-            try Self.requireActive(db, actor)
-            let record = try Self.record(db, id: id)
+            let visibleQueue = try Self.requireActive(db, actor)
+            let record = try Self.record(db, id: id, queue: visibleQueue)
             let items = try Self.sealedItems(db, caseID: id)
             let names = try Self.principalNames(db)
             let gatewayKey = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID])
@@ -120,15 +120,21 @@ extension RelayDatabase {
     }
 
     /// Revocation takes effect inside the store too, whatever the caller checked before.
-    static func requireActive(_ db: Database, _ actor: StoreActor) throws {
-        guard let id = actor.principalID else { return }
-        guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM principal WHERE id = ? AND revokedAt IS NULL", arguments: [id]) == 1 else {
+    /// Throws unless the actor is an active principal, and returns its queue (nil for the relay and admins).
+    @discardableResult
+    static func requireActive(_ db: Database, _ actor: StoreActor) throws -> String? {
+        guard let id = actor.principalID else { return nil }
+        guard let queue = try String.fetchOne(db, sql: "SELECT queue FROM principal WHERE id = ? AND revokedAt IS NULL", arguments: [id]) else {
             throw StoreError(.forbidden, "\(actor.name) is revoked")
         }
+        return queue
     }
 
-    static func record(_ db: Database, id: String) throws -> DisclosureRecord {
-        guard let record = try DisclosureRecord.fetchOne(db, key: id.lowercased()) else { throw StoreError(.notFound, "no case \(id)") }
+    /// The case `id`. Given a queue, a case of any other queue is not found, as if it did not exist.
+    static func record(_ db: Database, id: String, queue: String? = nil) throws -> DisclosureRecord {
+        guard let record = try DisclosureRecord.fetchOne(db, key: id.lowercased()), queue == nil || record.queue == queue else {
+            throw StoreError(.notFound, "no case \(id)")
+        }
         return record
     }
 
@@ -150,8 +156,8 @@ extension RelayDatabase {
             throw StoreError(.invalid, "unknown outcome '\(outcome ?? "")'")
         }
         return try await committer.write { db in
-            try Self.requireActive(db, actor)
-            var record = try Self.record(db, id: id)
+            let visibleQueue = try Self.requireActive(db, actor)
+            var record = try Self.record(db, id: id, queue: visibleQueue)
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(id) was purged") }
             let isAssignee = record.assigneeID != nil && record.assigneeID == actor.principalID
             let next: CaseState
@@ -201,8 +207,8 @@ extension RelayDatabase {
         guard actor.role == .supervisor else { throw StoreError(.forbidden, "only a supervisor sets a hold") }
         let now = nowSeconds
         try await committer.write { db in
-            try Self.requireActive(db, actor)
-            let record = try Self.record(db, id: id)
+            let visibleQueue = try Self.requireActive(db, actor)
+            let record = try Self.record(db, id: id, queue: visibleQueue)
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(id) was purged") }
             try db.execute(sql: "UPDATE disclosure SET onHold = ? WHERE id = ?", arguments: [on, record.id])
             try AuditLog.append(db, time: now, actor: actor, action: on ? "hold.on" : "hold.off", subject: record.id)
@@ -244,8 +250,8 @@ extension RelayDatabase {
         let now = nowSeconds
         let lease = Int64(options.policy.claimLeaseSeconds)
         try await committer.write { db in
-            try Self.requireActive(db, actor)
-            let record = try Self.record(db, id: caseID)
+            let visibleQueue = try Self.requireActive(db, actor)
+            let record = try Self.record(db, id: caseID, queue: visibleQueue)
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(caseID) was purged") }
             if actor.role != .supervisor && record.assigneeID != actorID {
                 throw StoreError(.forbidden, "claim the case before adding a \(kind.name)")

@@ -22,6 +22,7 @@ echo "# unit files"
 exposure=$(systemd-analyze security --offline=true Deploy/amane-relayd.service 2>/dev/null | sed -n 's/.*Overall exposure level for amane-relayd.service: \([0-9.]*\).*/\1/p')
 echo "# systemd-analyze security exposure: $exposure"
 check "exposure $exposure is 1.5 or lower" "awk -v e='$exposure' 'BEGIN { exit !(e != \"\" && e <= 1.5) }'"
+check "the unit allows no core dump and enough descriptors" "grep -qx 'LimitCORE=0' Deploy/amane-relayd.service && grep -qx 'LimitNOFILE=65536' Deploy/amane-relayd.service"
 
 echo "# sysusers and tmpfiles, applied to a scratch root"
 sysroot="$work/sysroot"

@@ -1,5 +1,6 @@
+import Crypto
 import Foundation
-import RelayFormat
+@testable import RelayFormat
 import Testing
 
 @Suite struct EnvelopeRoundTripTests {
@@ -98,6 +99,33 @@ import Testing
         #expect(throws: FormatError(.openFailed)) { try Envelope.open(relabelled, with: key, kind: .disclosure, objectID: objects[0].0) }
         let other = SealingPrivateKey.generate(suite: suite)
         #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelopes[0], with: other, kind: .disclosure, objectID: objects[0].0) }
+    }
+
+    /// Every object gets its own wrapping key: it depends on the version, kind, key and object id, so the
+    /// fixed nonce never meets the same key twice, and one object's wrapped key opens under no other's.
+    @Test(arguments: SealingSuite.allCases)
+    func wrappingKeysAreSeparatedByEveryFieldOfTheFixedPart(suite: SealingSuite) throws {
+        let key = SealingPrivateKey.generate(suite: suite)
+        let context = try SharedSealingContext(to: key.publicKey)
+        let export: ([UInt8]) throws -> SymmetricKey = { try context.sender.exportSecret(context: $0, outputByteCount: 32) }
+        let id = UUID(), otherID = UUID()
+        let fixedParts = [
+            EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: suite, kind: .disclosure, keyID: key.id, objectID: id),
+            EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: suite, kind: .disclosure, keyID: key.id, objectID: otherID),
+            EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: suite, kind: .followup, keyID: key.id, objectID: id),
+            EnvelopeHeader.fixedPart(keySealing: .singleShot, suite: suite, kind: .disclosure, keyID: key.id, objectID: id),
+        ]
+        let wrappingKeys = try fixedParts.map { try ContentKeyWrap.wrappingKey(exporter: export, fixed: $0) }
+        let raw = wrappingKeys.map { $0.withUnsafeBytes { Array($0) } }
+        #expect(Set(raw).count == fixedParts.count, "one wrapping key per fixed part")
+
+        let contentKey = SymmetricKey(size: .bits256)
+        let sealed = try ContentKeyWrap.seal(contentKey, under: wrappingKeys[0], suite: suite, fixed: fixedParts[0])
+        let opened = try ContentKeyWrap.open(sealed, under: wrappingKeys[0], suite: suite, fixed: fixedParts[0])
+        #expect(opened.withUnsafeBytes { Array($0) } == contentKey.withUnsafeBytes { Array($0) })
+        for index in 1..<fixedParts.count {
+            #expect(throws: (any Error).self) { try ContentKeyWrap.open(sealed, under: wrappingKeys[index], suite: suite, fixed: fixedParts[0]) }
+        }
     }
 
     @Test(arguments: SealingSuite.allCases)

@@ -125,6 +125,12 @@ extension UUID {
         }
         let costly = text.replacingOccurrences(of: "N=1024", with: "N=4194304")
         #expect(throws: FormatError(.damagedKeyFile)) { try IdentityFile.decode(costly, passphrase: passphrase) }
+        // Within each parameter's range, but 2 GiB together (found by fuzzing): refused before any work.
+        let greedy = text.replacingOccurrences(of: "N=1024 r=8 p=1", with: "N=1048576 r=16 p=4")
+        #expect(greedy != text)
+        #expect(throws: FormatError(.damagedKeyFile)) { try IdentityFile.decode(greedy, passphrase: passphrase) }
+        let stillFine = ScryptParameters(logN: 18, r: 8, p: 1)
+        #expect(stillFine.isWithinBounds && ScryptParameters.default.isWithinBounds)
     }
 }
 

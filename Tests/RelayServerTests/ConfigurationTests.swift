@@ -60,7 +60,8 @@ import X509
         let configuration = try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env)
         #expect(try configuration.readPrivateKeyPEM().contains("from-credentials"))
 
-        for (key, value) in [("ops.listen", "0.0.0.0:9090"), ("http.listen", "nowhere"), ("log.format", "xml"), ("limits.maxBodyBytes", "-1")] {
+        for (key, value) in [("ops.listen", "0.0.0.0:9090"), ("http.listen", "nowhere"), ("log.format", "xml"), ("limits.maxBodyBytes", "-1"),
+                             ("sealing.sharedContextMilliseconds", "5000"), ("sealing.sharedContextMilliseconds", "-1")] {
             await #expect(throws: RelayConfiguration.Invalid.self) {
                 try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)
             }

@@ -93,6 +93,27 @@ import Testing
         #expect(try await fixture.db.grants(for: fixture.responder).isEmpty)
         #expect(try await fixture.db.grants(for: fixture.colleague).count == 1)
     }
+
+    /// A member of another queue neither sees nor touches a case: to them it does not exist.
+    @Test func aCaseOfAnotherQueueIsNotFoundForItsMembers() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        let south = QueueName(rawValue: "south")!
+        try await fixture.db.ensureQueue(south, actor: .admin("test"))
+        let outsiderKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        let outsider = StoreActor(try await fixture.db.enroll(name: PrincipalName(rawValue: "resp-south")!, role: .supervisor, spkiFingerprint: "south",
+                                                              sealingKey: outsiderKey.publicKey.text, queue: south, actor: .admin("test")))
+        await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.fetchCase(id: result.id, actor: outsider) }
+        await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.transition(id: result.id, action: .claim, actor: outsider) }
+        await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.setHold(id: result.id, on: true, actor: outsider) }
+        let (noteID, note) = try fixture.sealed("a note", kind: .note)
+        await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: outsider) }
+        let untouched = try await fixture.db.caseSummary(id: result.id)
+        #expect(untouched.state == .new && !untouched.onHold)
+        let supervisorOfTheQueue = StoreActor(fixture.supervisor)
+        try await fixture.db.setHold(id: result.id, on: true, actor: supervisorOfTheQueue)
+        #expect(try await fixture.db.caseSummary(id: result.id).onHold)
+    }
 }
 
 @Suite struct SealedObjectTests {

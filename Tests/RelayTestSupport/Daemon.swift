@@ -182,12 +182,22 @@ public final class Daemon: @unchecked Sendable {
 
     public func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
 
-    /// The daemon's resident memory now, from the kernel.
-    public var residentBytes: Int {
+    /// The daemon's resident memory now (`VmRSS`) or at its peak since the last reset (`VmHWM`), from the kernel.
+    public func residentBytes(_ field: String = "VmRSS") -> Int {
         guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
               let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { return 0 }
         return kib * 1024
+    }
+
+    /// Starts the peak (`VmHWM`) afresh.
+    public func resetPeakResident() {
+        try? "5".write(toFile: "/proc/\(process.processIdentifier)/clear_refs", atomically: false, encoding: .utf8)
+    }
+
+    /// How many descriptors the daemon holds open.
+    public var openDescriptors: Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/fd").count) ?? 0
     }
 
     /// The target arguments `amane-relay-bench load` and `replay` need to post as the demo gateway.
@@ -239,6 +249,7 @@ public final class LoadRun: @unchecked Sendable {
     public let process = Process()
     public let journal: String
     private let output = OutputBuffer()
+    private let reader: FileHandle
 
     public init(against daemon: Daemon, connections: Int, seconds: Double, journal: String, extra: [String] = []) throws {
         self.journal = journal
@@ -249,9 +260,12 @@ public final class LoadRun: @unchecked Sendable {
         process.standardOutput = pipe
         process.standardError = pipe
         let output = self.output
-        pipe.fileHandleForReading.readabilityHandler = { output.append($0.availableData) }
+        reader = pipe.fileHandleForReading
+        reader.readabilityHandler = { output.append($0.availableData) }
         try process.run()
     }
+
+    deinit { kill() }
 
     public var entries: LoadJournal { LoadJournal(path: journal) }
 
@@ -274,6 +288,8 @@ public final class LoadRun: @unchecked Sendable {
     /// Waits for the run to end by itself and returns its exit status and JSON summary.
     public func finish() -> (status: Int32, summary: [String: Any]) {
         process.waitUntilExit()
+        reader.readabilityHandler = nil
+        output.append(reader.readDataToEndOfFile())
         let last = output.value.split(separator: "\n").last.map(String.init) ?? ""
         return (process.terminationStatus, (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [String: Any] ?? ["output": output.value])
     }
@@ -287,12 +303,14 @@ public struct LoadJournal: Sendable {
 
     public init(path: String) {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        for line in text.split(separator: "\n") {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        lines.removeLast() // empty after the last newline, or a line a kill cut short
+        for line in lines {
             let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
             guard fields.count == 3 else { continue }
             switch fields[0] {
             case "SENT": sent.insert(fields[1])
-            case "ACK": acknowledged[fields[1]] = fields[2]
+            case "ACK" where UUID(uuidString: fields[2]) != nil: acknowledged[fields[1]] = fields[2]
             case "FAIL": failures[fields[2], default: 0] += 1
             default: continue
             }

@@ -8,6 +8,11 @@ let keys: [SealingPrivateKey] = [
                            rawRepresentation: Data(base64Encoded: "3jC3b/Dx8JxJD0MHHTeglB4ihyaQIK3R0LCUG4hWBmE=")!),
     try! SealingPrivateKey(suite: .xwingAESGCM,
                            rawRepresentation: Data(base64Encoded: "3nd8iv1azT/6fVzuqpqKbJTQVJ5zF0jycioGcr2JGuA=")!),
+    // The shared-context (format v2) vectors.
+    try! SealingPrivateKey(suite: .x25519ChaChaPoly,
+                           rawRepresentation: Data(base64Encoded: "HV5lbkgiywdMtrttvff1kAQ7AjanOHdqIvuMfZgeKrs=")!),
+    try! SealingPrivateKey(suite: .xwingAESGCM,
+                           rawRepresentation: Data(base64Encoded: "d4G2siGC9Cv47jnSimhP0nefU8u+Hhf0TPhrJn+X83M=")!),
 ]
 
 /// The header parser alone, then the one-shot opener with each key, then the streaming opener fed in two
