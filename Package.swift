@@ -46,7 +46,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "RelayCore", dependencies: ["RelayFormat"], swiftSettings: strictSettings),
-        .target(name: "RelayAPI", dependencies: ["RelayCore"], swiftSettings: strictSettings),
+        .target(name: "RelayAPI", dependencies: ["RelayCore", "RelayFormat"], swiftSettings: strictSettings),
         .target(
             name: "RelayStore",
             dependencies: ["RelayCore", "RelayFormat", .product(name: "GRDB", package: "GRDB.swift"), "Yams"],

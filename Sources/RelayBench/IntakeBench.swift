@@ -109,6 +109,10 @@ enum IntakeBench {
         nginx.stop()
 
         let maximum = figures.filter { $0.target == "amane-relayd" }.map(\.requestsPerSecond).max() ?? 0
+        guard maximum > 0 else {
+            relay.child.stop()
+            throw BenchFailure("the relay acknowledged nothing; its output:\n\(relay.child.text)")
+        }
         let offered = (maximum / 2).rounded()
         progress("relay: open loop at \(Int(offered))/s (half the maximum), 64 connections, \(seconds) s")
         let generator = try LoadGenerator(target: relay.target, workload: workload, connections: 64)

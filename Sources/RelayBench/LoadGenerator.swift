@@ -221,12 +221,13 @@ final class LoadGenerator: Sendable {
     /// Requests at a fixed rate whatever the answers do (open loop). Latency counts from when a request was
     /// due, not from when it went out, so a stall shows in the figures instead of hiding behind fewer requests.
     func openLoop(rate: Double, seconds: Double) async -> LoadResult {
+        guard rate > 0 else { return LoadResult() }
         let clock = ContinuousClock()
         let start = clock.now
         let count = Int(rate * seconds)
         let interval = Duration.nanoseconds(Int64(1e9 / rate))
         let result = Shared(LoadResult())
-        await withTaskGroup(of: Void.self) { group in
+        await withDiscardingTaskGroup { group in
             for index in 0..<count {
                 let due = start + interval * index
                 try? await Task.sleep(until: due, clock: clock)

@@ -1,6 +1,7 @@
 public import Configuration
 public import Foundation
 public import Logging
+public import RelayAPI
 public import RelayCore
 import SystemPackage
 
@@ -36,6 +37,10 @@ public struct RelayConfiguration: Sendable {
         public var receiptMissesPerHour: Int
         public var idleTimeoutSeconds: Int
         public var requestBodySeconds: Int
+
+        public var intake: IntakeLimits {
+            IntakeLimits(maxBodyBytes: maxBodyBytes, maxEnvelopeBytes: maxEnvelopeBytes, narrativeMaxBytes: narrativeMaxBytes)
+        }
     }
 
     public enum LogFormat: String, Sendable { case json, text }

@@ -54,6 +54,10 @@ struct APIError: Error {
         self.headers = headers
     }
 
+    init(_ rejection: IntakeRejection) {
+        self.init(HTTPResponse.Status(code: rejection.status), rejection.detail)
+    }
+
     init(_ error: StoreError) {
         switch error.code {
         case .notFound: self.init(.notFound, error.reason)

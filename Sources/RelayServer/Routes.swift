@@ -131,13 +131,16 @@ struct RelayRoutes: Sendable {
     /// Seals plaintext content in memory at once, or checks a gateway-sealed envelope. Returns the object id and envelope.
     private func sealOrAccept(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind,
                               queue: QueueName, bodySize: Int, sender: String) async throws -> (UUID, [UInt8]) {
-        switch (content, sealed) {
-        case (let content?, nil):
-            guard bodySize <= limits.maxBodyBytes else { throw APIError(.contentTooLarge, "a JSON body may hold \(limits.maxBodyBytes) bytes") }
-            let size = content.narrative.utf8.count
-            guard size >= 1, size <= limits.narrativeMaxBytes else {
-                throw APIError(.badRequest, "field 'content.narrative' must hold 1 to \(limits.narrativeMaxBytes) bytes")
-            }
+        let payload: IntakePayload
+        do {
+            payload = try IntakeCheck.payload(content: content, sealed: sealed, sealedID: sealedID, bodySize: bodySize, limits: limits.intake)
+        } catch {
+            throw APIError(error)
+        }
+        switch payload {
+        case .sealed(let envelope, let objectID):
+            return (objectID, envelope)
+        case .plaintext(let content):
             guard let epoch = try db.currentEpoch(queue: queue), let key = sealer.key(epoch.publicKey) else {
                 throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet")
             }
@@ -145,17 +148,6 @@ struct RelayRoutes: Sendable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             return (id, try sealer.seal(try encoder.encode(content), to: key, from: sender, kind: kind, objectID: id))
-        case (nil, let sealed?):
-            guard let envelope = Base64.decode(sealed) else { throw APIError(.badRequest, "field 'sealed' is not base64") }
-            guard envelope.count <= limits.maxEnvelopeBytes else { throw APIError(.contentTooLarge, "a sealed envelope may hold \(limits.maxEnvelopeBytes) bytes") }
-            let header: EnvelopeHeader
-            do { header = try EnvelopeHeader.inspect(envelope) } catch { throw APIError(.badRequest, "field 'sealed' is \(error.code.rawValue)") }
-            if let sealedID, UUID(uuidString: sealedID) != header.objectID {
-                throw APIError(.badRequest, "field 'id' differs from the envelope's object id")
-            }
-            return (header.objectID, envelope)
-        default:
-            throw APIError(.badRequest, "send exactly one of 'content' and 'sealed'")
         }
     }
 
@@ -186,15 +178,7 @@ struct RelayRoutes: Sendable {
     }
 
     static func labels(_ submission: DisclosureSubmission, gateway: Principal) throws -> DisclosureLabels {
-        guard let urgency = Urgency(rawValue: submission.urgency) else {
-            throw APIError(.badRequest, "field 'urgency' must be one of \(Urgency.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        let queue = try submission.queue.map { name -> QueueName in
-            guard let queue = QueueName(rawValue: name), queue == gateway.queue else { throw APIError(.badRequest, "field 'queue': this gateway submits to \(gateway.queue)") }
-            return queue
-        } ?? gateway.queue
-        return DisclosureLabels(queue: queue, urgency: urgency, category: submission.category, language: submission.language,
-                                channel: submission.channel, region: submission.region)
+        do { return try IntakeCheck.labels(submission, gatewayQueue: gateway.queue) } catch { throw APIError(error) }
     }
 
     // MARK: Members

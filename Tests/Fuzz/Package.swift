@@ -30,7 +30,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "RelayCore", dependencies: ["RelayFormat"], swiftSettings: strictSettings),
-        .target(name: "RelayAPI", dependencies: ["RelayCore"], swiftSettings: strictSettings),
+        .target(name: "RelayAPI", dependencies: ["RelayCore", "RelayFormat"], swiftSettings: strictSettings),
 
         // One libFuzzer entry point (LLVMFuzzerTestOneInput) each; libFuzzer supplies main.
         .executableTarget(name: "FuzzEnvelope", dependencies: ["RelayFormat"], swiftSettings: strictSettings),

@@ -1,0 +1,79 @@
+public import Foundation
+public import RelayCore
+public import RelayFormat
+
+/// The sizes intake holds a body to.
+public struct IntakeLimits: Sendable {
+    public var maxBodyBytes: Int
+    public var maxEnvelopeBytes: Int
+    public var narrativeMaxBytes: Int
+
+    public init(maxBodyBytes: Int, maxEnvelopeBytes: Int, narrativeMaxBytes: Int) {
+        self.maxBodyBytes = maxBodyBytes
+        self.maxEnvelopeBytes = maxEnvelopeBytes
+        self.narrativeMaxBytes = narrativeMaxBytes
+    }
+}
+
+/// What a gateway sent: plaintext for the relay to seal, or an envelope it sealed itself.
+public enum IntakePayload: Sendable, Equatable {
+    case plaintext(DisclosureContent)
+    case sealed(envelope: [UInt8], objectID: UUID)
+}
+
+/// Why intake refused a body: the HTTP status to answer with, and the problem's detail.
+public struct IntakeRejection: Error, Sendable, Equatable {
+    public let status: Int
+    public let detail: String
+
+    init(_ status: Int, _ detail: String) {
+        self.status = status
+        self.detail = detail
+    }
+}
+
+/// The checks of a disclosure or follow-up that need neither the database nor a key, in the order the
+/// relay makes them. The fuzz target `FuzzIntake` calls exactly these.
+public enum IntakeCheck {
+    public static func labels(_ submission: DisclosureSubmission, gatewayQueue: QueueName) throws(IntakeRejection) -> DisclosureLabels {
+        guard let urgency = Urgency(rawValue: submission.urgency) else {
+            throw IntakeRejection(400, "field 'urgency' must be one of \(Urgency.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var queue = gatewayQueue
+        if let name = submission.queue {
+            guard let named = QueueName(rawValue: name), named == gatewayQueue else {
+                throw IntakeRejection(400, "field 'queue': this gateway submits to \(gatewayQueue)")
+            }
+            queue = named
+        }
+        return DisclosureLabels(queue: queue, urgency: urgency, category: submission.category, language: submission.language,
+                                channel: submission.channel, region: submission.region)
+    }
+
+    /// Exactly one of `content` and `sealed`, within the limits; a sealed envelope must parse, and its object
+    /// id must be `sealedID` when one is given.
+    public static func payload(content: DisclosureContent?, sealed: String?, sealedID: String?, bodySize: Int,
+                               limits: IntakeLimits) throws(IntakeRejection) -> IntakePayload {
+        switch (content, sealed) {
+        case (let content?, nil):
+            guard bodySize <= limits.maxBodyBytes else { throw IntakeRejection(413, "a JSON body may hold \(limits.maxBodyBytes) bytes") }
+            guard (1...limits.narrativeMaxBytes).contains(content.narrative.utf8.count) else {
+                throw IntakeRejection(400, "field 'content.narrative' must hold 1 to \(limits.narrativeMaxBytes) bytes")
+            }
+            return .plaintext(content)
+        case (nil, let sealed?):
+            guard let envelope = Base64.decode(sealed) else { throw IntakeRejection(400, "field 'sealed' is not base64") }
+            guard envelope.count <= limits.maxEnvelopeBytes else {
+                throw IntakeRejection(413, "a sealed envelope may hold \(limits.maxEnvelopeBytes) bytes")
+            }
+            let header: EnvelopeHeader
+            do { header = try EnvelopeHeader.inspect(envelope) } catch { throw IntakeRejection(400, "field 'sealed' is \(error.code.rawValue)") }
+            if let sealedID, UUID(uuidString: sealedID) != header.objectID {
+                throw IntakeRejection(400, "field 'id' differs from the envelope's object id")
+            }
+            return .sealed(envelope: envelope, objectID: header.objectID)
+        default:
+            throw IntakeRejection(400, "send exactly one of 'content' and 'sealed'")
+        }
+    }
+}
