@@ -73,15 +73,9 @@ extension DaemonSuite {
 
     /// The data directory on a 4 MiB tmpfs: intake fills it, answers 503, loses nothing acknowledged, and resumes when space returns.
     @Test func aFullDiskAnswers503AndRecovers() async throws {
-        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("amane-full-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        let mounted = try Daemon.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint])
-        try #require(mounted.0 == 0, "mounting a tmpfs needs root: \(mounted.1)")
-        defer {
-            _ = try? Daemon.run("/bin/umount", ["-l", mountPoint])
-            try? FileManager.default.removeItem(atPath: mountPoint)
-        }
-        let daemon = try await Daemon(directory: mountPoint + "/data")
+        let disk = try Tmpfs(megabytes: 4)
+        defer { disk.remove() }
+        let daemon = try await Daemon(directory: disk.path + "/data")
         defer { daemon.stop() }
         let filler = String(repeating: "يكتب ", count: 3000)
         var acknowledged: [String] = []
@@ -95,8 +89,7 @@ extension DaemonSuite {
         #expect(refusals.allSatisfy { ($0.json["detail"] as? String ?? "").contains("nothing was stored") })
         #expect(acknowledged.count > 10)
 
-        let grown = try Daemon.run("/bin/mount", ["-o", "remount,size=64m", mountPoint])
-        #expect(grown.0 == 0)
+        #expect(try disk.grow(toMegabytes: 64))
         let after = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
         #expect(after.status == 201)
         var stored: Set<String> = []

@@ -83,15 +83,9 @@ extension DaemonSuite {
     /// The data directory on a 4 MiB tmpfs under 16 connections of load: once full, every answer is 503 and
     /// nothing was stored for it; what was acknowledged stays; intake resumes when space returns.
     @Test func aDiskFillingUnderLoadAnswers503LosesNothingAndRecovers() async throws {
-        let mountPoint = Self.scratch("amane-full-load")
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        let mounted = try Daemon.run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint])
-        try #require(mounted.0 == 0, "mounting a tmpfs needs root: \(mounted.1)")
-        defer {
-            _ = try? Daemon.run("/bin/umount", ["-l", mountPoint])
-            try? FileManager.default.removeItem(atPath: mountPoint)
-        }
-        let daemon = try await Daemon(directory: mountPoint + "/data", environment: Self.unlimited)
+        let disk = try Tmpfs(megabytes: 4)
+        defer { disk.remove() }
+        let daemon = try await Daemon(directory: disk.path + "/data", environment: Self.unlimited)
         defer { daemon.stop() }
         let journal = Self.scratch("full-journal")
         defer { try? FileManager.default.removeItem(atPath: journal) }
@@ -102,7 +96,7 @@ extension DaemonSuite {
         #expect(entries.failures.keys.sorted() == ["HTTP 503"], "a full disk answers 503 and nothing else: \(entries.failures)")
         #expect(entries.acknowledged.count > 50)
 
-        #expect(try Daemon.run("/bin/mount", ["-o", "remount,size=64m", mountPoint]).0 == 0)
+        #expect(try disk.grow(toMegabytes: 64))
         let after = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
         #expect(after.status == 201, "intake resumes once space returns")
         daemon.stop()

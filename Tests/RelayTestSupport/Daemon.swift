@@ -317,3 +317,29 @@ public struct LoadJournal: Sendable {
         }
     }
 }
+
+/// A size-limited tmpfs, for filling a disk for real. Mounting needs root. Call `remove()` once the
+/// daemon on it has stopped.
+public struct Tmpfs: Sendable {
+    public let path: String
+
+    public init(megabytes: Int) throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("amane-tmpfs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let (status, output) = try Daemon.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(megabytes)m", "tmpfs", path])
+        guard status == 0 else {
+            try? FileManager.default.removeItem(atPath: path)
+            throw Daemon.DaemonFailure(description: "mounting a tmpfs needs root: \(output)")
+        }
+    }
+
+    /// Gives the file system more room, as an operator freeing space would.
+    public func grow(toMegabytes megabytes: Int) throws -> Bool {
+        try Daemon.run("/bin/mount", ["-o", "remount,size=\(megabytes)m", path]).0 == 0
+    }
+
+    public func remove() {
+        _ = try? Daemon.run("/bin/umount", ["-l", path])
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
