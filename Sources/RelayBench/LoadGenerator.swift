@@ -109,7 +109,6 @@ struct LoadResult: Sendable {
 
     var requests: Int { Int(histogram.totalCount) }
     var rate: Double { seconds > 0 ? Double(acknowledged.count) / seconds : 0 }
-    var errorCount: Int { errors.values.reduce(0, +) }
 
     /// Latency in milliseconds at a percentile.
     func milliseconds(_ percentile: Double) -> Double { Double(histogram.valueAtPercentile(percentile)) / 1000 }

@@ -38,12 +38,7 @@ final class ChildProcess: Sendable {
     }
 
     /// Peak resident memory of the child so far, from the kernel's high-water mark.
-    var peakResidentBytes: Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { return 0 }
-        return kib * 1024
-    }
+    var peakResidentBytes: Int { ResidentMemory.peakBytes(pid: "\(pid)") }
 
     /// Forgets the high-water mark so far, so that start-up work (the dev profiles' key files) is not counted as load.
     func resetPeakResident() {

@@ -52,12 +52,13 @@ enum StreamBench {
     }
 }
 
+/// Resident memory from the kernel: now (`VmRSS`) or at its peak (`VmHWM`), of this process or another.
 enum ResidentMemory {
-    static func currentBytes() -> Int { statusField("VmRSS:") }
-    static func peakBytes() -> Int { statusField("VmHWM:") }
+    static func currentBytes(pid: String = "self") -> Int { statusField("VmRSS:", pid: pid) }
+    static func peakBytes(pid: String = "self") -> Int { statusField("VmHWM:", pid: pid) }
 
-    private static func statusField(_ name: String) -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+    private static func statusField(_ name: String, pid: String) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
               let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else { return 0 }
         return kib * 1024

@@ -55,12 +55,17 @@ struct ReplyReading: Codable {
 struct Replies: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fetch and decrypt the replies for a receipt, with the gateway's key (gateways).",
-        discussion: "Example: AMANE_HOME=.amane-dev/dev/gateway amane replies \"1234 5678 9012 3456\"")
+        discussion: """
+            The receipt never goes on the command line, where shell history and `ps` would keep it: it is read \
+            from --receipt-file, else from standard input, else asked on the terminal without echo.
+            Example: echo "1234 5678 9012 3456" | AMANE_HOME=.amane-dev/dev/gateway amane replies
+            """)
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The reporter's receipt.") var receipt: String
+    @Option(help: ArgumentHelp("Read the reporter's receipt from this file.", valueName: "file")) var receiptFile: String?
 
     func run() async throws {
+        let receipt = try readReceipt()
         let readings = try await Session.with(global) { session in
             let identity = try session.unlock()
             let list = try await session.client.post(APIPath.repliesFetch, ReplyFetch(receipt: receipt), as: ReplyList.self)
@@ -81,5 +86,22 @@ struct Replies: AsyncParsableCommand {
             print("── reply · \(reading.createdAt)")
             print(reading.text.map { "   " + $0 } ?? "   [\(reading.error ?? "")]")
         }
+    }
+
+    private func readReceipt() throws -> String {
+        let bytes: [UInt8]
+        if let receiptFile {
+            guard let data = FileManager.default.contents(atPath: receiptFile) else { throw CLIError(.usage, "cannot read \(receiptFile)") }
+            bytes = Array(data)
+        } else if isatty(STDIN_FILENO) == 1 {
+            bytes = try Passphrase.fromTerminal("Receipt: ")
+        } else {
+            bytes = Array(FileHandle.standardInput.readDataToEndOfFile())
+        }
+        let receipt = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !receipt.isEmpty else {
+            throw CLIError(.usage, "no receipt given", hint: "Pipe it in (echo \"1234 …\" | amane replies) or pass --receipt-file FILE.")
+        }
+        return receipt
     }
 }

@@ -248,14 +248,17 @@ struct TextInput: ParsableArguments {
         return trimmed
     }
 
-    /// Opens $EDITOR on a private temporary file, then removes it.
+    /// Opens $EDITOR on a file in a private temporary folder, then removes the folder with whatever swap or
+    /// backup copies the editor left beside the file.
     static func edit() throws -> String {
         guard let editor = ProcessInfo.processInfo.environment["EDITOR"], !editor.isEmpty else {
             throw CLIError(.usage, "no text given", hint: "Use --message TEXT, --file FILE, or set $EDITOR.")
         }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("amane-\(UUID().uuidString).txt").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("amane-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = (folder as NSString).appendingPathComponent("text.txt")
         try SecretFile.createExclusive(at: path, contents: [])
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", "\(editor) \"$0\"", path]

@@ -34,9 +34,6 @@ final class IntakeSealer: Sendable {
     }
 
     /// Seals what `sender` (a gateway's principal id) sent.
-    // Kept out of line: inlined into an async caller, it crashes the Swift 6.3.1 optimizer while splitting
-    // the caller's coroutine (signal 11 in emitSetAndGetSwiftErrorValueAround).
-    @inline(never)
     func seal(_ plaintext: some Collection<UInt8>, to key: SealingPublicKey, from sender: String, kind: ObjectKind,
               objectID: UUID) throws -> [UInt8] {
         guard window > .zero else { return try Envelope.seal(plaintext, to: key, kind: kind, objectID: objectID) }

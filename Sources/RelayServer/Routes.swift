@@ -67,20 +67,12 @@ struct RelayRoutes: Sendable {
         }
         let (submission, body, canonical) = try await request.decodeCanonicalJSON(DisclosureSubmission.self, limit: envelopeBodyLimit)
         let labels = try Self.labels(submission, gateway: gateway)
-        let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: nil,
-                                                    kind: .disclosure, queue: labels.queue, bodySize: body.count, sender: gateway.id)
         // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
         // idempotency key, so the stored value cannot be tested against a guessed narrative.
         let requestTag = KeyedBox.tag(canonical, secret: Array(key.utf8), context: Array(gateway.id.utf8))
-        var request = IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope, idempotencyKey: key, requestHash: requestTag)
-        let result: IntakeResult
-        do {
-            result = try await db.intake(request)
-        } catch let error as StoreError where error.code == .staleEpoch && submission.content != nil {
-            // A rotation landed between sealing and storing: seal again to the new epoch, once.
-            (request.id, request.envelope) = try await sealOrAccept(content: submission.content, sealed: nil, sealedID: nil,
-                                                                    kind: .disclosure, queue: labels.queue, bodySize: body.count, sender: gateway.id)
-            result = try await db.intake(request)
+        let result = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: nil, kind: .disclosure,
+                                             queue: labels.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+            try await db.intake(IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope, idempotencyKey: key, requestHash: requestTag))
         }
         metrics.intakeLatency.record(ContinuousClock.now - start)
         return try .json(DisclosureReceipt(id: result.id, receipt: result.receipt.grouped, receivedAt: Timestamp.iso8601(result.receivedAt)),
@@ -91,10 +83,13 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let (submission, body) = try await request.decodeJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
         let receipt = try receiptDigest(submission.receipt, gateway: gateway)
-        let (id, envelope) = try await sealOrAccept(content: submission.content, sealed: submission.sealed, sealedID: submission.id,
-                                                    kind: .followup, queue: gateway.queue, bodySize: body.count, sender: gateway.id)
+        let id: UUID
         do {
-            _ = try await db.addFollowup(gateway: gateway, receiptHash: receipt, objectID: id, envelope: envelope)
+            id = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
+                                         queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+                _ = try await db.addFollowup(gateway: gateway, receiptHash: receipt, objectID: id, envelope: envelope)
+                return id
+            }
         } catch let error as StoreError where error.code == .notFound {
             throw receiptMiss(gateway)
         }
@@ -121,16 +116,33 @@ struct RelayRoutes: Sendable {
         guard let epoch = try db.currentEpoch(queue: queue) else {
             throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet; a responder runs `amane rotate`")
         }
-        let fingerprint = (try? SealingPublicKey(text: epoch.publicKey))?.fingerprint ?? ""
+        let fingerprint = sealer.key(epoch.publicKey)?.fingerprint ?? ""
         return try .json(SealingKeyInfo(queue: queue.rawValue, epoch: epoch.id, publicKey: epoch.publicKey, fingerprint: fingerprint))
     }
 
     /// JSON with a base64 envelope may be larger than plain JSON; plain JSON is held to `maxBodyBytes` after reading.
     private var envelopeBodyLimit: Int { max(limits.maxBodyBytes, limits.maxEnvelopeBytes / 3 * 4 + 64 * 1024) }
 
+    /// Seals plaintext content (or accepts a gateway-sealed envelope) and stores it with `store`. When a
+    /// rotation lands between sealing and storing plaintext, the store says `staleEpoch`: seal again to the
+    /// new epoch, once.
+    private func sealThenStore<Stored>(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind, queue: QueueName,
+                                       bodySize: Int, sender: String,
+                                       store: (UUID, [UInt8]) async throws -> Stored) async throws -> Stored {
+        let (id, envelope) = try sealOrAccept(content: content, sealed: sealed, sealedID: sealedID, kind: kind, queue: queue,
+                                              bodySize: bodySize, sender: sender)
+        do {
+            return try await store(id, envelope)
+        } catch let error as StoreError where error.code == .staleEpoch && content != nil {
+            let (id, envelope) = try sealOrAccept(content: content, sealed: nil, sealedID: nil, kind: kind, queue: queue,
+                                                  bodySize: bodySize, sender: sender)
+            return try await store(id, envelope)
+        }
+    }
+
     /// Seals plaintext content in memory at once, or checks a gateway-sealed envelope. Returns the object id and envelope.
     private func sealOrAccept(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind,
-                              queue: QueueName, bodySize: Int, sender: String) async throws -> (UUID, [UInt8]) {
+                              queue: QueueName, bodySize: Int, sender: String) throws -> (UUID, [UInt8]) {
         let payload: IntakePayload
         do {
             payload = try IntakeCheck.payload(content: content, sealed: sealed, sealedID: sealedID, bodySize: bodySize, limits: limits.intake)

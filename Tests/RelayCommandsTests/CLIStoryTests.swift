@@ -8,16 +8,16 @@ import Testing
 struct CLI {
     let daemon: Daemon
 
-    func run(_ arguments: [String], home: String, extraEnvironment: [String: String] = [:]) throws -> (code: Int32, output: String) {
+    func run(_ arguments: [String], home: String, extraEnvironment: [String: String] = [:], input: String? = nil) throws -> (code: Int32, output: String) {
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
         env["AMANE_HOME"] = home
         env["NO_COLOR"] = "1"
         env.merge(extraEnvironment) { $1 }
-        return try Daemon.run(Build.cli, arguments, environment: env)
+        return try Daemon.run(Build.cli, arguments, environment: env, input: input.map { Data($0.utf8) })
     }
 
-    func json(_ arguments: [String], home: String) throws -> Any {
-        let (code, output) = try run(arguments + ["--json"], home: home)
+    func json(_ arguments: [String], home: String, input: String? = nil) throws -> Any {
+        let (code, output) = try run(arguments + ["--json"], home: home, input: input)
         #expect(code == 0, "\(arguments): \(output)")
         return try JSONSerialization.jsonObject(with: Data(output.utf8))
     }
@@ -104,7 +104,7 @@ extension DaemonSuiteForCLI {
 
         // 6. The gateway reads the reply with the receipt; the reporter follows up and the case shows updated.
         let receipt = receipts[arabic]!
-        let replies = try cli.json(["replies", receipt], home: cli.gateway) as! [[String: Any]]
+        let replies = try cli.json(["replies"], home: cli.gateway, input: receipt + "\n") as! [[String: Any]]
         #expect(replies.map { $0["text"] as? String } == [reply])
         #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "J'ai encore peur."]]).status == 201)
         let updated = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
