@@ -1,14 +1,16 @@
+import Foundation
 import GRDB
 import Synchronization
 
-/// The single writer. It gathers waiting writes for a short window (or up to `maxBatch`), runs each in
-/// its own savepoint inside one transaction, and resumes every waiter only after the commit returned.
-/// A write that fails alone is rolled back alone; a failed commit fails every waiter.
+/// The single writer, on a thread of its own. When a write arrives it opens a transaction and runs each
+/// write in its own savepoint as it comes, for up to `window` after the first (or `maxBatch` writes); then
+/// it commits and resumes every waiter, only after the commit returned. A write that fails alone is rolled
+/// back alone; a failed commit fails every waiter.
 final class GroupCommitter: Sendable {
     struct Options: Sendable {
         var maxBatch = 256
         var window: Duration = .microseconds(500)
-        /// Past this many waiting writes, callers get `busy` instead of more memory.
+        /// Past this many uncommitted writes, callers get `busy` instead of more memory.
         var maxPending = 4096
     }
 
@@ -21,13 +23,18 @@ final class GroupCommitter: Sendable {
 
     private struct State {
         var queue: [Pending] = []
-        var wakeup: CheckedContinuation<Void, Never>?
+        /// Taken into the open transaction, not yet committed.
+        var batch: [Pending] = []
+        /// The writer thread sleeps on `arrivals`.
+        var writerWaits = false
         var closed = false
+        var committedBatches = 0
     }
 
     private let writer: any DatabaseWriter
     private let options: Options
     private let state = Mutex(State())
+    private let arrivals = DispatchSemaphore(value: 0)
     private let observer: @Sendable (_ batchSize: Int) -> Void
 
     init(writer: any DatabaseWriter, options: Options, observer: @escaping @Sendable (Int) -> Void = { _ in }) {
@@ -39,26 +46,38 @@ final class GroupCommitter: Sendable {
     /// Runs `work` in the next batch and returns once its transaction is durably committed.
     func write<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
         let value = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
-            let (rejection, wakeup) = state.withLock { state -> (StoreError?, CheckedContinuation<Void, Never>?) in
-                if state.closed { return (StoreError(.unavailable, "the store is shutting down"), nil) }
-                if state.queue.count >= options.maxPending { return (StoreError(.busy, "too many writes waiting"), nil) }
+            let outcome = state.withLock { state -> Result<Bool, StoreError> in
+                if state.closed { return .failure(StoreError(.unavailable, "the store is shutting down")) }
+                if state.queue.count + state.batch.count >= options.maxPending { return .failure(StoreError(.busy, "too many writes waiting")) }
                 state.queue.append(Pending(work: { try work($0) }, continuation: continuation))
-                defer { state.wakeup = nil }
-                return (nil, state.wakeup)
+                defer { state.writerWaits = false }
+                return .success(state.writerWaits)
             }
-            if let rejection { continuation.resume(throwing: rejection) }
-            wakeup?.resume()
+            switch outcome {
+            case .failure(let error): continuation.resume(throwing: error)
+            case .success(let wakeWriter): if wakeWriter { arrivals.signal() }
+            }
         }
         return value as! T
     }
 
-    var pendingCount: Int { state.withLock { $0.queue.count } }
+    var pendingCount: Int { state.withLock { $0.queue.count + $0.batch.count } }
 
-    /// Commits batches until cancelled; then finishes what is queued and refuses the rest.
+    /// How many batches have committed since start: tells the checkpointer whether the WAL grew.
+    var committedBatches: Int { state.withLock { $0.committedBatches } }
+
+    /// Commits batches on the writer thread until cancelled; then finishes what is queued and refuses the rest.
     func run() async {
         await withTaskCancellationHandler {
-            while let batch = await nextBatch() {
-                await commit(batch)
+            await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                let thread = Thread {
+                    while self.awaitFirstWrite() {
+                        self.commitBatch()
+                    }
+                    finished.resume()
+                }
+                thread.name = "amane-store-writer"
+                thread.start()
             }
         } onCancel: {
             close()
@@ -66,72 +85,106 @@ final class GroupCommitter: Sendable {
     }
 
     func close() {
-        let wakeup = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let wakeWriter = state.withLock { state -> Bool in
             state.closed = true
-            defer { state.wakeup = nil }
-            return state.wakeup
+            defer { state.writerWaits = false }
+            return state.writerWaits
         }
-        wakeup?.resume()
+        if wakeWriter { arrivals.signal() }
     }
 
-    private func nextBatch() async -> [Pending]? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                if !state.queue.isEmpty || state.closed { return true }
-                state.wakeup = continuation
-                return false
-            }
-            if ready { continuation.resume() }
+    private func commitBatch() {
+        let outcome = Result { try writer.write { db in try self.drain(db) } }
+        let batch = state.withLock { state -> [Pending] in
+            defer { state.batch = [] }
+            if case .success = outcome { state.committedBatches += 1 }
+            return state.batch
         }
-        if state.withLock({ $0.queue.count < options.maxBatch && !$0.closed }) && options.window > .zero {
-            try? await Task.sleep(for: options.window)
-        }
-        return state.withLock { state -> [Pending]? in
-            if state.queue.isEmpty { return state.closed ? nil : [] }
-            let batch = Array(state.queue.prefix(options.maxBatch))
-            state.queue.removeFirst(batch.count)
-            return batch
-        }
-    }
-
-    private func commit(_ batch: [Pending]) async {
-        guard !batch.isEmpty else { return }
-        let works = batch.map(\.work)
-        do {
-            let results = try await writer.write { db -> [Result<any Sendable, any Error>] in
-                var results: [Result<any Sendable, any Error>] = []
-                results.reserveCapacity(works.count)
-                for work in works {
-                    var outcome: Result<any Sendable, any Error> = .failure(StoreError(.unavailable, "not run"))
-                    var fatal: (any Error)?
-                    do {
-                        try db.inSavepoint {
-                            do {
-                                outcome = .success(try work(db))
-                                return .commit
-                            } catch {
-                                outcome = .failure(error)
-                                if Self.failsTheBatch(error) { fatal = error }
-                                return .rollback
-                            }
-                        }
-                    } catch {
-                        throw fatal ?? error
-                    }
-                    if let fatal { throw fatal }
-                    // SQLite may roll the whole transaction back on its own (disk full): never report it as stored.
-                    guard db.isInsideTransaction else { throw StoreError(.unavailable, "the transaction was rolled back") }
-                    results.append(outcome)
-                }
-                return results
-            }
+        switch outcome {
+        case .success(let results):
             observer(batch.count)
             for (pending, result) in zip(batch, results) {
                 pending.continuation.resume(with: result.mapError(Self.storeError))
             }
-        } catch {
+        case .failure(let error):
             let failure = Self.storeError(error)
             for pending in batch { pending.continuation.resume(throwing: failure) }
+        }
+    }
+
+    /// Runs queued writes inside the open transaction as they arrive, until the window closes or the batch is full.
+    private func drain(_ db: Database) throws -> [Result<any Sendable, any Error>] {
+        let deadline = DispatchTime.now() + .nanoseconds(Int(options.window.components.seconds * 1_000_000_000
+                                                             + options.window.components.attoseconds / 1_000_000_000))
+        var results: [Result<any Sendable, any Error>] = []
+        while let chunk = nextChunk(room: options.maxBatch - results.count, until: deadline) {
+            for pending in chunk {
+                results.append(try Self.runInSavepoint(pending.work, db))
+                // SQLite may roll the whole transaction back on its own (disk full): never report it as stored.
+                guard db.isInsideTransaction else { throw StoreError(.unavailable, "the transaction was rolled back") }
+            }
+        }
+        return results
+    }
+
+    /// Sleeps until a write is queued; false once closed with nothing left to commit.
+    private func awaitFirstWrite() -> Bool {
+        while true {
+            let ready = state.withLock { state -> Bool? in
+                if !state.queue.isEmpty { return true }
+                if state.closed { return false }
+                state.writerWaits = true
+                return nil
+            }
+            if let ready { return ready }
+            arrivals.wait()
+        }
+    }
+
+    private enum Next { case take([Pending]), done, sleep }
+
+    /// Moves up to `room` queued writes into the batch, sleeping until one arrives or `deadline` passes;
+    /// nil when the batch is complete.
+    private func nextChunk(room: Int, until deadline: DispatchTime) -> [Pending]? {
+        guard room > 0 else { return nil }
+        while true {
+            let next = state.withLock { state -> Next in
+                if !state.queue.isEmpty {
+                    let chunk = Array(state.queue.prefix(room))
+                    state.queue.removeFirst(chunk.count)
+                    state.batch.append(contentsOf: chunk)
+                    return .take(chunk)
+                }
+                if state.closed || DispatchTime.now() >= deadline { return .done }
+                state.writerWaits = true
+                return .sleep
+            }
+            switch next {
+            case .take(let chunk): return chunk
+            case .done: return nil
+            case .sleep:
+                guard arrivals.wait(timeout: deadline) == .timedOut else { continue }
+                // A writer that saw `writerWaits` just before the timeout still signals: take that signal too.
+                let signalled = state.withLock { state -> Bool in
+                    defer { state.writerWaits = false }
+                    return !state.writerWaits
+                }
+                if signalled { arrivals.wait() }
+            }
+        }
+    }
+
+    private static func runInSavepoint(_ work: Work, _ db: Database) throws -> Result<any Sendable, any Error> {
+        try db.cachedStatement(sql: "SAVEPOINT item").execute()
+        do {
+            let value = try work(db)
+            try db.cachedStatement(sql: "RELEASE item").execute()
+            return .success(value)
+        } catch {
+            if failsTheBatch(error) { throw error }
+            try db.cachedStatement(sql: "ROLLBACK TO item").execute()
+            try db.cachedStatement(sql: "RELEASE item").execute()
+            return .failure(error)
         }
     }
 
@@ -155,3 +208,4 @@ final class GroupCommitter: Sendable {
         return error
     }
 }
+

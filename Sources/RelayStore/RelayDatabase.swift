@@ -19,6 +19,8 @@ public final class RelayDatabase: Sendable {
 
     let pool: DatabasePool
     let committer: GroupCommitter
+    /// A second connection that only checkpoints, so that copying the WAL into the file never holds up a commit.
+    let checkpointer: DatabaseQueue
     public let options: Options
     /// The label codes loaded from the taxonomy table.
     public let taxonomy: TaxonomyCodes
@@ -38,8 +40,10 @@ public final class RelayDatabase: Sendable {
         }
         let pool = try DatabasePool(path: (directory as NSString).appendingPathComponent(Self.fileName), configuration: configuration)
         // GRDB sets synchronous=NORMAL on the WAL writer after prepareDatabase; acknowledged writes need FULL.
+        // The writer checkpoints only if the checkpointer falls behind.
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.backstopCheckpointPages)")
         }
         try Migrations.migrator.migrate(pool)
         if let taxonomyYAML {
@@ -51,6 +55,9 @@ public final class RelayDatabase: Sendable {
             }
         }
         self.pool = pool
+        var checkpointerConfiguration = Configuration()
+        checkpointerConfiguration.busyMode = .timeout(10)
+        self.checkpointer = try DatabaseQueue(path: pool.path, configuration: checkpointerConfiguration)
         self.options = options
         self.taxonomy = try pool.read(TaxonomyFile.codes)
         self.committer = GroupCommitter(
@@ -61,7 +68,25 @@ public final class RelayDatabase: Sendable {
 
     /// Runs the group-commit writer until the task is cancelled; pending writes finish first.
     public func runWriter() async {
-        await committer.run()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.checkpointWhileWriting() }
+            await committer.run()
+            group.cancelAll()
+        }
+    }
+
+    static let backstopCheckpointPages = 10_000
+
+    /// Copies committed WAL frames into the database file on its own connection, at most ten times a second.
+    /// A checkpoint that fails (the file is busy or full) is retried at the next tick.
+    private func checkpointWhileWriting() async {
+        var checkpointed = committer.committedBatches
+        while (try? await Task.sleep(for: .milliseconds(100))) != nil {
+            let committed = committer.committedBatches
+            guard committed != checkpointed else { continue }
+            checkpointed = committed
+            _ = try? await checkpointer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+        }
     }
 
     /// Stops taking writes; those already queued are still committed by `runWriter`.
@@ -98,6 +123,7 @@ extension RelayDatabase {
 
     /// Closes every connection. The writer task must have ended.
     public func close() throws {
+        try checkpointer.close()
         try pool.close()
     }
 
