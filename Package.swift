@@ -130,7 +130,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayStoreTests",
-            dependencies: ["RelayStore", "RelayCore", "RelayFormat"],
+            dependencies: ["RelayStore", "RelayCore", "RelayFormat", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["Fixtures"],
             swiftSettings: strictSettings
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import RelayCore
 import RelayFormat
 @testable import RelayStore
@@ -12,6 +13,29 @@ import Testing
         #expect(try fixture.db.writerPragma("secure_delete") == "1")
         #expect(try fixture.db.writerPragma("journal_mode") == "wal")
         #expect(try fixture.db.appliedMigrations() == ["v1"])
+    }
+
+    @Test func aSecondConnectionCheckpointsWhileTheWriterOnlyCheckpointsAsABackstop() async throws {
+        let fixture = try await StoreFixture()
+        #expect(try fixture.db.writerPragma("wal_autocheckpoint") == String(RelayDatabase.backstopCheckpointPages))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<100 { group.addTask { _ = try await fixture.submit("checkpointed \(index)") } }
+            try await group.waitForAll()
+        }
+        // These writes stay far below the backstop: only the checkpointer moves them from the WAL into the file.
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("amane-main-file-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        func disclosures(in file: String) throws -> Int {
+            try DatabaseQueue(path: file).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM disclosure") } ?? 0
+        }
+        var inMainFile = 0
+        for _ in 0..<50 where inMainFile < 100 {
+            try await Task.sleep(for: .milliseconds(100))
+            try? FileManager.default.removeItem(atPath: copy)
+            try FileManager.default.copyItem(atPath: (fixture.directory as NSString).appendingPathComponent(RelayDatabase.fileName), toPath: copy)
+            inMainFile = (try? disclosures(in: copy)) ?? 0
+        }
+        #expect(inMainFile == 100)
     }
 
     @Test func theTaxonomyIsLoadedFromSeedsInThreeLanguages() async throws {

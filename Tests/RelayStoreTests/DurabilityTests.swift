@@ -56,6 +56,26 @@ import Testing
         #expect(busy.count > 0 && stored.count + busy.count == 100)
         #expect(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.count == stored.count)
     }
+
+    @Test func closingCommitsWhatWasQueuedAndRefusesTheRest() async throws {
+        let fixture = try await StoreFixture(options: { $0.windowMicroseconds = 5_000 })
+        let results = await withTaskGroup(of: Result<String, StoreError>.self) { group in
+            for index in 0..<50 {
+                group.addTask {
+                    do { return .success(try await fixture.submit("closing \(index)").id) } catch let error as StoreError { return .failure(error) } catch {
+                        return .failure(StoreError(.unavailable, "\(error)"))
+                    }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(2))
+            fixture.db.closeWriter()
+            return await group.reduce(into: [Result<String, StoreError>]()) { $0.append($1) }
+        }
+        let stored = Set(results.compactMap { try? $0.get() })
+        #expect(results.allSatisfy { if case .failure(let error) = $0 { error.code == .unavailable } else { true } })
+        #expect(Set(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.map(\.id)) == stored)
+        await #expect(throws: StoreError.code(.unavailable)) { try await fixture.submit("after closing") }
+    }
 }
 
 @Suite struct DiskFullTests {
