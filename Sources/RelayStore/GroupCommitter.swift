@@ -5,7 +5,8 @@ import Synchronization
 /// The single writer, on a thread of its own. When a write arrives it opens a transaction and runs each
 /// write in its own savepoint as it comes, for up to `window` after the first (or `maxBatch` writes); then
 /// it commits and resumes every waiter, only after the commit returned. A write that fails alone is rolled
-/// back alone; a failed commit fails every waiter.
+/// back alone; a failed commit fails every waiter. A lone writer does not wait for company that never
+/// comes: the window is kept open only after a batch that held more than one write.
 final class GroupCommitter: Sendable {
     struct Options: Sendable {
         var maxBatch = 256
@@ -29,6 +30,7 @@ final class GroupCommitter: Sendable {
         var writerWaits = false
         var closed = false
         var committedBatches = 0
+        var lastBatchSize = 0
     }
 
     private let writer: any DatabaseWriter
@@ -98,6 +100,7 @@ final class GroupCommitter: Sendable {
         let batch = state.withLock { state -> [Pending] in
             defer { state.batch = [] }
             if case .success = outcome { state.committedBatches += 1 }
+            state.lastBatchSize = state.batch.count
             return state.batch
         }
         switch outcome {
@@ -114,8 +117,8 @@ final class GroupCommitter: Sendable {
 
     /// Runs queued writes inside the open transaction as they arrive, until the window closes or the batch is full.
     private func drain(_ db: Database) throws -> [Result<any Sendable, any Error>] {
-        let deadline = DispatchTime.now() + .nanoseconds(Int(options.window.components.seconds * 1_000_000_000
-                                                             + options.window.components.attoseconds / 1_000_000_000))
+        let window = state.withLock { $0.lastBatchSize > 1 } ? options.window : .zero
+        let deadline = DispatchTime.now() + .nanoseconds(Int(window.components.seconds * 1_000_000_000 + window.components.attoseconds / 1_000_000_000))
         var results: [Result<any Sendable, any Error>] = []
         while let chunk = nextChunk(room: options.maxBatch - results.count, until: deadline) {
             for pending in chunk {

@@ -57,6 +57,21 @@ import Testing
         #expect(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.count == stored.count)
     }
 
+    @Test func aLoneWriterIsNotHeldForTheWindow() async throws {
+        // With a 60 s window, only the rule "no window after a batch of one" lets setup and these writes finish.
+        let stored = Mutex<Int?>(nil)
+        let work = Task {
+            let fixture = try await StoreFixture(options: { $0.windowMicroseconds = 60_000_000 })
+            for index in 0..<3 { _ = try await fixture.submit("alone \(index)") }
+            let count = try await fixture.db.listQueue(QueueFilter()).cases.count
+            stored.withLock { $0 = count }
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while stored.withLock({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(stored.withLock { $0 } == 3)
+        work.cancel()
+    }
+
     @Test func closingCommitsWhatWasQueuedAndRefusesTheRest() async throws {
         let fixture = try await StoreFixture(options: { $0.windowMicroseconds = 5_000 })
         let results = await withTaskGroup(of: Result<String, StoreError>.self) { group in
