@@ -61,7 +61,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The profile folder (default $AMANE_HOME, else ~/.config/amane).", valueName: "dir"))
     var profile: String?
 
-    @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("Read the passphrase from this file instead of the terminal.", valueName: "file"))
+    @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("Read the passphrase from this file (mode 0600) instead of the terminal.", valueName: "file"))
     var passphraseFile: String?
 
     @Flag(help: "Print JSON (stable field names) instead of text.")

@@ -83,7 +83,14 @@ struct Profile {
 enum Passphrase {
     static func read(file: String?, prompt: String) throws -> [UInt8] {
         if let file {
-            guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read the passphrase file \(file)") }
+            var info = stat()
+            guard stat(file, &info) == 0, let data = FileManager.default.contents(atPath: file) else {
+                throw CLIError(.usage, "cannot read the passphrase file \(file)")
+            }
+            guard info.st_mode & 0o077 == 0 else {
+                throw CLIError(.usage, "the passphrase file \(file) is open to other users (mode \(String(info.st_mode & 0o777, radix: 8)))",
+                               hint: "Run: chmod 600 \(file)")
+            }
             var bytes = Array(data)
             while let last = bytes.last, last == 0x0a || last == 0x0d { bytes.removeLast() }
             return bytes

@@ -43,12 +43,17 @@ extension RelayDatabase {
     }
 
     /// Copies the database with SQLite's online backup API while writes go on.
+    /// The copy is created with mode 0600 before any byte is written, and never over an existing file.
     public func backup(to path: String) throws {
-        guard !FileManager.default.fileExists(atPath: path) else { throw StoreError(.conflict, "\(path) exists; refusing to overwrite it") }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            if errno == EEXIST { throw StoreError(.conflict, "\(path) exists; refusing to overwrite it") }
+            throw StoreError(.unavailable, "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        Glibc.close(descriptor)
         let destination = try DatabaseQueue(path: path)
         try pool.backup(to: destination)
         try destination.close()
-        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
     }
 
     /// Counts of cases by one label, from labels only (purged cases included), for the NGOs' reports.

@@ -74,7 +74,7 @@ check "init made the CA key with mode 0600" "[ \$(stat -c %a '$state/pki/ca-key.
 person() {  # NAME ROLE: keygen on the person's side, enrollment by the admin, a profile
     local name=$1 role=$2 home="$work/people/$1"
     mkdir -p "$home" && chown 65534:65534 "$home"
-    printf 'passphrase of %s, long enough\n' "$name" > "$work/people/$name.pass"
+    (umask 077 && printf 'passphrase of %s, long enough\n' "$name" > "$work/people/$name.pass")
     AMANE_HOME="$home" "$bin/amane" keygen --passphrase-file "$work/people/$name.pass" --json > "$work/people/$name.key.json"
     local key
     key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["publicKey"])' "$work/people/$name.key.json")

@@ -32,6 +32,7 @@ struct CLI {
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         let passphrase = home + "/../\(name).passphrase"
         try "a long enough passphrase for \(name)\n".write(toFile: passphrase, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: passphrase)
         let key = try json(["keygen", "--passphrase-file", passphrase], home: home) as! [String: Any]
         let (code, output) = try daemon.admin(["admin", "enroll-responder", name, "--sealing-key", key["publicKey"] as! String, "--out", home])
         #expect(code == 0, "\(output)")

@@ -82,6 +82,10 @@ extension DaemonSuiteForCLI {
 
         let wrong = daemon.directory + "/wrong-passphrase"
         try "not the passphrase\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: wrong)
+        let open = try cli.run(["keys", "--passphrase-file", wrong], home: cli.responder)
+        #expect(open.code == 1 && open.output.contains("open to other users (mode 644)") && open.output.contains("chmod 600"), "\(open.output)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: wrong)
         let started = ContinuousClock.now
         let locked = try cli.run(["keys", "--passphrase-file", wrong], home: cli.responder)
         #expect(locked.code == 4 && locked.output.contains("wrong passphrase"))
