@@ -29,7 +29,8 @@ import Testing
             try DatabaseQueue(path: file).read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM disclosure") } ?? 0
         }
         var inMainFile = 0
-        for _ in 0..<50 where inMainFile < 100 {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while inMainFile < 100, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
             try? FileManager.default.removeItem(atPath: copy)
             try FileManager.default.copyItem(atPath: (fixture.directory as NSString).appendingPathComponent(RelayDatabase.fileName), toPath: copy)
