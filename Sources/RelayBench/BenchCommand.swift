@@ -15,7 +15,7 @@ enum Bench {
             iterations += 1
         }
         let elapsed = clock.now - start
-        return Double(iterations) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return Double(iterations) / elapsed.inSeconds
     }
 
     static func crypto() throws {

@@ -224,7 +224,7 @@ enum IntakeBench {
         let start = clock.now
         let relay = try await RelayUnderTest.start(directory: directory, seeds: seeds)
         while !(try await ready(opsPort: relay.opsPort)) { try await Task.sleep(for: .milliseconds(2)) }
-        let elapsed = LoadGenerator.seconds(clock.now - start)
+        let elapsed = (clock.now - start).inSeconds
         relay.child.stop()
         return elapsed
     }

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import Synchronization
+import RelayCore
 
 /// Where the load goes: an intake endpoint behind mutual TLS.
 struct LoadTarget: Sendable {
@@ -213,7 +214,7 @@ final class LoadGenerator: Sendable {
             for await part in group { total.merge(part) }
             return total
         }
-        total.seconds = Self.seconds(clock.now - start)
+        total.seconds = (clock.now - start).inSeconds
         return total
     }
 
@@ -238,16 +239,12 @@ final class LoadGenerator: Sendable {
             }
         }
         var total = result.value.withLock { $0 }
-        total.seconds = Self.seconds(clock.now - start)
+        total.seconds = (clock.now - start).inSeconds
         return total
     }
 
     static func microseconds(_ duration: Duration) -> UInt64 {
-        UInt64(max(0, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        UInt64(max(0, duration.inNanoseconds / 1000))
     }
 
     /// A short, stable name for a transport failure, for the error table.

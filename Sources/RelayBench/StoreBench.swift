@@ -78,7 +78,7 @@ enum StoreBench {
             return try await group.reduce(0, +)
         }
         let elapsed = ContinuousClock.now - start
-        return Double(counts) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return Double(counts) / elapsed.inSeconds
     }
 
     /// The durable group-commit rate with the daemon's default batching: the storage baseline of `intake`.
@@ -137,7 +137,7 @@ enum StoreBench {
                 let start = ContinuousClock.now
                 _ = try await setup.db.listQueue(filter, limit: 50)
                 let elapsed = ContinuousClock.now - start
-                timings.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+                timings.append(elapsed.inSeconds * 1000)
             }
             timings.sort()
             print(String(format: "  first page of 50, %@: median %.2f ms, max %.2f ms", name, timings[25], timings[49]))

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import RelayFormat
+import RelayCore
 
 /// `amane-relay-bench stream MIB`: seals MIB mebibytes from a generator straight into the opener and prints
 /// one JSON line with the throughput and this process's peak resident growth. Running alone in its own
@@ -41,7 +42,7 @@ enum StreamBench {
         plainOut.update(data: try opener.finish())
 
         let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         let report = Report(bytes: total, largestSealedPiece: largestPiece,
                             roundTripIntact: plainIn.finalize() == plainOut.finalize(),
                             peakResidentGrowthBytes: ResidentMemory.peakBytes() - residentBefore,

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import RelayFormat
 import Synchronization
+import RelayCore
 
 /// Seals what gateways send in plaintext, to the queue's epoch key.
 ///
@@ -53,8 +54,7 @@ final class IntakeSealer: Sendable {
         let fresh = try SharedSealingContext(to: key)
         contexts.withLock { $0[slot] = (fresh, now) }
         // A Dispatch timer, not a task: a saturated concurrency pool must not keep a context alive.
-        let nanoseconds = Int(window.components.seconds) * 1_000_000_000 + Int(window.components.attoseconds / 1_000_000_000)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(window.inNanoseconds))) {
             self.contexts.withLock { contexts in
                 if contexts[slot]?.created == now { contexts[slot] = nil }
             }

@@ -53,7 +53,7 @@ struct RequestLogMiddleware: RouterMiddleware {
             "relay.route": "\(request.method.rawValue) \(route)",
             "relay.principal": "\(context.trace.principal.withLock { $0 } ?? "-")",
             "relay.status": "\(response.status.code)",
-            "relay.duration_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+            "relay.duration_ms": "\(elapsed.inNanoseconds / 1_000_000)",
         ])
         var headers = response.headers
         headers[HTTPField.Name("Request-Id")!] = context.requestID

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import RelayCore
 
 /// Token buckets keyed by principal: `capacity` tokens, refilled at `perSecond`.
 final class RateLimiter: Sendable {
@@ -14,17 +15,14 @@ final class RateLimiter: Sendable {
 
     init(capacity: Int, per window: Duration) {
         self.capacity = Double(max(1, capacity))
-        let seconds = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
-        self.perSecond = self.capacity / max(seconds, 0.001)
+        self.perSecond = self.capacity / max(window.inSeconds, 0.001)
     }
 
     /// Takes a token; returns nil when allowed, else the seconds to wait.
     func take(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
         buckets.withLock { buckets in
             var bucket = buckets[key] ?? Bucket(tokens: capacity, updated: now)
-            let elapsed = now - bucket.updated
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            bucket.tokens = min(capacity, bucket.tokens + seconds * perSecond)
+            bucket.tokens = refilledTokens(in: bucket, at: now)
             bucket.updated = now
             defer { buckets[key] = bucket }
             if bucket.tokens >= 1 {
@@ -35,13 +33,15 @@ final class RateLimiter: Sendable {
         }
     }
 
+    private func refilledTokens(in bucket: Bucket, at now: ContinuousClock.Instant) -> Double {
+        min(capacity, bucket.tokens + (now - bucket.updated).inSeconds * perSecond)
+    }
+
     /// Whether a token is left, without taking one.
     func wouldAllow(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
         buckets.withLock { buckets in
             guard let bucket = buckets[key] else { return nil }
-            let elapsed = now - bucket.updated
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            let tokens = min(capacity, bucket.tokens + seconds * perSecond)
+            let tokens = refilledTokens(in: bucket, at: now)
             return tokens >= 1 ? nil : max(1, Int(((1 - tokens) / perSecond).rounded(.up)))
         }
     }

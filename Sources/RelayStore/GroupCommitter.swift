@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Synchronization
+import RelayCore
 
 /// The single writer, on a thread of its own. When a write arrives it opens a transaction and runs each
 /// write in its own savepoint as it comes, for up to `window` after the first (or `maxBatch` writes); then
@@ -40,6 +41,7 @@ final class GroupCommitter: Sendable {
     private let observer: @Sendable (_ batchSize: Int) -> Void
 
     init(writer: any DatabaseWriter, options: Options, observer: @escaping @Sendable (Int) -> Void = { _ in }) {
+        precondition(options.maxBatch >= 1, "a batch holds at least one write")
         self.writer = writer
         self.options = options
         self.observer = observer
@@ -100,15 +102,20 @@ final class GroupCommitter: Sendable {
         let batch = state.withLock { state -> [Pending] in
             defer { state.batch = [] }
             if case .success = outcome { state.committedBatches += 1 }
+            // A transaction that failed before taking a write (BEGIN itself failed) fails what waits, rather than retrying at once forever.
+            if case .failure = outcome, state.batch.isEmpty {
+                defer { state.queue = [] }
+                return state.queue
+            }
             state.lastBatchSize = state.batch.count
             return state.batch
         }
         switch outcome {
         case .success(let results):
-            observer(batch.count)
             for (pending, result) in zip(batch, results) {
                 pending.continuation.resume(with: result.mapError(Self.storeError))
             }
+            observer(batch.count)
         case .failure(let error):
             let failure = Self.storeError(error)
             for pending in batch { pending.continuation.resume(throwing: failure) }
@@ -118,7 +125,7 @@ final class GroupCommitter: Sendable {
     /// Runs queued writes inside the open transaction as they arrive, until the window closes or the batch is full.
     private func drain(_ db: Database) throws -> [Result<any Sendable, any Error>] {
         let window = state.withLock { $0.lastBatchSize > 1 } ? options.window : .zero
-        let deadline = DispatchTime.now() + .nanoseconds(Int(window.components.seconds * 1_000_000_000 + window.components.attoseconds / 1_000_000_000))
+        let deadline = DispatchTime.now() + .nanoseconds(Int(window.inNanoseconds))
         var results: [Result<any Sendable, any Error>] = []
         while let chunk = nextChunk(room: options.maxBatch - results.count, until: deadline) {
             for pending in chunk {
@@ -184,7 +191,8 @@ final class GroupCommitter: Sendable {
             try db.cachedStatement(sql: "RELEASE item").execute()
             return .success(value)
         } catch {
-            if failsTheBatch(error) { throw error }
+            // SQLite rolled the whole transaction back: report why, not that the savepoint is gone.
+            if failsTheBatch(error) || !db.isInsideTransaction { throw error }
             try db.cachedStatement(sql: "ROLLBACK TO item").execute()
             try db.cachedStatement(sql: "RELEASE item").execute()
             return .failure(error)

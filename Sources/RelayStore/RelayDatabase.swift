@@ -57,6 +57,8 @@ public final class RelayDatabase: Sendable {
         self.pool = pool
         var checkpointerConfiguration = Configuration()
         checkpointerConfiguration.busyMode = .timeout(10)
+        // A checkpoint syncs the WAL before copying and the file after, by this connection's setting.
+        checkpointerConfiguration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         self.checkpointer = try DatabaseQueue(path: pool.path, configuration: checkpointerConfiguration)
         self.options = options
         self.taxonomy = try pool.read(TaxonomyFile.codes)
@@ -78,14 +80,14 @@ public final class RelayDatabase: Sendable {
     static let backstopCheckpointPages = 10_000
 
     /// Copies committed WAL frames into the database file on its own connection, at most ten times a second.
-    /// A checkpoint that fails (the file is busy or full) is retried at the next tick.
+    /// A checkpoint that fails or leaves frames behind (the file is busy or full) is tried again at the next tick.
     private func checkpointWhileWriting() async {
         var checkpointed = committer.committedBatches
         while (try? await Task.sleep(for: .milliseconds(100))) != nil {
             let committed = committer.committedBatches
             guard committed != checkpointed else { continue }
-            checkpointed = committed
-            _ = try? await checkpointer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            let frames = try? await checkpointer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            if let frames, frames.checkpointedFrameCount == frames.walFrameCount { checkpointed = committed }
         }
     }
 

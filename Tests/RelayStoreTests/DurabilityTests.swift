@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import RelayCore
 import RelayFormat
 @testable import RelayStore
@@ -71,6 +72,19 @@ import Testing
         while stored.withLock({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(stored.withLock { $0 } == 3)
         work.cancel()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func whileAnotherConnectionHoldsTheWriteLockWritesFailBusyAndTheWriterRecovers() async throws {
+        let fixture = try await StoreFixture()
+        var holdsTheLock = Configuration()
+        holdsTheLock.allowsUnsafeTransactions = true
+        let intruder = try DatabaseQueue(path: (fixture.directory as NSString).appendingPathComponent(RelayDatabase.fileName), configuration: holdsTheLock)
+        try intruder.inDatabase { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        await #expect(throws: StoreError.code(.busy)) { try await fixture.submit("while locked") }
+        try intruder.inDatabase { try $0.execute(sql: "COMMIT") }
+        let after = try await fixture.submit("after the lock")
+        #expect(try await fixture.db.listQueue(QueueFilter()).cases.map(\.id) == [after.id])
     }
 
     @Test func closingCommitsWhatWasQueuedAndRefusesTheRest() async throws {
