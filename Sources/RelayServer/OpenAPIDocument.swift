@@ -69,12 +69,16 @@ paths:
           $ref: '#/components/responses/P403'
         "404":
           $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
         "413":
           $ref: '#/components/responses/P413'
         "415":
           $ref: '#/components/responses/P415'
         "429":
           $ref: '#/components/responses/P429'
+        "503":
+          $ref: '#/components/responses/P503'
   /v1/replies/fetch:
     post:
       summary: Fetch the replies for a receipt, sealed to this gateway
@@ -448,6 +452,8 @@ paths:
           $ref: '#/components/responses/P400'
         "403":
           $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
         "413":
           $ref: '#/components/responses/P413'
         "415":
@@ -473,6 +479,8 @@ paths:
           $ref: '#/components/responses/P400'
         "403":
           $ref: '#/components/responses/P403'
+        "409":
+          $ref: '#/components/responses/P409'
         "413":
           $ref: '#/components/responses/P413'
         "415":

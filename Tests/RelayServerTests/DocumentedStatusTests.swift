@@ -129,6 +129,17 @@ extension DaemonSuite {
         record("POST /v1/disclosures/{id}/claim", try daemon.post("/v1/disclosures/\(second)/claim", as: s, json: [:]))
         _ = try daemon.post("/v1/disclosures/\(second)/transition", as: r, json: ["action": "close", "outcome": "duplicate"])
         record("POST /v1/disclosures/{id}/assign", try daemon.post("/v1/disclosures/\(second)/assign", as: s, json: ["to": "demo-responder"]))
+        let followupID = UUID.v7()
+        let sealedFollowup: [String: Any] = [
+            "receipt": receipt, "id": followupID.uuidString.lowercased(),
+            "sealed": Data(try Envelope.seal(Array("again".utf8), to: next.publicKey, kind: .followup, objectID: followupID)).base64EncodedString(),
+        ]
+        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: sealedFollowup))
+        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: sealedFollowup))
+        record("POST /v1/epochs", try daemon.post("/v1/epochs", as: r, json: [
+            "publicKey": next.publicKey.text, "grants": ["demo-responder": Data(try Grant.seal(next, to: responderKey)).base64EncodedString()]]))
+        record("POST /v1/grants", try daemon.post("/v1/grants", as: r, json: [
+            "epoch": next.id.uuidString.lowercased(), "grants": ["nobody-here": Data(try Grant.seal(next, to: responderKey)).base64EncodedString()]]))
 
         // Too many requests: a tight bucket for the same principal across routes.
         let tight = try await Daemon(environment: ["AMANE_LIMITS_REQUESTS_PER_MINUTE": "2"])
@@ -156,6 +167,9 @@ extension DaemonSuite {
         #expect(noKey.text.contains("no sealing key"))
         record("POST /v1/disclosures", noKey)
         record("GET /v1/queues/{queue}/sealing-key", try fresh.daemon.get("/v1/queues/national/sealing-key", as: fresh.gateway))
+        let noKeyFollowup = try fresh.daemon.post("/v1/followups", as: fresh.gateway, json: ["receipt": Receipt.generate().digits, "content": ["narrative": "x"]])
+        #expect(noKeyFollowup.text.contains("no sealing key"))
+        record("POST /v1/followups", noKeyFollowup)
 
         var missing: [String] = []
         for (route, statuses) in documented.sorted(by: { $0.key < $1.key }) {
