@@ -222,17 +222,17 @@ public struct EnvelopeOpener: Sendable {
 public enum Envelope {
     public static func seal(_ plaintext: some Collection<UInt8>, to recipient: SealingPublicKey,
                             kind: ObjectKind, objectID: UUID) throws(FormatError) -> [UInt8] {
-        var sealer = try EnvelopeSealer(to: recipient, kind: kind, objectID: objectID)
-        var out = sealer.header
-        out += try sealer.update(plaintext)
-        out += try sealer.finish()
-        return out
+        try sealWhole(plaintext, with: EnvelopeSealer(to: recipient, kind: kind, objectID: objectID))
     }
 
     /// Seals with a shared context (format v2); see `SharedSealingContext`.
     package static func seal(_ plaintext: some Collection<UInt8>, using context: SharedSealingContext,
                             kind: ObjectKind, objectID: UUID) throws(FormatError) -> [UInt8] {
-        var sealer = try EnvelopeSealer(using: context, kind: kind, objectID: objectID)
+        try sealWhole(plaintext, with: EnvelopeSealer(using: context, kind: kind, objectID: objectID))
+    }
+
+    private static func sealWhole(_ plaintext: some Collection<UInt8>, with sealer: EnvelopeSealer) throws(FormatError) -> [UInt8] {
+        var sealer = sealer
         var out = sealer.header
         out += try sealer.update(plaintext)
         out += try sealer.finish()

@@ -42,17 +42,17 @@ final class IntakeSealer: Sendable {
     }
 
     /// The live context for `key` and `sender`, or a new one that lives for one window. Expired contexts go
-    /// on every call, and by a timer when their window ends.
+    /// by a timer when their window ends, and whenever a new context is made.
     func context(for key: SealingPublicKey, from sender: String) throws -> SharedSealingContext {
         let now = ContinuousClock.now
         let slot = ContextKey(recipient: key.id, sender: sender)
         let window = self.window
-        if let live = contexts.withLock({ contexts in
-            contexts = contexts.filter { now - $0.value.created < window }
-            return contexts[slot]
-        }) { return live.context }
+        if let live = contexts.withLock({ $0[slot] }), now - live.created < window { return live.context }
         let fresh = try SharedSealingContext(to: key)
-        contexts.withLock { $0[slot] = (fresh, now) }
+        contexts.withLock { contexts in
+            contexts = contexts.filter { now - $0.value.created < window }
+            contexts[slot] = (fresh, now)
+        }
         // A Dispatch timer, not a task: a saturated concurrency pool must not keep a context alive.
         DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(window.inNanoseconds))) {
             self.contexts.withLock { contexts in

@@ -24,10 +24,4 @@ enum ProcessLimits {
         var none = rlimit(rlim_cur: 0, rlim_max: 0)
         _ = setrlimit(Int32(RLIMIT_CORE.rawValue), &none)
     }
-
-    static var coreDumpLimit: UInt64 {
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_CORE.rawValue), &limit)
-        return UInt64(limit.rlim_cur)
-    }
 }

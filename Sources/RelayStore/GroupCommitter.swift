@@ -65,8 +65,6 @@ final class GroupCommitter: Sendable {
         return value as! T
     }
 
-    var pendingCount: Int { state.withLock { $0.queue.count + $0.batch.count } }
-
     /// How many batches have committed since start: tells the checkpointer whether the WAL grew.
     var committedBatches: Int { state.withLock { $0.committedBatches } }
 

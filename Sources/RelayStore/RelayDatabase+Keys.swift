@@ -108,10 +108,7 @@ extension RelayDatabase {
             let statement = try db.cachedStatement(sql: """
                 SELECT epoch.* FROM epoch JOIN queue ON queue.currentEpochID = epoch.id WHERE queue.name = ?
                 """)
-            return try Row.fetchOne(statement, arguments: [queue.rawValue]).map { row in
-                EpochInfo(id: row["id"], queue: row["queue"], publicKey: row["publicKey"], createdBy: row["createdBy"],
-                          createdAt: row["createdAt"], isCurrent: true)
-            }
+            return try Row.fetchOne(statement, arguments: [queue.rawValue]).map { Self.epoch($0, isCurrent: true) }
         }
     }
 
@@ -122,9 +119,13 @@ extension RelayDatabase {
     static func epochs(_ db: Database, queue: QueueName) throws -> [EpochInfo] {
         let current = try String.fetchOne(db, sql: "SELECT currentEpochID FROM queue WHERE name = ?", arguments: [queue.rawValue])
         return try Row.fetchAll(db, sql: "SELECT * FROM epoch WHERE queue = ? ORDER BY createdAt, id", arguments: [queue.rawValue]).map { row in
-            EpochInfo(id: row["id"], queue: row["queue"], publicKey: row["publicKey"], createdBy: row["createdBy"],
-                      createdAt: row["createdAt"], isCurrent: row["id"] == current)
+            epoch(row, isCurrent: row["id"] == current)
         }
+    }
+
+    private static func epoch(_ row: Row, isCurrent: Bool) -> EpochInfo {
+        EpochInfo(id: row["id"], queue: row["queue"], publicKey: row["publicKey"], createdBy: row["createdBy"],
+                  createdAt: row["createdAt"], isCurrent: isCurrent)
     }
 
     /// Stores a new epoch with its first grants and makes it the queue's current one.
