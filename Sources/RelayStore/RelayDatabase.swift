@@ -103,9 +103,19 @@ public final class RelayDatabase: Sendable {
         try pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
     }
 
-    /// Moves the WAL into the database file and truncates it.
+    /// Moves the WAL into the database file and truncates it. It runs on the checkpointer's connection, so it
+    /// never meets the background checkpoint. SQLite does not wait for another connection's checkpoint, even
+    /// with a busy timeout, so meeting one (the writer's backstop, another process) is retried for ten seconds.
     public func checkpoint() throws {
-        try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            do {
+                _ = try checkpointer.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+                return
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+        }
     }
 
     /// Every migration this build knows, oldest first.

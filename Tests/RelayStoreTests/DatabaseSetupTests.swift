@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GRDB
 import RelayCore
 import RelayFormat
@@ -37,6 +38,40 @@ import Testing
             inMainFile = (try? disclosures(in: copy)) ?? 0
         }
         #expect(inMainFile == 100)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func anExplicitCheckpointWaitsOutAnotherConnectionsCheckpoint() async throws {
+        let fixture = try await StoreFixture()
+        for index in 0..<20 { _ = try await fixture.submit("before the checkpoint \(index)") }
+        let path = (fixture.directory as NSString).appendingPathComponent(RelayDatabase.fileName)
+        var holdsTheLock = Configuration()
+        holdsTheLock.allowsUnsafeTransactions = true
+        let writer = try DatabaseQueue(path: path, configuration: holdsTheLock)
+        var waits = Configuration()
+        waits.busyMode = .timeout(30)
+        let otherCheckpointer = try DatabaseQueue(path: path, configuration: waits)
+        // A FULL checkpoint takes SQLite's checkpoint lock, then waits for the write lock that `writer` holds.
+        try writer.inDatabase { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        let otherDone = Mutex(false)
+        DispatchQueue.global().async {
+            _ = try? otherCheckpointer.writeWithoutTransaction { try $0.checkpoint(.full) }
+            otherDone.withLock { $0 = true }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let db = fixture.db
+        let outcome = Mutex<Result<Void, any Error>?>(nil)
+        DispatchQueue.global().async {
+            let result = Result { try db.checkpoint() }
+            outcome.withLock { $0 = result }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(outcome.withLock { $0 } == nil, "the checkpoint returned while another one held the lock")
+        try writer.inDatabase { try $0.execute(sql: "COMMIT") }
+        while outcome.withLock({ $0 }) == nil || !otherDone.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(throws: Never.self) { try outcome.withLock { $0 }?.get() }
+        let wal = try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int
+        #expect(wal == 0)
     }
 
     @Test func theTaxonomyIsLoadedFromSeedsInThreeLanguages() async throws {
