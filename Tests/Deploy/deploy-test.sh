@@ -91,12 +91,17 @@ import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
 import os; os.chmod(sys.argv[1], 0o777)
 with open(sys.argv[2], "a", buffering=1) as log:
+    log.write("listening\n")
     while True:
         log.write(s.recv(4096).decode() + "\n")
 PY
 pids+=($!)
 disown
-sleep 0.5
+wait_for() {  # CONDITION: polls for up to 30 s
+    for _ in $(seq 1 300); do eval "$1" && return 0; sleep 0.1; done
+    return 1
+}
+wait_for "grep -q listening '$work/notify/log' 2>/dev/null"
 
 start_daemon() {  # DATA_DIR OUTPUT: starts the installed daemon as the unit would, prints its port
     local data=$1 out=$2
@@ -106,10 +111,7 @@ start_daemon() {  # DATA_DIR OUTPUT: starts the installed daemon as the unit wou
         "$bin/amane-relayd" serve --config "$prefix/etc/amane-relay/amane-relayd.yaml" --data-dir "$data" \
         --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 >"$out" 2>"$out.log" &
     echo $! >> "$work/daemon.pids"
-    for _ in $(seq 1 100); do
-        grep -q 'listening on port' "$out" 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_for "grep -q 'listening on port' '$out' 2>/dev/null" || true
     sed -n 's/.*listening on port \([0-9]*\),.*/\1/p' "$out"
 }
 profile() {  # NAME PORT
@@ -123,9 +125,8 @@ YAML
 }
 port=$(start_daemon "$state" "$work/daemon1.out")
 check "the installed daemon started as an unprivileged user, key from the credential" "[ -n '$port' ]"
-sleep 1
-check "systemd heard READY=1" "grep -q 'READY=1' '$work/notify/log'"
-check "systemd hears WATCHDOG=1" "sleep 1.2; grep -q 'WATCHDOG=1' '$work/notify/log'"
+check "systemd heard READY=1" "wait_for \"grep -q 'READY=1' '$work/notify/log'\""
+check "systemd hears WATCHDOG=1" "wait_for \"grep -q 'WATCHDOG=1' '$work/notify/log'\""
 check "the daemon logs JSON as configured" "grep -q '\"level\"' '$work/daemon1.out.log'"
 profile kiosk-1 "$port"
 profile amina "$port"
@@ -145,14 +146,14 @@ narrative=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["con
 shown=$(AMANE_HOME="$work/people/amina" "$bin/amane" show "$id" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["text"])')
 check "the case reads back, decrypted, from the restored copy" "[ \"\$shown\" = \"\$narrative\" ]"
 for pid in $(cat "$work/daemon.pids"); do kill -TERM "$pid" 2>/dev/null || true; done
-for _ in $(seq 1 50); do
+for _ in $(seq 1 300); do
     alive=0
     for pid in $(cat "$work/daemon.pids"); do kill -0 "$pid" 2>/dev/null && alive=1; done
     [ "$alive" = 0 ] && break
     sleep 0.1
 done
 check "SIGTERM: both daemons exited" "[ \"\$alive\" = 0 ]"
-check "SIGTERM: systemd heard STOPPING=1" "grep -q 'STOPPING=1' '$work/notify/log'"
+check "SIGTERM: systemd heard STOPPING=1" "wait_for \"grep -q 'STOPPING=1' '$work/notify/log'\""
 check "no plaintext in the data directory" "! grep -rqF \"\${narrative:0:40}\" '$state' '$work/restored' '$work/backups'"
 
 echo "# $passed passed, $failed failed"

@@ -45,7 +45,7 @@ enum Terminal {
 }
 
 extension DaemonSuiteForCLI {
-    @Suite(.timeLimit(.minutes(2))) struct CLITerminalTests {
+    @Suite(.timeLimit(.minutes(5))) struct CLITerminalTests {
         @Test func keygenAsksTwiceWithoutEchoAndWritesAPrivateKeyFile() throws {
             let home = FileManager.default.temporaryDirectory.appendingPathComponent("amane-keygen-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: home) }

@@ -59,29 +59,22 @@ extension DaemonSuite {
         client.standardInput = input
         client.standardOutput = pipe
         client.standardError = FileHandle.nullDevice
-        pipe.fileHandleForReading.readabilityHandler = { output.append($0.availableData) }
+        pipe.fileHandleForReading.collect(into: output)
         try client.run()
         defer { client.terminate() }
         let request = Data("GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
         input.fileHandleForWriting.write(request)
-        try await waitFor { output.value.components(separatedBy: "HTTP/1.1 ").count == 2 }
+        #expect(try await eventually { output.value.components(separatedBy: "HTTP/1.1 ").count == 2 }, "\(output.value)")
         #expect(output.value.contains("HTTP/1.1 200"))
 
         let (status, text) = try daemon.admin(["admin", "revoke", "demo-responder"])
         #expect(status == 0, "\(text)")
         input.fileHandleForWriting.write(request)
-        try await waitFor { output.value.components(separatedBy: "HTTP/1.1 ").count == 3 }
+        #expect(try await eventually { output.value.components(separatedBy: "HTTP/1.1 ").count == 3 }, "\(output.value)")
         #expect(output.value.components(separatedBy: "HTTP/1.1 ").last?.hasPrefix("403") == true)
         #expect(output.value.contains("revoked"))
     }
 
-    func waitFor(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            guard ContinuousClock.now < deadline else { Issue.record("timed out"); return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
 
     /// Every role against every route: exactly the allowed set gets past authorization.
     @Test func theAuthorizationMatrixIsExactlyTheTable() async throws {

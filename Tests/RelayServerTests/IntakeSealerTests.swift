@@ -12,7 +12,7 @@ import Testing
 
     @Test func aSharedContextSealsForOneWindowThenIsDropped() async throws {
         let epoch = SealingPrivateKey.generate()
-        let sealer = IntakeSealer(window: .milliseconds(300))
+        let sealer = IntakeSealer(window: .seconds(3))
         let ids = [UUID.v7(), UUID.v7()]
         let first = try ids.map { try sealer.seal(Array("à la fenêtre / نافذة".utf8), to: epoch.publicKey, from: "gateway-a", kind: .disclosure, objectID: $0) }
         #expect(try first.allSatisfy { try EnvelopeHeader.inspect($0).keySealing == .sharedContext })

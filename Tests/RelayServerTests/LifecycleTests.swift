@@ -25,18 +25,14 @@ final class NotifySocket: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// Messages received within `seconds`, stopping early once `until` is seen.
-    func receive(for seconds: Double, until: String? = nil) -> [String] {
+    /// Messages received until `enough` holds for them, or `seconds` pass.
+    func receive(for seconds: Double, until enough: ([String]) -> Bool) -> [String] {
         var messages: [String] = []
         let deadline = Date().addingTimeInterval(seconds)
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while Date() < deadline {
+        while Date() < deadline, !enough(messages) {
             let count = recv(fd, &buffer, buffer.count, 0)
-            if count > 0 {
-                let message = String(decoding: buffer[0..<count], as: UTF8.self)
-                messages.append(message)
-                if let until, message.contains(until) { break }
-            }
+            if count > 0 { messages.append(String(decoding: buffer[0..<count], as: UTF8.self)) }
         }
         return messages
     }
@@ -53,11 +49,11 @@ extension DaemonSuite {
         let notify = try NotifySocket()
         let daemon = try await Daemon(environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"])
         defer { daemon.removeData() }
-        let early = notify.receive(for: 2.0)
+        let early = notify.receive(for: 20) { $0.filter { $0 == "WATCHDOG=1" }.count >= 2 }
         #expect(early.first?.contains("READY=1") == true, "\(early)")
         #expect(early.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(early)")
         daemon.signal(SIGTERM)
-        let late = notify.receive(for: 5.0, until: "STOPPING=1")
+        let late = notify.receive(for: 20) { $0.contains("STOPPING=1") }
         #expect(late.contains("STOPPING=1"), "\(late)")
         #expect(daemon.stop() == 0)
     }
@@ -74,28 +70,27 @@ extension DaemonSuite {
         open.standardInput = input
         open.standardOutput = output
         open.standardError = FileHandle.nullDevice
-        output.fileHandleForReading.readabilityHandler = { received.append($0.availableData) }
+        output.fileHandleForReading.collect(into: received)
         try open.run()
         defer { open.terminate() }
         let request = Data("GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
         input.fileHandleForWriting.write(request)
-        try await Task.sleep(for: .milliseconds(800))
+        #expect(try await eventually { received.value.contains("HTTP/1.1 200") }, "\(received.value)")
         let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
                                           keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
         let fresh = try ca.issue(commonName: "localhost", usage: .server(hostnames: ["localhost", "127.0.0.1", "::1"]))
         try fresh.certificate.write(toFile: daemon.directory + "/pki/server-cert.pem", atomically: true, encoding: .utf8)
         try fresh.key.write(toFile: daemon.directory + "/pki/server-key.pem", atomically: true, encoding: .utf8)
         daemon.signal(SIGHUP)
-        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await eventually { daemon.stderr.value.contains("reloaded the TLS certificate") }, "\(daemon.stderr.value)")
         let after = try servedSerial(daemon)
         #expect(before != after)
         let expected = try Daemon.run("/bin/sh", ["-c", "printf '%s' \"$0\" | openssl x509 -noout -serial", fresh.certificate]).1
         #expect(after == expected.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
-        #expect(daemon.stderr.value.contains("reloaded the TLS certificate"))
         input.fileHandleForWriting.write(request)
-        try await Task.sleep(for: .milliseconds(800))
-        #expect(received.value.components(separatedBy: "HTTP/1.1 200").count == 3, "the connection opened before the reload still serves")
+        #expect(try await eventually { received.value.components(separatedBy: "HTTP/1.1 200").count == 3 },
+                "the connection opened before the reload still serves")
     }
 
     func servedSerial(_ daemon: Daemon) throws -> String {

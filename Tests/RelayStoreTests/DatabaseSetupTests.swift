@@ -40,7 +40,7 @@ import Testing
         #expect(inMainFile == 100)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func anExplicitCheckpointWaitsOutAnotherConnectionsCheckpoint() async throws {
         let fixture = try await StoreFixture()
         for index in 0..<20 { _ = try await fixture.submit("before the checkpoint \(index)") }
@@ -53,22 +53,25 @@ import Testing
         let otherCheckpointer = try DatabaseQueue(path: path, configuration: waits)
         // A FULL checkpoint takes SQLite's checkpoint lock, then waits for the write lock that `writer` holds.
         try writer.inDatabase { try $0.execute(sql: "BEGIN IMMEDIATE") }
+        let db = fixture.db
+        let outcome = Mutex<Result<Void, any Error>?>(nil)
+        let returnedWhileLocked = Mutex<Bool?>(nil)
         let otherDone = Mutex(false)
+        // Off the cooperative pool, so that the timing holds however busy the other tests keep it.
         DispatchQueue.global().async {
             _ = try? otherCheckpointer.writeWithoutTransaction { try $0.checkpoint(.full) }
             otherDone.withLock { $0 = true }
         }
-        try await Task.sleep(for: .milliseconds(300))
-        let db = fixture.db
-        let outcome = Mutex<Result<Void, any Error>?>(nil)
-        DispatchQueue.global().async {
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) {
             let result = Result { try db.checkpoint() }
             outcome.withLock { $0 = result }
         }
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(outcome.withLock { $0 } == nil, "the checkpoint returned while another one held the lock")
-        try writer.inDatabase { try $0.execute(sql: "COMMIT") }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.8) {
+            returnedWhileLocked.withLock { $0 = outcome.withLock { $0 } != nil }
+            try? writer.inDatabase { try $0.execute(sql: "COMMIT") }
+        }
         while outcome.withLock({ $0 }) == nil || !otherDone.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(returnedWhileLocked.withLock { $0 } == false, "the checkpoint returned while another one held the lock")
         #expect(throws: Never.self) { try outcome.withLock { $0 }?.get() }
         let wal = try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int
         #expect(wal == 0)

@@ -74,7 +74,7 @@ import Testing
         work.cancel()
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func whileAnotherConnectionHoldsTheWriteLockWritesFailBusyAndTheWriterRecovers() async throws {
         let fixture = try await StoreFixture()
         var holdsTheLock = Configuration()

@@ -23,6 +23,26 @@ public final class OutputBuffer: Sendable {
     public var value: String { text.withLock { $0 } }
 }
 
+extension FileHandle {
+    /// Appends what arrives to `buffer` until end of file, where Linux would keep calling with no data.
+    public func collect(into buffer: OutputBuffer) {
+        readabilityHandler = { handle in
+            let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil } else { buffer.append(data) }
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms, looking once more after the deadline; returns whether it came true.
+public func eventually(within seconds: Int = 30, _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while true {
+        if try condition() { return true }
+        guard ContinuousClock.now < deadline else { return false }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
 /// A client certificate and key on disk.
 public struct ClientIdentity: Sendable {
     public let certificate: String
@@ -80,21 +100,18 @@ public final class Daemon: @unchecked Sendable {
         process.standardOutput = out
         process.standardError = err
         let stdout = self.stdout, stderr = self.stderr
-        out.fileHandleForReading.readabilityHandler = { stdout.append($0.availableData) }
-        err.fileHandleForReading.readabilityHandler = { stderr.append($0.availableData) }
+        out.fileHandleForReading.collect(into: stdout)
+        err.fileHandleForReading.collect(into: stderr)
         try process.run()
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
+        let listening = try await eventually(within: 60) {
             let text = stdout.value
-            if let match = text.firstMatch(of: /listening on port (\d+), ops on port (\d+)/),
-               !dev || text.contains("Amane Relay (development) is listening") {
-                port = Int(match.1)!
-                opsPort = Int(match.2)!
-                return
-            }
-            if !process.isRunning { break }
-            try await Task.sleep(for: .milliseconds(50))
+            guard let match = text.firstMatch(of: /listening on port (\d+), ops on port (\d+)/),
+                  !dev || text.contains("Amane Relay (development) is listening") else { return !process.isRunning }
+            port = Int(match.1)!
+            opsPort = Int(match.2)!
+            return true
         }
+        if listening, port != 0 { return }
         throw DaemonFailure(description: "the daemon did not start:\n\(stdout.value)\n\(stderr.value)")
     }
 
@@ -261,7 +278,7 @@ public final class LoadRun: @unchecked Sendable {
         process.standardError = pipe
         let output = self.output
         reader = pipe.fileHandleForReading
-        reader.readabilityHandler = { output.append($0.availableData) }
+        reader.collect(into: output)
         try process.run()
     }
 
