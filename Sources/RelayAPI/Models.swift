@@ -117,8 +117,13 @@ public struct SealedReply: Codable, Sendable, Equatable {
 }
 
 public struct ReplyList: Codable, Sendable, Equatable {
+    /// The case the receipt names: replies are sealed bound to it, and so must a gateway's own sealed follow-up be.
+    public var caseId: String
     public var replies: [SealedReply]
-    public init(replies: [SealedReply]) { self.replies = replies }
+    public init(caseId: String, replies: [SealedReply]) {
+        self.caseId = caseId
+        self.replies = replies
+    }
 }
 
 /// `GET /v1/queues/{q}/sealing-key`.

@@ -71,8 +71,8 @@ struct Replies: AsyncParsableCommand {
             let list = try await session.client.post(APIPath.repliesFetch, ReplyFetch(receipt: receipt), as: ReplyList.self)
             return list.replies.map { reply in
                 var reading = ReplyReading(id: reply.id, createdAt: reply.createdAt)
-                if let envelope = Base64.decode(reply.sealed), let id = UUID(uuidString: reply.id),
-                   let plaintext = try? Envelope.open(envelope, with: identity, kind: .reply, objectID: id) {
+                if let envelope = Base64.decode(reply.sealed), let id = UUID(uuidString: reply.id), let caseID = UUID(uuidString: list.caseId),
+                   let plaintext = try? Envelope.open(envelope, with: identity, kind: .reply, objectID: id, caseID: caseID) {
                     reading.text = String(decoding: plaintext, as: UTF8.self)
                 } else {
                     reading.error = "does not open with this gateway's key"

@@ -113,9 +113,9 @@ struct Show: AsyncParsableCommand {
             return entry
         }
         guard let kind = ObjectKind(name: object.kind), let envelope = Base64.decode(object.sealed),
-              let objectID = UUID(uuidString: kind == .disclosure ? caseID : object.id),
-              let plaintext = try? Envelope.open(envelope, with: key, kind: kind, objectID: objectID) else {
-            entry.error = "does not open: it was altered, or is not what it claims to be"
+              let caseUUID = UUID(uuidString: caseID), let objectID = kind == .disclosure ? caseUUID : UUID(uuidString: object.id),
+              let plaintext = try? Envelope.open(envelope, with: key, kind: kind, objectID: objectID, caseID: kind.belongsToCase ? caseUUID : nil) else {
+            entry.error = "does not open: it was altered, moved from another case, or is not what it claims to be"
             return entry
         }
         if kind == .disclosure || kind == .followup, let content = try? JSONDecoder().decode(DisclosureContent.self, from: Data(plaintext)) {
@@ -272,14 +272,19 @@ struct TextInput: ParsableArguments {
 }
 
 enum Sealing {
-    /// Seals a note to the current epoch and posts it.
+    /// Seals a note to the current epoch, bound to its case, and posts it.
     static func postNote(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async throws -> String {
         let epoch = try await session.currentEpochKey(identity)
         let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
-        let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id)
+        let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id, caseID: try caseUUID(caseID))
         _ = try await session.client.post(APIPath.disclosure(caseID, .notes), NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope)),
                                           as: [String: String].self)
         return id.uuidString.lowercased()
+    }
+
+    static func caseUUID(_ caseID: String) throws -> UUID {
+        guard let uuid = UUID(uuidString: caseID) else { throw CLIError(.refused, "the relay named a case id that is not a UUID: \(caseID)") }
+        return uuid
     }
 }
 
@@ -319,10 +324,11 @@ struct Reply: AsyncParsableCommand {
             }
             let epoch = try await session.currentEpochKey(identity)
             let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
+            let bound = try Sealing.caseUUID(caseID)
             let submission = ReplySubmission(
                 id: id.uuidString.lowercased(),
-                sealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: id)),
-                gatewaySealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: id)))
+                sealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: id, caseID: bound)),
+                gatewaySealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: id, caseID: bound)))
             _ = try await session.client.post(APIPath.disclosure(caseID, .replies), submission, as: [String: String].self)
             return id.uuidString.lowercased()
         }

@@ -23,6 +23,10 @@ public enum ObjectKind: UInt8, Sendable, CaseIterable, Codable {
         guard let kind = Self.allCases.first(where: { $0.name == name }) else { return nil }
         self = kind
     }
+
+    /// Follow-ups, notes and replies belong to a case whose id is not in their header: it is bound in as
+    /// associated data, so an object moved to another case no longer opens.
+    public var belongsToCase: Bool { self == .followup || self == .note || self == .reply }
 }
 
 /// How the content key is sealed; the header's version byte. See the Envelope article.
@@ -82,6 +86,16 @@ public struct EnvelopeHeader: Sendable, Equatable {
     }
 
     var fixedPart: [UInt8] { Self.fixedPart(keySealing: keySealing, suite: suite, kind: kind, keyID: keyID, objectID: objectID) }
+
+    /// What the content key's seal authenticates: the fixed part, then the case id for an object that belongs to a case.
+    static func associatedData(fixed: [UInt8], kind: ObjectKind, caseID: UUID?) throws(FormatError) -> [UInt8] {
+        switch (kind.belongsToCase, caseID) {
+        case (true, let caseID?): fixed + caseID.bytes
+        case (false, nil): fixed
+        case (true, nil): throw FormatError(.malformed, "a \(kind.name) is sealed and opened with the id of its case")
+        case (false, _?): throw FormatError(.malformed, "a \(kind.name) is bound by its own id, not a case id")
+        }
+    }
 
     public func encoded() -> [UInt8] {
         var out = fixedPart

@@ -34,11 +34,11 @@ final class IntakeSealer: Sendable {
         return key
     }
 
-    /// Seals what `sender` (a gateway's principal id) sent.
+    /// Seals what `sender` (a gateway's principal id) sent; a follow-up is bound to its case.
     func seal(_ plaintext: some Collection<UInt8>, to key: SealingPublicKey, from sender: String, kind: ObjectKind,
-              objectID: UUID) throws -> [UInt8] {
-        guard window > .zero else { return try Envelope.seal(plaintext, to: key, kind: kind, objectID: objectID) }
-        return try Envelope.seal(plaintext, using: try context(for: key, from: sender), kind: kind, objectID: objectID)
+              objectID: UUID, caseID: UUID? = nil) throws -> [UInt8] {
+        guard window > .zero else { return try Envelope.seal(plaintext, to: key, kind: kind, objectID: objectID, caseID: caseID) }
+        return try Envelope.seal(plaintext, using: try context(for: key, from: sender), kind: kind, objectID: objectID, caseID: caseID)
     }
 
     /// The live context for `key` and `sender`, or a new one that lives for one window. Expired contexts go

@@ -51,7 +51,7 @@ paths:
   /v1/followups:
     post:
       summary: Add a reporter's follow-up by receipt
-      description: "Roles: gateway."
+      description: "Roles: gateway. A follow-up is sealed bound to its case. Send `content` and the relay seals it; or seal it yourself with `amane`'s format to the queue's sealing key, bound to the `caseId` that POST /v1/replies/fetch returns for the receipt, and send `id` and `sealed`."
       requestBody:
         required: true
         content:
@@ -77,8 +77,6 @@ paths:
           $ref: '#/components/responses/P415'
         "429":
           $ref: '#/components/responses/P429'
-        "503":
-          $ref: '#/components/responses/P503'
   /v1/replies/fetch:
     post:
       summary: Fetch the replies for a receipt, sealed to this gateway
@@ -667,6 +665,7 @@ components:
     ReplyList:
       type: object
       properties:
+        caseId: {type: string, description: "The case the receipt names. Replies are sealed bound to it; a gateway that seals a follow-up itself binds it to this id."}
         replies: {type: array}
     SealingKeyInfo:
       type: object

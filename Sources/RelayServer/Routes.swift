@@ -71,7 +71,7 @@ struct RelayRoutes: Sendable {
         // idempotency key, so the stored value cannot be tested against a guessed narrative.
         let requestTag = KeyedBox.tag(canonical, secret: Array(key.utf8), context: Array(gateway.id.utf8))
         let result = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: nil, kind: .disclosure,
-                                             queue: labels.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+                                             caseID: nil, queue: labels.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
             try await db.intake(IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope, idempotencyKey: key, requestHash: requestTag))
         }
         metrics.intakeLatency.record(ContinuousClock.now - start)
@@ -83,10 +83,14 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let (submission, body) = try await request.decodeJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
         let receipt = try receiptDigest(submission.receipt, gateway: gateway)
+        // A follow-up is sealed bound to its case, so the case comes first.
+        guard let caseID = try db.caseID(receiptHash: receipt, gateway: gateway).flatMap(UUID.init(uuidString:)) else {
+            throw receiptMiss(gateway)
+        }
         let id: UUID
         do {
             id = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
-                                         queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+                                         caseID: caseID, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
                 _ = try await db.addFollowup(gateway: gateway, receiptHash: receipt, objectID: id, envelope: envelope)
                 return id
             }
@@ -101,8 +105,8 @@ struct RelayRoutes: Sendable {
         let (fetch, _) = try await request.decodeJSON(ReplyFetch.self, limit: limits.maxBodyBytes)
         let receipt = try receiptDigest(fetch.receipt, gateway: gateway)
         do {
-            let replies = try await db.replies(gateway: gateway, receiptHash: receipt)
-            return try .json(ReplyList(replies: replies.compactMap { item in
+            let (caseID, replies) = try await db.replies(gateway: gateway, receiptHash: receipt)
+            return try .json(ReplyList(caseId: caseID, replies: replies.compactMap { item in
                 item.gatewayEnvelope.map { SealedReply(id: item.id, sealed: Base64.encode($0), createdAt: Timestamp.iso8601(item.createdAt)) }
             }))
         } catch let error as StoreError where error.code == .notFound {
@@ -126,22 +130,22 @@ struct RelayRoutes: Sendable {
     /// Seals plaintext content (or accepts a gateway-sealed envelope) and stores it with `store`. When a
     /// rotation lands between sealing and storing plaintext, the store says `staleEpoch`: seal again to the
     /// new epoch, once.
-    private func sealThenStore<Stored>(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind, queue: QueueName,
-                                       bodySize: Int, sender: String,
+    private func sealThenStore<Stored>(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind, caseID: UUID?,
+                                       queue: QueueName, bodySize: Int, sender: String,
                                        store: (UUID, [UInt8]) async throws -> Stored) async throws -> Stored {
-        let (id, envelope) = try sealOrAccept(content: content, sealed: sealed, sealedID: sealedID, kind: kind, queue: queue,
+        let (id, envelope) = try sealOrAccept(content: content, sealed: sealed, sealedID: sealedID, kind: kind, caseID: caseID, queue: queue,
                                               bodySize: bodySize, sender: sender)
         do {
             return try await store(id, envelope)
         } catch let error as StoreError where error.code == .staleEpoch && content != nil {
-            let (id, envelope) = try sealOrAccept(content: content, sealed: nil, sealedID: nil, kind: kind, queue: queue,
+            let (id, envelope) = try sealOrAccept(content: content, sealed: nil, sealedID: nil, kind: kind, caseID: caseID, queue: queue,
                                                   bodySize: bodySize, sender: sender)
             return try await store(id, envelope)
         }
     }
 
     /// Seals plaintext content in memory at once, or checks a gateway-sealed envelope. Returns the object id and envelope.
-    private func sealOrAccept(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind,
+    private func sealOrAccept(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind, caseID: UUID?,
                               queue: QueueName, bodySize: Int, sender: String) throws -> (UUID, [UInt8]) {
         let payload: IntakePayload
         do {
@@ -159,7 +163,7 @@ struct RelayRoutes: Sendable {
             let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            return (id, try sealer.seal(try encoder.encode(content), to: key, from: sender, kind: kind, objectID: id))
+            return (id, try sealer.seal(try encoder.encode(content), to: key, from: sender, kind: kind, objectID: id, caseID: caseID))
         }
     }
 

@@ -143,19 +143,28 @@ extension RelayDatabase {
         }
     }
 
-    /// The replies to a receipt, sealed to the submitting gateway. Audited as a fetch.
-    public func replies(gateway: Principal, receiptHash: [UInt8]) async throws -> [SealedItem] {
+    /// The case a receipt names for the gateway that submitted it, unless purged.
+    public func caseID(receiptHash: [UInt8], gateway: Principal) throws -> String? {
+        try pool.unsafeRead { db in try Self.caseID(db, receiptHash: receiptHash, gatewayID: gateway.id) }
+    }
+
+    static func caseID(_ db: Database, receiptHash: [UInt8], gatewayID: String) throws -> String? {
+        try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM disclosure WHERE receiptHash = ? AND gatewayID = ? AND purgedAt IS NULL"),
+                            arguments: [Data(receiptHash), gatewayID])
+    }
+
+    /// The case a receipt names and its replies, sealed to the submitting gateway. Audited as a fetch.
+    public func replies(gateway: Principal, receiptHash: [UInt8]) async throws -> (caseID: String, replies: [SealedItem]) {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway fetches replies") }
         let now = nowSeconds
         return try await committer.write { db in
-            guard let caseID = try String.fetchOne(db, sql: "SELECT id FROM disclosure WHERE receiptHash = ? AND gatewayID = ? AND purgedAt IS NULL",
-                                                   arguments: [Data(receiptHash), gateway.id]) else {
+            guard let caseID = try Self.caseID(db, receiptHash: receiptHash, gatewayID: gateway.id) else {
                 throw StoreError(.notFound, "no case for that receipt")
             }
             let items = try Self.sealedItems(db, caseID: caseID).filter { $0.kind == .reply }
             try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "replies.fetch", subject: caseID,
                                 detail: ["count": String(items.count)])
-            return items
+            return (caseID, items)
         }
     }
 

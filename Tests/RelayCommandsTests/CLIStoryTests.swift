@@ -103,6 +103,22 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["reply", short, "-m", reply], home: cli.responder).code == 0)
         #expect(try cli.run(["refer", short, "--to", "health", "--reason", "Needs a doctor"], home: cli.responder).code == 0)
 
+        // 5b. A relay that moves the note to another case in its database cannot make it read there.
+        let move = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1], timeout=30)
+            db.execute("UPDATE sealedObject SET disclosureID = ? WHERE disclosureID = ? AND kind = 'note'", (sys.argv[3], sys.argv[2]))
+            db.commit()
+            print(db.total_changes)
+            """
+        let moved = try Daemon.run("/usr/bin/env", ["python3", "-c", move, daemon.directory + "/relay.sqlite", arabic, sealedCase])
+        #expect(moved.0 == 0 && moved.1.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "the note and the referral's note: \(moved.1)")
+        let elsewhere = try cli.json(["show", String(sealedCase.suffix(8))], home: cli.responder) as! [String: Any]
+        let movedNotes = (elsewhere["entries"] as! [[String: Any]]).filter { $0["kind"] as? String == "note" }
+        #expect(movedNotes.count == 2 && movedNotes.allSatisfy { $0["text"] == nil && ($0["error"] as? String)?.contains("another case") == true },
+                "\(movedNotes)")
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", move, daemon.directory + "/relay.sqlite", sealedCase, arabic]).1.contains("2"))
+
         // 6. The gateway reads the reply with the receipt; the reporter follows up and the case shows updated.
         let receipt = receipts[arabic]!
         let replies = try cli.json(["replies"], home: cli.gateway, input: receipt + "\n") as! [[String: Any]]

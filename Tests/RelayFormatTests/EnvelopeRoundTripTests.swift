@@ -26,8 +26,8 @@ import Testing
     func streamingInOddPiecesMatchesOneShot(suite: SealingSuite) throws {
         let key = SealingPrivateKey.generate(suite: suite)
         let payload = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
-        let objectID = UUID()
-        var sealer = try EnvelopeSealer(to: key.publicKey, kind: .note, objectID: objectID)
+        let objectID = UUID(), caseID = UUID()
+        var sealer = try EnvelopeSealer(to: key.publicKey, kind: .note, objectID: objectID, caseID: caseID)
         var envelope = sealer.header
         var rest = payload[...]
         var piece = 1
@@ -38,7 +38,7 @@ import Testing
         }
         envelope += try sealer.finish()
 
-        var opener = EnvelopeOpener(key: key, kind: .note, objectID: objectID)
+        var opener = EnvelopeOpener(key: key, kind: .note, objectID: objectID, caseID: caseID)
         var opened: [UInt8] = []
         var index = 0
         while index < envelope.count {
@@ -55,8 +55,8 @@ import Testing
         let key = SealingPrivateKey.generate(suite: suite)
         let other = SealingPrivateKey.generate(suite: suite)
         let id = UUID()
-        let envelope = try Envelope.seal(Array("secret".utf8), to: key.publicKey, kind: .reply, objectID: id)
-        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelope, with: other, kind: .reply, objectID: id) }
+        let envelope = try Envelope.seal(Array("secret".utf8), to: key.publicKey, kind: .reply, objectID: id, caseID: id)
+        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelope, with: other, kind: .reply, objectID: id, caseID: id) }
     }
 
     @Test(arguments: SealingSuite.allCases)
@@ -106,30 +106,32 @@ import Testing
         #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelopes[0], with: other, kind: .disclosure, objectID: objects[0].0) }
     }
 
-    /// Every object gets its own wrapping key: it depends on the version, kind, key and object id, so the
-    /// fixed nonce never meets the same key twice, and one object's wrapped key opens under no other's.
+    /// Every object gets its own wrapping key: it depends on the version, kind, key, object id and case, so
+    /// the fixed nonce never meets the same key twice, and one object's wrapped key opens under no other's.
     @Test(arguments: SealingSuite.allCases)
-    func wrappingKeysAreSeparatedByEveryFieldOfTheFixedPart(suite: SealingSuite) throws {
+    func wrappingKeysAreSeparatedByEveryFieldOfTheBoundData(suite: SealingSuite) throws {
         let key = SealingPrivateKey.generate(suite: suite)
         let context = try SharedSealingContext(to: key.publicKey)
         let export: ([UInt8]) throws -> SymmetricKey = { try context.sender.exportSecret(context: $0, outputByteCount: 32) }
         let id = UUID(), otherID = UUID()
-        let fixedParts = [
+        let followup = EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: suite, kind: .followup, keyID: key.id, objectID: id)
+        let boundParts = [
             EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: suite, kind: .disclosure, keyID: key.id, objectID: id),
             EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: suite, kind: .disclosure, keyID: key.id, objectID: otherID),
-            EnvelopeHeader.fixedPart(keySealing: .sharedContext, suite: suite, kind: .followup, keyID: key.id, objectID: id),
+            try EnvelopeHeader.associatedData(fixed: followup, kind: .followup, caseID: id),
+            try EnvelopeHeader.associatedData(fixed: followup, kind: .followup, caseID: otherID),
             EnvelopeHeader.fixedPart(keySealing: .singleShot, suite: suite, kind: .disclosure, keyID: key.id, objectID: id),
         ]
-        let wrappingKeys = try fixedParts.map { try ContentKeyWrap.wrappingKey(exporter: export, fixed: $0) }
+        let wrappingKeys = try boundParts.map { try ContentKeyWrap.wrappingKey(exporter: export, bound: $0) }
         let raw = wrappingKeys.map { $0.withUnsafeBytes { Array($0) } }
-        #expect(Set(raw).count == fixedParts.count, "one wrapping key per fixed part")
+        #expect(Set(raw).count == boundParts.count, "one wrapping key per bound part")
 
         let contentKey = SymmetricKey(size: .bits256)
-        let sealed = try ContentKeyWrap.seal(contentKey, under: wrappingKeys[0], suite: suite, fixed: fixedParts[0])
-        let opened = try ContentKeyWrap.open(sealed, under: wrappingKeys[0], suite: suite, fixed: fixedParts[0])
+        let sealed = try ContentKeyWrap.seal(contentKey, under: wrappingKeys[0], suite: suite, bound: boundParts[0])
+        let opened = try ContentKeyWrap.open(sealed, under: wrappingKeys[0], suite: suite, bound: boundParts[0])
         #expect(opened.withUnsafeBytes { Array($0) } == contentKey.withUnsafeBytes { Array($0) })
-        for index in 1..<fixedParts.count {
-            #expect(throws: (any Error).self) { try ContentKeyWrap.open(sealed, under: wrappingKeys[index], suite: suite, fixed: fixedParts[0]) }
+        for index in 1..<boundParts.count {
+            #expect(throws: (any Error).self) { try ContentKeyWrap.open(sealed, under: wrappingKeys[index], suite: suite, bound: boundParts[0]) }
         }
     }
 
@@ -142,20 +144,36 @@ import Testing
         #expect(Self.bitFlipsThatOpen(envelope, key: key, id: id) == 0)
     }
 
-    @Test func movingAnObjectToAnotherCaseOrKindFails() throws {
-        let key = SealingPrivateKey.generate()
-        let id = UUID()
-        let envelope = try Envelope.seal(Array("x".utf8), to: key.publicKey, kind: .note, objectID: id)
-        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelope, with: key, kind: .note, objectID: UUID()) }
-        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelope, with: key, kind: .reply, objectID: id) }
+    /// A note, reply or follow-up is bound to its case, in both formats: moved to another case, it no longer opens.
+    @Test(arguments: SealingSuite.allCases, [KeySealing.singleShot, .sharedContext])
+    func movingAnObjectToAnotherCaseOrKindFails(suite: SealingSuite, keySealing: KeySealing) throws {
+        let key = SealingPrivateKey.generate(suite: suite)
+        let id = UUID(), caseA = UUID(), caseB = UUID()
+        for kind in ObjectKind.allCases where kind.belongsToCase {
+            let envelope = switch keySealing {
+            case .singleShot: try Envelope.seal(Array("x".utf8), to: key.publicKey, kind: kind, objectID: id, caseID: caseA)
+            case .sharedContext: try Envelope.seal(Array("x".utf8), using: SharedSealingContext(to: key.publicKey), kind: kind, objectID: id, caseID: caseA)
+            }
+            #expect(try Envelope.open(envelope, with: key, kind: kind, objectID: id, caseID: caseA) == Array("x".utf8))
+            #expect(throws: FormatError(.openFailed), "\(kind.name) in another case") { try Envelope.open(envelope, with: key, kind: kind, objectID: id, caseID: caseB) }
+            #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelope, with: key, kind: kind, objectID: UUID(), caseID: caseA) }
+            let otherKind: ObjectKind = kind == .note ? .reply : .note
+            #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelope, with: key, kind: otherKind, objectID: id, caseID: caseA) }
+            #expect(throws: FormatError(.malformed), "opened without its case") { try Envelope.open(envelope, with: key, kind: kind, objectID: id) }
+            #expect(throws: FormatError(.malformed), "sealed without its case") { try Envelope.seal([1], to: key.publicKey, kind: kind, objectID: id) }
+        }
+        #expect(throws: FormatError(.malformed), "a disclosure's object id is its case") {
+            try Envelope.seal([1], to: key.publicKey, kind: .disclosure, objectID: id, caseID: caseA)
+        }
     }
 
     @Test func errorDescriptionsHoldNoSecretBytes() throws {
         let key = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
         let secretHex = key.publicKey.rawRepresentation.prefix(8).map { String(format: "%02x", $0) }.joined()
-        let envelope = try Envelope.seal(Array("canary-7f3a".utf8), to: key.publicKey, kind: .note, objectID: UUID())
+        let caseID = UUID()
+        let envelope = try Envelope.seal(Array("canary-7f3a".utf8), to: key.publicKey, kind: .note, objectID: UUID(), caseID: caseID)
         do {
-            _ = try Envelope.open(envelope, with: key, kind: .note, objectID: UUID())
+            _ = try Envelope.open(envelope, with: key, kind: .note, objectID: UUID(), caseID: caseID)
             Issue.record("opened with the wrong object id")
         } catch {
             let text = "\(error) \(String(reflecting: error))"

@@ -43,8 +43,8 @@ import Testing
         let opened = try Grant.open(grant, epochID: epoch.id, with: member)
         #expect(opened.publicKey == epoch.publicKey)
 
-        let note = try Envelope.seal(Array("note".utf8), to: epoch.publicKey, kind: .note, objectID: UUID(0))
-        #expect(try Envelope.open(note, with: opened, kind: .note, objectID: UUID(0)) == Array("note".utf8))
+        let note = try Envelope.seal(Array("note".utf8), to: epoch.publicKey, kind: .note, objectID: UUID(0), caseID: UUID(1))
+        #expect(try Envelope.open(note, with: opened, kind: .note, objectID: UUID(0), caseID: UUID(1)) == Array("note".utf8))
     }
 
     @Test func aGrantOpensForNoOtherMemberOrEpoch() throws {

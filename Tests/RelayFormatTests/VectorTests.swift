@@ -12,7 +12,7 @@ struct Vector {
         case openFailure = "open failure"
     }
 
-    static let headerKeys = ["expect", "suite", "key", "kind", "object", "payload-sha256"]
+    static let headerKeys = ["expect", "suite", "key", "kind", "object", "case", "payload-sha256"]
 
     var name: String
     var expect: Outcome
@@ -20,16 +20,19 @@ struct Vector {
     var key: [UInt8]
     var kind: ObjectKind
     var object: UUID
+    /// The case the reader found a follow-up, note or reply in.
+    var caseID: UUID?
     var payloadSHA256: String
     var envelope: [UInt8]
 
-    init(name: String, expect: Outcome, key: SealingPrivateKey, kind: ObjectKind, object: UUID, payload: [UInt8], envelope: [UInt8]) {
+    init(name: String, expect: Outcome, key: SealingPrivateKey, kind: ObjectKind, object: UUID, caseID: UUID?, payload: [UInt8], envelope: [UInt8]) {
         self.name = name
         self.expect = expect
         self.suite = key.suite
         self.key = key.rawRepresentation
         self.kind = kind
         self.object = object
+        self.caseID = caseID
         self.payloadSHA256 = Digest.hex(Digest.sha256(payload))
         self.envelope = envelope
     }
@@ -62,6 +65,10 @@ struct Vector {
         self.key = Array(key)
         self.kind = kind
         self.object = object
+        if let text = fields["case"] {
+            guard let caseID = UUID(uuidString: text) else { throw ParseError(description: "\(name): the case does not parse") }
+            self.caseID = caseID
+        }
         self.payloadSHA256 = try field("payload-sha256")
         self.envelope = Array(envelope)
     }
@@ -72,7 +79,7 @@ struct Vector {
         suite: \(suite)
         key: \(Data(key).base64EncodedString())
         kind: \(kind.name)
-        object: \(object.uuidString)
+        object: \(object.uuidString)\(caseID.map { "\ncase: \($0.uuidString)" } ?? "")
         payload-sha256: \(payloadSHA256)
 
         \(Data(envelope).base64EncodedString())
@@ -84,7 +91,7 @@ struct Vector {
     func outcome() throws -> Outcome {
         let privateKey = try SealingPrivateKey(suite: suite, rawRepresentation: key)
         do {
-            let payload = try Envelope.open(envelope, with: privateKey, kind: kind, objectID: object)
+            let payload = try Envelope.open(envelope, with: privateKey, kind: kind, objectID: object, caseID: caseID)
             return Digest.hex(Digest.sha256(payload)) == payloadSHA256 ? .success : .openFailure
         } catch {
             switch error.code {
@@ -118,8 +125,8 @@ enum VectorGenerator {
         let chunk = 65536 + 16
 
         func vector(_ name: String, _ expect: Vector.Outcome, _ envelope: [UInt8], key: SealingPrivateKey = x25519,
-                    kind: ObjectKind = .disclosure, object: UUID = object, payload: [UInt8] = small) -> Vector {
-            Vector(name: name, expect: expect, key: key, kind: kind, object: object, payload: payload, envelope: envelope)
+                    kind: ObjectKind = .disclosure, object: UUID = object, caseID: UUID? = nil, payload: [UInt8] = small) -> Vector {
+            Vector(name: name, expect: expect, key: key, kind: kind, object: object, caseID: caseID, payload: payload, envelope: envelope)
         }
         func flipped(_ bytes: [UInt8], at index: Int) -> [UInt8] {
             var copy = bytes
@@ -135,6 +142,10 @@ enum VectorGenerator {
         let otherEpoch = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
         let sealedToOtherEpoch = try Envelope.seal(small, to: otherEpoch.publicKey, kind: .disclosure, objectID: object)
         let body = largeX25519[headerLength...]
+        let caseA = UUID(uuidString: "01937f5e-0000-7000-8000-00000000000a")!
+        let caseB = UUID(uuidString: "01937f5e-0000-7000-8000-00000000000b")!
+        let note = try Envelope.seal(small, to: x25519.publicKey, kind: .note, objectID: secondObject, caseID: caseA)
+        let sharedFollowup = try Envelope.seal(small, using: sharedX25519, kind: .followup, objectID: otherObject, caseID: caseA)
         let chunks = stride(from: body.startIndex, to: body.endIndex, by: chunk).map { body[$0 ..< min($0 + chunk, body.endIndex)] }
 
         return [
@@ -149,7 +160,12 @@ enum VectorGenerator {
             vector("dropped_last_chunk", .openFailure, Array(largeX25519.dropLast(chunks[2].count)), payload: large),
             vector("reordered_chunks", .openFailure, Array(largeX25519[..<headerLength]) + chunks[1] + chunks[0] + chunks[2], payload: large),
             vector("swapped_object_id", .openFailure, replacing(smallX25519, at: 28, with: otherObject.bytes), object: otherObject),
-            vector("swapped_kind", .openFailure, replacing(smallX25519, at: 5, with: [ObjectKind.reply.rawValue]), kind: .reply),
+            vector("swapped_kind", .openFailure, replacing(smallX25519, at: 5, with: [ObjectKind.reply.rawValue]), kind: .reply, caseID: object),
+            vector("success_note_bound_to_its_case", .success, note, kind: .note, object: secondObject, caseID: caseA),
+            vector("note_moved_to_another_case", .openFailure, note, kind: .note, object: secondObject, caseID: caseB),
+            vector("note_opened_without_its_case", .malformed, note, kind: .note, object: secondObject),
+            vector("success_shared_context_followup_bound_to_its_case", .success, sharedFollowup, kind: .followup, object: otherObject, caseID: caseA),
+            vector("shared_context_followup_moved_to_another_case", .openFailure, sharedFollowup, kind: .followup, object: otherObject, caseID: caseB),
             vector("wrong_epoch", .openFailure, sealedToOtherEpoch),
             vector("trailing_bytes", .openFailure, smallX25519 + [0]),
             vector("oversized_length", .malformed, replacing(smallX25519, at: 44, with: [0xff, 0xff])),

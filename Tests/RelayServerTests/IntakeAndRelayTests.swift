@@ -85,24 +85,44 @@ extension DaemonSuite {
         let gatewayKey = try SealingPublicKey(text: try #require(file.json["gatewayKey"] as? String))
         let epoch = try daemon.epochKey()
         let replyID = UUID.v7()
+        let caseID = try #require(UUID(uuidString: id))
         let text = "Nous pouvons vous aider. / يمكننا مساعدتك."
         let reply: [String: Any] = [
             "id": replyID.uuidString.lowercased(),
-            "sealed": Data(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: replyID)).base64EncodedString(),
-            "gatewaySealed": Data(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: replyID)).base64EncodedString(),
+            "sealed": Data(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: replyID, caseID: caseID)).base64EncodedString(),
+            "gatewaySealed": Data(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: replyID, caseID: caseID)).base64EncodedString(),
         ]
         #expect(try daemon.post("/v1/disclosures/\(id)/replies", as: daemon.responder, json: reply).status == 201)
 
         let fetched = try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipt])
         #expect(fetched.status == 200)
+        #expect(fetched.json["caseId"] as? String == id, "the gateway learns the case its replies and follow-ups are bound to")
         let replies = try #require(fetched.json["replies"] as? [[String: Any]])
-        let opened = try Envelope.open(Data(base64Encoded: replies[0]["sealed"] as! String)!, with: try daemon.gatewayKey(), kind: .reply, objectID: replyID)
+        let opened = try Envelope.open(Data(base64Encoded: replies[0]["sealed"] as! String)!, with: try daemon.gatewayKey(), kind: .reply,
+                                       objectID: replyID, caseID: caseID)
         #expect(String(decoding: opened, as: UTF8.self) == text)
 
+        // A follow-up the relay seals, and one the gateway seals itself, are both bound to the case.
         let followup = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "one more thing"]])
         #expect(followup.status == 201)
+        let sealingKey = try SealingPublicKey(text: try #require(daemon.get("/v1/queues/national/sealing-key", as: daemon.gateway).json["publicKey"] as? String))
+        let ownID = UUID.v7()
+        let own = try Envelope.seal(Array(#"{"narrative":"sealed at the gateway"}"#.utf8), to: sealingKey, kind: .followup, objectID: ownID, caseID: caseID)
+        #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: [
+            "receipt": receipt, "id": ownID.uuidString.lowercased(), "sealed": Data(own).base64EncodedString()]).status == 201)
         let updated = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as! [[String: Any]]
         #expect(updated.first?["updated"] as? Bool == true)
+        let items = try #require(daemon.get("/v1/disclosures/\(id)", as: daemon.responder).json["items"] as? [[String: Any]])
+        let followups = items.filter { $0["kind"] as? String == "followup" }
+        #expect(followups.count == 2)
+        for item in followups {
+            let envelope = try #require(Data(base64Encoded: item["sealed"] as? String ?? ""))
+            let objectID = try #require(UUID(uuidString: item["id"] as? String ?? ""))
+            #expect(try Envelope.open(envelope, with: epoch, kind: .followup, objectID: objectID, caseID: caseID).count > 10)
+            #expect(throws: FormatError(.openFailed), "a follow-up moved to another case does not open") {
+                try Envelope.open(envelope, with: epoch, kind: .followup, objectID: objectID, caseID: UUID.v7())
+            }
+        }
 
         // Another gateway, enrolled by the admin, cannot use this receipt.
         let other = try otherGateway(daemon)

@@ -29,9 +29,9 @@ import Testing
         let deadline = ContinuousClock.now + .seconds(20)
         while sealer.liveContexts > 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(sealer.liveContexts == 0, "the context is dropped when its window ends, even with no more intake")
-        let later = try sealer.seal([1, 2, 3], to: epoch.publicKey, from: "gateway-a", kind: .followup, objectID: ids[0])
+        let later = try sealer.seal([1, 2, 3], to: epoch.publicKey, from: "gateway-a", kind: .followup, objectID: ids[0], caseID: ids[1])
         #expect(try Self.encapsulatedKey(later) != Self.encapsulatedKey(first[0]), "a new window, a new context")
-        #expect(try Envelope.open(later, with: epoch, kind: .followup, objectID: ids[0]) == [1, 2, 3])
+        #expect(try Envelope.open(later, with: epoch, kind: .followup, objectID: ids[0], caseID: ids[1]) == [1, 2, 3])
     }
 
     @Test func anExpiredContextIsNeverHandedOutEvenBeforeItsTimerRuns() throws {
@@ -41,8 +41,8 @@ import Testing
         Thread.sleep(forTimeInterval: 0.12) // blocks this thread: no chance for the timer to matter
         let second = try sealer.context(for: epoch.publicKey, from: "gateway-a")
         #expect(first.description != "" && !first.description.contains("sender"))
-        let a = try Envelope.seal([1], using: first, kind: .note, objectID: UUID.v7())
-        let b = try Envelope.seal([1], using: second, kind: .note, objectID: UUID.v7())
+        let a = try Envelope.seal([1], using: first, kind: .note, objectID: UUID.v7(), caseID: UUID.v7())
+        let b = try Envelope.seal([1], using: second, kind: .note, objectID: UUID.v7(), caseID: UUID.v7())
         #expect(try Self.encapsulatedKey(a) != Self.encapsulatedKey(b))
     }
 

@@ -137,7 +137,7 @@ import Testing
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.submit(gateway: fixture.responder) }
 
         let id = UUID.v7()
-        let wrongKind = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .note, objectID: id)
+        let wrongKind = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .note, objectID: id, caseID: id)
         let otherObject = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .disclosure, objectID: UUID.v7())
         let staleEpoch = try Envelope.seal([1], to: SealingPrivateKey.generate().publicKey, kind: .disclosure, objectID: id)
         await #expect(throws: StoreError.code(.staleEpoch)) {
@@ -168,13 +168,13 @@ import Testing
         try await fixture.db.transition(id: result.id, action: .claim, actor: actor)
         try await fixture.db.transition(id: result.id, action: .close, actor: actor, outcome: "support_provided")
 
-        let (id, envelope) = try fixture.sealed("more", kind: .followup)
+        let (id, envelope) = try fixture.sealed("more", kind: .followup, in: result.id)
         let caseID = try await fixture.db.addFollowup(gateway: fixture.gateway, receiptHash: result.receipt.digest, objectID: id, envelope: envelope)
         #expect(caseID == result.id)
         let summary = try await fixture.db.caseSummary(id: result.id)
         #expect(summary.state == .new && summary.updated && summary.assignee == nil)
 
-        let (otherID, otherEnvelope) = try fixture.sealed("x", kind: .followup)
+        let (otherID, otherEnvelope) = try fixture.sealed("x", kind: .followup, in: result.id)
         await #expect(throws: StoreError.code(.notFound)) {
             try await fixture.db.addFollowup(gateway: fixture.otherGateway, receiptHash: result.receipt.digest, objectID: otherID, envelope: otherEnvelope)
         }

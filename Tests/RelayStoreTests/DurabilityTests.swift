@@ -176,7 +176,7 @@ import Testing
         for index in 0..<3 {
             let result = try await fixture.submit(String(repeating: "padding ", count: 400) + "\(index)")
             try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
-            let (noteID, note) = try fixture.sealed("note \(index)", kind: .note)
+            let (noteID, note) = try fixture.sealed("note \(index)", kind: .note, in: result.id)
             try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
             try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "support_provided")
             let envelope = try await fixture.db.fetchCase(id: result.id, actor: amina).disclosure!.envelope
@@ -240,7 +240,7 @@ import Testing
         let amina = StoreActor(fixture.responder)
         let result = try await fixture.submit("he told us: \(canary)")
         try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
-        let (noteID, note) = try fixture.sealed("note about \(canary)", kind: .note)
+        let (noteID, note) = try fixture.sealed("note about \(canary)", kind: .note, in: result.id)
         try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
         try fixture.db.checkpoint()
         let backup = fixture.directory + "-backup.sqlite"

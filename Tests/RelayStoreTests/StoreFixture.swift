@@ -111,8 +111,9 @@ final class StoreFixture: @unchecked Sendable {
                                                  requestHash: Digest.sha256(Array("\(text)|\(urgency)|\(category)".utf8))))
     }
 
-    func sealed(_ text: String, kind: ObjectKind, id: UUID = UUID.v7(), to key: SealingPublicKey? = nil) throws -> (UUID, [UInt8]) {
-        (id, try Envelope.seal(Array(text.utf8), to: key ?? epochKey.publicKey, kind: kind, objectID: id))
+    /// A follow-up, note or reply sealed as the members' tools do: bound to its case.
+    func sealed(_ text: String, kind: ObjectKind, in caseID: String, id: UUID = UUID.v7(), to key: SealingPublicKey? = nil) throws -> (UUID, [UInt8]) {
+        (id, try Envelope.seal(Array(text.utf8), to: key ?? epochKey.publicKey, kind: kind, objectID: id, caseID: UUID(uuidString: caseID)!))
     }
 
     /// Every file of the data directory, raw.

@@ -106,7 +106,7 @@ import Testing
         await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.fetchCase(id: result.id, actor: outsider) }
         await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.transition(id: result.id, action: .claim, actor: outsider) }
         await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.setHold(id: result.id, on: true, actor: outsider) }
-        let (noteID, note) = try fixture.sealed("a note", kind: .note)
+        let (noteID, note) = try fixture.sealed("a note", kind: .note, in: result.id)
         await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: outsider) }
         let untouched = try await fixture.db.caseSummary(id: result.id)
         #expect(untouched.state == .new && !untouched.onHold)
@@ -121,15 +121,15 @@ import Testing
         let fixture = try await StoreFixture()
         let result = try await fixture.submit("the disclosure")
         let amina = StoreActor(fixture.responder)
-        let (noteID, note) = try fixture.sealed("a note", kind: .note)
+        let (noteID, note) = try fixture.sealed("a note", kind: .note, in: result.id)
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina) }
         try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
         try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
 
         let replyID = UUID.v7()
-        let (_, replyForRecord) = try fixture.sealed("we can help", kind: .reply, id: replyID)
-        let (_, replyForGateway) = try fixture.sealed("we can help", kind: .reply, id: replyID, to: fixture.gatewayKey.publicKey)
-        let (_, replyForOther) = try fixture.sealed("we can help", kind: .reply, id: replyID, to: fixture.otherGatewayKey.publicKey)
+        let (_, replyForRecord) = try fixture.sealed("we can help", kind: .reply, in: result.id, id: replyID)
+        let (_, replyForGateway) = try fixture.sealed("we can help", kind: .reply, in: result.id, id: replyID, to: fixture.gatewayKey.publicKey)
+        let (_, replyForOther) = try fixture.sealed("we can help", kind: .reply, in: result.id, id: replyID, to: fixture.otherGatewayKey.publicKey)
         await #expect(throws: StoreError.code(.invalid)) {
             try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: replyForRecord, gatewayEnvelope: replyForOther, actor: amina)
         }
@@ -140,12 +140,13 @@ import Testing
         let caseID = UUID(uuidString: result.id)!
         #expect(try Envelope.open(detail.disclosure!.envelope, with: epoch, kind: .disclosure, objectID: caseID) == Array("the disclosure".utf8))
         #expect(detail.items.map(\.kind) == [.note, .reply])
-        #expect(try Envelope.open(detail.items[0].envelope, with: epoch, kind: .note, objectID: noteID) == Array("a note".utf8))
+        #expect(try Envelope.open(detail.items[0].envelope, with: epoch, kind: .note, objectID: noteID, caseID: caseID) == Array("a note".utf8))
         #expect(detail.gatewayKey == fixture.gatewayKey.publicKey.text)
         #expect(try await fixture.db.auditEntries().last?.entry.action == "fetch")
 
-        let replies = try await fixture.db.replies(gateway: fixture.gateway, receiptHash: result.receipt.digest)
-        #expect(try Envelope.open(replies[0].gatewayEnvelope!, with: fixture.gatewayKey, kind: .reply, objectID: replyID) == Array("we can help".utf8))
+        let (repliedCase, replies) = try await fixture.db.replies(gateway: fixture.gateway, receiptHash: result.receipt.digest)
+        #expect(repliedCase == result.id)
+        #expect(try Envelope.open(replies[0].gatewayEnvelope!, with: fixture.gatewayKey, kind: .reply, objectID: replyID, caseID: caseID) == Array("we can help".utf8))
         await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.replies(gateway: fixture.otherGateway, receiptHash: result.receipt.digest) }
     }
 }
