@@ -33,7 +33,7 @@ public enum ObjectKind: UInt8, Sendable, CaseIterable, Codable {
 public enum KeySealing: UInt8, Sendable, CaseIterable {
     /// Version 1: one HPKE single-shot seal per object.
     case singleShot = 1
-    /// Version 2: a key derived from a shared HPKE context's exporter, bound to the object's fixed part.
+    /// Version 2: a key derived from a shared HPKE context's exporter, bound to the object's bound data.
     case sharedContext = 2
 }
 
@@ -71,7 +71,7 @@ public struct EnvelopeHeader: Sendable, Equatable {
 
     public var encodedLength: Int { Self.length(of: suite) }
 
-    /// The fixed part, which the content key's seal authenticates.
+    /// The fixed part: the start of what the content key's seal authenticates (see `associatedData`).
     static func fixedPart(keySealing: KeySealing, suite: SealingSuite, kind: ObjectKind, keyID: KeyID, objectID: UUID) -> [UInt8] {
         var out = magic
         out.append(keySealing.rawValue)

@@ -29,7 +29,7 @@ package struct SharedSealingContext: Sendable, CustomStringConvertible {
 }
 
 /// Wraps and unwraps a content key under a key exported from a shared HPKE context. The wrapping key is
-/// unique to one object's fixed part, so a fixed nonce never repeats under one key.
+/// unique to one object's bound data, so a fixed nonce never repeats under one key.
 enum ContentKeyWrap {
     static func wrappingKey(exporter: (_ context: [UInt8]) throws -> SymmetricKey, bound: [UInt8]) throws -> SymmetricKey {
         try exporter(wrapKeyLabel + bound)

@@ -412,6 +412,8 @@ paths:
           $ref: '#/components/responses/P403'
         "404":
           $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
         "413":
           $ref: '#/components/responses/P413'
         "415":

@@ -55,8 +55,9 @@ import Testing
         let key = SealingPrivateKey.generate(suite: suite)
         let other = SealingPrivateKey.generate(suite: suite)
         let id = UUID()
-        let envelope = try Envelope.seal(Array("secret".utf8), to: key.publicKey, kind: .reply, objectID: id, caseID: id)
-        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelope, with: other, kind: .reply, objectID: id, caseID: id) }
+        let caseID = UUID()
+        let envelope = try Envelope.seal(Array("secret".utf8), to: key.publicKey, kind: .reply, objectID: id, caseID: caseID)
+        #expect(throws: FormatError(.openFailed)) { try Envelope.open(envelope, with: other, kind: .reply, objectID: id, caseID: caseID) }
     }
 
     @Test(arguments: SealingSuite.allCases)

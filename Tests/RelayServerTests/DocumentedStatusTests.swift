@@ -142,6 +142,19 @@ extension DaemonSuite {
         record("POST /v1/grants", try daemon.post("/v1/grants", as: r, json: [
             "epoch": next.id.uuidString.lowercased(), "grants": ["nobody-here": Data(try Grant.seal(next, to: responderKey)).base64EncodedString()]]))
 
+        // A hold comes too late for a purged case: closed long ago (aged in the file), swept when the relay starts.
+        let old = try daemon.post("/v1/disclosures", as: g, json: Demo.body(narrative: "long closed"), headers: ["Idempotency-Key": Demo.key()]).json["id"] as! String
+        #expect(try daemon.post("/v1/disclosures/\(old)/claim", as: r, json: [:]).status == 200)
+        #expect(try daemon.post("/v1/disclosures/\(old)/transition", as: r, json: ["action": "close", "outcome": "duplicate"]).status == 200)
+        #expect(daemon.stop() == 0)
+        let age = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute('UPDATE disclosure SET closedAt = closedAt - 400 * 86400 WHERE id = ?', (sys.argv[2],)); db.commit()"
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", age, daemon.directory + "/relay.sqlite", old]).0 == 0)
+        let swept = try await daemon.restarted()
+        defer { swept.stop() }
+        let late = try swept.post("/v1/disclosures/\(old)/hold", as: swept.supervisor, json: ["on": true])
+        #expect(late.status == 409 && late.text.contains("purged"), "\(late.text)")
+        record("POST /v1/disclosures/{id}/hold", late)
+
         // Too many requests: a tight bucket for the same principal across routes.
         let tight = try await Daemon(environment: ["AMANE_LIMITS_REQUESTS_PER_MINUTE": "2"])
         defer { tight.stop(); tight.removeData() }
