@@ -50,6 +50,19 @@ public enum IntakeCheck {
                                 channel: submission.channel, region: submission.region)
     }
 
+    /// The bytes a retry must repeat to get the first answer back: the canonical body, except that a gateway
+    /// which seals on its side seals afresh on every try, so with a `contentTag` the tag stands for the envelope.
+    public static func retryForm(_ submission: DisclosureSubmission, canonical: Data) throws(IntakeRejection) -> Data {
+        guard let tag = submission.contentTag else { return canonical }
+        guard submission.sealed != nil else { throw IntakeRejection(400, "field 'contentTag' goes only with 'sealed'") }
+        guard (22...256).contains(tag.utf8.count) else { throw IntakeRejection(400, "field 'contentTag' must hold 22 to 256 characters") }
+        var withoutEnvelope = submission
+        withoutEnvelope.sealed = nil
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        do { return try encoder.encode(withoutEnvelope) } catch { throw IntakeRejection(400, "the body does not match the expected shape") }
+    }
+
     /// Exactly one of `content` and `sealed`, within the limits; a sealed envelope must parse, and its object
     /// id must be `sealedID` when one is given.
     public static func payload(content: DisclosureContent?, sealed: String?, sealedID: String?, bodySize: Int,

@@ -45,9 +45,12 @@ public struct DisclosureSubmission: Codable, Sendable, Equatable {
     public var content: DisclosureContent?
     /// A base64 envelope the gateway sealed to `GET /v1/queues/{q}/sealing-key`; its payload is `DisclosureContent` as JSON.
     public var sealed: String?
+    /// With `sealed`: a value the gateway derives from the plaintext under the idempotency key, the same for the
+    /// same content. A retry sealed afresh is then recognised by it instead of by the envelope's bytes.
+    public var contentTag: String?
 
     public init(queue: String? = nil, urgency: String, category: String, language: String, channel: String, region: String? = nil,
-                content: DisclosureContent? = nil, sealed: String? = nil) {
+                content: DisclosureContent? = nil, sealed: String? = nil, contentTag: String? = nil) {
         self.queue = queue
         self.urgency = urgency
         self.category = category
@@ -56,6 +59,7 @@ public struct DisclosureSubmission: Codable, Sendable, Equatable {
         self.region = region
         self.content = content
         self.sealed = sealed
+        self.contentTag = contentTag
     }
 }
 

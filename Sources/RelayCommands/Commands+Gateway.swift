@@ -15,7 +15,9 @@ struct Submit: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The disclosure as JSON.") var file: String
     @Flag(help: "Seal the content on this machine before sending.") var seal = false
-    @Option(name: .customLong("idempotency-key"), help: "Reuse a key to retry safely (default: a new one).") var idempotencyKey: String?
+    @Option(name: .customLong("idempotency-key"),
+            help: "Reuse a key to retry safely, with --seal too: the same content gets the first answer back (default: a new one).")
+    var idempotencyKey: String?
 
     func run() async throws {
         guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
@@ -32,7 +34,10 @@ struct Submit: AsyncParsableCommand {
                 let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
-                submission.sealed = Base64.encode(try Envelope.seal(try encoder.encode(content), to: publicKey, kind: .disclosure, objectID: id))
+                let plaintext = try encoder.encode(content)
+                submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .disclosure, objectID: id))
+                // Sealing is randomized: a retry is recognised by this tag of the content, keyed like the request.
+                submission.contentTag = Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
                 submission.content = nil
             }
             return try await session.client.post(APIPath.disclosures, submission, as: DisclosureReceipt.self, headers: [HeaderName.idempotencyKey: key])

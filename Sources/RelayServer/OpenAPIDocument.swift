@@ -642,6 +642,7 @@ components:
         region: {type: string}
         content: {$ref: '#/components/schemas/Content'}
         sealed: {type: string}
+        contentTag: {type: string, description: "With sealed only, 22 to 256 characters: derived from the plaintext under the Idempotency-Key, the same for the same content (amane submit --seal sends base64 of HMAC-SHA256). A retry sealed afresh is then recognised by it, not by the envelope's bytes."}
     DisclosureReceipt:
       type: object
       properties:

@@ -69,7 +69,9 @@ struct RelayRoutes: Sendable {
         let labels = try Self.labels(submission, gateway: gateway)
         // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
         // idempotency key, so the stored value cannot be tested against a guessed narrative.
-        let requestTag = KeyedBox.tag(canonical, secret: Array(key.utf8), context: Array(gateway.id.utf8))
+        let retryForm: Data
+        do { retryForm = try IntakeCheck.retryForm(submission, canonical: canonical) } catch { throw APIError(error) }
+        let requestTag = KeyedBox.tag(retryForm, secret: Array(key.utf8), context: Array(gateway.id.utf8))
         let result = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: nil, kind: .disclosure,
                                              caseID: nil, queue: labels.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
             try await db.intake(IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope, idempotencyKey: key, requestHash: requestTag))

@@ -145,7 +145,13 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["rotate"], home: cli.responder).code == 0)
         let newEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
         #expect(oldEpoch != nil && newEpoch != nil && oldEpoch != newEpoch)
-        let fresh = try cli.json(["submit", try daemon.demoFile(2)], home: cli.gateway) as! [String: Any]
+        // Sealed on the gateway's side and retried with its key: sealed afresh, yet the first answer comes back.
+        let key = "story-retry-\(UUID().uuidString)"
+        let fresh = try cli.json(["submit", try daemon.demoFile(2), "--seal", "--idempotency-key", key], home: cli.gateway) as! [String: Any]
+        let retried = try cli.json(["submit", try daemon.demoFile(2), "--seal", "--idempotency-key", key], home: cli.gateway) as! [String: Any]
+        #expect(retried["id"] as? String == fresh["id"] as? String && retried["receipt"] as? String == fresh["receipt"] as? String)
+        let (reusedCode, reused) = try cli.run(["submit", try daemon.demoFile(4), "--seal", "--idempotency-key", key], home: cli.gateway)
+        #expect(reusedCode == 2 && reused.contains("HTTP 409"), "other content under the same key is refused: \(reused)")
         let freshFile = try daemon.get("/v1/disclosures/\(fresh["id"] as! String)", as: daemon.responder).json
         #expect((freshFile["disclosure"] as? [String: Any])?["epoch"] as? String == newEpoch)
         let (revokedCode, revokedOutput) = try cli.run(["inbox"], home: youssef)

@@ -70,6 +70,10 @@ extension DaemonSuite {
         let file = try daemon.get("/v1/disclosures/\(id.uuidString.lowercased())", as: daemon.responder)
         let sealed = try #require((file.json["disclosure"] as? [String: Any])?["sealed"] as? String)
         #expect(Data(base64Encoded: sealed) == Data(envelope), "the relay stores a gateway-sealed envelope untouched")
+        var tagged = Demo.body(narrative: "plain")
+        tagged["contentTag"] = String(repeating: "A", count: 43)
+        let refused = try daemon.post("/v1/disclosures", as: daemon.gateway, json: tagged, headers: ["Idempotency-Key": Demo.key()])
+        #expect(refused.status == 400 && refused.text.contains("contentTag"), "a content tag stands only for a sealed envelope: \(refused.text)")
         #expect(!daemon.stderr.value.contains(canary))
     }
 
