@@ -50,6 +50,13 @@ public enum StrictJSON {
         try decodeCanonical(type, from: data).value
     }
 
+    /// JSON with sorted keys: the same value always gives the same bytes.
+    public static func canonical(_ value: some Encodable) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try encoder.encode(value)
+    }
+
     /// Decodes as `decode` does, and also returns the value re-encoded with sorted keys: the same content
     /// gives the same bytes however the sender laid its JSON out.
     public static func decodeCanonical<T: Codable>(_ type: T.Type, from data: Data) throws(DecodingFailure) -> (value: T, canonical: Data) {
@@ -77,9 +84,7 @@ public enum StrictJSON {
         let canonical: Data
         let reencoded: Any
         do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            canonical = try encoder.encode(value)
+            canonical = try Self.canonical(value)
             reencoded = try JSONSerialization.jsonObject(with: canonical, options: [])
         } catch {
             throw DecodingFailure(description: "the body does not match the expected shape")

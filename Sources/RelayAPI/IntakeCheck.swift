@@ -58,9 +58,7 @@ public enum IntakeCheck {
         guard (22...256).contains(tag.utf8.count) else { throw IntakeRejection(400, "field 'contentTag' must hold 22 to 256 characters") }
         var withoutEnvelope = submission
         withoutEnvelope.sealed = nil
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        do { return try encoder.encode(withoutEnvelope) } catch { throw IntakeRejection(400, "the body does not match the expected shape") }
+        do { return try StrictJSON.canonical(withoutEnvelope) } catch { throw IntakeRejection(400, "the body does not match the expected shape") }
     }
 
     /// Exactly one of `content` and `sealed`, within the limits; a sealed envelope must parse, and its object

@@ -4,8 +4,8 @@ import Histogram
 import NIOCore
 import NIOHTTP1
 import NIOSSL
-import Synchronization
 import RelayCore
+import Synchronization
 
 /// Where the load goes: an intake endpoint behind mutual TLS.
 struct LoadTarget: Sendable {

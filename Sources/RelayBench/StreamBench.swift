@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
-import RelayFormat
 import RelayCore
+import RelayFormat
 
 /// `amane-relay-bench stream MIB`: seals MIB mebibytes from a generator straight into the opener and prints
 /// one JSON line with the throughput and this process's peak resident growth. Running alone in its own

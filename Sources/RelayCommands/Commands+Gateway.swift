@@ -32,9 +32,7 @@ struct Submit: AsyncParsableCommand {
                 let info = try await session.client.get(APIPath.sealingKey(queue: submission.queue ?? "national"), as: SealingKeyInfo.self)
                 let publicKey = try SealingPublicKey(text: info.publicKey)
                 let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                let plaintext = try encoder.encode(content)
+                let plaintext = try StrictJSON.canonical(content)
                 submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .disclosure, objectID: id))
                 // Sealing is randomized: a retry is recognised by this tag of the content, keyed like the request.
                 submission.contentTag = Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))

@@ -39,9 +39,7 @@ final class RelayClient: Sendable {
     }
 
     func post<T: Decodable>(_ path: String, _ body: some Encodable, as type: T.Type, headers: [String: String] = [:]) async throws -> T {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return try decode(T.self, try await send("POST", path, body: try encoder.encode(body), headers: headers))
+        try decode(T.self, try await send("POST", path, body: try StrictJSON.canonical(body), headers: headers))
     }
 
     func getText(_ path: String) async throws -> String {

@@ -1,8 +1,8 @@
 import Dispatch
 import Foundation
+import RelayCore
 import RelayFormat
 import Synchronization
-import RelayCore
 
 /// Seals what gateways send in plaintext, to the queue's epoch key.
 ///

@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import RelayCore
+import Synchronization
 
 /// Token buckets keyed by principal: `capacity` tokens, refilled at `perSecond`.
 final class RateLimiter: Sendable {

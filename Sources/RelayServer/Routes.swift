@@ -85,15 +85,15 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let (submission, body) = try await request.decodeJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
         let receipt = try receiptDigest(submission.receipt, gateway: gateway)
-        // A follow-up is sealed bound to its case, so the case comes first.
-        guard let caseID = try db.caseID(receiptHash: receipt, gateway: gateway).flatMap(UUID.init(uuidString:)) else {
+        // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
+        guard let caseID = try db.caseID(receiptHash: receipt, gateway: gateway), let bound = UUID(uuidString: caseID) else {
             throw receiptMiss(gateway)
         }
         let id: UUID
         do {
             id = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
-                                         caseID: caseID, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
-                _ = try await db.addFollowup(gateway: gateway, receiptHash: receipt, objectID: id, envelope: envelope)
+                                         caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+                try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope)
                 return id
             }
         } catch let error as StoreError where error.code == .notFound {
@@ -163,9 +163,7 @@ struct RelayRoutes: Sendable {
                 throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet")
             }
             let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            return (id, try sealer.seal(try encoder.encode(content), to: key, from: sender, kind: kind, objectID: id, caseID: caseID))
+            return (id, try sealer.seal(try StrictJSON.canonical(content), to: key, from: sender, kind: kind, objectID: id, caseID: caseID))
         }
     }
 

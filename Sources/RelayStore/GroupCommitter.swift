@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
-import Synchronization
 import RelayCore
+import Synchronization
 
 /// The single writer, on a thread of its own. When a write arrives it opens a transaction and runs each
 /// write in its own savepoint as it comes, for up to `window` after the first (or `maxBatch` writes); then

@@ -115,13 +115,14 @@ extension RelayDatabase {
         try currentEpoch(db, sealedTo: inspect(envelope, kind: kind, objectID: objectID).keyID, queue: queue)
     }
 
-    /// Attaches a reporter's follow-up by receipt. It flags the case `updated` and reopens it if closed.
-    /// - Throws: `notFound` when the receipt is unknown for this gateway.
-    public func addFollowup(gateway: Principal, receiptHash: [UInt8], objectID: UUID, envelope: [UInt8]) async throws -> String {
+    /// Attaches a reporter's follow-up to the case its receipt named (`caseID(receiptHash:gateway:)`), the case
+    /// it is sealed to. It flags the case `updated` and reopens it if closed.
+    /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile.
+    public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8]) async throws {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
         let now = nowSeconds
-        return try await committer.write { db in
-            guard let record = try DisclosureRecord.filter(DisclosureRecord.Columns.receiptHash == Data(receiptHash)
+        try await committer.write { db in
+            guard let record = try DisclosureRecord.filter(DisclosureRecord.Columns.id == caseID
                                                            && DisclosureRecord.Columns.gatewayID == gateway.id
                                                            && DisclosureRecord.Columns.purgedAt == nil).fetchOne(db) else {
                 throw StoreError(.notFound, "no case for that receipt")
@@ -139,7 +140,6 @@ extension RelayDatabase {
             }
             try db.execute(sql: "UPDATE disclosure SET updated = 1 WHERE id = ?", arguments: [record.id])
             try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "followup", subject: record.id, detail: detail)
-            return record.id
         }
     }
 

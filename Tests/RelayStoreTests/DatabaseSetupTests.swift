@@ -169,14 +169,16 @@ import Testing
         try await fixture.db.transition(id: result.id, action: .close, actor: actor, outcome: "support_provided")
 
         let (id, envelope) = try fixture.sealed("more", kind: .followup, in: result.id)
-        let caseID = try await fixture.db.addFollowup(gateway: fixture.gateway, receiptHash: result.receipt.digest, objectID: id, envelope: envelope)
+        let caseID = try #require(try fixture.db.caseID(receiptHash: result.receipt.digest, gateway: fixture.gateway))
         #expect(caseID == result.id)
+        #expect(try fixture.db.caseID(receiptHash: result.receipt.digest, gateway: fixture.otherGateway) == nil)
+        try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: id, envelope: envelope)
         let summary = try await fixture.db.caseSummary(id: result.id)
         #expect(summary.state == .new && summary.updated && summary.assignee == nil)
 
         let (otherID, otherEnvelope) = try fixture.sealed("x", kind: .followup, in: result.id)
         await #expect(throws: StoreError.code(.notFound)) {
-            try await fixture.db.addFollowup(gateway: fixture.otherGateway, receiptHash: result.receipt.digest, objectID: otherID, envelope: otherEnvelope)
+            try await fixture.db.addFollowup(gateway: fixture.otherGateway, caseID: result.id, objectID: otherID, envelope: otherEnvelope)
         }
         _ = try await fixture.db.fetchCase(id: result.id, actor: actor)
         #expect(try await fixture.db.caseSummary(id: result.id).updated == false)
