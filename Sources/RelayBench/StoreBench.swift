@@ -23,12 +23,13 @@ enum StoreBench {
         let directory: String
     }
 
-    static func prepare(maxBatch: Int, window: Int) async throws -> Setup {
+    static func prepare(maxBatch: Int, window: Int, syncsCommits: Bool = true) async throws -> Setup {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-bench-\(UUID().uuidString)").path
         var options = RelayDatabase.Options()
         options.maxBatch = maxBatch
         options.windowMicroseconds = window
         options.maxPending = 100_000
+        options.syncsCommits = syncsCommits
         let batches = Batches()
         options.batchObserver = { batches.record($0) }
         let db = try RelayDatabase(directory: directory, taxonomyYAML: try Seeds.taxonomy(), options: options)
@@ -112,6 +113,11 @@ enum StoreBench {
             print(String(format: "  group commit, %2d writers                      %8.0f rows/s %6.2f×   (mean batch %.1f, window %d µs)",
                          writers, rows, rows / ceiling, mean, window))
         }
+        // The same 64 writers with fsync off: what the CPU alone allows, so the most any batching could reach here.
+        let unsynced = try await prepare(maxBatch: 256, window: window, syncsCommits: false)
+        let cpuBound = try await rate(unsynced, writers: 64, seconds: 3, pool: try envelopes(40_000, to: unsynced.epoch))
+        await finish(unsynced)
+        print(String(format: "  bound: 64 writers without fsync (not durable)  %8.0f rows/s %6.2f×", cpuBound, cpuBound / ceiling))
 
         guard only == nil else { return }
         print("Queue first page at 100,000 cases")

@@ -50,19 +50,12 @@ extension RelayDatabase {
         let receipt = Receipt.generate()
         let sealedReceipt = Data(KeyedBox.seal(Array(receipt.digits.utf8), secret: keyBytes, context: context))
         let detail = AuditLog.canonicalJSON(["queue": labels.queue.rawValue, "urgency": labels.urgency.rawValue, "category": labels.category])
-        let validation: StoreError?
-        var keyID: KeyID?
-        do {
-            try taxonomy.validate(labels)
-            keyID = try Self.inspect(request.envelope, kind: .disclosure, objectID: request.id).keyID
-            guard request.id.isVersion7 else { throw StoreError(.invalid, "the disclosure id must be a UUIDv7") }
-            validation = nil
-        } catch let error as CoreError {
-            validation = StoreError(.invalid, error.reason)
-        } catch let error as StoreError {
-            validation = error
-        }
-        let sealedTo = keyID
+        let (sealedTo, validation) = check(request)
+        // The rows are ready before the writer takes them; the epoch id is the one the envelope is sealed to, once checked.
+        let disclosureRow: StatementArguments = [id, labels.queue.rawValue, gateway.id, sealedTo, labels.urgency.rank, labels.category,
+                                                 labels.language, labels.channel, labels.region, Data(receipt.digest), Data(request.envelope), receivedAt]
+        let idempotencyRow: StatementArguments = [gateway.id, keyHash, Data(request.requestHash), id, sealedReceipt, now]
+        let actor = StoreActor(gateway)
         return try await committer.write { db in
             if let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
                                                arguments: [gateway.id, keyHash]) {
@@ -75,17 +68,31 @@ extension RelayDatabase {
                 return IntakeResult(id: previous["disclosureID"], receipt: receipt, receivedAt: receivedAt, replayed: true)
             }
             if let validation { throw validation }
-            let epochID = try Self.currentEpoch(db, sealedTo: sealedTo!, queue: labels.queue)
+            try Self.checkCurrentEpoch(db, sealedTo: sealedTo, queue: labels.queue)
             try db.cachedStatement(sql: """
                 INSERT INTO disclosure (id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state,
                     onHold, updated, receiptHash, envelope, receivedAt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', 0, 0, ?, ?, ?)
-                """).execute(arguments: [id, labels.queue.rawValue, gateway.id, epochID, labels.urgency.rank, labels.category,
-                                         labels.language, labels.channel, labels.region, Data(receipt.digest), Data(request.envelope), receivedAt])
+                """).execute(arguments: disclosureRow)
             try db.cachedStatement(sql: """
                 INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedReceipt, createdAt) VALUES (?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [gateway.id, keyHash, Data(request.requestHash), id, sealedReceipt, now])
-            try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "intake", subject: id, detailJSON: detail)
+                """).execute(arguments: idempotencyRow)
+            try AuditLog.append(db, time: now, actor: actor, action: "intake", subject: id, detailJSON: detail)
             return IntakeResult(id: id, receipt: receipt, receivedAt: receivedAt, replayed: false)
+        }
+    }
+
+    /// What can be checked without the database: the labels, the id and the envelope's header. Returns the
+    /// (lowercased) epoch id the envelope is sealed to, or why the request is refused once it is not a replay.
+    private func check(_ request: IntakeRequest) -> (sealedTo: String, refusal: StoreError?) {
+        do {
+            try taxonomy.validate(request.labels)
+            let sealedTo = try Self.inspect(request.envelope, kind: .disclosure, objectID: request.id).keyID.uuidString.lowercased()
+            guard request.id.isVersion7 else { throw StoreError(.invalid, "the disclosure id must be a UUIDv7") }
+            return (sealedTo, nil)
+        } catch let error as CoreError {
+            return ("", StoreError(.invalid, error.reason))
+        } catch {
+            return ("", error as? StoreError ?? StoreError(.invalid, "\(error)"))
         }
     }
 
@@ -98,21 +105,22 @@ extension RelayDatabase {
         return header
     }
 
-    /// Checks that the envelope is sealed to the queue's current epoch; returns that epoch's id.
-    static func currentEpoch(_ db: Database, sealedTo keyID: KeyID, queue: QueueName) throws -> String {
+    /// Checks that an envelope sealed to the epoch `sealedTo` (a lowercased id) is sealed to the queue's current one.
+    static func checkCurrentEpoch(_ db: Database, sealedTo: String, queue: QueueName) throws {
         guard let current = try String.fetchOne(db.cachedStatement(sql: "SELECT currentEpochID FROM queue WHERE name = ?"),
                                                 arguments: [queue.rawValue]) else {
             throw StoreError(.noSealingKey, "the queue \(queue) has no sealing key yet")
         }
-        guard keyID.uuidString.lowercased() == current else {
+        guard sealedTo == current else {
             throw StoreError(.staleEpoch, "the envelope is not sealed to the queue's current epoch \(current); fetch the sealing key again")
         }
-        return current
     }
 
     /// Checks an envelope's header against what it claims to be; returns the epoch id it is sealed to.
     static func checkEnvelope(_ db: Database, _ envelope: [UInt8], kind: ObjectKind, objectID: UUID, queue: QueueName) throws -> String {
-        try currentEpoch(db, sealedTo: inspect(envelope, kind: kind, objectID: objectID).keyID, queue: queue)
+        let sealedTo = try inspect(envelope, kind: kind, objectID: objectID).keyID.uuidString.lowercased()
+        try checkCurrentEpoch(db, sealedTo: sealedTo, queue: queue)
+        return sealedTo
     }
 
     /// Attaches a reporter's follow-up to the case its receipt named (`caseID(receiptHash:gateway:)`), the case

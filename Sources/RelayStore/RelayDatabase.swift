@@ -13,6 +13,8 @@ public final class RelayDatabase: Sendable {
         public var now: @Sendable () -> Date = { Date() }
         /// Called with the size of every committed batch, for metrics.
         public var batchObserver: @Sendable (Int) -> Void = { _ in }
+        /// Benchmarks only: false commits without fsync (not durable), to measure what a write costs apart from the disk.
+        package var syncsCommits = true
 
         public init() {}
     }
@@ -42,7 +44,7 @@ public final class RelayDatabase: Sendable {
         // GRDB sets synchronous=NORMAL on the WAL writer after prepareDatabase; acknowledged writes need FULL.
         // The writer checkpoints only if the checkpointer falls behind.
         try pool.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA synchronous = \(options.syncsCommits ? "FULL" : "OFF")")
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.backstopCheckpointPages)")
         }
         try Migrations.migrator.migrate(pool)
