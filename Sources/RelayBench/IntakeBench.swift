@@ -106,18 +106,20 @@ enum IntakeBench {
             figure.ratioToBound = result.rate / composite
             figures.append(figure)
         }
-        nginx.stop()
-
         let maximum = figures.filter { $0.target == "amane-relayd" }.map(\.requestsPerSecond).max() ?? 0
         guard maximum > 0 else {
+            nginx.stop()
             relay.child.stop()
             throw BenchFailure("the relay acknowledged nothing; its output:\n\(relay.child.text)")
         }
+        // The same schedule against nginx first: the tail that the generator and TLS alone bring.
         let offered = (maximum / 2).rounded()
+        progress("transport baseline: nginx, open loop at \(Int(offered))/s, 64 connections, \(seconds) s")
+        let openBaseline = try await openLoop(nginx.target(like: relay.target), workload, rate: offered, seconds: seconds)
+        nginx.stop()
+        figures.append(Figure("nginx open loop", connections: 64, offeredRate: offered, openBaseline))
         progress("relay: open loop at \(Int(offered))/s (half the maximum), 64 connections, \(seconds) s")
-        let generator = try LoadGenerator(target: relay.target, workload: workload, connections: 64)
-        let open = await generator.openLoop(rate: offered, seconds: seconds)
-        await generator.shutdown()
+        let open = try await openLoop(relay.target, workload, rate: offered, seconds: seconds)
         acknowledged += open.acknowledged
         var openFigure = Figure("amane-relayd open loop", connections: 64, offeredRate: offered, open)
         openFigure.ratioToBound = open.rate / (bound["64"] ?? 1)
@@ -159,6 +161,13 @@ enum IntakeBench {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(report).write(to: URL(fileURLWithPath: output))
         print("Wrote \(output).")
+    }
+
+    static func openLoop(_ target: LoadTarget, _ workload: Workload, rate: Double, seconds: Double) async throws -> LoadResult {
+        let generator = try LoadGenerator(target: target, workload: workload, connections: 64)
+        let result = await generator.openLoop(rate: rate, seconds: seconds)
+        await generator.shutdown()
+        return result
     }
 
     static func closedLoop(_ target: LoadTarget, _ workload: Workload, _ connections: Int, _ seconds: Double) async throws -> LoadResult {
@@ -262,6 +271,12 @@ enum IntakeBench {
            let stricter = report.compositeBoundWithSharedContext["64"] {
             lines.append(String(format: "With the shared-context seal rate as crypto baseline the bound at 64 conns is %.0f/s; the relay reaches %.2f of it",
                                 stricter, relay64.requestsPerSecond / stricter))
+        }
+        if let relay = report.figures.first(where: { $0.target == "amane-relayd open loop" }),
+           let nginx = report.figures.first(where: { $0.target == "nginx open loop" }) {
+            lines.append(String(format: "Open loop at %.0f/s: the relay's p99 is %.2f× nginx's on the same schedule (%.2f ms against %.2f ms)",
+                                relay.offeredRate ?? 0, relay.p99Milliseconds / max(nginx.p99Milliseconds, 0.001),
+                                relay.p99Milliseconds, nginx.p99Milliseconds))
         }
         lines.append("Acknowledged \(report.acknowledged), of which missing from the store: \(report.acknowledgedButMissing)")
         lines.append("")

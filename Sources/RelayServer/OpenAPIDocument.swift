@@ -10,6 +10,9 @@ info:
     The relay between helpline gateways and responders. Every call needs a client certificate
     issued by the relay's CA (mutual TLS 1.3); the certificate's key maps to a principal whose
     role decides what it may call. Errors are application/problem+json (RFC 9457).
+    Any call that writes may also answer 503 with Retry-After when the store is saturated or its
+    disk is full; nothing of that call was stored, and it is safe to retry. Submissions, where a
+    retry matters most, list it.
 servers:
   - url: https://localhost:8443
 paths:
