@@ -9,8 +9,10 @@ import NIOSSL
 import RelayCore
 public import RelayStore
 public import ServiceLifecycle
+import SwiftASN1
 import Synchronization
 import UnixSignals
+import X509
 
 /// The running relay: its services, and what tests and the CLI need to know about it.
 public struct RelayServerApp: Sendable {
@@ -48,7 +50,16 @@ final class TLSIdentity: Sendable {
         let chainPEM = try RelayConfiguration.read(configuration.certificateFile, key: "tls.certificateFile")
         let chain = try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8))
         guard !chain.isEmpty else { throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: "no certificate in \(configuration.certificateFile)") }
-        let key = try NIOSSLPrivateKey(bytes: Array(try configuration.readPrivateKeyPEM().utf8), format: .pem)
+        let keyPEM = try configuration.readPrivateKeyPEM()
+        let key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
+        // Serving a certificate for another key would fail every handshake; a key swift-certificates cannot read goes unchecked.
+        if let leaf = try? Certificate(derEncoded: chain[0].toDERBytes()), let privateKey = try? Certificate.PrivateKey(pemEncoded: keyPEM),
+           leaf.publicKey != privateKey.publicKey {
+            throw RelayConfiguration.Invalid(key: "tls.keyFile", reason: """
+                the certificate in \(configuration.certificateFile) is not for the relay's private key; \
+                renew it with `amane-relayd admin renew-server-cert`, or restart to load a new key
+                """)
+        }
         return (chain, key)
     }
 

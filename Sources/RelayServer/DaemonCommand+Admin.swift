@@ -3,6 +3,7 @@ import Foundation
 import RelayCore
 import RelayFormat
 import RelayStore
+import X509
 
 struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,19 +43,39 @@ struct Init: AsyncParsableCommand {
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Enroll, revoke and list principals, and verify the audit trail.",
-        subcommands: [EnrollGateway.self, EnrollResponder.self, Revoke.self, List.self, Audit.self])
+        subcommands: [EnrollGateway.self, EnrollResponder.self, Reissue.self, Revoke.self, List.self, Audit.self, RenewServerCertificate.self])
 
     static var user: String { ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "root" }
 
     /// Issues a client certificate from the relay CA and registers its key as a principal.
     static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, out: String) async throws {
-        guard let principalName = PrincipalName(rawValue: name) else {
-            throw ValidationError("'\(name)' is not a valid name: use letters, digits, '.', '_' and '-' (at most 64)")
-        }
+        let principalName = try validName(name)
         let key: SealingPublicKey
         do { key = try SealingPublicKey(text: sealingKey) } catch {
             throw ValidationError("--sealing-key is not an Amane public key (\(error)). Did you paste the whole amanepk1… line from `amane keygen`?")
         }
+        let issued = try await issueClientCertificate(common, name: name, out: out) { db, spkiFingerprint in
+            try await db.enroll(name: principalName, role: role, spkiFingerprint: spkiFingerprint, sealingKey: key.text, actor: .admin(user))
+        }
+        print("""
+            Enrolled \(issued.principal.name) as \(issued.principal.role.rawValue) in queue \(issued.principal.queue).
+              sealing key fingerprint  \(key.fingerprint)  (read it back to them to compare)
+            \(issued.files)
+            """)
+    }
+
+    static func validName(_ name: String) throws -> PrincipalName {
+        guard let principalName = PrincipalName(rawValue: name) else {
+            throw ValidationError("'\(name)' is not a valid name: use letters, digits, '.', '_' and '-' (at most 64)")
+        }
+        return principalName
+    }
+
+    /// Issues a client certificate from the relay CA, has `register` record its key, then writes the certificate
+    /// and key into `out`; returns the principal and lines naming the files.
+    static func issueClientCertificate(_ common: CommonOptions, name: String, out: String,
+                                       register: (RelayDatabase, _ spkiFingerprint: String) async throws -> Principal)
+        async throws -> (principal: Principal, files: String) {
         let configuration = try await common.load()
         let ca = try CertificateAuthority(certificatePEM: try RelayConfiguration.read(configuration.caFile, key: "tls.caFile"),
                                           keyPEM: try configuration.readCAKeyPEM())
@@ -65,18 +86,21 @@ struct Admin: AsyncParsableCommand {
         guard !FileManager.default.fileExists(atPath: certPath), !FileManager.default.fileExists(atPath: keyPath) else {
             throw ValidationError("\(certPath) or \(keyPath) exists; choose another --out folder")
         }
-        let principal = try await common.withStore(configuration) { db in
-            try await db.enroll(name: principalName, role: role, spkiFingerprint: try SPKIFingerprint.of(certificatePEM: issued.certificate),
-                                sealingKey: key.text, actor: .admin(user))
+        let principal: Principal
+        do {
+            principal = try await common.withStore(configuration) { db in
+                try await register(db, try SPKIFingerprint.of(certificatePEM: issued.certificate))
+            }
+        } catch let error as StoreError {
+            throw ValidationError(error.reason)
         }
         try RelayFiles.writePublic(issued.certificate, to: certPath)
         try RelayFiles.writeSecret(issued.key, to: keyPath)
-        print("""
-            Enrolled \(principal.name) as \(principal.role.rawValue) in queue \(principal.queue).
-              sealing key fingerprint  \(key.fingerprint)  (read it back to them to compare)
-              client certificate       \(certPath)
+        let files = """
+              client certificate       \(certPath)  (valid for two years)
               client key               \(keyPath)  (mode 0600; hand it over privately, with \(configuration.caFile))
-            """)
+            """
+        return (principal, files)
     }
 }
 
@@ -112,6 +136,62 @@ struct EnrollResponder: AsyncParsableCommand {
 
     func run() async throws {
         try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: sealingKey, out: out)
+    }
+}
+
+struct RenewServerCertificate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "renew-server-cert",
+        abstract: "Issue a new server certificate from the relay's CA for the key the daemon already holds.",
+        discussion: """
+            It replaces tls.certificateFile (and needs the CA key). The key stays, so `systemctl reload amane-relayd` \
+            then serves the new certificate to new connections without dropping open ones.
+            Example: amane-relayd admin renew-server-cert --hostname relay.example.org --hostname 203.0.113.10
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @Option(name: .customLong("hostname"), help: ArgumentHelp("A name or address clients use to reach the relay; repeat for several.", valueName: "name"))
+    var hostnames: [String] = []
+
+    func run() async throws {
+        guard let first = hostnames.first else {
+            throw ValidationError("give every name and address gateways use to reach the relay, each with --hostname")
+        }
+        let configuration = try await common.load()
+        let ca = try CertificateAuthority(certificatePEM: try RelayConfiguration.read(configuration.caFile, key: "tls.caFile"),
+                                          keyPEM: try configuration.readCAKeyPEM())
+        let key = try Certificate.PrivateKey(pemEncoded: try configuration.readPrivateKeyPEM())
+        let certificate = try ca.issue(commonName: first, usage: .server(hostnames: hostnames), for: key.publicKey)
+        try RelayFiles.replacePublic(certificate, to: configuration.certificateFile)
+        let expiry = Date().addingTimeInterval(CertificateAuthority.leafValidity).formatted(.iso8601.year().month().day())
+        print("""
+            Renewed \(configuration.certificateFile) for \(hostnames.joined(separator: ", ")), valid until \(expiry).
+            Next: systemctl reload amane-relayd (or send SIGHUP) to serve it.
+            """)
+    }
+}
+
+struct Reissue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Issue a new client certificate for an enrolled principal: to renew one, or to replace a lost one.",
+        discussion: """
+            The principal keeps its name, role, sealing key, grants and cases; its old certificate gets 403 at once.
+            Example: amane-relayd admin reissue amina --out ./amina-2028
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @Argument(help: "The principal's name.") var name: String
+    @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+
+    func run() async throws {
+        let principalName = try Admin.validName(name)
+        let issued = try await Admin.issueClientCertificate(common, name: name, out: out) { db, spkiFingerprint in
+            try await db.reissue(name: principalName, spkiFingerprint: spkiFingerprint, actor: .admin(Admin.user))
+        }
+        print("""
+            Reissued \(issued.principal.name)'s certificate; the old one no longer works.
+            \(issued.files)
+            """)
     }
 }
 

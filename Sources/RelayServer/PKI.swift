@@ -57,8 +57,15 @@ public struct CertificateAuthority: Sendable {
     /// Issues a leaf certificate with a fresh P-256 key; returns certificate and key as PEM.
     public func issue(commonName: String, usage: Usage, now: Date = Date(), validity: TimeInterval = leafValidity) throws -> (certificate: String, key: String) {
         let leafKey = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let certificate = try issue(commonName: commonName, usage: usage, for: leafKey.publicKey, now: now, validity: validity)
+        return (certificate, try leafKey.serializeAsPEM().pemString)
+    }
+
+    /// Issues a leaf certificate for a key that already exists; returns it as PEM.
+    public func issue(commonName: String, usage: Usage, for publicKey: Certificate.PublicKey, now: Date = Date(),
+                      validity: TimeInterval = leafValidity) throws -> String {
         let certificate = try Certificate(
-            version: .v3, serialNumber: Self.serialNumber(), publicKey: leafKey.publicKey,
+            version: .v3, serialNumber: Self.serialNumber(), publicKey: publicKey,
             notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
             issuer: self.certificate.subject, subject: try DistinguishedName { CommonName(commonName) },
             signatureAlgorithm: .ecdsaWithSHA256,
@@ -75,7 +82,7 @@ public struct CertificateAuthority: Sendable {
                 AuthorityKeyIdentifier(keyIdentifier: SubjectKeyIdentifier(hash: key.publicKey).keyIdentifier)
             },
             issuerPrivateKey: key)
-        return (try certificate.serializeAsPEM().pemString, try leafKey.serializeAsPEM().pemString)
+        return try certificate.serializeAsPEM().pemString
     }
 
     static func generalName(_ host: String) -> GeneralName {
@@ -119,6 +126,11 @@ enum RelayFiles {
 
     static func writePublic(_ text: String, to path: String) throws {
         try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
+    }
+
+    /// Replaces a public file in one step: a reader sees the old file or the new one, never half of it.
+    static func replacePublic(_ text: String, to path: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
     static func makeDirectory(_ path: String) throws {

@@ -64,6 +64,25 @@ extension RelayDatabase {
         return record.principal!
     }
 
+    /// Moves a principal to a new certificate key: the old certificate stops working at once, and the
+    /// principal keeps its name, role, sealing key, grants and cases.
+    public func reissue(name: PrincipalName, spkiFingerprint: String, actor: StoreActor) async throws -> Principal {
+        let now = nowSeconds
+        return try await committer.write { db in
+            guard var record = try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db) else {
+                throw StoreError(.notFound, "no principal named \(name)")
+            }
+            guard record.revokedAt == nil else { throw StoreError(.invalidState, "\(name) is revoked; enroll them under a new name") }
+            if try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == spkiFingerprint).fetchOne(db) != nil {
+                throw StoreError(.conflict, "that certificate key is already enrolled")
+            }
+            try db.execute(sql: "UPDATE principal SET spkiFingerprint = ? WHERE id = ?", arguments: [spkiFingerprint, record.id])
+            try AuditLog.append(db, time: now, actor: actor, action: "principal.reissue", subject: record.name)
+            record.spkiFingerprint = spkiFingerprint
+            return record.principal!
+        }
+    }
+
     /// Revokes a principal at once and deletes its grants.
     public func revoke(name: PrincipalName, actor: StoreActor) async throws {
         let now = nowSeconds

@@ -76,6 +76,27 @@ extension DaemonSuite {
     }
 
 
+    /// A reissued certificate works at once and the old one gets 403; the responder keeps their grants.
+    @Test func reissuingACertificateRetiresTheOldOne() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let grants = try daemon.get("/v1/grants", as: daemon.responder).json["grants"] as? [[String: Any]]
+        let out = daemon.directory + "/reissued"
+        let (status, text) = try daemon.admin(["admin", "reissue", "demo-responder", "--out", out])
+        #expect(status == 0 && text.contains("no longer works"), "\(text)")
+        let fresh = ClientIdentity(certificate: out + "/demo-responder-cert.pem", key: out + "/demo-responder-key.pem")
+        let attributes = try FileManager.default.attributesOfItem(atPath: fresh.key)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let me = try daemon.get("/v1/me", as: fresh)
+        #expect(me.status == 200 && me.json["name"] as? String == "demo-responder", "\(me.text)")
+        #expect((try daemon.get("/v1/grants", as: fresh).json["grants"] as? [[String: Any]])?.count == grants?.count)
+        #expect(try daemon.get("/v1/me", as: daemon.responder).status == 403)
+        let again = try daemon.admin(["admin", "reissue", "demo-responder", "--out", out])
+        #expect(again.0 != 0 && again.1.contains("exists"), "the files of the last one are never overwritten: \(again.1)")
+        let audit = try daemon.get("/v1/audit", as: daemon.supervisor).text
+        #expect(audit.contains("principal.reissue"))
+    }
+
     /// Every role against every route: exactly the allowed set gets past authorization.
     @Test func theAuthorizationMatrixIsExactlyTheTable() async throws {
         let daemon = try await Daemon()

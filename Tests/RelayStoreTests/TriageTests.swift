@@ -163,6 +163,28 @@ import Testing
         #expect(try fixture.db.principal(spkiFingerprint: fixture.gateway.spkiFingerprint)?.name == fixture.gateway.name)
     }
 
+    @Test func reissuingMovesAPrincipalToANewCertificateKeyAndKeepsEverythingElse() async throws {
+        let fixture = try await StoreFixture()
+        let before = try await fixture.db.grants(for: fixture.responder)
+        let moved = try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "new-key", actor: .admin("t"))
+        #expect(moved.id == fixture.responder.id && moved.role == .responder && moved.sealingKey == fixture.responder.sealingKey)
+        #expect(try fixture.db.principal(spkiFingerprint: fixture.responder.spkiFingerprint) == nil, "the old certificate maps to no one")
+        #expect(try fixture.db.principal(spkiFingerprint: "new-key")?.id == fixture.responder.id)
+        #expect(try await fixture.db.grants(for: moved).map(\.epochID) == before.map(\.epochID))
+        #expect(try await fixture.db.auditEntries().last?.entry.action == "principal.reissue")
+        await #expect(throws: StoreError.code(.conflict)) {
+            try await fixture.db.reissue(name: fixture.colleague.name, spkiFingerprint: "new-key", actor: .admin("t"))
+        }
+        await #expect(throws: StoreError.code(.notFound)) {
+            try await fixture.db.reissue(name: PrincipalName(rawValue: "nobody")!, spkiFingerprint: "other", actor: .admin("t"))
+        }
+        try await fixture.db.revoke(name: fixture.colleague.name, actor: .admin("t"))
+        await #expect(throws: StoreError.code(.invalidState)) {
+            try await fixture.db.reissue(name: fixture.colleague.name, spkiFingerprint: "other", actor: .admin("t"))
+        }
+        #expect(try fixture.db.verifyAudit() > 0)
+    }
+
     @Test func rotationMakesTheNewEpochCurrentAndGrantsAreChecked() async throws {
         let fixture = try await StoreFixture()
         let first = try fixture.db.currentEpoch(queue: .national)!
