@@ -282,6 +282,24 @@ enum Sealing {
         return id.uuidString.lowercased()
     }
 
+    /// Seals a refer or close reason after the case moved: a refused move then leaves no note behind.
+    /// Returns why the note could not be stored, if it could not.
+    static func postReason(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async -> CLIError? {
+        do {
+            _ = try await postNote(session, caseID: caseID, text: text, identity: identity)
+            return nil
+        } catch let error as CLIError {
+            return error
+        } catch {
+            return CLIError(.unreachable, "\(error)")
+        }
+    }
+
+    static func reasonNotStored(_ error: CLIError, caseID: String) -> CLIError {
+        CLIError(error.code, "the case moved, but its reason was not stored: \(error.message)",
+                 hint: "Add it with `amane note \(ShortID.of(caseID)) -m …`.")
+    }
+
     static func caseUUID(_ caseID: String) throws -> UUID {
         guard let uuid = UUID(uuidString: caseID) else { throw CLIError(.refused, "the relay named a case id that is not a UUID: \(caseID)") }
         return uuid
@@ -346,14 +364,14 @@ struct Refer: AsyncParsableCommand {
     @Option(help: "Why, for the record (sealed).") var reason: String
 
     func run() async throws {
-        let view = try await Session.with(global) { session in
+        let (view, noteFailure) = try await Session.with(global) { session in
             let identity = try session.unlock()
             let caseID = try await session.resolve(id)
-            _ = try await Sealing.postNote(session, caseID: caseID, text: "Referred to \(to): \(reason)", identity: identity)
-            return try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "refer", referral: to), as: CaseView.self)
+            let view = try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "refer", referral: to), as: CaseView.self)
+            return (view, await Sealing.postReason(session, caseID: caseID, text: "Referred to \(to): \(reason)", identity: identity))
         }
-        if global.json { return try Output.json(view) }
-        print("Referred case \(ShortID.of(view.id)) to \(to); the reason is in a sealed note.")
+        if global.json { try Output.json(view) } else { print("Referred case \(ShortID.of(view.id)) to \(to); the reason is in a sealed note.") }
+        try noteFailure.map { throw Sealing.reasonNotStored($0, caseID: view.id) }
     }
 }
 
@@ -366,12 +384,14 @@ struct Close: AsyncParsableCommand {
     @Option(help: "A closing note (sealed).") var reason: String?
 
     func run() async throws {
-        let view = try await Session.with(global) { session in
+        let (view, noteFailure) = try await Session.with(global) { session in
             let caseID = try await session.resolve(id)
-            if let reason { _ = try await Sealing.postNote(session, caseID: caseID, text: "Closed (\(outcome)): \(reason)", identity: try session.unlock()) }
-            return try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "close", outcome: outcome), as: CaseView.self)
+            let identity = try reason.map { _ in try session.unlock() }
+            let view = try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "close", outcome: outcome), as: CaseView.self)
+            guard let reason, let identity else { return (view, nil as CLIError?) }
+            return (view, await Sealing.postReason(session, caseID: caseID, text: "Closed (\(outcome)): \(reason)", identity: identity))
         }
-        if global.json { return try Output.json(view) }
-        print("Closed case \(ShortID.of(view.id)) with outcome \(outcome).")
+        if global.json { try Output.json(view) } else { print("Closed case \(ShortID.of(view.id)) with outcome \(outcome).") }
+        try noteFailure.map { throw Sealing.reasonNotStored($0, caseID: view.id) }
     }
 }

@@ -142,7 +142,7 @@ extension RelayDatabase {
             var detail = ["object": objectID.uuidString.lowercased()]
             if record.caseState == .closed {
                 let next = try TriageMachine.next(after: .followup, from: .closed, by: .system, isAssignee: false)
-                try db.execute(sql: "UPDATE disclosure SET state = ?, assigneeID = NULL, claimExpiresAt = NULL, closedAt = NULL, outcome = NULL WHERE id = ?",
+                try db.execute(sql: "UPDATE disclosure SET state = ?, assigneeID = NULL, claimExpiresAt = NULL, closedAt = NULL, outcome = NULL, referral = NULL WHERE id = ?",
                                arguments: [next.rawValue, record.id])
                 detail["state"] = next.rawValue
             }
@@ -179,7 +179,7 @@ extension RelayDatabase {
     static func sealedItems(_ db: Database, caseID: String) throws -> [SealedItem] {
         try Row.fetchAll(db, sql: """
             SELECT s.*, p.name AS authorName FROM sealedObject s JOIN principal p ON p.id = s.authorID
-            WHERE s.disclosureID = ? ORDER BY s.createdAt, s.id
+            WHERE s.disclosureID = ? ORDER BY s.createdAt, s.rowid
             """, arguments: [caseID]).map { row in
             SealedItem(id: row["id"], kind: SealedItem.Kind(rawValue: row["kind"]) ?? .note, author: row["authorName"],
                        epochID: row["epochID"], envelope: Array(row["envelope"] as Data),

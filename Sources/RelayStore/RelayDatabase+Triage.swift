@@ -185,6 +185,11 @@ extension RelayDatabase {
                 record.assigneeID = nil
                 record.claimExpiresAt = nil
                 record.closedAt = nil
+                // A reopened case has no outcome yet; the audit trail keeps the earlier one.
+                if action == .reopen || action == .followup {
+                    record.outcome = nil
+                    record.referral = nil
+                }
             case .refer:
                 record.referral = referral
                 record.claimExpiresAt = nil
@@ -271,7 +276,7 @@ extension RelayDatabase {
             try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: kind.name, authorID: actorID,
                                    epochID: epochID, envelope: Data(envelope), gatewayEnvelope: gatewayEnvelope.map { Data($0) },
                                    createdAt: now / 60 * 60).insert(db)
-            if record.assigneeID == actorID {
+            if record.assigneeID == actorID, [.claimed, .inProgress].contains(record.caseState) {
                 try db.execute(sql: "UPDATE disclosure SET claimExpiresAt = ? WHERE id = ?", arguments: [now + lease, record.id])
             }
             try AuditLog.append(db, time: now, actor: actor, action: kind.name, subject: record.id,

@@ -101,6 +101,9 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["note", short, "-m", "Rappel: appeler l'école demain."], home: cli.responder).code == 0)
         let reply = "Nous sommes là pour toi. / نحن هنا من أجلك."
         #expect(try cli.run(["reply", short, "-m", reply], home: cli.responder).code == 0)
+        // A refused move leaves no reason note behind; the accepted one does (5b counts two notes).
+        let typo = try cli.run(["refer", short, "--to", "helth", "--reason", "Needs a doctor"], home: cli.responder)
+        #expect(typo.code == 2 && typo.output.contains("unknown referral"), "\(typo.output)")
         #expect(try cli.run(["refer", short, "--to", "health", "--reason", "Needs a doctor"], home: cli.responder).code == 0)
 
         // 5b. A relay that moves the note to another case in its database cannot make it read there.

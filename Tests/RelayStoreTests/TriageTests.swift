@@ -70,7 +70,8 @@ import Testing
         #expect(try await fixture.db.transition(id: result.id, action: .refer, actor: amina, referral: "health").referral == "health")
         #expect(try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "referred").state == .closed)
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.transition(id: result.id, action: .reopen, actor: amina) }
-        #expect(try await fixture.db.transition(id: result.id, action: .reopen, actor: khadija).state == .new)
+        let reopened = try await fixture.db.transition(id: result.id, action: .reopen, actor: khadija)
+        #expect(reopened.state == .new && reopened.outcome == nil && reopened.referral == nil, "a reopened case counts as open in the statistics")
         let assigned = try await fixture.db.transition(id: result.id, action: .assign, actor: khadija, assignee: fixture.colleague.name)
         #expect(assigned.state == .claimed && assigned.assignee == "resp-youssef")
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.setHold(id: result.id, on: true, actor: amina) }
@@ -134,6 +135,7 @@ import Testing
             try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: replyForRecord, gatewayEnvelope: replyForOther, actor: amina)
         }
         try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: replyForRecord, gatewayEnvelope: replyForGateway, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: result.id).claimExpiresAt != nil, "a note or reply renews the claim")
 
         let detail = try await fixture.db.fetchCase(id: result.id, actor: amina)
         let epoch = try Grant.open(try await fixture.db.grants(for: fixture.responder)[0].sealed, epochID: fixture.epochKey.id, with: fixture.memberKeys[0])
@@ -148,6 +150,21 @@ import Testing
         #expect(repliedCase == result.id)
         #expect(try Envelope.open(replies[0].gatewayEnvelope!, with: fixture.gatewayKey, kind: .reply, objectID: replyID, caseID: caseID) == Array("we can help".utf8))
         await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.replies(gateway: fixture.otherGateway, receiptHash: result.receipt.digest) }
+
+        // Ids carry only the minute, so within one the case file keeps the order things were written in.
+        let minute = Date(timeIntervalSince1970: TimeInterval(Date().unixMinute))
+        let (first, second) = { (a: UUID, b: UUID) in a.uuidString > b.uuidString ? (a, b) : (b, a) }(UUID.v7(now: minute), UUID.v7(now: minute))
+        for id in [first, second] {
+            try await fixture.db.addNote(caseID: result.id, objectID: id, envelope: try fixture.sealed("later", kind: .note, in: result.id, id: id).1, actor: amina)
+        }
+        let written = try await fixture.db.fetchCase(id: result.id, actor: amina).items.map(\.id).suffix(2)
+        #expect(Array(written) == [first, second].map { $0.uuidString.lowercased() })
+
+        // A note on a closed case is kept, but renews no claim: the case is no one's any more.
+        try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "duplicate")
+        let (lateID, late) = try fixture.sealed("after closing", kind: .note, in: result.id)
+        try await fixture.db.addNote(caseID: result.id, objectID: lateID, envelope: late, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: result.id).claimExpiresAt == nil)
     }
 }
 
