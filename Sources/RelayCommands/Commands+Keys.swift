@@ -130,10 +130,16 @@ struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
         abstract: "Print the audit trail (supervisors); --verify recomputes its hash chain here and names the first broken entry.",
-        discussion: "Example: amane audit --verify")
+        discussion: """
+            --verify prints the trail's head (SEQ:HASH). Keep it: a trail cut at its end still links up, and only \
+            a later `--verify --expect-head SEQ:HASH` shows that the entry is gone or was rewritten.
+            Example: amane audit --verify --expect-head 1042:9f86d081884c7d65…
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Verify the hash chain instead of printing it.") var verify = false
+    @Option(name: .customLong("expect-head"), help: ArgumentHelp("With --verify: a head printed by an earlier --verify, which must still be in the trail.", valueName: "seq:hash"))
+    var expectHead: String?
 
     func run() async throws {
         let entries = try await Session.with(global) { session in
@@ -149,11 +155,16 @@ struct AuditCommand: AsyncParsableCommand {
         }
         if verify {
             do {
-                let count = try AuditVerifier.verify(entries.map { entry in
+                let chained = entries.map { entry in
                     entry.chained ?? ChainedAuditEntry(entry: AuditEntry(seq: entry.seq, time: 0, actor: "", action: "", subject: "", detail: ""), prevHash: [], hash: [])
-                })
-                if global.json { return try Output.json(["verified": count]) }
-                print("The audit trail is intact: \(count) entries verified here.")
+                }
+                let count = try AuditVerifier.verify(chained)
+                if let expectHead { try Self.check(expectHead, in: chained) }
+                let head = chained.last.map { "\($0.entry.seq):\(Hex.encode($0.hash))" } ?? "0:"
+                struct Verified: Encodable { let verified: Int64, head: String }
+                if global.json { return try Output.json(Verified(verified: count, head: head)) }
+                print("The audit trail is intact: \(count) entries verified here\(expectHead == nil ? "" : ", and the earlier head is in it").")
+                print("Head: \(head)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
                 throw CLIError(.verification, "the audit trail is broken at entry \(error.seq): \(error.reason)",
                                hint: "Keep this output, and tell your admin: the database may have been tampered with.")
@@ -164,6 +175,24 @@ struct AuditCommand: AsyncParsableCommand {
         for entry in entries {
             let time = Date(timeIntervalSince1970: TimeInterval(entry.time)).formatted(.iso8601)
             print("\(entry.seq)  \(time)  \(entry.actor)  \(entry.action)  \(entry.subject)  \(entry.detail)")
+        }
+    }
+}
+
+extension AuditCommand {
+    /// The entry an earlier head names must still be there, with the same hash.
+    static func check(_ expected: String, in trail: [ChainedAuditEntry]) throws {
+        let parts = expected.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let seq = Int64(parts[0]), let hash = Hex.decode(String(parts[1])), hash.count == 32 else {
+            throw CLIError(.usage, "--expect-head takes SEQ:HASH as --verify printed it, such as 1042:9f86d081…")
+        }
+        guard let entry = trail.first(where: { $0.entry.seq == seq }) else {
+            throw CLIError(.verification, "the audit trail ends before entry \(seq), an earlier head: it was cut",
+                           hint: "Keep this output, and tell your admin: the database may have been tampered with.")
+        }
+        guard entry.hash == hash else {
+            throw CLIError(.verification, "entry \(seq) is not the head recorded earlier: the trail was rewritten from there",
+                           hint: "Keep this output, and tell your admin: the database may have been tampered with.")
         }
     }
 }

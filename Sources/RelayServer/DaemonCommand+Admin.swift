@@ -253,6 +253,7 @@ struct Audit: AsyncParsableCommand {
             do {
                 let count = try db.verifyAudit()
                 print("The audit trail is intact: \(count) entries verified.")
+                print("Head: \(try db.auditHead())  (keep it; `amane audit --verify --expect-head` checks it later)")
             } catch let error as AuditVerifier.Break {
                 print("The audit trail is BROKEN at entry \(error.seq): \(error.reason).")
                 throw ExitCode(2)

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 public import RelayCore
+import RelayFormat
 
 enum AuditLog {
     /// Appends one entry after the current head, inside the caller's transaction.
@@ -33,6 +34,14 @@ extension RelayDatabase {
     public func auditEntries(after seq: Int64 = 0, limit: Int = 500) async throws -> [ChainedAuditEntry] {
         try await pool.read { db in
             try AuditRecord.filter(AuditRecord.Columns.seq > seq).order(AuditRecord.Columns.seq).limit(limit).fetchAll(db).map(\.chained)
+        }
+    }
+
+    /// The last entry as `SEQ:HASH`, the form `amane audit --verify --expect-head` checks later.
+    public func auditHead() throws -> String {
+        try pool.read { db in
+            let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            return head.map { "\($0["seq"] as Int64):\(Digest.hex(Array($0["hash"] as Data)))" } ?? "0:"
         }
     }
 

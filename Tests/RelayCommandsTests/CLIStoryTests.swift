@@ -160,9 +160,26 @@ extension DaemonSuiteForCLI {
         let (revokedCode, revokedOutput) = try cli.run(["inbox"], home: youssef)
         #expect(revokedCode == 2 && revokedOutput.contains("revoked"), "\(revokedOutput)")
 
-        // 9. The audit trail verifies, then fails where a row was edited in the database file.
+        // 9. The audit trail verifies and prints its head; a cut at the end shows against that head.
         let (verifyCode, verifyOutput) = try cli.run(["audit", "--verify"], home: cli.supervisor)
         #expect(verifyCode == 0 && verifyOutput.contains("intact"), "\(verifyOutput)")
+        let head = try #require(verifyOutput.firstMatch(of: /Head: (\d+:[0-9a-f]{64})/)?.1).description
+        #expect(try cli.run(["audit", "--verify", "--expect-head", head], home: cli.supervisor).code == 0)
+        #expect(daemon.stop() == 0)
+        let cut = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            db.executescript("DROP TRIGGER audit_append_only_delete; DELETE FROM audit WHERE seq > (SELECT MAX(seq) - 2 FROM audit);")
+            db.commit()
+            """
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", cut, daemon.directory + "/relay.sqlite"]).0 == 0)
+        daemon = try await daemon.restarted()
+        cli = CLI(daemon: daemon)
+        #expect(try cli.run(["audit", "--verify"], home: cli.supervisor).code == 0, "a cut trail still links up")
+        let caught = try cli.run(["audit", "--verify", "--expect-head", head], home: cli.supervisor)
+        #expect(caught.code == 6 && caught.output.contains("earlier"), "\(caught.output)")
+
+        // It fails where a row was edited in the database file.
         #expect(daemon.stop() == 0)
         let database = daemon.directory + "/relay.sqlite"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: database))
