@@ -18,7 +18,7 @@ struct Init: AsyncParsableCommand {
     func run() async throws {
         let configuration = try await common.load()
         guard !FileManager.default.fileExists(atPath: configuration.caFile) else {
-            throw ValidationError("\(configuration.caFile) exists: this data directory is already initialised")
+            throw CommandFailure("\(configuration.caFile) exists: this data directory is already initialised")
         }
         try RelayFiles.makeDirectory(configuration.dataDirectory)
         try RelayFiles.makeDirectory((configuration.caFile as NSString).deletingLastPathComponent)
@@ -29,7 +29,7 @@ struct Init: AsyncParsableCommand {
         let server = try ca.issue(commonName: names[0], usage: .server(hostnames: names))
         try RelayFiles.writePublic(server.certificate, to: configuration.certificateFile)
         try RelayFiles.writeSecret(server.key, to: configuration.privateKeyFile)
-        try await common.withStore(configuration) { db in try await db.ensureQueue(.national, actor: .admin(Admin.user)) }
+        try await common.withStore(configuration, creating: true) { db in try await db.ensureQueue(.national, actor: .admin(Admin.user)) }
         print("""
             Initialised \(configuration.dataDirectory):
               CA certificate  \(configuration.caFile)  (give it to every gateway and responder)
@@ -84,7 +84,7 @@ struct Admin: AsyncParsableCommand {
         let certPath = (out as NSString).appendingPathComponent("\(name)-cert.pem")
         let keyPath = (out as NSString).appendingPathComponent("\(name)-key.pem")
         guard !FileManager.default.fileExists(atPath: certPath), !FileManager.default.fileExists(atPath: keyPath) else {
-            throw ValidationError("\(certPath) or \(keyPath) exists; choose another --out folder")
+            throw CommandFailure("\(certPath) or \(keyPath) exists; choose another --out folder")
         }
         let principal: Principal
         do {
@@ -92,7 +92,7 @@ struct Admin: AsyncParsableCommand {
                 try await register(db, try SPKIFingerprint.of(certificatePEM: issued.certificate))
             }
         } catch let error as StoreError {
-            throw ValidationError(error.reason)
+            throw CommandFailure(error.reason)
         }
         try RelayFiles.writePublic(issued.certificate, to: certPath)
         try RelayFiles.writeSecret(issued.key, to: keyPath)
@@ -209,7 +209,7 @@ struct Revoke: AsyncParsableCommand {
         do {
             try await common.withStore(configuration) { db in try await db.revoke(name: principalName, actor: .admin(Admin.user)) }
         } catch let error as StoreError {
-            throw ValidationError(error.reason)
+            throw CommandFailure(error.reason)
         }
         print("Revoked \(name). Now have a member run `amane rotate`.")
     }
@@ -249,7 +249,7 @@ struct Audit: AsyncParsableCommand {
 
         func run() async throws {
             let configuration = try await common.load()
-            let db = try RelayDatabase(directory: configuration.dataDirectory)
+            let db = try common.openExisting(configuration)
             do {
                 let count = try db.verifyAudit()
                 print("The audit trail is intact: \(count) entries verified.")
@@ -280,11 +280,11 @@ struct Backup: AsyncParsableCommand {
         let staging = (to as NSString).appendingPathComponent(".staging-\(UUID().uuidString)")
         try RelayFiles.makeDirectory(staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }
-        let db = try RelayDatabase(directory: configuration.dataDirectory)
+        let db = try common.openExisting(configuration)
         try db.backup(to: (staging as NSString).appendingPathComponent(RelayDatabase.fileName))
         let copy = try RelayDatabase(directory: staging)
         let verified = try copy.verifyAudit()
-        guard try copy.integrityCheck() == "ok" else { throw ValidationError("the backup failed its integrity check; nothing kept") }
+        guard try copy.integrityCheck() == "ok" else { throw CommandFailure("the backup failed its integrity check; nothing kept") }
         try copy.close()
         let destination = (to as NSString).appendingPathComponent(name)
         try FileManager.default.moveItem(atPath: (staging as NSString).appendingPathComponent(RelayDatabase.fileName), toPath: destination)
@@ -307,9 +307,9 @@ struct CheckConfig: AsyncParsableCommand {
             _ = try TLSIdentity(configuration: configuration)
             _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
         } catch let error as RelayConfiguration.Invalid {
-            throw ValidationError(error.description)
+            throw CommandFailure(error.description)
         } catch {
-            throw ValidationError("tls: the certificate or key does not parse (\(error))")
+            throw CommandFailure("tls: the certificate or key does not parse (\(error))")
         }
         print("""
             Configuration is valid.

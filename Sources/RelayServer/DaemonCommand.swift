@@ -45,12 +45,15 @@ struct CommonOptions: ParsableArguments {
         do {
             return try await RelayConfiguration.load(overrides: overrides, configFile: config)
         } catch let error as RelayConfiguration.Invalid {
-            throw ValidationError(error.description)
+            throw CommandFailure(error.description)
         }
     }
 
-    /// Opens the store with its writer running, for admin work beside (or instead of) the daemon.
-    func withStore<T: Sendable>(_ configuration: RelayConfiguration, _ body: (RelayDatabase) async throws -> T) async throws -> T {
+    /// Opens the store with its writer running, for admin work beside (or instead of) the daemon. Only `init`
+    /// creates a database: elsewhere a missing one is a mistyped --data-dir, not an empty relay.
+    func withStore<T: Sendable>(_ configuration: RelayConfiguration, creating: Bool = false,
+                                _ body: (RelayDatabase) async throws -> T) async throws -> T {
+        if !creating { try requireDatabase(configuration) }
         var options = RelayDatabase.Options()
         options.policy = configuration.policy
         let taxonomy = try? String(contentsOfFile: (configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8)
@@ -62,6 +65,28 @@ struct CommonOptions: ParsableArguments {
         await writer.value
         return result
     }
+
+    /// Opens a database that must exist, without its writer: for reading and backups.
+    func openExisting(_ configuration: RelayConfiguration) throws -> RelayDatabase {
+        try requireDatabase(configuration)
+        return try RelayDatabase(directory: configuration.dataDirectory)
+    }
+
+    func requireDatabase(_ configuration: RelayConfiguration) throws {
+        let file = (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName)
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw CommandFailure("""
+                no relay database at \(file): give the relay's --data-dir (or --config, or --dev for the development folder), \
+                or create one with `amane-relayd init`
+                """)
+        }
+    }
+}
+
+/// A failure of the work rather than of the arguments: printed without the usage text, exit 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -88,15 +113,16 @@ struct Serve: AsyncParsableCommand {
         if openFiles < 4096 {
             logger.warning("few open files allowed; each connection needs one", metadata: ["relay.openFileLimit": "\(openFiles)"])
         }
-        if configuration.dev {
-            try RelayFiles.makeDirectory(configuration.dataDirectory)
-            try DevEnvironment.preparePKI(configuration)
-        }
+        if configuration.dev { try RelayFiles.makeDirectory(configuration.dataDirectory) }
+        // A missing production directory is left for the build below to explain.
+        let lock = FileManager.default.fileExists(atPath: configuration.dataDirectory) ? try DataDirectoryLock.acquire(configuration.dataDirectory) : nil
+        defer { lock.map { _ = close($0) } }
+        if configuration.dev { try DevEnvironment.preparePKI(configuration) }
         let app: RelayServerApp
         do {
             app = try await RelayServerApp.build(configuration: configuration, logger: logger)
         } catch let error as RelayConfiguration.Invalid {
-            throw ValidationError(error.description)
+            throw CommandFailure(error.description)
         }
         if configuration.dev {
             let db = app.db

@@ -25,3 +25,21 @@ enum ProcessLimits {
         _ = setrlimit(Int32(RLIMIT_CORE.rawValue), &none)
     }
 }
+
+/// One daemon per data directory: a second would fight the first over the database's writer and, with
+/// --dev, rewrite the demo profiles to its own port. The lock lasts as long as the process.
+enum DataDirectoryLock {
+    static let fileName = "relay.lock"
+
+    /// Takes the lock, or says who holds it; returns the descriptor that holds it.
+    static func acquire(_ directory: String) throws -> Int32 {
+        let path = directory.hasSuffix("/") ? directory + fileName : directory + "/" + fileName
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw CommandFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw CommandFailure("another amane-relayd is serving \(directory); stop it first, or give this one its own --data-dir")
+        }
+        return descriptor
+    }
+}

@@ -136,5 +136,30 @@ extension DaemonSuite {
         let (checkStatus, checkOutput) = try Daemon.run(Build.daemon, ["check-config", "--data-dir", directory], environment: env)
         #expect(checkStatus != 0 && checkOutput.contains("log.level"), "\(checkOutput)")
     }
+
+    /// A mistyped --data-dir is an error, never a fresh empty relay that verifies as intact.
+    @Test func adminCommandsRefuseADirectoryWithoutADatabase() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-nodb-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        for command in [["admin", "list"], ["admin", "audit", "verify"], ["admin", "revoke", "amina"], ["backup", "--to", directory + "/backups"]] {
+            let (status, output) = try Daemon.run(Build.daemon, command + ["--data-dir", directory], environment: env)
+            #expect(status == 1 && output.contains("no relay database at") && !output.contains("Usage:"), "\(command): \(output)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory + "/relay.sqlite"))
+    }
+
+    @Test func aSecondDaemonOnTheSameDataDirectoryIsRefused() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        // timeout(1) ends a second daemon that was not refused, so that this test fails instead of hanging.
+        let (status, output) = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", daemon.directory,
+                                                                   "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"], environment: env)
+        #expect(status == 1 && output.contains("another amane-relayd is serving"), "\(status): \(output)")
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
+    }
 }
 }
