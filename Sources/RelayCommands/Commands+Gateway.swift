@@ -31,7 +31,7 @@ struct Submit: AsyncParsableCommand {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
                 let info = try await session.client.get(APIPath.sealingKey(queue: submission.queue ?? "national"), as: SealingKeyInfo.self)
                 let publicKey = try SealingPublicKey(text: info.publicKey)
-                let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
+                let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)
                 submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .disclosure, objectID: id))
                 // Sealing is randomized: a retry is recognised by this tag of the content, keyed like the request.

@@ -275,7 +275,7 @@ enum Sealing {
     /// Seals a note to the current epoch, bound to its case, and posts it.
     static func postNote(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async throws -> String {
         let epoch = try await session.currentEpochKey(identity)
-        let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
+        let id = UUID.v7()
         let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id, caseID: try caseUUID(caseID))
         _ = try await session.client.post(APIPath.disclosure(caseID, .notes), NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope)),
                                           as: [String: String].self)
@@ -341,7 +341,7 @@ struct Reply: AsyncParsableCommand {
                 throw CLIError(.refused, "the gateway that sent this case has no sealing key, so it cannot show a reply")
             }
             let epoch = try await session.currentEpochKey(identity)
-            let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
+            let id = UUID.v7()
             let bound = try Sealing.caseUUID(caseID)
             let submission = ReplySubmission(
                 id: id.uuidString.lowercased(),

@@ -1,9 +1,10 @@
 public import Foundation
 
 extension UUID {
-    /// A version 7 UUID: 48 bits of Unix milliseconds, then random bits, so ids sort by creation time.
+    /// A version 7 UUID whose 48-bit time field holds only the minute (its milliseconds are zero), then
+    /// random bits: ids sort by minute, and an id does not pin a visit to a kiosk to the second.
     public static func v7(now: Date = Date()) -> UUID {
-        let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        let millis = UInt64(max(0, now.unixMinute)) * 1000
         var bytes = withUnsafeBytes(of: UUID().uuid) { Array($0) }
         for index in 0..<6 { bytes[index] = UInt8((millis >> (8 * (5 - UInt64(index)))) & 0xff) }
         bytes[6] = 0x70 | (bytes[6] & 0x0f)
@@ -14,6 +15,12 @@ extension UUID {
 
     /// Whether this is a version 7 UUID of the RFC 9562 variant.
     public var isVersion7: Bool { uuid.6 >> 4 == 7 && uuid.8 >> 6 == 0b10 }
+
+    /// Whether this is a version 7 UUID that carries only the minute, as `v7` makes them.
+    public var isMinuteVersion7: Bool {
+        let millis = withUnsafeBytes(of: uuid) { bytes in bytes.prefix(6).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+        return isVersion7 && millis % 60_000 == 0
+    }
 }
 
 extension Date {

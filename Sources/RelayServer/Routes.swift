@@ -162,7 +162,7 @@ struct RelayRoutes: Sendable {
             guard let epoch = try db.currentEpoch(queue: queue), let key = sealer.key(epoch.publicKey) else {
                 throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet")
             }
-            let id = UUID.v7(now: Date(timeIntervalSince1970: TimeInterval(Date().unixMinute)))
+            let id = UUID.v7()
             return (id, try sealer.seal(try StrictJSON.canonical(content), to: key, from: sender, kind: kind, objectID: id, caseID: caseID))
         }
     }

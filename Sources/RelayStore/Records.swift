@@ -42,6 +42,7 @@ struct PrincipalRecord: Codable, FetchableRecord, PersistableRecord {
         static let id = Column(CodingKeys.id)
         static let name = Column(CodingKeys.name)
         static let spkiFingerprint = Column(CodingKeys.spkiFingerprint)
+        static let sealingKey = Column(CodingKeys.sealingKey)
         static let revokedAt = Column(CodingKeys.revokedAt)
     }
 

@@ -54,7 +54,7 @@ extension RelayDatabase {
         // The rows are ready before the writer takes them; the epoch id is the one the envelope is sealed to, once checked.
         let disclosureRow: StatementArguments = [id, labels.queue.rawValue, gateway.id, sealedTo, labels.urgency.rank, labels.category,
                                                  labels.language, labels.channel, labels.region, Data(receipt.digest), Data(request.envelope), receivedAt]
-        let idempotencyRow: StatementArguments = [gateway.id, keyHash, Data(request.requestHash), id, sealedReceipt, now]
+        let idempotencyRow: StatementArguments = [gateway.id, keyHash, Data(request.requestHash), id, sealedReceipt, receivedAt]
         let actor = StoreActor(gateway)
         return try await committer.write { db in
             if let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
@@ -87,7 +87,7 @@ extension RelayDatabase {
         do {
             try taxonomy.validate(request.labels)
             let sealedTo = try Self.inspect(request.envelope, kind: .disclosure, objectID: request.id).keyID.uuidString.lowercased()
-            guard request.id.isVersion7 else { throw StoreError(.invalid, "the disclosure id must be a UUIDv7") }
+            guard request.id.isMinuteVersion7 else { throw StoreError(.invalid, "the disclosure id must be a UUIDv7 that carries only the minute") }
             return (sealedTo, nil)
         } catch let error as CoreError {
             return ("", StoreError(.invalid, error.reason))
@@ -128,6 +128,7 @@ extension RelayDatabase {
     /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile.
     public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8]) async throws {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
+        guard objectID.isMinuteVersion7 else { throw StoreError(.invalid, "the follow-up id must be a UUIDv7 that carries only the minute") }
         let now = nowSeconds
         try await committer.write { db in
             guard let record = try DisclosureRecord.filter(DisclosureRecord.Columns.id == caseID

@@ -62,9 +62,14 @@ import Testing
 @Suite struct UUIDv7Tests {
     @Test func idsAreVersion7AndSortByTime() {
         let earlier = UUID.v7(now: Date(timeIntervalSince1970: 1_700_000_000))
-        let later = UUID.v7(now: Date(timeIntervalSince1970: 1_700_000_001))
-        #expect(earlier.isVersion7 && later.isVersion7)
+        let later = UUID.v7(now: Date(timeIntervalSince1970: 1_700_000_060))
+        #expect(earlier.isMinuteVersion7 && later.isMinuteVersion7)
         #expect(earlier.uuidString.lowercased() < later.uuidString.lowercased())
+        // Only the minute: 1,700,000,000 s is 28,333,333 minutes and 20 s; 28,333,333 × 60,000 ms is 0x018bcfe519e0.
+        #expect(earlier.uuidString.lowercased().replacingOccurrences(of: "-", with: "").hasPrefix("018bcfe519e0"))
+        var precise = earlier.uuid
+        precise.5 |= 1
+        #expect(UUID(uuid: precise).isVersion7 && !UUID(uuid: precise).isMinuteVersion7)
         #expect(!UUID(uuidString: "01937f5e-3c2a-4b1d-9e4f-a1b2c3d4e5f6")!.isVersion7)
     }
 

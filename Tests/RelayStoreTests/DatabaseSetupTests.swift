@@ -120,6 +120,16 @@ import Testing
         #expect(trail.last?.entry.actor == "kiosk-casa")
     }
 
+    @Test func storedTimesCarryOnlyTheMinute() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        let times = try await fixture.db.pool.read { db in
+            try Int64.fetchAll(db, sql: "SELECT createdAt FROM idempotency UNION ALL SELECT receivedAt FROM disclosure UNION ALL SELECT time FROM audit")
+        }
+        #expect(!times.isEmpty && times.allSatisfy { $0 % 60 == 0 }, "\(times)")
+        #expect(UUID(uuidString: result.id)!.isMinuteVersion7)
+    }
+
     @Test func aRetryWithTheSameKeyGetsTheSameAnswer() async throws {
         let fixture = try await StoreFixture()
         let first = try await fixture.submit("one", key: "7d0b2a4e-retry-key-0001")
@@ -140,6 +150,14 @@ import Testing
         let wrongKind = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .note, objectID: id, caseID: id)
         let otherObject = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .disclosure, objectID: UUID.v7())
         let staleEpoch = try Envelope.seal([1], to: SealingPrivateKey.generate().publicKey, kind: .disclosure, objectID: id)
+        var precise = UUID.v7().uuid
+        precise.5 |= 1
+        let preciseID = UUID(uuid: precise)
+        let pinned = try Envelope.seal([1], to: fixture.epochKey.publicKey, kind: .disclosure, objectID: preciseID)
+        await #expect(throws: StoreError.code(.invalid), "an id that pins the visit to the millisecond") {
+            try await fixture.db.intake(IntakeRequest(gateway: fixture.gateway, labels: fixture.labels(), id: preciseID, envelope: pinned,
+                                                      idempotencyKey: UUID().uuidString, requestHash: [1]))
+        }
         await #expect(throws: StoreError.code(.staleEpoch)) {
             try await fixture.db.intake(IntakeRequest(gateway: fixture.gateway, labels: fixture.labels(), id: id, envelope: staleEpoch,
                                                       idempotencyKey: UUID().uuidString, requestHash: [1]))
@@ -172,6 +190,12 @@ import Testing
         let caseID = try #require(try fixture.db.caseID(receiptHash: result.receipt.digest, gateway: fixture.gateway))
         #expect(caseID == result.id)
         #expect(try fixture.db.caseID(receiptHash: result.receipt.digest, gateway: fixture.otherGateway) == nil)
+        var precise = id.uuid
+        precise.5 |= 1
+        let (preciseID, preciseEnvelope) = try fixture.sealed("more", kind: .followup, in: result.id, id: UUID(uuid: precise))
+        await #expect(throws: StoreError.code(.invalid), "an id that pins the follow-up to the millisecond") {
+            try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: preciseID, envelope: preciseEnvelope)
+        }
         try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: id, envelope: envelope)
         let summary = try await fixture.db.caseSummary(id: result.id)
         #expect(summary.state == .new && summary.updated && summary.assignee == nil)

@@ -104,7 +104,7 @@ final class StoreFixture: @unchecked Sendable {
     @discardableResult
     func submit(_ text: String = "synthetic disclosure", urgency: Urgency = .normal, category: String = "sexual_abuse",
                 key idempotencyKey: String = UUID().uuidString, gateway: Principal? = nil) async throws -> IntakeResult {
-        let id = UUID.v7()
+        let id = UUID.v7(now: clock.now)
         let envelope = try Envelope.seal(Array(text.utf8), to: epochKey.publicKey, kind: .disclosure, objectID: id)
         return try await db.intake(IntakeRequest(gateway: gateway ?? self.gateway, labels: labels(urgency, category: category), id: id,
                                                  envelope: envelope, idempotencyKey: idempotencyKey,

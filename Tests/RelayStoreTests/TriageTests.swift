@@ -172,6 +172,9 @@ import Testing
     @Test func enrollmentRefusesDuplicatesAndBadKeys() async throws {
         let fixture = try await StoreFixture()
         await #expect(throws: StoreError.code(.conflict)) { try await fixture.enroll("resp-amina", .responder, SealingPrivateKey.generate()) }
+        await #expect(throws: StoreError.code(.conflict), "another person with amina's sealing key") {
+            try await fixture.enroll("resp-bob", .responder, fixture.memberKeys[0])
+        }
         await #expect(throws: StoreError.code(.invalid)) {
             try await fixture.db.enroll(name: PrincipalName(rawValue: "x")!, role: .responder, spkiFingerprint: "ab", sealingKey: "amanepk1garbage", actor: .admin("t"))
         }
