@@ -61,7 +61,7 @@ struct Replies: AsyncParsableCommand {
         discussion: """
             The receipt never goes on the command line, where shell history and `ps` would keep it: it is read \
             from --receipt-file, else from standard input, else asked on the terminal without echo.
-            Example: echo "1234 5678 9012 3456" | AMANE_HOME=.amane-dev/dev/gateway amane replies
+            Example: echo "9477 5412 6644 3143" | AMANE_HOME=.amane-dev/dev/gateway amane replies
             """)
 
     @OptionGroup var global: GlobalOptions

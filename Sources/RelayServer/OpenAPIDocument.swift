@@ -24,7 +24,7 @@ paths:
         - name: Idempotency-Key
           in: header
           required: true
-          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key gets the same answer
+          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the same answer
           schema: {type: string}
       requestBody:
         required: true

@@ -37,6 +37,18 @@ import X509
         #expect(example.limits.maxBodyBytes == seedsOnly.limits.maxBodyBytes && example.limits.requestsPerMinute == seedsOnly.limits.requestsPerMinute)
         #expect(example.limits.receiptMissesPerHour == seedsOnly.limits.receiptMissesPerHour && example.limits.maxEnvelopeBytes == seedsOnly.limits.maxEnvelopeBytes)
         #expect(seedsOnly.policy.slaSeconds[.immediate] == 15 * 60 && seedsOnly.policy.closedRetentionDays == 180)
+
+        // The example leaves the policy to seeds/policy.yaml: an edit there takes effect under it.
+        let seeds = FileManager.default.temporaryDirectory.appendingPathComponent("seeds-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: seeds) }
+        try FileManager.default.copyItem(atPath: Build.seeds, toPath: seeds.path)
+        let policy = seeds.appendingPathComponent("policy.yaml")
+        let edited = try String(contentsOf: policy, encoding: .utf8)
+            .replacingOccurrences(of: "leaseMinutes: 15", with: "leaseMinutes: 45").replacingOccurrences(of: "requestsPerMinute: 120", with: "requestsPerMinute: 90")
+        try edited.write(to: policy, atomically: true, encoding: .utf8)
+        let underEditedPolicy = try await RelayConfiguration.load(overrides: [:], configFile: Build.repository.appendingPathComponent("Config/amane-relayd.yaml").path,
+                                                                  environment: ["AMANE_SEEDS_DIRECTORY": seeds.path])
+        #expect(underEditedPolicy.policy.claimLeaseSeconds == 45 * 60 && underEditedPolicy.limits.requestsPerMinute == 90)
     }
 
     @Test func precedenceIsCommandLineThenEnvironmentThenFile() async throws {
