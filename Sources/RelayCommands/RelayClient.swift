@@ -73,8 +73,9 @@ final class RelayClient: Sendable {
         guard (200..<300).contains(Int(response.status.code)) else {
             let problem = try? JSONDecoder().decode(Problem.self, from: data)
             let text = [problem?.title ?? response.status.reasonPhrase, problem?.detail].compactMap { $0 }.joined(separator: ": ")
-            let code: CLIError.Code = response.status.code >= 500 ? .server : .refused
-            throw CLIError(code, "the relay refused: \(text) (HTTP \(response.status.code))", hint: Self.hint(for: Int(response.status.code)))
+            let failed = response.status.code >= 500
+            throw CLIError(failed ? .server : .refused, "the relay \(failed ? "failed" : "refused"): \(text) (HTTP \(response.status.code))",
+                           hint: Self.hint(for: Int(response.status.code), detail: problem?.detail ?? ""))
         }
         return data
     }
@@ -86,11 +87,13 @@ final class RelayClient: Sendable {
         return text
     }
 
-    static func hint(for status: Int) -> String? {
+    /// What to do next; the relay's own reason is already in the message.
+    static func hint(for status: Int, detail: String) -> String? {
         switch status {
-        case 403: "Your role may not do this, or your certificate was revoked. Ask an admin if you think it should work."
-        case 404: "Check the id; `amane inbox` lists cases."
-        case 409: "Someone changed the case first; run `amane show ID` to see where it stands."
+        case 403 where detail.contains("revoked"): "Your certificate was revoked; ask your admin."
+        case 403: "Ask an admin if you think you should be allowed to do this."
+        case 404: "Check the id, receipt or name you gave."
+        case 409: "The case is not in a state that allows this; `amane show` gives where it stands."
         case 429: "Too many requests; wait a minute and try again."
         case 503: "The relay is busy, full, or has no sealing key yet; try again shortly or tell your admin."
         default: nil

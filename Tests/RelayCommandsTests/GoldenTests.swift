@@ -71,6 +71,10 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["inbox", "--colour"], home: cli.responder).code == 1)
         let refused = try cli.run(["inbox"], home: cli.gateway)
         #expect(refused.code == 2 && refused.output.contains("may not call") && refused.output.contains("HTTP 403"))
+        #expect(!refused.output.contains("revoked"), "a routine refusal does not suggest a revocation: \(refused.output)")
+        let unknownReceipt = try cli.run(["replies"], home: cli.gateway, input: "9477 5412 6644 3143\n")
+        #expect(unknownReceipt.code == 2 && unknownReceipt.output.contains("receipt") && !unknownReceipt.output.contains("amane inbox"),
+                "a gateway is not sent to a command it may not run: \(unknownReceipt.output)")
 
         let offline = daemon.directory + "/offline"
         try FileManager.default.createDirectory(atPath: offline, withIntermediateDirectories: true)
