@@ -6,43 +6,48 @@ import RelayFormat
 
 struct Inbox: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List the queue, urgent first, then oldest.",
-        discussion: "Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --mine --all --json")
+        abstract: "List the open queue, urgent first, then oldest.",
+        discussion: "Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --state closed · amane inbox --mine --all --json")
 
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Only cases in this state (new, claimed, in_progress, referred, closed); repeatable.") var state: [String] = []
+    @Option(help: "Only cases in this state (new, claimed, in_progress, referred, closed); repeatable. Default: every state but closed.")
+    var state: [String] = []
     @Option(help: "Only this urgency (immediate, high, normal, low).") var urgency: String?
     @Option(help: "Only this category code.") var category: String?
     @Flag(help: "Only cases assigned to you.") var mine = false
     @Flag(help: "Follow every page, not just the first.") var all = false
     @Option(help: "Cases per page (1-500).") var limit = 50
+    @Option(help: ArgumentHelp("Start after this point: the `next` of an earlier --json page.", valueName: "cursor")) var after: String?
+
+    static let openStates = ["new", "claimed", "in_progress", "referred"]
 
     func run() async throws {
-        var query = state.map { "state=\($0)" }
+        var query = (state.isEmpty ? Self.openStates : state).map { "state=\($0)" }
         if let urgency { query.append("urgency=\(urgency)") }
         if let category { query.append("category=\(category)") }
         if mine { query.append("mine=true") }
         query.append("limit=\(limit)")
-        let cases = try await Session.with(global) { session in
+        let listing = try await Session.with(global) { session in
             var cases: [CaseView] = []
-            var cursor: String?
+            var cursor = after
             repeat {
                 let page = try await session.client.get(APIPath.queue + "?" + (query + (cursor.map { ["cursor=\($0)"] } ?? [])).joined(separator: "&"), as: QueueListing.self)
                 cases += page.cases
-                cursor = all ? page.next : nil
-            } while cursor != nil
-            return cases
+                cursor = page.next
+            } while all && cursor != nil
+            return QueueListing(cases: cases, next: cursor)
         }
-        if global.json { return try Output.json(QueueListing(cases: cases, next: nil)) }
-        guard !cases.isEmpty else { return print("The queue is empty for these filters.") }
+        if global.json { return try Output.json(listing) }
+        guard !listing.cases.isEmpty else { return print("The queue is empty for these filters\(state.isEmpty ? " (closed cases: --state closed)" : "").") }
         print(Output.pad("ID", 10) + Output.pad("URGENCY", 11) + Output.pad("AGE", 6) + Output.pad("CATEGORY", 22) + Output.pad("LANG", 5)
               + Output.pad("CHANNEL", 10) + Output.pad("STATE", 12) + Output.pad("ASSIGNEE", 16) + "UPDATED")
-        for item in cases {
+        for item in listing.cases {
             let line = Output.pad(ShortID.of(item.id), 10) + Output.pad(item.urgency, 11) + Output.pad(Output.age(item.receivedAt), 6)
                 + Output.pad(item.category, 22) + Output.pad(item.language, 5) + Output.pad(item.channel, 10) + Output.pad(item.state, 12)
                 + Output.pad(item.assignee ?? "-", 16) + (item.updated ? "yes" : "")
             print(Output.paint(line, urgency: item.urgency))
         }
+        if listing.next != nil { print("More cases follow: `amane inbox --all` lists them, or narrow with --state, --urgency or --mine.") }
     }
 }
 

@@ -105,6 +105,11 @@ extension DaemonSuiteForCLI {
             #expect(fresh.map { $0["id"] as! String } == [ids[0]])
             let paged = (try cli.json(["inbox", "--all", "--limit", "1"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
             #expect(paged.count == 3)
+            let firstPage = try cli.json(["inbox", "--limit", "1"], home: cli.responder) as! [String: Any]
+            let next = try #require(firstPage["next"] as? String, "a page that is not the last says where the next starts")
+            let secondPage = try cli.json(["inbox", "--limit", "1", "--after", next], home: cli.responder) as! [String: Any]
+            #expect((secondPage["cases"] as! [[String: Any]]).map { $0["id"] as! String } == [ids[1]])
+            #expect(try cli.run(["inbox", "--limit", "1"], home: cli.responder).output.contains("More cases follow"))
 
             // A note written in $EDITOR.
             let editor = daemon.directory + "/editor.sh"
@@ -120,6 +125,11 @@ extension DaemonSuiteForCLI {
 
             // Close, then the supervisor's tools.
             #expect(try cli.run(["close", ids[1], "--outcome", "support_provided", "--reason", "Family informed."], home: cli.responder).code == 0)
+            // Closed cases leave the default listing, and come back when asked for.
+            let open = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+            #expect(open.map { $0["id"] as! String } == [ids[0], ids[2]])
+            let closed = (try cli.json(["inbox", "--state", "closed"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+            #expect(closed.map { $0["id"] as! String } == [ids[1]])
             #expect(try cli.run(["reopen", ids[1]], home: cli.responder).code == 2, "only a supervisor reopens")
             #expect(try cli.run(["reopen", ids[1]], home: cli.supervisor).code == 0)
             let assigned = try cli.json(["assign", ids[1], "demo-responder"], home: cli.supervisor) as! [String: Any]
