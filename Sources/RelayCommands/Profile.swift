@@ -52,6 +52,9 @@ struct Profile {
     }
 
     func require(_ value: String?, _ key: String) throws -> String {
+        guard FileManager.default.fileExists(atPath: directory) else {
+            throw CLIError(.usage, "no profile at \(directory)", hint: "Check --profile or $AMANE_HOME; `amane keygen` starts a new profile there.")
+        }
         guard let value else {
             throw CLIError(.usage, "the profile \(directory) has no '\(key)'",
                            hint: "Add '\(key): …' to \((directory as NSString).appendingPathComponent("config.yaml")), or pass --profile.")

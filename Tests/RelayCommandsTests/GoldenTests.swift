@@ -81,6 +81,8 @@ extension DaemonSuiteForCLI {
         let profile = try String(contentsOfFile: cli.responder + "/config.yaml", encoding: .utf8)
             .replacingOccurrences(of: daemon.url, with: "https://127.0.0.1:1")
         try profile.write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
+        let mistyped = try cli.run(["inbox"], home: daemon.directory + "/no-such-profile")
+        #expect(mistyped.code == 1 && mistyped.output.contains("no profile at"), "\(mistyped.output)")
         let unreachable = try cli.run(["inbox"], home: offline)
         #expect(unreachable.code == 3 && unreachable.output.contains("https://127.0.0.1:1"), "\(unreachable.output)")
 
