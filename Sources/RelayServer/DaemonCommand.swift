@@ -133,17 +133,20 @@ struct Serve: AsyncParsableCommand {
                     await bound.ready()
                     try DevEnvironment.writeProfiles(configuration, port: bound.https ?? configuration.listen.port)
                     say(DevEnvironment.banner(configuration, port: bound.https ?? configuration.listen.port, opsPort: bound.ops ?? configuration.opsListen.port))
+                    // Only now: whoever waits for this line may use the demo profiles at once.
+                    say("amane-relayd: listening on port \(bound.https ?? 0), ops on port \(bound.ops ?? 0)")
                 } catch {
                     logger.critical("could not prepare the development environment", metadata: ["relay.error": "\(error)"])
                 }
             }
         } else {
             let db = app.db
+            let bound = app.bound
             Task { try? await db.ensureQueue(.national, actor: .relay) }
-        }
-        Task {
-            await app.bound.ready()
-            say("amane-relayd: listening on port \(app.bound.https ?? 0), ops on port \(app.bound.ops ?? 0)")
+            Task {
+                await bound.ready()
+                say("amane-relayd: listening on port \(bound.https ?? 0), ops on port \(bound.ops ?? 0)")
+            }
         }
         try await app.run()
     }

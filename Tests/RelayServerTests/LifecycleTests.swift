@@ -150,6 +150,31 @@ extension DaemonSuite {
         #expect(!FileManager.default.fileExists(atPath: directory + "/relay.sqlite"))
     }
 
+    /// Whoever waits for the "listening" line may use the demo profiles at once.
+    @Test func inDevelopmentTheListeningLineComesAfterTheProfiles() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-devorder-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Build.daemon)
+        process.arguments = ["serve", "--dev", "--data-dir", directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]
+        process.environment = env
+        let output = Pipe(), lines = OutputBuffer()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        output.fileHandleForReading.collect(into: lines)
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        var profilesWhenListening: [Bool] = []
+        #expect(try await eventually(within: 60) {
+            guard lines.value.contains("listening on port") else { return false }
+            profilesWhenListening = ["gateway", "responder", "supervisor"].map { FileManager.default.fileExists(atPath: "\(directory)/dev/\($0)/config.yaml") }
+            return true
+        }, "\(lines.value)")
+        #expect(profilesWhenListening == [true, true, true])
+    }
+
     @Test func aSecondDaemonOnTheSameDataDirectoryIsRefused() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
