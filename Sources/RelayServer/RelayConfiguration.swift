@@ -4,6 +4,7 @@ public import Logging
 public import RelayAPI
 public import RelayCore
 import SystemPackage
+import Yams
 
 /// Everything the daemon reads at start. Keys are dotted (`http.listen`); see `Config/amane-relayd.yaml`.
 public struct RelayConfiguration: Sendable {
@@ -80,7 +81,10 @@ public struct RelayConfiguration: Sendable {
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "amane"),
         ]
         if let configFile {
-            guard FileManager.default.fileExists(atPath: configFile) else { throw Invalid(key: "config", reason: "no file at \(configFile)") }
+            guard let text = try? String(contentsOfFile: configFile, encoding: .utf8) else { throw Invalid(key: "config", reason: "no file at \(configFile)") }
+            if let unknown = try unknownKeys(inYAML: text).first {
+                throw Invalid(key: unknown, reason: "is not a configuration key (a typo?); Config/amane-relayd.yaml lists every key")
+            }
             providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(configFile)))
         }
         if let credentials = environment["CREDENTIALS_DIRECTORY"] {
@@ -93,6 +97,26 @@ public struct RelayConfiguration: Sendable {
             providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(policyFile)))
         }
         return try RelayConfiguration(reader: ConfigReader(providers: providers), seedsDirectory: seeds)
+    }
+
+    /// Every key the relay reads. A file that names another is refused: a misspelt key must not pass for its default.
+    static let knownKeys = Set<String>([
+        "dev", "db.path", "http.listen", "ops.listen", "seeds.directory", "log.level", "log.format",
+        "tls.certificateFile", "tls.keyFile", "tls.caFile", "tls.privateKey", "ca.keyFile", "ca.privateKey",
+        "limits.maxBodyBytes", "limits.maxEnvelopeBytes", "limits.narrativeMaxBytes", "limits.requestsPerMinute",
+        "limits.receiptMissesPerHour", "limits.idleTimeoutSeconds", "limits.requestBodySeconds",
+        "sealing.sharedContextMilliseconds", "claim.leaseMinutes", "retention.closedDays", "sla.notifyCommand",
+    ] + Urgency.allCases.map { "sla.\($0.rawValue)" })
+
+    /// The dotted keys of a YAML configuration file that the relay does not read, in file order.
+    static func unknownKeys(inYAML text: String) throws -> [String] {
+        func leaves(_ node: Node, _ prefix: String) -> [String] {
+            guard let mapping = node.mapping else { return [prefix] }
+            return mapping.flatMap { key, value in leaves(value, prefix.isEmpty ? key.string ?? "" : "\(prefix).\(key.string ?? "")") }
+        }
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch { throw Invalid(key: "config", reason: "the file is not valid YAML: \(error)") }
+        return root.map { leaves($0, "") }?.filter { !knownKeys.contains($0) } ?? []
     }
 
     init(reader config: ConfigReader, seedsDirectory: String) throws {

@@ -51,6 +51,23 @@ import X509
         #expect(underEditedPolicy.policy.claimLeaseSeconds == 45 * 60 && underEditedPolicy.limits.requestsPerMinute == 90)
     }
 
+    /// A misspelt key must not pass for its default: a 1-minute lease typed as `leaseMinute` would stay 15.
+    @Test func aFileWithAKeyTheRelayDoesNotReadIsRefused() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("typo-\(UUID().uuidString).yaml")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try "log:\n  level: info\nclaim:\n  leaseMinute: 1\n".write(to: file, atomically: true, encoding: .utf8)
+        do {
+            _ = try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment)
+            Issue.record("a file with an unknown key loaded")
+        } catch let error as RelayConfiguration.Invalid {
+            #expect(error.key == "claim.leaseMinute" && error.description.contains("typo"), "\(error)")
+        }
+        let (status, output) = try Daemon.run(Build.daemon, ["check-config", "--config", file.path], environment: environment)
+        #expect(status != 0 && output.contains("claim.leaseMinute") && !output.contains("valid"), "\(output)")
+        try "claim:\n  leaseMinutes: 1\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment).policy.claimLeaseSeconds == 60)
+    }
+
     @Test func precedenceIsCommandLineThenEnvironmentThenFile() async throws {
         let file = Build.repository.appendingPathComponent("Config/amane-relayd.yaml").path
         var env = environment
