@@ -141,6 +141,10 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(name: .customLong("expect-head"), help: ArgumentHelp("With --verify: a head printed by an earlier --verify, which must still be in the trail.", valueName: "seq:hash"))
     var expectHead: String?
 
+    func validate() throws {
+        if expectHead != nil, !verify { throw ValidationError("--expect-head checks only with --verify") }
+    }
+
     func run() async throws {
         let entries = try await Session.with(global) { session in
             var entries: [AuditEntryView] = []

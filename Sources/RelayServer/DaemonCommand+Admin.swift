@@ -86,16 +86,25 @@ struct Admin: AsyncParsableCommand {
         guard !FileManager.default.fileExists(atPath: certPath), !FileManager.default.fileExists(atPath: keyPath) else {
             throw CommandFailure("\(certPath) or \(keyPath) exists; choose another --out folder")
         }
+        // The files first: once registered, the key must not be lost to a failed write (a reissue retires the old one).
+        do {
+            try RelayFiles.writePublic(issued.certificate, to: certPath)
+            try RelayFiles.writeSecret(issued.key, to: keyPath)
+        } catch {
+            try? FileManager.default.removeItem(atPath: certPath)
+            throw error
+        }
         let principal: Principal
         do {
             principal = try await common.withStore(configuration) { db in
                 try await register(db, try SPKIFingerprint.of(certificatePEM: issued.certificate))
             }
-        } catch let error as StoreError {
-            throw CommandFailure(error.reason)
+        } catch {
+            try? FileManager.default.removeItem(atPath: certPath)
+            try? FileManager.default.removeItem(atPath: keyPath)
+            if let error = error as? StoreError { throw CommandFailure(error.reason) }
+            throw error
         }
-        try RelayFiles.writePublic(issued.certificate, to: certPath)
-        try RelayFiles.writeSecret(issued.key, to: keyPath)
         let files = """
               client certificate       \(certPath)  (valid for two years)
               client key               \(keyPath)  (mode 0600; hand it over privately, with \(configuration.caFile))
@@ -230,12 +239,13 @@ struct List: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(principals), as: UTF8.self))
             return
         }
-        print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + "ROLE        QUEUE       STATE")
+        print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + "ROLE        QUEUE       STATE    SEALING KEY FINGERPRINT")
         for principal in principals {
+            let fingerprint = principal.sealingKey.flatMap { try? SealingPublicKey(text: $0) }?.fingerprint ?? "-"
             print(principal.name.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0)
                 + principal.role.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
                 + principal.queue.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
-                + (principal.isActive ? "active" : "revoked"))
+                + (principal.isActive ? "active" : "revoked").padding(toLength: 9, withPad: " ", startingAt: 0) + fingerprint)
         }
     }
 }
@@ -251,9 +261,9 @@ struct Audit: AsyncParsableCommand {
             let configuration = try await common.load()
             let db = try common.openExisting(configuration)
             do {
-                let count = try db.verifyAudit()
+                let (count, head) = try db.verifyAuditWithHead()
                 print("The audit trail is intact: \(count) entries verified.")
-                print("Head: \(try db.auditHead())  (keep it; `amane audit --verify --expect-head` checks it later)")
+                print("Head: \(head)  (keep it; `amane audit --verify --expect-head` checks it later)")
             } catch let error as AuditVerifier.Break {
                 print("The audit trail is BROKEN at entry \(error.seq): \(error.reason).")
                 throw ExitCode(2)

@@ -113,10 +113,9 @@ struct Serve: AsyncParsableCommand {
         if openFiles < 4096 {
             logger.warning("few open files allowed; each connection needs one", metadata: ["relay.openFileLimit": "\(openFiles)"])
         }
-        if configuration.dev { try RelayFiles.makeDirectory(configuration.dataDirectory) }
-        // A missing production directory is left for the build below to explain.
-        let lock = FileManager.default.fileExists(atPath: configuration.dataDirectory) ? try DataDirectoryLock.acquire(configuration.dataDirectory) : nil
-        defer { lock.map { _ = close($0) } }
+        try RelayFiles.makeDirectory(configuration.dataDirectory)
+        let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
+        defer { close(lock) }
         if configuration.dev { try DevEnvironment.preparePKI(configuration) }
         let app: RelayServerApp
         do {

@@ -644,7 +644,7 @@ components:
         channel: {type: string}
         region: {type: string}
         content: {$ref: '#/components/schemas/Content'}
-        sealed: {type: string}
+        sealed: {type: string, description: "Base64 of an envelope sealed on the gateway's side, instead of content. Its object id becomes the case id: a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000), so that no id pins a visit finer."}
         contentTag: {type: string, description: "With sealed only, 22 to 256 characters: derived from the plaintext under the Idempotency-Key, the same for the same content (amane submit --seal sends base64 of HMAC-SHA256). A retry sealed afresh is then recognised by it, not by the envelope's bytes."}
     DisclosureReceipt:
       type: object
@@ -657,7 +657,7 @@ components:
       properties:
         receipt: {type: string}
         content: {$ref: '#/components/schemas/Content'}
-        id: {type: string}
+        id: {type: string, description: "With sealed: the envelope's object id, a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000)."}
         sealed: {type: string}
     FollowupAccepted:
       type: object

@@ -43,8 +43,13 @@ public struct CertificateAuthority: Sendable {
         return Certificate.SerialNumber(bytes: bytes)
     }
 
+    /// - Throws: when the key is not the certificate's: whatever it signed, no client or gateway would trust.
     public init(certificatePEM: String, keyPEM: String) throws {
-        self.init(certificate: try Certificate(pemEncoded: certificatePEM), key: try Certificate.PrivateKey(pemEncoded: keyPEM))
+        let certificate = try Certificate(pemEncoded: certificatePEM), key = try Certificate.PrivateKey(pemEncoded: keyPEM)
+        guard key.publicKey == certificate.publicKey else {
+            throw CommandFailure("the CA key is not the key of the CA certificate; bring back the key that `amane-relayd init` made with it")
+        }
+        self.init(certificate: certificate, key: key)
     }
 
     init(certificate: Certificate, key: Certificate.PrivateKey) {

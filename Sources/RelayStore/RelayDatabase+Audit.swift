@@ -37,22 +37,19 @@ extension RelayDatabase {
         }
     }
 
-    /// The last entry as `SEQ:HASH`, the form `amane audit --verify --expect-head` checks later.
-    public func auditHead() throws -> String {
-        try pool.read { db in
-            let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            return head.map { "\($0["seq"] as Int64):\(Digest.hex(Array($0["hash"] as Data)))" } ?? "0:"
-        }
-    }
-
     /// Recomputes the whole chain; returns how many entries verified.
     /// - Throws: `AuditVerifier.Break` naming the first broken entry.
     public func verifyAudit() throws -> Int64 {
+        try verifyAuditWithHead().count
+    }
+
+    /// The same, with the last entry it verified as `SEQ:HASH`, the form `amane audit --verify --expect-head` checks later.
+    public func verifyAuditWithHead() throws -> (count: Int64, head: String) {
         try pool.read { db in
             var verifier = AuditVerifier()
             let cursor = try AuditRecord.order(AuditRecord.Columns.seq).fetchCursor(db)
             while let record = try cursor.next() { try verifier.check(record.chained) }
-            return verifier.count
+            return (verifier.count, "\(verifier.count):\(verifier.count == 0 ? "" : Digest.hex(verifier.head))")
         }
     }
 }

@@ -57,8 +57,8 @@ extension RelayDatabase {
             if try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == record.spkiFingerprint).fetchOne(db) != nil {
                 throw StoreError(.conflict, "that certificate key is already enrolled")
             }
-            // Whoever holds that key would open everything sealed or granted to the new principal too.
-            if let holder = try PrincipalRecord.filter(PrincipalRecord.Columns.sealingKey == sealingKey && PrincipalRecord.Columns.revokedAt == nil).fetchOne(db) {
+            // Whoever holds that key, even one revoked, would open everything sealed or granted to the new principal too.
+            if let holder = try PrincipalRecord.filter(PrincipalRecord.Columns.sealingKey == sealingKey).fetchOne(db) {
                 throw StoreError(.conflict, "that sealing key belongs to \(holder.name); each person and gateway makes their own with `amane keygen`")
             }
             try record.insert(db)

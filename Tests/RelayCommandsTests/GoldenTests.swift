@@ -69,6 +69,7 @@ extension DaemonSuiteForCLI {
         let usage = try cli.run(["claim"], home: cli.responder)
         #expect(usage.code == 1 && usage.output.contains("Missing expected argument"))
         #expect(try cli.run(["inbox", "--colour"], home: cli.responder).code == 1)
+        #expect(try cli.run(["audit", "--expect-head", "1:00"], home: cli.supervisor).code == 1, "a head is checked only by --verify")
         let refused = try cli.run(["inbox"], home: cli.gateway)
         #expect(refused.code == 2 && refused.output.contains("may not call") && refused.output.contains("HTTP 403"))
         #expect(!refused.output.contains("revoked"), "a routine refusal does not suggest a revocation: \(refused.output)")

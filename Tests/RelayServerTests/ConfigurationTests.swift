@@ -51,6 +51,12 @@ import X509
         #expect(underEditedPolicy.policy.claimLeaseSeconds == 45 * 60 && underEditedPolicy.limits.requestsPerMinute == 90)
     }
 
+    @Test func aCAKeyThatIsNotTheCertificatesIsRefused() throws {
+        let ours = try CertificateAuthority.create(name: "ours"), other = try CertificateAuthority.create(name: "other")
+        #expect(throws: CommandFailure.self) { try CertificateAuthority(certificatePEM: try ours.certificatePEM, keyPEM: try other.keyPEM) }
+        #expect(try CertificateAuthority(certificatePEM: try ours.certificatePEM, keyPEM: try ours.keyPEM).certificate == ours.certificate)
+    }
+
     /// A misspelt key must not pass for its default: a 1-minute lease typed as `leaseMinute` would stay 15.
     @Test func aFileWithAKeyTheRelayDoesNotReadIsRefused() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("typo-\(UUID().uuidString).yaml")

@@ -134,8 +134,10 @@ import Testing
         await #expect(throws: StoreError.code(.invalid)) {
             try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: replyForRecord, gatewayEnvelope: replyForOther, actor: amina)
         }
+        fixture.clock.advance(seconds: 120)
         try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: replyForRecord, gatewayEnvelope: replyForGateway, actor: amina)
-        #expect(try await fixture.db.caseSummary(id: result.id).claimExpiresAt != nil, "a note or reply renews the claim")
+        #expect(try await fixture.db.caseSummary(id: result.id).claimExpiresAt == Int64(fixture.clock.now.timeIntervalSince1970) + Int64(fixture.db.options.policy.claimLeaseSeconds),
+                "a note or reply renews the claim")
 
         let detail = try await fixture.db.fetchCase(id: result.id, actor: amina)
         let epoch = try Grant.open(try await fixture.db.grants(for: fixture.responder)[0].sealed, epochID: fixture.epochKey.id, with: fixture.memberKeys[0])
@@ -201,6 +203,9 @@ import Testing
         try await fixture.db.revoke(name: fixture.colleague.name, actor: .admin("t"))
         await #expect(throws: StoreError.code(.invalidState)) {
             try await fixture.db.reissue(name: fixture.colleague.name, spkiFingerprint: "other", actor: .admin("t"))
+        }
+        await #expect(throws: StoreError.code(.conflict), "a revoked principal's sealing key stays theirs") {
+            try await fixture.enroll("resp-new", .responder, fixture.memberKeys[1])
         }
         #expect(try fixture.db.verifyAudit() > 0)
     }
