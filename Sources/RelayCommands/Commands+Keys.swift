@@ -208,6 +208,10 @@ struct Stats: AsyncParsableCommand {
     @Option(help: "Group by month, category, urgency, channel, region, outcome, language or referral.") var by = "month"
     @Flag(help: "Print CSV.") var csv = false
 
+    func validate() throws {
+        if csv, global.json { throw ValidationError("choose --csv or --json, not both") }
+    }
+
     func run() async throws {
         let stats = try await Session.with(global) { session in
             try await session.client.get(APIPath.stats + "?by=\(by)", as: Statistics.self)

@@ -238,6 +238,10 @@ struct TextInput: ParsableArguments {
     @Option(name: [.customShort("m"), .long], help: "The text.") var message: String?
     @Option(help: ArgumentHelp("Read the text from this file.", valueName: "file")) var file: String?
 
+    func validate() throws {
+        if message != nil, file != nil { throw ValidationError("give the text with -m or with --file, not both") }
+    }
+
     func read() throws -> String {
         let text: String
         if let message {

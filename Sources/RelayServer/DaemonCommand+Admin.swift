@@ -313,21 +313,30 @@ struct CheckConfig: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try await common.load()
+        // In development the first `serve --dev` makes the CA and certificates; until then there is nothing to check.
+        let tlsMadeLater = configuration.dev && !FileManager.default.fileExists(atPath: configuration.certificateFile)
         do {
-            _ = try TLSIdentity(configuration: configuration)
-            _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+            _ = try RelayConfiguration.read((configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), key: "seeds.directory")
+            if !tlsMadeLater {
+                _ = try TLSIdentity(configuration: configuration)
+                _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+            }
         } catch let error as RelayConfiguration.Invalid {
             throw CommandFailure(error.description)
         } catch {
             throw CommandFailure("tls: the certificate or key does not parse (\(error))")
         }
+        let sla = Urgency.allCases.map { "\($0.rawValue) \((configuration.policy.slaSeconds[$0] ?? 0) / 60)" }.joined(separator: ", ")
         print("""
             Configuration is valid.
               http.listen     \(configuration.listen)
               ops.listen      \(configuration.opsListen)
               db.path         \(configuration.dataDirectory)
               seeds.directory \(configuration.seedsDirectory)
+              tls             \(tlsMadeLater ? "made by the first `serve --dev`" : configuration.certificateFile)
               limits          body \(configuration.limits.maxBodyBytes) B, envelope \(configuration.limits.maxEnvelopeBytes) B, \(configuration.limits.requestsPerMinute) requests/min
+              claim lease     \(configuration.policy.claimLeaseSeconds / 60) minutes
+              sla (minutes)   \(sla)
               retention       \(configuration.policy.closedRetentionDays) days after closing
             """)
     }

@@ -135,6 +135,13 @@ extension DaemonSuite {
         env["AMANE_LOG_LEVEL"] = "loud"
         let (checkStatus, checkOutput) = try Daemon.run(Build.daemon, ["check-config", "--data-dir", directory], environment: env)
         #expect(checkStatus != 0 && checkOutput.contains("log.level"), "\(checkOutput)")
+
+        env["AMANE_LOG_LEVEL"] = nil
+        let (devStatus, devOutput) = try Daemon.run(Build.daemon, ["check-config", "--dev", "--data-dir", directory], environment: env)
+        #expect(devStatus == 0 && devOutput.contains("made by the first `serve --dev`") && devOutput.contains("claim lease     15 minutes"), "\(devOutput)")
+        env["AMANE_SEEDS_DIRECTORY"] = directory + "/no-seeds"
+        let (seedStatus, seedOutput) = try Daemon.run(Build.daemon, ["check-config", "--dev", "--data-dir", directory], environment: env)
+        #expect(seedStatus == 1 && seedOutput.contains("seeds.directory"), "\(seedOutput)")
     }
 
     /// A mistyped --data-dir is an error, never a fresh empty relay that verifies as intact.
