@@ -162,13 +162,13 @@ struct AuditCommand: AsyncParsableCommand {
                 let chained = entries.map { entry in
                     entry.chained ?? ChainedAuditEntry(entry: AuditEntry(seq: entry.seq, time: 0, actor: "", action: "", subject: "", detail: ""), prevHash: [], hash: [])
                 }
-                let count = try AuditVerifier.verify(chained)
+                var verifier = AuditVerifier()
+                for entry in chained { try verifier.check(entry) }
                 if let expectHead { try Self.check(expectHead, in: chained) }
-                let head = chained.last.map { "\($0.entry.seq):\(Hex.encode($0.hash))" } ?? "0:"
                 struct Verified: Encodable { let verified: Int64, head: String }
-                if global.json { return try Output.json(Verified(verified: count, head: head)) }
-                print("The audit trail is intact: \(count) entries verified here\(expectHead == nil ? "" : ", and the earlier head is in it").")
-                print("Head: \(head)  (keep it; --expect-head checks it later)")
+                if global.json { return try Output.json(Verified(verified: verifier.count, head: verifier.headText)) }
+                print("The audit trail is intact: \(verifier.count) entries verified here\(expectHead == nil ? "" : ", and the earlier head is in it").")
+                print("Head: \(verifier.headText)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
                 throw CLIError(.verification, "the audit trail is broken at entry \(error.seq): \(error.reason)",
                                hint: "Keep this output, and tell your admin: the database may have been tampered with.")

@@ -97,6 +97,9 @@ public struct AuditVerifier: Sendable {
         count += 1
     }
 
+    /// The last entry checked as `SEQ:HASH`: what `amane audit --verify --expect-head` compares later.
+    public var headText: String { "\(count):\(count == 0 ? "" : Digest.hex(head))" }
+
     /// Verifies a whole trail; returns how many entries it checked.
     public static func verify(_ entries: some Sequence<ChainedAuditEntry>) throws(Break) -> Int64 {
         var verifier = AuditVerifier()

@@ -32,6 +32,9 @@ public final class BoundPorts: Sendable {
     func set(https: Int) { state.withLock { $0.https = https } }
     func set(ops: Int) { state.withLock { $0.ops = ops } }
 
+    /// What the daemon prints once ready; tests and benchmarks read the ports from it.
+    var listeningLine: String { "amane-relayd: listening on port \(https ?? 0), ops on port \(ops ?? 0)" }
+
     /// Waits until both listeners are up.
     public func ready() async {
         while https == nil || ops == nil { try? await Task.sleep(for: .milliseconds(10)) }

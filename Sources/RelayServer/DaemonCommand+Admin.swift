@@ -77,8 +77,7 @@ struct Admin: AsyncParsableCommand {
                                        register: (RelayDatabase, _ spkiFingerprint: String) async throws -> Principal)
         async throws -> (principal: Principal, files: String) {
         let configuration = try await common.load()
-        let ca = try CertificateAuthority(certificatePEM: try RelayConfiguration.read(configuration.caFile, key: "tls.caFile"),
-                                          keyPEM: try configuration.readCAKeyPEM())
+        let ca = try configuration.certificateAuthority()
         let issued = try ca.issue(commonName: name, usage: .client)
         try RelayFiles.makeDirectory(out)
         let certPath = (out as NSString).appendingPathComponent("\(name)-cert.pem")
@@ -167,8 +166,7 @@ struct RenewServerCertificate: AsyncParsableCommand {
             throw ValidationError("give every name and address gateways use to reach the relay, each with --hostname")
         }
         let configuration = try await common.load()
-        let ca = try CertificateAuthority(certificatePEM: try RelayConfiguration.read(configuration.caFile, key: "tls.caFile"),
-                                          keyPEM: try configuration.readCAKeyPEM())
+        let ca = try configuration.certificateAuthority()
         let key = try Certificate.PrivateKey(pemEncoded: try configuration.readPrivateKeyPEM())
         let certificate = try ca.issue(commonName: first, usage: .server(hostnames: hostnames), for: key.publicKey)
         try RelayFiles.replacePublic(certificate, to: configuration.certificateFile)

@@ -133,7 +133,7 @@ struct Serve: AsyncParsableCommand {
                     try DevEnvironment.writeProfiles(configuration, port: bound.https ?? configuration.listen.port)
                     say(DevEnvironment.banner(configuration, port: bound.https ?? configuration.listen.port, opsPort: bound.ops ?? configuration.opsListen.port))
                     // Only now: whoever waits for this line may use the demo profiles at once.
-                    say("amane-relayd: listening on port \(bound.https ?? 0), ops on port \(bound.ops ?? 0)")
+                    say(bound.listeningLine)
                 } catch {
                     logger.critical("could not prepare the development environment", metadata: ["relay.error": "\(error)"])
                 }
@@ -144,7 +144,7 @@ struct Serve: AsyncParsableCommand {
             Task { try? await db.ensureQueue(.national, actor: .relay) }
             Task {
                 await bound.ready()
-                say("amane-relayd: listening on port \(bound.https ?? 0), ops on port \(bound.ops ?? 0)")
+                say(bound.listeningLine)
             }
         }
         try await app.run()

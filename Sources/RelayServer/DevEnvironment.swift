@@ -32,8 +32,7 @@ enum DevEnvironment {
     static func populate(_ db: RelayDatabase, configuration: RelayConfiguration) async throws {
         try await db.ensureQueue(.national, actor: .admin("dev"))
         guard try await db.principals().isEmpty else { return }
-        let ca = try CertificateAuthority(certificatePEM: try RelayConfiguration.read(configuration.caFile, key: "tls.caFile"),
-                                          keyPEM: try configuration.readCAKeyPEM())
+        let ca = try configuration.certificateAuthority()
         var members: [(Principal, SealingPrivateKey)] = []
         for demo in demoPrincipals {
             let directory = folder(configuration, demo.folder)

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,7 +34,7 @@ enum DataDirectoryLock {
 
     /// Takes the lock, or says who holds it; returns the descriptor that holds it.
     static func acquire(_ directory: String) throws -> Int32 {
-        let path = directory.hasSuffix("/") ? directory + fileName : directory + "/" + fileName
+        let path = (directory as NSString).appendingPathComponent(fileName)
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CommandFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {

@@ -189,6 +189,11 @@ public struct RelayConfiguration: Sendable {
         return try Self.read(privateKeyFile, key: "tls.keyFile")
     }
 
+    /// The relay's CA from its certificate and key, for issuing certificates.
+    func certificateAuthority() throws -> CertificateAuthority {
+        try CertificateAuthority(certificatePEM: try Self.read(caFile, key: "tls.caFile"), keyPEM: try readCAKeyPEM())
+    }
+
     func readCAKeyPEM() throws -> String {
         if let caKeyPEM { return caKeyPEM }
         return try Self.read(caKeyFile, key: "ca.keyFile")

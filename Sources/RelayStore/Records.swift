@@ -94,6 +94,19 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
 
     var caseState: CaseState { CaseState(rawValue: state) ?? .new }
 
+    /// Moves the case to `state`, no one's: a release, an expired claim, a reopen or a reporter's follow-up on a
+    /// closed case. A reopened case has no outcome or referral yet; the audit trail keeps the earlier ones.
+    mutating func returnToQueue(as state: CaseState, reopened: Bool) {
+        self.state = state.rawValue
+        assigneeID = nil
+        claimExpiresAt = nil
+        closedAt = nil
+        if reopened {
+            outcome = nil
+            referral = nil
+        }
+    }
+
     func summary(assigneeName: String?) -> CaseSummary {
         CaseSummary(
             id: id,

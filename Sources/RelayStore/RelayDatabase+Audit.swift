@@ -1,7 +1,6 @@
 import Foundation
 import GRDB
 public import RelayCore
-import RelayFormat
 
 enum AuditLog {
     /// Appends one entry after the current head, inside the caller's transaction.
@@ -49,7 +48,7 @@ extension RelayDatabase {
             var verifier = AuditVerifier()
             let cursor = try AuditRecord.order(AuditRecord.Columns.seq).fetchCursor(db)
             while let record = try cursor.next() { try verifier.check(record.chained) }
-            return (verifier.count, "\(verifier.count):\(verifier.count == 0 ? "" : Digest.hex(verifier.head))")
+            return (verifier.count, verifier.headText)
         }
     }
 }

@@ -131,7 +131,7 @@ extension RelayDatabase {
         guard objectID.isMinuteVersion7 else { throw StoreError(.invalid, "the follow-up id must be a UUIDv7 that carries only the minute") }
         let now = nowSeconds
         try await committer.write { db in
-            guard let record = try DisclosureRecord.filter(DisclosureRecord.Columns.id == caseID
+            guard var record = try DisclosureRecord.filter(DisclosureRecord.Columns.id == caseID
                                                            && DisclosureRecord.Columns.gatewayID == gateway.id
                                                            && DisclosureRecord.Columns.purgedAt == nil).fetchOne(db) else {
                 throw StoreError(.notFound, "no case for that receipt")
@@ -143,11 +143,11 @@ extension RelayDatabase {
             var detail = ["object": objectID.uuidString.lowercased()]
             if record.caseState == .closed {
                 let next = try TriageMachine.next(after: .followup, from: .closed, by: .system, isAssignee: false)
-                try db.execute(sql: "UPDATE disclosure SET state = ?, assigneeID = NULL, claimExpiresAt = NULL, closedAt = NULL, outcome = NULL, referral = NULL WHERE id = ?",
-                               arguments: [next.rawValue, record.id])
+                record.returnToQueue(as: next, reopened: true)
                 detail["state"] = next.rawValue
             }
-            try db.execute(sql: "UPDATE disclosure SET updated = 1 WHERE id = ?", arguments: [record.id])
+            record.updated = true
+            try record.update(db)
             try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "followup", subject: record.id, detail: detail)
         }
     }

@@ -182,14 +182,7 @@ extension RelayDatabase {
             case .start:
                 record.claimExpiresAt = now + lease
             case .release, .reopen, .expire, .followup:
-                record.assigneeID = nil
-                record.claimExpiresAt = nil
-                record.closedAt = nil
-                // A reopened case has no outcome yet; the audit trail keeps the earlier one.
-                if action == .reopen || action == .followup {
-                    record.outcome = nil
-                    record.referral = nil
-                }
+                record.returnToQueue(as: next, reopened: action == .reopen || action == .followup)
             case .refer:
                 record.referral = referral
                 record.claimExpiresAt = nil
@@ -229,9 +222,7 @@ extension RelayDatabase {
             for var record in expired {
                 let next = try TriageMachine.next(after: .expire, from: record.caseState, by: .system, isAssignee: false)
                 let detail = ["from": record.state, "to": next.rawValue]
-                record.state = next.rawValue
-                record.assigneeID = nil
-                record.claimExpiresAt = nil
+                record.returnToQueue(as: next, reopened: false)
                 try record.update(db)
                 try AuditLog.append(db, time: now, actor: .relay, action: "expire", subject: record.id, detail: detail)
             }
