@@ -120,6 +120,7 @@ let package = Package(
                 "RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat", "RelayTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Configuration", package: "swift-configuration"),
             ],
             swiftSettings: strictSettings
         ),

@@ -14,14 +14,15 @@ public struct Amane: AsyncParsableCommand {
             Passphrases come from the terminal, --passphrase-file or AMANE_PASSPHRASE_FILE; never from the command line.
 
             Exit codes: 0 success, 1 usage error, 2 the relay refused (4xx), 3 the relay cannot be reached or TLS failed,
-            4 wrong passphrase or damaged key file, 5 the relay failed (5xx), 6 audit verification failed.
+            4 wrong passphrase, damaged key file, or no key for something sealed, 5 the relay failed (5xx),
+            6 verification failed: the audit trail, or a sealed item that does not open.
 
             A responder's day:
               amane inbox                     # what is waiting, urgent first
-              amane claim 01a2f3              # take a case (a short id is enough)
-              amane show 01a2f3               # read it, decrypted on this machine
-              amane reply 01a2f3 -m "…"       # answer the reporter through their gateway
-              amane refer 01a2f3 --to health --reason "…"
+              amane claim c41e9a7b            # take a case by the short id inbox shows
+              amane show c41e9a7b             # read it, decrypted on this machine
+              amane reply c41e9a7b -m "…"     # answer the reporter through their gateway
+              amane refer c41e9a7b --to health --reason "…"
             """,
         subcommands: [
             Inbox.self, Show.self, Claim.self, Release.self, Note.self, Reply.self, Refer.self, Close.self,

@@ -70,7 +70,7 @@ struct CaseReading: Codable {
 struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fetch a case and decrypt it here: the disclosure, follow-ups, notes and replies in time order.",
-        discussion: "Opening a case is recorded in the audit trail. Example: amane show 01a2f3 · amane show 01a2f3 --output case.txt")
+        discussion: "Opening a case is recorded in the audit trail. Example: amane show c41e9a7b · amane show c41e9a7b --output case.txt")
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
@@ -81,16 +81,20 @@ struct Show: AsyncParsableCommand {
         if let output, FileManager.default.fileExists(atPath: output), !force {
             throw CLIError(.usage, "\(output) exists; refusing to write decrypted content over it", hint: "Choose another file, or add --force.")
         }
-        let reading = try await Session.with(global) { session in
+        let (reading, failures) = try await Session.with(global) { session in
             let identity = try session.unlock()
             let caseID = try await session.resolve(id)
             let file = try await session.client.get(APIPath.disclosure(caseID), as: CaseFile.self)
             let (keys, _) = try await session.epochKeys(identity)
             var entries: [CaseEntry] = []
+            var failures: [Unopened] = []
             for object in ([file.disclosure].compactMap { $0 } + file.items) {
-                entries.append(Self.open(object, caseID: caseID, keys: keys))
+                let (entry, failure) = Self.open(object, caseID: caseID, keys: keys)
+                entries.append(entry)
+                if let failure { failures.append(failure) }
             }
-            return CaseReading(case: file.case, entries: entries.sorted { ($0.createdAt, $0.kind == "disclosure" ? 0 : 1) < ($1.createdAt, $1.kind == "disclosure" ? 0 : 1) })
+            let reading = CaseReading(case: file.case, entries: entries.sorted { ($0.createdAt, $0.kind == "disclosure" ? 0 : 1) < ($1.createdAt, $1.kind == "disclosure" ? 0 : 1) })
+            return (reading, failures)
         }
         let text: String
         if global.json {
@@ -109,19 +113,34 @@ struct Show: AsyncParsableCommand {
         } else {
             print(text)
         }
+        if let error = Self.failure(failures, of: reading.entries.count) { throw error }
     }
 
-    static func open(_ object: SealedObjectView, caseID: String, keys: [String: SealingPrivateKey]) -> CaseEntry {
+    /// Why an item did not open.
+    enum Unopened { case noKey, altered }
+
+    /// What opened is already printed; the exit code says that something did not.
+    static func failure(_ failures: [Unopened], of total: Int) -> CLIError? {
+        if failures.contains(.altered) {
+            return CLIError(.verification, "\(failures.filter { $0 == .altered }.count) of \(total) items in this case do not open: altered, moved from another case, or not what they claim",
+                            hint: "Tell your admin: the relay's database may have been tampered with. The relay cannot forge an item that opens.")
+        }
+        guard !failures.isEmpty else { return nil }
+        return CLIError(.key, "\(failures.count) of \(total) items in this case are sealed to a queue key you do not hold",
+                        hint: "Ask a colleague who holds it to run `amane grant <your name>`; `amane keys` lists yours.")
+    }
+
+    static func open(_ object: SealedObjectView, caseID: String, keys: [String: SealingPrivateKey]) -> (CaseEntry, Unopened?) {
         var entry = CaseEntry(id: object.id, kind: object.kind, author: object.author, createdAt: object.createdAt)
         guard let key = keys[object.epoch] else {
             entry.error = "sealed to epoch \(object.epoch), which you do not hold"
-            return entry
+            return (entry, .noKey)
         }
         guard let kind = ObjectKind(name: object.kind), let envelope = Base64.decode(object.sealed),
               let caseUUID = UUID(uuidString: caseID), let objectID = kind == .disclosure ? caseUUID : UUID(uuidString: object.id),
               let plaintext = try? Envelope.open(envelope, with: key, kind: kind, objectID: objectID, caseID: kind.belongsToCase ? caseUUID : nil) else {
             entry.error = "does not open: it was altered, moved from another case, or is not what it claims to be"
-            return entry
+            return (entry, .altered)
         }
         if kind == .disclosure || kind == .followup, let content = try? JSONDecoder().decode(DisclosureContent.self, from: Data(plaintext)) {
             entry.text = content.narrative
@@ -129,7 +148,7 @@ struct Show: AsyncParsableCommand {
         } else {
             entry.text = String(decoding: plaintext, as: UTF8.self)
         }
-        return entry
+        return (entry, nil)
     }
 
     static func render(_ reading: CaseReading) -> String {
@@ -176,7 +195,7 @@ struct Empty: Codable {}
 
 struct Claim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Claim a case: it is yours for the lease (15 minutes by default), renewed as you work.",
-                                                    discussion: "Example: amane claim 01a2f3")
+                                                    discussion: "Example: amane claim c41e9a7b")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
 
@@ -186,7 +205,7 @@ struct Claim: AsyncParsableCommand {
 }
 
 struct Release: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Release a case you claimed, back to the queue.", discussion: "Example: amane release 01a2f3")
+    static let configuration = CommandConfiguration(abstract: "Release a case you claimed, back to the queue.", discussion: "Example: amane release c41e9a7b")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
 
@@ -196,7 +215,7 @@ struct Release: AsyncParsableCommand {
 }
 
 struct Reopen: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Reopen a closed or referred case (supervisors).", discussion: "Example: amane reopen 01a2f3")
+    static let configuration = CommandConfiguration(abstract: "Reopen a closed or referred case (supervisors).", discussion: "Example: amane reopen c41e9a7b")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
 
@@ -206,7 +225,7 @@ struct Reopen: AsyncParsableCommand {
 }
 
 struct Assign: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Assign a case to a responder (supervisors).", discussion: "Example: amane assign 01a2f3 amina")
+    static let configuration = CommandConfiguration(abstract: "Assign a case to a responder (supervisors).", discussion: "Example: amane assign c41e9a7b amina")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Argument(help: "The responder's name.") var name: String
@@ -218,7 +237,7 @@ struct Assign: AsyncParsableCommand {
 
 struct Hold: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Set or lift a hold, which keeps a closed case from being purged (supervisors).",
-                                                    discussion: "Example: amane hold 01a2f3 --on")
+                                                    discussion: "Example: amane hold c41e9a7b --on")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Flag(name: .customLong("on"), help: "Set the hold.") var on = false
@@ -317,7 +336,7 @@ enum Sealing {
 
 struct Note: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Add a note to a case, sealed to the queue's key on this machine.",
-                                                    discussion: "Example: amane note 01a2f3 -m \"Called back, safe for now.\"")
+                                                    discussion: "Example: amane note c41e9a7b -m \"Called back, safe for now.\"")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @OptionGroup var input: TextInput
@@ -335,7 +354,7 @@ struct Note: AsyncParsableCommand {
 
 struct Reply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reply to the reporter: sealed to their gateway's key, with a copy for the case record.",
-                                                    discussion: "The reporter reads it with their receipt at the gateway. Example: amane reply 01a2f3 -m \"Nous pouvons vous aider.\"")
+                                                    discussion: "The reporter reads it with their receipt at the gateway. Example: amane reply c41e9a7b -m \"Nous pouvons vous aider.\"")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @OptionGroup var input: TextInput
@@ -366,7 +385,7 @@ struct Reply: AsyncParsableCommand {
 
 struct Refer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Refer a case to a partner service; the reason is kept as a sealed note.",
-                                                    discussion: "Example: amane refer 01a2f3 --to health --reason \"Needs a doctor today.\"")
+                                                    discussion: "Example: amane refer c41e9a7b --to health --reason \"Needs a doctor today.\"")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Option(help: "Where to: police, health, social, shelter, legal or partner.") var to: String
@@ -386,7 +405,7 @@ struct Refer: AsyncParsableCommand {
 
 struct Close: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Close a case with an outcome from the taxonomy.",
-                                                    discussion: "Outcomes include referred, support_provided, information_provided, reporter_unreachable, no_further_action, duplicate and outside_mandate. Example: amane close 01a2f3 --outcome support_provided")
+                                                    discussion: "Outcomes include referred, support_provided, information_provided, reporter_unreachable, no_further_action, duplicate and outside_mandate. Example: amane close c41e9a7b --outcome support_provided")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Option(help: "The outcome code.") var outcome: String

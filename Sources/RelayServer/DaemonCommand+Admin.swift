@@ -264,10 +264,15 @@ struct Audit: AsyncParsableCommand {
                 print("Head: \(head)  (keep it; `amane audit --verify --expect-head` checks it later)")
             } catch let error as AuditVerifier.Break {
                 print("The audit trail is BROKEN at entry \(error.seq): \(error.reason).")
-                throw ExitCode(2)
+                throw ExitCode.brokenAuditTrail
             }
         }
     }
+}
+
+extension ExitCode {
+    /// The same status as `amane audit --verify` on a broken trail.
+    static let brokenAuditTrail = ExitCode(6)
 }
 
 struct Backup: AsyncParsableCommand {
@@ -291,7 +296,11 @@ struct Backup: AsyncParsableCommand {
         let db = try common.openExisting(configuration)
         try db.backup(to: (staging as NSString).appendingPathComponent(RelayDatabase.fileName))
         let copy = try RelayDatabase(directory: staging)
-        let verified = try copy.verifyAudit()
+        let verified: Int64
+        do { verified = try copy.verifyAudit() } catch let error as AuditVerifier.Break {
+            FileHandle.standardError.write(Data("The audit trail is BROKEN at entry \(error.seq): \(error.reason). No backup kept.\n".utf8))
+            throw ExitCode.brokenAuditTrail
+        }
         guard try copy.integrityCheck() == "ok" else { throw CommandFailure("the backup failed its integrity check; nothing kept") }
         try copy.close()
         let destination = (to as NSString).appendingPathComponent(name)

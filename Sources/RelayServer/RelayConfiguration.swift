@@ -76,6 +76,9 @@ public struct RelayConfiguration: Sendable {
     /// Reads every key, in order of precedence: `overrides` (the command line), `AMANE_*` environment variables,
     /// the YAML file, `$CREDENTIALS_DIRECTORY`, the seed policy, then defaults.
     public static func load(overrides: [String: String], configFile: String?, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> RelayConfiguration {
+        if let unknown = unknownVariables(in: environment).first {
+            throw Invalid(key: unknown, reason: "is not a configuration variable (a typo?); it is AMANE_ and the key in capitals: AMANE_HTTP_LISTEN for http.listen")
+        }
         var providers: [any ConfigProvider] = [
             InMemoryProvider(name: "command line", values: Dictionary(uniqueKeysWithValues: overrides.map { (AbsoluteConfigKey(stringLiteral: $0.key), ConfigValue(stringLiteral: $0.value)) })),
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "amane"),
@@ -107,6 +110,22 @@ public struct RelayConfiguration: Sendable {
         "limits.receiptMissesPerHour", "limits.idleTimeoutSeconds", "limits.requestBodySeconds",
         "sealing.sharedContextMilliseconds", "claim.leaseMinutes", "retention.closedDays", "sla.notifyCommand",
     ] + Urgency.allCases.map { "sla.\($0.rawValue)" })
+
+    /// `AMANE_*` variables that the relay's own tools read (the CLI's profile and passphrase, the benchmark and test switches).
+    static let toolVariables: Set<String> = ["AMANE_HOME", "AMANE_PASSPHRASE_FILE", "AMANE_SEEDS"]
+    static let toolVariablePrefixes = ["AMANE_BENCH_", "AMANE_REGENERATE_"]
+
+    /// The environment's `AMANE_*` variables that name no key, sorted; swift-configuration's spelling: `limits.maxBodyBytes` is `AMANE_LIMITS_MAX_BODY_BYTES`.
+    static func unknownVariables(in environment: [String: String]) -> [String] {
+        let known = Set(knownKeys.map(variable(for:)))
+        return environment.keys.filter { name in
+            name.hasPrefix("AMANE_") && !known.contains(name) && !toolVariables.contains(name) && !toolVariablePrefixes.contains { name.hasPrefix($0) }
+        }.sorted()
+    }
+
+    static func variable(for key: String) -> String {
+        "AMANE_" + key.replacing(/([a-z])([A-Z])/) { "\($0.1)_\($0.2)" }.replacingOccurrences(of: ".", with: "_").uppercased()
+    }
 
     /// The dotted keys of a YAML configuration file that the relay does not read, in file order.
     static func unknownKeys(inYAML text: String) throws -> [String] {

@@ -22,6 +22,16 @@ struct CLI {
         return try JSONSerialization.jsonObject(with: Data(output.utf8))
     }
 
+    /// A JSON answer that comes with a failure: the JSON on standard output, the error on standard error.
+    func json(_ arguments: [String], home: String, failingWith expected: Int32) throws -> (json: Any, errors: String) {
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_HOME"] = home
+        env["NO_COLOR"] = "1"
+        let result = try Daemon.run(Build.cli, arguments + ["--json"], environment: env, separatingErrors: true)
+        #expect(result.code == expected, "\(arguments): \(result.errors)")
+        return (try JSONSerialization.jsonObject(with: Data(result.output.utf8)), result.errors)
+    }
+
     var gateway: String { daemon.dev + "/gateway" }
     var responder: String { daemon.dev + "/responder" }
     var supervisor: String { daemon.dev + "/supervisor" }
@@ -116,7 +126,9 @@ extension DaemonSuiteForCLI {
             """
         let moved = try Daemon.run("/usr/bin/env", ["python3", "-c", move, daemon.directory + "/relay.sqlite", arabic, sealedCase])
         #expect(moved.0 == 0 && moved.1.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "the note and the referral's note: \(moved.1)")
-        let elsewhere = try cli.json(["show", String(sealedCase.suffix(8))], home: cli.responder) as! [String: Any]
+        let (movedJSON, movedErrors) = try cli.json(["show", String(sealedCase.suffix(8))], home: cli.responder, failingWith: 6)
+        #expect(movedErrors.contains("2 of") && movedErrors.contains("do not open"), "\(movedErrors)")
+        let elsewhere = movedJSON as! [String: Any]
         let movedNotes = (elsewhere["entries"] as! [[String: Any]]).filter { $0["kind"] as? String == "note" }
         #expect(movedNotes.count == 2 && movedNotes.allSatisfy { $0["text"] == nil && ($0["error"] as? String)?.contains("another case") == true },
                 "\(movedNotes)")
@@ -132,8 +144,10 @@ extension DaemonSuiteForCLI {
         #expect(updated.first { $0["id"] as? String == arabic }?["updated"] as? Bool == true)
 
         // 7. The new responder is granted the keys and can read old cases.
-        let before = try cli.json(["show", short], home: youssef) as! [String: Any]
+        let (beforeJSON, beforeErrors) = try cli.json(["show", short], home: youssef, failingWith: 4)
+        let before = beforeJSON as! [String: Any]
         #expect((before["entries"] as! [[String: Any]]).allSatisfy { $0["text"] == nil && $0["error"] != nil })
+        #expect(beforeErrors.contains("key you do not hold") && beforeErrors.contains("amane grant"), "\(beforeErrors)")
         #expect(try cli.run(["grant", "youssef"], home: cli.responder).code == 0)
         let after = try cli.json(["show", short], home: youssef) as! [String: Any]
         #expect((after["entries"] as! [[String: Any]]).first?["text"] as? String == narrative)
@@ -191,6 +205,13 @@ extension DaemonSuiteForCLI {
         cli = CLI(daemon: daemon)
         let (brokenCode, brokenOutput) = try cli.run(["audit", "--verify"], home: cli.supervisor)
         #expect(brokenCode == 6 && brokenOutput.contains("broken at entry"), "\(brokenOutput)")
+        // The admin's tools agree, and a backup of a broken trail is not kept.
+        let (adminCode, adminOutput) = try daemon.admin(["admin", "audit", "verify"])
+        #expect(adminCode == 6 && adminOutput.contains("BROKEN at entry"), "\(adminOutput)")
+        let backups = daemon.directory + "/backups"
+        let (backupCode, backupOutput) = try daemon.admin(["backup", "--to", backups])
+        #expect(backupCode == 6 && backupOutput.contains("BROKEN at entry"), "\(backupOutput)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: backups).isEmpty, "nothing kept")
     }
 }
 }

@@ -89,6 +89,15 @@ extension DaemonSuiteForCLI {
         #expect(mistyped.code == 1 && mistyped.output.contains("no profile at"), "\(mistyped.output)")
         let unreachable = try cli.run(["inbox"], home: offline)
         #expect(unreachable.code == 3 && unreachable.output.contains("https://127.0.0.1:1"), "\(unreachable.output)")
+        // A listener that drops every connection counts amane's attempts: one, then the report.
+        let dropper = try Dropper()
+        defer { dropper.stop() }
+        try profile.replacingOccurrences(of: "https://127.0.0.1:1", with: "https://127.0.0.1:\(dropper.port)")
+            .write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
+        let dropped = try cli.run(["inbox"], home: offline)
+        let attempts = dropper.connections()
+        #expect(dropped.code == 3 && attempts == 1, "amane tries once: \(attempts) connections; \(dropped.output)")
+        try profile.write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
 
         let wrong = daemon.directory + "/wrong-passphrase"
         try "not the passphrase\n".write(toFile: wrong, atomically: true, encoding: .utf8)
@@ -118,4 +127,53 @@ extension DaemonSuiteForCLI {
         #expect(try String(contentsOfFile: existing, encoding: .utf8) == "keep me")
     }
 }
+}
+
+/// A TCP listener on loopback that accepts and at once closes every connection, and counts them.
+final class Dropper {
+    private let process = Process()
+    private let lines = Pipe()
+    let port: Int
+
+    init() throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-u", "-c", """
+            import socket
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(64)
+            print(s.getsockname()[1])
+            n = 0
+            while True:
+                c, _ = s.accept()
+                n += 1
+                c.close()
+                print(n)
+            """]
+        process.standardOutput = lines
+        try process.run()
+        var first = Data()
+        while !first.contains(UInt8(ascii: "\n")) {
+            let chunk = lines.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { throw CocoaError(.fileReadUnknown) }
+            first += chunk
+        }
+        port = Int(String(decoding: first, as: UTF8.self).split(separator: "\n")[0])!
+        pending = String(decoding: first, as: UTF8.self).split(separator: "\n").dropFirst().map(String.init)
+    }
+
+    private var pending: [String]
+
+    /// The connections accepted so far; call after the client is done.
+    func connections() -> Int {
+        stop()
+        let rest = String(decoding: lines.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        pending += rest.split(separator: "\n").map(String.init)
+        return pending.compactMap { Int($0) }.max() ?? 0
+    }
+
+    func stop() {
+        // SIGKILL: a child of the test runner starts with SIGTERM blocked.
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+    }
 }

@@ -1,3 +1,4 @@
+import Configuration
 import Foundation
 import RelayCore
 @testable import RelayServer
@@ -72,6 +73,31 @@ import X509
         #expect(status != 0 && output.contains("claim.leaseMinute") && !output.contains("valid"), "\(output)")
         try "claim:\n  leaseMinutes: 1\n".write(to: file, atomically: true, encoding: .utf8)
         #expect(try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment).policy.claimLeaseSeconds == 60)
+    }
+
+    /// The same for the environment: `AMANE_CLAIM_LEASE_MINUTE=1` would leave the lease at 15 minutes.
+    @Test func anEnvironmentVariableThatNamesNoKeyIsRefused() async throws {
+        var env = environment
+        env["AMANE_CLAIM_LEASE_MINUTE"] = "1"
+        env["AMANE_HOME"] = "/root/.config/amane"
+        do {
+            _ = try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env)
+            Issue.record("an unknown AMANE_ variable loaded")
+        } catch let error as RelayConfiguration.Invalid {
+            #expect(error.key == "AMANE_CLAIM_LEASE_MINUTE" && error.description.contains("typo"), "\(error)")
+        }
+        let (status, output) = try Daemon.run(Build.daemon, ["check-config", "--dev"], environment: env)
+        #expect(status == 1 && output.contains("AMANE_CLAIM_LEASE_MINUTE"), "\(output)")
+        env["AMANE_CLAIM_LEASE_MINUTE"] = nil
+        env["AMANE_CLAIM_LEASE_MINUTES"] = "1"
+        #expect(try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env).policy.claimLeaseSeconds == 60,
+                "every known key has its variable, the CLI's own AMANE_HOME passes")
+        for key in RelayConfiguration.knownKeys {
+            let variable = RelayConfiguration.variable(for: key)
+            let reader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: [variable: "x"]).prefixKeys(with: "amane"))
+            #expect(reader.string(forKey: ConfigKey(key)) == "x" && RelayConfiguration.unknownVariables(in: [variable: "x"]) == [],
+                    "\(variable) is how swift-configuration spells \(key)")
+        }
     }
 
     @Test func precedenceIsCommandLineThenEnvironmentThenFile() async throws {

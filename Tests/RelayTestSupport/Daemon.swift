@@ -163,13 +163,21 @@ public final class Daemon: @unchecked Sendable {
     }
 
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: Data? = nil) throws -> (Int32, String) {
+        let (code, output, _) = try run(executable, arguments, environment: environment, input: input, separatingErrors: false)
+        return (code, output)
+    }
+
+    /// The same, with standard error apart from standard output when `separatingErrors`.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: Data? = nil,
+                           separatingErrors: Bool) throws -> (code: Int32, output: String, errors: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let environment { process.environment = environment }
         let output = Pipe()
+        let errors = separatingErrors ? Pipe() : output
         process.standardOutput = output
-        process.standardError = output
+        process.standardError = errors
         if let input {
             let pipe = Pipe()
             process.standardInput = pipe
@@ -181,8 +189,9 @@ public final class Daemon: @unchecked Sendable {
             try process.run()
         }
         let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = separatingErrors ? errors.fileHandleForReading.readDataToEndOfFile() : Data()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
     }
 
     /// The demo member's epoch key, opened from its grant as the CLI would.
