@@ -24,6 +24,7 @@ public struct Amane: AsyncParsableCommand {
               amane reply c41e9a7b -m "…"     # answer the reporter through their gateway
               amane refer c41e9a7b --to health --reason "…"
             """,
+        version: RelayVersion.current,
         subcommands: [
             Inbox.self, Show.self, Claim.self, Release.self, Note.self, Reply.self, Refer.self, Close.self,
             Reopen.self, Assign.self, Hold.self, Keygen.self, Grant.self, Rotate.self, Keys.self, AuditCommand.self,

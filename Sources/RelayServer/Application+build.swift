@@ -127,7 +127,8 @@ extension RelayServerApp {
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.listen.port
                 bound.set(https: port)
-                logger.notice("listening", metadata: ["relay.url": "https://\(RelayConfiguration.Address(host: configuration.listen.host, port: port))"])
+                logger.notice("listening", metadata: ["relay.url": "https://\(RelayConfiguration.Address(host: configuration.listen.host, port: port))",
+                                                     "relay.version": "\(RelayVersion.current)"])
             },
             logger: logger)
 

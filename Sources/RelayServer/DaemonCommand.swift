@@ -16,6 +16,7 @@ public struct DaemonCommand: AsyncParsableCommand {
             for http.listen), the YAML file given with --config, systemd credentials in $CREDENTIALS_DIRECTORY, the seed \
             policy (seeds/policy.yaml), then defaults. See Config/amane-relayd.yaml for every key.
             """,
+        version: RelayVersion.current,
         subcommands: [Serve.self, Init.self, Admin.self, Backup.self, CheckConfig.self],
         defaultSubcommand: Serve.self)
 

@@ -1,4 +1,5 @@
 import Foundation
+import RelayCore
 import RelayTestSupport
 import Testing
 
@@ -66,6 +67,9 @@ extension DaemonSuiteForCLI {
         defer { daemon.stop(); daemon.removeData() }
         let cli = CLI(daemon: daemon)
         #expect(try cli.run(["inbox"], home: cli.responder).code == 0)
+        #expect(try cli.run(["--version"], home: cli.responder) == (0, RelayVersion.current + "\n"))
+        #expect(try Daemon.run(Build.daemon, ["--version"]) == (0, RelayVersion.current + "\n"))
+        #expect(daemon.stderr.value.contains("relay.version=\(RelayVersion.current)"), "the daemon logs its version: \(daemon.stderr.value)")
         let usage = try cli.run(["claim"], home: cli.responder)
         #expect(usage.code == 1 && usage.output.contains("Missing expected argument"))
         #expect(try cli.run(["inbox", "--colour"], home: cli.responder).code == 1)
