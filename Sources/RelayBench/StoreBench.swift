@@ -153,9 +153,9 @@ enum StoreBench {
 }
 
 enum Seeds {
-    /// `seeds/` beside the working directory, or `$AMANE_SEEDS`.
+    /// `seeds/` beside the working directory, or `$AMANE_SEEDS_DIRECTORY`, as the daemon reads it.
     static func taxonomy() throws -> String {
-        let directory = ProcessInfo.processInfo.environment["AMANE_SEEDS"] ?? "seeds"
+        let directory = ProcessInfo.processInfo.environment["AMANE_SEEDS_DIRECTORY"] ?? "seeds"
         return try String(contentsOfFile: (directory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8)
     }
 }

@@ -14,8 +14,8 @@ public struct Amane: AsyncParsableCommand {
             Passphrases come from the terminal, --passphrase-file or AMANE_PASSPHRASE_FILE; never from the command line.
 
             Exit codes: 0 success, 1 usage error, 2 the relay refused (4xx), 3 the relay cannot be reached or TLS failed,
-            4 wrong passphrase, damaged key file, or no key for something sealed, 5 the relay failed (5xx),
-            6 verification failed: the audit trail, or a sealed item that does not open.
+            4 a key problem: wrong passphrase, damaged key file, or no key (or too old an amane) for something sealed,
+            5 the relay failed (5xx), 6 verification failed: the audit trail, or a sealed item that was altered or moved.
 
             A responder's day:
               amane inbox                     # what is waiting, urgent first
@@ -91,22 +91,27 @@ struct Session {
 
     func unlock() throws -> SealingPrivateKey { try profile.unlock(passphraseFile: options.passphraseFile) }
 
-    /// Every epoch key this member holds, opened from its grants; and which one is current.
-    func epochKeys(_ identity: SealingPrivateKey) async throws -> (keys: [String: SealingPrivateKey], current: String?) {
+    /// Every epoch key this member holds, opened from its grants; which one is current; and the epochs whose
+    /// grant to this member does not open with this identity.
+    func epochKeys(_ identity: SealingPrivateKey) async throws -> (keys: [String: SealingPrivateKey], current: String?, unopened: Set<String>) {
         let grants = try await client.get(APIPath.grants, as: GrantList.self).grants
         var keys: [String: SealingPrivateKey] = [:]
+        var unopened: Set<String> = []
         for grant in grants {
             guard let sealed = Base64.decode(grant.sealed), let id = UUID(uuidString: grant.epoch),
-                  let key = try? RelayFormat.Grant.open(sealed, epochID: id, with: identity) else { continue }
+                  let key = try? RelayFormat.Grant.open(sealed, epochID: id, with: identity) else {
+                unopened.insert(grant.epoch)
+                continue
+            }
             keys[grant.epoch] = key
         }
-        return (keys, grants.first(where: \.current)?.epoch)
+        return (keys, grants.first(where: \.current)?.epoch, unopened)
     }
 
     func currentEpochKey(_ identity: SealingPrivateKey) async throws -> SealingPrivateKey {
-        let (keys, current) = try await epochKeys(identity)
+        let (keys, current, _) = try await epochKeys(identity)
         guard let current, let key = keys[current] else {
-            throw CLIError(.refused, "you hold no key for the queue's current epoch",
+            throw CLIError(.key, "you hold no key for the queue's current epoch",
                            hint: "Ask a colleague to run `amane grant \(profile.directory.split(separator: "/").last ?? "NAME")`, or run `amane rotate` if the queue has no epoch yet.")
         }
         return key

@@ -7,11 +7,11 @@ public struct CLIError: Error, CustomStringConvertible {
         case refused = 2
         /// The relay could not be reached, or TLS failed.
         case unreachable = 3
-        /// A wrong passphrase, a damaged key file, or no key for something sealed.
+        /// A wrong passphrase, a damaged key file, or no key (or too old an amane) for something sealed.
         case key = 4
         /// The relay failed (5xx).
         case server = 5
-        /// The audit trail does not verify, or a sealed item does not open: it was altered or moved.
+        /// The audit trail does not verify, or a sealed item was altered or moved.
         case verification = 6
     }
 

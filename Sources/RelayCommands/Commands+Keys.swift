@@ -61,7 +61,7 @@ struct Grant: AsyncParsableCommand {
             guard let member = members.first(where: { $0.name == name }), let text = member.sealingKey, let key = try? SealingPublicKey(text: text) else {
                 throw CLIError(.refused, "no active responder named \(name)", hint: "Ask an admin to enroll them first.")
             }
-            let (keys, _) = try await session.epochKeys(identity)
+            let (keys, _, _) = try await session.epochKeys(identity)
             for (epochID, epoch) in keys {
                 let grant = try RelayFormat.Grant.seal(epoch, to: key)
                 _ = try await session.client.post(APIPath.grants, GrantUpload(epoch: epochID, grants: [name: Base64.encode(grant)]), as: [String: String].self)
@@ -115,7 +115,7 @@ struct Keys: AsyncParsableCommand {
         let held = try await Session.with(global) { session in
             let identity = try session.unlock()
             let grants = try await session.client.get(APIPath.grants, as: GrantList.self).grants
-            let (keys, _) = try await session.epochKeys(identity)
+            let (keys, _, _) = try await session.epochKeys(identity)
             return grants.compactMap { grant in
                 keys[grant.epoch].map { KeyHeld(epoch: grant.epoch, queue: grant.queue, current: grant.current, fingerprint: $0.publicKey.fingerprint, grantedBy: grant.grantedBy) }
             }

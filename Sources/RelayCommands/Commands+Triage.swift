@@ -85,11 +85,11 @@ struct Show: AsyncParsableCommand {
             let identity = try session.unlock()
             let caseID = try await session.resolve(id)
             let file = try await session.client.get(APIPath.disclosure(caseID), as: CaseFile.self)
-            let (keys, _) = try await session.epochKeys(identity)
+            let (keys, _, unopenedGrants) = try await session.epochKeys(identity)
             var entries: [CaseEntry] = []
             var failures: [Unopened] = []
             for object in ([file.disclosure].compactMap { $0 } + file.items) {
-                let (entry, failure) = Self.open(object, caseID: caseID, keys: keys)
+                let (entry, failure) = Self.open(object, caseID: caseID, keys: keys, unopenedGrants: unopenedGrants)
                 entries.append(entry)
                 if let failure { failures.append(failure) }
             }
@@ -117,30 +117,54 @@ struct Show: AsyncParsableCommand {
     }
 
     /// Why an item did not open.
-    enum Unopened { case noKey, altered }
+    enum Unopened: CaseIterable {
+        case noKey, grantDoesNotOpen, unknownFormat, altered
 
-    /// What opened is already printed; the exit code says that something did not.
-    static func failure(_ failures: [Unopened], of total: Int) -> CLIError? {
-        if failures.contains(.altered) {
-            return CLIError(.verification, "\(failures.filter { $0 == .altered }.count) of \(total) items in this case do not open: altered, moved from another case, or not what they claim",
-                            hint: "Tell your admin: the relay's database may have been tampered with. The relay cannot forge an item that opens.")
+        var explanation: String {
+            switch self {
+            case .noKey: "sealed to a queue key you do not hold"
+            case .grantDoesNotOpen: "sealed to a queue key whose grant to you does not open with your identity"
+            case .unknownFormat: "sealed in a format this amane does not read (from a newer relay or gateway, or altered)"
+            case .altered: "altered, moved from another case, or not what they claim"
+            }
         }
-        guard !failures.isEmpty else { return nil }
-        return CLIError(.key, "\(failures.count) of \(total) items in this case are sealed to a queue key you do not hold",
-                        hint: "Ask a colleague who holds it to run `amane grant <your name>`; `amane keys` lists yours.")
+
+        var hint: String {
+            switch self {
+            case .noKey: "Ask a colleague who holds the key to run `amane grant <your name>`; `amane keys` lists yours."
+            case .grantDoesNotOpen: "If you made a new identity since that grant, ask for a new grant; otherwise tell your admin."
+            case .unknownFormat: "Upgrade amane; if the newest amane does not read it either, tell your admin."
+            case .altered: "Tell your admin: the relay's database may have been tampered with. The relay cannot forge an item that opens."
+            }
+        }
     }
 
-    static func open(_ object: SealedObjectView, caseID: String, keys: [String: SealingPrivateKey]) -> (CaseEntry, Unopened?) {
+    /// What opened is already printed; the exit code says that something did not: 6 when altered, else 4.
+    static func failure(_ failures: [Unopened], of total: Int) -> CLIError? {
+        guard !failures.isEmpty else { return nil }
+        let reasons = Unopened.allCases.filter(failures.contains)
+        let counted = reasons.map { reason in "\(failures.filter { $0 == reason }.count) \(reason.explanation)" }
+        return CLIError(reasons.contains(.altered) ? .verification : .key,
+                        "\(failures.count) of \(total) items in this case did not open: \(counted.joined(separator: "; "))",
+                        hint: reasons.map(\.hint).joined(separator: "\n"))
+    }
+
+    static func open(_ object: SealedObjectView, caseID: String, keys: [String: SealingPrivateKey],
+                     unopenedGrants: Set<String>) -> (CaseEntry, Unopened?) {
         var entry = CaseEntry(id: object.id, kind: object.kind, author: object.author, createdAt: object.createdAt)
-        guard let key = keys[object.epoch] else {
-            entry.error = "sealed to epoch \(object.epoch), which you do not hold"
-            return (entry, .noKey)
+        func fail(_ reason: Unopened) -> (CaseEntry, Unopened?) {
+            entry.error = "\(reason.explanation) (epoch \(object.epoch))"
+            return (entry, reason)
         }
-        guard let kind = ObjectKind(name: object.kind), let envelope = Base64.decode(object.sealed),
-              let caseUUID = UUID(uuidString: caseID), let objectID = kind == .disclosure ? caseUUID : UUID(uuidString: object.id),
-              let plaintext = try? Envelope.open(envelope, with: key, kind: kind, objectID: objectID, caseID: kind.belongsToCase ? caseUUID : nil) else {
-            entry.error = "does not open: it was altered, moved from another case, or is not what it claims to be"
-            return (entry, .altered)
+        guard let key = keys[object.epoch] else { return fail(unopenedGrants.contains(object.epoch) ? .grantDoesNotOpen : .noKey) }
+        guard let kind = ObjectKind(name: object.kind) else { return fail(.unknownFormat) }
+        guard let envelope = Base64.decode(object.sealed), let caseUUID = UUID(uuidString: caseID),
+              let objectID = kind == .disclosure ? caseUUID : UUID(uuidString: object.id) else { return fail(.altered) }
+        let plaintext: [UInt8]
+        do {
+            plaintext = try Envelope.open(envelope, with: key, kind: kind, objectID: objectID, caseID: kind.belongsToCase ? caseUUID : nil)
+        } catch {
+            return fail([.unsupportedVersion, .unsupportedSuite].contains(error.code) ? .unknownFormat : .altered)
         }
         if kind == .disclosure || kind == .followup, let content = try? JSONDecoder().decode(DisclosureContent.self, from: Data(plaintext)) {
             entry.text = content.narrative

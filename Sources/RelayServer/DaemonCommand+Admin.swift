@@ -289,25 +289,43 @@ struct Backup: AsyncParsableCommand {
         let configuration = try await common.load()
         try RelayFiles.makeDirectory(to)
         let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
-        let name = "relay-\(stamp).sqlite"
         let staging = (to as NSString).appendingPathComponent(".staging-\(UUID().uuidString)")
         try RelayFiles.makeDirectory(staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let db = try common.openExisting(configuration)
         try db.backup(to: (staging as NSString).appendingPathComponent(RelayDatabase.fileName))
         let copy = try RelayDatabase(directory: staging)
-        let verified: Int64
-        do { verified = try copy.verifyAudit() } catch let error as AuditVerifier.Break {
-            FileHandle.standardError.write(Data("The audit trail is BROKEN at entry \(error.seq): \(error.reason). No backup kept.\n".utf8))
-            throw ExitCode.brokenAuditTrail
-        }
+        let verification = Result { try copy.verifyAudit() }
         guard try copy.integrityCheck() == "ok" else { throw CommandFailure("the backup failed its integrity check; nothing kept") }
         try copy.close()
-        let destination = (to as NSString).appendingPathComponent(name)
-        try FileManager.default.moveItem(atPath: (staging as NSString).appendingPathComponent(RelayDatabase.fileName), toPath: destination)
-        let backups = try FileManager.default.contentsOfDirectory(atPath: to).filter { $0.hasPrefix("relay-") && $0.hasSuffix(".sqlite") }.sorted()
+        let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)
+        switch verification {
+        case .success(let verified):
+            let destination = (to as NSString).appendingPathComponent("relay-\(stamp).sqlite")
+            try FileManager.default.moveItem(atPath: staged, toPath: destination)
+            let kept = try prune("relay-")
+            print("Backed up to \(destination) (audit trail verified: \(verified) entries); keeping \(kept).")
+        case .failure(let error as AuditVerifier.Break):
+            // Kept apart, as evidence and as the newest copy of what is stored, so that it rotates no good copy away.
+            let destination = (to as NSString).appendingPathComponent("broken-\(stamp).sqlite")
+            try FileManager.default.moveItem(atPath: staged, toPath: destination)
+            _ = try prune("broken-")
+            FileHandle.standardError.write(Data("""
+                The audit trail is BROKEN at entry \(error.seq): \(error.reason).
+                This copy is kept apart as \(destination) for investigation; the regular backups are left as they were.
+
+                """.utf8))
+            throw ExitCode.brokenAuditTrail
+        case .failure(let error):
+            throw error
+        }
+    }
+
+    /// Removes all but the newest `keep` backups named `prefix…sqlite`; returns how many remain.
+    private func prune(_ prefix: String) throws -> Int {
+        let backups = try FileManager.default.contentsOfDirectory(atPath: to).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sqlite") }.sorted()
         for old in backups.dropLast(keep) { try FileManager.default.removeItem(atPath: (to as NSString).appendingPathComponent(old)) }
-        print("Backed up to \(destination) (audit trail verified: \(verified) entries); keeping \(min(keep, backups.count)).")
+        return min(keep, backups.count)
     }
 }
 

@@ -14,7 +14,8 @@ public struct DaemonCommand: AsyncParsableCommand {
         discussion: """
             Configuration is read in this order: command-line options, AMANE_* environment variables (AMANE_HTTP_LISTEN \
             for http.listen), the YAML file given with --config, systemd credentials in $CREDENTIALS_DIRECTORY, the seed \
-            policy (seeds/policy.yaml), then defaults. See Config/amane-relayd.yaml for every key.
+            policy (seeds/policy.yaml), then defaults. See Config/amane-relayd.yaml for every key; a key or AMANE_* variable \
+            that the relay does not read is refused.
             """,
         version: RelayVersion.current,
         subcommands: [Serve.self, Init.self, Admin.self, Backup.self, CheckConfig.self],

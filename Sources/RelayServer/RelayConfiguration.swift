@@ -70,14 +70,15 @@ public struct RelayConfiguration: Sendable {
     public struct Invalid: Error, CustomStringConvertible {
         public let key: String
         public let reason: String
-        public var description: String { "configuration key '\(key)': \(reason)" }
+        public var description: String { key.hasPrefix("AMANE_") ? "environment variable \(key): \(reason)" : "configuration key '\(key)': \(reason)" }
     }
 
     /// Reads every key, in order of precedence: `overrides` (the command line), `AMANE_*` environment variables,
     /// the YAML file, `$CREDENTIALS_DIRECTORY`, the seed policy, then defaults.
     public static func load(overrides: [String: String], configFile: String?, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> RelayConfiguration {
         if let unknown = unknownVariables(in: environment).first {
-            throw Invalid(key: unknown, reason: "is not a configuration variable (a typo?); it is AMANE_ and the key in capitals: AMANE_HTTP_LISTEN for http.listen")
+            let suggestion = closestVariable(to: unknown).map { "did you mean \($0)? " } ?? ""
+            throw Invalid(key: unknown, reason: "names no configuration key (a typo?); \(suggestion)Every key has one, in capitals with _ between words: AMANE_LIMITS_MAX_BODY_BYTES for limits.maxBodyBytes")
         }
         var providers: [any ConfigProvider] = [
             InMemoryProvider(name: "command line", values: Dictionary(uniqueKeysWithValues: overrides.map { (AbsoluteConfigKey(stringLiteral: $0.key), ConfigValue(stringLiteral: $0.value)) })),
@@ -112,7 +113,7 @@ public struct RelayConfiguration: Sendable {
     ] + Urgency.allCases.map { "sla.\($0.rawValue)" })
 
     /// `AMANE_*` variables that the relay's own tools read (the CLI's profile and passphrase, the benchmark and test switches).
-    static let toolVariables: Set<String> = ["AMANE_HOME", "AMANE_PASSPHRASE_FILE", "AMANE_SEEDS"]
+    static let toolVariables: Set<String> = ["AMANE_HOME", "AMANE_PASSPHRASE_FILE"]
     static let toolVariablePrefixes = ["AMANE_BENCH_", "AMANE_REGENERATE_"]
 
     /// The environment's `AMANE_*` variables that name no key, sorted; swift-configuration's spelling: `limits.maxBodyBytes` is `AMANE_LIMITS_MAX_BODY_BYTES`.
@@ -121,6 +122,21 @@ public struct RelayConfiguration: Sendable {
         return environment.keys.filter { name in
             name.hasPrefix("AMANE_") && !known.contains(name) && !toolVariables.contains(name) && !toolVariablePrefixes.contains { name.hasPrefix($0) }
         }.sorted()
+    }
+
+    /// The known variable within three edits of `name`, if any: what a typo most likely meant.
+    static func closestVariable(to name: String) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var previous = Array(0...b.count)
+            for (i, x) in a.enumerated() {
+                var current = [i + 1]
+                for (j, y) in b.enumerated() { current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))) }
+                previous = current
+            }
+            return previous[b.count]
+        }
+        let scored = knownKeys.map(variable(for:)).sorted().map { ($0, distance(Array($0), Array(name))) }
+        return scored.filter { $0.1 <= 3 }.min { $0.1 < $1.1 }?.0
     }
 
     static func variable(for key: String) -> String {

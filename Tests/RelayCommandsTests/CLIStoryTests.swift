@@ -127,13 +127,28 @@ extension DaemonSuiteForCLI {
         let moved = try Daemon.run("/usr/bin/env", ["python3", "-c", move, daemon.directory + "/relay.sqlite", arabic, sealedCase])
         #expect(moved.0 == 0 && moved.1.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "the note and the referral's note: \(moved.1)")
         let (movedJSON, movedErrors) = try cli.json(["show", String(sealedCase.suffix(8))], home: cli.responder, failingWith: 6)
-        #expect(movedErrors.contains("2 of") && movedErrors.contains("do not open"), "\(movedErrors)")
+        #expect(movedErrors.contains("did not open: 2 altered, moved from another case"), "\(movedErrors)")
         let elsewhere = movedJSON as! [String: Any]
         let movedNotes = (elsewhere["entries"] as! [[String: Any]]).filter { $0["kind"] as? String == "note" }
         #expect(movedNotes.count == 2 && movedNotes.allSatisfy { $0["text"] == nil && ($0["error"] as? String)?.contains("another case") == true },
                 "\(movedNotes)")
         let movedBack = try Daemon.run("/usr/bin/env", ["python3", "-c", move, daemon.directory + "/relay.sqlite", sealedCase, arabic])
         #expect(movedBack.1.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "\(movedBack.1)")
+        // An envelope of a format version this amane does not know asks for an upgrade, not a tampering alarm.
+        let setVersion = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1], timeout=30)
+            rowid, envelope = db.execute("SELECT rowid, envelope FROM sealedObject WHERE disclosureID = ? AND kind = 'note' ORDER BY rowid LIMIT 1", (sys.argv[2],)).fetchone()
+            db.execute("UPDATE sealedObject SET envelope = ? WHERE rowid = ?", (envelope[:4] + bytes([int(sys.argv[3])]) + envelope[5:], rowid))
+            db.commit()
+            print(envelope[4])
+            """
+        let (setCode, original) = try Daemon.run("/usr/bin/env", ["python3", "-c", setVersion, daemon.directory + "/relay.sqlite", arabic, "9"])
+        #expect(setCode == 0, "\(original)")
+        let (_, newerErrors) = try cli.json(["show", short], home: cli.responder, failingWith: 4)
+        #expect(newerErrors.contains("1 sealed in a format this amane does not read") && newerErrors.contains("Upgrade amane"), "\(newerErrors)")
+        let restore = original.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", setVersion, daemon.directory + "/relay.sqlite", arabic, restore]).1.hasPrefix("9"))
 
         // 6. The gateway reads the reply with the receipt; the reporter follows up and the case shows updated.
         let receipt = receipts[arabic]!
@@ -210,8 +225,9 @@ extension DaemonSuiteForCLI {
         #expect(adminCode == 6 && adminOutput.contains("BROKEN at entry"), "\(adminOutput)")
         let backups = daemon.directory + "/backups"
         let (backupCode, backupOutput) = try daemon.admin(["backup", "--to", backups])
-        #expect(backupCode == 6 && backupOutput.contains("BROKEN at entry"), "\(backupOutput)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: backups).isEmpty, "nothing kept")
+        #expect(backupCode == 6 && backupOutput.contains("BROKEN at entry") && backupOutput.contains("kept apart"), "\(backupOutput)")
+        let kept = try FileManager.default.contentsOfDirectory(atPath: backups)
+        #expect(kept.count == 1 && kept.allSatisfy { $0.hasPrefix("broken-") && $0.hasSuffix(".sqlite") }, "kept apart from the regular copies: \(kept)")
     }
 }
 }

@@ -151,15 +151,18 @@ final class Dropper {
             while True:
                 c, _ = s.accept()
                 n += 1
-                c.close()
                 print(n)
+                c.close()
             """]
         process.standardOutput = lines
         try process.run()
         var first = Data()
         while !first.contains(UInt8(ascii: "\n")) {
             let chunk = lines.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw CocoaError(.fileReadUnknown) }
+            guard !chunk.isEmpty else {
+                kill(process.processIdentifier, SIGKILL)
+                throw CocoaError(.fileReadUnknown)
+            }
             first += chunk
         }
         port = Int(String(decoding: first, as: UTF8.self).split(separator: "\n")[0])!

@@ -80,18 +80,20 @@ import X509
         var env = environment
         env["AMANE_CLAIM_LEASE_MINUTE"] = "1"
         env["AMANE_HOME"] = "/root/.config/amane"
+        env["AMANE_PASSPHRASE_FILE"] = "/root/.amane-passphrase"
+        env["AMANE_BENCH_WRITERS"] = "64"
         do {
             _ = try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env)
             Issue.record("an unknown AMANE_ variable loaded")
         } catch let error as RelayConfiguration.Invalid {
-            #expect(error.key == "AMANE_CLAIM_LEASE_MINUTE" && error.description.contains("typo"), "\(error)")
+            #expect(error.key == "AMANE_CLAIM_LEASE_MINUTE" && error.description.contains("did you mean AMANE_CLAIM_LEASE_MINUTES?"), "\(error)")
         }
         let (status, output) = try Daemon.run(Build.daemon, ["check-config", "--dev"], environment: env)
         #expect(status == 1 && output.contains("AMANE_CLAIM_LEASE_MINUTE"), "\(output)")
         env["AMANE_CLAIM_LEASE_MINUTE"] = nil
         env["AMANE_CLAIM_LEASE_MINUTES"] = "1"
         #expect(try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env).policy.claimLeaseSeconds == 60,
-                "every known key has its variable, the CLI's own AMANE_HOME passes")
+                "the CLI's and the benchmark's own variables pass")
         for key in RelayConfiguration.knownKeys {
             let variable = RelayConfiguration.variable(for: key)
             let reader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: [variable: "x"]).prefixKeys(with: "amane"))

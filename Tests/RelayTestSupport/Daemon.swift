@@ -188,8 +188,18 @@ public final class Daemon: @unchecked Sendable {
             process.standardInput = FileHandle.nullDevice
             try process.run()
         }
+        // Standard error is read alongside, so that a child filling either pipe cannot stall the other.
+        let errorBuffer = OutputBuffer()
+        let errorsRead = DispatchSemaphore(value: 0)
+        if separatingErrors {
+            DispatchQueue.global().async {
+                errorBuffer.append(errors.fileHandleForReading.readDataToEndOfFile())
+                errorsRead.signal()
+            }
+        }
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = separatingErrors ? errors.fileHandleForReading.readDataToEndOfFile() : Data()
+        if separatingErrors { errorsRead.wait() }
+        let errorData = Data(errorBuffer.value.utf8)
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
     }
