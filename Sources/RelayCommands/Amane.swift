@@ -112,7 +112,7 @@ struct Session {
         let (keys, current, _) = try await epochKeys(identity)
         guard let current, let key = keys[current] else {
             throw CLIError(.key, "you hold no key for the queue's current epoch",
-                           hint: "Ask a colleague to run `amane grant \(profile.directory.split(separator: "/").last ?? "NAME")`, or run `amane rotate` if the queue has no epoch yet.")
+                           hint: "Ask a colleague to run `amane grant <your name> --fingerprint \(identity.publicKey.fingerprint)`, or run `amane rotate` if the queue has no epoch yet.")
         }
         return key
     }

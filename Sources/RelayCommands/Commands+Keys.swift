@@ -49,10 +49,16 @@ struct Keygen: AsyncParsableCommand {
 struct Grant: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Give a colleague every queue key you hold, sealed to their public key on this machine.",
-        discussion: "Example: amane grant youssef")
+        discussion: """
+            The relay serves their public key; compare its fingerprint with the one their `amane keygen` printed, \
+            in person or by phone, and give it with --fingerprint. It is remembered in your profile's `members` \
+            file, and a later key that differs is refused. Example: amane grant youssef --fingerprint amane1-abcd-…
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The colleague's name.") var name: String
+    @Option(help: ArgumentHelp("Their key's fingerprint, confirmed with them; needed the first time.", valueName: "fingerprint"))
+    var fingerprint: String?
 
     func run() async throws {
         let count = try await Session.with(global) { session in
@@ -60,6 +66,20 @@ struct Grant: AsyncParsableCommand {
             let members = try await session.client.get(APIPath.members, as: MemberList.self).members
             guard let member = members.first(where: { $0.name == name }), let text = member.sealingKey, let key = try? SealingPublicKey(text: text) else {
                 throw CLIError(.refused, "no active responder named \(name)", hint: "Ask an admin to enroll them first.")
+            }
+            var trusted = try TrustedMembers(profile: session.profile)
+            if let fingerprint {
+                guard TrustedMembers.normalized(fingerprint) == TrustedMembers.normalized(key.fingerprint) else {
+                    throw CLIError(.verification, "the relay gives \(name) the key \(key.fingerprint), not \(fingerprint); nothing was sealed",
+                                   hint: "Check the fingerprint with \(name) again. If it is right, tell your admin: the relay may be compromised.")
+                }
+                try trusted.confirm(name, fingerprint: key.fingerprint)
+            } else {
+                guard trusted.fingerprints[name] != nil else {
+                    throw CLIError(.usage, "confirm \(name)'s key first: the relay gives it the fingerprint \(key.fingerprint)",
+                                   hint: "Compare it with the one \(name)'s `amane keygen` printed, then run `amane grant \(name) --fingerprint \(key.fingerprint)`.")
+                }
+                try trusted.check(name, servedFingerprint: key.fingerprint)
             }
             let (keys, _, _) = try await session.epochKeys(identity)
             for (epochID, epoch) in keys {
@@ -73,29 +93,58 @@ struct Grant: AsyncParsableCommand {
     }
 }
 
+struct RotationResult: Codable {
+    var epoch: EpochView
+    /// Members sealed to with a key you have not confirmed with them.
+    var unconfirmed: [String: String]
+    /// Members left out by --confirmed-only.
+    var skipped: [String]
+}
+
 struct Rotate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a new queue key on this machine and grant it to every active responder; new cases are sealed to it.",
-        discussion: "Run it after a revocation, or once to create the first key. Example: amane rotate")
+        discussion: """
+            Run it after a revocation, or once to create the first key. A member whose key differs from the one \
+            you confirmed (`amane grant --fingerprint`) stops the rotation. Members you have not confirmed are \
+            listed with their fingerprints; --confirmed-only leaves them out. Example: amane rotate
+            """)
 
     @OptionGroup var global: GlobalOptions
+    @Flag(help: "Grant the new key only to yourself and the colleagues whose keys you confirmed.") var confirmedOnly = false
 
     func run() async throws {
-        let epoch = try await Session.with(global) { session in
+        let result = try await Session.with(global) { session in
             let identity = try session.unlock()
             let me = try await session.client.get(APIPath.me, as: Identity.self)
             let members = try await session.client.get(APIPath.members, as: MemberList.self).members
+            let trusted = try TrustedMembers(profile: session.profile)
             let key = SealingPrivateKey.generate()
             var grants: [String: String] = [:]
-            for member in members {
+            var unconfirmed: [String: String] = [:]
+            var skipped: [String] = []
+            for member in members where member.name != me.name {
                 guard let text = member.sealingKey, let memberKey = try? SealingPublicKey(text: text) else { continue }
+                try trusted.check(member.name, servedFingerprint: memberKey.fingerprint)
+                if trusted.fingerprints[member.name] == nil {
+                    if confirmedOnly { skipped.append(member.name); continue }
+                    unconfirmed[member.name] = memberKey.fingerprint
+                }
                 grants[member.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: memberKey))
             }
             grants[me.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: identity.publicKey))
-            return try await session.client.post(APIPath.epochs, EpochCreation(publicKey: key.publicKey.text, grants: grants), as: EpochView.self)
+            let epoch = try await session.client.post(APIPath.epochs, EpochCreation(publicKey: key.publicKey.text, grants: grants), as: EpochView.self)
+            return RotationResult(epoch: epoch, unconfirmed: unconfirmed, skipped: skipped.sorted())
         }
-        if global.json { return try Output.json(epoch) }
-        print("The queue \(epoch.queue) now seals to epoch \(epoch.id), granted to every active responder.")
+        if global.json { return try Output.json(result) }
+        print("The queue \(result.epoch.queue) now seals to epoch \(result.epoch.id), granted to \(result.skipped.isEmpty ? "every active responder" : "you and the colleagues you confirmed").")
+        if !result.unconfirmed.isEmpty {
+            print("Granted with keys you have not confirmed; compare these fingerprints with each colleague:")
+            for (name, fingerprint) in result.unconfirmed.sorted(by: { $0.key < $1.key }) { print("  \(name)  \(fingerprint)") }
+        }
+        if !result.skipped.isEmpty {
+            print("Not granted (not confirmed): \(result.skipped.joined(separator: ", ")). `amane grant NAME --fingerprint …` gives them the keys once confirmed.")
+        }
     }
 }
 

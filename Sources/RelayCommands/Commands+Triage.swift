@@ -131,7 +131,7 @@ struct Show: AsyncParsableCommand {
 
         var hint: String {
             switch self {
-            case .noKey: "Ask a colleague who holds the key to run `amane grant <your name>`; `amane keys` lists yours."
+            case .noKey: "Ask a colleague who holds the key to run `amane grant <your name> --fingerprint <your key's>`; `amane keys` lists yours."
             case .grantDoesNotOpen: "If you made a new identity since that grant, ask for a new grant; otherwise tell your admin."
             case .unknownFormat: "Upgrade amane; if the newest amane does not read it either, tell your admin."
             case .altered: "Tell your admin: the relay's database may have been tampered with. The relay cannot forge an item that opens."

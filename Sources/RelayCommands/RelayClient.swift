@@ -13,6 +13,10 @@ final class RelayClient: Sendable {
 
     init(profile: Profile) throws {
         baseURL = try profile.require(profile.relay, "relay").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        guard baseURL.lowercased().hasPrefix("https://") else {
+            throw CLIError(.usage, "the relay address '\(baseURL)' in \(profile.directory)/config.yaml must start with https://",
+                           hint: "amane speaks only TLS to the relay; nothing was sent.")
+        }
         let caPath = try profile.require(profile.ca, "ca")
         let certificatePath = try profile.require(profile.certificate, "certificate")
         let keyPath = try profile.require(profile.key, "key")

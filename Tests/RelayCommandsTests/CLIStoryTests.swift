@@ -44,6 +44,7 @@ struct CLI {
         try "a long enough passphrase for \(name)\n".write(toFile: passphrase, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: passphrase)
         let key = try json(["keygen", "--passphrase-file", passphrase], home: home) as! [String: Any]
+        try (key["fingerprint"] as! String).write(toFile: home + "/../\(name).fingerprint", atomically: true, encoding: .utf8)
         let (code, output) = try daemon.admin(["admin", "enroll-responder", name, "--sealing-key", key["publicKey"] as! String, "--out", home])
         #expect(code == 0, "\(output)")
         try """
@@ -163,7 +164,37 @@ extension DaemonSuiteForCLI {
         let before = beforeJSON as! [String: Any]
         #expect((before["entries"] as! [[String: Any]]).allSatisfy { $0["text"] == nil && $0["error"] != nil })
         #expect(beforeErrors.contains("key you do not hold") && beforeErrors.contains("amane grant"), "\(beforeErrors)")
-        #expect(try cli.run(["grant", "youssef"], home: cli.responder).code == 0)
+        let unconfirmed = try cli.run(["grant", "youssef"], home: cli.responder)
+        #expect(unconfirmed.code == 1 && unconfirmed.output.contains("confirm youssef's key first"), "\(unconfirmed.output)")
+        let fingerprint = try String(contentsOfFile: youssef + "/../youssef.fingerprint", encoding: .utf8)
+        let mistaken = try cli.run(["grant", "youssef", "--fingerprint", "amane1-aaaa-aaaa-aaaa-aaaa-aaaa-aaaa"], home: cli.responder)
+        #expect(mistaken.code == 6 && mistaken.output.contains("nothing was sealed"), "\(mistaken.output)")
+        #expect(try cli.run(["grant", "youssef", "--fingerprint", fingerprint.uppercased()], home: cli.responder).code == 0)
+        let pins = cli.responder + "/members"
+        #expect(try String(contentsOfFile: pins, encoding: .utf8).contains("youssef \(fingerprint)"))
+        #expect(try FileManager.default.attributesOfItem(atPath: pins)[.posixPermissions] as? Int == 0o600)
+
+        // 7b. A relay that swaps a confirmed colleague's key for one it holds is refused by grant and rotate alike.
+        let swap = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1], timeout=30)
+            old = db.execute("SELECT sealingKey FROM principal WHERE name = 'youssef'").fetchone()[0]
+            db.execute("UPDATE principal SET sealingKey = ? WHERE name = 'youssef'", (sys.argv[2],))
+            db.commit()
+            print(old)
+            """
+        let gatewayKey = try #require(try Daemon.run("/usr/bin/env", ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT sealingKey FROM principal WHERE role = 'gateway' LIMIT 1\").fetchone()[0])", daemon.directory + "/relay.sqlite"]).1
+            .split(separator: "\n").first.map(String.init))
+        let (swapCode, youssefKey) = try Daemon.run("/usr/bin/env", ["python3", "-c", swap, daemon.directory + "/relay.sqlite", gatewayKey])
+        #expect(swapCode == 0, "\(youssefKey)")
+        let epochsBefore = try cli.json(["keys"], home: cli.responder) as! [[String: Any]]
+        let swappedGrant = try cli.run(["grant", "youssef"], home: cli.responder)
+        #expect(swappedGrant.code == 6 && swappedGrant.output.contains("not the one you confirmed"), "\(swappedGrant.output)")
+        let swappedRotate = try cli.run(["rotate"], home: cli.responder)
+        #expect(swappedRotate.code == 6 && swappedRotate.output.contains("not the one you confirmed"), "\(swappedRotate.output)")
+        #expect((try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).count == epochsBefore.count, "no epoch was created")
+        let restored = youssefKey.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", swap, daemon.directory + "/relay.sqlite", restored]).0 == 0)
         let after = try cli.json(["show", short], home: youssef) as! [String: Any]
         #expect((after["entries"] as! [[String: Any]]).first?["text"] as? String == narrative)
         let texts = (after["entries"] as! [[String: Any]]).compactMap { $0["text"] as? String }
@@ -174,7 +205,10 @@ extension DaemonSuiteForCLI {
         let (revokeCode, revokeOutput) = try daemon.admin(["admin", "revoke", "youssef"])
         #expect(revokeCode == 0, "\(revokeOutput)")
         let oldEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
-        #expect(try cli.run(["rotate"], home: cli.responder).code == 0)
+        let confirmedOnly = try cli.json(["rotate", "--confirmed-only"], home: cli.responder) as! [String: Any]
+        #expect(confirmedOnly["skipped"] as? [String] == ["demo-supervisor"], "the supervisor was never confirmed: \(confirmedOnly)")
+        let rotated = try cli.json(["rotate"], home: cli.responder) as! [String: Any]
+        #expect((rotated["unconfirmed"] as? [String: String])?.keys.sorted() == ["demo-supervisor"], "\(rotated)")
         let newEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
         #expect(oldEpoch != nil && newEpoch != nil && oldEpoch != newEpoch)
         // Sealed on the gateway's side and retried with its key: sealed afresh, yet the first answer comes back.

@@ -93,9 +93,13 @@ extension DaemonSuiteForCLI {
         #expect(mistyped.code == 1 && mistyped.output.contains("no profile at"), "\(mistyped.output)")
         let unreachable = try cli.run(["inbox"], home: offline)
         #expect(unreachable.code == 3 && unreachable.output.contains("https://127.0.0.1:1"), "\(unreachable.output)")
-        // A listener that drops every connection counts amane's attempts: one, then the report.
+        // A listener that drops every connection counts amane's attempts: none over plain HTTP, one over TLS.
         let dropper = try Dropper()
         defer { dropper.stop() }
+        try profile.replacingOccurrences(of: "https://127.0.0.1:1", with: "http://127.0.0.1:\(dropper.port)")
+            .write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
+        let plain = try cli.run(["inbox"], home: offline)
+        #expect(plain.code == 1 && plain.output.contains("must start with https://"), "\(plain.output)")
         try profile.replacingOccurrences(of: "https://127.0.0.1:1", with: "https://127.0.0.1:\(dropper.port)")
             .write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
         let dropped = try cli.run(["inbox"], home: offline)

@@ -1,0 +1,47 @@
+import Foundation
+import RelayFormat
+
+/// Colleagues' sealing-key fingerprints that this member confirmed with them directly (`amane grant NAME
+/// --fingerprint`), kept in the profile folder as `members`, one `NAME FINGERPRINT` a line. The relay serves
+/// every member's public key: without these, a compromised relay could swap in its own key and be granted
+/// the queue keys, and with them everything stored before.
+struct TrustedMembers {
+    let path: String
+    private(set) var fingerprints: [String: String] = [:]
+
+    init(profile: Profile) throws {
+        path = (profile.directory as NSString).appendingPathComponent("members")
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+            let fields = line.split(separator: " ")
+            guard fields.count == 2 else { throw CLIError(.usage, "\(path): expected 'NAME FINGERPRINT' lines, found '\(line)'") }
+            fingerprints[String(fields[0])] = Self.normalized(String(fields[1]))
+        }
+    }
+
+    static func normalized(_ fingerprint: String) -> String {
+        fingerprint.lowercased().filter { !$0.isWhitespace }
+    }
+
+    /// Records a confirmed fingerprint, replacing the file atomically (mode 0600).
+    mutating func confirm(_ name: String, fingerprint: String) throws {
+        fingerprints[name] = Self.normalized(fingerprint)
+        let text = "# Colleagues' key fingerprints you confirmed with them (amane grant NAME --fingerprint).\n"
+            + fingerprints.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
+        let staging = path + ".\(UUID().uuidString)"
+        do {
+            try SecretFile.createExclusive(at: staging, contents: Array(text.utf8))
+            guard rename(staging, path) == 0 else { throw CLIError(.usage, "cannot replace \(path)") }
+        } catch {
+            unlink(staging)
+            throw CLIError(.usage, "cannot write \(path): \(error)")
+        }
+    }
+
+    /// Refuses a key that differs from the one confirmed for `name`.
+    func check(_ name: String, servedFingerprint: String) throws {
+        guard let confirmed = fingerprints[name], confirmed != Self.normalized(servedFingerprint) else { return }
+        throw CLIError(.verification, "the relay gives \(name) the key \(servedFingerprint), not the one you confirmed with them (\(confirmed)); nothing was sealed",
+                       hint: "Do not go on: tell your admin, the relay may be compromised. If \(name) really made a new key, confirm its fingerprint with them and run `amane grant \(name) --fingerprint …`.")
+    }
+}
