@@ -151,6 +151,22 @@ enum Output {
         print(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
+    /// Text that reporters and colleagues wrote, made inert for a terminal: a control character shows as
+    /// `^[`, `^M` and the like, so that an escape sequence cannot rewrite the screen or the clipboard, and a
+    /// carriage return cannot forge a line. Newlines and tabs stay.
+    static func inert(_ text: String) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in text.replacingOccurrences(of: "\r\n", with: "\n").unicodeScalars {
+            switch scalar.value {
+            case 0x09, 0x0A: out.append(scalar)
+            case 0x00..<0x20, 0x7F: out.append(contentsOf: "^\(Character(Unicode.Scalar(UInt8((scalar.value + 0x40) & 0x7F))))".unicodeScalars)
+            case 0x80..<0xA0: out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars)
+            default: out.append(scalar)
+            }
+        }
+        return String(out)
+    }
+
     /// Colour only on a terminal, and never when NO_COLOR is set.
     static var colour: Bool {
         isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil

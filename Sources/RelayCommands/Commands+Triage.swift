@@ -187,11 +187,11 @@ struct Show: AsyncParsableCommand {
         for entry in reading.entries {
             lines.append("── \(entry.kind) · \(entry.author) · \(entry.createdAt)")
             if let error = entry.error { lines.append("   [\(error)]") }
-            if let text = entry.text { lines += text.split(separator: "\n", omittingEmptySubsequences: false).map { "   " + $0 } }
+            if let text = entry.text { lines += Output.inert(text).split(separator: "\n", omittingEmptySubsequences: false).map { "   " + $0 } }
             for (question, answer) in (entry.answers ?? [:]).sorted(by: { $0.key < $1.key }) {
                 switch answer {
-                case .text(let value): lines.append("   \(question): \(value)")
-                case .list(let values): lines.append("   \(question): \(values.joined(separator: ", "))")
+                case .text(let value): lines.append(Output.inert("   \(question): \(value)").replacingOccurrences(of: "\n", with: " "))
+                case .list(let values): lines.append(Output.inert("   \(question): \(values.joined(separator: ", "))").replacingOccurrences(of: "\n", with: " "))
                 }
             }
             lines.append("")
@@ -326,7 +326,10 @@ struct TextInput: ParsableArguments {
 enum Sealing {
     /// Seals a note to the current epoch, bound to its case, and posts it.
     static func postNote(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async throws -> String {
-        let epoch = try await session.currentEpochKey(identity)
+        try await postNote(session, caseID: caseID, text: text, epoch: try await session.currentEpochKey(identity))
+    }
+
+    static func postNote(_ session: Session, caseID: String, text: String, epoch: SealingPrivateKey) async throws -> String {
         let id = UUID.v7()
         let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id, caseID: try caseUUID(caseID))
         _ = try await session.client.post(APIPath.disclosure(caseID, .notes), NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope)),
@@ -334,11 +337,12 @@ enum Sealing {
         return id.uuidString.lowercased()
     }
 
-    /// Seals a refer or close reason after the case moved: a refused move then leaves no note behind.
+    /// Seals a refer or close reason after the case moved, to the epoch key fetched before the move: a refused
+    /// move then leaves no note behind, and a member without the key is refused before anything moves.
     /// Returns why the note could not be stored, if it could not.
-    static func postReason(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async -> CLIError? {
+    static func postReason(_ session: Session, caseID: String, text: String, epoch: SealingPrivateKey) async -> CLIError? {
         do {
-            _ = try await postNote(session, caseID: caseID, text: text, identity: identity)
+            _ = try await postNote(session, caseID: caseID, text: text, epoch: epoch)
             return nil
         } catch let error as CLIError {
             return error
@@ -417,12 +421,14 @@ struct Refer: AsyncParsableCommand {
 
     func run() async throws {
         let (view, noteFailure) = try await Session.with(global) { session in
-            let identity = try session.unlock()
+            let epoch = try await session.currentEpochKey(try session.unlock())
             let caseID = try await session.resolve(id)
             let view = try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "refer", referral: to), as: CaseView.self)
-            return (view, await Sealing.postReason(session, caseID: caseID, text: "Referred to \(to): \(reason)", identity: identity))
+            return (view, await Sealing.postReason(session, caseID: caseID, text: "Referred to \(to): \(reason)", epoch: epoch))
         }
-        if global.json { try Output.json(view) } else { print("Referred case \(ShortID.of(view.id)) to \(to); the reason is in a sealed note.") }
+        if global.json { try Output.json(view) } else {
+            print("Referred case \(ShortID.of(view.id)) to \(to)\(noteFailure == nil ? "; the reason is in a sealed note" : "").")
+        }
         try noteFailure.map { throw Sealing.reasonNotStored($0, caseID: view.id) }
     }
 }
@@ -437,11 +443,11 @@ struct Close: AsyncParsableCommand {
 
     func run() async throws {
         let (view, noteFailure) = try await Session.with(global) { session in
+            let epoch = try reason == nil ? nil : await session.currentEpochKey(try session.unlock())
             let caseID = try await session.resolve(id)
-            let identity = try reason.map { _ in try session.unlock() }
             let view = try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "close", outcome: outcome), as: CaseView.self)
-            guard let reason, let identity else { return (view, nil as CLIError?) }
-            return (view, await Sealing.postReason(session, caseID: caseID, text: "Closed (\(outcome)): \(reason)", identity: identity))
+            guard let reason, let epoch else { return (view, nil as CLIError?) }
+            return (view, await Sealing.postReason(session, caseID: caseID, text: "Closed (\(outcome)): \(reason)", epoch: epoch))
         }
         if global.json { try Output.json(view) } else { print("Closed case \(ShortID.of(view.id)) with outcome \(outcome).") }
         try noteFailure.map { throw Sealing.reasonNotStored($0, caseID: view.id) }

@@ -155,6 +155,9 @@ extension DaemonSuiteForCLI {
         let receipt = receipts[arabic]!
         let replies = try cli.json(["replies"], home: cli.gateway, input: receipt + "\n") as! [[String: Any]]
         #expect(replies.map { $0["text"] as? String } == [reply])
+        #expect(try cli.run(["reply", short, "-m", "Bien reçu\u{1B}]52;c;eA==\u{07}"], home: cli.responder).code == 0)
+        let repliesText = try cli.run(["replies"], home: cli.gateway, input: receipt + "\n").output
+        #expect(!repliesText.contains("\u{1B}") && repliesText.contains("Bien reçu^[]52;c;eA==^G"), "a reporter's screen runs no escape sequence: \(repliesText)")
         #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "J'ai encore peur."]]).status == 201)
         let updated = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
         #expect(updated.first { $0["id"] as? String == arabic }?["updated"] as? Bool == true)
@@ -164,6 +167,10 @@ extension DaemonSuiteForCLI {
         let before = beforeJSON as! [String: Any]
         #expect((before["entries"] as! [[String: Any]]).allSatisfy { $0["text"] == nil && $0["error"] != nil })
         #expect(beforeErrors.contains("key you do not hold") && beforeErrors.contains("amane grant"), "\(beforeErrors)")
+        // Without the queue key a reason cannot be sealed, so nothing moves.
+        let keyless = try cli.run(["refer", short, "--to", "legal", "--reason", "R"], home: youssef)
+        #expect(keyless.code == 4 && keyless.output.contains("no key for the queue's current epoch") && !keyless.output.contains("Referred case"),
+                "\(keyless.output)")
         let unconfirmed = try cli.run(["grant", "youssef"], home: cli.responder)
         #expect(unconfirmed.code == 1 && unconfirmed.output.contains("confirm youssef's key first"), "\(unconfirmed.output)")
         let fingerprint = try String(contentsOfFile: youssef + "/../youssef.fingerprint", encoding: .utf8)

@@ -122,6 +122,13 @@ extension DaemonSuiteForCLI {
             #expect(try cli.run(["note", ids[1], "--file", noteFile], home: cli.responder).code == 0)
             let texts = ((try cli.json(["show", ids[1]], home: cli.responder) as! [String: Any])["entries"] as! [[String: Any]]).compactMap { $0["text"] as? String }
             #expect(texts.contains("Écrit dans l’éditeur / كتب في المحرر") && texts.contains("Note from a file."))
+            // Control characters in what people wrote reach the terminal inert: no erased line, no clipboard write, no forged line.
+            let hostile = daemon.directory + "/hostile.txt"
+            try "Line one\u{1B}[2K\u{1B}[1A\u{1B}]52;c;cHduZWQ=\u{07}\rFAKE: a forged line\u{9B}2J".write(toFile: hostile, atomically: true, encoding: .utf8)
+            #expect(try cli.run(["note", ids[1], "--file", hostile], home: cli.responder).code == 0)
+            let shown = try cli.run(["show", ids[1]], home: cli.responder).output
+            #expect(!shown.unicodeScalars.contains { [0x1B, 0x07, 0x0D, 0x9B].contains($0.value) }, "\(shown.debugDescription)")
+            #expect(shown.contains("Line one^[[2K^[[1A^[]52;c;cHduZWQ=^G^MFAKE: a forged line\\u{9b}2J"), "\(shown)")
 
             // Close, then the supervisor's tools.
             #expect(try cli.run(["close", ids[1], "--outcome", "support_provided", "--reason", "Family informed."], home: cli.responder).code == 0)
