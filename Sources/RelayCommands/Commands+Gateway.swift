@@ -94,7 +94,7 @@ struct Replies: AsyncParsableCommand {
     private func readReceipt() throws -> String {
         let bytes: [UInt8]
         if let receiptFile {
-            guard let data = FileManager.default.contents(atPath: receiptFile) else { throw CLIError(.usage, "cannot read \(receiptFile)") }
+            guard let data = try? Data(contentsOf: URL(fileURLWithPath: receiptFile)) else { throw CLIError(.usage, "cannot read \(receiptFile)") }
             bytes = Array(data)
         } else if isatty(STDIN_FILENO) == 1 {
             bytes = try Passphrase.fromTerminal("Receipt: ")

@@ -236,7 +236,7 @@ extension AuditCommand {
     /// The entry an earlier head names must still be there, with the same hash.
     static func check(_ expected: String, in trail: [ChainedAuditEntry]) throws {
         let parts = expected.split(separator: ":", maxSplits: 1)
-        guard parts.count == 2, let seq = Int64(parts[0]), let hash = Hex.decode(String(parts[1])), hash.count == 32 else {
+        guard parts.count == 2, let seq = Int64(parts[0]), seq >= 1, let hash = Hex.decode(String(parts[1])), hash.count == 32 else {
             throw CLIError(.usage, "--expect-head takes SEQ:HASH as --verify printed it, such as 1042:9f86d081…")
         }
         guard let entry = trail.first(where: { $0.entry.seq == seq }) else {

@@ -21,6 +21,10 @@ struct Inbox: AsyncParsableCommand {
 
     static let openStates = ["new", "claimed", "in_progress", "referred"]
 
+    func validate() throws {
+        guard (1...500).contains(limit) else { throw ValidationError("--limit is 1 to 500") }
+    }
+
     func run() async throws {
         var query = (state.isEmpty ? Self.openStates : state).map { "state=\($0)" }
         if let urgency { query.append("urgency=\(urgency)") }
@@ -279,7 +283,7 @@ struct Hold: AsyncParsableCommand {
 /// Where a note's or reply's text comes from: --message, --file or $EDITOR.
 struct TextInput: ParsableArguments {
     @Option(name: [.customShort("m"), .long], help: "The text.") var message: String?
-    @Option(help: ArgumentHelp("Read the text from this file.", valueName: "file")) var file: String?
+    @Option(help: ArgumentHelp("Read the text from this file; - reads standard input.", valueName: "file")) var file: String?
 
     func validate() throws {
         if message != nil, file != nil { throw ValidationError("give the text with -m or with --file, not both") }
@@ -290,7 +294,10 @@ struct TextInput: ParsableArguments {
         if let message {
             text = message
         } else if let file {
-            guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
+            let data: Data
+            do { data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
+                throw CLIError(.usage, "cannot read \(file)")
+            }
             text = String(decoding: data, as: UTF8.self)
         } else {
             text = try Self.edit()

@@ -77,11 +77,12 @@ final class RelayClient: Sendable {
                            hint: "Check the address and your network. If TLS failed: is 'ca' the relay's CA, and is your certificate still valid and not revoked?")
         }
         guard (200..<300).contains(Int(response.status.code)) else {
+            let retryAfter = response.headers.first(name: "Retry-After").flatMap(Int.init)
             let problem = try? JSONDecoder().decode(Problem.self, from: data)
-            let text = [problem?.title ?? response.status.reasonPhrase, problem?.detail].compactMap { $0 }.joined(separator: ": ")
+            let text = [problem?.title ?? response.status.reasonPhrase, problem?.detail].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
             let failed = response.status.code >= 500
             throw CLIError(failed ? .server : .refused, "the relay \(failed ? "failed" : "refused"): \(text) (HTTP \(response.status.code))",
-                           hint: Self.hint(for: Int(response.status.code), detail: problem?.detail ?? ""))
+                           hint: Self.hint(for: Int(response.status.code), detail: problem?.detail ?? "", retryAfter: retryAfter))
         }
         return data
     }
@@ -94,10 +95,12 @@ final class RelayClient: Sendable {
     }
 
     /// What to do next; the relay's own reason is already in the message.
-    static func hint(for status: Int, detail: String) -> String? {
+    static func hint(for status: Int, detail: String, retryAfter: Int? = nil) -> String? {
         switch status {
         case 403 where detail.contains("revoked"): "Your certificate was revoked; ask your admin."
+        case 403 where detail.contains("claim"): "`amane claim ID` takes the case first, if no one else holds it."
         case 403: "Ask an admin if you think you should be allowed to do this."
+        case 429 where retryAfter != nil: "Too many requests; try again in \(retryAfter!) seconds."
         case 404: "Check the id, receipt or name you gave."
         case 409: "Nothing was changed. For a case, `amane show` gives where it stands; for a submission, a new --idempotency-key is new content."
         case 429: "Too many requests; wait a minute and try again."

@@ -29,7 +29,8 @@ extension SealingPublicKey {
         guard trimmed.hasPrefix(Self.textPrefix),
               let decoded = Base64URL.decode(String(trimmed.dropFirst(Self.textPrefix.count))),
               decoded.count > 5 else {
-            throw FormatError(.malformed, "not an Amane public key (it starts with \(Self.textPrefix))")
+            throw FormatError(.malformed, trimmed.hasPrefix(Self.textPrefix) ? "not an Amane public key: what follows \(Self.textPrefix) is cut short or not base64url"
+                                                                            : "not an Amane public key: one starts with \(Self.textPrefix)")
         }
         let body = decoded.dropLast(4)
         guard Array(SHA256.hash(data: body).prefix(4)) == Array(decoded.suffix(4)) else {

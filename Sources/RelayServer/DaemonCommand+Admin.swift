@@ -15,6 +15,8 @@ struct Init: AsyncParsableCommand {
     @Option(name: .customLong("hostname"), help: ArgumentHelp("A name or address clients use to reach the relay; repeat for several.", valueName: "name"))
     var hostnames: [String] = []
 
+    func validate() throws { try Admin.checkHostnames(hostnames) }
+
     func run() async throws {
         let configuration = try await common.load()
         guard !FileManager.default.fileExists(atPath: configuration.caFile) else {
@@ -25,7 +27,7 @@ struct Init: AsyncParsableCommand {
         let ca = try CertificateAuthority.create(name: "Amane Relay CA")
         try RelayFiles.writePublic(try ca.certificatePEM, to: configuration.caFile)
         try RelayFiles.writeSecret(try ca.keyPEM, to: configuration.caKeyFile)
-        let names = hostnames.isEmpty ? ["localhost", "127.0.0.1", "::1", ProcessInfo.processInfo.hostName] : hostnames
+        let names = hostnames.isEmpty ? ["localhost", "127.0.0.1", "::1", ProcessInfo.processInfo.hostName].filter(Admin.isHostname) : hostnames
         let server = try ca.issue(commonName: names[0], usage: .server(hostnames: names))
         try RelayFiles.writePublic(server.certificate, to: configuration.certificateFile)
         try RelayFiles.writeSecret(server.key, to: configuration.privateKeyFile)
@@ -50,10 +52,7 @@ struct Admin: AsyncParsableCommand {
     /// Issues a client certificate from the relay CA and registers its key as a principal.
     static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, out: String) async throws {
         let principalName = try validName(name)
-        let key: SealingPublicKey
-        do { key = try SealingPublicKey(text: sealingKey) } catch {
-            throw ValidationError("--sealing-key is not an Amane public key (\(error)). Did you paste the whole amanepk1… line from `amane keygen`?")
-        }
+        let key = try validSealingKey(sealingKey)
         let issued = try await issueClientCertificate(common, name: name, out: out) { db, spkiFingerprint in
             try await db.enroll(name: principalName, role: role, spkiFingerprint: spkiFingerprint, sealingKey: key.text, actor: .admin(user))
         }
@@ -62,6 +61,28 @@ struct Admin: AsyncParsableCommand {
               sealing key fingerprint  \(key.fingerprint)  (read it back to them to compare)
             \(issued.files)
             """)
+    }
+
+    /// Refuses a server-certificate name that is neither an IP address nor a DNS name, before anything is signed.
+    static func checkHostnames(_ names: [String]) throws {
+        for name in names where !isHostname(name) {
+            throw ValidationError("'\(name)' is not a host name or IP address (a DNS name is letters, digits and '-' between dots)")
+        }
+    }
+
+    static func isHostname(_ name: String) -> Bool {
+        if case .ipAddress = CertificateAuthority.generalName(name) { return true }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        return name.utf8.count <= 253 && labels.allSatisfy { label in
+            (1...63).contains(label.utf8.count) && label.first != "-" && label.last != "-"
+                && label.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-") }
+        }
+    }
+
+    static func validSealingKey(_ text: String) throws -> SealingPublicKey {
+        do { return try SealingPublicKey(text: text) } catch {
+            throw ValidationError("--sealing-key: \(error.reason.isEmpty ? error.code.rawValue : error.reason). Paste the whole amanepk1… line that `amane keygen` printed.")
+        }
     }
 
     static func validName(_ name: String) throws -> PrincipalName {
@@ -124,6 +145,11 @@ struct EnrollGateway: AsyncParsableCommand {
     var sealingKey: String
     @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
 
+    func validate() throws {
+        _ = try Admin.validName(name)
+        _ = try Admin.validSealingKey(sealingKey)
+    }
+
     func run() async throws {
         try await Admin.enroll(common, name: name, role: .gateway, sealingKey: sealingKey, out: out)
     }
@@ -142,6 +168,11 @@ struct EnrollResponder: AsyncParsableCommand {
     @Flag(help: "Enroll as a supervisor: may also assign, reopen, hold and read the audit trail.") var supervisor = false
     @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
 
+    func validate() throws {
+        _ = try Admin.validName(name)
+        _ = try Admin.validSealingKey(sealingKey)
+    }
+
     func run() async throws {
         try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: sealingKey, out: out)
     }
@@ -159,12 +190,12 @@ struct RenewServerCertificate: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @Option(name: .customLong("hostname"), help: ArgumentHelp("A name or address clients use to reach the relay; repeat for several.", valueName: "name"))
-    var hostnames: [String] = []
+    var hostnames: [String]
+
+    func validate() throws { try Admin.checkHostnames(hostnames) }
 
     func run() async throws {
-        guard let first = hostnames.first else {
-            throw ValidationError("give every name and address gateways use to reach the relay, each with --hostname")
-        }
+        let first = hostnames[0]
         let configuration = try await common.load()
         let ca = try configuration.certificateAuthority()
         let key = try Certificate.PrivateKey(pemEncoded: try configuration.readPrivateKeyPEM())
@@ -284,8 +315,11 @@ struct Backup: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The folder for backups.", valueName: "dir")) var to: String
     @Option(help: "How many backups to keep.") var keep = 14
 
-    func run() async throws {
+    func validate() throws {
         guard keep >= 1 else { throw ValidationError("--keep must be at least 1") }
+    }
+
+    func run() async throws {
         let configuration = try await common.load()
         try RelayFiles.makeDirectory(to)
         let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
@@ -301,14 +335,12 @@ struct Backup: AsyncParsableCommand {
         let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)
         switch verification {
         case .success(let verified):
-            let destination = (to as NSString).appendingPathComponent("relay-\(stamp).sqlite")
-            try FileManager.default.moveItem(atPath: staged, toPath: destination)
+            let destination = try moveIntoPlace(staged, as: "relay-\(stamp)")
             let kept = try prune("relay-")
             print("Backed up to \(destination) (audit trail verified: \(verified) entries); keeping \(kept).")
         case .failure(let error as AuditVerifier.Break):
             // Kept apart, as evidence and as the newest copy of what is stored, so that it rotates no good copy away.
-            let destination = (to as NSString).appendingPathComponent("broken-\(stamp).sqlite")
-            try FileManager.default.moveItem(atPath: staged, toPath: destination)
+            let destination = try moveIntoPlace(staged, as: "broken-\(stamp)")
             _ = try prune("broken-")
             FileHandle.standardError.write(Data("""
                 The audit trail is BROKEN at entry \(error.seq): \(error.reason).
@@ -319,6 +351,18 @@ struct Backup: AsyncParsableCommand {
         case .failure(let error):
             throw error
         }
+    }
+
+    /// Moves the verified copy to `name.sqlite`, or `name-2.sqlite` and so on when a backup of the same second exists.
+    private func moveIntoPlace(_ staged: String, as name: String) throws -> String {
+        var destination = (to as NSString).appendingPathComponent("\(name).sqlite")
+        var attempt = 1
+        while FileManager.default.fileExists(atPath: destination) {
+            attempt += 1
+            destination = (to as NSString).appendingPathComponent("\(name)-\(attempt).sqlite")
+        }
+        try FileManager.default.moveItem(atPath: staged, toPath: destination)
+        return destination
     }
 
     /// Removes all but the newest `keep` backups named `prefix…sqlite`; returns how many remain.

@@ -55,7 +55,7 @@ struct APIError: Error {
     }
 
     init(_ rejection: IntakeRejection) {
-        self.init(HTTPResponse.Status(code: rejection.status), rejection.detail)
+        self.init(rejection.status == 413 ? .contentTooLarge : .badRequest, rejection.detail)
     }
 
     init(_ error: StoreError) {

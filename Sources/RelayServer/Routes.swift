@@ -212,7 +212,10 @@ struct RelayRoutes: Sendable {
             guard let parsed = Urgency(rawValue: String(urgency)) else { throw APIError(.badRequest, "parameter 'urgency': unknown urgency '\(urgency)'") }
             filter.urgency = parsed
         }
-        filter.category = query["category"].map(String.init)
+        if let category = query["category"] {
+            guard db.taxonomy.contains(String(category), in: .category) else { throw APIError(.badRequest, "parameter 'category': unknown category '\(category)'") }
+            filter.category = String(category)
+        }
         if let mine = query["mine"] {
             guard mine == "true" || mine == "false" else { throw APIError(.badRequest, "parameter 'mine' is true or false") }
             if mine == "true" { filter.assigneeID = try context.caller.id }

@@ -120,8 +120,9 @@ extension DaemonSuiteForCLI {
             let noteFile = daemon.directory + "/note.txt"
             try "Note from a file.".write(toFile: noteFile, atomically: true, encoding: .utf8)
             #expect(try cli.run(["note", ids[1], "--file", noteFile], home: cli.responder).code == 0)
+            #expect(try cli.run(["note", ids[1], "--file", "-"], home: cli.responder, input: "Note from standard input.\n").code == 0)
             let texts = ((try cli.json(["show", ids[1]], home: cli.responder) as! [String: Any])["entries"] as! [[String: Any]]).compactMap { $0["text"] as? String }
-            #expect(texts.contains("Écrit dans l’éditeur / كتب في المحرر") && texts.contains("Note from a file."))
+            #expect(texts.contains("Écrit dans l’éditeur / كتب في المحرر") && texts.contains("Note from a file.") && texts.contains("Note from standard input."))
             // Control characters in what people wrote reach the terminal inert: no erased line, no clipboard write, no forged line.
             let hostile = daemon.directory + "/hostile.txt"
             try "Line one\u{1B}[2K\u{1B}[1A\u{1B}]52;c;cHduZWQ=\u{07}\rFAKE: a forged line\u{9B}2J".write(toFile: hostile, atomically: true, encoding: .utf8)

@@ -77,6 +77,11 @@ extension DaemonSuiteForCLI {
         let both = try cli.run(["note", "00000000", "-m", "a", "--file", "/dev/null"], home: cli.responder)
         #expect(both.code == 1 && both.output.contains("not both"), "\(both.output)")
         #expect(try cli.run(["stats", "--csv", "--json"], home: cli.responder).output.contains("not both"))
+        #expect(try cli.run(["inbox", "--limit", "0"], home: cli.responder).code == 1)
+        #expect(try cli.run(["audit", "--verify", "--expect-head", "0:" + String(repeating: "0", count: 64)], home: cli.supervisor).code == 1,
+                "entry 0 is no head: a usage error, not a cut trail")
+        let unknownCategory = try cli.run(["inbox", "--category", "bogus"], home: cli.responder)
+        #expect(unknownCategory.code == 2 && unknownCategory.output.contains("unknown category 'bogus'"), "\(unknownCategory.output)")
         let refused = try cli.run(["inbox"], home: cli.gateway)
         #expect(refused.code == 2 && refused.output.contains("may not call") && refused.output.contains("HTTP 403"))
         #expect(!refused.output.contains("revoked"), "a routine refusal does not suggest a revocation: \(refused.output)")

@@ -136,3 +136,39 @@ import X509
         }
     }
 }
+
+/// The admin tools refuse bad arguments before they sign or write anything, with the subcommand's usage.
+@Suite struct AdminArgumentTests {
+    let environment = ["AMANE_SEEDS_DIRECTORY": Build.seeds, "PATH": "/usr/bin:/bin"]
+
+    func relayd(_ arguments: [String]) throws -> (Int32, String) {
+        try Daemon.run(Build.daemon, arguments, environment: environment)
+    }
+
+    @Test func badHostNamesKeysAndCountsAreRefusedBeforeAnythingIsWritten() throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("admin-args-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data); try? FileManager.default.removeItem(atPath: data + "-backups") }
+        let badInit = try relayd(["init", "--data-dir", data, "--hostname", "bad host!"])
+        #expect(badInit.0 == 64 && badInit.1.contains("'bad host!' is not a host name") && badInit.1.contains("amane-relayd init"), "\(badInit.1)")
+        #expect(!FileManager.default.fileExists(atPath: data), "nothing was created")
+        #expect(try relayd(["init", "--data-dir", data, "--hostname", "relay.example.org", "--hostname", "203.0.113.10", "--hostname", "::1"]).0 == 0)
+
+        let certificate = data + "/pki/server-cert.pem"
+        let served = try Data(contentsOf: URL(fileURLWithPath: certificate))
+        for hostnames in [[], [""], ["relay..example.org"], ["-relay.example.org"], ["relay_1.example.org"]] {
+            let (code, output) = try relayd(["admin", "renew-server-cert", "--data-dir", data] + hostnames.flatMap { ["--hostname", $0] })
+            #expect(code == 64 && output.contains("admin renew-server-cert"), "\(hostnames): \(output)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: certificate)) == served, "the live certificate was not replaced")
+
+        for key in ["amanepk1garbage", "garbage"] {
+            let (code, output) = try relayd(["admin", "enroll-responder", "amina", "--sealing-key", key, "--data-dir", data])
+            #expect(code == 64 && output.contains("--sealing-key: not an Amane public key") && output.contains("admin enroll-responder"), "\(output)")
+        }
+        #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "0"]).0 == 64)
+        // Two backups in a row, often within one second, keep two copies.
+        #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups"]).0 == 0)
+        #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups"]).0 == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data + "-backups").filter { $0.hasSuffix(".sqlite") }.count == 2)
+    }
+}

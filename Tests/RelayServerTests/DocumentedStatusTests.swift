@@ -26,7 +26,11 @@ extension DaemonSuite {
         let epoch = try daemon.epochKey()
         let gatewayKey = try daemon.gatewayKey()
         var seen: [String: Set<Int>] = [:]
-        func record(_ route: String, _ result: HTTPResult) { seen[route, default: []].insert(result.status) }
+        var untitled: [String] = []
+        func record(_ route: String, _ result: HTTPResult) {
+            seen[route, default: []].insert(result.status)
+            if result.status >= 400, (result.json["title"] as? String)?.isEmpty != false { untitled.append("\(route) \(result.status): \(result.text)") }
+        }
 
         let g = daemon.gateway, r = daemon.responder, s = daemon.supervisor
         let json = "application/json"
@@ -192,6 +196,7 @@ extension DaemonSuite {
             for status in statuses.sorted() where !(documented[route]?.contains(status) ?? false) { undocumented.append("\(route) \(status)") }
         }
         #expect(undocumented == [], "produced but not documented")
+        #expect(untitled == [], "every problem body has a title")
     }
 }
 
