@@ -153,14 +153,15 @@ enum Output {
 
     /// Text that reporters and colleagues wrote, made inert for a terminal: a control character shows as
     /// `^[`, `^M` and the like, so that an escape sequence cannot rewrite the screen or the clipboard, and a
-    /// carriage return cannot forge a line. Newlines and tabs stay.
+    /// carriage return cannot forge a line. Newlines and tabs stay; Arabic needs no explicit bidi controls.
     static func inert(_ text: String) -> String {
         var out = String.UnicodeScalarView()
         for scalar in text.replacingOccurrences(of: "\r\n", with: "\n").unicodeScalars {
             switch scalar.value {
             case 0x09, 0x0A: out.append(scalar)
             case 0x00..<0x20, 0x7F: out.append(contentsOf: "^\(Character(Unicode.Scalar(UInt8((scalar.value + 0x40) & 0x7F))))".unicodeScalars)
-            case 0x80..<0xA0: out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars)
+            // C1 controls, and the bidi overrides and isolates, which could reorder what a line seems to say.
+            case 0x80..<0xA0, 0x202A...0x202E, 0x2066...0x2069: out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars)
             default: out.append(scalar)
             }
         }

@@ -50,15 +50,19 @@ struct Grant: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Give a colleague every queue key you hold, sealed to their public key on this machine.",
         discussion: """
-            The relay serves their public key; compare its fingerprint with the one their `amane keygen` printed, \
-            in person or by phone, and give it with --fingerprint. It is remembered in your profile's `members` \
-            file, and a later key that differs is refused. Example: amane grant youssef --fingerprint amane1-abcd-…
+            The relay serves their public key, so first have them read you the fingerprint their `amane keygen` \
+            printed (in person or by phone) and give it with --fingerprint. It is kept in your profile's `members` \
+            file; a key the relay serves later that differs is refused. Example: amane grant youssef --fingerprint amane1-abcd-…
             """)
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The colleague's name.") var name: String
-    @Option(help: ArgumentHelp("Their key's fingerprint, confirmed with them; needed the first time.", valueName: "fingerprint"))
+    @Option(help: ArgumentHelp("Their key's fingerprint, as they read it to you; needed the first time.", valueName: "fingerprint"))
     var fingerprint: String?
+
+    func validate() throws {
+        guard PrincipalName(rawValue: name) != nil else { throw ValidationError("'\(name)' is not a member's name") }
+    }
 
     func run() async throws {
         let count = try await Session.with(global) { session in
@@ -68,18 +72,19 @@ struct Grant: AsyncParsableCommand {
                 throw CLIError(.refused, "no active responder named \(name)", hint: "Ask an admin to enroll them first.")
             }
             var trusted = try TrustedMembers(profile: session.profile)
+            try trusted.check(name, servedFingerprint: key.fingerprint)
             if let fingerprint {
                 guard TrustedMembers.normalized(fingerprint) == TrustedMembers.normalized(key.fingerprint) else {
                     throw CLIError(.verification, "the relay gives \(name) the key \(key.fingerprint), not \(fingerprint); nothing was sealed",
                                    hint: "Check the fingerprint with \(name) again. If it is right, tell your admin: the relay may be compromised.")
                 }
                 try trusted.confirm(name, fingerprint: key.fingerprint)
-            } else {
-                guard trusted.fingerprints[name] != nil else {
-                    throw CLIError(.usage, "confirm \(name)'s key first: the relay gives it the fingerprint \(key.fingerprint)",
-                                   hint: "Compare it with the one \(name)'s `amane keygen` printed, then run `amane grant \(name) --fingerprint \(key.fingerprint)`.")
-                }
-                try trusted.check(name, servedFingerprint: key.fingerprint)
+            } else if trusted.fingerprints[name] == nil {
+                throw CLIError(.usage, "confirm \(name)'s key first; nothing was sealed",
+                               hint: """
+                                   Ask \(name) to read you the fingerprint their `amane keygen` printed. The relay serves them a key \
+                                   with the fingerprint \(key.fingerprint); only if the two match, run `amane grant \(name) --fingerprint` with theirs.
+                                   """)
             }
             let (keys, _, _) = try await session.epochKeys(identity)
             for (epochID, epoch) in keys {
@@ -93,25 +98,32 @@ struct Grant: AsyncParsableCommand {
     }
 }
 
+/// The new epoch, with who got it on the relay's word and who was left out.
 struct RotationResult: Codable {
-    var epoch: EpochView
-    /// Members sealed to with a key you have not confirmed with them.
+    var id: String
+    var queue: String
+    var publicKey: String
+    var createdBy: String
+    var current: Bool
+    /// Colleagues granted the new key, with --include-unconfirmed, under a fingerprint you never confirmed.
     var unconfirmed: [String: String]
-    /// Members left out by --confirmed-only.
+    /// Colleagues left out: not confirmed, or listed without a usable key.
     var skipped: [String]
 }
 
 struct Rotate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Create a new queue key on this machine and grant it to every active responder; new cases are sealed to it.",
+        abstract: "Create a new queue key on this machine and grant it to you and the colleagues whose keys you confirmed.",
         discussion: """
-            Run it after a revocation, or once to create the first key. A member whose key differs from the one \
-            you confirmed (`amane grant --fingerprint`) stops the rotation. Members you have not confirmed are \
-            listed with their fingerprints; --confirmed-only leaves them out. Example: amane rotate
+            Run it after a revocation, or once to create the first key; new cases are sealed to it. Colleagues you \
+            have not confirmed with `amane grant NAME --fingerprint` are left out and listed; --include-unconfirmed \
+            grants it to them too, on the relay's word for their keys. A confirmed colleague whose key differs stops \
+            the rotation. Example: amane rotate
             """)
 
     @OptionGroup var global: GlobalOptions
-    @Flag(help: "Grant the new key only to yourself and the colleagues whose keys you confirmed.") var confirmedOnly = false
+    @Flag(help: "Also grant the new key to colleagues you have not confirmed, trusting the keys the relay serves for them.")
+    var includeUnconfirmed = false
 
     func run() async throws {
         let result = try await Session.with(global) { session in
@@ -124,27 +136,38 @@ struct Rotate: AsyncParsableCommand {
             var unconfirmed: [String: String] = [:]
             var skipped: [String] = []
             for member in members where member.name != me.name {
-                guard let text = member.sealingKey, let memberKey = try? SealingPublicKey(text: text) else { continue }
+                let memberKey = member.sealingKey.flatMap { try? SealingPublicKey(text: $0) }
+                let confirmed = trusted.fingerprints[member.name] != nil
+                guard PrincipalName(rawValue: member.name) != nil, let memberKey else {
+                    if confirmed { throw CLIError(.verification, "the relay lists \(member.name) without a usable key; nothing was sealed", hint: "Tell your admin.") }
+                    skipped.append(member.name)
+                    continue
+                }
                 try trusted.check(member.name, servedFingerprint: memberKey.fingerprint)
-                if trusted.fingerprints[member.name] == nil {
-                    if confirmedOnly { skipped.append(member.name); continue }
+                if !confirmed {
+                    guard includeUnconfirmed else { skipped.append(member.name); continue }
                     unconfirmed[member.name] = memberKey.fingerprint
                 }
                 grants[member.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: memberKey))
             }
             grants[me.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: identity.publicKey))
             let epoch = try await session.client.post(APIPath.epochs, EpochCreation(publicKey: key.publicKey.text, grants: grants), as: EpochView.self)
-            return RotationResult(epoch: epoch, unconfirmed: unconfirmed, skipped: skipped.sorted())
+            return RotationResult(id: epoch.id, queue: epoch.queue, publicKey: epoch.publicKey, createdBy: epoch.createdBy, current: epoch.current,
+                                  unconfirmed: unconfirmed, skipped: skipped.sorted())
         }
         if global.json { return try Output.json(result) }
-        print("The queue \(result.epoch.queue) now seals to epoch \(result.epoch.id), granted to \(result.skipped.isEmpty ? "every active responder" : "you and the colleagues you confirmed").")
+        print("The queue \(result.queue) now seals to epoch \(result.id), granted to you and \(grantedTo(result)).")
         if !result.unconfirmed.isEmpty {
-            print("Granted with keys you have not confirmed; compare these fingerprints with each colleague:")
-            for (name, fingerprint) in result.unconfirmed.sorted(by: { $0.key < $1.key }) { print("  \(name)  \(fingerprint)") }
+            print("Granted on the relay's word; compare these fingerprints with each colleague:")
+            for (name, fingerprint) in result.unconfirmed.sorted(by: { $0.key < $1.key }) { print("  \(Output.inert(name))  \(fingerprint)") }
         }
         if !result.skipped.isEmpty {
-            print("Not granted (not confirmed): \(result.skipped.joined(separator: ", ")). `amane grant NAME --fingerprint …` gives them the keys once confirmed.")
+            print("Left out: \(result.skipped.map(Output.inert).joined(separator: ", ")). Once you confirm a colleague's fingerprint, `amane grant NAME --fingerprint …` gives them the keys.")
         }
+    }
+
+    private func grantedTo(_ result: RotationResult) -> String {
+        result.skipped.isEmpty ? "every other active responder" : "the colleagues you confirmed"
     }
 }
 
@@ -161,16 +184,18 @@ struct Keys: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        let held = try await Session.with(global) { session in
+        let (held, mine) = try await Session.with(global) { session in
             let identity = try session.unlock()
             let grants = try await session.client.get(APIPath.grants, as: GrantList.self).grants
             let (keys, _, _) = try await session.epochKeys(identity)
-            return grants.compactMap { grant in
+            return (grants.compactMap { grant in
                 keys[grant.epoch].map { KeyHeld(epoch: grant.epoch, queue: grant.queue, current: grant.current, fingerprint: $0.publicKey.fingerprint, grantedBy: grant.grantedBy) }
-            }
+            }, identity.publicKey.fingerprint)
         }
         if global.json { return try Output.json(held) }
-        guard !held.isEmpty else { return print("You hold no queue keys yet; ask a colleague to run `amane grant` for you.") }
+        guard !held.isEmpty else {
+            return print("You hold no queue keys yet; read your fingerprint \(mine) to a colleague, who runs `amane grant <your name> --fingerprint \(mine)`.")
+        }
         for key in held { print("\(key.current ? "*" : " ") \(key.epoch)  \(key.queue)  \(key.fingerprint)  granted by \(key.grantedBy)") }
     }
 }

@@ -85,11 +85,12 @@ struct Show: AsyncParsableCommand {
         if let output, FileManager.default.fileExists(atPath: output), !force {
             throw CLIError(.usage, "\(output) exists; refusing to write decrypted content over it", hint: "Choose another file, or add --force.")
         }
-        let (reading, failures) = try await Session.with(global) { session in
+        let (reading, failures, fingerprint) = try await Session.with(global) { session in
             let identity = try session.unlock()
             let caseID = try await session.resolve(id)
             let file = try await session.client.get(APIPath.disclosure(caseID), as: CaseFile.self)
             let (keys, _, unopenedGrants) = try await session.epochKeys(identity)
+            let fingerprint = identity.publicKey.fingerprint
             var entries: [CaseEntry] = []
             var failures: [Unopened] = []
             for object in ([file.disclosure].compactMap { $0 } + file.items) {
@@ -98,7 +99,7 @@ struct Show: AsyncParsableCommand {
                 if let failure { failures.append(failure) }
             }
             let reading = CaseReading(case: file.case, entries: entries.sorted { ($0.createdAt, $0.kind == "disclosure" ? 0 : 1) < ($1.createdAt, $1.kind == "disclosure" ? 0 : 1) })
-            return (reading, failures)
+            return (reading, failures, fingerprint)
         }
         let text: String
         if global.json {
@@ -117,7 +118,7 @@ struct Show: AsyncParsableCommand {
         } else {
             print(text)
         }
-        if let error = Self.failure(failures, of: reading.entries.count) { throw error }
+        if let error = Self.failure(failures, of: reading.entries.count, fingerprint: fingerprint) { throw error }
     }
 
     /// Why an item did not open.
@@ -133,9 +134,9 @@ struct Show: AsyncParsableCommand {
             }
         }
 
-        var hint: String {
+        func hint(fingerprint: String) -> String {
             switch self {
-            case .noKey: "Ask a colleague who holds the key to run `amane grant <your name> --fingerprint <your key's>`; `amane keys` lists yours."
+            case .noKey: "Read your fingerprint to a colleague who holds the key; they run `amane grant <your name> --fingerprint \(fingerprint)`."
             case .grantDoesNotOpen: "If you made a new identity since that grant, ask for a new grant; otherwise tell your admin."
             case .unknownFormat: "Upgrade amane; if the newest amane does not read it either, tell your admin."
             case .altered: "Tell your admin: the relay's database may have been tampered with. The relay cannot forge an item that opens."
@@ -144,13 +145,13 @@ struct Show: AsyncParsableCommand {
     }
 
     /// What opened is already printed; the exit code says that something did not: 6 when altered, else 4.
-    static func failure(_ failures: [Unopened], of total: Int) -> CLIError? {
+    static func failure(_ failures: [Unopened], of total: Int, fingerprint: String) -> CLIError? {
         guard !failures.isEmpty else { return nil }
         let reasons = Unopened.allCases.filter(failures.contains)
         let counted = reasons.map { reason in "\(failures.filter { $0 == reason }.count) \(reason.explanation)" }
         return CLIError(reasons.contains(.altered) ? .verification : .key,
                         "\(failures.count) of \(total) items in this case did not open: \(counted.joined(separator: "; "))",
-                        hint: reasons.map(\.hint).joined(separator: "\n"))
+                        hint: reasons.map { $0.hint(fingerprint: fingerprint) }.joined(separator: "\n"))
     }
 
     static func open(_ object: SealedObjectView, caseID: String, keys: [String: SealingPrivateKey],
@@ -189,7 +190,7 @@ struct Show: AsyncParsableCommand {
             "",
         ]
         for entry in reading.entries {
-            lines.append("── \(entry.kind) · \(entry.author) · \(entry.createdAt)")
+            lines.append(Output.inert("── \(entry.kind) · \(entry.author) · \(entry.createdAt)"))
             if let error = entry.error { lines.append("   [\(error)]") }
             if let text = entry.text { lines += Output.inert(text).split(separator: "\n", omittingEmptySubsequences: false).map { "   " + $0 } }
             for (question, answer) in (entry.answers ?? [:]).sorted(by: { $0.key < $1.key }) {

@@ -79,7 +79,7 @@ final class RelayClient: Sendable {
         guard (200..<300).contains(Int(response.status.code)) else {
             let retryAfter = response.headers.first(name: "Retry-After").flatMap(Int.init)
             let problem = try? JSONDecoder().decode(Problem.self, from: data)
-            let text = [problem?.title ?? response.status.reasonPhrase, problem?.detail].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+            let text = Output.inert([problem?.title ?? response.status.reasonPhrase, problem?.detail].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": "))
             let failed = response.status.code >= 500
             throw CLIError(failed ? .server : .refused, "the relay \(failed ? "failed" : "refused"): \(text) (HTTP \(response.status.code))",
                            hint: Self.hint(for: Int(response.status.code), detail: problem?.detail ?? "", retryAfter: retryAfter))

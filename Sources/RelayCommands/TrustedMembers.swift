@@ -1,10 +1,12 @@
 import Foundation
+import RelayCore
 import RelayFormat
 
 /// Colleagues' sealing-key fingerprints that this member confirmed with them directly (`amane grant NAME
 /// --fingerprint`), kept in the profile folder as `members`, one `NAME FINGERPRINT` a line. The relay serves
 /// every member's public key: without these, a compromised relay could swap in its own key and be granted
-/// the queue keys, and with them everything stored before.
+/// the queue keys, and with them everything stored before. A name's key never changes (enrollment refuses a
+/// used name, and reissue keeps the key), so a pin is never replaced.
 struct TrustedMembers {
     let path: String
     private(set) var fingerprints: [String: String] = [:]
@@ -12,9 +14,15 @@ struct TrustedMembers {
     init(profile: Profile) throws {
         path = (profile.directory as NSString).appendingPathComponent("members")
         guard let data = FileManager.default.contents(atPath: path) else { return }
+        if let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o022 != 0 {
+            throw CLIError(.usage, "\(path) can be written by other users (mode \(String(mode, radix: 8))); it decides whose keys you trust",
+                           hint: "Check it, then chmod 600 \(path).")
+        }
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
             let fields = line.split(separator: " ")
-            guard fields.count == 2 else { throw CLIError(.usage, "\(path): expected 'NAME FINGERPRINT' lines, found '\(line)'") }
+            guard fields.count == 2, PrincipalName(rawValue: String(fields[0])) != nil, fingerprints[String(fields[0])] == nil else {
+                throw CLIError(.usage, "\(path): expected one 'NAME FINGERPRINT' line per colleague, found '\(Output.inert(String(line)))'")
+            }
             fingerprints[String(fields[0])] = Self.normalized(String(fields[1]))
         }
     }
@@ -23,8 +31,10 @@ struct TrustedMembers {
         fingerprint.lowercased().filter { !$0.isWhitespace }
     }
 
-    /// Records a confirmed fingerprint, replacing the file atomically (mode 0600).
+    /// Records a fingerprint confirmed with its owner, replacing the file atomically (mode 0600).
     mutating func confirm(_ name: String, fingerprint: String) throws {
+        try check(name, servedFingerprint: fingerprint)
+        guard fingerprints[name] == nil else { return }
         fingerprints[name] = Self.normalized(fingerprint)
         let text = "# Colleagues' key fingerprints you confirmed with them (amane grant NAME --fingerprint).\n"
             + fingerprints.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
@@ -42,6 +52,6 @@ struct TrustedMembers {
     func check(_ name: String, servedFingerprint: String) throws {
         guard let confirmed = fingerprints[name], confirmed != Self.normalized(servedFingerprint) else { return }
         throw CLIError(.verification, "the relay gives \(name) the key \(servedFingerprint), not the one you confirmed with them (\(confirmed)); nothing was sealed",
-                       hint: "Do not go on: tell your admin, the relay may be compromised. If \(name) really made a new key, confirm its fingerprint with them and run `amane grant \(name) --fingerprint …`.")
+                       hint: "Do not go on: a name's key never changes, so the relay may be compromised. Tell your admin.")
     }
 }

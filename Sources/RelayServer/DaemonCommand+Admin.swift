@@ -367,7 +367,14 @@ struct Backup: AsyncParsableCommand {
 
     /// Removes all but the newest `keep` backups named `prefix…sqlite`; returns how many remain.
     private func prune(_ prefix: String) throws -> Int {
-        let backups = try FileManager.default.contentsOfDirectory(atPath: to).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sqlite") }.sorted()
+        // Oldest first: by time, then by the -2, -3 … of backups taken within one second.
+        func order(_ name: String) -> (String, Int) {
+            let stem = name.dropLast(".sqlite".count)
+            guard let dash = stem.lastIndex(of: "-"), let attempt = Int(stem[stem.index(after: dash)...]) else { return (String(stem), 1) }
+            return (String(stem[..<dash]), attempt)
+        }
+        let backups = try FileManager.default.contentsOfDirectory(atPath: to).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sqlite") }
+            .sorted { order($0) < order($1) }
         for old in backups.dropLast(keep) { try FileManager.default.removeItem(atPath: (to as NSString).appendingPathComponent(old)) }
         return min(keep, backups.count)
     }

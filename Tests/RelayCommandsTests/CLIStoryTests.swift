@@ -197,6 +197,8 @@ extension DaemonSuiteForCLI {
         let epochsBefore = try cli.json(["keys"], home: cli.responder) as! [[String: Any]]
         let swappedGrant = try cli.run(["grant", "youssef"], home: cli.responder)
         #expect(swappedGrant.code == 6 && swappedGrant.output.contains("not the one you confirmed"), "\(swappedGrant.output)")
+        let swappedPin = try cli.run(["grant", "youssef", "--fingerprint", try SealingPublicKey(text: gatewayKey).fingerprint], home: cli.responder)
+        #expect(swappedPin.code == 6 && swappedPin.output.contains("never changes"), "a confirmed fingerprint is never replaced: \(swappedPin.output)")
         let swappedRotate = try cli.run(["rotate"], home: cli.responder)
         #expect(swappedRotate.code == 6 && swappedRotate.output.contains("not the one you confirmed"), "\(swappedRotate.output)")
         #expect((try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).count == epochsBefore.count, "no epoch was created")
@@ -212,9 +214,11 @@ extension DaemonSuiteForCLI {
         let (revokeCode, revokeOutput) = try daemon.admin(["admin", "revoke", "youssef"])
         #expect(revokeCode == 0, "\(revokeOutput)")
         let oldEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
-        let confirmedOnly = try cli.json(["rotate", "--confirmed-only"], home: cli.responder) as! [String: Any]
+        let confirmedOnly = try cli.json(["rotate"], home: cli.responder) as! [String: Any]
         #expect(confirmedOnly["skipped"] as? [String] == ["demo-supervisor"], "the supervisor was never confirmed: \(confirmedOnly)")
-        let rotated = try cli.json(["rotate"], home: cli.responder) as! [String: Any]
+        let supervisorKeys = (try cli.json(["keys"], home: cli.supervisor) as! [[String: Any]]).map { $0["epoch"] as? String }
+        #expect(confirmedOnly["id"] is String && !supervisorKeys.contains(confirmedOnly["id"] as? String), "left out means not granted")
+        let rotated = try cli.json(["rotate", "--include-unconfirmed"], home: cli.responder) as! [String: Any]
         #expect((rotated["unconfirmed"] as? [String: String])?.keys.sorted() == ["demo-supervisor"], "\(rotated)")
         let newEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
         #expect(oldEpoch != nil && newEpoch != nil && oldEpoch != newEpoch)

@@ -166,9 +166,13 @@ import X509
             #expect(code == 64 && output.contains("--sealing-key: not an Amane public key") && output.contains("admin enroll-responder"), "\(output)")
         }
         #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "0"]).0 == 64)
-        // Two backups in a row, often within one second, keep two copies.
+        // Backups in a row, often within one second, keep distinct copies, and --keep 1 keeps the newest.
         #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups"]).0 == 0)
         #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups"]).0 == 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: data + "-backups").filter { $0.hasSuffix(".sqlite") }.count == 2)
+        let (lastCode, last) = try relayd(["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "1"])
+        let newest = try #require(last.firstMatch(of: /Backed up to (\S+\.sqlite)/)?.1).description
+        #expect(lastCode == 0 && FileManager.default.fileExists(atPath: newest), "\(last)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data + "-backups").filter { $0.hasSuffix(".sqlite") } == [(newest as NSString).lastPathComponent])
     }
 }
