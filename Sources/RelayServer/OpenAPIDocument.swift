@@ -203,7 +203,7 @@ paths:
   /v1/disclosures/{id}/claim:
     post:
       summary: Claim a case (a lease)
-      description: "Roles: responder, supervisor."
+      description: "Roles: responder, supervisor. Claiming a case you already hold renews the lease."
       parameters:
         - name: id
           in: path

@@ -160,6 +160,13 @@ extension RelayDatabase {
             var record = try Self.record(db, id: id, queue: visibleQueue)
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(id) was purged") }
             let isAssignee = record.assigneeID != nil && record.assigneeID == actor.principalID
+            // Claiming a case one already holds renews the lease, as a note or reply does.
+            if action == .claim, isAssignee, [.claimed, .inProgress].contains(record.caseState) {
+                record.claimExpiresAt = now + lease
+                try record.update(db)
+                try AuditLog.append(db, time: now, actor: actor, action: "claim.renew", subject: record.id, detail: ["state": record.state])
+                return record.summary(assigneeName: try Self.principalNames(db)[record.assigneeID ?? ""])
+            }
             let next: CaseState
             do {
                 next = try TriageMachine.next(after: action, from: record.caseState, by: actor.role, isAssignee: isAssignee)

@@ -50,7 +50,15 @@ import Testing
             try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.colleague))
         }
         #expect(try await fixture.db.reapExpiredClaims() == 0)
-        fixture.clock.advance(seconds: 15 * 60 + 1)
+        // The holder's claim again renews the lease, in whatever working state the case is.
+        _ = try await fixture.db.transition(id: result.id, action: .start, actor: StoreActor(fixture.responder))
+        fixture.clock.advance(seconds: 10 * 60)
+        let renewed = try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder))
+        #expect(renewed.state == .inProgress && renewed.assignee == "resp-amina")
+        #expect(try await fixture.db.auditEntries().last?.entry.action == "claim.renew")
+        fixture.clock.advance(seconds: 10 * 60)
+        #expect(try await fixture.db.reapExpiredClaims() == 0, "the renewed lease runs from the renewal")
+        fixture.clock.advance(seconds: 5 * 60 + 1)
         #expect(try await fixture.db.reapExpiredClaims() == 1)
         let summary = try await fixture.db.caseSummary(id: result.id)
         #expect(summary.state == .new && summary.assignee == nil)
