@@ -168,6 +168,11 @@ enum Output {
         return String(out)
     }
 
+    /// What someone wrote, inert and indented as a block under its heading.
+    static func indented(_ text: String) -> String {
+        inert(text).split(separator: "\n", omittingEmptySubsequences: false).map { "   " + $0 }.joined(separator: "\n")
+    }
+
     /// Colour only on a terminal, and never when NO_COLOR is set.
     static var colour: Bool {
         isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil

@@ -87,7 +87,7 @@ struct Replies: AsyncParsableCommand {
         guard !readings.isEmpty else { return print("No replies yet for this receipt.") }
         for reading in readings {
             print("── reply · \(reading.createdAt)")
-            print(reading.text.map { "   " + Output.inert($0).replacingOccurrences(of: "\n", with: "\n   ") } ?? "   [\(reading.error ?? "")]")
+            print(reading.text.map(Output.indented) ?? "   [\(reading.error ?? "")]")
         }
     }
 

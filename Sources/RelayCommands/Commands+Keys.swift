@@ -78,7 +78,7 @@ struct Grant: AsyncParsableCommand {
                     throw CLIError(.verification, "the relay gives \(name) the key \(key.fingerprint), not \(fingerprint); nothing was sealed",
                                    hint: "Check the fingerprint with \(name) again. If it is right, tell your admin: the relay may be compromised.")
                 }
-                try trusted.confirm(name, fingerprint: key.fingerprint)
+                try trusted.pin(name, fingerprint: key.fingerprint)
             } else if trusted.fingerprints[name] == nil {
                 throw CLIError(.usage, "confirm \(name)'s key first; nothing was sealed",
                                hint: """
@@ -98,17 +98,22 @@ struct Grant: AsyncParsableCommand {
     }
 }
 
-/// The new epoch, with who got it on the relay's word and who was left out.
-struct RotationResult: Codable {
-    var id: String
-    var queue: String
-    var publicKey: String
-    var createdBy: String
-    var current: Bool
+/// The new epoch, with who got it on the relay's word and who was left out; in JSON, the epoch's fields beside those two.
+struct RotationResult: Encodable {
+    var epoch: EpochView
     /// Colleagues granted the new key, with --include-unconfirmed, under a fingerprint you never confirmed.
     var unconfirmed: [String: String]
     /// Colleagues left out: not confirmed, or listed without a usable key.
     var skipped: [String]
+
+    private enum CodingKeys: String, CodingKey { case unconfirmed, skipped }
+
+    func encode(to encoder: any Encoder) throws {
+        try epoch.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(unconfirmed, forKey: .unconfirmed)
+        try container.encode(skipped, forKey: .skipped)
+    }
 }
 
 struct Rotate: AsyncParsableCommand {
@@ -152,11 +157,10 @@ struct Rotate: AsyncParsableCommand {
             }
             grants[me.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: identity.publicKey))
             let epoch = try await session.client.post(APIPath.epochs, EpochCreation(publicKey: key.publicKey.text, grants: grants), as: EpochView.self)
-            return RotationResult(id: epoch.id, queue: epoch.queue, publicKey: epoch.publicKey, createdBy: epoch.createdBy, current: epoch.current,
-                                  unconfirmed: unconfirmed, skipped: skipped.sorted())
+            return RotationResult(epoch: epoch, unconfirmed: unconfirmed, skipped: skipped.sorted())
         }
         if global.json { return try Output.json(result) }
-        print("The queue \(result.queue) now seals to epoch \(result.id), granted to you and \(grantedTo(result)).")
+        print("The queue \(result.epoch.queue) now seals to epoch \(result.epoch.id), granted to you and \(grantedTo(result)).")
         if !result.unconfirmed.isEmpty {
             print("Granted on the relay's word; compare these fingerprints with each colleague:")
             for (name, fingerprint) in result.unconfirmed.sorted(by: { $0.key < $1.key }) { print("  \(Output.inert(name))  \(fingerprint)") }

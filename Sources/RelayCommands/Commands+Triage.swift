@@ -192,7 +192,7 @@ struct Show: AsyncParsableCommand {
         for entry in reading.entries {
             lines.append(Output.inert("── \(entry.kind) · \(entry.author) · \(entry.createdAt)"))
             if let error = entry.error { lines.append("   [\(error)]") }
-            if let text = entry.text { lines += Output.inert(text).split(separator: "\n", omittingEmptySubsequences: false).map { "   " + $0 } }
+            if let text = entry.text { lines.append(Output.indented(text)) }
             for (question, answer) in (entry.answers ?? [:]).sorted(by: { $0.key < $1.key }) {
                 switch answer {
                 case .text(let value): lines.append(Output.inert("   \(question): \(value)").replacingOccurrences(of: "\n", with: " "))

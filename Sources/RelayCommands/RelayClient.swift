@@ -100,10 +100,9 @@ final class RelayClient: Sendable {
         case 403 where detail.contains("revoked"): "Your certificate was revoked; ask your admin."
         case 403 where detail.contains("claim"): "`amane claim ID` takes the case first, if no one else holds it."
         case 403: "Ask an admin if you think you should be allowed to do this."
-        case 429 where retryAfter != nil: "Too many requests; try again in \(retryAfter!) seconds."
         case 404: "Check the id, receipt or name you gave."
         case 409: "Nothing was changed. For a case, `amane show` gives where it stands; for a submission, a new --idempotency-key is new content."
-        case 429: "Too many requests; wait a minute and try again."
+        case 429: "Too many requests; try again in \(retryAfter.map { "\($0) seconds" } ?? "a minute")."
         case 503: "The relay is busy, full, or has no sealing key yet; try again shortly or tell your admin."
         default: nil
         }

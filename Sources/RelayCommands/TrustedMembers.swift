@@ -31,9 +31,8 @@ struct TrustedMembers {
         fingerprint.lowercased().filter { !$0.isWhitespace }
     }
 
-    /// Records a fingerprint confirmed with its owner, replacing the file atomically (mode 0600).
-    mutating func confirm(_ name: String, fingerprint: String) throws {
-        try check(name, servedFingerprint: fingerprint)
+    /// Records a fingerprint confirmed with its owner, once `check` passed for it; replaces the file atomically (mode 0600).
+    mutating func pin(_ name: String, fingerprint: String) throws {
         guard fingerprints[name] == nil else { return }
         fingerprints[name] = Self.normalized(fingerprint)
         let text = "# Colleagues' key fingerprints you confirmed with them (amane grant NAME --fingerprint).\n"

@@ -94,6 +94,14 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
 
     var caseState: CaseState { CaseState(rawValue: state) ?? .new }
 
+    /// Extends the claim when `principalID` holds the case and works on it: on a note, a reply, or a claim again.
+    /// Returns whether it did.
+    mutating func renewClaim(by principalID: String?, until expiry: Int64) -> Bool {
+        guard principalID != nil, assigneeID == principalID, [.claimed, .inProgress].contains(caseState) else { return false }
+        claimExpiresAt = expiry
+        return true
+    }
+
     /// Moves the case to `state`, no one's: a release, an expired claim, a reopen or a reporter's follow-up on a
     /// closed case. A reopened case has no outcome or referral yet; the audit trail keeps the earlier ones.
     mutating func returnToQueue(as state: CaseState, reopened: Bool) {

@@ -161,8 +161,7 @@ extension RelayDatabase {
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(id) was purged") }
             let isAssignee = record.assigneeID != nil && record.assigneeID == actor.principalID
             // Claiming a case one already holds renews the lease, as a note or reply does.
-            if action == .claim, isAssignee, [.claimed, .inProgress].contains(record.caseState) {
-                record.claimExpiresAt = now + lease
+            if action == .claim, record.renewClaim(by: actor.principalID, until: now + lease) {
                 try record.update(db)
                 try AuditLog.append(db, time: now, actor: actor, action: "claim.renew", subject: record.id, detail: ["state": record.state])
                 return record.summary(assigneeName: try Self.principalNames(db)[record.assigneeID ?? ""])
@@ -254,7 +253,7 @@ extension RelayDatabase {
         let lease = Int64(options.policy.claimLeaseSeconds)
         try await committer.write { db in
             let visibleQueue = try Self.requireActive(db, actor)
-            let record = try Self.record(db, id: caseID, queue: visibleQueue)
+            var record = try Self.record(db, id: caseID, queue: visibleQueue)
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(caseID) was purged") }
             if actor.role != .supervisor && record.assigneeID != actorID {
                 throw StoreError(.forbidden, "claim the case before adding a \(kind.name)")
@@ -274,9 +273,7 @@ extension RelayDatabase {
             try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: kind.name, authorID: actorID,
                                    epochID: epochID, envelope: Data(envelope), gatewayEnvelope: gatewayEnvelope.map { Data($0) },
                                    createdAt: now / 60 * 60).insert(db)
-            if record.assigneeID == actorID, [.claimed, .inProgress].contains(record.caseState) {
-                try db.execute(sql: "UPDATE disclosure SET claimExpiresAt = ? WHERE id = ?", arguments: [now + lease, record.id])
-            }
+            if record.renewClaim(by: actorID, until: now + lease) { try record.update(db) }
             try AuditLog.append(db, time: now, actor: actor, action: kind.name, subject: record.id,
                                 detail: ["object": objectID.uuidString.lowercased()])
         }
