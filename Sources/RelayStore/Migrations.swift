@@ -107,6 +107,14 @@ enum Migrations {
                 );
                 """)
         }
+        // The queue's order within an urgency is arrival (rowid), not the id's random bits: true oldest-first, and
+        // an insert appends to the index instead of dirtying a random page of it.
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                DROP INDEX disclosure_order;
+                CREATE INDEX disclosure_queue ON disclosure(urgencyRank);
+                """)
+        }
         return migrator
     }
 }

@@ -20,7 +20,7 @@ public struct QueueFilter: Sendable, Equatable {
     }
 }
 
-/// A position in the queue's order (urgency, then oldest): the last case of a page.
+/// A position in the queue's order (urgency, then arrival): the last case of a page.
 public struct QueueCursor: Sendable, Equatable {
     public var urgencyRank: Int
     public var id: String
@@ -56,34 +56,40 @@ public struct CaseDetail: Sendable, Equatable {
 }
 
 extension RelayDatabase {
-    /// Lists cases urgent first, then oldest, one page after `cursor`. Uses the (urgencyRank, id) index, never OFFSET.
+    /// Lists cases urgent first, then in order of arrival, one page after `cursor`. Walks the urgency index
+    /// (its entries are ordered by rowid within a rank), never OFFSET.
     public func listQueue(_ filter: QueueFilter, after cursor: QueueCursor? = nil, limit: Int = 50) async throws -> QueuePage {
         let limit = max(1, min(limit, 500))
         return try await pool.read { db in
-            var request = DisclosureRecord.filter(DisclosureRecord.Columns.purgedAt == nil)
-            if let queue = filter.queue { request = request.filter(DisclosureRecord.Columns.queue == queue.rawValue) }
-            if !filter.states.isEmpty { request = request.filter(filter.states.map(\.rawValue).contains(DisclosureRecord.Columns.state)) }
-            if let urgency = filter.urgency { request = request.filter(DisclosureRecord.Columns.urgencyRank == urgency.rank) }
-            if let category = filter.category { request = request.filter(DisclosureRecord.Columns.category == category) }
-            if let assignee = filter.assigneeID { request = request.filter(DisclosureRecord.Columns.assigneeID == assignee) }
-            if let cursor {
-                request = request.filter(DisclosureRecord.Columns.urgencyRank > cursor.urgencyRank
-                    || (DisclosureRecord.Columns.urgencyRank == cursor.urgencyRank && DisclosureRecord.Columns.id > cursor.id))
-            }
-            let records = try request
-                .select(sql: """
-                    id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state, assigneeID,
-                    claimExpiresAt, onHold, updated, referral, outcome, receivedAt, closedAt, purgedAt,
-                    NULL AS receiptHash, NULL AS envelope
-                    """)
-                .order(DisclosureRecord.Columns.urgencyRank, DisclosureRecord.Columns.id)
-                .limit(limit + 1)
-                .fetchAll(db)
+            let records = try Self.queueRequest(db, filter, after: cursor).limit(limit + 1).fetchAll(db)
             let names = try Self.principalNames(db)
             let page = records.prefix(limit)
             let next = records.count > limit ? page.last.map { QueueCursor(urgencyRank: $0.urgencyRank, id: $0.id) } : nil
             return QueuePage(cases: page.map { $0.summary(assigneeName: $0.assigneeID.flatMap { names[$0] }) }, next: next)
         }
+    }
+
+    static func queueRequest(_ db: Database, _ filter: QueueFilter, after cursor: QueueCursor?) throws -> QueryInterfaceRequest<DisclosureRecord> {
+        var request = DisclosureRecord.filter(DisclosureRecord.Columns.purgedAt == nil)
+        if let queue = filter.queue { request = request.filter(DisclosureRecord.Columns.queue == queue.rawValue) }
+        if !filter.states.isEmpty { request = request.filter(filter.states.map(\.rawValue).contains(DisclosureRecord.Columns.state)) }
+        if let urgency = filter.urgency { request = request.filter(DisclosureRecord.Columns.urgencyRank == urgency.rank) }
+        if let category = filter.category { request = request.filter(DisclosureRecord.Columns.category == category) }
+        if let assignee = filter.assigneeID { request = request.filter(DisclosureRecord.Columns.assigneeID == assignee) }
+        if let cursor {
+            guard let position = try Int64.fetchOne(db, sql: "SELECT rowid FROM disclosure WHERE id = ?", arguments: [cursor.id]) else {
+                throw StoreError(.invalid, "the cursor names no case")
+            }
+            request = request.filter(DisclosureRecord.Columns.urgencyRank > cursor.urgencyRank
+                || (DisclosureRecord.Columns.urgencyRank == cursor.urgencyRank && Column.rowID > position))
+        }
+        return request
+            .select(sql: """
+                id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state, assigneeID,
+                claimExpiresAt, onHold, updated, referral, outcome, receivedAt, closedAt, purgedAt,
+                NULL AS receiptHash, NULL AS envelope
+                """)
+            .order(DisclosureRecord.Columns.urgencyRank, Column.rowID)
     }
 
     static func principalNames(_ db: Database) throws -> [String: String] {

@@ -1,15 +1,18 @@
 import Foundation
 import RelayCore
 import RelayFormat
-import RelayStore
+import GRDB
+@testable import RelayStore
 import Testing
 
 @Suite struct QueueTests {
-    @Test func theQueueListsUrgentFirstThenOldestAndPagesByCursor() async throws {
+    @Test func theQueueListsUrgentFirstThenInOrderOfArrivalAndPagesByCursor() async throws {
         let fixture = try await StoreFixture()
         var submitted: [(Urgency, String)] = []
-        for (index, urgency) in [Urgency.low, .immediate, .normal, .high, .immediate, .low, .normal].enumerated() {
-            fixture.clock.advance(seconds: 61)
+        // Four of each urgency, some in one minute: ids of one minute are random, so only arrival orders them.
+        let urgencies: [Urgency] = [.low, .immediate, .normal, .high, .immediate, .low, .normal, .high]
+        for (index, urgency) in (urgencies + urgencies).enumerated() {
+            if index % 5 == 0 { fixture.clock.advance(seconds: 61) }
             submitted.append((urgency, try await fixture.submit("case \(index)", urgency: urgency).id))
         }
         let expected = submitted.enumerated().sorted { ($0.element.0.rank, $0.offset) < ($1.element.0.rank, $1.offset) }.map(\.element.1)
@@ -25,6 +28,24 @@ import Testing
         #expect(seen == expected)
         #expect(QueueCursor(token: QueueCursor(urgencyRank: 1, id: expected[0]).token) == QueueCursor(urgencyRank: 1, id: expected[0]))
         #expect(QueueCursor(token: "bm9wZQ==") == nil)
+        await #expect(throws: StoreError.code(.invalid)) {
+            try await fixture.db.listQueue(QueueFilter(), after: QueueCursor(urgencyRank: 1, id: UUID.v7().uuidString.lowercased()))
+        }
+    }
+
+    @Test func aPageWalksTheUrgencyIndexWithoutSorting() async throws {
+        let fixture = try await StoreFixture()
+        let first = try await fixture.submit()
+        for filter in [QueueFilter(), QueueFilter(states: [.new], urgency: .low)] {
+            for cursor in [nil, QueueCursor(urgencyRank: 2, id: first.id)] {
+                let plan = try await fixture.db.pool.read { db in
+                    let statement = try RelayDatabase.queueRequest(db, filter, after: cursor).makePreparedRequest(db).statement
+                    return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(statement.sql)", arguments: statement.arguments)
+                        .map { $0["detail"] as String }.joined(separator: "; ")
+                }
+                #expect(plan.contains("disclosure_queue") && !plan.contains("TEMP B-TREE"), "\(plan)")
+            }
+        }
     }
 
     @Test func filtersNarrowTheQueue() async throws {
