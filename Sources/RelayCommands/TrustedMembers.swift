@@ -13,26 +13,43 @@ struct TrustedMembers {
 
     init(profile: Profile) throws {
         path = (profile.directory as NSString).appendingPathComponent("members")
-        guard let data = FileManager.default.contents(atPath: path) else { return }
+        fingerprints = try Self.read(path)
+    }
+
+    private static func read(_ path: String) throws -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
         if let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o022 != 0 {
             throw CLIError(.usage, "\(path) can be written by other users (mode \(String(mode, radix: 8))); it decides whose keys you trust",
                            hint: "Check it, then chmod 600 \(path).")
         }
+        var fingerprints: [String: String] = [:]
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
             let fields = line.split(separator: " ")
             guard fields.count == 2, PrincipalName(rawValue: String(fields[0])) != nil, fingerprints[String(fields[0])] == nil else {
                 throw CLIError(.usage, "\(path): expected one 'NAME FINGERPRINT' line per colleague, found '\(Output.inert(String(line)))'")
             }
-            fingerprints[String(fields[0])] = Self.normalized(String(fields[1]))
+            fingerprints[String(fields[0])] = normalized(String(fields[1]))
         }
+        return fingerprints
     }
 
     static func normalized(_ fingerprint: String) -> String {
         fingerprint.lowercased().filter { !$0.isWhitespace }
     }
 
-    /// Records a fingerprint confirmed with its owner, once `check` passed for it; replaces the file atomically (mode 0600).
+    /// Records a fingerprint confirmed with its owner, once `check` passed for it. Another `amane grant` may pin
+    /// at the same moment, so under a lock the file is read again and the pin added to what it holds; then it is
+    /// replaced atomically (mode 0600) and the folder synced, so that the pin survives a crash.
     mutating func pin(_ name: String, fingerprint: String) throws {
+        let lockPath = path + ".lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0, flock(lock, LOCK_EX) == 0 else {
+            if lock >= 0 { close(lock) }
+            throw CLIError(.usage, "cannot lock \(lockPath): \(String(cString: strerror(errno)))")
+        }
+        defer { close(lock) }
+        fingerprints = try Self.read(path)
+        try check(name, servedFingerprint: fingerprint)
         guard fingerprints[name] == nil else { return }
         fingerprints[name] = Self.normalized(fingerprint)
         let text = "# Colleagues' key fingerprints you confirmed with them (amane grant NAME --fingerprint).\n"
@@ -45,6 +62,9 @@ struct TrustedMembers {
             unlink(staging)
             throw CLIError(.usage, "cannot write \(path): \(error)")
         }
+        let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { if folder >= 0 { close(folder) } }
+        guard folder >= 0, fsync(folder) == 0 else { throw CLIError(.usage, "cannot sync the folder of \(path)") }
     }
 
     /// Refuses a key that differs from the one confirmed for `name`.
