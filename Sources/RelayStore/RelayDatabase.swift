@@ -47,6 +47,10 @@ public final class RelayDatabase: Sendable {
             try db.execute(sql: "PRAGMA synchronous = \(options.syncsCommits ? "FULL" : "OFF")")
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.backstopCheckpointPages)")
         }
+        // An older build must not write a schema it does not know: its queries could miss what a later migration added.
+        if try pool.read(Migrations.migrator.hasBeenSuperseded) {
+            throw StoreError(.invalid, "the database in \(directory) was written by a newer amane-relayd; run that version, or restore a backup taken before it")
+        }
         try Migrations.migrator.migrate(pool)
         if let taxonomyYAML {
             let entries = try TaxonomyFile.parse(taxonomyYAML)

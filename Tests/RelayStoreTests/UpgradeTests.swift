@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import RelayCore
 import RelayFormat
 @testable import RelayStore
@@ -28,6 +29,14 @@ import Testing
         defer { writer.cancel() }
         try await db.transition(id: cases[0].id, action: .claim, actor: StoreActor(try #require(await db.principal(named: PrincipalName(rawValue: "fixture-responder")!))))
         #expect(try db.verifyAudit() >= 6)
+    }
+
+    @Test func aDatabaseFromANewerBuildIsRefused() async throws {
+        let fixture = try await StoreFixture()
+        try await fixture.db.pool.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99')") }
+        let refusal = #expect(throws: StoreError.code(.invalid)) { try RelayDatabase(directory: fixture.directory) }
+        #expect(refusal?.reason.contains("newer amane-relayd") == true, "\(String(describing: refusal))")
+        #expect(try fixture.db.appliedMigrations() == RelayDatabase.knownMigrations)
     }
 
     /// Writes the fixture with the schema of this build. Only run it for the first shipped version.
