@@ -124,17 +124,14 @@ struct Session {
         guard lowered.count >= 4, lowered.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
             throw CLIError(.usage, "'\(short)' is not a case id", hint: "Give the short id `amane inbox` shows, or a whole id.")
         }
-        var matches: [String] = []
-        var cursor: String?
-        repeat {
-            let page = try await client.get(APIPath.queue + "?limit=500" + (cursor.map { "&cursor=\($0)" } ?? ""), as: QueueListing.self)
-            matches += page.cases.map(\.id).filter { $0.hasSuffix(lowered) || $0.hasPrefix(lowered) }
-            cursor = page.next
-        } while cursor != nil
+        let page = try await client.get(APIPath.queue + "?idMatch=\(lowered)&limit=10", as: QueueListing.self)
+        let matches = page.cases.map(\.id)
         switch matches.count {
         case 1: return matches[0]
         case 0: throw CLIError(.usage, "no case id starts or ends with '\(short)'", hint: "`amane inbox --all` lists every case.")
-        default: throw CLIError(.usage, "'\(short)' matches \(matches.count) cases: \(matches.joined(separator: ", "))", hint: "Give more characters.")
+        default:
+            let count = page.next == nil ? "\(matches.count)" : "more than \(matches.count)"
+            throw CLIError(.usage, "'\(short)' matches \(count) cases: \(matches.joined(separator: ", "))", hint: "Give more characters.")
         }
     }
 }

@@ -156,6 +156,11 @@ paths:
           required: false
           description: true for cases assigned to the caller
           schema: {type: string}
+        - name: idMatch
+          in: query
+          required: false
+          description: 4 to 36 hex digits that a case id starts or ends with, such as the short id amane shows
+          schema: {type: string}
         - name: cursor
           in: query
           required: false

@@ -201,7 +201,7 @@ struct RelayRoutes: Sendable {
 
     @Sendable func listQueue(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
-        let known: Set<Substring> = ["state", "urgency", "category", "mine", "cursor", "limit"]
+        let known: Set<Substring> = ["state", "urgency", "category", "mine", "idMatch", "cursor", "limit"]
         if let unknown = query.first(where: { !known.contains($0.key) }) { throw APIError(.badRequest, "unknown parameter '\(unknown.key)'") }
         var filter = QueueFilter(queue: try context.caller.queue)
         for state in query[values: "state"] {
@@ -219,6 +219,13 @@ struct RelayRoutes: Sendable {
         if let mine = query["mine"] {
             guard mine == "true" || mine == "false" else { throw APIError(.badRequest, "parameter 'mine' is true or false") }
             if mine == "true" { filter.assigneeID = try context.caller.id }
+        }
+        if let match = query["idMatch"] {
+            let lowered = match.lowercased()
+            guard (4...36).contains(lowered.count), lowered.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
+                throw APIError(.badRequest, "parameter 'idMatch' is 4 to 36 hex digits of a case id")
+            }
+            filter.idMatch = lowered
         }
         var cursor: QueueCursor?
         if let token = query["cursor"] {

@@ -10,13 +10,17 @@ public struct QueueFilter: Sendable, Equatable {
     public var urgency: Urgency?
     public var category: String?
     public var assigneeID: String?
+    /// Lowercase hex digits (and dashes) that a case id starts or ends with: how a short id is resolved.
+    public var idMatch: String?
 
-    public init(queue: QueueName? = nil, states: Set<CaseState> = [], urgency: Urgency? = nil, category: String? = nil, assigneeID: String? = nil) {
+    public init(queue: QueueName? = nil, states: Set<CaseState> = [], urgency: Urgency? = nil, category: String? = nil, assigneeID: String? = nil,
+                idMatch: String? = nil) {
         self.queue = queue
         self.states = states
         self.urgency = urgency
         self.category = category
         self.assigneeID = assigneeID
+        self.idMatch = idMatch
     }
 }
 
@@ -76,6 +80,9 @@ extension RelayDatabase {
         if let urgency = filter.urgency { request = request.filter(DisclosureRecord.Columns.urgencyRank == urgency.rank) }
         if let category = filter.category { request = request.filter(DisclosureRecord.Columns.category == category) }
         if let assignee = filter.assigneeID { request = request.filter(DisclosureRecord.Columns.assigneeID == assignee) }
+        if let match = filter.idMatch {
+            request = request.filter(DisclosureRecord.Columns.id.like("\(match)%") || DisclosureRecord.Columns.id.like("%\(match)"))
+        }
         if let cursor {
             guard let position = try Int64.fetchOne(db, sql: "SELECT rowid FROM disclosure WHERE id = ?", arguments: [cursor.id]) else {
                 throw StoreError(.invalid, "the cursor names no case")

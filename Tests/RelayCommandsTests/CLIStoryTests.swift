@@ -89,6 +89,9 @@ extension DaemonSuiteForCLI {
         let short = String(arabic.suffix(8))
         let (tableCode, table) = try cli.run(["inbox"], home: cli.responder)
         #expect(tableCode == 0 && table.contains(short) && !table.contains("\u{1B}["), "no colour with NO_COLOR")
+        // Ids start with their time: four digits name all three cases, and the CLI asks for more.
+        let ambiguous = try cli.run(["show", String(arabic.prefix(4))], home: cli.responder)
+        #expect(ambiguous.code == 1 && ambiguous.output.contains("matches 3 cases") && ambiguous.output.contains(arabic), "\(ambiguous.output)")
 
         // 3. The responder claims one; another responder cannot.
         #expect(try cli.run(["claim", short], home: cli.responder).code == 0)

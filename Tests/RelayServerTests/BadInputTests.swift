@@ -39,6 +39,14 @@ extension DaemonSuite {
 
         let cases = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as! [[String: Any]]
         #expect(cases.map { $0["id"] as? String } == [good.json["id"] as? String], "bad input stored nothing and lost nothing")
+        for match in ["abc", "zzzz", "0123456789abcdef0123456789abcdef01234"] {
+            problem(try daemon.get("/v1/queue?idMatch=\(match)", as: daemon.responder), 400, "idMatch")
+        }
+        let id = try #require(good.json["id"] as? String)
+        for match in [String(id.suffix(8)), String(id.prefix(13)).uppercased(), id] {
+            let found = try daemon.get("/v1/queue?idMatch=\(match)", as: daemon.responder).json["cases"] as! [[String: Any]]
+            #expect(found.map { $0["id"] as? String } == [id], "\(match)")
+        }
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "the daemon keeps serving")
     }
 

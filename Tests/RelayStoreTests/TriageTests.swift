@@ -58,6 +58,10 @@ import Testing
         #expect(try await fixture.db.listQueue(QueueFilter(category: "trafficking")).cases.map(\.id) == [a.id])
         #expect(try await fixture.db.listQueue(QueueFilter(assigneeID: fixture.responder.id)).cases.map(\.id) == [a.id])
         #expect(try await fixture.db.listQueue(QueueFilter(assigneeID: fixture.colleague.id)).cases.isEmpty)
+        for match in [String(a.id.suffix(8)), String(a.id.prefix(24)), a.id] {
+            #expect(try await fixture.db.listQueue(QueueFilter(idMatch: match)).cases.map(\.id) == [a.id], "\(match)")
+        }
+        #expect(try await fixture.db.listQueue(QueueFilter(idMatch: String(a.id.dropFirst().prefix(8)))).cases.isEmpty, "not inside an id")
     }
 }
 
