@@ -43,11 +43,11 @@ struct TrustedMembers {
     mutating func pin(_ name: String, fingerprint: String) throws {
         let lockPath = path + ".lock"
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lock >= 0, flock(lock, LOCK_EX) == 0 else {
-            if lock >= 0 { close(lock) }
-            throw CLIError(.usage, "cannot lock \(lockPath): \(String(cString: strerror(errno)))")
-        }
+        guard lock >= 0 else { throw CLIError(.usage, "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
         defer { close(lock) }
+        while flock(lock, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw CLIError(.usage, "cannot lock \(lockPath): \(String(cString: strerror(errno)))") }
+        }
         fingerprints = try Self.read(path)
         try check(name, servedFingerprint: fingerprint)
         guard fingerprints[name] == nil else { return }

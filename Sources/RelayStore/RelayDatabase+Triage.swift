@@ -65,7 +65,10 @@ extension RelayDatabase {
     public func listQueue(_ filter: QueueFilter, after cursor: QueueCursor? = nil, limit: Int = 50) async throws -> QueuePage {
         let limit = max(1, min(limit, 500))
         return try await pool.read { db in
-            let records = try Self.queueRequest(db, filter, after: cursor).limit(limit + 1).fetchAll(db)
+            var records: [DisclosureRecord] = []
+            for request in try Self.queueRequests(db, filter, after: cursor) where records.count <= limit {
+                records += try request.limit(limit + 1 - records.count).fetchAll(db)
+            }
             let names = try Self.principalNames(db)
             let page = records.prefix(limit)
             let next = records.count > limit ? page.last.map { QueueCursor(urgencyRank: $0.urgencyRank, id: $0.id) } : nil
@@ -73,7 +76,9 @@ extension RelayDatabase {
         }
     }
 
-    static func queueRequest(_ db: Database, _ filter: QueueFilter, after cursor: QueueCursor?) throws -> QueryInterfaceRequest<DisclosureRecord> {
+    /// The queries of a page, read in turn until it is full: after a cursor, the rest of its urgency from the
+    /// cursor's case on, then the urgencies after it. Each is a seek into the index, however deep the page.
+    static func queueRequests(_ db: Database, _ filter: QueueFilter, after cursor: QueueCursor?) throws -> [QueryInterfaceRequest<DisclosureRecord>] {
         var request = DisclosureRecord.filter(DisclosureRecord.Columns.purgedAt == nil)
         if let queue = filter.queue { request = request.filter(DisclosureRecord.Columns.queue == queue.rawValue) }
         if !filter.states.isEmpty { request = request.filter(filter.states.map(\.rawValue).contains(DisclosureRecord.Columns.state)) }
@@ -83,20 +88,19 @@ extension RelayDatabase {
         if let match = filter.idMatch {
             request = request.filter(DisclosureRecord.Columns.id.like("\(match)%") || DisclosureRecord.Columns.id.like("%\(match)"))
         }
-        if let cursor {
-            guard let position = try Int64.fetchOne(db, sql: "SELECT rowid FROM disclosure WHERE id = ?", arguments: [cursor.id]) else {
-                throw StoreError(.invalid, "the cursor names no case")
-            }
-            request = request.filter(DisclosureRecord.Columns.urgencyRank > cursor.urgencyRank
-                || (DisclosureRecord.Columns.urgencyRank == cursor.urgencyRank && Column.rowID > position))
-        }
-        return request
+        request = request
             .select(sql: """
                 id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state, assigneeID,
                 claimExpiresAt, onHold, updated, referral, outcome, receivedAt, closedAt, purgedAt,
                 NULL AS receiptHash, NULL AS envelope
                 """)
             .order(DisclosureRecord.Columns.urgencyRank, Column.rowID)
+        guard let cursor else { return [request] }
+        var position = DisclosureRecord.select(Column.rowID, as: Int64.self).filter(DisclosureRecord.Columns.id == cursor.id)
+        if let queue = filter.queue { position = position.filter(DisclosureRecord.Columns.queue == queue.rawValue) }
+        guard let rowID = try position.fetchOne(db) else { throw StoreError(.invalid, "the cursor names no case") }
+        return [request.filter(DisclosureRecord.Columns.urgencyRank == cursor.urgencyRank && Column.rowID > rowID),
+                request.filter(DisclosureRecord.Columns.urgencyRank > cursor.urgencyRank)]
     }
 
     static func principalNames(_ db: Database) throws -> [String: String] {

@@ -9,10 +9,10 @@ import Testing
     @Test func theQueueListsUrgentFirstThenInOrderOfArrivalAndPagesByCursor() async throws {
         let fixture = try await StoreFixture()
         var submitted: [(Urgency, String)] = []
-        // Four of each urgency, some in one minute: ids of one minute are random, so only arrival orders them.
-        let urgencies: [Urgency] = [.low, .immediate, .normal, .high, .immediate, .low, .normal, .high]
+        // Six of one urgency in each of two minutes: ids of one minute are random, so only arrival orders them.
+        let urgencies: [Urgency] = [.low, .immediate, .normal, .normal, .high, .normal, .normal, .immediate, .low, .normal, .normal, .high]
         for (index, urgency) in (urgencies + urgencies).enumerated() {
-            if index % 5 == 0 { fixture.clock.advance(seconds: 61) }
+            if index % 12 == 0 { fixture.clock.advance(seconds: 61) }
             submitted.append((urgency, try await fixture.submit("case \(index)", urgency: urgency).id))
         }
         let expected = submitted.enumerated().sorted { ($0.element.0.rank, $0.offset) < ($1.element.0.rank, $1.offset) }.map(\.element.1)
@@ -33,17 +33,21 @@ import Testing
         }
     }
 
-    @Test func aPageWalksTheUrgencyIndexWithoutSorting() async throws {
+    @Test func aPageSeeksIntoTheUrgencyIndexWithoutSorting() async throws {
         let fixture = try await StoreFixture()
         let first = try await fixture.submit()
         for filter in [QueueFilter(), QueueFilter(states: [.new], urgency: .low)] {
             for cursor in [nil, QueueCursor(urgencyRank: 2, id: first.id)] {
-                let plan = try await fixture.db.pool.read { db in
-                    let statement = try RelayDatabase.queueRequest(db, filter, after: cursor).makePreparedRequest(db).statement
-                    return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(statement.sql)", arguments: statement.arguments)
-                        .map { $0["detail"] as String }.joined(separator: "; ")
+                let plans = try await fixture.db.pool.read { db in
+                    try RelayDatabase.queueRequests(db, filter, after: cursor).map { request in
+                        let statement = try request.makePreparedRequest(db).statement
+                        return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(statement.sql)", arguments: statement.arguments)
+                            .map { $0["detail"] as String }.joined(separator: "; ")
+                    }
                 }
-                #expect(plan.contains("disclosure_queue") && !plan.contains("TEMP B-TREE"), "\(plan)")
+                #expect(plans.allSatisfy { $0.contains("USING INDEX disclosure_queue") && !$0.contains("TEMP B-TREE") }, "\(plans)")
+                // After a cursor, a page starts at the cursor's own entry, not at the start of its urgency.
+                #expect(cursor == nil || plans.first?.contains("rowid>?") == true, "\(plans)")
             }
         }
     }
