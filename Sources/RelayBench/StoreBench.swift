@@ -148,6 +148,21 @@ enum StoreBench {
             timings.sort()
             print(String(format: "  first page of 50, %@: median %.2f ms, max %.2f ms", name, timings[25], timings[49]))
         }
+        // A deep page must cost what the first does: every page seeks into the index after its cursor.
+        var pages: [Double] = []
+        var cursor: QueueCursor?
+        var walked = 0
+        repeat {
+            let start = ContinuousClock.now
+            let page = try await setup.db.listQueue(QueueFilter(), after: cursor, limit: 50)
+            pages.append((ContinuousClock.now - start).inSeconds * 1000)
+            walked += page.cases.count
+            cursor = page.next
+        } while cursor != nil
+        let sorted = pages.sorted()
+        print(String(format: "  every page of 50 through %d cases: median %.2f ms, last %.2f ms, p99 %.2f ms, slowest %.2f ms (page %d)",
+                     walked, sorted[sorted.count / 2], pages[pages.count - 1], sorted[sorted.count * 99 / 100], sorted[sorted.count - 1],
+                     (pages.firstIndex(of: sorted[sorted.count - 1]) ?? 0) + 1))
         await finish(setup)
     }
 }
