@@ -55,6 +55,12 @@ paths:
     post:
       summary: Add a reporter's follow-up by receipt
       description: "Roles: gateway. A follow-up is sealed bound to its case. Send `content` and the relay seals it; or seal it yourself with `amane`'s format to the queue's sealing key, bound to the `caseId` that POST /v1/replies/fetch returns for the receipt, and send `id` and `sealed`."
+      parameters:
+        - name: Idempotency-Key
+          in: header
+          required: true
+          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key and the same body within seven days gets the first follow-up's id, and nothing more is stored
+          schema: {type: string}
       requestBody:
         required: true
         content:

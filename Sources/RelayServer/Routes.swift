@@ -62,9 +62,7 @@ struct RelayRoutes: Sendable {
     @Sendable func submitDisclosure(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let start = ContinuousClock.now
         let gateway = try context.caller
-        guard let key = request.headers[HTTPField.Name(HeaderName.idempotencyKey)!], Self.isValidIdempotencyKey(key) else {
-            throw APIError(.badRequest, "send an Idempotency-Key header of 32 to 128 visible ASCII characters, random and new for each disclosure (a UUIDv4 will do)")
-        }
+        let key = try Self.idempotencyKey(request, for: "disclosure")
         let (submission, body, canonical) = try await request.decodeCanonicalJSON(DisclosureSubmission.self, limit: envelopeBodyLimit)
         let labels = try Self.labels(submission, gateway: gateway)
         // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
@@ -83,23 +81,26 @@ struct RelayRoutes: Sendable {
 
     @Sendable func submitFollowup(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let gateway = try context.caller
-        let (submission, body) = try await request.decodeJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
+        let key = try Self.idempotencyKey(request, for: "follow-up")
+        let (submission, body, canonical) = try await request.decodeCanonicalJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
+        // A retry sends the same body (a sealed follow-up the same envelope): the tag of its canonical JSON recognises it.
+        let requestTag = KeyedBox.tag(Array(canonical), secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
         let receipt = try receiptDigest(submission.receipt, gateway: gateway)
         // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
         guard let caseID = try db.caseID(receiptHash: receipt, gateway: gateway), let bound = UUID(uuidString: caseID) else {
             throw receiptMiss(gateway)
         }
-        let id: UUID
+        let id: String
         do {
             id = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
                                          caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
-                try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope)
-                return id
+                try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope,
+                                         idempotencyKey: key, requestHash: requestTag).id
             }
         } catch let error as StoreError where error.code == .notFound {
             throw receiptMiss(gateway)
         }
-        return try .json(FollowupAccepted(id: id.uuidString.lowercased(), receivedAt: Timestamp.iso8601(Date().unixMinute)), status: .created)
+        return try .json(FollowupAccepted(id: id, receivedAt: Timestamp.iso8601(Date().unixMinute)), status: .created)
     }
 
     @Sendable func fetchReplies(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
@@ -182,6 +183,13 @@ struct RelayRoutes: Sendable {
     private func receiptMiss(_ gateway: Principal) -> APIError {
         _ = receiptMisses.take(gateway.id)
         return APIError(.notFound, "no case for this receipt from this gateway")
+    }
+
+    static func idempotencyKey(_ request: Request, for submission: String) throws -> String {
+        guard let key = request.headers[HTTPField.Name(HeaderName.idempotencyKey)!], isValidIdempotencyKey(key) else {
+            throw APIError(.badRequest, "send an Idempotency-Key header of 32 to 128 visible ASCII characters, random and new for each \(submission) (a UUIDv4 will do)")
+        }
+        return key
     }
 
     static func isValidIdempotencyKey(_ key: String) -> Bool {

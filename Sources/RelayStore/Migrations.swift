@@ -115,6 +115,10 @@ enum Migrations {
                 CREATE INDEX disclosure_queue ON disclosure(urgencyRank);
                 """)
         }
+        // A retried follow-up gets its first answer too: the sealed answer is a disclosure's receipt or a follow-up's id.
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: "ALTER TABLE idempotency RENAME COLUMN sealedReceipt TO sealedAnswer")
+        }
         return migrator
     }
 }

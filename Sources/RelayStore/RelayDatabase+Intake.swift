@@ -48,24 +48,20 @@ extension RelayDatabase {
         let id = request.id.uuidString.lowercased()
         let labels = request.labels
         let receipt = Receipt.generate()
-        let sealedReceipt = Data(KeyedBox.seal(Array(receipt.digits.utf8), secret: keyBytes, context: context))
+        let sealedAnswer = Data(KeyedBox.seal(Array(receipt.digits.utf8), secret: keyBytes, context: context))
         let detail = AuditLog.canonicalJSON(["queue": labels.queue.rawValue, "urgency": labels.urgency.rawValue, "category": labels.category])
         let (sealedTo, validation) = check(request)
         // The rows are ready before the writer takes them; the epoch id is the one the envelope is sealed to, once checked.
         let disclosureRow: StatementArguments = [id, labels.queue.rawValue, gateway.id, sealedTo, labels.urgency.rank, labels.category,
                                                  labels.language, labels.channel, labels.region, Data(receipt.digest), Data(request.envelope), receivedAt]
-        let idempotencyRow: StatementArguments = [gateway.id, keyHash, Data(request.requestHash), id, sealedReceipt, receivedAt]
+        let idempotencyRow: StatementArguments = [gateway.id, keyHash, Data(request.requestHash), id, sealedAnswer, receivedAt]
         let actor = StoreActor(gateway)
         return try await committer.write { db in
-            if let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
-                                               arguments: [gateway.id, keyHash]) {
-                guard Digest.constantTimeEquals(Array(previous["requestHash"] as Data), request.requestHash) else {
-                    throw StoreError(.conflict, "this idempotency key was used for another disclosure")
-                }
-                let digits = try KeyedBox.open(Array(previous["sealedReceipt"] as Data), secret: keyBytes, context: context)
-                let receipt = try Receipt(parsing: String(decoding: digits, as: UTF8.self))
-                let receivedAt: Int64 = try Int64.fetchOne(db, sql: "SELECT receivedAt FROM disclosure WHERE id = ?", arguments: [previous["disclosureID"]]) ?? 0
-                return IntakeResult(id: previous["disclosureID"], receipt: receipt, receivedAt: receivedAt, replayed: true)
+            if let previous = try Self.previousAnswer(db, gatewayID: gateway.id, keyHash: keyHash, requestHash: request.requestHash,
+                                                      secret: keyBytes, context: context) {
+                let receipt = try Receipt(parsing: String(decoding: previous.answer, as: UTF8.self))
+                let receivedAt: Int64 = try Int64.fetchOne(db, sql: "SELECT receivedAt FROM disclosure WHERE id = ?", arguments: [previous.caseID]) ?? 0
+                return IntakeResult(id: previous.caseID, receipt: receipt, receivedAt: receivedAt, replayed: true)
             }
             if let validation { throw validation }
             try Self.checkCurrentEpoch(db, sealedTo: sealedTo, queue: labels.queue)
@@ -74,11 +70,23 @@ extension RelayDatabase {
                     onHold, updated, receiptHash, envelope, receivedAt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', 0, 0, ?, ?, ?)
                 """).execute(arguments: disclosureRow)
             try db.cachedStatement(sql: """
-                INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedReceipt, createdAt) VALUES (?, ?, ?, ?, ?, ?)
+                INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedAnswer, createdAt) VALUES (?, ?, ?, ?, ?, ?)
                 """).execute(arguments: idempotencyRow)
             try AuditLog.append(db, time: now, actor: actor, action: "intake", subject: id, detailJSON: detail)
             return IntakeResult(id: id, receipt: receipt, receivedAt: receivedAt, replayed: false)
         }
+    }
+
+    /// The first answer to a gateway's idempotency key, opened; nil for a new key.
+    /// - Throws: `conflict` when the key came with another request.
+    static func previousAnswer(_ db: Database, gatewayID: String, keyHash: Data, requestHash: [UInt8], secret: [UInt8],
+                               context: [UInt8]) throws -> (caseID: String, answer: [UInt8])? {
+        guard let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
+                                              arguments: [gatewayID, keyHash]) else { return nil }
+        guard Digest.constantTimeEquals(Array(previous["requestHash"] as Data), requestHash) else {
+            throw StoreError(.conflict, "this idempotency key was used for another submission")
+        }
+        return (previous["disclosureID"], try KeyedBox.open(Array(previous["sealedAnswer"] as Data), secret: secret, context: context))
     }
 
     /// What can be checked without the database: the labels, the id and the envelope's header. Returns the
@@ -124,13 +132,25 @@ extension RelayDatabase {
     }
 
     /// Attaches a reporter's follow-up to the case its receipt named (`caseID(receiptHash:gateway:)`), the case
-    /// it is sealed to. It flags the case `updated` and reopens it if closed.
-    /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile.
-    public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8]) async throws {
+    /// it is sealed to. It flags the case `updated` and reopens it if closed. A retry with the same idempotency
+    /// key and request gets the first follow-up's id back, and stores nothing.
+    /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile; `conflict` when the key came with another request.
+    public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8],
+                            idempotencyKey: String, requestHash: [UInt8]) async throws -> (id: String, replayed: Bool) {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
         guard objectID.isMinuteVersion7 else { throw StoreError(.invalid, "the follow-up id must be a UUIDv7 that carries only the minute") }
         let now = nowSeconds
-        try await committer.write { db in
+        let id = objectID.uuidString.lowercased()
+        let keyBytes = Array(idempotencyKey.utf8)
+        let keyHash = Data(Digest.sha256(keyBytes))
+        let context = Array(gateway.id.utf8)
+        let sealedAnswer = Data(KeyedBox.seal(Array(id.utf8), secret: keyBytes, context: context))
+        return try await committer.write { db in
+            if let previous = try Self.previousAnswer(db, gatewayID: gateway.id, keyHash: keyHash, requestHash: requestHash,
+                                                      secret: keyBytes, context: context) {
+                guard previous.caseID == caseID else { throw StoreError(.conflict, "this idempotency key was used for another submission") }
+                return (String(decoding: previous.answer, as: UTF8.self), true)
+            }
             guard var record = try DisclosureRecord.filter(DisclosureRecord.Columns.id == caseID
                                                            && DisclosureRecord.Columns.gatewayID == gateway.id
                                                            && DisclosureRecord.Columns.purgedAt == nil).fetchOne(db) else {
@@ -138,9 +158,12 @@ extension RelayDatabase {
             }
             let queue = QueueName(rawValue: record.queue) ?? .national
             let epochID = try Self.checkEnvelope(db, envelope, kind: .followup, objectID: objectID, queue: queue)
-            try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: "followup", authorID: gateway.id,
+            try SealedObjectRecord(id: id, disclosureID: record.id, kind: "followup", authorID: gateway.id,
                                    epochID: epochID, envelope: Data(envelope), gatewayEnvelope: nil, createdAt: now / 60 * 60).insert(db)
-            var detail = ["object": objectID.uuidString.lowercased()]
+            try db.cachedStatement(sql: """
+                INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedAnswer, createdAt) VALUES (?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [gateway.id, keyHash, Data(requestHash), record.id, sealedAnswer, now / 60 * 60])
+            var detail = ["object": id]
             if record.caseState == .closed {
                 let next = try TriageMachine.next(after: .followup, from: .closed, by: .system, isAssignee: false)
                 record.returnToQueue(as: next, reopened: true)
@@ -149,6 +172,7 @@ extension RelayDatabase {
             record.updated = true
             try record.update(db)
             try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "followup", subject: record.id, detail: detail)
+            return (id, false)
         }
     }
 

@@ -161,7 +161,7 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["reply", short, "-m", "Bien reçu\u{1B}]52;c;eA==\u{07}"], home: cli.responder).code == 0)
         let repliesText = try cli.run(["replies"], home: cli.gateway, input: receipt + "\n").output
         #expect(!repliesText.contains("\u{1B}") && repliesText.contains("Bien reçu^[]52;c;eA==^G"), "a reporter's screen runs no escape sequence: \(repliesText)")
-        #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "J'ai encore peur."]]).status == 201)
+        #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "J'ai encore peur."]], headers: ["Idempotency-Key": Demo.key()]).status == 201)
         let updated = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
         #expect(updated.first { $0["id"] as? String == arabic }?["updated"] as? Bool == true)
 

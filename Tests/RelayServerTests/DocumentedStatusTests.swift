@@ -41,7 +41,7 @@ extension DaemonSuite {
         let posted = try daemon.post("/v1/disclosures", as: g, json: Demo.body(narrative: "status walk"), headers: ["Idempotency-Key": Demo.key()])
         record("POST /v1/disclosures", posted)
         let id = posted.json["id"] as! String, receipt = posted.json["receipt"] as! String
-        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: ["receipt": receipt, "content": ["narrative": "more"]]))
+        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: ["receipt": receipt, "content": ["narrative": "more"]], headers: ["Idempotency-Key": Demo.key()]))
         record("GET /v1/queues/{queue}/sealing-key", try daemon.get("/v1/queues/national/sealing-key", as: g))
         record("GET /v1/queue", try daemon.get("/v1/queue", as: r))
         record("GET /v1/disclosures/{id}", try daemon.get("/v1/disclosures/\(id)", as: r))
@@ -115,7 +115,7 @@ extension DaemonSuite {
                                          : try daemon.post("/v1/disclosures/\(unknownCase)\(suffix)", as: identity, json: body))
         }
         let wellFormedUnknown = Receipt.generate().digits
-        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: ["receipt": wellFormedUnknown, "content": ["narrative": "x"]]))
+        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: ["receipt": wellFormedUnknown, "content": ["narrative": "x"]], headers: ["Idempotency-Key": Demo.key()]))
         record("POST /v1/replies/fetch", try daemon.post("/v1/replies/fetch", as: g, json: ["receipt": wellFormedUnknown]))
         record("GET /v1/queues/{queue}/sealing-key", try daemon.get("/v1/queues/elsewhere/sealing-key", as: g))
         let stray = SealingPrivateKey.generate()
@@ -139,8 +139,9 @@ extension DaemonSuite {
             "receipt": receipt, "id": followupID.uuidString.lowercased(),
             "sealed": Data(try Envelope.seal(Array("again".utf8), to: next.publicKey, kind: .followup, objectID: followupID, caseID: caseID)).base64EncodedString(),
         ]
-        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: sealedFollowup))
-        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: sealedFollowup))
+        let followupKey = ["Idempotency-Key": Demo.key()]
+        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: sealedFollowup, headers: followupKey))
+        record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: ["receipt": receipt, "content": ["narrative": "other"]], headers: followupKey))
         record("POST /v1/epochs", try daemon.post("/v1/epochs", as: r, json: [
             "publicKey": next.publicKey.text, "grants": ["demo-responder": Data(try Grant.seal(next, to: responderKey)).base64EncodedString()]]))
         record("POST /v1/grants", try daemon.post("/v1/grants", as: r, json: [

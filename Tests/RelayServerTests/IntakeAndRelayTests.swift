@@ -107,13 +107,23 @@ extension DaemonSuite {
         #expect(String(decoding: opened, as: UTF8.self) == text)
 
         // A follow-up the relay seals, and one the gateway seals itself, are both bound to the case.
-        let followup = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "one more thing"]])
+        // Each is retried with its key, as a gateway does after a timeout: the first answer comes back and nothing doubles.
+        let key = ["Idempotency-Key": Demo.key()]
+        let followup = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "one more thing"]], headers: key)
         #expect(followup.status == 201)
+        let retried = try daemon.post("/v1/followups", as: daemon.gateway, json: ["content": ["narrative": "one more thing"], "receipt": receipt], headers: key)
+        #expect(retried.status == 201 && retried.json["id"] as? String == followup.json["id"] as? String, "\(retried.text)")
+        #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "another thing"]], headers: key).status == 409)
+        #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "no key"]]).status == 400)
         let sealingKey = try SealingPublicKey(text: try #require(daemon.get("/v1/queues/national/sealing-key", as: daemon.gateway).json["publicKey"] as? String))
         let ownID = UUID.v7()
         let own = try Envelope.seal(Array(#"{"narrative":"sealed at the gateway"}"#.utf8), to: sealingKey, kind: .followup, objectID: ownID, caseID: caseID)
-        #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: [
-            "receipt": receipt, "id": ownID.uuidString.lowercased(), "sealed": Data(own).base64EncodedString()]).status == 201)
+        let ownKey = ["Idempotency-Key": Demo.key()]
+        for _ in 0..<2 {
+            let sealed = try daemon.post("/v1/followups", as: daemon.gateway, json: [
+                "receipt": receipt, "id": ownID.uuidString.lowercased(), "sealed": Data(own).base64EncodedString()], headers: ownKey)
+            #expect(sealed.status == 201 && sealed.json["id"] as? String == ownID.uuidString.lowercased(), "\(sealed.text)")
+        }
         let updated = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as! [[String: Any]]
         #expect(updated.first?["updated"] as? Bool == true)
         let items = try #require(daemon.get("/v1/disclosures/\(id)", as: daemon.responder).json["items"] as? [[String: Any]])
@@ -131,7 +141,7 @@ extension DaemonSuite {
         // Another gateway, enrolled by the admin, cannot use this receipt.
         let other = try otherGateway(daemon)
         #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt]).status == 404)
-        #expect(try daemon.post("/v1/followups", as: other, json: ["receipt": receipt, "content": ["narrative": "x"]]).status == 404)
+        #expect(try daemon.post("/v1/followups", as: other, json: ["receipt": receipt, "content": ["narrative": "x"]], headers: ["Idempotency-Key": Demo.key()]).status == 404)
         #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt]).status == 404)
         let limited = try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt])
         #expect(limited.status == 429 && limited.headers.lowercased().contains("retry-after:"))
@@ -154,7 +164,7 @@ extension DaemonSuite {
         let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "il a dit: \(canary)"), headers: ["Idempotency-Key": Demo.key()])
         #expect(posted.status == 201)
         let receipt = try #require(posted.json["receipt"] as? String)
-        _ = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "encore \(canary)"]])
+        _ = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "encore \(canary)"]], headers: ["Idempotency-Key": Demo.key()])
         _ = try daemon.get("/v1/queue", as: daemon.responder)
         #expect(daemon.stop() == 0)
         let logs = daemon.stdout.value + daemon.stderr.value

@@ -13,7 +13,7 @@ import Testing
         #expect(try fixture.db.writerPragma("foreign_keys") == "1")
         #expect(try fixture.db.writerPragma("secure_delete") == "1")
         #expect(try fixture.db.writerPragma("journal_mode") == "wal")
-        #expect(try fixture.db.appliedMigrations() == ["v1", "v2"])
+        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3"])
     }
 
     @Test func aSecondConnectionCheckpointsWhileTheWriterOnlyCheckpointsAsABackstop() async throws {
@@ -194,15 +194,32 @@ import Testing
         precise.5 |= 1
         let (preciseID, preciseEnvelope) = try fixture.sealed("more", kind: .followup, in: result.id, id: UUID(uuid: precise))
         await #expect(throws: StoreError.code(.invalid), "an id that pins the follow-up to the millisecond") {
-            try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: preciseID, envelope: preciseEnvelope)
+            try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: preciseID, envelope: preciseEnvelope,
+                                             idempotencyKey: "followup-key-precise-0000000000000001", requestHash: [1])
         }
-        try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: id, envelope: envelope)
+        let key = "followup-key-\(UUID().uuidString)"
+        let first = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: id, envelope: envelope,
+                                                     idempotencyKey: key, requestHash: [2])
+        #expect(first.id == id.uuidString.lowercased() && !first.replayed)
         let summary = try await fixture.db.caseSummary(id: result.id)
         #expect(summary.state == .new && summary.updated && summary.assignee == nil)
 
+        // A retry sealed afresh, with the same key and request: the first id comes back and nothing more is stored.
+        let (retryID, retryEnvelope) = try fixture.sealed("more", kind: .followup, in: result.id)
+        let retry = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
+                                                     idempotencyKey: key, requestHash: [2])
+        #expect(retry.id == first.id && retry.replayed)
+        await #expect(throws: StoreError.code(.conflict), "the same key with another request") {
+            try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
+                                             idempotencyKey: key, requestHash: [3])
+        }
+        let followups = try await fixture.db.fetchCase(id: result.id, actor: actor).items.filter { $0.kind == .followup }
+        #expect(followups.map(\.id) == [first.id])
+
         let (otherID, otherEnvelope) = try fixture.sealed("x", kind: .followup, in: result.id)
         await #expect(throws: StoreError.code(.notFound)) {
-            try await fixture.db.addFollowup(gateway: fixture.otherGateway, caseID: result.id, objectID: otherID, envelope: otherEnvelope)
+            try await fixture.db.addFollowup(gateway: fixture.otherGateway, caseID: result.id, objectID: otherID, envelope: otherEnvelope,
+                                             idempotencyKey: key, requestHash: [2])
         }
         _ = try await fixture.db.fetchCase(id: result.id, actor: actor)
         #expect(try await fixture.db.caseSummary(id: result.id).updated == false)
