@@ -18,9 +18,19 @@ struct TrustedMembers {
 
     private static func read(_ path: String) throws -> [String: String] {
         guard let data = FileManager.default.contents(atPath: path) else { return [:] }
-        if let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o022 != 0 {
-            throw CLIError(.usage, "\(path) can be written by other users (mode \(String(mode, radix: 8))); it decides whose keys you trust",
-                           hint: "Check it, then chmod 600 \(path).")
+        // Whoever may change the file, or swap it in its folder, decides whose keys are trusted: only its owner may.
+        let folder = (path as NSString).deletingLastPathComponent
+        for (item, fix) in [(path, "chmod 600"), (folder, "chmod 700")] {
+            var status = stat()
+            guard stat(item, &status) == 0 else { throw CLIError(.usage, "cannot read \(item): \(String(cString: strerror(errno)))") }
+            if status.st_uid != geteuid() {
+                throw CLIError(.usage, "\(item) belongs to another user; it decides whose keys you trust",
+                               hint: "Check it, then make it yours (chown) or move your profile elsewhere.")
+            }
+            if status.st_mode & 0o022 != 0 {
+                throw CLIError(.usage, "\(item) can be written by other users (mode \(String(status.st_mode & 0o777, radix: 8))); it decides whose keys you trust",
+                               hint: "Check it, then \(fix) \(item).")
+            }
         }
         var fingerprints: [String: String] = [:]
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {

@@ -32,6 +32,25 @@ import Testing
         #expect(mode == 0o600)
     }
 
+    @Test func pinsOthersMayChangeAreRefused() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var members = try load()
+        try members.pin("supervisor", fingerprint: Self.fingerprint(1))
+        let file = (directory as NSString).appendingPathComponent("members")
+        for (item, mode, good) in [(file, 0o620, 0o600), (directory, 0o777, 0o700)] {
+            try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: item)
+            let refusal = #expect(throws: CLIError.self) { try load() }
+            #expect(refusal?.description.contains("can be written by other users") == true, "\(String(describing: refusal))")
+            try FileManager.default.setAttributes([.posixPermissions: good], ofItemAtPath: item)
+            #expect(try load().fingerprints["supervisor"] == Self.fingerprint(1))
+        }
+        // A file another user owns, even mode 0600, is theirs to change (the tests run as root, as the deploy tests do).
+        #expect(chown(file, 65534, 65534) == 0)
+        let foreign = #expect(throws: CLIError.self) { try load() }
+        #expect(foreign?.description.contains("belongs to another user") == true, "\(String(describing: foreign))")
+    }
+
     @Test func aNamePinnedMeanwhileToAnotherKeyIsRefused() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
