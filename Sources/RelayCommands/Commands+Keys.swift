@@ -197,10 +197,13 @@ struct Keys: AsyncParsableCommand {
             }, identity.publicKey.fingerprint)
         }
         if global.json { return try Output.json(held) }
-        guard !held.isEmpty else {
-            return print("You hold no queue keys yet; read your fingerprint \(mine) to a colleague, who runs `amane grant <your name> --fingerprint \(mine)`.")
-        }
+        print("Your own key: \(mine)  (read it to a colleague who grants you queue keys)")
+        let askForGrant = "ask a colleague to run `amane grant <your name> --fingerprint \(mine)`."
+        guard !held.isEmpty else { return print("You hold no queue keys yet; \(askForGrant)") }
+        print("Queue keys you hold (* the current one, which new cases are sealed to):")
         for key in held { print("\(key.current ? "*" : " ") \(key.epoch)  \(key.queue)  \(key.fingerprint)  granted by \(key.grantedBy)") }
+        // Every epoch becomes current when made, so holding keys but not a current one means a newer epoch passed you by.
+        if !held.contains(where: \.current) { print("You hold no key for the queue's current epoch, so new cases will not open for you; \(askForGrant)") }
     }
 }
 

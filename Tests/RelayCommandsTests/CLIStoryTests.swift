@@ -221,6 +221,9 @@ extension DaemonSuiteForCLI {
         #expect(confirmedOnly["skipped"] as? [String] == ["demo-supervisor"], "the supervisor was never confirmed: \(confirmedOnly)")
         let supervisorKeys = (try cli.json(["keys"], home: cli.supervisor) as! [[String: Any]]).map { $0["epoch"] as? String }
         #expect(confirmedOnly["id"] is String && !supervisorKeys.contains(confirmedOnly["id"] as? String), "left out means not granted")
+        let supervisorView = try cli.run(["keys"], home: cli.supervisor)
+        #expect(supervisorView.code == 0 && supervisorView.output.contains("Your own key: amane1-")
+                && supervisorView.output.contains("no key for the queue's current epoch"), "the supervisor learns it: \(supervisorView.output)")
         let rotated = try cli.json(["rotate", "--include-unconfirmed"], home: cli.responder) as! [String: Any]
         #expect((rotated["unconfirmed"] as? [String: String])?.keys.sorted() == ["demo-supervisor"], "\(rotated)")
         let newEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
