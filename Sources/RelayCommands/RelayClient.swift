@@ -101,7 +101,8 @@ final class RelayClient: Sendable {
         case 403 where detail.contains("claim"): "`amane claim ID` takes the case first, if no one else holds it."
         case 403: "Ask an admin if you think you should be allowed to do this."
         case 404: "Check the id, receipt or name you gave."
-        case 409: "Nothing was changed. For a case, `amane show` gives where it stands; for a submission, a new --idempotency-key is new content."
+        case 409 where detail.contains("idempotency key"): "Nothing was stored. A new --idempotency-key makes this a new submission."
+        case 409: "Nothing was changed; `amane show` gives where the case stands."
         case 429: "Too many requests; try again in \(retryAfter.map { "\($0) seconds" } ?? "a minute")."
         case 503: "The relay is busy, full, or has no sealing key yet; try again shortly or tell your admin."
         default: nil

@@ -187,7 +187,8 @@ extension RelayDatabase {
             do {
                 next = try TriageMachine.next(after: action, from: record.caseState, by: actor.role, isAssignee: isAssignee)
             } catch let error as CoreError {
-                throw StoreError(error.code == .transitionNotAllowed ? .invalidState : .forbidden, error.reason)
+                let holder = try record.assigneeID.flatMap { try Self.principalNames(db)[$0] }.map { ", held by \($0)" } ?? ""
+                throw StoreError(error.code == .transitionNotAllowed ? .invalidState : .forbidden, error.reason + holder)
             }
             var detail = ["from": record.state, "to": next.rawValue]
             switch action {

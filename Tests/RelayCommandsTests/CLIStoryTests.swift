@@ -97,7 +97,7 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["claim", short], home: cli.responder).code == 0)
         let youssef = try cli.newResponder("youssef")
         let (refusedCode, refused) = try cli.run(["claim", short], home: youssef)
-        #expect(refusedCode == 2 && refused.contains("claimed"), "\(refused)")
+        #expect(refusedCode == 2 && refused.contains("claimed, held by demo-responder") && !refused.contains("idempotency"), "\(refused)")
 
         // 4. Shown decrypted, the text is what was submitted, Arabic intact.
         let demo = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try daemon.demoFile(1)))) as! [String: Any]
@@ -234,7 +234,7 @@ extension DaemonSuiteForCLI {
         let retried = try cli.json(["submit", try daemon.demoFile(2), "--seal", "--idempotency-key", key], home: cli.gateway) as! [String: Any]
         #expect(retried["id"] as? String == fresh["id"] as? String && retried["receipt"] as? String == fresh["receipt"] as? String)
         let (reusedCode, reused) = try cli.run(["submit", try daemon.demoFile(4), "--seal", "--idempotency-key", key], home: cli.gateway)
-        #expect(reusedCode == 2 && reused.contains("HTTP 409"), "other content under the same key is refused: \(reused)")
+        #expect(reusedCode == 2 && reused.contains("HTTP 409") && reused.contains("new --idempotency-key"), "other content under the same key is refused: \(reused)")
         let freshFile = try daemon.get("/v1/disclosures/\(fresh["id"] as! String)", as: daemon.responder).json
         #expect((freshFile["disclosure"] as? [String: Any])?["epoch"] as? String == newEpoch)
         let (revokedCode, revokedOutput) = try cli.run(["inbox"], home: youssef)
