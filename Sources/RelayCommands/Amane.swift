@@ -119,7 +119,10 @@ struct Session {
 
     /// Resolves a short id to the one case it starts, or lists the candidates.
     func resolve(_ short: String) async throws -> String {
-        let lowered = short.lowercased()
+        var lowered = short.lowercased()
+        if lowered.count == 32, lowered.allSatisfy(\.isHexDigit) {
+            for offset in [20, 16, 12, 8] { lowered.insert("-", at: lowered.index(lowered.startIndex, offsetBy: offset)) }
+        }
         if UUID(uuidString: lowered) != nil { return lowered }
         guard lowered.count >= 4, lowered.allSatisfy({ $0.isHexDigit || $0 == "-" }) else {
             throw CLIError(.usage, "'\(short)' is not a case id", hint: "Give the short id `amane inbox` shows, or a whole id.")
@@ -131,7 +134,8 @@ struct Session {
         case 0: throw CLIError(.usage, "no case id starts or ends with '\(short)'", hint: "`amane inbox --all` lists every case.")
         default:
             let count = page.next == nil ? "\(matches.count)" : "more than \(matches.count)"
-            throw CLIError(.usage, "'\(short)' matches \(count) cases: \(matches.joined(separator: ", "))", hint: "Give more characters.")
+            throw CLIError(.usage, "'\(short)' matches \(count) cases: \(matches.map(ShortID.of).joined(separator: ", "))",
+                           hint: "Give one of these short ids: ids start with their time, so cases of one minute share their first digits.")
         }
     }
 }
