@@ -82,10 +82,10 @@ extension RelayServerApp {
         var options = RelayDatabase.Options()
         options.policy = configuration.policy
         options.batchObserver = { metrics.batchSizes.record(Double($0)) }
-        let taxonomy = try? String(contentsOfFile: (configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8)
+        let taxonomy = try? RelayConfiguration.readSeed("taxonomy.yaml", in: configuration.seedsDirectory)
         let db = try RelayDatabase(directory: configuration.dataDirectory, taxonomyYAML: taxonomy, options: options)
         guard !db.taxonomy.codes.isEmpty else {
-            throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml")
+            throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml; \(RelayConfiguration.findingSeeds)")
         }
 
         let identity = try TLSIdentity(configuration: configuration)

@@ -391,8 +391,9 @@ struct CheckConfig: AsyncParsableCommand {
         let configuration = try await common.load()
         // In development the first `serve --dev` makes the CA and certificates; until then there is nothing to check.
         let tlsMadeLater = configuration.dev && !FileManager.default.fileExists(atPath: configuration.certificateFile)
+        try RelayDatabase.checkSchema(directory: configuration.dataDirectory)
         do {
-            _ = try RelayConfiguration.read((configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), key: "seeds.directory")
+            _ = try RelayConfiguration.readSeed("taxonomy.yaml", in: configuration.seedsDirectory)
             if !tlsMadeLater {
                 _ = try TLSIdentity(configuration: configuration)
                 _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")

@@ -234,6 +234,17 @@ public struct RelayConfiguration: Sendable {
         return try Self.read(caKeyFile, key: "ca.keyFile")
     }
 
+    static let findingSeeds = "run from the source tree (./seeds), install with `make install`, or set seeds.directory (AMANE_SEEDS_DIRECTORY)"
+
+    /// A file of the seeds folder, which a new database loads its taxonomy and policy from.
+    static func readSeed(_ name: String, in directory: String) throws -> String {
+        let path = (directory as NSString).appendingPathComponent(name)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw Invalid(key: "seeds.directory", reason: "no \(name) at \(path); \(findingSeeds)")
+        }
+        return text
+    }
+
     static func read(_ path: String, key: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw Invalid(key: key, reason: "cannot read \(path); run `amane-relayd init` or pass --dev")

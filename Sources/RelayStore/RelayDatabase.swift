@@ -47,10 +47,7 @@ public final class RelayDatabase: Sendable {
             try db.execute(sql: "PRAGMA synchronous = \(options.syncsCommits ? "FULL" : "OFF")")
             try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.backstopCheckpointPages)")
         }
-        // An older build must not write a schema it does not know: its queries could miss what a later migration added.
-        if try pool.read(Migrations.migrator.hasBeenSuperseded) {
-            throw StoreError(.invalid, "the database in \(directory) was written by a newer amane-relayd; run that version, or restore a backup taken before it")
-        }
+        try pool.read { db in try Self.refuseNewerSchema(db, directory: directory) }
         try Migrations.migrator.migrate(pool)
         if let taxonomyYAML {
             let entries = try TaxonomyFile.parse(taxonomyYAML)
@@ -122,6 +119,24 @@ public final class RelayDatabase: Sendable {
                 Thread.sleep(forTimeInterval: 0.01)
             }
         }
+    }
+
+    /// An older build must not write a schema it does not know: its queries could miss what a later migration added.
+    static func refuseNewerSchema(_ db: Database, directory: String) throws {
+        guard try Migrations.migrator.hasBeenSuperseded(db) else { return }
+        let applied = try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+        throw NewerSchemaError(directory: directory, unknownMigrations: applied.filter { !knownMigrations.contains($0) })
+    }
+
+    /// Checks, without writing anything, that a database (if there is one yet) is not from a newer build.
+    public static func checkSchema(directory: String) throws {
+        let path = (directory as NSString).appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? queue.close() }
+        try queue.read { db in try refuseNewerSchema(db, directory: directory) }
     }
 
     /// Every migration this build knows, oldest first.

@@ -1,3 +1,5 @@
+import RelayCore
+
 /// The one error type of RelayStore. Reasons hold ids and labels, never content or receipts.
 public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable, Hashable {
@@ -32,4 +34,15 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public static func == (lhs: StoreError, rhs: StoreError) -> Bool { lhs.code == rhs.code }
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
     public var description: String { "\(code.rawValue): \(reason)" }
+}
+
+/// A database that a newer `amane-relayd` migrated: this build refuses to open it.
+public struct NewerSchemaError: Error, CustomStringConvertible {
+    public let directory: String
+    public let unknownMigrations: [String]
+
+    public var description: String {
+        "the database in \(directory) was migrated by a newer amane-relayd (schema \(unknownMigrations.joined(separator: ", "))), which "
+            + "amane-relayd \(RelayVersion.current) does not know; install that release again, or restore a backup taken before the upgrade"
+    }
 }

@@ -34,8 +34,10 @@ import Testing
     @Test func aDatabaseFromANewerBuildIsRefused() async throws {
         let fixture = try await StoreFixture()
         try await fixture.db.pool.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99')") }
-        let refusal = #expect(throws: StoreError.code(.invalid)) { try RelayDatabase(directory: fixture.directory) }
-        #expect(refusal?.reason.contains("newer amane-relayd") == true, "\(String(describing: refusal))")
+        let refusal = #expect(throws: NewerSchemaError.self) { try RelayDatabase(directory: fixture.directory) }
+        #expect(refusal?.unknownMigrations == ["v99"] && refusal?.description.contains("newer amane-relayd (schema v99)") == true,
+                "\(String(describing: refusal))")
+        #expect(throws: NewerSchemaError.self, "check-config's read-only check sees it too") { try RelayDatabase.checkSchema(directory: fixture.directory) }
     }
 
     /// Writes the fixture with the schema of this build. Only run it for the first shipped version.
