@@ -22,8 +22,13 @@ struct TrustedMembers {
         let folder = (path as NSString).deletingLastPathComponent
         for (item, fix) in [(path, "chmod 600"), (folder, "chmod 700")] {
             var status = stat()
-            guard stat(item, &status) == 0 else { throw CLIError(.usage, "cannot read \(item): \(String(cString: strerror(errno)))") }
-            if status.st_uid != geteuid() {
+            guard (item == path ? lstat(item, &status) : stat(item, &status)) == 0 else {
+                throw CLIError(.usage, "cannot read \(item): \(String(cString: strerror(errno)))")
+            }
+            if status.st_mode & S_IFMT == S_IFLNK {
+                throw CLIError(.usage, "\(item) is a symbolic link; it decides whose keys you trust", hint: "Replace it with the file it points to.")
+            }
+            if status.st_uid != geteuid() && status.st_uid != 0 {
                 throw CLIError(.usage, "\(item) belongs to another user; it decides whose keys you trust",
                                hint: "Check it, then make it yours (chown) or move your profile elsewhere.")
             }

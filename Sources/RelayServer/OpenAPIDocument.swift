@@ -59,7 +59,7 @@ paths:
         - name: Idempotency-Key
           in: header
           required: true
-          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key and the same body within seven days gets the first follow-up's id, and nothing more is stored
+          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the first follow-up's id and time, and nothing more is stored, if it has the same content or, sealed, the same receipt and id
           schema: {type: string}
       requestBody:
         required: true

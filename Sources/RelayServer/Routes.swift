@@ -83,24 +83,25 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
         let (submission, body, canonical) = try await request.decodeCanonicalJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
-        // A retry sends the same body (a sealed follow-up the same envelope): the tag of its canonical JSON recognises it.
-        let requestTag = KeyedBox.tag(Array(canonical), secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
         let receipt = try receiptDigest(submission.receipt, gateway: gateway)
+        // A retry of plaintext has the same canonical JSON; one sealed afresh keeps its receipt and its object id.
+        let retryForm = submission.sealed == nil ? Array(canonical) : receipt + Array("sealed \(submission.id ?? "")".utf8)
+        let requestTag = KeyedBox.tag(retryForm, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
         // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
         guard let caseID = try db.caseID(receiptHash: receipt, gateway: gateway), let bound = UUID(uuidString: caseID) else {
             throw receiptMiss(gateway)
         }
-        let id: String
+        let stored: FollowupResult
         do {
-            id = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
-                                         caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+            stored = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
+                                             caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
                 try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope,
-                                         idempotencyKey: key, requestHash: requestTag).id
+                                         idempotencyKey: key, requestHash: requestTag)
             }
         } catch let error as StoreError where error.code == .notFound {
             throw receiptMiss(gateway)
         }
-        return try .json(FollowupAccepted(id: id, receivedAt: Timestamp.iso8601(Date().unixMinute)), status: .created)
+        return try .json(FollowupAccepted(id: stored.id, receivedAt: Timestamp.iso8601(stored.receivedAt)), status: .created)
     }
 
     @Sendable func fetchReplies(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

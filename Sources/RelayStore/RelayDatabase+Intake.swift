@@ -24,6 +24,14 @@ public struct IntakeRequest: Sendable {
     }
 }
 
+/// A stored follow-up, the same on every retry with the same idempotency key.
+public struct FollowupResult: Sendable, Equatable {
+    public var id: String
+    public var receivedAt: Int64
+    /// True when this answers a retry rather than a new follow-up.
+    public var replayed: Bool
+}
+
 /// What the gateway gets back, the same on every retry with the same idempotency key.
 public struct IntakeResult: Sendable, Equatable {
     public var id: String
@@ -136,7 +144,7 @@ extension RelayDatabase {
     /// key and request gets the first follow-up's id back, and stores nothing.
     /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile; `conflict` when the key came with another request.
     public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8],
-                            idempotencyKey: String, requestHash: [UInt8]) async throws -> (id: String, replayed: Bool) {
+                            idempotencyKey: String, requestHash: [UInt8]) async throws -> FollowupResult {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
         guard objectID.isMinuteVersion7 else { throw StoreError(.invalid, "the follow-up id must be a UUIDv7 that carries only the minute") }
         let now = nowSeconds
@@ -148,8 +156,12 @@ extension RelayDatabase {
         return try await committer.write { db in
             if let previous = try Self.previousAnswer(db, gatewayID: gateway.id, keyHash: keyHash, requestHash: requestHash,
                                                       secret: keyBytes, context: context) {
-                guard previous.caseID == caseID else { throw StoreError(.conflict, "this idempotency key was used for another submission") }
-                return (String(decoding: previous.answer, as: UTF8.self), true)
+                let id = String(decoding: previous.answer, as: UTF8.self)
+                guard previous.caseID == caseID,
+                      let receivedAt = try Int64.fetchOne(db, sql: "SELECT createdAt FROM sealedObject WHERE id = ?", arguments: [id]) else {
+                    throw StoreError(.conflict, "this idempotency key was used for another submission")
+                }
+                return FollowupResult(id: id, receivedAt: receivedAt, replayed: true)
             }
             guard var record = try DisclosureRecord.filter(DisclosureRecord.Columns.id == caseID
                                                            && DisclosureRecord.Columns.gatewayID == gateway.id
@@ -172,7 +184,7 @@ extension RelayDatabase {
             record.updated = true
             try record.update(db)
             try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "followup", subject: record.id, detail: detail)
-            return (id, false)
+            return FollowupResult(id: id, receivedAt: now / 60 * 60, replayed: false)
         }
     }
 

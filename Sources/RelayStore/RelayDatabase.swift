@@ -131,7 +131,10 @@ public final class RelayDatabase: Sendable {
     /// Checks, without writing anything, that a database (if there is one yet) is not from a newer build.
     public static func checkSchema(directory: String) throws {
         let path = (directory as NSString).appendingPathComponent(fileName)
-        guard FileManager.default.fileExists(atPath: path) else { return }
+        guard access(path, F_OK) == 0 else {
+            if errno == ENOENT { return }
+            throw StoreError(.unavailable, "cannot read \(path): \(String(cString: strerror(errno)))")
+        }
         var configuration = Configuration()
         configuration.readonly = true
         let queue = try DatabaseQueue(path: path, configuration: configuration)

@@ -49,6 +49,14 @@ import Testing
         #expect(chown(file, 65534, 65534) == 0)
         let foreign = #expect(throws: CLIError.self) { try load() }
         #expect(foreign?.description.contains("belongs to another user") == true, "\(String(describing: foreign))")
+        #expect(chown(file, geteuid(), getegid()) == 0)
+        // A link could point anywhere, into a folder others may write.
+        let elsewhere = directory + "-elsewhere"
+        try FileManager.default.moveItem(atPath: file, toPath: elsewhere)
+        defer { try? FileManager.default.removeItem(atPath: elsewhere) }
+        try FileManager.default.createSymbolicLink(atPath: file, withDestinationPath: elsewhere)
+        let linked = #expect(throws: CLIError.self) { try load() }
+        #expect(linked?.description.contains("symbolic link") == true, "\(String(describing: linked))")
     }
 
     @Test func aNamePinnedMeanwhileToAnotherKeyIsRefused() throws {

@@ -112,14 +112,16 @@ extension DaemonSuite {
         let followup = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "one more thing"]], headers: key)
         #expect(followup.status == 201)
         let retried = try daemon.post("/v1/followups", as: daemon.gateway, json: ["content": ["narrative": "one more thing"], "receipt": receipt], headers: key)
-        #expect(retried.status == 201 && retried.json["id"] as? String == followup.json["id"] as? String, "\(retried.text)")
+        #expect(retried.status == 201 && retried.json["id"] as? String == followup.json["id"] as? String
+                && retried.json["receivedAt"] as? String == followup.json["receivedAt"] as? String, "\(retried.text)")
         #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "another thing"]], headers: key).status == 409)
         #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "no key"]]).status == 400)
         let sealingKey = try SealingPublicKey(text: try #require(daemon.get("/v1/queues/national/sealing-key", as: daemon.gateway).json["publicKey"] as? String))
         let ownID = UUID.v7()
-        let own = try Envelope.seal(Array(#"{"narrative":"sealed at the gateway"}"#.utf8), to: sealingKey, kind: .followup, objectID: ownID, caseID: caseID)
         let ownKey = ["Idempotency-Key": Demo.key()]
         for _ in 0..<2 {
+            // The retry is sealed afresh (other bytes), as a gateway that kept only the text and the id would.
+            let own = try Envelope.seal(Array(#"{"narrative":"sealed at the gateway"}"#.utf8), to: sealingKey, kind: .followup, objectID: ownID, caseID: caseID)
             let sealed = try daemon.post("/v1/followups", as: daemon.gateway, json: [
                 "receipt": receipt, "id": ownID.uuidString.lowercased(), "sealed": Data(own).base64EncodedString()], headers: ownKey)
             #expect(sealed.status == 201 && sealed.json["id"] as? String == ownID.uuidString.lowercased(), "\(sealed.text)")

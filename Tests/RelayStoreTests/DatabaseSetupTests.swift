@@ -204,11 +204,12 @@ import Testing
         let summary = try await fixture.db.caseSummary(id: result.id)
         #expect(summary.state == .new && summary.updated && summary.assignee == nil)
 
-        // A retry sealed afresh, with the same key and request: the first id comes back and nothing more is stored.
+        // A retry sealed afresh, with the same key and request, two minutes later: the first answer comes back and nothing more is stored.
+        fixture.clock.advance(seconds: 120)
         let (retryID, retryEnvelope) = try fixture.sealed("more", kind: .followup, in: result.id)
         let retry = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
                                                      idempotencyKey: key, requestHash: [2])
-        #expect(retry.id == first.id && retry.replayed)
+        #expect(retry.id == first.id && retry.receivedAt == first.receivedAt && retry.replayed)
         await #expect(throws: StoreError.code(.conflict), "the same key with another request") {
             try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
                                              idempotencyKey: key, requestHash: [3])
