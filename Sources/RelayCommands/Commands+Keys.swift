@@ -239,13 +239,22 @@ struct AuditCommand: AsyncParsableCommand {
             return entries
         }
         if verify {
+            let expected = try expectHead.map { text in
+                guard let head = AuditHead(text: text) else {
+                    throw CLIError(.usage, "--expect-head takes SEQ:HASH as --verify printed it, such as 1042:9f86d081…")
+                }
+                return head
+            }
             do {
                 let chained = entries.map { entry in
                     entry.chained ?? ChainedAuditEntry(entry: AuditEntry(seq: entry.seq, time: 0, actor: "", action: "", subject: "", detail: ""), prevHash: [], hash: [])
                 }
                 var verifier = AuditVerifier()
-                for entry in chained { try verifier.check(entry) }
-                if let expectHead { try Self.check(expectHead, in: chained) }
+                for entry in chained {
+                    try verifier.check(entry)
+                    try expected?.check(entry)
+                }
+                try expected?.checkReached(verifier)
                 struct Verified: Encodable { let verified: Int64, head: String }
                 if global.json { return try Output.json(Verified(verified: verifier.count, head: verifier.headText)) }
                 print("The audit trail is intact: \(verifier.count) entries verified here\(expectHead == nil ? "" : ", and the earlier head is in it").")
@@ -266,20 +275,6 @@ struct AuditCommand: AsyncParsableCommand {
 
 extension AuditCommand {
     /// The entry an earlier head names must still be there, with the same hash.
-    static func check(_ expected: String, in trail: [ChainedAuditEntry]) throws {
-        let parts = expected.split(separator: ":", maxSplits: 1)
-        guard parts.count == 2, let seq = Int64(parts[0]), seq >= 1, let hash = Hex.decode(String(parts[1])), hash.count == 32 else {
-            throw CLIError(.usage, "--expect-head takes SEQ:HASH as --verify printed it, such as 1042:9f86d081…")
-        }
-        guard let entry = trail.first(where: { $0.entry.seq == seq }) else {
-            throw CLIError(.verification, "the audit trail ends before entry \(seq), an earlier head: it was cut",
-                           hint: "Keep this output, and tell your admin: the database may have been tampered with.")
-        }
-        guard entry.hash == hash else {
-            throw CLIError(.verification, "entry \(seq) is not the head recorded earlier: the trail was rewritten from there",
-                           hint: "Keep this output, and tell your admin: the database may have been tampered with.")
-        }
-    }
 }
 
 struct Stats: AsyncParsableCommand {

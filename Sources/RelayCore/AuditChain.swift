@@ -108,6 +108,32 @@ public struct AuditVerifier: Sendable {
     }
 }
 
+/// A head recorded by an earlier verification (`SEQ:HASH`, as `headText` prints it). A trail cut at its end
+/// still links up, so only a head kept elsewhere shows that its last entries are gone or were rewritten.
+public struct AuditHead: Sendable, Equatable {
+    public let seq: Int64
+    public let hash: [UInt8]
+
+    public init?(text: String) {
+        let parts = text.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let seq = Int64(parts[0]), seq >= 1, let hash = Hex.decode(String(parts[1])), hash.count == 32 else { return nil }
+        self.seq = seq
+        self.hash = hash
+    }
+
+    /// Checks one entry of the trail; call `checkReached` after the last.
+    public func check(_ chained: ChainedAuditEntry) throws(AuditVerifier.Break) {
+        guard chained.entry.seq == seq, chained.hash != hash else { return }
+        throw AuditVerifier.Break(seq: seq, reason: "it is not the head recorded earlier: the trail was rewritten from there")
+    }
+
+    /// After the whole trail: it must have reached the recorded head.
+    public func checkReached(_ verifier: AuditVerifier) throws(AuditVerifier.Break) {
+        guard verifier.count < seq else { return }
+        throw AuditVerifier.Break(seq: seq, reason: "the trail ends before this earlier head: it was cut")
+    }
+}
+
 extension Array where Element == UInt8 {
     mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }

@@ -283,16 +283,34 @@ struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Work with the audit trail.", subcommands: [Verify.self])
 
     struct Verify: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Recompute the audit hash chain; name the first broken entry.")
+        static let configuration = CommandConfiguration(
+            abstract: "Recompute the audit hash chain; name the first broken entry.",
+            discussion: """
+                It prints the trail's head (SEQ:HASH). Keep it elsewhere: a trail cut at its end still links up, and only \
+                a later --expect-head SEQ:HASH (here, or with `amane audit --verify`) shows that entries are gone or were rewritten.
+                """)
         @OptionGroup var common: CommonOptions
+        @Option(name: .customLong("expect-head"), help: ArgumentHelp("A head printed by an earlier verification, which must still be in the trail.", valueName: "seq:hash"))
+        var expectHead: String?
+        @Flag(help: "Print JSON: {verified, head}.") var json = false
+
+        func validate() throws {
+            if let expectHead, AuditHead(text: expectHead) == nil {
+                throw ValidationError("--expect-head takes SEQ:HASH as a verification printed it, such as 1042:9f86d081…")
+            }
+        }
 
         func run() async throws {
             let configuration = try await common.load()
             let db = try common.openExisting(configuration)
             do {
-                let (count, head) = try db.verifyAuditWithHead()
-                print("The audit trail is intact: \(count) entries verified.")
-                print("Head: \(head)  (keep it; `amane audit --verify --expect-head` checks it later)")
+                let (count, head) = try db.verifyAuditWithHead(expecting: expectHead.flatMap(AuditHead.init(text:)))
+                if json {
+                    struct Verified: Encodable { let verified: Int64, head: String }
+                    return print(String(decoding: try JSONEncoder().encode(Verified(verified: count, head: head)), as: UTF8.self))
+                }
+                print("The audit trail is intact: \(count) entries verified\(expectHead == nil ? "" : ", and the earlier head is in it").")
+                print("Head: \(head)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
                 print("The audit trail is BROKEN at entry \(error.seq): \(error.reason).")
                 throw ExitCode.brokenAuditTrail

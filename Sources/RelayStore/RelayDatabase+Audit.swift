@@ -42,12 +42,17 @@ extension RelayDatabase {
         try verifyAuditWithHead().count
     }
 
-    /// The same, with the last entry it verified as `SEQ:HASH`, the form `amane audit --verify --expect-head` checks later.
-    public func verifyAuditWithHead() throws -> (count: Int64, head: String) {
+    /// The same, with the last entry it verified as `SEQ:HASH`, the form `--expect-head` checks later; and
+    /// checking that the trail still holds `expected`, a head printed by an earlier verification.
+    public func verifyAuditWithHead(expecting expected: AuditHead? = nil) throws -> (count: Int64, head: String) {
         try pool.read { db in
             var verifier = AuditVerifier()
             let cursor = try AuditRecord.order(AuditRecord.Columns.seq).fetchCursor(db)
-            while let record = try cursor.next() { try verifier.check(record.chained) }
+            while let record = try cursor.next() {
+                try verifier.check(record.chained)
+                try expected?.check(record.chained)
+            }
+            try expected?.checkReached(verifier)
             return (verifier.count, verifier.headText)
         }
     }

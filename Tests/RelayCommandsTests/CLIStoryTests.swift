@@ -247,6 +247,9 @@ extension DaemonSuiteForCLI {
         #expect(verifyCode == 0 && verifyOutput.contains("intact"), "\(verifyOutput)")
         let head = try #require(verifyOutput.firstMatch(of: /Head: (\d+:[0-9a-f]{64})/)?.1).description
         #expect(try cli.run(["audit", "--verify", "--expect-head", head], home: cli.supervisor).code == 0)
+        let (headCode, headOutput) = try daemon.admin(["admin", "audit", "verify", "--json", "--expect-head", head])
+        let adminResult = try JSONSerialization.jsonObject(with: Data(headOutput.utf8)) as? [String: Any]
+        #expect(headCode == 0 && (adminResult?["verified"] as? Int ?? 0) >= Int(head.prefix { $0 != ":" })!, "\(headOutput)")
         #expect(daemon.stop() == 0)
         let cut = """
             import sqlite3, sys
@@ -260,6 +263,8 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["audit", "--verify"], home: cli.supervisor).code == 0, "a cut trail still links up")
         let caught = try cli.run(["audit", "--verify", "--expect-head", head], home: cli.supervisor)
         #expect(caught.code == 6 && caught.output.contains("earlier"), "\(caught.output)")
+        let (adminCaughtCode, adminCaught) = try daemon.admin(["admin", "audit", "verify", "--expect-head", head])
+        #expect(adminCaughtCode == 6 && adminCaught.contains("ends before this earlier head"), "the admin sees the cut too: \(adminCaught)")
 
         // It fails where a row was edited in the database file.
         #expect(daemon.stop() == 0)

@@ -22,6 +22,35 @@ import Testing
         #expect(hex == "99863d0b5c0c651887c1c349a2ceabefccbcdef42d9dc363bcc6bdab97e245c6")
     }
 
+    @Test func anEarlierHeadShowsACutOrARewrite() throws {
+        func verify(_ trail: [ChainedAuditEntry], expecting head: AuditHead) throws(AuditVerifier.Break) {
+            var verifier = AuditVerifier()
+            for entry in trail {
+                try verifier.check(entry)
+                try head.check(entry)
+            }
+            try head.checkReached(verifier)
+        }
+        let trail = Self.chain(10)
+        var verifier = AuditVerifier()
+        for entry in trail.prefix(7) { try verifier.check(entry) }
+        let head = try #require(AuditHead(text: verifier.headText))
+        #expect(head.seq == 7)
+        try verify(trail, expecting: head)
+        #expect(throws: AuditVerifier.Break(seq: 7, reason: "the trail ends before this earlier head: it was cut")) { try verify(Array(trail.prefix(6)), expecting: head) }
+        // Rewritten from entry 5 on: the new trail links up, yet entry 7 is not the head kept earlier.
+        var rewritten = Array(trail.prefix(4))
+        for seq in 5...10 {
+            let entry = AuditEntry(seq: Int64(seq), time: 0, actor: "intruder", action: "claim", subject: "case-\(seq)", detail: "{}")
+            rewritten.append(AuditChain.append(entry, after: rewritten.last!.hash))
+        }
+        #expect(try AuditVerifier.verify(rewritten) == 10)
+        #expect(throws: AuditVerifier.Break(seq: 7, reason: "it is not the head recorded earlier: the trail was rewritten from there")) { try verify(rewritten, expecting: head) }
+        for text in ["0:" + String(repeating: "0", count: 64), "7", "7:abcd", "x:" + String(repeating: "0", count: 64)] {
+            #expect(AuditHead(text: text) == nil, "\(text)")
+        }
+    }
+
     @Test func anIntactChainVerifies() throws {
         #expect(try AuditVerifier.verify(Self.chain(25)) == 25)
     }
