@@ -433,6 +433,7 @@ struct CheckConfig: AsyncParsableCommand {
               claim lease     \(configuration.policy.claimLeaseSeconds / 60) minutes
               sla (minutes)   \(sla)
               retention       \(configuration.policy.closedRetentionDays) days after closing
+              sealing         one shared context per \(configuration.sharedContextMilliseconds) ms (0: one per disclosure)
             """)
     }
 }

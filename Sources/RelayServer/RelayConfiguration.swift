@@ -183,8 +183,15 @@ public struct RelayConfiguration: Sendable {
         guard let parsedFormat = LogFormat(rawValue: format) else { throw Invalid(key: "log.format", reason: "'\(format)' is not json or text") }
         logFormat = parsedFormat
 
+        // A value that is there but no number is an error, never the default.
+        func integer(_ key: String, _ fallback: Int) throws -> Int {
+            if let value = config.int(forKey: ConfigKey(key)) { return value }
+            guard let text = config.string(forKey: ConfigKey(key)) else { return fallback }
+            guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else { throw Invalid(key: key, reason: "'\(text)' is not a whole number") }
+            return value
+        }
         func positive(_ key: String, _ fallback: Int) throws -> Int {
-            let value = config.int(forKey: ConfigKey(key)) ?? config.string(forKey: ConfigKey(key)).flatMap(Int.init) ?? fallback
+            let value = try integer(key, fallback)
             guard value > 0 else { throw Invalid(key: key, reason: "must be a positive number") }
             return value
         }
@@ -204,8 +211,7 @@ public struct RelayConfiguration: Sendable {
                               closedRetentionDays: try positive("retention.closedDays", 180))
         self.seedsDirectory = seedsDirectory
         slaNotifyCommand = config.string(forKey: "sla.notifyCommand")
-        sharedContextMilliseconds = config.int(forKey: "sealing.sharedContextMilliseconds")
-            ?? config.string(forKey: "sealing.sharedContextMilliseconds").flatMap(Int.init) ?? 250
+        sharedContextMilliseconds = try integer("sealing.sharedContextMilliseconds", 250)
         guard (0...1000).contains(sharedContextMilliseconds) else {
             throw Invalid(key: "sealing.sharedContextMilliseconds", reason: "must be 0 to 1000 milliseconds")
         }

@@ -124,7 +124,9 @@ import X509
         #expect(try configuration.readPrivateKeyPEM().contains("from-credentials"))
 
         for (key, value) in [("ops.listen", "0.0.0.0:9090"), ("http.listen", "nowhere"), ("log.format", "xml"), ("limits.maxBodyBytes", "-1"),
-                             ("sealing.sharedContextMilliseconds", "5000"), ("sealing.sharedContextMilliseconds", "-1")] {
+                             ("sealing.sharedContextMilliseconds", "5000"), ("sealing.sharedContextMilliseconds", "-1"),
+                             ("retention.closedDays", "30d"), ("limits.maxBodyBytes", "256KiB"), ("sealing.sharedContextMilliseconds", "250ms"),
+                             ("claim.leaseMinutes", "thirty")] {
             await #expect(throws: RelayConfiguration.Invalid.self) {
                 try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)
             }
@@ -134,6 +136,16 @@ import X509
                 #expect(error.key == key)
             }
         }
+        // The same from the environment and from a YAML file: a value that is no number never passes for the default.
+        var typed = environment
+        typed["AMANE_RETENTION_CLOSED_DAYS"] = "thirty"
+        await #expect(throws: RelayConfiguration.Invalid.self) { try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: typed) }
+        let file = credentials.appendingPathComponent("relay.yaml")
+        try "retention:\n  closedDays: 30d\n".write(to: file, atomically: true, encoding: .utf8)
+        let fromFile = await #expect(throws: RelayConfiguration.Invalid.self) {
+            try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment)
+        }
+        #expect(fromFile?.description.contains("'30d' is not a whole number") == true, "\(String(describing: fromFile))")
     }
 }
 
