@@ -78,6 +78,9 @@ extension RelayServerApp {
     /// Builds the HTTPS API, the ops listener and the background services from a configuration.
     /// Services shut down in reverse order: the API drains first, the group-commit writer last.
     public static func build(configuration: RelayConfiguration, logger: Logger) async throws -> RelayServerApp {
+        // The TLS files first: a mistyped --data-dir must fail before it leaves an empty database behind.
+        let identity = try TLSIdentity(configuration: configuration)
+        let caPEM = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
         let metrics = RelayMetrics()
         var options = RelayDatabase.Options()
         options.policy = configuration.policy
@@ -88,8 +91,6 @@ extension RelayServerApp {
             throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml; \(RelayConfiguration.findingSeeds)")
         }
 
-        let identity = try TLSIdentity(configuration: configuration)
-        let caPEM = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: identity.current.chain.map { .certificate($0) }, privateKey: .privateKey(identity.current.key))

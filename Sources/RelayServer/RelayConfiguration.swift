@@ -253,7 +253,7 @@ public struct RelayConfiguration: Sendable {
 
     static func read(_ path: String, key: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw Invalid(key: key, reason: "cannot read \(path); run `amane-relayd init` or pass --dev")
+            throw Invalid(key: key, reason: "cannot read \(path); check --data-dir, or run `amane-relayd init` to create the relay there")
         }
         return text
     }

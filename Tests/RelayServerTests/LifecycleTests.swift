@@ -131,6 +131,7 @@ extension DaemonSuite {
         #expect(status != 0)
         #expect(output.contains("server-cert.pem") && output.contains("amane-relayd init"), "\(output)")
         #expect(!FileManager.default.fileExists(atPath: directory + "/pki/ca-key.pem"), "nothing is generated without --dev")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/relay.sqlite"), "a mistyped --data-dir leaves no empty database to verify as intact")
 
         env["AMANE_LOG_LEVEL"] = "loud"
         let (checkStatus, checkOutput) = try Daemon.run(Build.daemon, ["check-config", "--data-dir", directory], environment: env)
