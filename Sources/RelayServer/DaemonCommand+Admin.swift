@@ -292,7 +292,7 @@ struct Audit: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
         @Option(name: .customLong("expect-head"), help: ArgumentHelp("A head printed by an earlier verification, which must still be in the trail.", valueName: "seq:hash"))
         var expectHead: String?
-        @Flag(help: "Print JSON: {verified, head}.") var json = false
+        @Flag(help: "Print JSON: {intact, verified, head}, or {intact, brokenAt, reason} with exit status 6.") var json = false
 
         func validate() throws {
             if let expectHead, AuditHead(text: expectHead) == nil {
@@ -305,16 +305,31 @@ struct Audit: AsyncParsableCommand {
             let db = try common.openExisting(configuration)
             do {
                 let (count, head) = try db.verifyAuditWithHead(expecting: expectHead.flatMap(AuditHead.init(text:)))
-                if json {
-                    struct Verified: Encodable { let verified: Int64, head: String }
-                    return print(String(decoding: try JSONEncoder().encode(Verified(verified: count, head: head)), as: UTF8.self))
-                }
+                if json { return try printJSON(Verification(intact: true, verified: count, head: head)) }
                 print("The audit trail is intact: \(count) entries verified\(expectHead == nil ? "" : ", and the earlier head is in it").")
                 print("Head: \(head)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
-                print("The audit trail is BROKEN at entry \(error.seq): \(error.reason).")
+                if json {
+                    try printJSON(Verification(intact: false, brokenAt: error.seq, reason: error.reason))
+                } else {
+                    print("The audit trail is BROKEN at entry \(error.seq): \(error.reason).")
+                }
                 throw ExitCode.brokenAuditTrail
             }
+        }
+
+        struct Verification: Encodable {
+            var intact: Bool
+            var verified: Int64?
+            var head: String?
+            var brokenAt: Int64?
+            var reason: String?
+        }
+
+        func printJSON(_ verification: Verification) throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(verification), as: UTF8.self))
         }
     }
 }

@@ -249,7 +249,7 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["audit", "--verify", "--expect-head", head], home: cli.supervisor).code == 0)
         let (headCode, headOutput) = try daemon.admin(["admin", "audit", "verify", "--json", "--expect-head", head])
         let adminResult = try JSONSerialization.jsonObject(with: Data(headOutput.utf8)) as? [String: Any]
-        #expect(headCode == 0 && (adminResult?["verified"] as? Int ?? 0) >= Int(head.prefix { $0 != ":" })!, "\(headOutput)")
+        #expect(headCode == 0 && adminResult?["intact"] as? Bool == true && (adminResult?["verified"] as? Int ?? 0) >= Int(head.prefix { $0 != ":" })!, "\(headOutput)")
         #expect(daemon.stop() == 0)
         let cut = """
             import sqlite3, sys
@@ -263,8 +263,10 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["audit", "--verify"], home: cli.supervisor).code == 0, "a cut trail still links up")
         let caught = try cli.run(["audit", "--verify", "--expect-head", head], home: cli.supervisor)
         #expect(caught.code == 6 && caught.output.contains("earlier"), "\(caught.output)")
-        let (adminCaughtCode, adminCaught) = try daemon.admin(["admin", "audit", "verify", "--expect-head", head])
-        #expect(adminCaughtCode == 6 && adminCaught.contains("ends before this earlier head"), "the admin sees the cut too: \(adminCaught)")
+        let (adminCaughtCode, adminCaught) = try daemon.admin(["admin", "audit", "verify", "--json", "--expect-head", head])
+        let adminBreak = try JSONSerialization.jsonObject(with: Data(adminCaught.utf8)) as? [String: Any]
+        #expect(adminCaughtCode == 6 && adminBreak?["intact"] as? Bool == false && (adminBreak?["reason"] as? String ?? "").contains("ends before this earlier head"),
+                "the admin sees the cut too, in JSON for scripts: \(adminCaught)")
 
         // It fails where a row was edited in the database file.
         #expect(daemon.stop() == 0)
