@@ -87,7 +87,9 @@ public struct RelayConfiguration: Sendable {
         if let configFile {
             guard let text = try? String(contentsOfFile: configFile, encoding: .utf8) else { throw Invalid(key: "config", reason: "no file at \(configFile)") }
             if let unknown = try unknownKeys(inYAML: text).first {
-                throw Invalid(key: unknown, reason: "is not a configuration key (a typo?); Config/amane-relayd.yaml lists every key")
+                // A key under the wrong section (an uncommented line whose section line stayed commented) keeps its own name.
+                let meant = knownKeys.sorted().first { $0.split(separator: ".").last == unknown.split(separator: ".").last }
+                throw Invalid(key: unknown, reason: "is not a configuration key (a typo?)\(meant.map { "; did you mean \($0), under its section?" } ?? ""); Config/amane-relayd.yaml lists every key")
             }
             providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(configFile)))
         }

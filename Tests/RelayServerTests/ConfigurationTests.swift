@@ -73,6 +73,12 @@ import X509
         #expect(status != 0 && output.contains("claim.leaseMinute") && !output.contains("valid"), "\(output)")
         try "claim:\n  leaseMinutes: 1\n".write(to: file, atomically: true, encoding: .utf8)
         #expect(try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment).policy.claimLeaseSeconds == 60)
+        // Uncommented without its section line, a key lands in the section above it; the error names where it belongs.
+        try "sealing:\n  sharedContextMilliseconds: 250\n  leaseMinutes: 1\n".write(to: file, atomically: true, encoding: .utf8)
+        let misplaced = await #expect(throws: RelayConfiguration.Invalid.self) {
+            try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment)
+        }
+        #expect(misplaced?.key == "sealing.leaseMinutes" && misplaced?.description.contains("did you mean claim.leaseMinutes") == true, "\(String(describing: misplaced))")
     }
 
     /// The same for the environment: `AMANE_CLAIM_LEASE_MINUTE=1` would leave the lease at 15 minutes.
