@@ -67,6 +67,7 @@ struct Profile {
         guard FileManager.default.fileExists(atPath: identity) else {
             throw CLIError(.key, "no identity file at \(identity)", hint: "Run `amane keygen` first, or point 'identity:' in config.yaml at it.")
         }
+        try PrivateFile.check(identity, "the identity file")
         let passphrase = try Passphrase.read(file: option ?? ProcessInfo.processInfo.environment["AMANE_PASSPHRASE_FILE"] ?? passphraseFile,
                                              prompt: "Passphrase for \(identity): ")
         do {
@@ -82,18 +83,24 @@ struct Profile {
     }
 }
 
+/// Refuses a secret file that others may read: a passphrase file, the client certificate's key, the identity.
+enum PrivateFile {
+    static func check(_ path: String, _ what: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw CLIError(.usage, "cannot read \(what) \(path)") }
+        guard info.st_mode & 0o077 == 0 else {
+            throw CLIError(.usage, "\(what) \(path) is open to other users (mode \(String(info.st_mode & 0o777, radix: 8)))",
+                           hint: "Run: chmod 600 \(path)")
+        }
+    }
+}
+
 /// Passphrases come from a file or the terminal, never from argv or an environment value.
 enum Passphrase {
     static func read(file: String?, prompt: String) throws -> [UInt8] {
         if let file {
-            var info = stat()
-            guard stat(file, &info) == 0, let data = FileManager.default.contents(atPath: file) else {
-                throw CLIError(.usage, "cannot read the passphrase file \(file)")
-            }
-            guard info.st_mode & 0o077 == 0 else {
-                throw CLIError(.usage, "the passphrase file \(file) is open to other users (mode \(String(info.st_mode & 0o777, radix: 8)))",
-                               hint: "Run: chmod 600 \(file)")
-            }
+            try PrivateFile.check(file, "the passphrase file")
+            guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read the passphrase file \(file)") }
             var bytes = Array(data)
             while let last = bytes.last, last == 0x0a || last == 0x0d { bytes.removeLast() }
             return bytes

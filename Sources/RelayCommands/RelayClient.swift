@@ -20,6 +20,7 @@ final class RelayClient: Sendable {
         let caPath = try profile.require(profile.ca, "ca")
         let certificatePath = try profile.require(profile.certificate, "certificate")
         let keyPath = try profile.require(profile.key, "key")
+        try PrivateFile.check(keyPath, "the client key")
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv13
         do {

@@ -131,11 +131,18 @@ enum RelayFiles {
 
     static func writePublic(_ text: String, to path: String) throws {
         try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
+        try makeReadable(path)
     }
 
     /// Replaces a public file in one step: a reader sees the old file or the new one, never half of it.
     static func replacePublic(_ text: String, to path: String) throws {
         try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try makeReadable(path)
+    }
+
+    /// Certificates are public: readable by all despite the tools' private umask.
+    private static func makeReadable(_ path: String) throws {
+        guard chmod(path, 0o644) == 0 else { throw CommandFailure("cannot make \(path) readable: \(String(cString: strerror(errno)))") }
     }
 
     static func makeDirectory(_ path: String) throws {

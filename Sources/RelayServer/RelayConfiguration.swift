@@ -229,7 +229,17 @@ public struct RelayConfiguration: Sendable {
 
     func readPrivateKeyPEM() throws -> String {
         if let privateKeyPEM { return privateKeyPEM }
+        try Self.checkPrivate(privateKeyFile, key: "tls.keyFile")
         return try Self.read(privateKeyFile, key: "tls.keyFile")
+    }
+
+    /// A private key file that others may read is refused, as sshd refuses one.
+    static func checkPrivate(_ path: String, key: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return }
+        guard info.st_mode & 0o077 == 0 else {
+            throw Invalid(key: key, reason: "\(path) is open to other users (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
+        }
     }
 
     /// The relay's CA from its certificate and key, for issuing certificates.
@@ -239,6 +249,7 @@ public struct RelayConfiguration: Sendable {
 
     func readCAKeyPEM() throws -> String {
         if let caKeyPEM { return caKeyPEM }
+        try Self.checkPrivate(caKeyFile, key: "ca.keyFile")
         return try Self.read(caKeyFile, key: "ca.keyFile")
     }
 

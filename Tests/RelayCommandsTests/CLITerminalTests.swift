@@ -95,7 +95,7 @@ extension DaemonSuiteForCLI {
 
             // A short prefix shared by all three lists the candidates.
             let ambiguous = try cli.run(["show", String(ids[0].prefix(4))], home: cli.responder)
-            #expect(ambiguous.code == 1 && ids.allSatisfy { ambiguous.output.contains($0) }, "\(ambiguous.output)")
+            #expect(ambiguous.code == 1 && ids.allSatisfy { ambiguous.output.contains(String($0.suffix(8))) }, "\(ambiguous.output)")
 
             // Claim, then filter.
             #expect(try cli.run(["claim", ids[1]], home: cli.responder).code == 0)

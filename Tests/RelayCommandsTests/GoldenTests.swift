@@ -117,6 +117,14 @@ extension DaemonSuiteForCLI {
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: wrong)
         let open = try cli.run(["keys", "--passphrase-file", wrong], home: cli.responder)
         #expect(open.code == 1 && open.output.contains("open to other users (mode 644)") && open.output.contains("chmod 600"), "\(open.output)")
+        // The client certificate's key and the identity file are refused the same way when others may read them.
+        let clientKey = cli.responder + "/key.pem", identityFile = cli.responder + "/identity.amane"
+        for (file, what) in [(clientKey, "the client key"), (identityFile, "the identity file")] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: file)
+            let exposed = try cli.run(["keys"], home: cli.responder)
+            #expect(exposed.code == 1 && exposed.output.contains("\(what) \(file) is open to other users (mode 640)"), "\(exposed.output)")
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        }
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: wrong)
         // Timed against a right passphrase just before, since other suites share the machine.
         let unlockStarted = ContinuousClock.now
@@ -129,6 +137,7 @@ extension DaemonSuiteForCLI {
         #expect(!locked.output.contains("not the passphrase"), "the passphrase is never echoed")
 
         try "amane-identity v1\nsuite: nonsense\n".write(toFile: offline + "/identity.amane", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: offline + "/identity.amane")
         try (profile + "identity: identity.amane\n").write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
         let damaged = try cli.run(["keys", "--passphrase-file", wrong], home: offline)
         #expect(damaged.code == 4 && damaged.output.contains("damaged"), "\(damaged.output)")

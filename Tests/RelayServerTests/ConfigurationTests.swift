@@ -170,6 +170,14 @@ import X509
         #expect(badInit.0 == 64 && badInit.1.contains("'bad host!' is not a host name") && badInit.1.contains("amane-relayd init"), "\(badInit.1)")
         #expect(!FileManager.default.fileExists(atPath: data), "nothing was created")
         #expect(try relayd(["init", "--data-dir", data, "--hostname", "relay.example.org", "--hostname", "203.0.113.10", "--hostname", "::1"]).0 == 0)
+        func mode(_ path: String) throws -> Int { try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as! Int }
+        // Whatever the caller's umask: the database and keys are private, certificates readable.
+        #expect(try mode(data + "/relay.sqlite") == 0o600 && mode(data + "/pki/server-key.pem") == 0o600 && mode(data + "/pki/ca-key.pem") == 0o600)
+        #expect(try mode(data + "/pki/server-cert.pem") == 0o644 && mode(data + "/pki/ca-cert.pem") == 0o644)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: data + "/pki/server-key.pem")
+        let exposed = try relayd(["check-config", "--data-dir", data])
+        #expect(exposed.0 == 1 && exposed.1.contains("tls.keyFile") && exposed.1.contains("open to other users"), "\(exposed.1)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: data + "/pki/server-key.pem")
 
         let certificate = data + "/pki/server-cert.pem"
         let served = try Data(contentsOf: URL(fileURLWithPath: certificate))
