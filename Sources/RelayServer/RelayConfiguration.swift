@@ -3,6 +3,7 @@ public import Foundation
 public import Logging
 public import RelayAPI
 public import RelayCore
+import Glibc
 import SystemPackage
 import Yams
 
