@@ -3,7 +3,6 @@ public import Foundation
 public import Logging
 public import RelayAPI
 public import RelayCore
-import Glibc
 import SystemPackage
 import Yams
 
@@ -236,10 +235,9 @@ public struct RelayConfiguration: Sendable {
 
     /// A private key file that others may read is refused, as sshd refuses one.
     static func checkPrivate(_ path: String, key: String) throws {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return }
-        guard info.st_mode & 0o077 == 0 else {
-            throw Invalid(key: key, reason: "\(path) is open to other users (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
+        guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int else { return }
+        guard mode & 0o077 == 0 else {
+            throw Invalid(key: key, reason: "\(path) is open to other users (mode \(String(mode & 0o777, radix: 8))); run chmod 600 \(path)")
         }
     }
 
