@@ -105,8 +105,16 @@ extension DaemonSuite {
         #expect(try servedSerial(daemon) == renewed)
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
 
-        // Its key in place too (the key file, as in development): the next reload serves both.
-        try fresh.key.write(toFile: daemon.directory + "/pki/server-key.pem", atomically: true, encoding: .utf8)
+        // Its key in place too (the key file, as in development), but readable by all: refused, the renewed pair stays.
+        let keyFile = daemon.directory + "/pki/server-key.pem"
+        try fresh.key.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: keyFile)
+        daemon.signal(SIGHUP)
+        #expect(try await eventually { daemon.stderr.value.contains("open to other users") }, "\(daemon.stderr.value)")
+        #expect(reloads() == 1)
+        #expect(try servedSerial(daemon) == renewed)
+        // Made private, the next reload serves both.
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: keyFile)
         daemon.signal(SIGHUP)
         #expect(try await eventually { reloads() == 2 }, "\(daemon.stderr.value)")
         #expect(try servedSerial(daemon) != renewed)

@@ -83,6 +83,8 @@ public final class Daemon: @unchecked Sendable {
 
     /// Starts the daemon and waits until it listens (and, in dev mode, until the demo principals exist).
     public init(directory: String? = nil, dev: Bool = true, environment: [String: String] = [:], arguments: [String] = []) async throws {
+        // A write to a child that has exited must fail that test, not kill the whole test process with SIGPIPE.
+        Glibc.signal(SIGPIPE, SIG_IGN)
         self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("amane-daemon-\(UUID().uuidString)").path
         self.environment = environment
         self.arguments = arguments
