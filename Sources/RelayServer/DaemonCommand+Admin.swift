@@ -100,6 +100,7 @@ struct Admin: AsyncParsableCommand {
         let configuration = try await common.load()
         let ca = try configuration.certificateAuthority()
         let issued = try ca.issue(commonName: name, usage: .client)
+        let createsOut = !FileManager.default.fileExists(atPath: out)
         try RelayFiles.makeDirectory(out)
         let certPath = (out as NSString).appendingPathComponent("\(name)-cert.pem")
         let keyPath = (out as NSString).appendingPathComponent("\(name)-key.pem")
@@ -122,6 +123,7 @@ struct Admin: AsyncParsableCommand {
         } catch {
             try? FileManager.default.removeItem(atPath: certPath)
             try? FileManager.default.removeItem(atPath: keyPath)
+            if createsOut { rmdir(out) }
             if let error = error as? StoreError { throw CommandFailure(error.reason) }
             throw error
         }
@@ -362,7 +364,7 @@ struct Backup: AsyncParsableCommand {
         let db = try common.openExisting(configuration)
         try db.backup(to: (staging as NSString).appendingPathComponent(RelayDatabase.fileName))
         let copy = try RelayDatabase(directory: staging)
-        let verification = Result { try copy.verifyAudit() }
+        let verification = Result { try copy.verifyAuditWithHead() }
         guard try copy.integrityCheck() == "ok" else { throw CommandFailure("the backup failed its integrity check; nothing kept") }
         try copy.close()
         let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)
@@ -370,7 +372,7 @@ struct Backup: AsyncParsableCommand {
         case .success(let verified):
             let destination = try moveIntoPlace(staged, as: "relay-\(stamp)")
             let kept = try prune("relay-")
-            print("Backed up to \(destination) (audit trail verified: \(verified) entries); keeping \(kept).")
+            print("Backed up to \(destination) (audit trail verified: \(verified.count) entries, head \(verified.head)); keeping \(kept).")
         case .failure(let error as AuditVerifier.Break):
             // Kept apart, as evidence and as the newest copy of what is stored, so that it rotates no good copy away.
             let destination = try moveIntoPlace(staged, as: "broken-\(stamp)")

@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import RelayCore
+import RelayFormat
 @testable import RelayServer
 import RelayTestSupport
 import Testing
@@ -199,6 +200,15 @@ import X509
         let (lastCode, last) = try relayd(["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "1"])
         let newest = try #require(last.firstMatch(of: /Backed up to (\S+\.sqlite)/)?.1).description
         #expect(lastCode == 0 && FileManager.default.fileExists(atPath: newest), "\(last)")
+        // The backup prints the head it verified, for a later --expect-head.
+        let head = try #require(last.firstMatch(of: /head (\d+:[0-9a-f]{64})/)?.1).description
+        #expect(try relayd(["admin", "audit", "verify", "--data-dir", data, "--expect-head", head]).0 == 0)
+        // An enrollment the store refuses (the name is taken) leaves no empty --out folder behind.
+        let key = SealingPrivateKey.generate().publicKey.text
+        #expect(try relayd(["admin", "enroll-responder", "amina", "--sealing-key", key, "--out", data + "-amina", "--data-dir", data]).0 == 0)
+        let (takenCode, taken) = try relayd(["admin", "enroll-responder", "amina", "--sealing-key", key, "--out", data + "-again", "--data-dir", data])
+        #expect(takenCode == 1 && !FileManager.default.fileExists(atPath: data + "-again"), "\(taken)")
+        try? FileManager.default.removeItem(atPath: data + "-amina")
         #expect(try FileManager.default.contentsOfDirectory(atPath: data + "-backups").filter { $0.hasSuffix(".sqlite") } == [(newest as NSString).lastPathComponent])
     }
 }
