@@ -86,11 +86,9 @@ struct Profile {
 /// Refuses a secret file that others may read: a passphrase file, the client certificate's key, the identity.
 enum PrivateFile {
     static func check(_ path: String, _ what: String) throws {
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw CLIError(.usage, "cannot read \(what) \(path)") }
-        guard info.st_mode & 0o077 == 0 else {
-            throw CLIError(.usage, "\(what) \(path) is open to other users (mode \(String(info.st_mode & 0o777, radix: 8)))",
-                           hint: "Run: chmod 600 \(path)")
+        guard FileManager.default.isReadableFile(atPath: path) else { throw CLIError(.usage, "cannot read \(what) \(path)") }
+        if let mode = SecretFile.openToOthers(path) {
+            throw CLIError(.usage, "\(what) \(path) is open to other users (mode \(String(mode, radix: 8)))", hint: "Run: chmod 600 \(path)")
         }
     }
 }

@@ -168,6 +168,12 @@ public enum IdentityFile {
 
 /// Files that hold secrets: created with mode 0600, never overwritten, flushed to disk.
 package enum SecretFile {
+    /// The permission bits of a file that its group or others may read or write; nil when only its owner may, or it is missing.
+    package static func openToOthers(_ path: String) -> Int? {
+        guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o077 != 0 else { return nil }
+        return mode & 0o777
+    }
+
     package static func createExclusive(at path: String, contents: [UInt8]) throws(FormatError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {

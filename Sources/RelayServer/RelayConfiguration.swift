@@ -3,6 +3,7 @@ public import Foundation
 public import Logging
 public import RelayAPI
 public import RelayCore
+import RelayFormat
 import SystemPackage
 import Yams
 
@@ -235,9 +236,8 @@ public struct RelayConfiguration: Sendable {
 
     /// A private key file that others may read is refused, as sshd refuses one.
     static func checkPrivate(_ path: String, key: String) throws {
-        guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int else { return }
-        guard mode & 0o077 == 0 else {
-            throw Invalid(key: key, reason: "\(path) is open to other users (mode \(String(mode & 0o777, radix: 8))); run chmod 600 \(path)")
+        if let mode = SecretFile.openToOthers(path) {
+            throw Invalid(key: key, reason: "\(path) is open to other users (mode \(String(mode, radix: 8))); run chmod 600 \(path)")
         }
     }
 

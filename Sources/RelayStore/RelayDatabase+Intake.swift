@@ -85,6 +85,8 @@ extension RelayDatabase {
         }
     }
 
+    static let keyUsedElsewhere = StoreError(.conflict, "this idempotency key was used for another submission")
+
     /// The first answer to a gateway's idempotency key, opened; nil for a new key.
     /// - Throws: `conflict` when the key came with another request.
     static func previousAnswer(_ db: Database, gatewayID: String, keyHash: Data, requestHash: [UInt8], secret: [UInt8],
@@ -92,7 +94,7 @@ extension RelayDatabase {
         guard let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
                                               arguments: [gatewayID, keyHash]) else { return nil }
         guard Digest.constantTimeEquals(Array(previous["requestHash"] as Data), requestHash) else {
-            throw StoreError(.conflict, "this idempotency key was used for another submission")
+            throw Self.keyUsedElsewhere
         }
         return (previous["disclosureID"], try KeyedBox.open(Array(previous["sealedAnswer"] as Data), secret: secret, context: context))
     }
@@ -159,7 +161,7 @@ extension RelayDatabase {
                 let id = String(decoding: previous.answer, as: UTF8.self)
                 guard previous.caseID == caseID,
                       let receivedAt = try Int64.fetchOne(db, sql: "SELECT createdAt FROM sealedObject WHERE id = ?", arguments: [id]) else {
-                    throw StoreError(.conflict, "this idempotency key was used for another submission")
+                    throw Self.keyUsedElsewhere
                 }
                 return FollowupResult(id: id, receivedAt: receivedAt, replayed: true)
             }
