@@ -228,7 +228,15 @@ struct PeriodicService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                do { try await work() } catch { logger.warning("\(name) failed", metadata: ["relay.error": "\(type(of: error))"]) }
+                do {
+                    try await work()
+                } catch {
+                    // Shutting down closes the store under a running task: nothing to warn about.
+                    guard !Task.isCancelled else { break }
+                    // A StoreError's reason names ids and states, never content; anything else only by its type.
+                    let reason = (error as? StoreError).map(\.description) ?? "\(type(of: error))"
+                    logger.warning("\(name) failed", metadata: ["relay.error": "\(reason)"])
+                }
                 try? await Task.sleep(for: interval)
             }
         }

@@ -1,10 +1,14 @@
 public import ArgumentParser
 import Foundation
 import Logging
+import NIOCore
 import RelayCore
 import RelayFormat
 import RelayStore
 import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `amane-relayd`: the relay daemon and its admin tools.
 public struct DaemonCommand: AsyncParsableCommand {
@@ -149,7 +153,32 @@ struct Serve: AsyncParsableCommand {
                 say(bound.listeningLine)
             }
         }
-        try await app.run()
+        do {
+            try await app.run()
+        } catch let error as IOError {
+            guard let failure = ListenFailure(error, bound: app.bound, configuration: configuration) else { throw error }
+            throw CommandFailure(failure.description)
+        }
+    }
+}
+
+/// A listener that could not bind, named by its configuration key: NIO's error names neither the address nor the key.
+struct ListenFailure: CustomStringConvertible {
+    let description: String
+
+    init?(_ error: IOError, bound: BoundPorts, configuration: RelayConfiguration) {
+        let reason: String
+        switch error.errnoCode {
+        case EADDRINUSE: reason = "the address is in use (another amane-relayd, or another program, holds the port)"
+        case EACCES: reason = "permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE)"
+        case EADDRNOTAVAIL: reason = "no interface of this machine has that address"
+        default: return nil
+        }
+        // A listener that came up is not the one that failed; when neither did, either may have.
+        var suspects: [String] = []
+        if bound.https == nil { suspects.append("\(configuration.listen) (http.listen, --listen)") }
+        if bound.ops == nil { suspects.append("\(configuration.opsListen) (ops.listen, --ops-listen)") }
+        description = "cannot listen on \(suspects.joined(separator: " or ")): \(reason)"
     }
 }
 

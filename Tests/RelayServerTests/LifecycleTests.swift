@@ -209,5 +209,24 @@ extension DaemonSuite {
         #expect(status == 1 && output.contains("another amane-relayd is serving"), "\(status): \(output)")
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
     }
+
+    /// NIO's bind error names neither the address nor the setting; the daemon names both.
+    @Test func aPortInUseIsNamedWithItsSetting() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-portclash-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        for (https, ops, named) in [(daemon.port, 0, "127.0.0.1:\(daemon.port) (http.listen, --listen)"),
+                                    (0, daemon.opsPort, "127.0.0.1:\(daemon.opsPort) (ops.listen, --ops-listen)")] {
+            let (status, output) = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", directory,
+                                                                       "--listen", "127.0.0.1:\(https)", "--ops-listen", "127.0.0.1:\(ops)"], environment: env)
+            #expect(status == 1 && output.contains("cannot listen on") && output.contains(named) && output.contains("the address is in use"),
+                    "\(status): \(output)")
+            #expect(!output.contains("sweep failed") && !output.contains("reaper failed"), "stopping is no failure: \(output)")
+        }
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
+    }
 }
 }
