@@ -137,11 +137,14 @@ extension RelayServerApp {
         opsRouter.get("/healthz") { _, _ in "ok\n" }
         opsRouter.get("/readyz") { _, _ -> Response in
             let readable = await db.isReadable()
-            let ready = bound.https != nil && readable
-            return Response(status: ready ? .ok : .serviceUnavailable, body: .init(byteBuffer: .init(string: ready ? "ready\n" : "not ready\n")))
+            guard bound.https != nil && readable else { return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready\n"))) }
+            // Still ready: responders must reach the relay to create the first key.
+            let unsealed = (try? await db.queuesWithoutSealingKey()) ?? []
+            return Response(status: .ok, body: .init(byteBuffer: .init(string: unsealed.isEmpty ? "ready\n" : "ready; \(RelayServerApp.noSealingKey(unsealed))\n")))
         }
         opsRouter.get("/metrics") { _, _ -> Response in
             if let depth = try? await db.queueDepth() { metrics.update(depth: depth) }
+            if let unsealed = try? await db.queuesWithoutSealingKey() { metrics.queuesWithoutSealingKey.set(Double(unsealed.count)) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                             body: .init(byteBuffer: .init(string: metrics.registry.emitToString())))
         }
@@ -176,6 +179,17 @@ extension RelayServerApp {
             SystemdNotifier(logger: logger) { await bound.ready() },
         ]
         return RelayServerApp(services: services, db: db, bound: bound, logger: logger)
+    }
+
+    /// What ops hear while a queue has no key yet (queue names are no secret).
+    static func noSealingKey(_ queues: [QueueName]) -> String {
+        "no sealing key yet for the queue \(queues.map(\.rawValue).joined(separator: ", ")): intake answers 503 until a responder runs `amane rotate`"
+    }
+
+    /// Warns once at start when a queue has no key, so that a fresh install says what it waits for.
+    static func warnOfQueuesWithoutSealingKey(_ db: RelayDatabase, logger: Logger) async {
+        guard let unsealed = try? await db.queuesWithoutSealingKey(), !unsealed.isEmpty else { return }
+        logger.warning("\(Self.noSealingKey(unsealed))")
     }
 
     /// The routes the API router serves, as "METHOD /path/{param}".

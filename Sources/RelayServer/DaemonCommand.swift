@@ -147,7 +147,10 @@ struct Serve: AsyncParsableCommand {
         } else {
             let db = app.db
             let bound = app.bound
-            Task { try? await db.ensureQueue(.national, actor: .relay) }
+            Task {
+                try? await db.ensureQueue(.national, actor: .relay)
+                await RelayServerApp.warnOfQueuesWithoutSealingKey(db, logger: logger)
+            }
             Task {
                 await bound.ready()
                 say(bound.listeningLine)

@@ -11,6 +11,7 @@ final class RelayMetrics: Sendable {
     let tlsHandshakeFailures: Counter
     let queueDepth: [Urgency: Gauge]
     let slaBreaches: [Urgency: Gauge]
+    let queuesWithoutSealingKey: Gauge
 
     init() {
         intakeLatency = registry.makeDurationHistogram(
@@ -33,6 +34,9 @@ final class RelayMetrics: Sendable {
                 descriptor: .init(namespace: "amane", metricName: "sla_breaches", unitName: "cases", helpText: "Unclaimed cases past their SLA"),
                 labels: [("urgency", urgency.rawValue)])
         }
+        queuesWithoutSealingKey = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "sealing_key_missing", unitName: "queues",
+                              helpText: "Queues whose intake answers 503 until a responder runs amane rotate"))
         queueDepth = depth
         slaBreaches = breaches
     }

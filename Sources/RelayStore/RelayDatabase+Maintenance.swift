@@ -94,6 +94,13 @@ extension RelayDatabase {
     }
 
     /// Whether the database answers: for readiness probes.
+    /// Queues without a current epoch key: intake to them answers 503 until a responder runs `amane rotate`.
+    public func queuesWithoutSealingKey() async throws -> [QueueName] {
+        try await pool.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM queue WHERE currentEpochID IS NULL ORDER BY name").compactMap(QueueName.init(rawValue:))
+        }
+    }
+
     public func isReadable() async -> Bool {
         (try? await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }

@@ -184,6 +184,13 @@ extension DaemonSuite {
         defer { fresh.daemon.stop(); fresh.daemon.removeData() }
         let noKey = try fresh.daemon.post("/v1/disclosures", as: fresh.gateway, json: Demo.body(narrative: "x"), headers: ["Idempotency-Key": Demo.key()])
         #expect(noKey.text.contains("no sealing key"))
+        // Ready all the same (responders must reach it to make the key), and ops are told what it waits for.
+        let waiting = "no sealing key yet for the queue national: intake answers 503 until a responder runs `amane rotate`"
+        let ready = try Daemon.run("/usr/bin/curl", ["-s", "-w", " %{http_code}", "http://127.0.0.1:\(fresh.daemon.opsPort)/readyz"]).1
+        #expect(ready == "ready; \(waiting)\n 200", "\(ready)")
+        let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(fresh.daemon.opsPort)/metrics"]).1
+        #expect(metrics.contains("amane_sealing_key_missing_queues 1"), "\(metrics)")
+        #expect(try await eventually { fresh.daemon.stderr.value.contains(waiting) }, "\(fresh.daemon.stderr.value)")
         record("POST /v1/disclosures", noKey)
         record("GET /v1/queues/{queue}/sealing-key", try fresh.daemon.get("/v1/queues/national/sealing-key", as: fresh.gateway))
 

@@ -37,6 +37,7 @@ extension DaemonSuite {
         #expect(metrics.contains(#"amane_http_requests_total{method="POST",route="/v1/disclosures",status="409"} 1"#))
         #expect(metrics.contains("amane_intake_duration_seconds_count") && metrics.contains("amane_group_commit_batch_writes_count"))
         #expect(metrics.contains(#"amane_queue_depth_cases{urgency="immediate"} 1"#) && metrics.contains("amane_sla_breaches_cases"))
+        #expect(metrics.contains("amane_sealing_key_missing_queues 0"))
         #expect(!metrics.contains("demo-gateway") && !metrics.contains(id), "metrics carry no identities or ids")
         #expect(try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/healthz"]).1 == "ok\n")
         #expect(try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/readyz"]).1 == "ready\n")
