@@ -13,15 +13,21 @@ struct KeyInfo: Codable {
 struct Keygen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create your personal sealing key, protected by a passphrase (asked twice, not echoed).",
-        discussion: "It prints the fingerprint and the public key to hand to your admin for `amane-relayd admin enroll-responder`. Example: amane keygen")
+        discussion: """
+            It prints the fingerprint and the public key to hand to your admin for `amane-relayd admin enroll-responder`; \
+            --show prints them again for the key you have, without the passphrase. Example: amane keygen
+            """)
 
     @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print the fingerprint and public key of the key you already have; create nothing.") var show = false
 
     func run() async throws {
         let profile = try Profile.load(global.profile)
+        if show { return try printExisting(profile) }
         try FileManager.default.createDirectory(atPath: profile.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard !FileManager.default.fileExists(atPath: profile.identity) else {
-            throw CLIError(.usage, "\(profile.identity) exists; refusing to replace your key", hint: "Move it away first if you really mean to start over.")
+            throw CLIError(.usage, "\(profile.identity) exists; refusing to replace your key",
+                           hint: "`amane keygen --show` prints its public key again; move the file away first only if you really mean to start over.")
         }
         let passphrase: [UInt8]
         if let file = global.passphraseFile ?? ProcessInfo.processInfo.environment["AMANE_PASSPHRASE_FILE"] {
@@ -41,6 +47,22 @@ struct Keygen: AsyncParsableCommand {
             Created your sealing key in \(profile.identity) (mode 0600).
             Fingerprint (read it to your admin to compare): \(info.fingerprint)
             Public key (give this whole line to your admin):
+            \(info.publicKey)
+            """)
+    }
+
+    /// The public half sits in the clear in the identity file: no passphrase needed.
+    private func printExisting(_ profile: Profile) throws {
+        let publicKey: SealingPublicKey
+        do { publicKey = try IdentityFile.publicKey(in: IdentityFile.read(profile.identity)) } catch {
+            throw CLIError(.usage, "no key to show at \(profile.identity): \(error)", hint: "Create one with `amane keygen`.")
+        }
+        let info = KeyInfo(fingerprint: publicKey.fingerprint, publicKey: publicKey.text, identity: profile.identity)
+        if global.json { return try Output.json(info) }
+        print("""
+            Your sealing key in \(profile.identity)
+            Fingerprint: \(info.fingerprint)
+            Public key:
             \(info.publicKey)
             """)
     }

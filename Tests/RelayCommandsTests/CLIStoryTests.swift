@@ -45,6 +45,12 @@ struct CLI {
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: passphrase)
         let key = try json(["keygen", "--passphrase-file", passphrase], home: home) as! [String: Any]
         try (key["fingerprint"] as! String).write(toFile: home + "/../\(name).fingerprint", atomically: true, encoding: .utf8)
+        // A lost keygen output is printed again from the identity file, without the passphrase; a second keygen replaces nothing.
+        let shown = try json(["keygen", "--show"], home: home) as! [String: Any]
+        #expect(shown["publicKey"] as? String == key["publicKey"] as? String && shown["fingerprint"] as? String == key["fingerprint"] as? String)
+        let again = try run(["keygen", "--passphrase-file", passphrase], home: home)
+        #expect(again.code == 1 && again.output.contains("refusing to replace") && again.output.contains("amane keygen --show"), "\(again)")
+        #expect(try json(["keygen", "--show"], home: home) as? [String: String] == shown as? [String: String])
         let (code, output) = try daemon.admin(["admin", "enroll-responder", name, "--sealing-key", key["publicKey"] as! String, "--out", home])
         #expect(code == 0, "\(output)")
         try """
