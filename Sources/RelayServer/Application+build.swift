@@ -85,6 +85,14 @@ extension RelayServerApp {
         var options = RelayDatabase.Options()
         options.policy = configuration.policy
         options.batchObserver = { metrics.batchSizes.record(Double($0)) }
+        let dataDirectory = configuration.dataDirectory
+        options.writeHealthObserver = { failure in
+            if let failure {
+                logger.error("the store cannot write: nothing is acknowledged until it can", metadata: ["relay.error": "\(failure)", "relay.dataDirectory": "\(dataDirectory)"])
+            } else {
+                logger.notice("the store writes again")
+            }
+        }
         let taxonomy = try? RelayConfiguration.readSeed("taxonomy.yaml", in: configuration.seedsDirectory)
         let db = try RelayDatabase(directory: configuration.dataDirectory, taxonomyYAML: taxonomy, options: options)
         guard !db.taxonomy.codes.isEmpty else {
@@ -138,6 +146,10 @@ extension RelayServerApp {
         opsRouter.get("/readyz") { _, _ -> Response in
             let readable = await db.isReadable()
             guard bound.https != nil && readable else { return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready\n"))) }
+            // Cleared by the next write that commits: a gateway's retry, once space returns.
+            if let failure = db.writeFailure {
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready: the store cannot write (\(failure))\n")))
+            }
             // Still ready: responders must reach the relay to create the first key.
             let unsealed = (try? await db.queuesWithoutSealingKey()) ?? []
             return Response(status: .ok, body: .init(byteBuffer: .init(string: unsealed.isEmpty ? "ready\n" : "ready; \(RelayServerApp.noSealingKey(unsealed))\n")))

@@ -120,6 +120,7 @@ struct Serve: AsyncParsableCommand {
             logger.warning("few open files allowed; each connection needs one", metadata: ["relay.openFileLimit": "\(openFiles)"])
         }
         try RelayFiles.makeDirectory(configuration.dataDirectory)
+        do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError { throw CommandFailure(error.reason) }
         let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
         defer { close(lock) }
         if configuration.dev { try DevEnvironment.preparePKI(configuration) }

@@ -146,6 +146,18 @@ enum RelayFiles {
     }
 
     static func makeDirectory(_ path: String) throws {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch let error as CocoaError {
+            // Foundation's own text ("You don't have permission.") names neither the folder nor who lacks it.
+            let reason = switch error.code {
+            case .fileWriteNoPermission: "permission denied"
+            case .fileWriteVolumeReadOnly: "read-only file system"
+            case .fileWriteOutOfSpace: "no space left on the disk"
+            case .fileWriteFileExists: "a file of that name is in the way"
+            default: error.localizedDescription
+            }
+            throw CommandFailure("cannot create the folder \(path): \(reason) (running as uid \(getuid()))")
+        }
     }
 }

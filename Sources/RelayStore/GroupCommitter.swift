@@ -32,6 +32,8 @@ final class GroupCommitter: Sendable {
         var closed = false
         var committedBatches = 0
         var lastBatchSize = 0
+        /// Why the last batch that meant to write failed, until one that changed something commits.
+        var writeFailure: String?
     }
 
     private let writer: any DatabaseWriter
@@ -39,12 +41,15 @@ final class GroupCommitter: Sendable {
     private let state = Mutex(State())
     private let arrivals = DispatchSemaphore(value: 0)
     private let observer: @Sendable (_ batchSize: Int) -> Void
+    private let healthObserver: @Sendable (_ writeFailure: String?) -> Void
 
-    init(writer: any DatabaseWriter, options: Options, observer: @escaping @Sendable (Int) -> Void = { _ in }) {
+    init(writer: any DatabaseWriter, options: Options, observer: @escaping @Sendable (Int) -> Void = { _ in },
+         healthObserver: @escaping @Sendable (String?) -> Void = { _ in }) {
         precondition(options.maxBatch >= 1, "a batch holds at least one write")
         self.writer = writer
         self.options = options
         self.observer = observer
+        self.healthObserver = healthObserver
     }
 
     /// Runs `work` in the next batch and returns once its transaction is durably committed.
@@ -67,6 +72,9 @@ final class GroupCommitter: Sendable {
 
     /// How many batches have committed since start: tells the checkpointer whether the WAL grew.
     var committedBatches: Int { state.withLock { $0.committedBatches } }
+
+    /// Why the store cannot write (a full disk, an I/O error, a read-only file), or nil while it can.
+    var writeFailure: String? { state.withLock { $0.writeFailure } }
 
     /// Commits batches on the writer thread until cancelled; then finishes what is queued and refuses the rest.
     func run() async {
@@ -96,7 +104,21 @@ final class GroupCommitter: Sendable {
     }
 
     private func commitBatch() {
-        let outcome = Result { try writer.write { db in try self.drain(db) } }
+        // Only a commit that changed something shows the disk takes writes again: an empty one writes nothing.
+        let outcome = Result { try writer.write { db in
+            let before = db.totalChangesCount
+            return (try self.drain(db), db.totalChangesCount > before)
+        } }
+        let failure: String?? = switch outcome {
+        case .success(let (_, changed)): changed ? .some(nil) : .none
+        case .failure(let error): Self.failsTheBatch(error) || error is StoreError ? .some("\(Self.storeError(error))") : .none
+        }
+        let healthChanged = state.withLock { state -> Bool in
+            guard let failure, failure != state.writeFailure else { return false }
+            state.writeFailure = failure
+            return true
+        }
+        if healthChanged, let failure { healthObserver(failure) }
         let batch = state.withLock { state -> [Pending] in
             defer { state.batch = [] }
             if case .success = outcome { state.committedBatches += 1 }
@@ -109,7 +131,7 @@ final class GroupCommitter: Sendable {
             return state.batch
         }
         switch outcome {
-        case .success(let results):
+        case .success(let (results, _)):
             for (pending, result) in zip(batch, results) {
                 pending.continuation.resume(with: result.mapError(Self.storeError))
             }
@@ -209,6 +231,9 @@ final class GroupCommitter: Sendable {
         if let error = error as? DatabaseError {
             switch error.resultCode {
             case .SQLITE_FULL: return StoreError(.unavailable, "the disk is full")
+            case .SQLITE_READONLY: return StoreError(.unavailable, "the database cannot be written (a read-only file, folder or file system)")
+            case .SQLITE_IOERR: return StoreError(.unavailable, "the disk failed to read or write (I/O error)")
+            case .SQLITE_CORRUPT, .SQLITE_NOTADB: return StoreError(.unavailable, "the database file is damaged")
             case .SQLITE_CONSTRAINT: return StoreError(.conflict, "a record with that identity exists")
             case .SQLITE_BUSY, .SQLITE_LOCKED: return StoreError(.busy, "the database is busy")
             default: return StoreError(.unavailable, "storage failed (SQLite \(error.resultCode.rawValue))")

@@ -13,6 +13,8 @@ public final class RelayDatabase: Sendable {
         public var now: @Sendable () -> Date = { Date() }
         /// Called with the size of every committed batch, for metrics.
         public var batchObserver: @Sendable (Int) -> Void = { _ in }
+        /// Called when the store stops being able to write (with why) and when it writes again (nil).
+        public var writeHealthObserver: @Sendable (String?) -> Void = { _ in }
         /// Benchmarks only: false commits without fsync (not durable), to measure what a write costs apart from the disk.
         package var syncsCommits = true
 
@@ -34,6 +36,7 @@ public final class RelayDatabase: Sendable {
     public init(directory: String, taxonomyYAML: String? = nil, options: Options = Options()) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        try Self.requireWritable(directory)
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
@@ -68,8 +71,11 @@ public final class RelayDatabase: Sendable {
         self.committer = GroupCommitter(
             writer: pool,
             options: .init(maxBatch: options.maxBatch, window: .microseconds(options.windowMicroseconds), maxPending: options.maxPending),
-            observer: options.batchObserver)
+            observer: options.batchObserver, healthObserver: options.writeHealthObserver)
     }
+
+    /// Why the store cannot write now (a full disk, an I/O error, a read-only file), or nil while it can.
+    public var writeFailure: String? { committer.writeFailure }
 
     /// Runs the group-commit writer until the task is cancelled; pending writes finish first.
     public func runWriter() async {
@@ -118,6 +124,17 @@ public final class RelayDatabase: Sendable {
             } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
                 Thread.sleep(forTimeInterval: 0.01)
             }
+        }
+    }
+
+    /// SQLite opens a file it may not write read-only without a word, and fails every write later: say so now.
+    public static func requireWritable(_ directory: String) throws {
+        let file = (directory as NSString).appendingPathComponent(fileName)
+        for path in [directory, file, file + "-wal", file + "-shm"] where access(path, F_OK) == 0 && access(path, W_OK) != 0 {
+            throw StoreError(.unavailable, """
+                cannot write \(path) (\(String(cString: strerror(errno)))): the data directory and its files must belong to the user \
+                running this command (uid \(getuid()))
+                """)
         }
     }
 

@@ -95,10 +95,18 @@ extension DaemonSuite {
         let entries = load.entries
         #expect(entries.failures.keys.sorted() == ["HTTP 503"], "a full disk answers 503 and nothing else: \(entries.failures)")
         #expect(entries.acknowledged.count > 50)
+        // Ops hear it: readiness fails with the cause, and the log says so at each change (a disk at its brim lets a few writes through).
+        let readyz = "http://127.0.0.1:\(daemon.opsPort)/readyz"
+        let full = try Daemon.run("/usr/bin/curl", ["-s", "-w", " %{http_code}", readyz]).1
+        #expect(full == "not ready: the store cannot write (unavailable: the disk is full)\n 503", "\(full)")
+        func said(_ text: String) -> Int { daemon.stderr.value.components(separatedBy: text).count - 1 }
+        #expect(said("the store cannot write") >= 1 && said("the store cannot write") == said("the store writes again") + 1, "\(daemon.stderr.value)")
 
         #expect(try disk.grow(toMegabytes: 64))
         let after = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
         #expect(after.status == 201, "intake resumes once space returns")
+        #expect(try Daemon.run("/usr/bin/curl", ["-s", readyz]).1 == "ready\n")
+        #expect(daemon.stderr.value.contains("the store writes again"))
         daemon.stop()
         let stored = try await Self.storedIDs(daemon)
         #expect(Set(entries.acknowledged.values).isSubset(of: stored), "every acknowledged disclosure survived")

@@ -210,6 +210,25 @@ extension DaemonSuite {
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
     }
 
+    /// SQLite would open a database this user may not write read-only and fail every intake after "listening".
+    @Test func aDataDirectoryTheServiceUserCannotWriteIsAStartupError() async throws {
+        let daemon = try await Daemon()
+        daemon.stop()
+        defer { daemon.removeData() }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: daemon.directory)
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let (status, output) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "serve", "--dev",
+                                                                   "--data-dir", daemon.directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"],
+                                              environment: env)
+        #expect(status == 1 && output.contains("cannot write \(daemon.directory)") && output.contains("uid 65534") && !output.contains("listening"),
+                "\(status): \(output)")
+        let (createStatus, createOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "serve",
+                                                                               "--data-dir", daemon.directory + "/new/data", "--listen", "127.0.0.1:0"], environment: env)
+        #expect(createStatus == 1 && createOutput.contains("cannot create the folder \(daemon.directory)/new/data: permission denied (running as uid 65534)"),
+                "\(createStatus): \(createOutput)")
+    }
+
     /// NIO's bind error names neither the address nor the setting; the daemon names both.
     @Test func aPortInUseIsNamedWithItsSetting() async throws {
         let daemon = try await Daemon()

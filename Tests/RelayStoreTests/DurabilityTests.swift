@@ -110,7 +110,8 @@ import Testing
 
 @Suite struct DiskFullTests {
     @Test func whenTheDiskIsFullWritesFailClearlyAndRecover() async throws {
-        let fixture = try await StoreFixture()
+        let health = Collected()
+        let fixture = try await StoreFixture { $0.writeHealthObserver = { health.append($0 ?? "writes again") } }
         let acknowledged = Collected()
         try fixture.db.setMaxPageCount(try fixture.db.pageCount() + 12)
         var failures: [StoreError] = []
@@ -134,10 +135,16 @@ import Testing
         let stored = Set(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.map(\.id))
         #expect(stored == Set(acknowledged.all), "stored exactly what was acknowledged")
         #expect(try fixture.db.verifyAudit() > 0 && fixture.db.integrityCheck() == "ok")
+        // Said once, for readiness and the log; a commit that changes nothing proves nothing and clears nothing.
+        #expect(health.all == ["unavailable: the disk is full"])
+        #expect(fixture.db.writeFailure == "unavailable: the disk is full")
+        #expect(try await fixture.db.reapExpiredClaims() == 0)
+        #expect(fixture.db.writeFailure != nil)
 
         try fixture.db.setMaxPageCount(1_073_741_823)
         let after = try await fixture.submit("after space returned")
         #expect(try await fixture.db.caseSummary(id: after.id).state == .new)
+        #expect(fixture.db.writeFailure == nil && health.all == ["unavailable: the disk is full", "writes again"])
     }
 }
 
