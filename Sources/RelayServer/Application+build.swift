@@ -116,7 +116,8 @@ extension RelayServerApp {
 
         let bound = BoundPorts()
         let router = Router(context: RelayRequestContext.self)
-        router.add(middleware: RequestLogMiddleware(metrics: metrics))
+        let gatewayTally = GatewayTally()
+        router.add(middleware: RequestLogMiddleware(metrics: metrics, gateways: gatewayTally))
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: AuthenticationMiddleware(
             db: db, limiter: RateLimiter(capacity: configuration.limits.requestsPerMinute, per: .seconds(60))))
@@ -185,6 +186,7 @@ extension RelayServerApp {
                     if let command = configuration.slaNotifyCommand { SLANotifier.run(command, urgency: urgency, count: value.pastSLA, logger: logger) }
                 }
             },
+            GatewayTallyService(tally: gatewayTally, logger: logger),
             TLSReloader(identity: identity, configuration: configuration, logger: logger),
             ops,
             api,

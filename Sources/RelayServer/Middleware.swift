@@ -9,6 +9,7 @@ import Prometheus
 import Synchronization
 import RelayCore
 import RelayStore
+import ServiceLifecycle
 
 /// Maps the verified client certificate to a principal on every request, so a revocation bites at once,
 /// and applies the principal's token bucket.
@@ -26,20 +27,24 @@ struct AuthenticationMiddleware: RouterMiddleware {
             throw APIError(.forbidden, "this certificate is not enrolled")
         }
         guard principal.isActive else { throw APIError(.forbidden, "\(principal.name) has been revoked") }
+        // Named before the limiter refuses, so that the log says who was slowed down.
+        var context = context
+        context.principal = principal
         if let wait = limiter.take(principal.id) {
             throw APIError(.tooManyRequests, "too many requests; slow down", headers: [.retryAfter: String(wait)])
         }
-        var context = context
-        context.principal = principal
         return try await next(request, context)
     }
 }
 
 /// Logs one line per request (route pattern, status, principal, request id, duration) and counts it.
-/// Never the body, the query, the receipt or the peer's address.
+/// Never the body, the query, the receipt or the peer's address. A gateway's requests go to the debug level
+/// and into a tally logged once a minute: a line timed to the second with a kiosk's name would date a
+/// visit more finely than the store does.
 struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = RelayRequestContext
     let metrics: RelayMetrics
+    let gateways: GatewayTally
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -49,12 +54,19 @@ struct RequestLogMiddleware: RouterMiddleware {
         let route = context.endpointPath ?? "unmatched"
         metrics.countRequest(route: route, method: request.method.rawValue, status: response.status.code)
         let elapsed = ContinuousClock.now - start
-        context.logger.info("request", metadata: [
+        let principal = context.trace.principal.withLock { $0 }
+        let metadata: Logger.Metadata = [
             "relay.route": "\(request.method.rawValue) \(route)",
-            "relay.principal": "\(context.trace.principal.withLock { $0 } ?? "-")",
+            "relay.principal": "\(principal?.name ?? "-")",
             "relay.status": "\(response.status.code)",
             "relay.duration_ms": "\(elapsed.inNanoseconds / 1_000_000)",
-        ])
+        ]
+        if let principal, principal.role == .gateway {
+            gateways.count(principal.name, "\(request.method.rawValue) \(route) \(response.status.code)")
+            context.logger.debug("request", metadata: metadata)
+        } else {
+            context.logger.info("request", metadata: metadata)
+        }
         var headers = response.headers
         headers[HTTPField.Name("Request-Id")!] = context.requestID
         var tagged = response
@@ -101,5 +113,38 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
+    }
+}
+
+/// Gateways' requests by route and status, logged once a minute and at shutdown, then forgotten.
+final class GatewayTally: Sendable {
+    private let counts = Mutex<[String: [String: Int]]>([:])
+
+    func count(_ gateway: String, _ request: String) {
+        counts.withLock { $0[gateway, default: [:]][request, default: 0] += 1 }
+    }
+
+    func log(to logger: Logger) {
+        let tally = counts.withLock { counts in
+            defer { counts = [:] }
+            return counts
+        }
+        for (gateway, requests) in tally.sorted(by: { $0.key < $1.key }) {
+            let summary = requests.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            logger.info("gateway requests since the last tally", metadata: ["relay.principal": "\(gateway)", "relay.requests": "\(summary)"])
+        }
+    }
+}
+
+/// Logs the gateway tally every minute until shutdown, and once more after it.
+struct GatewayTallyService: Service {
+    let tally: GatewayTally
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while (try? await Task.sleep(for: .seconds(60))) != nil { tally.log(to: logger) }
+        }
+        tally.log(to: logger)
     }
 }

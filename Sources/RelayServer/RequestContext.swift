@@ -14,7 +14,7 @@ struct RelayRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel
     var principal: Principal? {
-        didSet { trace.principal.withLock { $0 = principal?.name.rawValue } }
+        didSet { trace.principal.withLock { $0 = principal.map { ($0.name.rawValue, $0.role) } } }
     }
     var requestID: String
     /// Shared by every copy of this context, so the request log sees who was authenticated further in.
@@ -39,7 +39,7 @@ struct RelayRequestContext: RequestContext {
 }
 
 final class RequestTrace: Sendable {
-    let principal = Mutex<String?>(nil)
+    let principal = Mutex<(name: String, role: Role)?>(nil)
 }
 
 /// An error the API answers with a problem body.

@@ -179,6 +179,9 @@ extension DaemonSuite {
             }
         }
 
+        let slowedDown = tight.stderr.value.split(separator: "\n").filter { $0.contains("relay.status=429") }
+        #expect(!slowedDown.isEmpty && slowedDown.allSatisfy { $0.contains("relay.principal=demo-supervisor") }, "the log says who was slowed down: \(slowedDown)")
+
         // No sealing key yet: a production relay before the first `amane rotate`.
         let fresh = try await productionRelayWithoutEpoch()
         defer { fresh.daemon.stop(); fresh.daemon.removeData() }

@@ -160,6 +160,26 @@ extension DaemonSuite {
         return ClientIdentity(certificate: out + "/helpline-2-cert.pem", key: out + "/helpline-2-key.pem")
     }
 
+    /// The store dates a case to the minute; a log line dated to the second with the kiosk's name would undo that.
+    @Test func aGatewaysRequestsAreLoggedAsATallyNotOneByOne() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.removeData() }
+        for _ in 0..<2 {
+            let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "x"), headers: ["Idempotency-Key": Demo.key()])
+            #expect(posted.status == 201)
+        }
+        let miss = try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": "1111 2222 3333 4444"]).status
+        #expect(miss >= 400)
+        #expect(try daemon.get("/v1/queue", as: daemon.responder).status == 200)
+        #expect(daemon.stop() == 0)
+        let lines = daemon.stderr.value.split(separator: "\n")
+        #expect(!lines.contains { $0.contains("relay.principal=demo-gateway") && $0.contains("relay.route=") }, "\(lines)")
+        let tally = lines.filter { $0.contains("gateway requests since the last tally") }
+        #expect(tally.count == 1 && tally[0].contains("relay.principal=demo-gateway")
+                && tally[0].contains("relay.requests=POST /v1/disclosures 201 ×2, POST /v1/replies/fetch \(miss) ×1"), "\(tally)")
+        #expect(lines.contains { $0.contains("relay.route=GET /v1/queue") && $0.contains("relay.principal=demo-responder") }, "a responder's requests are logged one by one")
+    }
+
     @Test func aCanaryInADisclosureReachesNoLogAndNoFile() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LOG_LEVEL": "trace"])
         defer { daemon.removeData() }
@@ -175,7 +195,7 @@ extension DaemonSuite {
         #expect(!logs.contains(canary))
         #expect(!logs.contains(receipt) && !logs.contains(receipt.replacingOccurrences(of: " ", with: "")))
         let requestLines = logs.split(separator: "\n").filter { $0.contains("relay.route=") }
-        #expect(requestLines.count >= 3 && requestLines.allSatisfy { !$0.contains("127.0.0.1") && $0.contains("relay.principal=demo-") },
+        #expect(requestLines.count >= 3 && requestLines.contains { $0.contains("demo-gateway") } && requestLines.allSatisfy { !$0.contains("127.0.0.1") && $0.contains("relay.principal=demo-") },
                 "request lines name the principal and never the client address")
         let files = FileManager.default.enumerator(atPath: daemon.directory)!.compactMap { $0 as? String }
         var scanned = 0
