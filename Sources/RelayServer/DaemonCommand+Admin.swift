@@ -238,7 +238,7 @@ struct Reissue: AsyncParsableCommand {
 struct Revoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Revoke a principal at once: every request with its certificate gets 403, and its grants are deleted.",
-        discussion: "Then have a member run `amane rotate`, so new cases are sealed to a key the revoked one never had.")
+        discussion: "After a responder or supervisor, have a member run `amane rotate`, so new cases are sealed to a key the revoked one never had.")
 
     @OptionGroup var common: CommonOptions
     @Argument(help: "The principal's name.") var name: String
@@ -246,12 +246,17 @@ struct Revoke: AsyncParsableCommand {
     func run() async throws {
         guard let principalName = PrincipalName(rawValue: name) else { throw ValidationError("'\(name)' is not a valid name") }
         let configuration = try await common.load()
+        let role: Role
         do {
-            try await common.withStore(configuration) { db in try await db.revoke(name: principalName, actor: .admin(Admin.user)) }
+            role = try await common.withStore(configuration) { db in try await db.revoke(name: principalName, actor: .admin(Admin.user)) }
         } catch let error as StoreError {
             throw CommandFailure(error.reason)
         }
-        print("Revoked \(name). Now have a member run `amane rotate`.")
+        if role == .gateway {
+            print("Revoked \(name): its certificate is refused from now on. A gateway holds no queue key, so nothing needs rotating.")
+        } else {
+            print("Revoked \(name). Now have a member run `amane rotate`, so new cases are sealed to a key \(name) never had.")
+        }
     }
 }
 

@@ -86,11 +86,14 @@ public struct RelayConfiguration: Sendable {
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "amane"),
         ]
         if let configFile {
-            guard let text = try? String(contentsOfFile: configFile, encoding: .utf8) else { throw Invalid(key: "config", reason: "no file at \(configFile)") }
+            let text = try read(configFile, key: "config")
             if let unknown = try unknownKeys(inYAML: text).first {
                 // A key under the wrong section (an uncommented line whose section line stayed commented) keeps its own name.
                 let meant = knownKeys.sorted().first { $0.split(separator: ".").last == unknown.split(separator: ".").last }
-                throw Invalid(key: unknown, reason: "is not a configuration key (a typo?)\(meant.map { "; did you mean \($0), under its section?" } ?? ""); Config/amane-relayd.yaml lists every key")
+                throw Invalid(key: unknown, reason: """
+                    is not a configuration key (a typo?)\(meant.map { "; did you mean \($0), under its section?" } ?? ""); the example \
+                    amane-relayd.yaml (Config/ in the source, /etc/amane-relay/ once installed) lists every key
+                    """)
             }
             providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(configFile)))
         }
@@ -149,6 +152,8 @@ public struct RelayConfiguration: Sendable {
     /// The dotted keys of a YAML configuration file that the relay does not read, in file order.
     static func unknownKeys(inYAML text: String) throws -> [String] {
         func leaves(_ node: Node, _ prefix: String) -> [String] {
+            // A section whose keys are all commented out is empty, not a key.
+            if node.null != nil, knownKeys.contains(where: { $0.hasPrefix(prefix + ".") }) { return [] }
             guard let mapping = node.mapping else { return [prefix] }
             return mapping.flatMap { key, value in leaves(value, prefix.isEmpty ? key.string ?? "" : "\(prefix).\(key.string ?? "")") }
         }
@@ -264,9 +269,14 @@ public struct RelayConfiguration: Sendable {
     }
 
     static func read(_ path: String, key: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw Invalid(key: key, reason: "cannot read \(path); check --data-dir, or run `amane-relayd init` to create the relay there")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if access(path, F_OK) == 0 {
+                throw Invalid(key: key, reason: "cannot read \(path): \(String(cString: strerror(errno))); it must be readable by the user running amane-relayd (uid \(getuid()))")
+            }
+            if key == "config" { throw Invalid(key: key, reason: "no file at \(path)") }
+            throw Invalid(key: key, reason: "no file at \(path); check --data-dir (or --config), or run `amane-relayd init` to create the relay there")
         }
+        guard let text = String(data: data, encoding: .utf8) else { throw Invalid(key: key, reason: "\(path) is not UTF-8 text") }
         return text
     }
 }

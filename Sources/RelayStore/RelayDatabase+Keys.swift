@@ -88,9 +88,11 @@ extension RelayDatabase {
     }
 
     /// Revokes a principal at once and deletes its grants.
-    public func revoke(name: PrincipalName, actor: StoreActor) async throws {
+    /// - Returns: the revoked principal's role.
+    @discardableResult
+    public func revoke(name: PrincipalName, actor: StoreActor) async throws -> Role {
         let now = nowSeconds
-        try await committer.write { db in
+        return try await committer.write { db in
             guard let record = try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db) else {
                 throw StoreError(.notFound, "no principal named \(name)")
             }
@@ -104,6 +106,7 @@ extension RelayDatabase {
                 try db.execute(sql: "UPDATE disclosure SET state = 'new', assigneeID = NULL, claimExpiresAt = NULL WHERE id = ?", arguments: [caseID])
                 try AuditLog.append(db, time: now, actor: actor, action: "release", subject: caseID, detail: ["reason": "revoked", "to": "new"])
             }
+            return Role(rawValue: record.role) ?? .responder
         }
     }
 

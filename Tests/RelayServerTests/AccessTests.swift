@@ -68,11 +68,13 @@ extension DaemonSuite {
         #expect(output.value.contains("HTTP/1.1 200"))
 
         let (status, text) = try daemon.admin(["admin", "revoke", "demo-responder"])
-        #expect(status == 0, "\(text)")
+        #expect(status == 0 && text.contains("run `amane rotate`"), "\(text)")
         input.fileHandleForWriting.write(request)
         #expect(try await eventually { output.value.components(separatedBy: "HTTP/1.1 ").count == 3 }, "\(output.value)")
         #expect(output.value.components(separatedBy: "HTTP/1.1 ").last?.hasPrefix("403") == true)
         #expect(output.value.contains("revoked"))
+        let (gatewayStatus, gatewayText) = try daemon.admin(["admin", "revoke", "demo-gateway"])
+        #expect(gatewayStatus == 0 && gatewayText.contains("nothing needs rotating") && !gatewayText.contains("amane rotate"), "\(gatewayText)")
     }
 
 

@@ -80,6 +80,20 @@ import X509
             try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment)
         }
         #expect(misplaced?.key == "sealing.leaseMinutes" && misplaced?.description.contains("did you mean claim.leaseMinutes") == true, "\(String(describing: misplaced))")
+        // A section whose only key is commented out (the CA key kept offline) is empty, not a key; an unknown empty one still is.
+        try "ca:\n  # keyFile: /media/offline/ca-key.pem\nclaim:\n  leaseMinutes: 2\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment).policy.claimLeaseSeconds == 120)
+        try "cla:\n".write(to: file, atomically: true, encoding: .utf8)
+        let empty = await #expect(throws: RelayConfiguration.Invalid.self) {
+            try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment)
+        }
+        #expect(empty?.key == "cla", "\(String(describing: empty))")
+        // A file that is there but unreadable to this user is not "no file" (as root, through setpriv, as CI runs).
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        let (unreadable, unreadableOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon,
+                                                                                 "check-config", "--config", file.path], environment: environment)
+        #expect(unreadable == 1 && unreadableOutput.contains("cannot read \(file.path): Permission denied") && unreadableOutput.contains("uid 65534"),
+                "\(unreadableOutput)")
     }
 
     /// The same for the environment: `AMANE_CLAIM_LEASE_MINUTE=1` would leave the lease at 15 minutes.
