@@ -309,9 +309,10 @@ struct Audit: AsyncParsableCommand {
 
         func run() async throws {
             let configuration = try await common.load()
-            let db = try common.openExisting(configuration)
+            try common.requireDatabase(configuration)
             do {
-                let (count, head) = try db.verifyAuditWithHead(expecting: expectHead.flatMap(AuditHead.init(text:)))
+                let (count, head) = try RelayDatabase.verifyAuditReadOnly(directory: configuration.dataDirectory,
+                                                                           expecting: expectHead.flatMap(AuditHead.init(text:)))
                 if json { return try printJSON(Verification(intact: true, verified: count, head: head)) }
                 print("The audit trail is intact: \(count) entries verified\(expectHead == nil ? "" : ", and the earlier head is in it").")
                 print("Head: \(head)  (keep it; --expect-head checks it later)")

@@ -45,15 +45,29 @@ extension RelayDatabase {
     /// The same, with the last entry it verified as `SEQ:HASH`, the form `--expect-head` checks later; and
     /// checking that the trail still holds `expected`, a head printed by an earlier verification.
     public func verifyAuditWithHead(expecting expected: AuditHead? = nil) throws -> (count: Int64, head: String) {
-        try pool.read { db in
-            var verifier = AuditVerifier()
-            let cursor = try AuditRecord.order(AuditRecord.Columns.seq).fetchCursor(db)
-            while let record = try cursor.next() {
-                try verifier.check(record.chained)
-                try expected?.check(record.chained)
-            }
-            try expected?.checkReached(verifier)
-            return (verifier.count, verifier.headText)
+        try pool.read { db in try Self.verifyAudit(db, expecting: expected) }
+    }
+
+    /// The same on a database opened read-only, which it leaves byte for byte as it was: a copy kept as evidence.
+    public static func verifyAuditReadOnly(directory: String, expecting expected: AuditHead? = nil) throws -> (count: Int64, head: String) {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: (directory as NSString).appendingPathComponent(fileName), configuration: configuration)
+        defer { try? queue.close() }
+        return try queue.read { db in
+            try refuseNewerSchema(db, directory: directory)
+            return try verifyAudit(db, expecting: expected)
         }
+    }
+
+    private static func verifyAudit(_ db: Database, expecting expected: AuditHead?) throws -> (count: Int64, head: String) {
+        var verifier = AuditVerifier()
+        let cursor = try AuditRecord.order(AuditRecord.Columns.seq).fetchCursor(db)
+        while let record = try cursor.next() {
+            try verifier.check(record.chained)
+            try expected?.check(record.chained)
+        }
+        try expected?.checkReached(verifier)
+        return (verifier.count, verifier.headText)
     }
 }

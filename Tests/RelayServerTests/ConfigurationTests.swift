@@ -217,6 +217,14 @@ import X509
         // The backup prints the head it verified, for a later --expect-head.
         let head = try #require(last.firstMatch(of: /head (\d+:[0-9a-f]{64})/)?.1).description
         #expect(try relayd(["admin", "audit", "verify", "--data-dir", data, "--expect-head", head]).0 == 0)
+        // A copy verified as evidence is left byte for byte as it was.
+        let evidence = data + "-evidence"
+        try FileManager.default.createDirectory(atPath: evidence, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: evidence) }
+        try FileManager.default.copyItem(atPath: newest, toPath: evidence + "/relay.sqlite")
+        let before = try Data(contentsOf: URL(fileURLWithPath: evidence + "/relay.sqlite"))
+        #expect(try relayd(["admin", "audit", "verify", "--data-dir", evidence, "--expect-head", head]).0 == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: evidence + "/relay.sqlite")) == before)
         // An enrollment the store refuses (the name is taken) leaves no empty --out folder behind.
         let key = SealingPrivateKey.generate().publicKey.text
         #expect(try relayd(["admin", "enroll-responder", "amina", "--sealing-key", key, "--out", data + "-amina", "--data-dir", data]).0 == 0)
