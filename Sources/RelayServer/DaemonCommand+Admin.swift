@@ -47,7 +47,21 @@ struct Admin: AsyncParsableCommand {
         abstract: "Enroll, revoke and list principals, and verify the audit trail.",
         subcommands: [EnrollGateway.self, EnrollResponder.self, Reissue.self, Revoke.self, List.self, Audit.self, RenewServerCertificate.self])
 
-    static var user: String { ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "root" }
+    /// Who runs an admin command, for the audit trail: the user who logged in (kept across sudo, runuser and
+    /// setpriv), else sudo's caller, else the process's own user; never $USER, which any caller may set.
+    static var user: String {
+        if let text = try? String(contentsOfFile: "/proc/self/loginuid", encoding: .utf8),
+           let uid = uid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), uid != uid_t.max, let name = userName(uid) {
+            return name
+        }
+        if let caller = ProcessInfo.processInfo.environment["SUDO_USER"], !caller.isEmpty { return caller }
+        return userName(getuid()) ?? "uid \(getuid())"
+    }
+
+    private static func userName(_ uid: uid_t) -> String? {
+        guard let entry = getpwuid(uid) else { return nil }
+        return String(cString: entry.pointee.pw_name)
+    }
 
     /// Issues a client certificate from the relay CA and registers its key as a principal.
     static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, out: String) async throws {

@@ -227,7 +227,13 @@ import X509
         #expect(try Data(contentsOf: URL(fileURLWithPath: evidence + "/relay.sqlite")) == before)
         // An enrollment the store refuses (the name is taken) leaves no empty --out folder behind.
         let key = SealingPrivateKey.generate().publicKey.text
-        #expect(try relayd(["admin", "enroll-responder", "amina", "--sealing-key", key, "--out", data + "-amina", "--data-dir", data]).0 == 0)
+        var spoofed = environment
+        spoofed["USER"] = "mallory"
+        #expect(try Daemon.run(Build.daemon, ["admin", "enroll-responder", "amina", "--sealing-key", key, "--out", data + "-amina", "--data-dir", data],
+                               environment: spoofed).0 == 0)
+        // The audit names who ran it from the login session or the process, not from $USER (here as CI runs it: root, no login session).
+        let actor = try Daemon.run("/usr/bin/env", ["python3", "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT actor FROM audit WHERE action = 'principal.enroll' ORDER BY seq DESC\").fetchone()[0])", data + "/relay.sqlite"]).1
+        #expect(actor.hasPrefix("admin:") && !actor.contains("mallory"), "\(actor)")
         let (takenCode, taken) = try relayd(["admin", "enroll-responder", "amina", "--sealing-key", key, "--out", data + "-again", "--data-dir", data])
         #expect(takenCode == 1 && !FileManager.default.fileExists(atPath: data + "-again"), "\(taken)")
         try? FileManager.default.removeItem(atPath: data + "-amina")
