@@ -104,8 +104,9 @@ struct Grant: AsyncParsableCommand {
             } else if trusted.fingerprints[name] == nil {
                 throw CLIError(.usage, "confirm \(name)'s key first; nothing was sealed",
                                hint: """
-                                   Ask \(name) to read you the fingerprint their `amane keygen` printed. The relay serves them a key \
-                                   with the fingerprint \(key.fingerprint); only if the two match, run `amane grant \(name) --fingerprint` with theirs.
+                                   Ask \(name) to read you the fingerprint their `amane keygen` printed (`amane keygen --show` prints it \
+                                   again), in person or by phone, and run `amane grant \(name) --fingerprint` with what they read. The relay's \
+                                   own word for it is not shown here: copying it would check nothing.
                                    """)
             }
             let (keys, _, _) = try await session.epochKeys(identity)

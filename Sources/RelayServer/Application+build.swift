@@ -51,15 +51,21 @@ final class TLSIdentity: Sendable {
 
     static func load(_ configuration: RelayConfiguration) throws -> (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) {
         let chainPEM = try RelayConfiguration.read(configuration.certificateFile, key: "tls.certificateFile")
-        let chain = try NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8))
-        guard !chain.isEmpty else { throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: "no certificate in \(configuration.certificateFile)") }
+        guard let chain = try? NIOSSLCertificate.fromPEMBytes(Array(chainPEM.utf8)), !chain.isEmpty else {
+            throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: "no PEM certificate in \(configuration.certificateFile)")
+        }
         let keyPEM = try configuration.readPrivateKeyPEM()
-        let key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
+        // The key comes from the systemd credential when there is one, else from the file.
+        let keySetting = configuration.privateKeyPEM == nil ? "tls.keyFile" : "tls.privateKey"
+        let keySource = configuration.privateKeyPEM == nil ? configuration.privateKeyFile : "the credential tls-privateKey"
+        guard let key = try? NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem) else {
+            throw RelayConfiguration.Invalid(key: keySetting, reason: "no PEM private key in \(keySource)")
+        }
         // Serving a certificate for another key would fail every handshake; a key swift-certificates cannot read goes unchecked.
         if let leaf = try? Certificate(derEncoded: chain[0].toDERBytes()), let privateKey = try? Certificate.PrivateKey(pemEncoded: keyPEM),
            leaf.publicKey != privateKey.publicKey {
-            throw RelayConfiguration.Invalid(key: "tls.keyFile", reason: """
-                the certificate in \(configuration.certificateFile) is not for the relay's private key; \
+            throw RelayConfiguration.Invalid(key: keySetting, reason: """
+                the certificate in \(configuration.certificateFile) is not for the relay's private key (from \(keySource)); \
                 renew it with `amane-relayd admin renew-server-cert`, or restart to load a new key
                 """)
         }

@@ -184,6 +184,8 @@ extension DaemonSuiteForCLI {
                 "\(keyless.output)")
         let unconfirmed = try cli.run(["grant", "youssef"], home: cli.responder)
         #expect(unconfirmed.code == 1 && unconfirmed.output.contains("confirm youssef's key first"), "\(unconfirmed.output)")
+        #expect(!unconfirmed.output.contains(try String(contentsOfFile: youssef + "/../youssef.fingerprint", encoding: .utf8)),
+                "the served fingerprint is not offered for copying: \(unconfirmed.output)")
         let fingerprint = try String(contentsOfFile: youssef + "/../youssef.fingerprint", encoding: .utf8)
         let mistaken = try cli.run(["grant", "youssef", "--fingerprint", "amane1-aaaa-aaaa-aaaa-aaaa-aaaa-aaaa"], home: cli.responder)
         #expect(mistaken.code == 6 && mistaken.output.contains("nothing was sealed"), "\(mistaken.output)")

@@ -94,13 +94,22 @@ extension DaemonSuite {
         #expect(verify.0 == 0, "\(verify.1)")
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
 
+        // A file that holds no certificate is named; the renewed one stays in service.
+        let certificateFile = daemon.directory + "/pki/server-cert.pem"
+        try "not a certificate\n".write(toFile: certificateFile, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        #expect(try await eventually { daemon.stderr.value.contains("no PEM certificate in \(certificateFile)") }, "\(daemon.stderr.value)")
+        #expect(reloads() == 1)
+        #expect(try servedSerial(daemon) == renewed)
+
         // A certificate for another key would fail every handshake: the reload refuses it and keeps the renewed one.
         let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
                                           keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
         let fresh = try ca.issue(commonName: "localhost", usage: .server(hostnames: ["localhost", "127.0.0.1", "::1"]))
         try fresh.certificate.write(toFile: daemon.directory + "/pki/server-cert.pem", atomically: true, encoding: .utf8)
         daemon.signal(SIGHUP)
-        #expect(try await eventually { daemon.stderr.value.contains("is not for the relay's private key") }, "\(daemon.stderr.value)")
+        #expect(try await eventually { daemon.stderr.value.contains("is not for the relay's private key (from \(daemon.directory)/pki/server-key.pem)") },
+                "\(daemon.stderr.value)")
         #expect(reloads() == 1)
         #expect(try servedSerial(daemon) == renewed)
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
