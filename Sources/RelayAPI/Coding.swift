@@ -77,6 +77,66 @@ public enum StrictJSON {
         return (value, canonical)
     }
 
+    /// Why `checkShape` refused a body.
+    public enum ShapeFailure: Error, Sendable, Equatable {
+        /// More than the allowed bytes outside the body's longest string.
+        case tooLarge
+        case invalid(String)
+    }
+
+    /// A first pass over the raw bytes, before any parser allocates. It refuses a key that appears twice in
+    /// one object (parsers disagree on which value wins), nesting deeper than `maxDepth`, and more than
+    /// `maxStructureBytes` outside the longest string: a sealed envelope's base64 may be large, the rest of
+    /// a body never is, and a large body of many small values costs a parser far more than its size.
+    public static func checkShape(_ bytes: [UInt8], maxStructureBytes: Int, maxDepth: Int = 32) throws(ShapeFailure) {
+        struct Level {
+            let isObject: Bool
+            var expectsKey: Bool
+            var keys: Set<[UInt8]> = []
+        }
+        var levels: [Level] = []
+        var longestString = 0
+        var index = 0
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                let start = index + 1
+                var escaped = false
+                index = start
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                    if bytes[index] == UInt8(ascii: "\\") { escaped = true; index += 1 }
+                    index += 1
+                }
+                guard index < bytes.count else { throw .invalid("the body is not valid JSON in UTF-8") }
+                longestString = max(longestString, index - start + 2)
+                if let last = levels.indices.last, levels[last].isObject, levels[last].expectsKey {
+                    let key = escaped ? unescaped(bytes[start..<index]) : Array(bytes[start..<index])
+                    guard levels[last].keys.insert(key).inserted else {
+                        throw .invalid("field '\(String(decoding: key, as: UTF8.self))' appears twice in one object")
+                    }
+                    levels[last].expectsKey = false
+                }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                levels.append(Level(isObject: bytes[index] == UInt8(ascii: "{"), expectsKey: true))
+                guard levels.count <= maxDepth else { throw .invalid("the JSON is nested more than \(maxDepth) deep") }
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                _ = levels.popLast()
+            case UInt8(ascii: ","):
+                if let last = levels.indices.last, levels[last].isObject { levels[last].expectsKey = true }
+            default:
+                break
+            }
+            index += 1
+        }
+        guard bytes.count - longestString <= maxStructureBytes else { throw .tooLarge }
+    }
+
+    private static func unescaped(_ quotedContent: ArraySlice<UInt8>) -> [UInt8] {
+        let literal = Data([UInt8(ascii: "\"")] + quotedContent + [UInt8(ascii: "\"")])
+        guard let text = try? JSONSerialization.jsonObject(with: literal, options: .fragmentsAllowed) as? String else { return Array(quotedContent) }
+        return Array(text.utf8)
+    }
+
     private static func path(_ keys: [any CodingKey]) -> String {
         keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
     }

@@ -116,19 +116,27 @@ struct ProblemMiddleware: RouterMiddleware {
 
 extension Request {
     /// Reads a JSON body: checks the media type (415), the size (413) and the shape (400, naming the field).
-    func decodeJSON<T: Codable>(_ type: T.Type, limit: Int) async throws -> (T, [UInt8]) {
-        let (value, body, _) = try await decodeCanonicalJSON(type, limit: limit)
+    func decodeJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil) async throws -> (T, [UInt8]) {
+        let (value, body, _) = try await decodeCanonicalJSON(type, limit: limit, structureLimit: structureLimit)
         return (value, body)
     }
 
-    /// As `decodeJSON`, with the value re-encoded with sorted keys as well.
-    func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int) async throws -> (T, [UInt8], Data) {
+    /// As `decodeJSON`, with the value re-encoded with sorted keys as well. `structureLimit` bounds the bytes
+    /// outside the longest string (a sealed envelope), checked before parsing.
+    func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil) async throws -> (T, [UInt8], Data) {
         let contentType = headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         guard contentType == MediaType.json else {
             throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json)")
         }
         let buffer = try await body.collect(upTo: limit)
         let bytes = Array(buffer.readableBytesView)
+        do {
+            try StrictJSON.checkShape(bytes, maxStructureBytes: structureLimit ?? limit)
+        } catch .tooLarge {
+            throw APIError(.contentTooLarge, "the body is larger than this route accepts")
+        } catch .invalid(let reason) {
+            throw APIError(.badRequest, reason)
+        }
         do {
             let (value, canonical) = try StrictJSON.decodeCanonical(T.self, from: Data(bytes))
             return (value, bytes, canonical)

@@ -63,7 +63,7 @@ struct RelayRoutes: Sendable {
         let start = ContinuousClock.now
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "disclosure")
-        let (submission, body, canonical) = try await request.decodeCanonicalJSON(DisclosureSubmission.self, limit: envelopeBodyLimit)
+        let (submission, body, canonical) = try await request.decodeCanonicalJSON(DisclosureSubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes)
         let labels = try Self.labels(submission, gateway: gateway)
         // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
         // idempotency key, so the stored value cannot be tested against a guessed narrative.
@@ -82,7 +82,7 @@ struct RelayRoutes: Sendable {
     @Sendable func submitFollowup(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
-        let (submission, body, canonical) = try await request.decodeCanonicalJSON(FollowupSubmission.self, limit: envelopeBodyLimit)
+        let (submission, body, canonical) = try await request.decodeCanonicalJSON(FollowupSubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes)
         let receipt = try receiptDigest(submission.receipt, gateway: gateway)
         // A retry of plaintext has the same canonical JSON; one sealed afresh keeps its receipt and its object id.
         let retryForm = submission.sealed == nil ? Array(canonical) : receipt + Array("sealed \(submission.id ?? "")".utf8)
@@ -306,7 +306,7 @@ struct RelayRoutes: Sendable {
     }
 
     @Sendable func addNote(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
-        let (body, _) = try await request.decodeJSON(NoteSubmission.self, limit: envelopeBodyLimit)
+        let (body, _) = try await request.decodeJSON(NoteSubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes)
         let id = try Self.objectID(body.id)
         try await db.addNote(caseID: try Self.caseID(context), objectID: id,
                              envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes), actor: try context.actor)
@@ -314,7 +314,7 @@ struct RelayRoutes: Sendable {
     }
 
     @Sendable func addReply(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
-        let (body, _) = try await request.decodeJSON(ReplySubmission.self, limit: envelopeBodyLimit)
+        let (body, _) = try await request.decodeJSON(ReplySubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes)
         let id = try Self.objectID(body.id)
         try await db.addReply(caseID: try Self.caseID(context), objectID: id,
                               envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes),

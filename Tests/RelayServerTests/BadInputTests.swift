@@ -36,6 +36,17 @@ extension DaemonSuite {
         both["sealed"] = "AAAA"
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: both, headers: key), 400, "exactly one")
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: ""), headers: key), 400, "narrative")
+        // Refused before any parser runs: many small values beyond the plain-JSON limit (one long string may be an envelope),
+        // a key twice in one object (parsers disagree on which wins, even spelt with an escape), and deep nesting.
+        let labels = #""urgency":"high","category":"sexual_abuse","language":"fr","channel":"phone""#
+        let manyValues = "{\(labels),\"content\":{\"narrative\":\"x\",\"answers\":{" + (0..<3000).map { "\"k\($0)\":\"v\"" }.joined(separator: ",") + "}}}"
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(manyValues.utf8), headers: key), 413, "larger")
+        let twice = "{\(labels),\"content\":{\"narrative\":\"A\",\"narrative\":\"B\"}}"
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(twice.utf8), headers: key), 400, "'narrative' appears twice")
+        let escapedTwice = "{\(labels),\"content\":{\"narrative\":\"A\",\"narr\\u0061tive\":\"B\"}}"
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(escapedTwice.utf8), headers: key), 400, "appears twice")
+        let deep = "{\(labels),\"content\":{\"narrative\":\"x\",\"answers\":" + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}}"
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(deep.utf8), headers: key), 400, "nested more than 32 deep")
 
         let cases = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as! [[String: Any]]
         #expect(cases.map { $0["id"] as? String } == [good.json["id"] as? String], "bad input stored nothing and lost nothing")
