@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import RelayAPI
 import RelayCore
 import RelayStore
@@ -104,6 +105,9 @@ struct ProblemMiddleware: RouterMiddleware {
             return .problem(mapped.status, detail: mapped.detail, headers: mapped.headers)
         } catch let error as HTTPError {
             return .problem(error.status, detail: error.status == .notFound ? "no such route" : error.body, headers: error.headers)
+        } catch is HTTPParserError {
+            // A body that breaks HTTP's framing (a bad chunk size): the client's fault, not ours.
+            return .problem(.badRequest, detail: "the request is not valid HTTP")
         } catch let error as any HTTPResponseError {
             let detail = error.status == .contentTooLarge ? "the body is larger than this route accepts" : nil
             return .problem(error.status, detail: detail)

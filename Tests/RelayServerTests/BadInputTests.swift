@@ -48,6 +48,14 @@ extension DaemonSuite {
         let deep = "{\(labels),\"content\":{\"narrative\":\"x\",\"answers\":" + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}}"
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(deep.utf8), headers: key), 400, "nested more than 32 deep")
 
+        // A chunk size that is no number breaks HTTP's framing: the client's error (400), not the relay's (500).
+        let brokenChunk = "POST /v1/replies/fetch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+            + "Connection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+        let (_, raw) = try Daemon.run("/usr/bin/timeout", ["20", "/usr/bin/openssl", "s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)",
+                                                          "-CAfile", daemon.ca, "-cert", daemon.gateway.certificate, "-key", daemon.gateway.key],
+                                      input: Data(brokenChunk.utf8))
+        #expect(raw.contains("HTTP/1.1 400") && raw.contains("not valid HTTP") && !daemon.stderr.value.contains("request failed"), "\(raw)")
+
         let cases = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as! [[String: Any]]
         #expect(cases.map { $0["id"] as? String } == [good.json["id"] as? String], "bad input stored nothing and lost nothing")
         for match in ["abc", "zzzz", "0123456789abcdef0123456789abcdef01234"] {
