@@ -116,6 +116,30 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 }
 
+/// Closes a connection whose client stopped reading: its answers have waited unsent (the channel unwritable)
+/// for `limit`. The idle timeout cannot: a client that pipelined requests is not idle while they are answered.
+final class StalledReaderHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let limit: TimeAmount
+    private var closing: Scheduled<Void>?
+
+    init(limit: TimeAmount) { self.limit = limit }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            closing?.cancel()
+            closing = nil
+        } else if closing == nil {
+            closing = context.eventLoop.assumeIsolated().scheduleTask(in: limit) { context.close(promise: nil) }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        closing?.cancel()
+    }
+}
+
 /// Gateways' requests by route and status, logged once a minute and at shutdown, then forgotten.
 final class GatewayTally: Sendable {
     private let counts = Mutex<[String: [String: Int]]>([:])
