@@ -176,6 +176,10 @@ public struct RelayConfiguration: Sendable {
         guard ["127.0.0.1", "::1", "localhost"].contains(opsListen.host) else {
             throw Invalid(key: "ops.listen", reason: "the ops listener serves plain HTTP and must stay on 127.0.0.1 or ::1")
         }
+        let anyHost = ["0.0.0.0", "::"]
+        if opsListen.port != 0, opsListen.port == listen.port, listen.host == opsListen.host || anyHost.contains(listen.host) {
+            throw Invalid(key: "ops.listen", reason: "\(opsListen) is where http.listen (\(listen)) already listens; give the ops listener its own port")
+        }
         let pki = (dataDirectory as NSString).appendingPathComponent("pki")
         certificateFile = config.string(forKey: "tls.certificateFile", default: (pki as NSString).appendingPathComponent("server-cert.pem"))
         privateKeyFile = config.string(forKey: "tls.keyFile", default: (pki as NSString).appendingPathComponent("server-key.pem"))

@@ -132,6 +132,14 @@ import X509
         #expect(fromEnvironment.listen.port == 9443 && fromEnvironment.limits.requestsPerMinute == 7)
         let fromCommandLine = try await RelayConfiguration.load(overrides: ["http.listen": "127.0.0.1:10443"], configFile: file, environment: env)
         #expect(fromCommandLine.listen.port == 10443)
+        // Both listeners on one port could only fail at bind time, or after check-config said all is well.
+        for (api, ops) in [("127.0.0.1:9090", "127.0.0.1:9090"), ("0.0.0.0:9090", "127.0.0.1:9090")] {
+            let clash = await #expect(throws: RelayConfiguration.Invalid.self) {
+                try await RelayConfiguration.load(overrides: ["http.listen": api, "ops.listen": ops], configFile: file, environment: env)
+            }
+            #expect(clash?.key == "ops.listen" && clash?.description.contains("its own port") == true, "\(String(describing: clash))")
+        }
+        #expect(try await RelayConfiguration.load(overrides: ["http.listen": "127.0.0.1:0", "ops.listen": "127.0.0.1:0"], configFile: file, environment: env).opsListen.port == 0)
     }
 
     @Test func credentialsDirectorySuppliesTheKeyAndBadValuesNameTheirKey() async throws {
