@@ -26,10 +26,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard let principal = try db.principal(spkiFingerprint: SPKIFingerprint.of(spki: spki)) else {
             throw APIError(.forbidden, "this certificate is not enrolled")
         }
-        guard principal.isActive else { throw APIError(.forbidden, "\(principal.name) has been revoked") }
-        // Named before the limiter refuses, so that the log says who was slowed down.
+        // Named before a refusal, so that the log says who was refused or slowed down.
         var context = context
         context.principal = principal
+        guard principal.isActive else { throw APIError(.forbidden, "\(principal.name) has been revoked") }
         if let wait = limiter.take(principal.id) {
             throw APIError(.tooManyRequests, "too many requests; slow down", headers: [.retryAfter: String(wait)])
         }
@@ -40,7 +40,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
 /// Logs one line per request (route pattern, status, principal, request id, duration) and counts it.
 /// Never the body, the query, the receipt or the peer's address. A gateway's requests go to the debug level
 /// and into a tally logged once a minute: a line timed to the second with a kiosk's name would date a
-/// visit more finely than the store does.
+/// visit more finely than the store does. So do requests without an enrolled certificate, which anyone may send.
 struct RequestLogMiddleware: RouterMiddleware {
     typealias Context = RelayRequestContext
     let metrics: RelayMetrics
@@ -61,8 +61,9 @@ struct RequestLogMiddleware: RouterMiddleware {
             "relay.status": "\(response.status.code)",
             "relay.duration_ms": "\(elapsed.inNanoseconds / 1_000_000)",
         ]
-        if let principal, principal.role == .gateway {
-            gateways.count(principal.name, "\(request.method.rawValue) \(route) \(response.status.code)")
+        // Requests without an enrolled certificate are tallied too: a client could otherwise fill the journal with them.
+        if principal == nil || principal?.role == .gateway {
+            gateways.count(principal?.name ?? "-", "\(request.method.rawValue) \(route) \(response.status.code)")
             context.logger.debug("request", metadata: metadata)
         } else {
             context.logger.info("request", metadata: metadata)
@@ -155,7 +156,7 @@ final class GatewayTally: Sendable {
         }
         for (gateway, requests) in tally.sorted(by: { $0.key < $1.key }) {
             let summary = requests.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-            logger.info("gateway requests since the last tally", metadata: ["relay.principal": "\(gateway)", "relay.requests": "\(summary)"])
+            logger.info("gateway and unauthenticated requests since the last tally", metadata: ["relay.principal": "\(gateway)", "relay.requests": "\(summary)"])
         }
     }
 }

@@ -38,6 +38,13 @@ extension DaemonSuite {
         #expect(failures.contains("amane_tls_handshake_failures_total"))
         let count = failures.split(separator: "\n").first { $0.hasPrefix("amane_tls_handshake_failures_total ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
         #expect(count >= 2)
+        // Anyone holding a certificate of the CA could flood the journal with refused requests: they are tallied, not logged one by one.
+        for _ in 0..<3 { _ = try daemon.request("GET", "/v1/me", as: try write(unknown, to: scratch, name: "unknown"), contentType: nil) }
+        #expect(daemon.stop() == 0)
+        let lines = daemon.stderr.value.split(separator: "\n")
+        #expect(!lines.contains { $0.contains("relay.route=") && $0.contains("relay.principal=-") }, "\(lines)")
+        #expect(lines.contains { $0.contains("requests since the last tally") && $0.contains("relay.principal=-")
+                                 && $0.contains("relay.requests=GET /v1/me 403 ×4") }, "\(lines)")
     }
 
     func write(_ issued: (certificate: String, key: String), to directory: String, name: String) throws -> ClientIdentity {
@@ -73,6 +80,8 @@ extension DaemonSuite {
         #expect(try await eventually { output.value.components(separatedBy: "HTTP/1.1 ").count == 3 }, "\(output.value)")
         #expect(output.value.components(separatedBy: "HTTP/1.1 ").last?.hasPrefix("403") == true)
         #expect(output.value.contains("revoked"))
+        #expect(try await eventually { daemon.stderr.value.split(separator: "\n").contains { $0.contains("relay.status=403") && $0.contains("relay.principal=demo-responder") } },
+                "the log names who was refused: \(daemon.stderr.value)")
         let (gatewayStatus, gatewayText) = try daemon.admin(["admin", "revoke", "demo-gateway"])
         #expect(gatewayStatus == 0 && gatewayText.contains("nothing needs rotating") && !gatewayText.contains("amane rotate"), "\(gatewayText)")
     }
