@@ -40,7 +40,7 @@ final class LogRecords: Sendable {
             throw CarriesText()
         }
         let task = Task { try await service.run() }
-        #expect(try await eventually(within: 10) { records.all.count >= 2 })
+        #expect(try await eventually(within: 60) { records.all.count >= 2 })
         task.cancel()
         try await task.value
         #expect(Array(records.all.prefix(2)) == ["retention sweep failed relay.error=unavailable: the disk is full",
@@ -56,7 +56,7 @@ final class LogRecords: Sendable {
             try await Task.sleep(for: .seconds(60))
         }
         let task = Task { try await service.run() }
-        #expect(try await eventually(within: 10) { started.withLock { $0 } })
+        #expect(try await eventually(within: 60) { started.withLock { $0 } })
         task.cancel()
         try await task.value
         #expect(records.all.isEmpty, "\(records.all)")
