@@ -86,16 +86,17 @@ public enum StrictJSON {
 
     /// A first pass over the raw bytes, before any parser allocates. It refuses a key that appears twice in
     /// one object (parsers disagree on which value wins), nesting deeper than `maxDepth`, and more than
-    /// `maxStructureBytes` outside the longest string: a sealed envelope's base64 may be large, the rest of
-    /// a body never is, and a large body of many small values costs a parser far more than its size.
-    public static func checkShape(_ bytes: [UInt8], maxStructureBytes: Int, maxDepth: Int = 32) throws(ShapeFailure) {
+    /// `maxStructureBytes` outside the `largeStrings` longest strings: a sealed envelope's base64 may be large
+    /// (a reply carries two), the rest of a body never is, and many small values cost a parser far more than their size.
+    public static func checkShape(_ bytes: [UInt8], maxStructureBytes: Int, largeStrings: Int = 1, maxDepth: Int = 32) throws(ShapeFailure) {
         struct Level {
             let isObject: Bool
             var expectsKey: Bool
-            var keys: Set<[UInt8]> = []
+            var keys: Set<String> = []
         }
         var levels: [Level] = []
-        var longestString = 0
+        // The lengths of the longest strings so far, longest first.
+        var longest = [Int](repeating: 0, count: max(largeStrings, 0))
         var index = 0
         while index < bytes.count {
             switch bytes[index] {
@@ -108,12 +109,14 @@ public enum StrictJSON {
                     index += 1
                 }
                 guard index < bytes.count else { throw .invalid("the body is not valid JSON in UTF-8") }
-                longestString = max(longestString, index - start + 2)
+                if let shorter = longest.firstIndex(where: { $0 < index - start + 2 }) {
+                    longest.insert(index - start + 2, at: shorter)
+                    longest.removeLast()
+                }
                 if let last = levels.indices.last, levels[last].isObject, levels[last].expectsKey {
-                    let key = escaped ? unescaped(bytes[start..<index]) : Array(bytes[start..<index])
-                    guard levels[last].keys.insert(key).inserted else {
-                        throw .invalid("field '\(String(decoding: key, as: UTF8.self))' appears twice in one object")
-                    }
+                    // Compared as Swift strings: two spellings of one name (an escape, another Unicode normal form) are one key.
+                    let key = escaped ? unescaped(bytes[start..<index]) : String(decoding: bytes[start..<index], as: UTF8.self)
+                    guard levels[last].keys.insert(key).inserted else { throw .invalid("field '\(key.prefix(64))' appears twice in one object") }
                     levels[last].expectsKey = false
                 }
             case UInt8(ascii: "{"), UInt8(ascii: "["):
@@ -127,14 +130,15 @@ public enum StrictJSON {
                 break
             }
             index += 1
+            // What is scanned, less the longest strings so far, only grows towards the final figure: stop as soon as it is too much.
+            if index - longest.reduce(0, +) > maxStructureBytes { throw .tooLarge }
         }
-        guard bytes.count - longestString <= maxStructureBytes else { throw .tooLarge }
     }
 
-    private static func unescaped(_ quotedContent: ArraySlice<UInt8>) -> [UInt8] {
+    private static func unescaped(_ quotedContent: ArraySlice<UInt8>) -> String {
         let literal = Data([UInt8(ascii: "\"")] + quotedContent + [UInt8(ascii: "\"")])
-        guard let text = try? JSONSerialization.jsonObject(with: literal, options: .fragmentsAllowed) as? String else { return Array(quotedContent) }
-        return Array(text.utf8)
+        let text = try? JSONSerialization.jsonObject(with: literal, options: .fragmentsAllowed) as? String
+        return text ?? String(decoding: quotedContent, as: UTF8.self)
     }
 
     private static func path(_ keys: [any CodingKey]) -> String {

@@ -41,10 +41,14 @@ struct Keygen: AsyncParsableCommand {
         do { try IdentityFile.create(at: profile.identity, key: key, passphrase: passphrase) } catch {
             throw CLIError(.usage, "cannot write \(profile.identity): \(error)")
         }
-        let info = KeyInfo(fingerprint: key.publicKey.fingerprint, publicKey: key.publicKey.text, identity: profile.identity)
+        try show(key.publicKey, profile, heading: "Created your sealing key in \(profile.identity) (mode 0600).")
+    }
+
+    private func show(_ publicKey: SealingPublicKey, _ profile: Profile, heading: String) throws {
+        let info = KeyInfo(fingerprint: publicKey.fingerprint, publicKey: publicKey.text, identity: profile.identity)
         if global.json { return try Output.json(info) }
         print("""
-            Created your sealing key in \(profile.identity) (mode 0600).
+            \(heading)
             Fingerprint (read it to your admin to compare): \(info.fingerprint)
             Public key (give this whole line to your admin):
             \(info.publicKey)
@@ -57,14 +61,7 @@ struct Keygen: AsyncParsableCommand {
         do { publicKey = try IdentityFile.publicKey(in: IdentityFile.read(profile.identity)) } catch {
             throw CLIError(.usage, "no key to show at \(profile.identity): \(error)", hint: "Create one with `amane keygen`.")
         }
-        let info = KeyInfo(fingerprint: publicKey.fingerprint, publicKey: publicKey.text, identity: profile.identity)
-        if global.json { return try Output.json(info) }
-        print("""
-            Your sealing key in \(profile.identity)
-            Fingerprint: \(info.fingerprint)
-            Public key:
-            \(info.publicKey)
-            """)
+        try show(publicKey, profile, heading: "Your sealing key in \(profile.identity)")
     }
 }
 

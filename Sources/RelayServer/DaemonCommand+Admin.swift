@@ -48,13 +48,14 @@ struct Admin: AsyncParsableCommand {
         subcommands: [EnrollGateway.self, EnrollResponder.self, Reissue.self, Revoke.self, List.self, Audit.self, RenewServerCertificate.self])
 
     /// Who runs an admin command, for the audit trail: the user who logged in (kept across sudo, runuser and
-    /// setpriv), else sudo's caller, else the process's own user; never $USER, which any caller may set.
+    /// setpriv), else sudo's caller when sudo made us root, else the process's own user; never $USER.
     static var user: String {
         if let text = try? String(contentsOfFile: "/proc/self/loginuid", encoding: .utf8),
            let uid = uid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), uid != uid_t.max, let name = userName(uid) {
             return name
         }
-        if let caller = ProcessInfo.processInfo.environment["SUDO_USER"], !caller.isEmpty { return caller }
+        // Only root's SUDO_USER comes from sudo; anyone else may set it.
+        if getuid() == 0, let caller = ProcessInfo.processInfo.environment["SUDO_USER"], !caller.isEmpty { return caller }
         return userName(getuid()) ?? "uid \(getuid())"
     }
 

@@ -182,6 +182,7 @@ struct ListenFailure: CustomStringConvertible {
         var suspects: [String] = []
         if bound.https == nil { suspects.append("\(configuration.listen) (http.listen, --listen)") }
         if bound.ops == nil { suspects.append("\(configuration.opsListen) (ops.listen, --ops-listen)") }
+        guard !suspects.isEmpty else { return nil }
         description = "cannot listen on \(suspects.joined(separator: " or ")): \(reason)"
     }
 }

@@ -117,27 +117,43 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 }
 
-/// Closes a connection whose client stopped reading: its answers have waited unsent (the channel unwritable)
-/// for `limit`. The idle timeout cannot: a client that pipelined requests is not idle while they are answered.
+/// Closes a connection whose client stopped reading: its answers waited unsent (the channel unwritable) for
+/// `limit` with none of them taken meanwhile. The idle timeout cannot: a client that pipelined requests is not
+/// idle while they are answered. A slow download that still moves is left alone.
 final class StalledReaderHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     let limit: TimeAmount
-    private var closing: Scheduled<Void>?
+    private var check: Scheduled<Void>?
+    private var unsentAtLastLook = 0
 
     init(limit: TimeAmount) { self.limit = limit }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            closing?.cancel()
-            closing = nil
-        } else if closing == nil {
-            closing = context.eventLoop.assumeIsolated().scheduleTask(in: limit) { context.close(promise: nil) }
+            check?.cancel()
+            check = nil
+        } else if check == nil {
+            unsentAtLastLook = unsent(context)
+            scheduleLook(context)
         }
         context.fireChannelWritabilityChanged()
     }
 
+    private func unsent(_ context: ChannelHandlerContext) -> Int {
+        (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
+
+    private func scheduleLook(_ context: ChannelHandlerContext) {
+        check = context.eventLoop.assumeIsolated().scheduleTask(in: limit) {
+            let now = self.unsent(context)
+            guard now < self.unsentAtLastLook else { return context.close(promise: nil) }
+            self.unsentAtLastLook = now
+            self.scheduleLook(context)
+        }
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
-        closing?.cancel()
+        check?.cancel()
     }
 }
 

@@ -176,8 +176,11 @@ public struct RelayConfiguration: Sendable {
         guard ["127.0.0.1", "::1", "localhost"].contains(opsListen.host) else {
             throw Invalid(key: "ops.listen", reason: "the ops listener serves plain HTTP and must stay on 127.0.0.1 or ::1")
         }
-        let anyHost = ["0.0.0.0", "::"]
-        if opsListen.port != 0, opsListen.port == listen.port, listen.host == opsListen.host || anyHost.contains(listen.host) {
+        // Loopback by any name; 0.0.0.0 holds every IPv4 address, :: every address.
+        func host(_ name: String) -> String { name == "localhost" ? "127.0.0.1" : name }
+        let ipv4 = !opsListen.host.contains(":")
+        if opsListen.port != 0, opsListen.port == listen.port,
+           host(listen.host) == host(opsListen.host) || listen.host == "::" || (listen.host == "0.0.0.0" && ipv4) {
             throw Invalid(key: "ops.listen", reason: "\(opsListen) is where http.listen (\(listen)) already listens; give the ops listener its own port")
         }
         let pki = (dataDirectory as NSString).appendingPathComponent("pki")
@@ -273,13 +276,19 @@ public struct RelayConfiguration: Sendable {
     }
 
     static func read(_ path: String, key: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if access(path, F_OK) == 0 {
-                throw Invalid(key: key, reason: "cannot read \(path): \(String(cString: strerror(errno))); it must be readable by the user running amane-relayd (uid \(getuid()))")
+        // Opened here so that the reason is this open's own errno: a folder that cannot be entered is not "no file".
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let error = errno
+            guard error == ENOENT else {
+                throw Invalid(key: key, reason: "cannot read \(path): \(String(cString: strerror(error))); it and its folders must be readable by the user running amane-relayd (uid \(getuid()))")
             }
             if key == "config" { throw Invalid(key: key, reason: "no file at \(path)") }
             throw Invalid(key: key, reason: "no file at \(path); check --data-dir (or --config), or run `amane-relayd init` to create the relay there")
         }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        let data: Data
+        do { data = try handle.readToEnd() ?? Data() } catch { throw Invalid(key: key, reason: "cannot read \(path) (a folder?)") }
         guard let text = String(data: data, encoding: .utf8) else { throw Invalid(key: key, reason: "\(path) is not UTF-8 text") }
         return text
     }

@@ -120,14 +120,14 @@ struct ProblemMiddleware: RouterMiddleware {
 
 extension Request {
     /// Reads a JSON body: checks the media type (415), the size (413) and the shape (400, naming the field).
-    func decodeJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil) async throws -> (T, [UInt8]) {
-        let (value, body, _) = try await decodeCanonicalJSON(type, limit: limit, structureLimit: structureLimit)
+    func decodeJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil, envelopes: Int = 1) async throws -> (T, [UInt8]) {
+        let (value, body, _) = try await decodeCanonicalJSON(type, limit: limit, structureLimit: structureLimit, envelopes: envelopes)
         return (value, body)
     }
 
     /// As `decodeJSON`, with the value re-encoded with sorted keys as well. `structureLimit` bounds the bytes
-    /// outside the longest string (a sealed envelope), checked before parsing.
-    func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil) async throws -> (T, [UInt8], Data) {
+    /// outside the `envelopes` longest strings (sealed envelopes), checked before parsing.
+    func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil, envelopes: Int = 1) async throws -> (T, [UInt8], Data) {
         let contentType = headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         guard contentType == MediaType.json else {
             throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json)")
@@ -135,7 +135,7 @@ extension Request {
         let buffer = try await body.collect(upTo: limit)
         let bytes = Array(buffer.readableBytesView)
         do {
-            try StrictJSON.checkShape(bytes, maxStructureBytes: structureLimit ?? limit)
+            try StrictJSON.checkShape(bytes, maxStructureBytes: structureLimit ?? limit, largeStrings: envelopes)
         } catch .tooLarge {
             throw APIError(.contentTooLarge, "the body is larger than this route accepts")
         } catch .invalid(let reason) {

@@ -314,7 +314,7 @@ struct RelayRoutes: Sendable {
     }
 
     @Sendable func addReply(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
-        let (body, _) = try await request.decodeJSON(ReplySubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes)
+        let (body, _) = try await request.decodeJSON(ReplySubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes, envelopes: 2)
         let id = try Self.objectID(body.id)
         try await db.addReply(caseID: try Self.caseID(context), objectID: id,
                               envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes),

@@ -93,7 +93,6 @@ extension RelayDatabase {
         }
     }
 
-    /// Whether the database answers: for readiness probes.
     /// Queues without a current epoch key: intake to them answers 503 until a responder runs `amane rotate`.
     public func queuesWithoutSealingKey() async throws -> [QueueName] {
         try await pool.read { db in
@@ -101,6 +100,7 @@ extension RelayDatabase {
         }
     }
 
+    /// Whether the database answers: for readiness probes.
     public func isReadable() async -> Bool {
         (try? await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }

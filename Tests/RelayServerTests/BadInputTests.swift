@@ -104,10 +104,11 @@ extension DaemonSuite {
                     if int(fields[1].split(":")[1], 16) == port and int(fields[2].split(":")[1], 16) == local:
                         return fields[3] == "01"
                 return False
+            seen_open = relay_side_open()
             deadline = time.time() + 15
             while time.time() < deadline and relay_side_open():
                 time.sleep(0.2)
-            print("stalled", "open" if relay_side_open() else "closed")
+            print("stalled", "open" if relay_side_open() else ("closed" if seen_open else "never-seen"))
             """
         let result = try Daemon.run("/usr/bin/env", ["python3", "-c", script, String(daemon.port), daemon.ca, daemon.gateway.certificate, daemon.gateway.key])
         #expect(result.0 == 0, "\(result.1)")

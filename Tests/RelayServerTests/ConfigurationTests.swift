@@ -94,6 +94,15 @@ import X509
                                                                                  "check-config", "--config", file.path], environment: environment)
         #expect(unreadable == 1 && unreadableOutput.contains("cannot read \(file.path): Permission denied") && unreadableOutput.contains("uid 65534"),
                 "\(unreadableOutput)")
+        // Nor is a readable file in a folder this user may not enter (/etc/amane-relay is 0750 root:amane-relay).
+        let closed = FileManager.default.temporaryDirectory.appendingPathComponent("closed-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: closed, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: closed) }
+        try "claim:\n  leaseMinutes: 2\n".write(toFile: closed + "/amane-relayd.yaml", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: closed + "/amane-relayd.yaml")
+        let (shut, shutOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon,
+                                                                     "check-config", "--config", closed + "/amane-relayd.yaml"], environment: environment)
+        #expect(shut == 1 && shutOutput.contains("cannot read \(closed)/amane-relayd.yaml: Permission denied"), "\(shutOutput)")
     }
 
     /// The same for the environment: `AMANE_CLAIM_LEASE_MINUTE=1` would leave the lease at 15 minutes.
@@ -133,13 +142,15 @@ import X509
         let fromCommandLine = try await RelayConfiguration.load(overrides: ["http.listen": "127.0.0.1:10443"], configFile: file, environment: env)
         #expect(fromCommandLine.listen.port == 10443)
         // Both listeners on one port could only fail at bind time, or after check-config said all is well.
-        for (api, ops) in [("127.0.0.1:9090", "127.0.0.1:9090"), ("0.0.0.0:9090", "127.0.0.1:9090")] {
+        for (api, ops) in [("127.0.0.1:9090", "127.0.0.1:9090"), ("0.0.0.0:9090", "127.0.0.1:9090"), ("localhost:9090", "127.0.0.1:9090")] {
             let clash = await #expect(throws: RelayConfiguration.Invalid.self) {
                 try await RelayConfiguration.load(overrides: ["http.listen": api, "ops.listen": ops], configFile: file, environment: env)
             }
             #expect(clash?.key == "ops.listen" && clash?.description.contains("its own port") == true, "\(String(describing: clash))")
         }
         #expect(try await RelayConfiguration.load(overrides: ["http.listen": "127.0.0.1:0", "ops.listen": "127.0.0.1:0"], configFile: file, environment: env).opsListen.port == 0)
+        #expect(try await RelayConfiguration.load(overrides: ["http.listen": "0.0.0.0:9090", "ops.listen": "[::1]:9090"], configFile: file, environment: env).opsListen.port == 9090,
+                "IPv4's any-address leaves IPv6 loopback free")
     }
 
     @Test func credentialsDirectorySuppliesTheKeyAndBadValuesNameTheirKey() async throws {

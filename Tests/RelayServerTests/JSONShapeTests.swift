@@ -1,0 +1,39 @@
+import Foundation
+import RelayAPI
+import Testing
+
+/// The pass over a body's raw bytes that runs before any JSON parser.
+@Suite struct JSONShapeTests {
+    func check(_ text: String, structure: Int = 1_000, largeStrings: Int = 1) -> StrictJSON.ShapeFailure? {
+        do { try StrictJSON.checkShape(Array(text.utf8), maxStructureBytes: structure, largeStrings: largeStrings); return nil } catch { return error }
+    }
+
+    @Test func wellFormedBodiesPass() {
+        #expect(check(#"{"a":"x","b":{"a":"y"},"c":["a","a",{"a":1}],"d":[1,true,null,-2.5e3]}"#) == nil, "a key may recur in another object, strings in arrays are no keys")
+        #expect(check(#"[{"a":1},{"a":2}]"#) == nil, "objects in a top-level array each have their own keys")
+        #expect(check(#"{"q":"a \"quoted\" \\","r":"\\"}"#) == nil, "escaped quotes and backslashes end no string early")
+    }
+
+    @Test func aKeyTwiceInOneObjectIsRefusedHoweverItIsSpelt() {
+        #expect(check(#"{"narrative":"A","narrative":"B"}"#) == .invalid("field 'narrative' appears twice in one object"))
+        #expect(check(#"{"narrative":"A","narr\u0061tive":"B"}"#) == .invalid("field 'narrative' appears twice in one object"))
+        #expect(check("{\"answers\":{\"\u{E9}\":\"1\",\"e\u{301}\":\"2\"}}") != nil, "composed and decomposed é are one Swift key")
+        #expect(check(#"{"a":{"b":1,"b":2}}"#) != nil)
+    }
+
+    @Test func brokenAndDeepBodiesAreRefused() {
+        #expect(check(#"{"a":"unterminated"#) == .invalid("the body is not valid JSON in UTF-8"))
+        #expect(check(#"{"a":"ends in a backslash\"#) == .invalid("the body is not valid JSON in UTF-8"))
+        #expect(check(String(repeating: "[", count: 33) + String(repeating: "]", count: 33)) == .invalid("the JSON is nested more than 32 deep"))
+        #expect(check(String(repeating: "[", count: 32) + String(repeating: "]", count: 32)) == nil)
+    }
+
+    @Test func onlyTheLargestStringsMayExceedTheStructureLimit() {
+        let envelope = String(repeating: "A", count: 50_000)
+        #expect(check(#"{"sealed":"\#(envelope)","category":"x"}"#) == nil, "one envelope")
+        #expect(check(#"{"sealed":"\#(envelope)","gatewaySealed":"\#(envelope)"}"#, largeStrings: 2) == nil, "a reply carries two")
+        #expect(check(#"{"sealed":"\#(envelope)","gatewaySealed":"\#(envelope)"}"#, largeStrings: 1) == .tooLarge)
+        let manyValues = "{" + (0..<200).map { "\"k\($0)\":0" }.joined(separator: ",") + "}"
+        #expect(check(manyValues) == .tooLarge, "many small values count in full")
+    }
+}
