@@ -46,6 +46,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "RelayCore", dependencies: ["RelayFormat"], swiftSettings: strictSettings),
+        .target(name: "CRelayProcess"),
         .target(name: "RelayAPI", dependencies: ["RelayCore", "RelayFormat"], swiftSettings: strictSettings),
         .target(
             name: "RelayStore",
@@ -55,7 +56,7 @@ let package = Package(
         .target(
             name: "RelayServer",
             dependencies: [
-                "RelayStore", "RelayAPI", "RelayCore", "RelayFormat",
+                "RelayStore", "RelayAPI", "RelayCore", "RelayFormat", "CRelayProcess",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

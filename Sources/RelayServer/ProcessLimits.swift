@@ -1,3 +1,4 @@
+import CRelayProcess
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -20,10 +21,13 @@ enum ProcessLimits {
         return UInt64(limit.rlim_cur)
     }
 
-    /// A core dump could hold plaintext in flight or a live sealing context: allow none.
+    /// A core dump could hold plaintext in flight or a live sealing context: allow none. The limit alone is
+    /// not enough where cores go to a program (`core_pattern` with a pipe); a process that is not dumpable
+    /// leaves no core at all, and its memory cannot be read through ptrace or /proc by its own user either.
     static func refuseCoreDumps() {
         var none = rlimit(rlim_cur: 0, rlim_max: 0)
         _ = setrlimit(Int32(RLIMIT_CORE.rawValue), &none)
+        _ = relay_forbid_dumping()
     }
 }
 

@@ -125,6 +125,9 @@ YAML
 }
 port=$(start_daemon "$state" "$work/daemon1.out")
 check "the installed daemon started as an unprivileged user, key from the credential" "[ -n '$port' ]"
+# A process that is not dumpable has its /proc files owned by root: no core, no reading its memory as its own user.
+daemon_pid=$(tail -1 "$work/daemon.pids")
+check "the daemon runs as 65534 and is not dumpable" "awk '/^Uid:/ { exit \$2 != 65534 }' /proc/$daemon_pid/status && [ \"\$(stat -c %u /proc/$daemon_pid/status)\" = 0 ]"
 check "systemd heard READY=1" "wait_for \"grep -q 'READY=1' '$work/notify/log'\""
 check "systemd hears WATCHDOG=1" "wait_for \"grep -q 'WATCHDOG=1' '$work/notify/log'\""
 check "the daemon logs JSON as configured" "grep -q '\"level\"' '$work/daemon1.out.log'"
