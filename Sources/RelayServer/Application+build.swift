@@ -104,6 +104,10 @@ extension RelayServerApp {
         guard !db.taxonomy.codes.isEmpty else {
             throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml; \(RelayConfiguration.findingSeeds)")
         }
+        // Serving goes on (children still need the relay), but ops must hear of it.
+        if let problem = try? db.auditTailProblem() {
+            logger.critical("the audit trail is broken: \(problem); run `amane-relayd admin audit verify` and treat it as a possible compromise")
+        }
 
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
         var tls = TLSConfiguration.makeServerConfiguration(

@@ -48,6 +48,23 @@ extension RelayDatabase {
         try pool.read { db in try Self.verifyAudit(db, expecting: expected) }
     }
 
+    /// What can be checked at every start without reading the whole trail: the triggers that keep it
+    /// append-only are there, and its last entry links to the one before and hashes right. Returns what is
+    /// wrong, or nil. Only `verifyAudit` checks every entry.
+    public func auditTailProblem() throws -> String? {
+        try pool.read { db in
+            let triggers = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'")
+            guard Set(triggers).isSuperset(of: ["audit_append_only_update", "audit_append_only_delete"]) else {
+                return "the triggers that keep the audit trail append-only are missing"
+            }
+            let tail = try AuditRecord.order(AuditRecord.Columns.seq.desc).limit(2).fetchAll(db)
+            guard let last = tail.first else { return nil }
+            var verifier = AuditVerifier(after: tail.dropFirst().first.map { Array($0.hash) } ?? AuditChain.genesis, seq: tail.dropFirst().first?.seq ?? 0)
+            do { try verifier.check(last.chained) } catch { return "its last \(error)" }
+            return nil
+        }
+    }
+
     /// The same on a database opened read-only, which it leaves byte for byte as it was: a copy kept as evidence.
     public static func verifyAuditReadOnly(directory: String, expecting expected: AuditHead? = nil) throws -> (count: Int64, head: String) {
         var configuration = Configuration()

@@ -238,6 +238,28 @@ extension DaemonSuite {
                 "\(createStatus): \(createOutput)")
     }
 
+    /// A trail cut open at rest (its guard dropped, its last entry rewritten) is reported at start, without reading it all.
+    @Test func aStartOnATamperedAuditTrailSaysSo() async throws {
+        var daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        #expect(!daemon.stderr.value.contains("audit trail is broken"))
+        daemon.stop()
+        let database = daemon.directory + "/relay.sqlite"
+        func sql(_ statement: String) throws {
+            let script = "import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); d.executescript(sys.argv[2]); d.commit()"
+            #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", script, database, statement]).0 == 0)
+        }
+        try sql("DROP TRIGGER audit_append_only_update;")
+        daemon = try await daemon.restarted()
+        #expect(try await eventually { daemon.stderr.value.contains("the audit trail is broken: the triggers that keep the audit trail append-only are missing") },
+                "\(daemon.stderr.value)")
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "it still serves")
+        daemon.stop()
+        try sql("UPDATE audit SET detail = '{}' WHERE seq = (SELECT MAX(seq) FROM audit); CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;")
+        daemon = try await daemon.restarted()
+        #expect(try await eventually { daemon.stderr.value.contains("the audit trail is broken: its last audit entry") }, "\(daemon.stderr.value)")
+    }
+
     /// NIO's bind error names neither the address nor the setting; the daemon names both.
     @Test func aPortInUseIsNamedWithItsSetting() async throws {
         let daemon = try await Daemon()
