@@ -132,6 +132,10 @@ extension Request {
         guard contentType == MediaType.json else {
             throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json)")
         }
+        // A declared length past the limit is refused before waiting for a body that may never come.
+        if let declared = headers[.contentLength].flatMap({ Int($0) }), declared > limit {
+            throw APIError(.contentTooLarge, "the body is larger than this route accepts")
+        }
         let buffer = try await body.collect(upTo: limit)
         let bytes = Array(buffer.readableBytesView)
         do {
