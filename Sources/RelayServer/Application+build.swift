@@ -105,8 +105,13 @@ extension RelayServerApp {
             throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml; \(RelayConfiguration.findingSeeds)")
         }
         // Serving goes on (children still need the relay), but ops must hear of it.
-        if let problem = try? db.auditTailProblem() {
-            logger.critical("the audit trail is broken: \(problem); run `amane-relayd admin audit verify` and treat it as a possible compromise")
+        do {
+            if let problem = try db.auditTailProblem() {
+                logger.critical("the audit trail is broken: \(problem); run `amane-relayd admin audit verify` and treat it as a possible compromise")
+            }
+        } catch {
+            // A tail that cannot even be read is as much a reason to look.
+            logger.critical("the audit trail could not be checked; run `amane-relayd admin audit verify`", metadata: ["relay.error": "\(type(of: error))"])
         }
 
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))

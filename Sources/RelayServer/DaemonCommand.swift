@@ -114,7 +114,9 @@ struct Serve: AsyncParsableCommand {
         if let opsListen { extra["ops.listen"] = opsListen }
         let configuration = try await common.load(extra: extra)
         let logger = configuration.bootstrapLogging()
-        ProcessLimits.refuseCoreDumps()
+        if !ProcessLimits.refuseCoreDumps() {
+            logger.warning("could not make the process undumpable; core dumps rest on the core limit alone", metadata: ["relay.errno": "\(errno)"])
+        }
         let openFiles = ProcessLimits.raiseOpenFiles()
         if openFiles < 4096 {
             logger.warning("few open files allowed; each connection needs one", metadata: ["relay.openFileLimit": "\(openFiles)"])

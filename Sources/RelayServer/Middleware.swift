@@ -91,8 +91,11 @@ final class TLSFailureCounter: ChannelInboundHandler, RemovableChannelHandler, S
 
 /// Closes a connection whose request has not fully arrived `limit` after its head. The idle timeout cannot:
 /// a client that sends its body a byte at a time is never idle, and would hold the connection for ever.
-final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// An answer sent before its request ended (a body refused as too large) closes it too: the rest of that
+/// body is not worth waiting for.
+final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
     let limit: TimeAmount
     private var deadline: Scheduled<Void>?
 
@@ -110,6 +113,14 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
             break
         }
         context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .end = unwrapOutboundIn(data), deadline != nil else { return context.write(data, promise: promise) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        written.futureResult.cascade(to: promise)
+        context.write(data, promise: written)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

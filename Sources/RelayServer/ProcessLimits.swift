@@ -24,10 +24,12 @@ enum ProcessLimits {
     /// A core dump could hold plaintext in flight or a live sealing context: allow none. The limit alone is
     /// not enough where cores go to a program (`core_pattern` with a pipe); a process that is not dumpable
     /// leaves no core at all, and its memory cannot be read through ptrace or /proc by its own user either.
-    static func refuseCoreDumps() {
+    /// - Returns: false when the process could not be made undumpable (a system-call filter or a security module refused).
+    @discardableResult
+    static func refuseCoreDumps() -> Bool {
         var none = rlimit(rlim_cur: 0, rlim_max: 0)
         _ = setrlimit(Int32(RLIMIT_CORE.rawValue), &none)
-        _ = relay_forbid_dumping()
+        return relay_forbid_dumping() == 0
     }
 }
 

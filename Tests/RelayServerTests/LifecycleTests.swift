@@ -249,13 +249,18 @@ extension DaemonSuite {
             let script = "import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); d.executescript(sys.argv[2]); d.commit()"
             #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", script, database, statement]).0 == 0)
         }
-        try sql("DROP TRIGGER audit_append_only_update;")
+        try sql("DROP TRIGGER audit_append_only_delete;")
         daemon = try await daemon.restarted()
         #expect(try await eventually { daemon.stderr.value.contains("the audit trail is broken: the triggers that keep the audit trail append-only are missing") },
                 "\(daemon.stderr.value)")
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "it still serves")
         daemon.stop()
-        try sql("UPDATE audit SET detail = '{}' WHERE seq = (SELECT MAX(seq) FROM audit); CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;")
+        try sql("""
+            DROP TRIGGER audit_append_only_update;
+            UPDATE audit SET detail = '{}' WHERE seq = (SELECT MAX(seq) FROM audit);
+            CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+            CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+            """)
         daemon = try await daemon.restarted()
         #expect(try await eventually { daemon.stderr.value.contains("the audit trail is broken: its last audit entry") }, "\(daemon.stderr.value)")
     }
