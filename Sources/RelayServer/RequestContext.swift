@@ -120,8 +120,8 @@ struct ProblemMiddleware: RouterMiddleware {
 
 extension Request {
     /// Reads a JSON body: checks the media type (415), the size (413) and the shape (400, naming the field).
-    func decodeJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil, envelopes: Int = 1) async throws -> (T, [UInt8]) {
-        let (value, body, _) = try await decodeCanonicalJSON(type, limit: limit, structureLimit: structureLimit, envelopes: envelopes)
+    func decodeJSON<T: Codable>(_ type: T.Type, limit: Int) async throws -> (T, [UInt8]) {
+        let (value, body, _) = try await decodeCanonicalJSON(type, limit: limit)
         return (value, body)
     }
 

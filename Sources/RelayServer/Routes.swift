@@ -63,7 +63,7 @@ struct RelayRoutes: Sendable {
         let start = ContinuousClock.now
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "disclosure")
-        let (submission, body, canonical) = try await request.decodeCanonicalJSON(DisclosureSubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes)
+        let (submission, body, canonical) = try await decodeSealable(DisclosureSubmission.self, from: request)
         let labels = try Self.labels(submission, gateway: gateway)
         // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
         // idempotency key, so the stored value cannot be tested against a guessed narrative.
@@ -82,7 +82,7 @@ struct RelayRoutes: Sendable {
     @Sendable func submitFollowup(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
-        let (submission, body, canonical) = try await request.decodeCanonicalJSON(FollowupSubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes)
+        let (submission, body, canonical) = try await decodeSealable(FollowupSubmission.self, from: request)
         let receipt = try receiptDigest(submission.receipt, gateway: gateway)
         // A retry of plaintext has the same canonical JSON; one sealed afresh keeps its receipt and its object id.
         let retryForm = submission.sealed == nil ? Array(canonical) : receipt + Array("sealed \(submission.id ?? "")".utf8)
@@ -130,6 +130,11 @@ struct RelayRoutes: Sendable {
 
     /// JSON with a base64 envelope may be larger than plain JSON; plain JSON is held to `maxBodyBytes` after reading.
     private var envelopeBodyLimit: Int { max(limits.maxBodyBytes, limits.maxEnvelopeBytes / 3 * 4 + 64 * 1024) }
+
+    /// A body that may carry `envelopes` sealed envelopes: as large as they are, and the rest held to plain JSON's limit.
+    private func decodeSealable<T: Codable>(_ type: T.Type, from request: Request, envelopes: Int = 1) async throws -> (T, [UInt8], Data) {
+        try await request.decodeCanonicalJSON(type, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes, envelopes: envelopes)
+    }
 
     /// Seals plaintext content (or accepts a gateway-sealed envelope) and stores it with `store`. When a
     /// rotation lands between sealing and storing plaintext, the store says `staleEpoch`: seal again to the
@@ -306,7 +311,7 @@ struct RelayRoutes: Sendable {
     }
 
     @Sendable func addNote(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
-        let (body, _) = try await request.decodeJSON(NoteSubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes)
+        let (body, _, _) = try await decodeSealable(NoteSubmission.self, from: request)
         let id = try Self.objectID(body.id)
         try await db.addNote(caseID: try Self.caseID(context), objectID: id,
                              envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes), actor: try context.actor)
@@ -314,7 +319,7 @@ struct RelayRoutes: Sendable {
     }
 
     @Sendable func addReply(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
-        let (body, _) = try await request.decodeJSON(ReplySubmission.self, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes, envelopes: 2)
+        let (body, _, _) = try await decodeSealable(ReplySubmission.self, from: request, envelopes: 2)
         let id = try Self.objectID(body.id)
         try await db.addReply(caseID: try Self.caseID(context), objectID: id,
                               envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes),

@@ -67,14 +67,7 @@ extension RelayDatabase {
 
     /// The same on a database opened read-only, which it leaves byte for byte as it was: a copy kept as evidence.
     public static func verifyAuditReadOnly(directory: String, expecting expected: AuditHead? = nil) throws -> (count: Int64, head: String) {
-        var configuration = Configuration()
-        configuration.readonly = true
-        let queue = try DatabaseQueue(path: (directory as NSString).appendingPathComponent(fileName), configuration: configuration)
-        defer { try? queue.close() }
-        return try queue.read { db in
-            try refuseNewerSchema(db, directory: directory)
-            return try verifyAudit(db, expecting: expected)
-        }
+        try readOnly(directory: directory) { db in try verifyAudit(db, expecting: expected) }
     }
 
     private static func verifyAudit(_ db: Database, expecting expected: AuditHead?) throws -> (count: Int64, head: String) {

@@ -152,11 +152,20 @@ public final class RelayDatabase: Sendable {
             if errno == ENOENT { return }
             throw StoreError(.unavailable, "cannot read \(path): \(String(cString: strerror(errno)))")
         }
+        try readOnly(directory: directory) { _ in }
+    }
+
+    /// Runs `body` on the database opened read-only, which leaves the file byte for byte as it was, once it is
+    /// known not to come from a newer build.
+    static func readOnly<T>(directory: String, _ body: (Database) throws -> T) throws -> T {
         var configuration = Configuration()
         configuration.readonly = true
-        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        let queue = try DatabaseQueue(path: (directory as NSString).appendingPathComponent(fileName), configuration: configuration)
         defer { try? queue.close() }
-        try queue.read { db in try refuseNewerSchema(db, directory: directory) }
+        return try queue.read { db in
+            try refuseNewerSchema(db, directory: directory)
+            return try body(db)
+        }
     }
 
     /// Every migration this build knows, oldest first.
