@@ -37,12 +37,13 @@ final class RateLimiter: Sendable {
         min(capacity, bucket.tokens + (now - bucket.updated).inSeconds * perSecond)
     }
 
-    /// Whether a token is left, without taking one.
-    func wouldAllow(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
+    /// Returns a token that `take` gave, when what it guarded turned out not to cost one.
+    func giveBack(_ key: String, now: ContinuousClock.Instant = .now) {
         buckets.withLock { buckets in
-            guard let bucket = buckets[key] else { return nil }
-            let tokens = refilledTokens(in: bucket, at: now)
-            return tokens >= 1 ? nil : max(1, Int(((1 - tokens) / perSecond).rounded(.up)))
+            guard var bucket = buckets[key] else { return }
+            bucket.tokens = min(capacity, refilledTokens(in: bucket, at: now) + 1)
+            bucket.updated = now
+            buckets[key] = bucket
         }
     }
 }

@@ -141,14 +141,27 @@ extension DaemonSuite {
             }
         }
 
-        // Another gateway, enrolled by the admin, cannot use this receipt.
+        // Another gateway, enrolled by the admin, cannot use this receipt. Each try counts against its limit of three
+        // unknown receipts an hour; a misheard one (its check digit) does not, since guessing gains nothing from it.
         let other = try otherGateway(daemon)
-        #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt]).status == 404)
+        let misheard = String(receipt.dropLast()) + String((Int(String(receipt.last!))! + 1) % 10)
+        for _ in 0..<5 {
+            #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": misheard]).status == 400)
+        }
         #expect(try daemon.post("/v1/followups", as: other, json: ["receipt": receipt, "content": ["narrative": "x"]], headers: ["Idempotency-Key": Demo.key()]).status == 404)
-        #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt]).status == 404)
+        // Guesses sent at once cannot pass the limit together.
+        let atOnce = try daemon.postAtOnce(6, "/v1/replies/fetch", as: other, json: ["receipt": receipt])
+        #expect(atOnce.sorted() == [404, 404, 429, 429, 429, 429], "\(atOnce)")
         let limited = try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt])
         #expect(limited.status == 429 && limited.headers.lowercased().contains("retry-after:"))
-        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipt]).status == 200)
+        #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": misheard]).status == 400, "a misheard receipt is told so even then")
+
+        // A gateway's own receipts cost it nothing: after two misses and five finds, its third miss is still answered.
+        let unknown = Receipt.generate().grouped
+        for _ in 0..<2 { #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": unknown]).status == 404) }
+        for _ in 0..<5 { #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipt]).status == 200) }
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": unknown]).status == 404)
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": unknown]).status == 429)
         #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": "1234"]).status == 400)
     }
 

@@ -153,6 +153,19 @@ public final class Daemon: @unchecked Sendable {
         try request("POST", path, as: identity, body: try JSONSerialization.data(withJSONObject: json), headers: headers)
     }
 
+    /// Sends the same POST `count` times at once, each on its own connection (curl --parallel); the statuses in order of arrival.
+    public func postAtOnce(_ count: Int, _ path: String, as identity: ClientIdentity, json: Any) throws -> [Int] {
+        let request = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)").path
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: request))
+        defer { try? FileManager.default.removeItem(atPath: request) }
+        var arguments = ["-sS", "--parallel", "--parallel-immediate", "--parallel-max", String(count), "--cacert", ca,
+                         "--cert", identity.certificate, "--key", identity.key, "-H", "Content-Type: application/json",
+                         "--data-binary", "@" + request, "-w", "%{http_code}\n", "--max-time", "20"]
+        for _ in 0..<count { arguments += ["-o", "/dev/null", url + path] }
+        let (_, output) = try Self.run("/usr/bin/curl", arguments)
+        return output.split(separator: "\n").compactMap { Int($0) }
+    }
+
     public func get(_ path: String, as identity: ClientIdentity) throws -> HTTPResult {
         try request("GET", path, as: identity, contentType: nil)
     }
