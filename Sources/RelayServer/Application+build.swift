@@ -143,7 +143,8 @@ extension RelayServerApp {
         let http1 = HTTP1Channel.Configuration(
             additionalChannelHandlers: [TLSFailureCounter(metrics: metrics),
                                         RequestDeadlineHandler(limit: .seconds(Int64(configuration.limits.requestBodySeconds))),
-                                        StalledReaderHandler(limit: .seconds(Int64(configuration.limits.idleTimeoutSeconds)))],
+                                        StalledReaderHandler(limit: .seconds(Int64(configuration.limits.idleTimeoutSeconds))),
+                                        MalformedRequestAnswer()],
             idleTimeout: .seconds(Int64(configuration.limits.idleTimeoutSeconds)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
         let api = Application(

@@ -3,9 +3,11 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import NIOSSL
 import Prometheus
+import RelayAPI
 import Synchronization
 import RelayCore
 import RelayStore
@@ -125,6 +127,41 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
+    }
+}
+
+/// Gives the answer to a request that is not valid HTTP (Hummingbird's bare 400, sent before it closes the
+/// connection) a problem body, and the status 431 when its headers were too large.
+final class MalformedRequestAnswer: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+    private var parserError: HTTPParserError?
+    private var problem: ByteBuffer?
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? HTTPParserError { parserError = error }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head) where parserError != nil && head.status == .badRequest && head.headerFields[.contentLength] == "0":
+            let tooLarge = parserError == .headerOverflow
+            head.status = tooLarge ? .requestHeaderFieldsTooLarge : .badRequest
+            let body = Response.problemBody(head.status, detail: tooLarge ? "the request's headers are larger than the relay accepts"
+                                                                          : "the request is not valid HTTP")
+            head.headerFields[.contentType] = RelayAPI.MediaType.problem
+            head.headerFields[.contentLength] = String(body.readableBytes)
+            problem = body
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .end where problem != nil:
+            context.write(wrapOutboundOut(.body(problem!)), promise: nil)
+            problem = nil
+            context.write(data, promise: promise)
+        default:
+            context.write(data, promise: promise)
+        }
     }
 }
 

@@ -81,13 +81,16 @@ extension Response {
     }
 
     static func problem(_ status: HTTPResponse.Status, detail: String?, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = MediaType.problem
+        return Response(status: status, headers: headers, body: .init(byteBuffer: problemBody(status, detail: detail)))
+    }
+
+    static func problemBody(_ status: HTTPResponse.Status, detail: String?) -> ByteBuffer {
         let problem = Problem(status: status.code, title: status.reasonPhrase, detail: detail)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = (try? encoder.encode(problem)) ?? Data()
-        var headers = headers
-        headers[.contentType] = MediaType.problem
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return ByteBuffer(bytes: (try? encoder.encode(problem)) ?? Data())
     }
 }
 
@@ -128,6 +131,9 @@ extension Request {
     /// As `decodeJSON`, with the value re-encoded with sorted keys as well. `structureLimit` bounds the bytes
     /// outside the `envelopes` longest strings (sealed envelopes), checked before parsing.
     func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil, envelopes: Int = 1) async throws -> (T, [UInt8], Data) {
+        if let coding = headers[.contentEncoding], coding.lowercased() != "identity" {
+            throw APIError(.unsupportedMediaType, "send the body uncompressed, without Content-Encoding")
+        }
         let contentType = headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         guard contentType == MediaType.json else {
             throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json)")

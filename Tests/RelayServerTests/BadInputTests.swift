@@ -24,6 +24,10 @@ extension DaemonSuite {
         invalidUTF8.append(Data(#""}}"#.utf8))
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: invalidUTF8, headers: key), 400, "UTF-8")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{}".utf8), contentType: "text/plain", headers: key), 415, "application/json")
+        let utf16 = try #require(String(decoding: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "in UTF-16")), as: UTF8.self).data(using: .utf16))
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: utf16, headers: key), 400, "UTF-8")
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "gz")),
+                                   headers: key.merging(["Content-Encoding": "gzip"]) { $1 }), 415, "Content-Encoding")
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "no key")), 400, "Idempotency-Key")
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "short key"), headers: ["Idempotency-Key": "abc"]), 400, "Idempotency-Key")
         var unknown = Demo.body(narrative: "x")
@@ -55,6 +59,14 @@ extension DaemonSuite {
                                                           "-CAfile", daemon.ca, "-cert", daemon.gateway.certificate, "-key", daemon.gateway.key],
                                       input: Data(brokenChunk.utf8))
         #expect(raw.contains("HTTP/1.1 400") && raw.contains("not valid HTTP") && !daemon.stderr.value.contains("request failed"), "\(raw)")
+        // Requests the HTTP parser refuses before any route sees them get a problem too: headers that are too large, a bad request line.
+        problem(try daemon.request("GET", "/v1/me", as: daemon.gateway, contentType: nil, headers: ["X-Padding": String(repeating: "a", count: 20_000)]),
+                431, "headers are larger")
+        let (_, garbled) = try Daemon.run("/usr/bin/timeout", ["20", "/usr/bin/openssl", "s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)",
+                                                              "-CAfile", daemon.ca, "-cert", daemon.gateway.certificate, "-key", daemon.gateway.key],
+                                          input: Data("THIS IS NOT HTTP\r\n\r\n".utf8))
+        #expect(garbled.contains("HTTP/1.1 400") && garbled.lowercased().contains("content-type: application/problem+json")
+                && garbled.contains("not valid HTTP"), "\(garbled)")
         // A declared length past the limit is answered at once, and the connection ends: no waiting for a body that never comes.
         let huge = "POST /v1/disclosures HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIdempotency-Key: \(Demo.key())\r\n"
             + "Content-Length: 100000000\r\n\r\n{}"

@@ -21,6 +21,17 @@ import Testing
         #expect(check(#"{"a":{"b":1,"b":2}}"#) != nil)
     }
 
+    @Test func onlyUTF8WithoutAByteOrderMarkIsTaken() throws {
+        let text = #"{"narrative":"x"}"#
+        let refusal = StrictJSON.ShapeFailure.invalid("send the body as JSON in UTF-8, without a byte order mark")
+        for encoding: String.Encoding in [.utf16LittleEndian, .utf16BigEndian, .utf16, .utf32LittleEndian, .utf32] {
+            let bytes = try #require(text.data(using: encoding))
+            #expect(throws: refusal, "\(encoding)") { try StrictJSON.checkShape(Array(bytes), maxStructureBytes: 1_000) }
+        }
+        #expect(throws: refusal) { try StrictJSON.checkShape([0xEF, 0xBB, 0xBF] + Array(text.utf8), maxStructureBytes: 1_000) }
+        #expect(check(text) == nil)
+    }
+
     @Test func brokenAndDeepBodiesAreRefused() {
         #expect(check(#"{"a":"unterminated"#) == .invalid("the body is not valid JSON in UTF-8"))
         #expect(check(#"{"a":"ends in a backslash\"#) == .invalid("the body is not valid JSON in UTF-8"))
