@@ -88,7 +88,8 @@ public enum StrictJSON {
     /// one object (parsers disagree on which value wins), nesting deeper than `maxDepth`, and more than
     /// `maxStructureBytes` outside the `largeStrings` longest strings: a sealed envelope's base64 may be large
     /// (a reply carries two), the rest of a body never is, and many small values cost a parser far more than their size.
-    /// It also refuses what is not UTF-8 without a byte order mark (RFC 8259), which Foundation's parser would take.
+    /// It also refuses UTF-16, UTF-32 and a UTF-8 byte order mark (RFC 8259), which Foundation's parser would take;
+    /// whether the UTF-8 is valid is left to that parser.
     public static func checkShape(_ bytes: [UInt8], maxStructureBytes: Int, largeStrings: Int = 1, maxDepth: Int = 32) throws(ShapeFailure) {
         // UTF-16 and UTF-32 put a zero byte in the first four of any JSON text, with or without a mark.
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) || bytes.prefix(4).contains(0) {

@@ -139,6 +139,12 @@ final class MalformedRequestAnswer: ChannelDuplexHandler, RemovableChannelHandle
     private var parserError: HTTPParserError?
     private var problem: ByteBuffer?
 
+    /// Also what a route answers when the parser fails inside its body (a bad chunk size, trailers too large).
+    static func answer(to error: HTTPParserError) -> (HTTPResponse.Status, String) {
+        error == .headerOverflow ? (.requestHeaderFieldsTooLarge, "the request's headers are larger than the relay accepts")
+                                 : (.badRequest, "the request is not valid HTTP")
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? HTTPParserError { parserError = error }
         context.fireErrorCaught(error)
@@ -147,10 +153,9 @@ final class MalformedRequestAnswer: ChannelDuplexHandler, RemovableChannelHandle
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head) where parserError != nil && head.status == .badRequest && head.headerFields[.contentLength] == "0":
-            let tooLarge = parserError == .headerOverflow
-            head.status = tooLarge ? .requestHeaderFieldsTooLarge : .badRequest
-            let body = Response.problemBody(head.status, detail: tooLarge ? "the request's headers are larger than the relay accepts"
-                                                                          : "the request is not valid HTTP")
+            let (status, detail) = Self.answer(to: parserError!)
+            head.status = status
+            let body = Response.problemBody(status, detail: detail)
             head.headerFields[.contentType] = RelayAPI.MediaType.problem
             head.headerFields[.contentLength] = String(body.readableBytes)
             problem = body

@@ -12,9 +12,9 @@ info:
     role decides what it may call. Errors are application/problem+json (RFC 9457).
     Any call that writes may also answer 503 with Retry-After when the store is saturated or its
     disk is full; nothing of that call was stored, and it is safe to retry. Submissions, where a
-    retry matters most, list it. Bodies are JSON in UTF-8, without a byte order mark or a
-    Content-Encoding (415). A request that is not valid HTTP answers 400, and one whose headers are
-    too large 431, and the connection is closed.
+    retry matters most, list it. Bodies are JSON in UTF-8 without a byte order mark (else 400), and
+    sent without a Content-Encoding (else 415). A request that is not valid HTTP answers 400, one
+    whose headers are too large 431, and the connection is closed.
 servers:
   - url: https://localhost:8443
 paths:

@@ -47,3 +47,28 @@ final class RateLimiter: Sendable {
         }
     }
 }
+
+/// What a lookup on a budget of misses came to.
+enum Guarded<Value> {
+    case found(Value)
+    case missing
+    case limited(retryAfter: Int)
+}
+
+extension RateLimiter {
+    /// Looks something up on `key`'s budget of misses. The lookup holds a token, so lookups sent at once cannot
+    /// pass the limit together; one that finds what it looked for (or fails) gives the token back.
+    func guarded<Value>(_ key: String, _ lookup: () async throws -> Value?) async throws -> Guarded<Value> {
+        if let wait = take(key) { return .limited(retryAfter: wait) }
+        let value: Value?
+        do {
+            value = try await lookup()
+        } catch {
+            giveBack(key)
+            throw error
+        }
+        guard let value else { return .missing }
+        giveBack(key)
+        return .found(value)
+    }
+}

@@ -108,9 +108,10 @@ struct ProblemMiddleware: RouterMiddleware {
             return .problem(mapped.status, detail: mapped.detail, headers: mapped.headers)
         } catch let error as HTTPError {
             return .problem(error.status, detail: error.status == .notFound ? "no such route" : error.body, headers: error.headers)
-        } catch is HTTPParserError {
+        } catch let error as HTTPParserError {
             // A body that breaks HTTP's framing (a bad chunk size): the client's fault, not ours.
-            return .problem(.badRequest, detail: "the request is not valid HTTP")
+            let (status, detail) = MalformedRequestAnswer.answer(to: error)
+            return .problem(status, detail: detail)
         } catch let error as any HTTPResponseError {
             let detail = error.status == .contentTooLarge ? "the body is larger than this route accepts" : nil
             return .problem(error.status, detail: detail)
@@ -132,7 +133,7 @@ extension Request {
     /// outside the `envelopes` longest strings (sealed envelopes), checked before parsing.
     func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil, envelopes: Int = 1) async throws -> (T, [UInt8], Data) {
         if let coding = headers[.contentEncoding], coding.lowercased() != "identity" {
-            throw APIError(.unsupportedMediaType, "send the body uncompressed, without Content-Encoding")
+            throw APIError(.unsupportedMediaType, "send the body uncompressed, without Content-Encoding", headers: [.acceptEncoding: "identity"])
         }
         let contentType = headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         guard contentType == MediaType.json else {

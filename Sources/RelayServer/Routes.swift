@@ -83,19 +83,21 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
         let (submission, body, canonical) = try await decodeSealable(FollowupSubmission.self, from: request)
-        let stored = try await withReceipt(submission.receipt, gateway: gateway) { receipt in
-            // A retry of plaintext has the same canonical JSON; one sealed afresh keeps its receipt and its object id.
-            let retryForm = submission.sealed == nil ? Array(canonical) : receipt + Array("sealed \(submission.id ?? "")".utf8)
-            let requestTag = KeyedBox.tag(retryForm, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
-            // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
-            guard let caseID = try db.caseID(receiptHash: receipt, gateway: gateway), let bound = UUID(uuidString: caseID) else {
-                throw ReceiptNotFound()
-            }
-            return try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
-                                           caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+        let (receipt, caseID) = try await caseFor(receipt: submission.receipt, gateway: gateway)
+        // A retry of plaintext has the same canonical JSON; one sealed afresh keeps its receipt and its object id.
+        let retryForm = submission.sealed == nil ? Array(canonical) : receipt + Array("sealed \(submission.id ?? "")".utf8)
+        let requestTag = KeyedBox.tag(retryForm, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
+        // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
+        guard let bound = UUID(uuidString: caseID) else { throw receiptMiss(gateway) }
+        let stored: FollowupResult
+        do {
+            stored = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
+                                             caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
                 try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope,
                                          idempotencyKey: key, requestHash: requestTag)
             }
+        } catch let error as StoreError where error.code == .notFound {
+            throw receiptMiss(gateway)
         }
         return try .json(FollowupAccepted(id: stored.id, receivedAt: Timestamp.iso8601(stored.receivedAt)), status: .created)
     }
@@ -103,8 +105,12 @@ struct RelayRoutes: Sendable {
     @Sendable func fetchReplies(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let gateway = try context.caller
         let (fetch, _) = try await request.decodeJSON(ReplyFetch.self, limit: limits.maxBodyBytes)
-        let (caseID, replies) = try await withReceipt(fetch.receipt, gateway: gateway) { receipt in
-            try await db.replies(gateway: gateway, receiptHash: receipt)
+        let (receipt, _) = try await caseFor(receipt: fetch.receipt, gateway: gateway)
+        let (caseID, replies): (String, [SealedItem])
+        do {
+            (caseID, replies) = try await db.replies(gateway: gateway, receiptHash: receipt)
+        } catch let error as StoreError where error.code == .notFound {
+            throw receiptMiss(gateway)
         }
         return try .json(ReplyList(caseId: caseID, replies: replies.compactMap { item in
             item.gatewayEnvelope.map { SealedReply(id: item.id, sealed: Base64.encode($0), createdAt: Timestamp.iso8601(item.createdAt)) }
@@ -167,35 +173,31 @@ struct RelayRoutes: Sendable {
         }
     }
 
-    private struct ReceiptNotFound: Error {}
-
-    /// Runs `body` with the receipt's digest, counting a receipt that finds no case of this gateway against its
-    /// limit. The token is taken before the lookup, so that guesses sent at once cannot pass the limit together,
-    /// and given back when the receipt is found. A mistyped receipt (its check digit) costs nothing: guessing
-    /// gains nothing from it.
-    private func withReceipt<T>(_ text: String, gateway: Principal, _ body: ([UInt8]) async throws -> T) async throws -> T {
+    /// The case a gateway's receipt names. A receipt that names none counts against the gateway's limit, and
+    /// only while it is looked up does it hold a token. A misheard one (its check digit) is refused at no cost:
+    /// guessing gains nothing from it, and a child who misheard a digit does not slow the kiosk for others.
+    private func caseFor(receipt text: String, gateway: Principal) async throws -> (digest: [UInt8], caseID: String) {
         let digest: [UInt8]
         do {
             digest = try Receipt(parsing: text).digest
         } catch {
             throw APIError(.badRequest, "field 'receipt': \(error.reason)")
         }
-        if let wait = receiptMisses.take(gateway.id) {
+        switch try await receiptMisses.guarded(gateway.id, { try db.caseID(receiptHash: digest, gateway: gateway) }) {
+        case .found(let caseID): return (digest, caseID)
+        case .missing: throw Self.unknownReceipt
+        case .limited(let wait):
             throw APIError(.tooManyRequests, "too many unknown receipts; wait before trying again", headers: [.retryAfter: String(wait)])
         }
-        do {
-            let result = try await body(digest)
-            receiptMisses.giveBack(gateway.id)
-            return result
-        } catch let error as StoreError where error.code == .notFound {
-            throw APIError(.notFound, "no case for this receipt from this gateway")
-        } catch is ReceiptNotFound {
-            throw APIError(.notFound, "no case for this receipt from this gateway")
-        } catch {
-            receiptMisses.giveBack(gateway.id)
-            throw error
-        }
     }
+
+    /// A case gone between its lookup and its use (purged meanwhile) counts as a miss too.
+    private func receiptMiss(_ gateway: Principal) -> APIError {
+        _ = receiptMisses.take(gateway.id)
+        return Self.unknownReceipt
+    }
+
+    private static let unknownReceipt = APIError(.notFound, "no case for this receipt from this gateway")
 
     static func idempotencyKey(_ request: Request, for submission: String) throws -> String {
         guard let key = request.headers[HTTPField.Name(HeaderName.idempotencyKey)!], isValidIdempotencyKey(key) else {

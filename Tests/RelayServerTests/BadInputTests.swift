@@ -28,6 +28,8 @@ extension DaemonSuite {
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: utf16, headers: key), 400, "UTF-8")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "gz")),
                                    headers: key.merging(["Content-Encoding": "gzip"]) { $1 }), 415, "Content-Encoding")
+        #expect(try daemon.request("POST", "/v1/replies/fetch", as: daemon.gateway, body: Data("{}".utf8), headers: ["Content-Encoding": "br"])
+                    .headers.lowercased().contains("accept-encoding: identity"))
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "no key")), 400, "Idempotency-Key")
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "short key"), headers: ["Idempotency-Key": "abc"]), 400, "Idempotency-Key")
         var unknown = Demo.body(narrative: "x")
@@ -55,24 +57,24 @@ extension DaemonSuite {
         // A chunk size that is no number breaks HTTP's framing: the client's error (400), not the relay's (500).
         let brokenChunk = "POST /v1/replies/fetch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
             + "Connection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
-        let (_, raw) = try Daemon.run("/usr/bin/timeout", ["20", "/usr/bin/openssl", "s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)",
-                                                          "-CAfile", daemon.ca, "-cert", daemon.gateway.certificate, "-key", daemon.gateway.key],
-                                      input: Data(brokenChunk.utf8))
+        let raw = try daemon.raw(brokenChunk, as: daemon.gateway).output
         #expect(raw.contains("HTTP/1.1 400") && raw.contains("not valid HTTP") && !daemon.stderr.value.contains("request failed"), "\(raw)")
         // Requests the HTTP parser refuses before any route sees them get a problem too: headers that are too large, a bad request line.
         problem(try daemon.request("GET", "/v1/me", as: daemon.gateway, contentType: nil, headers: ["X-Padding": String(repeating: "a", count: 20_000)]),
                 431, "headers are larger")
-        let (_, garbled) = try Daemon.run("/usr/bin/timeout", ["20", "/usr/bin/openssl", "s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)",
-                                                              "-CAfile", daemon.ca, "-cert", daemon.gateway.certificate, "-key", daemon.gateway.key],
-                                          input: Data("THIS IS NOT HTTP\r\n\r\n".utf8))
-        #expect(garbled.contains("HTTP/1.1 400") && garbled.lowercased().contains("content-type: application/problem+json")
-                && garbled.contains("not valid HTTP"), "\(garbled)")
+        let garbled = try daemon.raw("GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\nTHIS IS NOT HTTP\r\n\r\n", as: daemon.gateway).output
+        let answers = garbled.components(separatedBy: "HTTP/1.1 ").dropFirst()
+        #expect(answers.count == 2 && answers.first!.hasPrefix("200") && answers.first!.contains("\"role\"")
+                && answers.last!.hasPrefix("400") && answers.last!.lowercased().contains("content-type: application/problem+json")
+                && answers.last!.contains("not valid HTTP"), "the good request first gets its own answer: \(garbled)")
+        let trailers = "POST /v1/replies/fetch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + "2\r\n{}\r\n0\r\nX-Padding: \(String(repeating: "a", count: 70_000))\r\n\r\n"
+        let overflow = try daemon.raw(trailers, as: daemon.gateway).output
+        #expect(overflow.contains("HTTP/1.1 431") && overflow.contains("headers are larger"), "trailers are headers too: \(overflow)")
         // A declared length past the limit is answered at once, and the connection ends: no waiting for a body that never comes.
         let huge = "POST /v1/disclosures HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIdempotency-Key: \(Demo.key())\r\n"
             + "Content-Length: 100000000\r\n\r\n{}"
-        let (earlyStatus, early) = try Daemon.run("/usr/bin/timeout", ["20", "/usr/bin/openssl", "s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)",
-                                                            "-CAfile", daemon.ca, "-cert", daemon.gateway.certificate, "-key", daemon.gateway.key],
-                                        input: Data(huge.utf8))
+        let (earlyStatus, early) = try daemon.raw(huge, as: daemon.gateway)
         #expect(early.contains("HTTP/1.1 413") && early.contains("larger than this route accepts") && earlyStatus != 124,
                 "answered and closed before timeout(1) gave up: \(earlyStatus) \(early)")
 

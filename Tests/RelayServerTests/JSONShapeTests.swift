@@ -24,7 +24,7 @@ import Testing
     @Test func onlyUTF8WithoutAByteOrderMarkIsTaken() throws {
         let text = #"{"narrative":"x"}"#
         let refusal = StrictJSON.ShapeFailure.invalid("send the body as JSON in UTF-8, without a byte order mark")
-        for encoding: String.Encoding in [.utf16LittleEndian, .utf16BigEndian, .utf16, .utf32LittleEndian, .utf32] {
+        for encoding: String.Encoding in [.utf16LittleEndian, .utf16BigEndian, .utf16, .utf32LittleEndian, .utf32BigEndian, .utf32] {
             let bytes = try #require(text.data(using: encoding))
             #expect(throws: refusal, "\(encoding)") { try StrictJSON.checkShape(Array(bytes), maxStructureBytes: 1_000) }
         }

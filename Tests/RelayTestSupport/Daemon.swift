@@ -153,7 +153,14 @@ public final class Daemon: @unchecked Sendable {
         try request("POST", path, as: identity, body: try JSONSerialization.data(withJSONObject: json), headers: headers)
     }
 
-    /// Sends the same POST `count` times at once, each on its own connection (curl --parallel); the statuses in order of arrival.
+    /// Sends `bytes` as they are over one TLS connection, as `identity` (openssl s_client), and returns the exit
+    /// status of timeout(1) (124 when the relay kept the connection open for 20 seconds) and what came back.
+    public func raw(_ bytes: String, as identity: ClientIdentity) throws -> (status: Int32, output: String) {
+        try Self.run("/usr/bin/timeout", ["20", "/usr/bin/openssl", "s_client", "-quiet", "-connect", "127.0.0.1:\(port)",
+                                          "-CAfile", ca, "-cert", identity.certificate, "-key", identity.key], input: Data(bytes.utf8))
+    }
+
+    /// Sends the same POST `count` times at once, each on its own connection (curl --parallel); the statuses in order of completion.
     public func postAtOnce(_ count: Int, _ path: String, as identity: ClientIdentity, json: Any) throws -> [Int] {
         let request = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)").path
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: request))
