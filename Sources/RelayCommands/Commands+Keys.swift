@@ -94,8 +94,9 @@ struct Grant: AsyncParsableCommand {
             try trusted.check(name, servedFingerprint: key.fingerprint)
             if let fingerprint {
                 guard TrustedMembers.normalized(fingerprint) == TrustedMembers.normalized(key.fingerprint) else {
-                    throw CLIError(.verification, "the relay gives \(name) the key \(key.fingerprint), not \(fingerprint); nothing was sealed",
-                                   hint: "Check the fingerprint with \(name) again. If it is right, tell your admin: the relay may be compromised.")
+                    // The relay's own fingerprint is not shown: someone who mistyped would copy it, and it is what a compromised relay would say.
+                    throw CLIError(.verification, "the relay's key for \(name) does not have the fingerprint you gave (\(fingerprint)); nothing was sealed",
+                                   hint: "Read it with \(name) again (`amane keygen --show` prints it on their machine). If it still differs, tell your admin: the relay may be compromised.")
                 }
                 try trusted.pin(name, fingerprint: key.fingerprint)
             } else if trusted.fingerprints[name] == nil {

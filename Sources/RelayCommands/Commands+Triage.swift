@@ -139,7 +139,7 @@ struct Show: AsyncParsableCommand {
             case .noKey: "Read your fingerprint to a colleague who holds the key; they run `amane grant <your name> --fingerprint \(fingerprint)`."
             case .grantDoesNotOpen: "If you made a new identity since that grant, ask for a new grant; otherwise tell your admin."
             case .unknownFormat: "Upgrade amane; if the newest amane does not read it either, tell your admin."
-            case .altered: "Tell your admin: the relay's database may have been tampered with. The relay cannot forge an item that opens."
+            case .altered: "Tell your admin: the relay's database may have been tampered with (SECURITY.md: what a compromised relay can do)."
             }
         }
     }
@@ -308,26 +308,65 @@ struct TextInput: ParsableArguments {
         return trimmed
     }
 
-    /// Opens $EDITOR on a file in a private temporary folder, then removes the folder with whatever swap or
-    /// backup copies the editor left beside the file.
+    var isFromEditor: Bool { message == nil && file == nil }
+
+    /// Opens $EDITOR on a file in a private folder in memory where there is one (the login's runtime folder, or
+    /// /dev/shm), then removes the folder with whatever swap or backup copies the editor left beside the file.
+    /// Ctrl-C that reaches amane (editors take it themselves) cancels; a hangup or kill removes the draft first.
     static func edit() throws -> String {
         guard let editor = ProcessInfo.processInfo.environment["EDITOR"], !editor.isEmpty else {
-            throw CLIError(.usage, "no text given", hint: "Use --message TEXT, --file FILE, or set $EDITOR.")
+            throw CLIError(.usage, "no text given", hint: "Use --file FILE (or --file - to type or paste it), or set $EDITOR.")
         }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("amane-\(UUID().uuidString)").path
+        let folder = (scratchRoot as NSString).appendingPathComponent("amane-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let path = (folder as NSString).appendingPathComponent("text.txt")
         try SecretFile.createExclusive(at: path, contents: [])
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "\(editor) \"$0\"", path]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, let data = FileManager.default.contents(atPath: path) else {
-            throw CLIError(.usage, "the editor failed; nothing was sent")
+        Interruptions.begin()
+        defer { Interruptions.end() }
+        let status = try runInThisProcessGroup(["/bin/sh", "-c", "\(editor) \"$0\"", path])
+        switch Interruptions.signal {
+        case nil: break
+        case SIGINT: throw CLIError(.usage, "cancelled; nothing was sent, and the draft is removed")
+        case let signal?:
+            try? FileManager.default.removeItem(atPath: folder)
+            Foundation.exit(128 + signal)
+        }
+        guard status == 0, let data = FileManager.default.contents(atPath: path) else {
+            throw CLIError(.usage, "the editor failed; nothing was sent, and the draft is removed")
         }
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Runs a program and returns its wait status. It stays in amane's process group, which owns the terminal:
+    /// Foundation's Process starts a group of its own, where an editor that touches the terminal is stopped.
+    static func runInThisProcessGroup(_ arguments: [String]) throws -> Int32 {
+        var argv = arguments.map { strdup($0) } + [nil]
+        defer { for argument in argv { free(argument) } }
+        var pid: pid_t = 0
+        let started = posix_spawn(&pid, arguments[0], nil, nil, &argv, environ)
+        guard started == 0 else { throw CLIError(.usage, "cannot start the editor: \(String(cString: strerror(started)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+        return status
+    }
+
+    /// A folder only this user can enter, kept in memory where the system offers one.
+    static var scratchRoot: String {
+        var status = stat()
+        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], stat(runtime, &status) == 0,
+           status.st_uid == getuid(), status.st_mode & 0o777 == 0o700 {
+            return runtime
+        }
+        return FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
+    }
+
+    /// Says that text typed in the editor was not sent, and shows it on the terminal (never on disk) to copy.
+    func notSent(_ error: CLIError, text: String) -> CLIError {
+        guard isFromEditor else { return error }
+        var hint = [error.hint, "What you wrote was not sent, and no copy of it was kept."].compactMap { $0 }
+        if isatty(STDERR_FILENO) == 1 { hint.append("Here it is, to copy:\n\n\(text)\n") }
+        return CLIError(error.code, error.message, hint: hint.joined(separator: "\n"))
     }
 }
 
@@ -379,9 +418,14 @@ struct Note: AsyncParsableCommand {
 
     func run() async throws {
         let text = try input.read()
-        let noteID = try await Session.with(global) { session in
-            let identity = try session.unlock()
-            return try await Sealing.postNote(session, caseID: try await session.resolve(id), text: text, identity: identity)
+        let noteID: String
+        do {
+            noteID = try await Session.with(global) { session in
+                let identity = try session.unlock()
+                return try await Sealing.postNote(session, caseID: try await session.resolve(id), text: text, identity: identity)
+            }
+        } catch let error as CLIError {
+            throw input.notSent(error, text: text)
         }
         if global.json { return try Output.json(["id": noteID]) }
         print("Added a sealed note (\(ShortID.of(noteID))).")
@@ -397,6 +441,14 @@ struct Reply: AsyncParsableCommand {
 
     func run() async throws {
         let text = try input.read()
+        do {
+            try await send(text)
+        } catch let error as CLIError {
+            throw input.notSent(error, text: text)
+        }
+    }
+
+    private func send(_ text: String) async throws {
         let replyID = try await Session.with(global) { session in
             let identity = try session.unlock()
             let caseID = try await session.resolve(id)

@@ -1,5 +1,6 @@
 import Foundation
 import RelayFormat
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,7 +21,9 @@ struct Profile {
     static func directory(_ option: String?) -> String {
         if let option { return option }
         if let home = ProcessInfo.processInfo.environment["AMANE_HOME"], !home.isEmpty { return home }
-        return (NSHomeDirectory() as NSString).appendingPathComponent(".config/amane")
+        // ~ is $HOME, as the shell has it; the password database only when HOME is unset.
+        let home = ProcessInfo.processInfo.environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        return (home as NSString).appendingPathComponent(".config/amane")
     }
 
     static func load(_ option: String?) throws -> Profile {
@@ -119,15 +122,51 @@ enum Passphrase {
         tcgetattr(fd, &saved)
         var silent = saved
         silent.c_lflag &= ~tcflag_t(ECHO)
+        // Ctrl-C (or a kill) while echo is off must not leave the terminal silent for whatever runs next.
+        Interruptions.begin()
         tcsetattr(fd, TCSANOW, &silent)
         defer {
             tcsetattr(fd, TCSANOW, &saved)
             _ = write(fd, "\n", 1)
+            Interruptions.end()
+            if let signal = Interruptions.signal { exit(128 + signal) }
         }
         _ = prompt.withCString { write(fd, $0, strlen($0)) }
         var bytes: [UInt8] = []
         var byte: UInt8 = 0
-        while Glibc.read(fd, &byte, 1) == 1, byte != 0x0a, byte != 0x0d { bytes.append(byte) }
+        // A signal may land on any thread and leave this read blocked, so it waits in short polls and looks between them.
+        while Interruptions.signal == nil {
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, 100) >= 0 || errno == EINTR else { break }
+            guard ready.revents != 0 else { continue }
+            guard Glibc.read(fd, &byte, 1) == 1, byte != 0x0a, byte != 0x0d else { break }
+            bytes.append(byte)
+        }
         return bytes
+    }
+}
+
+/// Notes INT, HUP and TERM for a while instead of dying of them, so the caller can put things right first
+/// (the terminal's echo, a draft on disk). A blocked read returns rather than waiting on. A program started
+/// meanwhile gets the default actions back (exec resets handlers).
+enum Interruptions {
+    private static let noted = Atomic<Int32>(0)
+    private static let signals = [SIGINT, SIGHUP, SIGTERM]
+
+    static func begin() {
+        noted.store(0, ordering: .sequentiallyConsistent)
+        for number in signals {
+            Glibc.signal(number) { Interruptions.noted.store($0, ordering: .sequentiallyConsistent) }
+        }
+    }
+
+    /// The last signal noted since `begin`.
+    static var signal: Int32? {
+        let number = noted.load(ordering: .sequentiallyConsistent)
+        return number == 0 ? nil : number
+    }
+
+    static func end() {
+        for number in signals { Glibc.signal(number, SIG_DFL) }
     }
 }

@@ -27,7 +27,8 @@ enum Terminal {
                 break
             output += chunk
             if answers and answers[0][0].encode() in output:
-                os.write(fd, (answers[0][1] + "\\n").encode())
+                reply = answers[0][1]
+                os.write(fd, (reply if reply == "\\x03" else reply + "\\n").encode())
                 output = output.replace(answers[0][0].encode(), b"<answered>", 1)
                 answers.pop(0)
         if timed_out:
@@ -38,9 +39,11 @@ enum Terminal {
         sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
         """
 
-    static func run(_ arguments: [String], answers: [[String]] = [], environment: [String: String]) throws -> (Int32, String) {
+    /// Runs amane with `arguments`; an answer "\u{3}" is Ctrl-C. `afterwards` is a shell command run next on the same terminal.
+    static func run(_ arguments: [String], answers: [[String]] = [], environment: [String: String], afterwards: String? = nil) throws -> (Int32, String) {
         let answersJSON = String(decoding: try JSONSerialization.data(withJSONObject: answers), as: UTF8.self)
-        return try Daemon.run("/usr/bin/env", ["python3", "-c", driver, answersJSON, Build.cli] + arguments, environment: environment)
+        let command = afterwards.map { ["/bin/sh", "-c", "trap : INT; \"$0\" \"$@\"; echo \"exit $?\"; \($0)", Build.cli] } ?? [Build.cli]
+        return try Daemon.run("/usr/bin/env", ["python3", "-c", driver, answersJSON] + command + arguments, environment: environment)
     }
 }
 
@@ -63,6 +66,59 @@ extension DaemonSuiteForCLI {
             let (badCode, badOutput) = try Terminal.run(["keygen"], answers: [["New passphrase:", secret], ["Repeat it:", secret + "!"]],
                                                         environment: ["AMANE_HOME": mismatch, "PATH": "/usr/bin:/bin"])
             #expect(badCode == 1 && badOutput.contains("differ") && !FileManager.default.fileExists(atPath: mismatch + "/identity.amane"))
+        }
+
+        @Test func ctrlCAtAPassphrasePromptLeavesTheTerminalAsItWas() throws {
+            let home = FileManager.default.temporaryDirectory.appendingPathComponent("amane-keygen-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: home) }
+            let (_, output) = try Terminal.run(["keygen"], answers: [["New passphrase:", "\u{3}"]],
+                                               environment: ["AMANE_HOME": home, "PATH": "/usr/bin:/bin"], afterwards: "stty -a")
+            #expect(output.contains("exit 130") && output.contains(" echo ") && !output.contains("-echo "), "\(output)")
+            #expect(!FileManager.default.fileExists(atPath: home + "/identity.amane"))
+        }
+
+        @Test func aDraftInTheEditorStaysInMemoryAndGoesWhenCancelledOrHungUp() async throws {
+            let daemon = try await Daemon()
+            defer { daemon.stop(); daemon.removeData() }
+            let cli = CLI(daemon: daemon)
+            let id = try #require((try cli.json(["submit", try daemon.demoFile(1)], home: cli.gateway) as? [String: Any])?["id"] as? String)
+            #expect(try cli.run(["claim", id], home: cli.responder).code == 0)
+            let drafts = daemon.directory + "/drafts.txt"
+            func editor(_ name: String, _ body: String) throws -> String {
+                let path = daemon.directory + "/\(name).sh"
+                try "#!/bin/sh\ntrap '' INT HUP\necho \"$1\" >> \(drafts)\nprintf 'Brouillon: rendez-vous 14h\\n' > \"$1\"\n\(body)\n"
+                    .write(toFile: path, atomically: true, encoding: .utf8)
+                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+                return path
+            }
+            var environment = ["AMANE_HOME": cli.responder, "PATH": "/usr/bin:/bin", "HOME": daemon.directory]
+            // An editor owns the terminal while it runs, as vi does: it reads what is typed (in a process group of its own it would be stopped).
+            let asking = daemon.directory + "/asking.sh"
+            try "#!/bin/sh\nprintf 'Votre note: ' > /dev/tty\nread line < /dev/tty\necho \"$line\" > \"$1\"\n".write(toFile: asking, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: asking)
+            environment["EDITOR"] = asking
+            let typed = try Terminal.run(["note", id], answers: [["Votre note:", "Appel reçu, rappeler demain"]], environment: environment)
+            #expect(typed.0 == 0 && typed.1.contains("Added a sealed note"), "\(typed.1)")
+            environment["EDITOR"] = try editor("cancel", "kill -INT 0; sleep 0.5")
+            let cancelled = try Terminal.run(["note", id], environment: environment)
+            #expect(cancelled.0 == 1 && cancelled.1.contains("cancelled; nothing was sent"), "\(cancelled.1)")
+            environment["EDITOR"] = try editor("hangup", "kill -HUP 0; sleep 2")
+            let hungUp = try Terminal.run(["note", id], environment: environment)
+            #expect(hungUp.0 == 129, "\(hungUp.1)")
+            environment["EDITOR"] = try editor("refused", "")
+            let refused = try Terminal.run(["note", "ffffffff"], environment: environment)
+            #expect(refused.0 != 0 && refused.1.contains("was not sent") && refused.1.contains("Brouillon: rendez-vous 14h"),
+                    "what was written is shown on the terminal to copy: \(refused.1)")
+
+            let paths = try String(contentsOfFile: drafts, encoding: .utf8).split(separator: "\n").map(String.init)
+            #expect(paths.count == 3)
+            for path in paths {
+                #expect(FileManager.default.fileExists(atPath: "/dev/shm") ? path.hasPrefix("/dev/shm/") : true, "drafts are kept in memory: \(path)")
+                #expect(!FileManager.default.fileExists(atPath: (path as NSString).deletingLastPathComponent), "no draft is left behind: \(path)")
+            }
+            let entries = (try cli.json(["show", id], home: cli.responder) as! [String: Any])["entries"] as! [[String: Any]]
+            #expect(!entries.contains { ($0["text"] as? String)?.contains("Brouillon") == true }, "nothing was sent")
+            #expect(entries.contains { $0["text"] as? String == "Appel reçu, rappeler demain" })
         }
 
         @Test func theInboxIsColouredOnATerminalUnlessNoColorIsSet() async throws {
