@@ -68,6 +68,8 @@ public struct AuditVerifier: Sendable {
         public let seq: Int64
         public let reason: String
         public var description: String { "audit entry \(seq): \(reason)" }
+        /// " at entry N", or nothing for a break of the whole trail (seq 0).
+        public var place: String { seq == 0 ? "" : " at entry \(seq)" }
 
         public init(seq: Int64, reason: String) {
             self.seq = seq

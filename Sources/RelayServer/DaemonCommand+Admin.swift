@@ -335,7 +335,7 @@ struct Audit: AsyncParsableCommand {
                 if json {
                     try printJSON(Verification(intact: false, brokenAt: error.seq, reason: error.reason))
                 } else {
-                    print("The audit trail is BROKEN at entry \(error.seq): \(error.reason).")
+                    print("The audit trail is BROKEN\(error.place): \(error.reason).")
                 }
                 throw ExitCode.brokenAuditTrail
             }
@@ -383,9 +383,17 @@ struct Backup: AsyncParsableCommand {
         try RelayFiles.makeDirectory(staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let db = try common.openExisting(configuration)
+        // A trail rewritten with every hash recomputed still links up: the newest earlier backup's head shows it.
+        let earlier = try backups("relay-").last.map { (to as NSString).appendingPathComponent($0) }
+        let earlierHead = earlier.flatMap { path in
+            do { return try RelayDatabase.auditHead(ofFile: path) } catch {
+                FileHandle.standardError.write(Data("Warning: cannot read the audit head of \(path) (\(error)); the new backup is not compared with it.\n".utf8))
+                return nil
+            }
+        }
         try db.backup(to: (staging as NSString).appendingPathComponent(RelayDatabase.fileName))
         let copy = try RelayDatabase(directory: staging)
-        let verification = Result { try copy.verifyAuditWithHead() }
+        let verification = Result { try copy.verifyAuditWithHead(expecting: earlierHead) }
         guard try copy.integrityCheck() == "ok" else { throw CommandFailure("the backup failed its integrity check; nothing kept") }
         try copy.close()
         let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)
@@ -393,13 +401,14 @@ struct Backup: AsyncParsableCommand {
         case .success(let verified):
             let destination = try moveIntoPlace(staged, as: "relay-\(stamp)")
             let kept = try prune("relay-")
-            print("Backed up to \(destination) (audit trail verified: \(verified.count) entries, head \(verified.head)); keeping \(kept).")
+            let compared = earlierHead == nil ? "" : ", still holding the head of \((earlier! as NSString).lastPathComponent)"
+            print("Backed up to \(destination) (audit trail verified: \(verified.count) entries, head \(verified.head)\(compared)); keeping \(kept).")
         case .failure(let error as AuditVerifier.Break):
             // Kept apart, as evidence and as the newest copy of what is stored, so that it rotates no good copy away.
             let destination = try moveIntoPlace(staged, as: "broken-\(stamp)")
             _ = try prune("broken-")
             FileHandle.standardError.write(Data("""
-                The audit trail is BROKEN at entry \(error.seq): \(error.reason).
+                The audit trail is BROKEN\(error.place): \(error.reason).
                 This copy is kept apart as \(destination) for investigation; the regular backups are left as they were.
 
                 """.utf8))
@@ -423,16 +432,20 @@ struct Backup: AsyncParsableCommand {
 
     /// Removes all but the newest `keep` backups named `prefix…sqlite`; returns how many remain.
     private func prune(_ prefix: String) throws -> Int {
-        // Oldest first: by time, then by the -2, -3 … of backups taken within one second.
+        let backups = try backups(prefix)
+        for old in backups.dropLast(keep) { try FileManager.default.removeItem(atPath: (to as NSString).appendingPathComponent(old)) }
+        return min(keep, backups.count)
+    }
+
+    /// The backups named `prefix…sqlite`, oldest first: by time, then by the -2, -3 … of backups taken within one second.
+    private func backups(_ prefix: String) throws -> [String] {
         func order(_ name: String) -> (String, Int) {
             let stem = name.dropLast(".sqlite".count)
             guard let dash = stem.lastIndex(of: "-"), let attempt = Int(stem[stem.index(after: dash)...]) else { return (String(stem), 1) }
             return (String(stem[..<dash]), attempt)
         }
-        let backups = try FileManager.default.contentsOfDirectory(atPath: to).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sqlite") }
+        return try FileManager.default.contentsOfDirectory(atPath: to).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sqlite") }
             .sorted { order($0) < order($1) }
-        for old in backups.dropLast(keep) { try FileManager.default.removeItem(atPath: (to as NSString).appendingPathComponent(old)) }
-        return min(keep, backups.count)
     }
 }
 

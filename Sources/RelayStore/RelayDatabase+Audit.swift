@@ -53,10 +53,7 @@ extension RelayDatabase {
     /// wrong, or nil. Only `verifyAudit` checks every entry.
     public func auditTailProblem() throws -> String? {
         try pool.read { db in
-            let triggers = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'")
-            guard Set(triggers).isSuperset(of: ["audit_append_only_update", "audit_append_only_delete"]) else {
-                return "the triggers that keep the audit trail append-only are missing"
-            }
+            guard try Self.hasAppendOnlyTriggers(db) else { return "the triggers that keep the audit trail append-only are missing" }
             let tail = try AuditRecord.order(AuditRecord.Columns.seq.desc).limit(2).fetchAll(db)
             guard let last = tail.first else { return nil }
             var verifier = AuditVerifier(after: tail.dropFirst().first.map { Array($0.hash) } ?? AuditChain.genesis, seq: tail.dropFirst().first?.seq ?? 0)
@@ -70,7 +67,22 @@ extension RelayDatabase {
         try readOnly(directory: directory) { db in try verifyAudit(db, expecting: expected) }
     }
 
+    /// The last entry of the trail in a database file (a backup), opened read-only: what a later copy must still hold.
+    public static func auditHead(ofFile path: String) throws -> AuditHead? {
+        try readOnly(path: path) { db in
+            try AuditRecord.order(AuditRecord.Columns.seq.desc).fetchOne(db).flatMap { AuditHead(text: "\($0.seq):\(Hex.encode(Array($0.hash)))") }
+        }
+    }
+
+    private static func hasAppendOnlyTriggers(_ db: Database) throws -> Bool {
+        let triggers = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'")
+        return Set(triggers).isSuperset(of: ["audit_append_only_update", "audit_append_only_delete"])
+    }
+
     private static func verifyAudit(_ db: Database, expecting expected: AuditHead?) throws -> (count: Int64, head: String) {
+        guard try hasAppendOnlyTriggers(db) else {
+            throw AuditVerifier.Break(seq: 0, reason: "the triggers that keep it append-only are missing, so entries may have been changed since without a trace")
+        }
         var verifier = AuditVerifier()
         let cursor = try AuditRecord.order(AuditRecord.Columns.seq).fetchCursor(db)
         while let record = try cursor.next() {

@@ -158,12 +158,16 @@ public final class RelayDatabase: Sendable {
     /// Runs `body` on the database opened read-only, which leaves the file byte for byte as it was, once it is
     /// known not to come from a newer build.
     static func readOnly<T>(directory: String, _ body: (Database) throws -> T) throws -> T {
+        try readOnly(path: (directory as NSString).appendingPathComponent(fileName), body)
+    }
+
+    static func readOnly<T>(path: String, _ body: (Database) throws -> T) throws -> T {
         var configuration = Configuration()
         configuration.readonly = true
-        let queue = try DatabaseQueue(path: (directory as NSString).appendingPathComponent(fileName), configuration: configuration)
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
         defer { try? queue.close() }
         return try queue.read { db in
-            try refuseNewerSchema(db, directory: directory)
+            try refuseNewerSchema(db, directory: (path as NSString).deletingLastPathComponent)
             return try body(db)
         }
     }

@@ -259,11 +259,15 @@ extension DaemonSuiteForCLI {
         let (headCode, headOutput) = try daemon.admin(["admin", "audit", "verify", "--json", "--expect-head", head])
         let adminResult = try JSONSerialization.jsonObject(with: Data(headOutput.utf8)) as? [String: Any]
         #expect(headCode == 0 && adminResult?["intact"] as? Bool == true && (adminResult?["verified"] as? Int ?? 0) >= Int(head.prefix { $0 != ":" })!, "\(headOutput)")
+        let beforeCut = daemon.directory + "/backups-before-cut"
+        #expect(try daemon.admin(["backup", "--to", beforeCut]).0 == 0)
         #expect(daemon.stop() == 0)
+        // Cut as someone careful would: the guard dropped, then put back.
         let cut = """
             import sqlite3, sys
             db = sqlite3.connect(sys.argv[1])
-            db.executescript("DROP TRIGGER audit_append_only_delete; DELETE FROM audit WHERE seq > (SELECT MAX(seq) - 2 FROM audit);")
+            guard = db.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_append_only_delete'").fetchone()[0]
+            db.executescript("DROP TRIGGER audit_append_only_delete; DELETE FROM audit WHERE seq > (SELECT MAX(seq) - 2 FROM audit);" + guard + ";")
             db.commit()
             """
         #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", cut, daemon.directory + "/relay.sqlite"]).0 == 0)
@@ -276,6 +280,10 @@ extension DaemonSuiteForCLI {
         let adminBreak = try JSONSerialization.jsonObject(with: Data(adminCaught.utf8)) as? [String: Any]
         #expect(adminCaughtCode == 6 && adminBreak?["intact"] as? Bool == false && (adminBreak?["reason"] as? String ?? "").contains("ends before this earlier head"),
                 "the admin sees the cut too, in JSON for scripts: \(adminCaught)")
+        #expect(try daemon.admin(["admin", "audit", "verify"]).0 == 0, "without a head kept elsewhere, a careful cut passes")
+        let (cutBackupCode, cutBackup) = try daemon.admin(["backup", "--to", beforeCut])
+        #expect(cutBackupCode == 6 && cutBackup.contains("ends before this earlier head") && cutBackup.contains("kept apart"),
+                "the next backup holds the trail to the last backup's head: \(cutBackup)")
 
         // It fails where a row was edited in the database file.
         #expect(daemon.stop() == 0)

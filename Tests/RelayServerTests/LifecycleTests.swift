@@ -254,6 +254,8 @@ extension DaemonSuite {
         #expect(try await eventually { daemon.stderr.value.contains("the audit trail is broken: the triggers that keep the audit trail append-only are missing") },
                 "\(daemon.stderr.value)")
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "it still serves")
+        let (verifyStatus, verified) = try daemon.admin(["admin", "audit", "verify"])
+        #expect(verifyStatus == 6 && verified.contains("BROKEN: the triggers that keep it append-only are missing"), "\(verified)")
         daemon.stop()
         try sql("""
             DROP TRIGGER audit_append_only_update;
