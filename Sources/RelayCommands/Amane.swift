@@ -1,5 +1,6 @@
 public import ArgumentParser
 import Foundation
+import Synchronization
 import RelayAPI
 import RelayCore
 import RelayFormat
@@ -44,17 +45,30 @@ public struct Amane: AsyncParsableCommand {
             }
             Foundation.exit(0)
         } catch let error as CLIError {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
-            Foundation.exit(error.code.rawValue)
+            report(error, json: arguments.contains("--json"))
         } catch {
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))
                 Foundation.exit(0)
             }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-            Foundation.exit(1)
+            report(CLIError(.usage, fullMessage(for: error)), json: arguments.contains("--json"))
         }
+    }
+
+    /// A failure goes to stderr as text, or with --json to stdout as JSON, for scripts (unless the command already
+    /// gave its JSON answer, which comes with the failure, as `show` does for items that do not open).
+    private static func report(_ error: CLIError, json: Bool) -> Never {
+        if json, !Output.answered.load(ordering: .sequentiallyConsistent) {
+            do {
+                try error.json.map { try Output.json($0) } ?? Output.json(CLIError.JSONForm(error: error.message, hint: error.hint, exitCode: error.code.rawValue))
+            } catch {
+                FileHandle.standardError.write(Data("cannot encode the error as JSON\n".utf8))
+            }
+        } else {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+        }
+        Foundation.exit(error.code.rawValue)
     }
 }
 
@@ -146,10 +160,19 @@ enum ShortID {
 }
 
 enum Output {
+    /// Whether a command printed its JSON answer; a failure after that goes to stderr as text.
+    static let answered = Atomic(false)
+
     static func json(_ value: some Encodable) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        answer(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
+    /// Prints a command's JSON answer.
+    static func answer(_ json: String) {
+        print(json)
+        answered.store(true, ordering: .sequentiallyConsistent)
     }
 
     /// Text that reporters and colleagues wrote, made inert for a terminal: a control character shows as

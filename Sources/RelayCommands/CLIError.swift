@@ -18,11 +18,25 @@ public struct CLIError: Error, CustomStringConvertible {
     public let code: Code
     public let message: String
     public let hint: String?
+    /// What `--json` prints instead of the generic error object, when a command has a better form.
+    let json: (any Encodable & Sendable)?
 
     public init(_ code: Code, _ message: String, hint: String? = nil) {
+        self.init(code, message, hint: hint, json: nil)
+    }
+
+    init(_ code: Code, _ message: String, hint: String? = nil, json: (any Encodable & Sendable)?) {
         self.code = code
         self.message = message
         self.hint = hint
+        self.json = json
+    }
+
+    /// `{"error": …, "hint": …, "exitCode": …}`: what `--json` prints on stdout for a failure.
+    struct JSONForm: Encodable {
+        let error: String
+        let hint: String?
+        let exitCode: Int32
     }
 
     public var description: String {

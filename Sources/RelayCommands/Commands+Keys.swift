@@ -276,13 +276,13 @@ struct AuditCommand: AsyncParsableCommand {
                     try expected?.check(entry)
                 }
                 try expected?.checkReached(verifier)
-                struct Verified: Encodable { let verified: Int64, head: String }
-                if global.json { return try Output.json(Verified(verified: verifier.count, head: verifier.headText)) }
+                if global.json { return try Output.json(Verification(intact: true, verified: verifier.count, head: verifier.headText)) }
                 print("The audit trail is intact: \(verifier.count) entries verified here\(expectHead == nil ? "" : ", and the earlier head is in it").")
                 print("Head: \(verifier.headText)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
                 throw CLIError(.verification, "the audit trail is broken at entry \(error.seq): \(error.reason)",
-                               hint: "Keep this output, and tell your admin: the database may have been tampered with.")
+                               hint: "Keep this output, and tell your admin: the database may have been tampered with.",
+                               json: Verification(intact: false, brokenAt: error.seq, reason: error.reason))
             }
             return
         }
@@ -295,7 +295,14 @@ struct AuditCommand: AsyncParsableCommand {
 }
 
 extension AuditCommand {
-    /// The entry an earlier head names must still be there, with the same hash.
+    /// As `amane-relayd admin audit verify --json` prints it.
+    struct Verification: Encodable, Sendable {
+        var intact: Bool
+        var verified: Int64?
+        var head: String?
+        var brokenAt: Int64?
+        var reason: String?
+    }
 }
 
 struct Stats: AsyncParsableCommand {

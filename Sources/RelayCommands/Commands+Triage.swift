@@ -112,11 +112,11 @@ struct Show: AsyncParsableCommand {
         if let output {
             if force { try? FileManager.default.removeItem(atPath: output) }
             do { try SecretFile.createExclusive(at: output, contents: Array((text + "\n").utf8)) } catch {
-                throw CLIError(.usage, "cannot write \(output): \(error)")
+                throw CLIError(.usage, error.reason, hint: error.code == .fileExists ? "Add --force to replace it." : nil)
             }
             print("Wrote the decrypted case to \(output) (mode 0600).")
         } else {
-            print(text)
+            if global.json { Output.answer(text) } else { print(text) }
         }
         if let error = Self.failure(failures, of: reading.entries.count, fingerprint: fingerprint) { throw error }
     }

@@ -57,7 +57,8 @@ public enum TriageMachine {
             throw CoreError(.roleNotAllowed, "a \(role.rawValue) may not \(action.rawValue) a case")
         }
         guard let rule = candidates.first(where: { $0.from.contains(state) && $0.roles.contains(role) }) else {
-            throw CoreError(.transitionNotAllowed, "cannot \(action.rawValue) a case that is \(state.rawValue)")
+            let claimFirst = state == .new && candidates.contains { $0.from.contains(.claimed) } ? ": claim it first" : ""
+            throw CoreError(.transitionNotAllowed, "cannot \(action.rawValue) a case that is \(state.rawValue)\(claimFirst)")
         }
         if rule.assigneeOnly && role != .supervisor && !isAssignee {
             throw CoreError(.notAssignee, "only the responder who claimed the case, or a supervisor, may \(action.rawValue) it")

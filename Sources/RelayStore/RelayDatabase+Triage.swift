@@ -115,17 +115,22 @@ extension RelayDatabase {
         }
     }
 
-    /// Every sealed object of a case, appending a `fetch` audit entry. Opening clears the `updated` flag.
+    /// Every sealed object of a case, appending a `fetch` audit entry. Opening renews the opener's claim, and
+    /// clears the `updated` flag when the opener holds the case or no one does: someone else looking in does not
+    /// hide a follow-up from the responder who holds it.
     public func fetchCase(id: String, actor: StoreActor) async throws -> CaseDetail {
         guard actor.role.isMember else { throw StoreError(.forbidden, "only responders and supervisors open cases") }
         let now = nowSeconds
+        let claimExpiry = claimExpiry(now)
         return try await committer.write { db in
             let visibleQueue = try Self.requireActive(db, actor)
-            let record = try Self.record(db, id: id, queue: visibleQueue)
+            var record = try Self.record(db, id: id, queue: visibleQueue)
             let items = try Self.sealedItems(db, caseID: id)
             let names = try Self.principalNames(db)
             let gatewayKey = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID])
-            try db.execute(sql: "UPDATE disclosure SET updated = 0 WHERE id = ?", arguments: [id])
+            let seen = record.updated && (record.assigneeID == nil || record.assigneeID == actor.principalID)
+            if seen { record.updated = false }
+            if record.renewClaim(by: actor.principalID, until: claimExpiry) || seen { try record.update(db) }
             try AuditLog.append(db, time: now, actor: actor, action: "fetch", subject: id, detail: ["objects": String(items.count + 1)])
             let disclosure = record.envelope.map {
                 SealedItem(id: id, kind: .disclosure, author: names[record.gatewayID] ?? "", epochID: record.epochID,
@@ -134,6 +139,18 @@ extension RelayDatabase {
             return CaseDetail(summary: record.summary(assigneeName: record.assigneeID.flatMap { names[$0] }),
                               disclosure: disclosure, items: items, gatewayKey: gatewayKey)
         }
+    }
+
+    /// When a claim taken or renewed now lapses: rounded up to the minute, so that it does not date the work to the second.
+    private func claimExpiry(_ now: Int64) -> Int64 {
+        (now + Int64(options.policy.claimLeaseSeconds) + 59) / 60 * 60
+    }
+
+    /// "; NAME holds it until TIME" for a case someone holds, else nothing.
+    static func claimant(_ db: Database, _ record: DisclosureRecord) throws -> String {
+        guard let holder = try record.assigneeID.flatMap({ try principalNames(db)[$0] }) else { return "" }
+        let until = record.claimExpiresAt.map { " until " + Date(timeIntervalSince1970: TimeInterval($0)).formatted(.iso8601) } ?? ""
+        return "; \(holder) holds it\(until)"
     }
 
     /// Revocation takes effect inside the store too, whatever the caller checked before.
@@ -164,7 +181,7 @@ extension RelayDatabase {
     public func transition(id: String, action: TriageAction, actor: StoreActor, referral: String? = nil, outcome: String? = nil,
                            assignee: PrincipalName? = nil) async throws -> CaseSummary {
         let now = nowSeconds
-        let lease = Int64(options.policy.claimLeaseSeconds)
+        let claimExpiry = claimExpiry(now)
         let taxonomy = self.taxonomy
         if action == .refer, !taxonomy.contains(referral ?? "", in: .referral) {
             throw StoreError(.invalid, "unknown referral '\(referral ?? "")'")
@@ -178,7 +195,7 @@ extension RelayDatabase {
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(id) was purged") }
             let isAssignee = record.assigneeID != nil && record.assigneeID == actor.principalID
             // Claiming a case one already holds renews the lease, as a note or reply does.
-            if action == .claim, record.renewClaim(by: actor.principalID, until: now + lease) {
+            if action == .claim, record.renewClaim(by: actor.principalID, until: claimExpiry) {
                 try record.update(db)
                 try AuditLog.append(db, time: now, actor: actor, action: "claim.renew", subject: record.id, detail: ["state": record.state])
                 return record.summary(assigneeName: try Self.principalNames(db)[record.assigneeID ?? ""])
@@ -187,24 +204,23 @@ extension RelayDatabase {
             do {
                 next = try TriageMachine.next(after: action, from: record.caseState, by: actor.role, isAssignee: isAssignee)
             } catch let error as CoreError {
-                let holder = try record.assigneeID.flatMap { try Self.principalNames(db)[$0] }.map { ", held by \($0)" } ?? ""
-                throw StoreError(error.code == .transitionNotAllowed ? .invalidState : .forbidden, error.reason + holder)
+                throw StoreError(error.code == .transitionNotAllowed ? .invalidState : .forbidden, error.reason + (try Self.claimant(db, record)))
             }
             var detail = ["from": record.state, "to": next.rawValue]
             switch action {
             case .claim:
                 record.assigneeID = actor.principalID
-                record.claimExpiresAt = now + lease
+                record.claimExpiresAt = claimExpiry
             case .assign:
                 guard let assignee, let member = try PrincipalRecord.filter(PrincipalRecord.Columns.name == assignee.rawValue).fetchOne(db)?.principal,
                       member.isActive, member.role.isMember else {
                     throw StoreError(.notFound, "no active responder named \(assignee?.rawValue ?? "")")
                 }
                 record.assigneeID = member.id
-                record.claimExpiresAt = now + lease
+                record.claimExpiresAt = claimExpiry
                 detail["assignee"] = member.name.rawValue
             case .start:
-                record.claimExpiresAt = now + lease
+                record.claimExpiresAt = claimExpiry
             case .release, .reopen, .expire, .followup:
                 record.returnToQueue(as: next, reopened: action == .reopen || action == .followup)
             case .refer:
@@ -268,13 +284,14 @@ extension RelayDatabase {
                            actor: StoreActor) async throws {
         guard actor.role.isMember, let actorID = actor.principalID else { throw StoreError(.forbidden, "only responders and supervisors add \(kind.name)s") }
         let now = nowSeconds
-        let lease = Int64(options.policy.claimLeaseSeconds)
+        let claimExpiry = claimExpiry(now)
         try await committer.write { db in
             let visibleQueue = try Self.requireActive(db, actor)
             var record = try Self.record(db, id: caseID, queue: visibleQueue)
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(caseID) was purged") }
             if actor.role != .supervisor && record.assigneeID != actorID {
-                throw StoreError(.forbidden, "claim the case before adding a \(kind.name)")
+                let lapsed = record.assigneeID == nil ? " (a claim lapses when no one opens the case or writes to it for a while)" : ""
+                throw StoreError(.forbidden, "claim the case before adding a \(kind.name)\(lapsed)\(try Self.claimant(db, record))")
             }
             let epochID = try Self.checkEnvelope(db, envelope, kind: kind, objectID: objectID, queue: QueueName(rawValue: record.queue) ?? .national)
             if let gatewayEnvelope {
@@ -291,7 +308,7 @@ extension RelayDatabase {
             try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: kind.name, authorID: actorID,
                                    epochID: epochID, envelope: Data(envelope), gatewayEnvelope: gatewayEnvelope.map { Data($0) },
                                    createdAt: now / 60 * 60).insert(db)
-            if record.renewClaim(by: actorID, until: now + lease) { try record.update(db) }
+            if record.renewClaim(by: actorID, until: claimExpiry) { try record.update(db) }
             try AuditLog.append(db, time: now, actor: actor, action: kind.name, subject: record.id,
                                 detail: ["object": objectID.uuidString.lowercased()])
         }

@@ -105,7 +105,10 @@ extension DaemonSuiteForCLI {
         #expect(claimed["id"] as? String == arabic, "\(claimed)")
         let youssef = try cli.newResponder("youssef")
         let (refusedCode, refused) = try cli.run(["claim", short], home: youssef)
-        #expect(refusedCode == 2 && refused.contains("claimed, held by demo-responder") && !refused.contains("idempotency"), "\(refused)")
+        #expect(refusedCode == 2 && refused.contains("cannot claim a case that is claimed; demo-responder holds it until 20") && !refused.contains("idempotency"), "\(refused)")
+        let (refusedJSON, refusedErrors) = try cli.json(["claim", short], home: youssef, failingWith: 2)
+        #expect(((refusedJSON as? [String: Any])?["error"] as? String ?? "").contains("cannot claim") && (refusedJSON as? [String: Any])?["exitCode"] as? Int == 2
+                && refusedErrors.isEmpty, "with --json a failure is JSON on standard output too: \(refusedJSON) \(refusedErrors)")
 
         // 4. Shown decrypted, the text is what was submitted, Arabic intact.
         let demo = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try daemon.demoFile(1)))) as! [String: Any]
@@ -297,6 +300,9 @@ extension DaemonSuiteForCLI {
         cli = CLI(daemon: daemon)
         let (brokenCode, brokenOutput) = try cli.run(["audit", "--verify"], home: cli.supervisor)
         #expect(brokenCode == 6 && brokenOutput.contains("broken at entry"), "\(brokenOutput)")
+        let (brokenJSON, _) = try cli.json(["audit", "--verify"], home: cli.supervisor, failingWith: 6)
+        #expect((brokenJSON as? [String: Any])?["intact"] as? Bool == false && ((brokenJSON as? [String: Any])?["brokenAt"] as? Int ?? 0) > 0,
+                "scripts get the break as JSON, as from the admin's verify: \(brokenJSON)")
         // The admin's tools agree, and a backup of a broken trail is not kept.
         let (adminCode, adminOutput) = try daemon.admin(["admin", "audit", "verify"])
         #expect(adminCode == 6 && adminOutput.contains("BROKEN at entry"), "\(adminOutput)")

@@ -87,8 +87,8 @@ import Testing
         #expect(try await fixture.db.auditEntries().last?.entry.action == "claim.renew")
         fixture.clock.advance(seconds: 10 * 60)
         #expect(try await fixture.db.reapExpiredClaims() == 0, "the renewed lease runs from the renewal")
-        fixture.clock.advance(seconds: 5 * 60 + 1)
-        #expect(try await fixture.db.reapExpiredClaims() == 1)
+        fixture.clock.advance(seconds: 5 * 60 + 60)
+        #expect(try await fixture.db.reapExpiredClaims() == 1, "by the end of the minute the lease was rounded up to")
         let summary = try await fixture.db.caseSummary(id: result.id)
         #expect(summary.state == .new && summary.assignee == nil)
         #expect(try await fixture.db.auditEntries().last?.entry.action == "expire")
@@ -173,8 +173,14 @@ import Testing
         }
         fixture.clock.advance(seconds: 120)
         try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: replyForRecord, gatewayEnvelope: replyForGateway, actor: amina)
-        #expect(try await fixture.db.caseSummary(id: result.id).claimExpiresAt == Int64(fixture.clock.now.timeIntervalSince1970) + Int64(fixture.db.options.policy.claimLeaseSeconds),
-                "a note or reply renews the claim")
+        func leaseFromNow() -> Int64 {
+            (Int64(fixture.clock.now.timeIntervalSince1970) + Int64(fixture.db.options.policy.claimLeaseSeconds) + 59) / 60 * 60
+        }
+        #expect(try await fixture.db.caseSummary(id: result.id).claimExpiresAt == leaseFromNow(),
+                "a note or reply renews the claim, to the minute after the lease: it does not date the work to the second")
+        fixture.clock.advance(seconds: 600)
+        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: result.id).claimExpiresAt == leaseFromNow(), "so does reading the case")
 
         let detail = try await fixture.db.fetchCase(id: result.id, actor: amina)
         let epoch = try Grant.open(try await fixture.db.grants(for: fixture.responder)[0].sealed, epochID: fixture.epochKey.id, with: fixture.memberKeys[0])
@@ -270,5 +276,31 @@ import Testing
         }
         try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": grant], actor: StoreActor(fixture.responder))
         #expect(try await fixture.db.grants(for: late).map(\.epochID) == [second.id])
+    }
+}
+
+@Suite struct UpdatedFlagTests {
+    /// A follow-up flags the case; only the responder who holds it (or anyone, while no one does) clears the flag by opening it.
+    @Test func aFollowUpStaysFlaggedUntilTheResponderHoldingTheCaseOpensIt() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit("the disclosure")
+        let amina = StoreActor(fixture.responder), khadija = StoreActor(fixture.supervisor)
+        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+        func followUp() async throws {
+            let (id, envelope) = try fixture.sealed("more", kind: .followup, in: result.id)
+            _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
+                                                 idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(id.uuidString.utf8))
+        }
+        try await followUp()
+        #expect(try await fixture.db.caseSummary(id: result.id).updated)
+        _ = try await fixture.db.fetchCase(id: result.id, actor: khadija)
+        #expect(try await fixture.db.caseSummary(id: result.id).updated, "a supervisor looking in does not hide it from amina")
+        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: result.id).updated == false)
+
+        try await fixture.db.transition(id: result.id, action: .release, actor: amina)
+        try await followUp()
+        _ = try await fixture.db.fetchCase(id: result.id, actor: khadija)
+        #expect(try await fixture.db.caseSummary(id: result.id).updated == false, "while no one holds the case, whoever opens it has seen it")
     }
 }
