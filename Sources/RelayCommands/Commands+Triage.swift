@@ -281,9 +281,10 @@ struct Hold: AsyncParsableCommand {
     }
 }
 
-/// Where a note's or reply's text comes from: --message, --file or $EDITOR.
+/// Where a note's or reply's text comes from: $EDITOR, --file, or -m.
 struct TextInput: ParsableArguments {
-    @Option(name: [.customShort("m"), .long], help: "The text.") var message: String?
+    @Option(name: [.customShort("m"), .long], help: "The text. Other users of this machine can see it (ps), and your shell history keeps it: prefer $EDITOR or --file.")
+    var message: String?
     @Option(help: ArgumentHelp("Read the text from this file; - reads standard input.", valueName: "file")) var file: String?
 
     func validate() throws {
@@ -293,19 +294,14 @@ struct TextInput: ParsableArguments {
     func read() throws -> String {
         let text: String
         if let message {
+            CaseText.warnAboutCommandLine("-m")
             text = message
         } else if let file {
-            let data: Data
-            do { data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-                throw CLIError(.usage, "cannot read \(file)")
-            }
-            text = String(decoding: data, as: UTF8.self)
+            text = try CaseText.read(file)
         } else {
             text = try Self.edit()
         }
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty else { throw CLIError(.usage, "the text is empty; nothing was sent") }
-        return trimmed
+        return try CaseText.trimmed(text)
     }
 
     var isFromEditor: Bool { message == nil && file == nil }
@@ -370,6 +366,56 @@ struct TextInput: ParsableArguments {
     }
 }
 
+/// A refer or close reason: --reason-file keeps it off the command line.
+struct ReasonInput: ParsableArguments {
+    @Option(help: "Why, for the record (sealed). Other users of this machine can see it (ps), and your shell history keeps it: prefer --reason-file.")
+    var reason: String?
+    @Option(name: .customLong("reason-file"), help: ArgumentHelp("Read the reason from this file; - reads standard input.", valueName: "file"))
+    var reasonFile: String?
+
+    func validate() throws {
+        if reason != nil, reasonFile != nil { throw ValidationError("give the reason with --reason or with --reason-file, not both") }
+    }
+
+    var isGiven: Bool { reason != nil || reasonFile != nil }
+
+    func read() throws -> String? {
+        if let reason {
+            CaseText.warnAboutCommandLine("--reason")
+            return try CaseText.trimmed(reason)
+        }
+        return try reasonFile.map { try CaseText.trimmed(try CaseText.read($0)) }
+    }
+}
+
+/// Text about a case, before it is sealed.
+enum CaseText {
+    static func read(_ file: String) throws -> String {
+        do {
+            let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: file))
+            return String(decoding: data, as: UTF8.self)
+        } catch {
+            throw CLIError(.usage, "cannot read \(file)")
+        }
+    }
+
+    static func trimmed(_ text: String) throws -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw CLIError(.usage, "the text is empty; nothing was sent") }
+        return trimmed
+    }
+
+    /// Said to a person at a terminal, where the habit forms; a script that chose the option is left alone.
+    static func warnAboutCommandLine(_ option: String) {
+        guard isatty(STDERR_FILENO) == 1 else { return }
+        FileHandle.standardError.write(Data("""
+            Note: text given with \(option) can be seen by other users of this machine while amane runs, and stays in your \
+            shell history. $EDITOR, --file - or --reason-file - keep it off the command line.
+
+            """.utf8))
+    }
+}
+
 enum Sealing {
     /// Seals a note to the current epoch, bound to its case, and posts it.
     static func postNote(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async throws -> String {
@@ -411,7 +457,7 @@ enum Sealing {
 
 struct Note: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Add a note to a case, sealed to the queue's key on this machine.",
-                                                    discussion: "Example: amane note c41e9a7b -m \"Called back, safe for now.\"")
+                                                    discussion: "The text comes from $EDITOR, or --file (- reads standard input). Example: amane note c41e9a7b")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @OptionGroup var input: TextInput
@@ -434,7 +480,7 @@ struct Note: AsyncParsableCommand {
 
 struct Reply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reply to the reporter: sealed to their gateway's key, with a copy for the case record.",
-                                                    discussion: "The reporter reads it with their receipt at the gateway. Example: amane reply c41e9a7b -m \"Nous pouvons vous aider.\"")
+                                                    discussion: "The reporter reads it with their receipt at the gateway. The text comes from $EDITOR, or --file (- reads standard input). Example: amane reply c41e9a7b")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @OptionGroup var input: TextInput
@@ -473,13 +519,18 @@ struct Reply: AsyncParsableCommand {
 
 struct Refer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Refer a case to a partner service; the reason is kept as a sealed note.",
-                                                    discussion: "Example: amane refer c41e9a7b --to health --reason \"Needs a doctor today.\"")
+                                                    discussion: "Example: echo \"Needs a doctor today.\" | amane refer c41e9a7b --to health --reason-file -")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Option(help: "Where to: police, health, social, shelter, legal or partner.") var to: String
-    @Option(help: "Why, for the record (sealed).") var reason: String
+    @OptionGroup var reasonInput: ReasonInput
+
+    func validate() throws {
+        guard reasonInput.isGiven else { throw ValidationError("say why with --reason-file FILE (- reads standard input) or --reason TEXT") }
+    }
 
     func run() async throws {
+        let reason = try reasonInput.read() ?? ""
         let (view, noteFailure) = try await Session.with(global) { session in
             let epoch = try await session.currentEpochKey(try session.unlock())
             let caseID = try await session.resolve(id)
@@ -499,9 +550,10 @@ struct Close: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Option(help: "The outcome code.") var outcome: String
-    @Option(help: "A closing note (sealed).") var reason: String?
+    @OptionGroup var reasonInput: ReasonInput
 
     func run() async throws {
+        let reason = try reasonInput.read()
         let (view, noteFailure) = try await Session.with(global) { session in
             let epoch = try reason == nil ? nil : await session.currentEpochKey(try session.unlock())
             let caseID = try await session.resolve(id)

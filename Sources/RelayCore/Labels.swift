@@ -60,8 +60,13 @@ public struct TaxonomyCodes: Sendable, Equatable {
         for (dimension, value) in checks {
             guard let value else { continue }
             guard contains(value, in: dimension) else {
-                throw CoreError(.invalidLabel, "unknown \(dimension.rawValue) '\(value)'")
+                throw CoreError(.invalidLabel, unknown(value, in: dimension))
             }
         }
+    }
+
+    /// "unknown referral 'x'; known: a, b, c": what a refusal says, so that the caller can pick.
+    public func unknown(_ value: String, in dimension: Dimension) -> String {
+        "unknown \(dimension.rawValue) '\(value.prefix(64))'; known: \((codes[dimension] ?? []).sorted().joined(separator: ", "))"
     }
 }

@@ -184,10 +184,10 @@ extension RelayDatabase {
         let claimExpiry = claimExpiry(now)
         let taxonomy = self.taxonomy
         if action == .refer, !taxonomy.contains(referral ?? "", in: .referral) {
-            throw StoreError(.invalid, "unknown referral '\(referral ?? "")'")
+            throw StoreError(.invalid, taxonomy.unknown(referral ?? "", in: .referral))
         }
         if action == .close, !taxonomy.contains(outcome ?? "", in: .outcome) {
-            throw StoreError(.invalid, "unknown outcome '\(outcome ?? "")'")
+            throw StoreError(.invalid, taxonomy.unknown(outcome ?? "", in: .outcome))
         }
         return try await committer.write { db in
             let visibleQueue = try Self.requireActive(db, actor)

@@ -99,6 +99,9 @@ extension DaemonSuiteForCLI {
             environment["EDITOR"] = asking
             let typed = try Terminal.run(["note", id], answers: [["Votre note:", "Appel reçu, rappeler demain"]], environment: environment)
             #expect(typed.0 == 0 && typed.1.contains("Added a sealed note"), "\(typed.1)")
+            let onTheCommandLine = try Terminal.run(["note", id, "-m", "Vu au centre"], environment: environment)
+            #expect(onTheCommandLine.0 == 0 && onTheCommandLine.1.contains("can be seen by other users of this machine"),
+                    "a person typing case text into a command line is told where it goes: \(onTheCommandLine.1)")
             environment["EDITOR"] = try editor("cancel", "kill -INT 0; sleep 0.5")
             let cancelled = try Terminal.run(["note", id], environment: environment)
             #expect(cancelled.0 == 1 && cancelled.1.contains("cancelled; nothing was sent"), "\(cancelled.1)")
