@@ -313,20 +313,23 @@ struct TextInput: ParsableArguments {
         guard let editor = ProcessInfo.processInfo.environment["EDITOR"], !editor.isEmpty else {
             throw CLIError(.usage, "no text given", hint: "Use --file FILE (or --file - to type or paste it), or set $EDITOR.")
         }
+        // Begun first, ended last: the draft is gone before a signal may kill amane again.
+        Interruptions.begin()
+        defer { Interruptions.end() }
         let folder = (scratchRoot as NSString).appendingPathComponent("amane-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let path = (folder as NSString).appendingPathComponent("text.txt")
         try SecretFile.createExclusive(at: path, contents: [])
-        Interruptions.begin()
-        defer { Interruptions.end() }
         let status = try runInThisProcessGroup(["/bin/sh", "-c", "\(editor) \"$0\"", path])
+        // An editor killed by a signal sent to the whole group: amane has it too, maybe not handled yet.
+        Interruptions.awaitSignal(if: status & 0x7f)
         switch Interruptions.signal {
         case nil: break
         case SIGINT: throw CLIError(.usage, "cancelled; nothing was sent, and the draft is removed")
         case let signal?:
             try? FileManager.default.removeItem(atPath: folder)
-            Foundation.exit(128 + signal)
+            _exit(128 + signal)  // not exit(3): its handlers race the threads still running
         }
         guard status == 0, let data = FileManager.default.contents(atPath: path) else {
             throw CLIError(.usage, "the editor failed; nothing was sent, and the draft is removed")

@@ -129,7 +129,7 @@ enum Passphrase {
             tcsetattr(fd, TCSANOW, &saved)
             _ = write(fd, "\n", 1)
             Interruptions.end()
-            if let signal = Interruptions.signal { exit(128 + signal) }
+            if let signal = Interruptions.signal { _exit(128 + signal) }
         }
         _ = prompt.withCString { write(fd, $0, strlen($0)) }
         var bytes: [UInt8] = []
@@ -164,6 +164,13 @@ enum Interruptions {
     static var signal: Int32? {
         let number = noted.load(ordering: .sequentiallyConsistent)
         return number == 0 ? nil : number
+    }
+
+    /// Waits a moment for `signal` to be noted, when it is one of those handled: a signal sent to the process
+    /// group reaches every member, but each in its own time.
+    static func awaitSignal(if signal: Int32) {
+        guard signals.contains(signal) else { return }
+        for _ in 0..<100 where self.signal == nil { usleep(2_000) }
     }
 
     static func end() {
