@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "RelayCommands",
             dependencies: [
-                "RelayAPI", "RelayFormat", "RelayCore",
+                "RelayAPI", "RelayFormat", "RelayCore", "CRelayProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -426,3 +426,21 @@ public struct Identity: Codable, Sendable, Equatable {
         self.queue = queue
     }
 }
+
+/// What an audit trail verification found, as `--json` prints it (the relay's admin and `amane audit --verify`).
+public struct AuditVerification: Codable, Sendable, Equatable {
+    public var intact: Bool
+    public var verified: Int64?
+    public var head: String?
+    public var brokenAt: Int64?
+    public var reason: String?
+
+    public static func intact(verified: Int64, head: String) -> AuditVerification {
+        AuditVerification(intact: true, verified: verified, head: head)
+    }
+
+    /// A break of the whole trail (seq 0, its guards gone) has no entry to name.
+    public static func broken(at seq: Int64, reason: String) -> AuditVerification {
+        AuditVerification(intact: false, brokenAt: seq == 0 ? nil : seq, reason: reason)
+    }
+}

@@ -22,8 +22,10 @@ public struct Amane: AsyncParsableCommand {
               amane inbox                     # what is waiting, urgent first
               amane claim c41e9a7b            # take a case by the short id inbox shows
               amane show c41e9a7b             # read it, decrypted on this machine
-              amane reply c41e9a7b -m "…"     # answer the reporter through their gateway
-              amane refer c41e9a7b --to health --reason "…"
+              amane reply c41e9a7b            # answer the reporter through their gateway, written in $EDITOR
+              amane refer c41e9a7b --to health --reason-file -
+            Case text given with -m or --reason is seen by other users of the machine and kept in shell history.
+            With --json, a failure is JSON on standard output too: {"error", "hint", "exitCode"}.
             """,
         version: RelayVersion.current,
         subcommands: [
@@ -164,9 +166,13 @@ enum Output {
     static let answered = Atomic(false)
 
     static func json(_ value: some Encodable) throws {
+        answer(try encode(value))
+    }
+
+    static func encode(_ value: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        answer(String(decoding: try encoder.encode(value), as: UTF8.self))
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     /// Prints a command's JSON answer.

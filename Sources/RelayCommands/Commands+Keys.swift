@@ -276,13 +276,13 @@ struct AuditCommand: AsyncParsableCommand {
                     try expected?.check(entry)
                 }
                 try expected?.checkReached(verifier)
-                if global.json { return try Output.json(Verification(intact: true, verified: verifier.count, head: verifier.headText)) }
+                if global.json { return try Output.json(AuditVerification.intact(verified: verifier.count, head: verifier.headText)) }
                 print("The audit trail is intact: \(verifier.count) entries verified here\(expectHead == nil ? "" : ", and the earlier head is in it").")
                 print("Head: \(verifier.headText)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
                 throw CLIError(.verification, "the audit trail is broken at entry \(error.seq): \(error.reason)",
                                hint: "Keep this output, and tell your admin: the database may have been tampered with.",
-                               json: Verification(intact: false, brokenAt: error.seq, reason: error.reason))
+                               json: AuditVerification.broken(at: error.seq, reason: error.reason))
             }
             return
         }
@@ -294,16 +294,6 @@ struct AuditCommand: AsyncParsableCommand {
     }
 }
 
-extension AuditCommand {
-    /// As `amane-relayd admin audit verify --json` prints it.
-    struct Verification: Encodable, Sendable {
-        var intact: Bool
-        var verified: Int64?
-        var head: String?
-        var brokenAt: Int64?
-        var reason: String?
-    }
-}
 
 struct Stats: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Count cases for reports, from labels only.",

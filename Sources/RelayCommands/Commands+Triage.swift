@@ -1,4 +1,5 @@
 import ArgumentParser
+import CRelayProcess
 import Foundation
 import RelayAPI
 import RelayCore
@@ -103,9 +104,7 @@ struct Show: AsyncParsableCommand {
         }
         let text: String
         if global.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            text = String(decoding: try encoder.encode(reading), as: UTF8.self)
+            text = try Output.encode(reading)
         } else {
             text = Self.render(reading)
         }
@@ -114,7 +113,7 @@ struct Show: AsyncParsableCommand {
             do { try SecretFile.createExclusive(at: output, contents: Array((text + "\n").utf8)) } catch {
                 throw CLIError(.usage, error.reason, hint: error.code == .fileExists ? "Add --force to replace it." : nil)
             }
-            print("Wrote the decrypted case to \(output) (mode 0600).")
+            if global.json { try Output.json(["wrote": output]) } else { print("Wrote the decrypted case to \(output) (mode 0600).") }
         } else {
             if global.json { Output.answer(text) } else { print(text) }
         }
@@ -308,63 +307,86 @@ struct TextInput: ParsableArguments {
 
     /// Opens $EDITOR on a file in a private folder in memory where there is one (the login's runtime folder, or
     /// /dev/shm), then removes the folder with whatever swap or backup copies the editor left beside the file.
-    /// Ctrl-C that reaches amane (editors take it themselves) cancels; a hangup or kill removes the draft first.
+    /// A signal that reaches amane (Ctrl-C, a hangup; editors take Ctrl-C themselves) removes the draft, then
+    /// amane dies of it: nothing is sent.
     static func edit() throws -> String {
         guard let editor = ProcessInfo.processInfo.environment["EDITOR"], !editor.isEmpty else {
             throw CLIError(.usage, "no text given", hint: "Use --file FILE (or --file - to type or paste it), or set $EDITOR.")
         }
-        // Begun first, ended last: the draft is gone before a signal may kill amane again.
-        Interruptions.begin()
-        defer { Interruptions.end() }
         let folder = (scratchRoot as NSString).appendingPathComponent("amane-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        let path = (folder as NSString).appendingPathComponent("text.txt")
-        try SecretFile.createExclusive(at: path, contents: [])
-        let status = try runInThisProcessGroup(["/bin/sh", "-c", "\(editor) \"$0\"", path])
-        // An editor killed by a signal sent to the whole group: amane has it too, maybe not handled yet.
-        Interruptions.awaitSignal(if: status & 0x7f)
-        switch Interruptions.signal {
-        case nil: break
-        case SIGINT: throw CLIError(.usage, "cancelled; nothing was sent, and the draft is removed")
-        case let signal?:
-            try? FileManager.default.removeItem(atPath: folder)
-            _exit(128 + signal)  // not exit(3): its handlers race the threads still running
+        func removeDraft() {
+            do { try FileManager.default.removeItem(atPath: folder) } catch {
+                FileHandle.standardError.write(Data("Warning: cannot remove the draft folder \(folder); remove it yourself.\n".utf8))
+            }
         }
-        guard status == 0, let data = FileManager.default.contents(atPath: path) else {
-            throw CLIError(.usage, "the editor failed; nothing was sent, and the draft is removed")
+        Interruptions.begin()
+        let outcome = Result { () throws -> String? in
+            let path = (folder as NSString).appendingPathComponent("text.txt")
+            try SecretFile.createExclusive(at: path, contents: [])
+            let status = try runInThisProcessGroup(["/bin/sh", "-c", "\(editor) \"$0\"", path])
+            // An editor killed by a signal sent to the whole group: amane has it too, maybe not handled yet.
+            Interruptions.awaitSignal(if: status & 0x7f)
+            return status == 0 ? FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } : nil
         }
-        return String(decoding: data, as: UTF8.self)
+        removeDraft()
+        if let signal = Interruptions.take() {
+            FileHandle.standardError.write(Data("Cancelled: nothing was sent, and the draft is removed.\n".utf8))
+            Interruptions.die(of: signal)
+        }
+        Interruptions.end()
+        guard let text = try outcome.get() else { throw CLIError(.usage, "the editor failed; nothing was sent, and the draft is removed") }
+        return text
     }
 
-    /// Runs a program and returns its wait status. It stays in amane's process group, which owns the terminal:
-    /// Foundation's Process starts a group of its own, where an editor that touches the terminal is stopped.
+    /// Runs a program and returns its wait status. It stays in amane's process group, which owns the terminal
+    /// (Foundation's Process starts a group of its own, where an editor that touches the terminal is stopped),
+    /// with no signal blocked and the default actions for those amane handles.
     static func runInThisProcessGroup(_ arguments: [String]) throws -> Int32 {
         var argv = arguments.map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), defaults = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&defaults)
+        for number in [SIGINT, SIGHUP, SIGTERM, SIGQUIT, SIGTSTP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, number) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let started = posix_spawn(&pid, arguments[0], nil, nil, &argv, environ)
+        let started = posix_spawn(&pid, arguments[0], nil, &attributes, &argv, environ)
         guard started == 0 else { throw CLIError(.usage, "cannot start the editor: \(String(cString: strerror(started)))") }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { throw CLIError(.usage, "lost track of the editor: \(String(cString: strerror(errno)))") }
+        }
         return status
     }
 
-    /// A folder only this user can enter, kept in memory where the system offers one.
+    /// The folder drafts go in: the login's runtime folder or /dev/shm when they are in memory (tmpfs), else
+    /// the temporary folder. Each draft gets a folder of its own in it that only this user can enter.
     static var scratchRoot: String {
+        func inMemory(_ path: String) -> Bool { relay_is_in_memory(path) != 0 }
         var status = stat()
         if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], stat(runtime, &status) == 0,
-           status.st_uid == getuid(), status.st_mode & 0o777 == 0o700 {
+           status.st_uid == getuid(), status.st_mode & 0o777 == 0o700, inMemory(runtime) {
             return runtime
         }
-        return FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
+        return inMemory("/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
     }
 
-    /// Says that text typed in the editor was not sent, and shows it on the terminal (never on disk) to copy.
-    func notSent(_ error: CLIError, text: String) -> CLIError {
+    /// Says what became of text typed in the editor when sending it failed, and shows it on the terminal (never
+    /// on disk, never in --json output) to copy. A relay that could not be reached, or failed, may have stored it.
+    func notSent(_ error: any Error, text: String, json: Bool) -> any Error {
         guard isFromEditor else { return error }
-        var hint = [error.hint, "What you wrote was not sent, and no copy of it was kept."].compactMap { $0 }
-        if isatty(STDERR_FILENO) == 1 { hint.append("Here it is, to copy:\n\n\(text)\n") }
+        let error = error as? CLIError ?? CLIError(.usage, "\(error)")
+        let fate = [.unreachable, .server].contains(error.code)
+            ? "What you wrote may have reached the relay: look with `amane show` before you send it again. No copy of it was kept."
+            : "What you wrote was not sent, and no copy of it was kept."
+        var hint = [error.hint, fate].compactMap { $0 }
+        if !json, isatty(STDERR_FILENO) == 1 { hint.append("Here it is, to copy:\n\n\(text)\n") }
         return CLIError(error.code, error.message, hint: hint.joined(separator: "\n"))
     }
 }
@@ -473,8 +495,8 @@ struct Note: AsyncParsableCommand {
                 let identity = try session.unlock()
                 return try await Sealing.postNote(session, caseID: try await session.resolve(id), text: text, identity: identity)
             }
-        } catch let error as CLIError {
-            throw input.notSent(error, text: text)
+        } catch {
+            throw input.notSent(error, text: text, json: global.json)
         }
         if global.json { return try Output.json(["id": noteID]) }
         print("Added a sealed note (\(ShortID.of(noteID))).")
@@ -492,8 +514,8 @@ struct Reply: AsyncParsableCommand {
         let text = try input.read()
         do {
             try await send(text)
-        } catch let error as CLIError {
-            throw input.notSent(error, text: text)
+        } catch {
+            throw input.notSent(error, text: text, json: global.json)
         }
     }
 

@@ -129,7 +129,6 @@ enum Passphrase {
             tcsetattr(fd, TCSANOW, &saved)
             _ = write(fd, "\n", 1)
             Interruptions.end()
-            if let signal = Interruptions.signal { _exit(128 + signal) }
         }
         _ = prompt.withCString { write(fd, $0, strlen($0)) }
         var bytes: [UInt8] = []
@@ -146,23 +145,32 @@ enum Passphrase {
     }
 }
 
-/// Notes INT, HUP and TERM for a while instead of dying of them, so the caller can put things right first
-/// (the terminal's echo, a draft on disk). A blocked read returns rather than waiting on. A program started
-/// meanwhile gets the default actions back (exec resets handlers).
+/// Notes INT, HUP, TERM and QUIT for a while instead of dying of them, so that the caller can put things right
+/// first (the terminal's echo, a draft on disk). A signal ignored on entry (nohup) stays ignored. `end` puts the
+/// earlier actions back, then dies of a signal that was noted and not taken, as it would have at once.
 enum Interruptions {
     private static let noted = Atomic<Int32>(0)
-    private static let signals = [SIGINT, SIGHUP, SIGTERM]
+    private static let signals = [SIGINT, SIGHUP, SIGTERM, SIGQUIT]
+    nonisolated(unsafe) private static var earlier: [Int32: __sighandler_t?] = [:]
 
     static func begin() {
         noted.store(0, ordering: .sequentiallyConsistent)
         for number in signals {
-            Glibc.signal(number) { Interruptions.noted.store($0, ordering: .sequentiallyConsistent) }
+            let previous = Glibc.signal(number) { Interruptions.noted.store($0, ordering: .sequentiallyConsistent) }
+            earlier[number] = previous
+            if unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { Glibc.signal(number, SIG_IGN) }
         }
     }
 
-    /// The last signal noted since `begin`.
+    /// The signal noted since `begin`, if any.
     static var signal: Int32? {
         let number = noted.load(ordering: .sequentiallyConsistent)
+        return number == 0 ? nil : number
+    }
+
+    /// The signal noted since `begin`, which the caller now deals with; `end` will not raise it again.
+    static func take() -> Int32? {
+        let number = noted.exchange(0, ordering: .sequentiallyConsistent)
         return number == 0 ? nil : number
     }
 
@@ -174,6 +182,16 @@ enum Interruptions {
     }
 
     static func end() {
-        for number in signals { Glibc.signal(number, SIG_DFL) }
+        for number in signals { Glibc.signal(number, earlier[number] ?? SIG_DFL) }
+        if let number = take() { die(of: number) }
+    }
+
+    /// Dies of `signal`, as the shell that started amane expects. Sent to the process, not raised: this thread
+    /// may be one that blocks it.
+    static func die(of signal: Int32) -> Never {
+        Glibc.signal(signal, SIG_DFL)
+        kill(getpid(), signal)
+        for _ in 0..<100 { usleep(10_000) }
+        _exit(128 + signal)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RelayAPI
 import RelayCore
 import RelayFormat
 import RelayStore
@@ -328,12 +329,12 @@ struct Audit: AsyncParsableCommand {
             do {
                 let (count, head) = try RelayDatabase.verifyAuditReadOnly(directory: configuration.dataDirectory,
                                                                            expecting: expectHead.flatMap(AuditHead.init(text:)))
-                if json { return try printJSON(Verification(intact: true, verified: count, head: head)) }
+                if json { return try printJSON(.intact(verified: count, head: head)) }
                 print("The audit trail is intact: \(count) entries verified\(expectHead == nil ? "" : ", and the earlier head is in it").")
                 print("Head: \(head)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
                 if json {
-                    try printJSON(Verification(intact: false, brokenAt: error.seq, reason: error.reason))
+                    try printJSON(.broken(at: error.seq, reason: error.reason))
                 } else {
                     print("The audit trail is BROKEN\(error.place): \(error.reason).")
                 }
@@ -341,15 +342,7 @@ struct Audit: AsyncParsableCommand {
             }
         }
 
-        struct Verification: Encodable {
-            var intact: Bool
-            var verified: Int64?
-            var head: String?
-            var brokenAt: Int64?
-            var reason: String?
-        }
-
-        func printJSON(_ verification: Verification) throws {
+        func printJSON(_ verification: AuditVerification) throws {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(verification), as: UTF8.self))
@@ -407,9 +400,12 @@ struct Backup: AsyncParsableCommand {
             // Kept apart, as evidence and as the newest copy of what is stored, so that it rotates no good copy away.
             let destination = try moveIntoPlace(staged, as: "broken-\(stamp)")
             _ = try prune("broken-")
+            let compared = earlierHead.map { head in
+                " It was compared with \((earlier! as NSString).lastPathComponent) (head \(head.seq)); if that copy is of another relay, or of a database since made anew, move it to another folder."
+            } ?? ""
             FileHandle.standardError.write(Data("""
                 The audit trail is BROKEN\(error.place): \(error.reason).
-                This copy is kept apart as \(destination) for investigation; the regular backups are left as they were.
+                This copy is kept apart as \(destination) for investigation; the regular backups are left as they were.\(compared)
 
                 """.utf8))
             throw ExitCode.brokenAuditTrail

@@ -74,9 +74,13 @@ extension RelayDatabase {
         }
     }
 
+    /// Both triggers, as the first migration made them: one of the same name that does nothing does not count.
     private static func hasAppendOnlyTriggers(_ db: Database) throws -> Bool {
-        let triggers = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'")
-        return Set(triggers).isSuperset(of: ["audit_append_only_update", "audit_append_only_delete"])
+        let triggers = try String.fetchAll(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit'")
+        let found = Set(triggers.map { $0.split(whereSeparator: \.isWhitespace).joined(separator: " ") })
+        return ["UPDATE", "DELETE"].allSatisfy { operation in
+            found.contains("CREATE TRIGGER audit_append_only_\(operation.lowercased()) BEFORE \(operation) ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END")
+        }
     }
 
     private static func verifyAudit(_ db: Database, expecting expected: AuditHead?) throws -> (count: Int64, head: String) {

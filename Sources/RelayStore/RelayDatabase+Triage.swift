@@ -290,7 +290,7 @@ extension RelayDatabase {
             var record = try Self.record(db, id: caseID, queue: visibleQueue)
             guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(caseID) was purged") }
             if actor.role != .supervisor && record.assigneeID != actorID {
-                let lapsed = record.assigneeID == nil ? " (a claim lapses when no one opens the case or writes to it for a while)" : ""
+                let lapsed = record.assigneeID == nil ? " (a claim lapses when its holder neither opens the case nor writes to it for a while)" : ""
                 throw StoreError(.forbidden, "claim the case before adding a \(kind.name)\(lapsed)\(try Self.claimant(db, record))")
             }
             let epochID = try Self.checkEnvelope(db, envelope, kind: kind, objectID: objectID, queue: QueueName(rawValue: record.queue) ?? .national)
