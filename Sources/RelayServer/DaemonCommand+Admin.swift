@@ -390,6 +390,7 @@ struct Backup: AsyncParsableCommand {
         guard try copy.integrityCheck() == "ok" else { throw CommandFailure("the backup failed its integrity check; nothing kept") }
         try copy.close()
         let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)
+        try RelayDatabase.makeSelfContained(file: staged)
         switch verification {
         case .success(let verified):
             let destination = try moveIntoPlace(staged, as: "relay-\(stamp)")
@@ -429,7 +430,11 @@ struct Backup: AsyncParsableCommand {
     /// Removes all but the newest `keep` backups named `prefix…sqlite`; returns how many remain.
     private func prune(_ prefix: String) throws -> Int {
         let backups = try backups(prefix)
-        for old in backups.dropLast(keep) { try FileManager.default.removeItem(atPath: (to as NSString).appendingPathComponent(old)) }
+        for old in backups.dropLast(keep) {
+            let path = (to as NSString).appendingPathComponent(old)
+            try FileManager.default.removeItem(atPath: path)
+            for sidecar in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + sidecar) }
+        }
         return min(keep, backups.count)
     }
 

@@ -56,6 +56,14 @@ extension RelayDatabase {
         try destination.close()
     }
 
+    /// Makes a closed database file (a backup) whole in itself, out of WAL mode: a copy moved or opened
+    /// read-only later needs no -wal or -shm file beside it, and leaves none.
+    public static func makeSelfContained(file path: String) throws {
+        let queue = try DatabaseQueue(path: path)
+        try queue.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = DELETE") }
+        try queue.close()
+    }
+
     /// Counts of cases by one label, from labels only (purged cases included), for the NGOs' reports.
     public func statistics(by dimension: StatisticsDimension) async throws -> [(key: String, count: Int)] {
         let expression: String = switch dimension {

@@ -288,6 +288,8 @@ extension DaemonSuiteForCLI {
         let (cutBackupCode, cutBackup) = try daemon.admin(["backup", "--to", beforeCut])
         #expect(cutBackupCode == 6 && cutBackup.contains("ends before this earlier head") && cutBackup.contains("kept apart"),
                 "the next backup holds the trail to the last backup's head: \(cutBackup)")
+        let copies = try FileManager.default.contentsOfDirectory(atPath: beforeCut)
+        #expect(copies.count == 2 && copies.allSatisfy { $0.hasSuffix(".sqlite") }, "each copy is one file, and reading one leaves nothing beside it: \(copies)")
 
         // It fails where a row was edited in the database file.
         #expect(daemon.stop() == 0)
