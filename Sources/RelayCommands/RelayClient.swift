@@ -74,8 +74,11 @@ final class RelayClient: Sendable {
             response = try await http.execute(request, timeout: .seconds(60))
             data = Data(try await response.body.collect(upTo: 256 * 1024 * 1024).readableBytesView)
         } catch {
+            if let tls = Self.tlsFailure(error) {
+                throw CLIError(.unreachable, "the relay at \(baseURL) answered, but the secure connection failed: \(tls.reason)", hint: tls.hint)
+            }
             throw CLIError(.unreachable, "cannot reach the relay at \(baseURL) (\(Self.reason(error)))",
-                           hint: "Check the address and your network. If TLS failed: is 'ca' the relay's CA, and is your certificate still valid and not revoked?")
+                           hint: "Check the address in your profile and your network, or ask your admin whether the relay is running.")
         }
         guard (200..<300).contains(Int(response.status.code)) else {
             let retryAfter = response.headers.first(name: "Retry-After").flatMap(Int.init)
@@ -90,9 +93,23 @@ final class RelayClient: Sendable {
 
     static func reason(_ error: any Error) -> String {
         let text = String(describing: error)
-        if text.contains("certificate") || text.contains("handshake") || error is NIOSSLError { return "TLS failed: \(text)" }
-        if text.lowercased().contains("refused") { return "connection refused" }
+        if text.lowercased().contains("refused") { return "connection refused: nothing answers at that address" }
         return text
+    }
+
+    /// A TLS failure said in words, from BoringSSL's reason codes: which side refused whose certificate.
+    static func tlsFailure(_ error: any Error) -> (reason: String, hint: String)? {
+        let text = String(describing: error)
+        guard error is NIOSSLError || error is BoringSSLError || text.contains("handshake") || text.contains("CERTIFICATE") else { return nil }
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return ("its certificate is not signed by the CA named in your profile ('ca')",
+                    "Check that 'ca' in your profile is the relay's CA, as your admin gave it. If it is, tell your admin: something else may be answering at that address.")
+        }
+        if ["ALERT_CERTIFICATE_REVOKED", "ALERT_CERTIFICATE_EXPIRED", "ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA",
+            "ALERT_CERTIFICATE_UNKNOWN", "ALERT_CERTIFICATE_REQUIRED", "ALERT_HANDSHAKE_FAILURE"].contains(where: text.contains) {
+            return ("it refused your certificate", "Your certificate may have expired, been revoked or replaced; ask your admin for a new one (`amane-relayd admin reissue`).")
+        }
+        return ("TLS failed (\(text.prefix(200)))", "Ask your admin; give them this message.")
     }
 
     /// What to do next; the relay's own reason is already in the message.

@@ -51,7 +51,8 @@ struct RelayRoutes: Sendable {
         router.on(RouterPath(path), method: HTTPRequest.Method(method)!) { request, context in
             let caller = try context.caller
             guard roles.contains(caller.role) else {
-                throw APIError(.forbidden, "a \(caller.role.rawValue) may not call \(method) \(path)")
+                let allowed = Role.allCases.filter(roles.contains).map { $0.rawValue + "s" }.joined(separator: " and ")
+                throw APIError(.forbidden, "a \(caller.role.rawValue) may not call \(method) \(path); it is for \(allowed)")
             }
             return try await handler(request, context)
         }

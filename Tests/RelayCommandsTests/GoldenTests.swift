@@ -83,7 +83,8 @@ extension DaemonSuiteForCLI {
         let unknownCategory = try cli.run(["inbox", "--category", "bogus"], home: cli.responder)
         #expect(unknownCategory.code == 2 && unknownCategory.output.contains("unknown category 'bogus'"), "\(unknownCategory.output)")
         let refused = try cli.run(["inbox"], home: cli.gateway)
-        #expect(refused.code == 2 && refused.output.contains("may not call") && refused.output.contains("HTTP 403"))
+        #expect(refused.code == 2 && refused.output.contains("may not call") && refused.output.contains("it is for responders and supervisors")
+                && refused.output.contains("HTTP 403"), "\(refused.output)")
         #expect(!refused.output.contains("revoked"), "a routine refusal does not suggest a revocation: \(refused.output)")
         let unknownReceipt = try cli.run(["replies"], home: cli.gateway, input: "9477 5412 6644 3143\n")
         #expect(unknownReceipt.code == 2 && unknownReceipt.output.contains("receipt") && !unknownReceipt.output.contains("amane inbox"),
@@ -97,7 +98,17 @@ extension DaemonSuiteForCLI {
         let mistyped = try cli.run(["inbox"], home: daemon.directory + "/no-such-profile")
         #expect(mistyped.code == 1 && mistyped.output.contains("no profile at"), "\(mistyped.output)")
         let unreachable = try cli.run(["inbox"], home: offline)
-        #expect(unreachable.code == 3 && unreachable.output.contains("https://127.0.0.1:1"), "\(unreachable.output)")
+        #expect(unreachable.code == 3 && unreachable.output.contains("https://127.0.0.1:1") && unreachable.output.contains("nothing answers"),
+                "\(unreachable.output)")
+        // Another CA in the profile: said in words, not as BoringSSL's error with a build path.
+        let otherCA = daemon.directory + "/other-ca"
+        #expect(try Daemon.run("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                                                    "-subj", "/CN=Not the relay", "-keyout", otherCA + "-key.pem", "-out", otherCA + ".pem"]).0 == 0)
+        try profile.replacingOccurrences(of: "https://127.0.0.1:1\n", with: daemon.url + "\n").replacingOccurrences(of: daemon.ca, with: otherCA + ".pem")
+            .write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
+        let wrongCA = try cli.run(["inbox"], home: offline)
+        #expect(wrongCA.code == 3 && wrongCA.output.contains("not signed by the CA named in your profile") && !wrongCA.output.contains("checkouts"),
+                "\(wrongCA.output)")
         // A listener that drops every connection counts amane's attempts: none over plain HTTP, one over TLS.
         let dropper = try Dropper()
         defer { dropper.stop() }
