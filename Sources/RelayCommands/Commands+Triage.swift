@@ -214,7 +214,9 @@ struct CaseChange {
         if global.json { return try Output.json(view) }
         var line = "\(verb) case \(ShortID.of(view.id)): now \(view.state)"
         if let assignee = view.assignee { line += ", assigned to \(assignee)" }
-        if let expiry = view.claimExpiresAt { line += ", claim held until \(expiry)" }
+        if let expiry = view.claimExpiresAt {
+            line += ", claimed until \(expiry); opening the case or writing to it renews the claim, else it returns to the queue"
+        }
         print(line + ".")
     }
 }

@@ -157,7 +157,8 @@ extension DaemonSuiteForCLI {
             #expect(ambiguous.code == 1 && ids.allSatisfy { ambiguous.output.contains(String($0.suffix(8))) }, "\(ambiguous.output)")
 
             // Claim, then filter.
-            #expect(try cli.run(["claim", ids[1]], home: cli.responder).code == 0)
+            let claimed = try cli.run(["claim", ids[1]], home: cli.responder)
+            #expect(claimed.code == 0 && claimed.output.contains("claimed until 20") && claimed.output.contains("renews the claim"), "\(claimed.output)")
             let mine = (try cli.json(["inbox", "--mine"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
             #expect(mine.map { $0["id"] as! String } == [ids[1]])
             let fresh = (try cli.json(["inbox", "--state", "new", "--urgency", "immediate"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
