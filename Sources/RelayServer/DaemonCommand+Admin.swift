@@ -288,7 +288,7 @@ struct List: AsyncParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(principals), as: UTF8.self))
+            print(String(decoding: try encoder.encode(principals.map(Listed.init)), as: UTF8.self))
             return
         }
         print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + "ROLE        QUEUE       STATE    SEALING KEY FINGERPRINT")
@@ -298,6 +298,21 @@ struct List: AsyncParsableCommand {
                 + principal.role.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
                 + principal.queue.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
                 + (principal.isActive ? "active" : "revoked").padding(toLength: 9, withPad: " ", startingAt: 0) + fingerprint)
+        }
+    }
+}
+
+extension List {
+    /// A principal as stored, with the fingerprint people read to each other (`amane keygen` prints it).
+    struct Listed: Encodable {
+        let principal: Principal
+
+        enum Keys: String, CodingKey { case sealingKeyFingerprint }
+
+        func encode(to encoder: any Encoder) throws {
+            try principal.encode(to: encoder)
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encodeIfPresent(principal.sealingKey.flatMap { try? SealingPublicKey(text: $0) }?.fingerprint, forKey: .sealingKeyFingerprint)
         }
     }
 }

@@ -191,6 +191,9 @@ extension DaemonSuiteForCLI {
         #expect(!unconfirmed.output.contains(try String(contentsOfFile: youssef + "/../youssef.fingerprint", encoding: .utf8)),
                 "the served fingerprint is not offered for copying: \(unconfirmed.output)")
         let fingerprint = try String(contentsOfFile: youssef + "/../youssef.fingerprint", encoding: .utf8)
+        let listed = try JSONSerialization.jsonObject(with: Data(try daemon.admin(["admin", "list", "--json"]).1.utf8)) as? [[String: Any]] ?? []
+        #expect(listed.first { $0["name"] as? String == "youssef" }?["sealingKeyFingerprint"] as? String == fingerprint.trimmingCharacters(in: .whitespacesAndNewlines),
+                "the admin's list gives, for scripts, the fingerprint people compare: \(listed)")
         let mistaken = try cli.run(["grant", "youssef", "--fingerprint", "amane1-aaaa-aaaa-aaaa-aaaa-aaaa-aaaa"], home: cli.responder)
         #expect(mistaken.code == 6 && mistaken.output.contains("nothing was sealed") && !mistaken.output.contains(fingerprint.trimmingCharacters(in: .whitespacesAndNewlines)),
                 "a mistyped fingerprint is not answered with the relay's, to copy: \(mistaken.output)")
