@@ -315,6 +315,7 @@ struct TextInput: ParsableArguments {
         guard let editor = ProcessInfo.processInfo.environment["EDITOR"], !editor.isEmpty else {
             throw CLIError(.usage, "no text given", hint: "Use --file FILE (or --file - to type or paste it), or set $EDITOR.")
         }
+        removeAbandonedDrafts()
         let folder = (scratchRoot as NSString).appendingPathComponent("amane-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         func removeDraft() {
@@ -339,6 +340,19 @@ struct TextInput: ParsableArguments {
         Interruptions.end()
         guard let text = try outcome.get() else { throw CLIError(.usage, "the editor failed; nothing was sent, and the draft is removed") }
         return text
+    }
+
+    /// Removes this user's draft folders older than a day: what an amane killed outright (SIGKILL, a crash) left.
+    static func removeAbandonedDrafts() {
+        let root = scratchRoot
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
+        for name in names where name.hasPrefix("amane-") {
+            let path = (root as NSString).appendingPathComponent(name)
+            var status = stat()
+            guard lstat(path, &status) == 0, status.st_uid == getuid(), status.st_mode & S_IFMT == S_IFDIR,
+                  time(nil) - status.st_mtim.tv_sec > 24 * 3600 else { continue }
+            try? FileManager.default.removeItem(atPath: path)
+        }
     }
 
     /// Runs a program and returns its wait status. It stays in amane's process group, which owns the terminal

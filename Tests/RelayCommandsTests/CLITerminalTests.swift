@@ -113,6 +113,20 @@ extension DaemonSuiteForCLI {
             #expect(refused.0 != 0 && refused.1.contains("was not sent") && refused.1.contains("Brouillon: rendez-vous 14h"),
                     "what was written is shown on the terminal to copy: \(refused.1)")
 
+            // A draft folder that an amane killed outright left a day ago goes at the next edit; one of today stays (it may be in use).
+            let root = (try #require(try String(contentsOfFile: drafts, encoding: .utf8).split(separator: "\n").first).description as NSString)
+                .deletingLastPathComponent.replacingOccurrences(of: "/amane-[^/]*$", with: "", options: .regularExpression)
+            let abandoned = root + "/amane-\(UUID().uuidString)", recent = root + "/amane-\(UUID().uuidString)"
+            for folder in [abandoned, recent] {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+                try "Brouillon abandonné".write(toFile: folder + "/text.txt", atomically: false, encoding: .utf8)
+            }
+            defer { try? FileManager.default.removeItem(atPath: recent) }
+            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-2 * 24 * 3600)], ofItemAtPath: abandoned)
+            environment["EDITOR"] = asking
+            #expect(try Terminal.run(["note", id], answers: [["Votre note:", "Rappel fait"]], environment: environment).0 == 0)
+            #expect(!FileManager.default.fileExists(atPath: abandoned) && FileManager.default.fileExists(atPath: recent))
+
             let paths = try String(contentsOfFile: drafts, encoding: .utf8).split(separator: "\n").map(String.init)
             #expect(paths.count == 3)
             for path in paths {
