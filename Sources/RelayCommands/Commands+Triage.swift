@@ -215,7 +215,7 @@ struct CaseChange {
         var line = "\(verb) case \(ShortID.of(view.id)): now \(view.state)"
         if let assignee = view.assignee { line += ", assigned to \(assignee)" }
         if let expiry = view.claimExpiresAt {
-            line += ", claimed until \(expiry); opening the case or writing to it renews the claim, else it returns to the queue"
+            line += ", claimed until \(expiry); it returns to the queue unless \(view.assignee ?? "its holder") opens the case or writes to it by then"
         }
         print(line + ".")
     }
@@ -316,7 +316,7 @@ struct TextInput: ParsableArguments {
             throw CLIError(.usage, "no text given", hint: "Use --file FILE (or --file - to type or paste it), or set $EDITOR.")
         }
         removeAbandonedDrafts()
-        let folder = (scratchRoot as NSString).appendingPathComponent("amane-\(UUID().uuidString)")
+        let folder = (scratchRoot as NSString).appendingPathComponent(draftPrefix + UUID().uuidString)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         func removeDraft() {
             do { try FileManager.default.removeItem(atPath: folder) } catch {
@@ -342,15 +342,22 @@ struct TextInput: ParsableArguments {
         return text
     }
 
-    /// Removes this user's draft folders older than a day: what an amane killed outright (SIGKILL, a crash) left.
+    static let draftPrefix = "amane-draft-"
+
+    /// Removes this user's draft folders untouched for a day: what an amane killed outright (SIGKILL, a crash) left.
     static func removeAbandonedDrafts() {
         let root = scratchRoot
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
-        for name in names where name.hasPrefix("amane-") {
-            let path = (root as NSString).appendingPathComponent(name)
+        func untouchedForADay(_ path: String, directory: Bool) -> Bool {
             var status = stat()
-            guard lstat(path, &status) == 0, status.st_uid == getuid(), status.st_mode & S_IFMT == S_IFDIR,
-                  time(nil) - status.st_mtim.tv_sec > 24 * 3600 else { continue }
+            guard lstat(path, &status) == 0 else { return !directory }
+            let isDirectory = status.st_mode & S_IFMT == S_IFDIR
+            return (!directory || (isDirectory && status.st_uid == getuid() && status.st_mode & 0o777 == 0o700))
+                && time(nil) - status.st_mtim.tv_sec > 24 * 3600
+        }
+        for name in names where name.hasPrefix(draftPrefix) && UUID(uuidString: String(name.dropFirst(draftPrefix.count))) != nil {
+            let path = (root as NSString).appendingPathComponent(name)
+            guard untouchedForADay(path, directory: true), untouchedForADay(path + "/text.txt", directory: false) else { continue }
             try? FileManager.default.removeItem(atPath: path)
         }
     }

@@ -99,17 +99,24 @@ final class RelayClient: Sendable {
 
     /// A TLS failure said in words, from BoringSSL's reason codes: which side refused whose certificate.
     static func tlsFailure(_ error: any Error) -> (reason: String, hint: String)? {
+        if case .uncleanShutdown = error as? NIOSSLError { return nil }
         let text = String(describing: error)
-        guard error is NIOSSLError || error is BoringSSLError || text.contains("handshake") || text.contains("CERTIFICATE") else { return nil }
+        if error is NIOSSLExtraError, text.contains("validate hostname") || text.contains("in certificate from peer") {
+            return ("its certificate is not for the address in your profile ('relay')", "Check 'relay' in your profile against what your admin gave you.")
+        }
+        guard error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError else { return nil }
         if text.contains("CERTIFICATE_VERIFY_FAILED") {
-            return ("its certificate is not signed by the CA named in your profile ('ca')",
-                    "Check that 'ca' in your profile is the relay's CA, as your admin gave it. If it is, tell your admin: something else may be answering at that address.")
+            return ("its certificate could not be verified against the CA in your profile: another CA, a relay certificate that "
+                    + "expired or is not yet valid, or a wrong date and time on this computer",
+                    "Check this computer's date and time, and that 'ca' in your profile is the relay's CA as your admin gave it. If both are right, tell your admin.")
         }
-        if ["ALERT_CERTIFICATE_REVOKED", "ALERT_CERTIFICATE_EXPIRED", "ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA",
-            "ALERT_CERTIFICATE_UNKNOWN", "ALERT_CERTIFICATE_REQUIRED", "ALERT_HANDSHAKE_FAILURE"].contains(where: text.contains) {
-            return ("it refused your certificate", "Your certificate may have expired, been revoked or replaced; ask your admin for a new one (`amane-relayd admin reissue`).")
+        if ["ALERT_CERTIFICATE_EXPIRED", "ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA", "ALERT_CERTIFICATE_UNKNOWN",
+            "ALERT_CERTIFICATE_REQUIRED"].contains(where: text.contains) {
+            return ("it refused your certificate", "Your certificate may have expired or been replaced; ask your admin for a new one (`amane-relayd admin reissue`).")
         }
-        return ("TLS failed (\(text.prefix(200)))", "Ask your admin; give them this message.")
+        // BoringSSL's reason code only: the rest of its text names files of the build.
+        let code = text.firstMatch(of: /[A-Z][A-Z0-9_]{5,}/).map { String($0.output) } ?? "\(type(of: error))"
+        return ("TLS failed (\(code))", "Ask your admin; give them this message.")
     }
 
     /// What to do next; the relay's own reason is already in the message.

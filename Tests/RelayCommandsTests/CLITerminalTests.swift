@@ -115,22 +115,28 @@ extension DaemonSuiteForCLI {
 
             // A draft folder that an amane killed outright left a day ago goes at the next edit; one of today stays (it may be in use).
             let root = (try #require(try String(contentsOfFile: drafts, encoding: .utf8).split(separator: "\n").first).description as NSString)
-                .deletingLastPathComponent.replacingOccurrences(of: "/amane-[^/]*$", with: "", options: .regularExpression)
-            let abandoned = root + "/amane-\(UUID().uuidString)", recent = root + "/amane-\(UUID().uuidString)"
-            for folder in [abandoned, recent] {
+                .deletingLastPathComponent.replacingOccurrences(of: "/amane-draft-[^/]*$", with: "", options: .regularExpression)
+            // Abandoned; in use for days (its text written today); new; and a folder of another program with a like name.
+            let abandoned = root + "/amane-draft-\(UUID().uuidString)", longEdit = root + "/amane-draft-\(UUID().uuidString)"
+            let recent = root + "/amane-draft-\(UUID().uuidString)", other = root + "/amane-draft-notes"
+            for folder in [abandoned, longEdit, recent, other] {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-                try "Brouillon abandonné".write(toFile: folder + "/text.txt", atomically: false, encoding: .utf8)
+                try "Brouillon".write(toFile: folder + "/text.txt", atomically: false, encoding: .utf8)
             }
-            defer { try? FileManager.default.removeItem(atPath: recent) }
-            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-2 * 24 * 3600)], ofItemAtPath: abandoned)
+            defer { for folder in [longEdit, recent, other] { try? FileManager.default.removeItem(atPath: folder) } }
+            let twoDaysAgo = Date().addingTimeInterval(-2 * 24 * 3600)
+            for path in [abandoned, abandoned + "/text.txt", longEdit, other, other + "/text.txt"] {
+                try FileManager.default.setAttributes([.modificationDate: twoDaysAgo], ofItemAtPath: path)
+            }
             environment["EDITOR"] = asking
             #expect(try Terminal.run(["note", id], answers: [["Votre note:", "Rappel fait"]], environment: environment).0 == 0)
-            #expect(!FileManager.default.fileExists(atPath: abandoned) && FileManager.default.fileExists(atPath: recent))
+            #expect(!FileManager.default.fileExists(atPath: abandoned))
+            #expect([longEdit, recent, other].allSatisfy { FileManager.default.fileExists(atPath: $0) }, "only abandoned drafts of amane go")
 
             let paths = try String(contentsOfFile: drafts, encoding: .utf8).split(separator: "\n").map(String.init)
             #expect(paths.count == 3)
             for path in paths {
-                #expect(FileManager.default.fileExists(atPath: "/dev/shm") ? path.hasPrefix("/dev/shm/") : true, "drafts are kept in memory: \(path)")
+                #expect(FileManager.default.fileExists(atPath: "/dev/shm") ? path.hasPrefix("/dev/shm/amane-draft-") : true, "drafts are kept in memory: \(path)")
                 #expect(!FileManager.default.fileExists(atPath: (path as NSString).deletingLastPathComponent), "no draft is left behind: \(path)")
             }
             let entries = (try cli.json(["show", id], home: cli.responder) as! [String: Any])["entries"] as! [[String: Any]]
@@ -172,7 +178,7 @@ extension DaemonSuiteForCLI {
 
             // Claim, then filter.
             let claimed = try cli.run(["claim", ids[1]], home: cli.responder)
-            #expect(claimed.code == 0 && claimed.output.contains("claimed until 20") && claimed.output.contains("renews the claim"), "\(claimed.output)")
+            #expect(claimed.code == 0 && claimed.output.contains("claimed until 20") && claimed.output.contains("unless demo-responder opens the case"), "\(claimed.output)")
             let mine = (try cli.json(["inbox", "--mine"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
             #expect(mine.map { $0["id"] as! String } == [ids[1]])
             let fresh = (try cli.json(["inbox", "--state", "new", "--urgency", "immediate"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]

@@ -107,7 +107,7 @@ extension DaemonSuiteForCLI {
         try profile.replacingOccurrences(of: "https://127.0.0.1:1\n", with: daemon.url + "\n").replacingOccurrences(of: daemon.ca, with: otherCA + ".pem")
             .write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
         let wrongCA = try cli.run(["inbox"], home: offline)
-        #expect(wrongCA.code == 3 && wrongCA.output.contains("not signed by the CA named in your profile") && !wrongCA.output.contains("checkouts"),
+        #expect(wrongCA.code == 3 && wrongCA.output.contains("could not be verified against the CA in your profile") && !wrongCA.output.contains("checkouts"),
                 "\(wrongCA.output)")
         // A listener that drops every connection counts amane's attempts: none over plain HTTP, one over TLS.
         let dropper = try Dropper()
