@@ -315,8 +315,9 @@ struct TextInput: ParsableArguments {
         guard let editor = ProcessInfo.processInfo.environment["EDITOR"], !editor.isEmpty else {
             throw CLIError(.usage, "no text given", hint: "Use --file FILE (or --file - to type or paste it), or set $EDITOR.")
         }
-        removeAbandonedDrafts()
-        let folder = (scratchRoot as NSString).appendingPathComponent(draftPrefix + UUID().uuidString)
+        let root = scratchRoot
+        removeAbandonedDrafts(in: root)
+        let folder = (root as NSString).appendingPathComponent(draftPrefix + UUID().uuidString)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         func removeDraft() {
             do { try FileManager.default.removeItem(atPath: folder) } catch {
@@ -345,8 +346,7 @@ struct TextInput: ParsableArguments {
     static let draftPrefix = "amane-draft-"
 
     /// Removes this user's draft folders untouched for a day: what an amane killed outright (SIGKILL, a crash) left.
-    static func removeAbandonedDrafts() {
-        let root = scratchRoot
+    static func removeAbandonedDrafts(in root: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
         func untouchedForADay(_ path: String, directory: Bool) -> Bool {
             var status = stat()

@@ -114,9 +114,13 @@ final class RelayClient: Sendable {
             "ALERT_CERTIFICATE_REQUIRED"].contains(where: text.contains) {
             return ("it refused your certificate", "Your certificate may have expired or been replaced; ask your admin for a new one (`amane-relayd admin reissue`).")
         }
-        // BoringSSL's reason code only: the rest of its text names files of the build.
-        let code = text.firstMatch(of: /[A-Z][A-Z0-9_]{5,}/).map { String($0.output) } ?? "\(type(of: error))"
-        return ("TLS failed (\(code))", "Ask your admin; give them this message.")
+        return ("TLS failed (\(reasonCode(in: text) ?? "\(type(of: error))"))", "Ask your admin; give them this message.")
+    }
+
+    /// BoringSSL's reason code ("…:OPENSSL_internal:WRONG_VERSION_NUMBER at /…"), without the rest of its text,
+    /// which names files of the build.
+    static func reasonCode(in text: String) -> String? {
+        text.firstMatch(of: /OPENSSL_internal:([A-Z0-9_]+)/).map { String($0.output.1) }
     }
 
     /// What to do next; the relay's own reason is already in the message.

@@ -70,3 +70,11 @@ import Testing
         #expect(try load().fingerprints == ["supervisor": Self.fingerprint(1)])
     }
 }
+
+@Suite struct TLSWordingTests {
+    @Test func anUnknownTLSFailureGivesBoringSSLsReasonCodeWithoutTheBuildPath() {
+        let text = "handshakeFailed(NIOSSL.BoringSSLError.sslError([Error: 268435703 error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER at /work/main/.build/checkouts/swift-nio-ssl/Sources/CNIOBoringSSL/ssl/tls_record.cc:231]))"
+        #expect(RelayClient.reasonCode(in: text) == "WRONG_VERSION_NUMBER")
+        #expect(RelayClient.reasonCode(in: "ioOnClosedChannel") == nil)
+    }
+}
