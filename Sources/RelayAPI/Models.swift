@@ -162,9 +162,11 @@ public struct CaseView: Codable, Sendable, Equatable {
     public var referral: String?
     public var outcome: String?
     public var receivedAt: String
+    /// Unclaimed cases only: when the case passes the wait the triage policy allows its urgency.
+    public var slaDueAt: String?
     public var purged: Bool
 
-    public init(_ summary: CaseSummary) {
+    public init(_ summary: CaseSummary, policy: TriagePolicy) {
         id = summary.id
         queue = summary.labels.queue.rawValue
         urgency = summary.labels.urgency.rawValue
@@ -180,6 +182,7 @@ public struct CaseView: Codable, Sendable, Equatable {
         referral = summary.referral
         outcome = summary.outcome
         receivedAt = Timestamp.iso8601(summary.receivedAt)
+        slaDueAt = summary.state == .new ? Timestamp.iso8601(policy.slaDeadline(urgency: summary.labels.urgency, receivedAt: summary.receivedAt)) : nil
         purged = summary.purged
     }
 }

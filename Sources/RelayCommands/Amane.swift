@@ -220,9 +220,25 @@ enum Output {
 
     static func age(_ iso: String, now: Date = Date()) -> String {
         guard let date = Timestamp.parse(iso) else { return "?" }
-        let minutes = max(0, Int(now.timeIntervalSince(date) / 60))
+        return span(now.timeIntervalSince(date))
+    }
+
+    static func span(_ seconds: TimeInterval) -> String {
+        let minutes = max(0, Int(seconds / 60))
         if minutes < 60 { return "\(minutes)m" }
         if minutes < 48 * 60 { return "\(minutes / 60)h" }
         return "\(minutes / 1440)d"
+    }
+
+    /// "overdue 25m" or "due in 10m" for an unclaimed case, against the policy's wait for its urgency.
+    static func sla(_ item: CaseView, now: Date = Date()) -> String? {
+        guard let due = item.slaDueAt.flatMap(Timestamp.parse) else { return nil }
+        let left = due.timeIntervalSince(now)
+        return left < 0 ? "overdue \(span(-left))" : "due in \(span(left))"
+    }
+
+    /// What needs a responder's eye: the SLA, a reporter's follow-up, a hold.
+    static func flags(_ item: CaseView, now: Date = Date()) -> String {
+        ([sla(item, now: now)] + [item.updated ? "updated" : nil, item.onHold ? "on hold" : nil]).compactMap { $0 }.joined(separator: ", ")
     }
 }

@@ -8,7 +8,12 @@ import RelayFormat
 struct Inbox: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the open queue, urgent first, then oldest.",
-        discussion: "Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --state closed · amane inbox --mine --all --json")
+        discussion: """
+            FLAGS: "due in 10m" or "overdue 25m" for a case no one has claimed, against the wait the triage policy allows \
+            its urgency; "updated" when the reporter followed up since its holder last opened it; "on hold".
+
+            Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --state closed · amane inbox --mine --all --json
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(help: "Only cases in this state (new, claimed, in_progress, referred, closed); repeatable. Default: every state but closed.")
@@ -45,11 +50,11 @@ struct Inbox: AsyncParsableCommand {
         if global.json { return try Output.json(listing) }
         guard !listing.cases.isEmpty else { return print("The queue is empty for these filters\(state.isEmpty ? " (closed cases: --state closed)" : "").") }
         print(Output.pad("ID", 10) + Output.pad("URGENCY", 11) + Output.pad("AGE", 6) + Output.pad("CATEGORY", 22) + Output.pad("LANG", 5)
-              + Output.pad("CHANNEL", 10) + Output.pad("STATE", 12) + Output.pad("ASSIGNEE", 16) + "UPDATED")
+              + Output.pad("CHANNEL", 10) + Output.pad("STATE", 12) + Output.pad("ASSIGNEE", 16) + "FLAGS")
         for item in listing.cases {
             let line = Output.pad(ShortID.of(item.id), 10) + Output.pad(item.urgency, 11) + Output.pad(Output.age(item.receivedAt), 6)
                 + Output.pad(item.category, 22) + Output.pad(item.language, 5) + Output.pad(item.channel, 10) + Output.pad(item.state, 12)
-                + Output.pad(item.assignee ?? "-", 16) + (item.updated ? "yes" : "")
+                + Output.pad(item.assignee ?? "-", 16) + Output.flags(item)
             print(Output.paint(line, urgency: item.urgency))
         }
         if listing.next != nil { print("More cases follow: `amane inbox --all` lists them, or narrow with --state, --urgency or --mine.") }
@@ -185,7 +190,7 @@ struct Show: AsyncParsableCommand {
             "Case \(item.id)",
             "  \(item.urgency) · \(item.category) · \(item.language) · \(item.channel)\(item.region.map { " · \($0)" } ?? "")",
             "  state \(item.state)\(item.assignee.map { ", assigned to \($0)" } ?? "")\(item.onHold ? ", on hold" : "")\(item.referral.map { ", referred to \($0)" } ?? "")\(item.outcome.map { ", outcome \($0)" } ?? "")",
-            "  received \(item.receivedAt)",
+            "  received \(item.receivedAt)\(Output.sla(item).map { ", unclaimed, \($0)" } ?? "")",
             "",
         ]
         for entry in reading.entries {

@@ -711,6 +711,7 @@ components:
         referral: {type: string}
         outcome: {type: string}
         receivedAt: {type: string}
+        slaDueAt: {type: string, description: "Unclaimed (new) cases only: when the case passes the wait that the triage policy allows its urgency."}
         purged: {type: boolean}
     QueueListing:
       type: object

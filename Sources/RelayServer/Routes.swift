@@ -257,7 +257,7 @@ struct RelayRoutes: Sendable {
         }
         let limit = try Self.intParameter(query["limit"], name: "limit", range: 1...500) ?? 50
         let page = try await db.listQueue(filter, after: cursor, limit: limit)
-        return try .json(QueueListing(cases: page.cases.map(CaseView.init), next: page.next?.token))
+        return try .json(QueueListing(cases: page.cases.map { CaseView($0, policy: db.options.policy) }, next: page.next?.token))
     }
 
     static func intParameter(_ value: Substring?, name: String, range: ClosedRange<Int>) throws -> Int? {
@@ -275,7 +275,7 @@ struct RelayRoutes: Sendable {
 
     @Sendable func fetchCase(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let detail = try await db.fetchCase(id: try Self.caseID(context), actor: try context.actor)
-        return try .json(CaseFile(case: CaseView(detail.summary), disclosure: detail.disclosure.map(SealedObjectView.init),
+        return try .json(CaseFile(case: CaseView(detail.summary, policy: db.options.policy), disclosure: detail.disclosure.map(SealedObjectView.init),
                                   items: detail.items.map(SealedObjectView.init), gatewayKey: detail.gatewayKey))
     }
 
@@ -283,7 +283,7 @@ struct RelayRoutes: Sendable {
                             assignee: PrincipalName? = nil) async throws -> Response {
         let summary = try await db.transition(id: try Self.caseID(context), action: action, actor: try context.actor,
                                               referral: referral, outcome: outcome, assignee: assignee)
-        return try .json(CaseView(summary))
+        return try .json(CaseView(summary, policy: db.options.policy))
     }
 
     @Sendable func transitionCase(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
@@ -305,7 +305,7 @@ struct RelayRoutes: Sendable {
         let (body, _) = try await request.decodeJSON(HoldRequest.self, limit: limits.maxBodyBytes)
         let id = try Self.caseID(context)
         try await db.setHold(id: id, on: body.on, actor: try context.actor)
-        return try .json(CaseView(try await db.caseSummary(id: id)))
+        return try .json(CaseView(try await db.caseSummary(id: id), policy: db.options.policy))
     }
 
     static func envelope(_ text: String, field: String, limit: Int) throws -> [UInt8] {

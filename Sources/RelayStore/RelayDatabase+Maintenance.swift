@@ -86,11 +86,11 @@ extension RelayDatabase {
     /// Unclaimed cases by urgency, and how many are past their SLA: for metrics and alerts.
     public func queueDepth() async throws -> [Urgency: (waiting: Int, pastSLA: Int)] {
         let now = nowSeconds
-        let sla = options.policy.slaSeconds
+        let policy = options.policy
         return try await pool.read { db in
             var depth: [Urgency: (waiting: Int, pastSLA: Int)] = [:]
             for urgency in Urgency.allCases {
-                let limit = now - Int64(sla[urgency] ?? 86_400)
+                let limit = now - policy.slaWait(urgency)
                 let row = try Row.fetchOne(db, sql: """
                     SELECT COUNT(*) AS waiting, COALESCE(SUM(receivedAt < ?), 0) AS late FROM disclosure
                     WHERE state = 'new' AND urgencyRank = ? AND purgedAt IS NULL

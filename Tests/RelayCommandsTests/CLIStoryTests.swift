@@ -95,6 +95,18 @@ extension DaemonSuiteForCLI {
         let short = String(arabic.suffix(8))
         let (tableCode, table) = try cli.run(["inbox"], home: cli.responder)
         #expect(tableCode == 0 && table.contains(short) && !table.contains("\u{1B}["), "no colour with NO_COLOR")
+        // Unclaimed cases show their SLA (seeds/policy.yaml): due for now, overdue once the wait for their urgency has passed.
+        let normal = inbox[2]["id"] as! String
+        #expect(table.split(separator: "\n").first { $0.contains(short) }?.contains("due in 1") == true, "immediate: 15 minutes\n\(table)")
+        let aged = try Daemon.run("/usr/bin/env", ["python3", "-c", """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1], timeout=30)
+            db.execute("UPDATE disclosure SET receivedAt = receivedAt - 2 * 86400 WHERE id = ?", (sys.argv[2],))
+            db.commit()
+            """, daemon.directory + "/relay.sqlite", normal])
+        #expect(aged.0 == 0, "\(aged.1)")
+        let overdue = try cli.run(["inbox"], home: cli.responder).output
+        #expect(overdue.split(separator: "\n").first { $0.contains(normal.suffix(8)) }?.contains("overdue 24h") == true, "normal: one day\n\(overdue)")
         // Ids start with their time: four digits name all three cases, and the CLI asks for more.
         let ambiguous = try cli.run(["show", String(arabic.prefix(4))], home: cli.responder)
         #expect(ambiguous.code == 1 && ambiguous.output.contains("matches 3 cases") && ambiguous.output.contains(short), "\(ambiguous.output)")

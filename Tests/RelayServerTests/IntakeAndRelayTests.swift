@@ -1,4 +1,5 @@
 import Foundation
+import RelayAPI
 import RelayCore
 import RelayFormat
 import RelayTestSupport
@@ -84,7 +85,12 @@ extension DaemonSuite {
         let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "first contact"), headers: ["Idempotency-Key": Demo.key()])
         let id = try #require(posted.json["id"] as? String)
         let receipt = try #require(posted.json["receipt"] as? String)
-        #expect(try daemon.post("/v1/disclosures/\(id)/claim", as: daemon.responder, json: [:]).status == 200)
+        // An unclaimed case says when it passes its SLA (seeds/policy.yaml: high, 120 minutes); a claimed one does not.
+        let waiting = try #require((daemon.get("/v1/queue", as: daemon.responder).json["cases"] as? [[String: Any]])?.first { $0["id"] as? String == id })
+        let received = try #require(Timestamp.parse(waiting["receivedAt"] as? String ?? ""))
+        #expect(Timestamp.parse(waiting["slaDueAt"] as? String ?? "") == received.addingTimeInterval(120 * 60), "\(waiting)")
+        let claimed = try daemon.post("/v1/disclosures/\(id)/claim", as: daemon.responder, json: [:])
+        #expect(claimed.status == 200 && claimed.json["slaDueAt"] == nil, "\(claimed.text)")
 
         let file = try daemon.get("/v1/disclosures/\(id)", as: daemon.responder)
         let gatewayKey = try SealingPublicKey(text: try #require(file.json["gatewayKey"] as? String))
