@@ -22,7 +22,7 @@ final class RateLimiter: Sendable {
     func take(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
         buckets.withLock { buckets in
             var bucket = buckets[key] ?? Bucket(tokens: capacity, updated: now)
-            bucket.tokens = refilledTokens(in: bucket, at: now)
+            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated).inSeconds * perSecond)
             bucket.updated = now
             defer { buckets[key] = bucket }
             if bucket.tokens >= 1 {
@@ -33,42 +33,4 @@ final class RateLimiter: Sendable {
         }
     }
 
-    private func refilledTokens(in bucket: Bucket, at now: ContinuousClock.Instant) -> Double {
-        min(capacity, bucket.tokens + (now - bucket.updated).inSeconds * perSecond)
-    }
-
-    /// Returns a token that `take` gave, when what it guarded turned out not to cost one.
-    func giveBack(_ key: String, now: ContinuousClock.Instant = .now) {
-        buckets.withLock { buckets in
-            guard var bucket = buckets[key] else { return }
-            bucket.tokens = min(capacity, refilledTokens(in: bucket, at: now) + 1)
-            bucket.updated = now
-            buckets[key] = bucket
-        }
-    }
-}
-
-/// What a lookup on a budget of misses came to.
-enum Guarded<Value> {
-    case found(Value)
-    case missing
-    case limited(retryAfter: Int)
-}
-
-extension RateLimiter {
-    /// Looks something up on `key`'s budget of misses. The lookup holds a token, so lookups sent at once cannot
-    /// pass the limit together; one that finds what it looked for (or fails) gives the token back.
-    func guarded<Value>(_ key: String, _ lookup: () async throws -> Value?) async throws -> Guarded<Value> {
-        if let wait = take(key) { return .limited(retryAfter: wait) }
-        let value: Value?
-        do {
-            value = try await lookup()
-        } catch {
-            giveBack(key)
-            throw error
-        }
-        guard let value else { return .missing }
-        giveBack(key)
-        return .found(value)
-    }
 }

@@ -54,9 +54,9 @@ public struct RelayConfiguration: Sendable {
     public var certificateFile: String
     public var caFile: String
     /// The TLS private key: PEM from configuration (systemd credential `tls-privateKey`) or the file.
-    public var privateKeyPEM: String?
+    public var privateKeyPEM: SecretText?
     public var privateKeyFile: String
-    public var caKeyPEM: String?
+    public var caKeyPEM: SecretText?
     public var caKeyFile: String
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
@@ -188,8 +188,8 @@ public struct RelayConfiguration: Sendable {
         privateKeyFile = config.string(forKey: "tls.keyFile", default: (pki as NSString).appendingPathComponent("server-key.pem"))
         caFile = config.string(forKey: "tls.caFile", default: (pki as NSString).appendingPathComponent("ca-cert.pem"))
         caKeyFile = config.string(forKey: "ca.keyFile", default: (pki as NSString).appendingPathComponent("ca-key.pem"))
-        privateKeyPEM = config.string(forKey: "tls.privateKey", isSecret: true)
-        caKeyPEM = config.string(forKey: "ca.privateKey", isSecret: true)
+        privateKeyPEM = config.string(forKey: "tls.privateKey", isSecret: true).map(SecretText.init)
+        caKeyPEM = config.string(forKey: "ca.privateKey", isSecret: true).map(SecretText.init)
 
         let level = config.string(forKey: "log.level", default: "info")
         guard let parsedLevel = Logger.Level(rawValue: level) else { throw Invalid(key: "log.level", reason: "'\(level)' is not trace, debug, info, notice, warning, error or critical") }
@@ -241,7 +241,7 @@ public struct RelayConfiguration: Sendable {
     }
 
     func readPrivateKeyPEM() throws -> String {
-        if let privateKeyPEM { return privateKeyPEM }
+        if let privateKeyPEM { return privateKeyPEM.value }
         try Self.checkPrivate(privateKeyFile, key: "tls.keyFile")
         return try Self.read(privateKeyFile, key: "tls.keyFile")
     }
@@ -259,7 +259,7 @@ public struct RelayConfiguration: Sendable {
     }
 
     func readCAKeyPEM() throws -> String {
-        if let caKeyPEM { return caKeyPEM }
+        if let caKeyPEM { return caKeyPEM.value }
         try Self.checkPrivate(caKeyFile, key: "ca.keyFile")
         return try Self.read(caKeyFile, key: "ca.keyFile")
     }
@@ -292,4 +292,16 @@ public struct RelayConfiguration: Sendable {
         guard let text = String(data: data, encoding: .utf8) else { throw Invalid(key: key, reason: "\(path) is not UTF-8 text") }
         return text
     }
+}
+
+/// Secret text, such as a private key's PEM, that prints as a placeholder wherever it is described or dumped:
+/// a service logged at debug level describes its configuration.
+public struct SecretText: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public let value: String
+
+    public init(_ value: String) { self.value = value }
+
+    public var description: String { "<secret>" }
+    public var debugDescription: String { "<secret>" }
+    public var customMirror: Mirror { Mirror(self, children: []) }
 }

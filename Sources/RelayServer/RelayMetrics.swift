@@ -9,6 +9,7 @@ final class RelayMetrics: Sendable {
     let intakeLatency: DurationHistogram
     let batchSizes: ValueHistogram
     let tlsHandshakeFailures: Counter
+    let receiptMissesRefused: Counter
     let queueDepth: [Urgency: Gauge]
     let slaBreaches: [Urgency: Gauge]
     let queuesWithoutSealingKey: Gauge
@@ -24,6 +25,9 @@ final class RelayMetrics: Sendable {
             labels: [("store", "sqlite")], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256])
         tlsHandshakeFailures = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "tls_handshake_failures", unitName: "total", helpText: "TLS handshakes that failed"))
+        receiptMissesRefused = registry.makeCounter(
+            descriptor: .init(namespace: "amane", metricName: "receipt_misses_refused", unitName: "total",
+                              helpText: "Unknown receipts answered 429 past a gateway's limit: someone may be guessing receipts"))
         var depth: [Urgency: Gauge] = [:]
         var breaches: [Urgency: Gauge] = [:]
         for urgency in Urgency.allCases {

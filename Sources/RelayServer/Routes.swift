@@ -84,7 +84,9 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
         let (submission, body, canonical) = try await decodeSealable(FollowupSubmission.self, from: request)
-        let (receipt, caseID) = try await caseFor(receipt: submission.receipt, gateway: gateway)
+        // The id names a sealed follow-up's retries: without it, another follow-up under the same key would pass for one.
+        if submission.sealed != nil, submission.id == nil { throw APIError(.badRequest, "field 'id' is required with 'sealed': the envelope's object id") }
+        let (receipt, caseID) = try caseFor(receipt: submission.receipt, gateway: gateway)
         // A retry of plaintext has the same canonical JSON; one sealed afresh keeps its receipt and its object id.
         let retryForm = submission.sealed == nil ? Array(canonical) : receipt + Array("sealed \(submission.id ?? "")".utf8)
         let requestTag = KeyedBox.tag(retryForm, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
@@ -106,7 +108,7 @@ struct RelayRoutes: Sendable {
     @Sendable func fetchReplies(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let gateway = try context.caller
         let (fetch, _) = try await request.decodeJSON(ReplyFetch.self, limit: limits.maxBodyBytes)
-        let (receipt, _) = try await caseFor(receipt: fetch.receipt, gateway: gateway)
+        let (receipt, _) = try caseFor(receipt: fetch.receipt, gateway: gateway)
         let (caseID, replies): (String, [SealedItem])
         do {
             (caseID, replies) = try await db.replies(gateway: gateway, receiptHash: receipt)
@@ -174,28 +176,25 @@ struct RelayRoutes: Sendable {
         }
     }
 
-    /// The case a gateway's receipt names. A receipt that names none counts against the gateway's limit, and
-    /// only while it is looked up does it hold a token. A misheard one (its check digit) is refused at no cost:
-    /// guessing gains nothing from it, and a child who misheard a digit does not slow the kiosk for others.
-    private func caseFor(receipt text: String, gateway: Principal) async throws -> (digest: [UInt8], caseID: String) {
+    /// The case a gateway's receipt names. A receipt that names a case is always answered, also while its gateway
+    /// is over its limit of unknown receipts: that limit must not let one person at a kiosk lock every reporter out
+    /// of their replies. A misheard receipt (its check digit) is refused and not counted.
+    private func caseFor(receipt text: String, gateway: Principal) throws -> (digest: [UInt8], caseID: String) {
         let digest: [UInt8]
         do {
             digest = try Receipt(parsing: text).digest
         } catch {
             throw APIError(.badRequest, "field 'receipt': \(error.reason)")
         }
-        switch try await receiptMisses.guarded(gateway.id, { try db.caseID(receiptHash: digest, gateway: gateway) }) {
-        case .found(let caseID): return (digest, caseID)
-        case .missing: throw Self.unknownReceipt
-        case .limited(let wait):
-            throw APIError(.tooManyRequests, "too many unknown receipts; wait before trying again", headers: [.retryAfter: String(wait)])
-        }
+        guard let caseID = try db.caseID(receiptHash: digest, gateway: gateway) else { throw receiptMiss(gateway) }
+        return (digest, caseID)
     }
 
-    /// A case gone between its lookup and its use (purged meanwhile) counts as a miss too.
+    /// An unknown receipt (or a case purged between its lookup and its use): 404 within the gateway's limit, 429 past it.
     private func receiptMiss(_ gateway: Principal) -> APIError {
-        _ = receiptMisses.take(gateway.id)
-        return Self.unknownReceipt
+        guard let wait = receiptMisses.take(gateway.id) else { return Self.unknownReceipt }
+        metrics.receiptMissesRefused.increment()
+        return APIError(.tooManyRequests, "too many unknown receipts from this gateway; wait before trying again", headers: [.retryAfter: String(wait)])
     }
 
     private static let unknownReceipt = APIError(.notFound, "no case for this receipt from this gateway")

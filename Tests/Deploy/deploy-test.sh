@@ -103,9 +103,10 @@ wait_for() {  # CONDITION: polls for up to 30 s
 }
 wait_for "grep -q listening '$work/notify/log' 2>/dev/null"
 
-start_daemon() {  # DATA_DIR OUTPUT: starts the installed daemon as the unit would, prints its port
-    local data=$1 out=$2
+start_daemon() {  # DATA_DIR OUTPUT [LOG_LEVEL]: starts the installed daemon as the unit would, prints its port
+    local data=$1 out=$2 level=${3:-}
     setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all env CREDENTIALS_DIRECTORY="$work/credentials" NOTIFY_SOCKET="$work/notify/socket" WATCHDOG_USEC=2000000 \
+        ${level:+AMANE_LOG_LEVEL=$level} \
         AMANE_SEEDS_DIRECTORY="$AMANE_SEEDS_DIRECTORY" AMANE_TLS_CERTIFICATE_FILE="$data/pki/server-cert.pem" \
         AMANE_TLS_CA_FILE="$data/pki/ca-cert.pem" AMANE_TLS_KEY_FILE=/nonexistent/key.pem \
         "$bin/amane-relayd" serve --config "$prefix/etc/amane-relay/amane-relayd.yaml" --data-dir "$data" \
@@ -142,8 +143,11 @@ backup=$(ls "$work/backups"/relay-*.sqlite | head -1)
 check "the backup is private" "[ \$(stat -c %a '$backup') = 600 ]"
 cp "$backup" "$work/restored/relay.sqlite" && cp -r "$state/pki" "$work/restored/pki" && chown -R 65534:65534 "$work/restored"
 check "the restored copy verifies" "'$bin/amane-relayd' admin audit verify --data-dir '$work/restored' | grep -q intact"
-port2=$(start_daemon "$work/restored" "$work/daemon2.out")
+port2=$(start_daemon "$work/restored" "$work/daemon2.out" trace)
 check "a second daemon starts on the restored copy" "[ -n '$port2' ]"
+key_line=$(sed -n 2p "$work/credentials/tls-privateKey")
+check "at trace level the log describes the services but holds no private key" \
+    "grep -q TLSReloader '$work/daemon2.out.log' && ! grep -qF -e 'PRIVATE KEY' -e '$key_line' '$work/daemon2.out.log' '$work/daemon2.out'"
 profile amina "$port2"
 narrative=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["content"]["narrative"])' "$demo")
 shown=$(AMANE_HOME="$work/people/amina" "$bin/amane" show "$id" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["text"])')

@@ -162,6 +162,15 @@ import X509
         env["CREDENTIALS_DIRECTORY"] = credentials.path
         let configuration = try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env)
         #expect(try configuration.readPrivateKeyPEM().contains("from-credentials"))
+        // At debug level ServiceLifecycle logs each service, with the configuration it holds: the key must not go with it.
+        try "-----BEGIN PRIVATE KEY-----\nca-from-credentials\n-----END PRIVATE KEY-----\n".write(to: credentials.appendingPathComponent("ca-privateKey"), atomically: true, encoding: .utf8)
+        let withCAKey = try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env)
+        #expect(try withCAKey.readCAKeyPEM().contains("ca-from-credentials"))
+        var dumped = ""
+        dump(withCAKey, to: &dumped)
+        for shown in ["\(withCAKey)", String(reflecting: withCAKey), dumped, "\([withCAKey])"] {
+            #expect(!shown.contains("from-credentials") && !shown.contains("PRIVATE KEY") && shown.contains("<secret>"), "\(shown)")
+        }
 
         for (key, value) in [("ops.listen", "0.0.0.0:9090"), ("http.listen", "nowhere"), ("log.format", "xml"), ("limits.maxBodyBytes", "-1"),
                              ("sealing.sharedContextMilliseconds", "5000"), ("sealing.sharedContextMilliseconds", "-1"),
