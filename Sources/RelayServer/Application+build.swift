@@ -6,6 +6,7 @@ import HummingbirdTLS
 public import Logging
 import NIOCore
 import NIOSSL
+import RelayAPI
 import RelayCore
 public import RelayStore
 public import ServiceLifecycle
@@ -78,6 +79,29 @@ final class TLSIdentity: Sendable {
     }
 
     var current: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) { state.withLock { $0 } }
+
+    /// When the served certificate stops being valid.
+    var expiry: Date? {
+        guard let leaf = current.chain.first, let certificate = try? Certificate(derEncoded: leaf.toDERBytes()) else { return nil }
+        return certificate.notValidAfter
+    }
+
+    /// What ops must hear of a certificate that has expired or expires within 30 days; nil otherwise.
+    static func expiryWarning(_ expiry: Date, now: Date = Date()) -> String? {
+        let day = String(Timestamp.iso8601(Int64(expiry.timeIntervalSince1970)).prefix(10))
+        let renew = "renew it with `amane-relayd admin renew-server-cert`, then reload (systemctl reload amane-relayd)"
+        if expiry <= now { return "the TLS certificate expired on \(day): clients refuse it; \(renew)" }
+        let days = Int(expiry.timeIntervalSince(now) / 86_400)
+        return days < 30 ? "the TLS certificate expires on \(day), in \(days) days; \(renew)" : nil
+    }
+
+    /// Logs what `expiryWarning` says and sets the expiry gauge: at start, on reload, and daily.
+    func reportExpiry(_ metrics: RelayMetrics, logger: Logger) {
+        guard let expiry else { return }
+        metrics.tlsCertificateExpiry.set(expiry.timeIntervalSince1970)
+        guard let warning = Self.expiryWarning(expiry) else { return }
+        if expiry <= Date() { logger.error("\(warning)") } else { logger.warning("\(warning)") }
+    }
 }
 
 extension RelayServerApp {
@@ -203,8 +227,11 @@ extension RelayServerApp {
                     if let command = configuration.slaNotifyCommand { SLANotifier.run(command, urgency: urgency, count: value.pastSLA, logger: logger) }
                 }
             },
+            PeriodicService(name: "certificate check", every: .seconds(86_400), logger: logger) {
+                identity.reportExpiry(metrics, logger: logger)
+            },
             GatewayTallyService(tally: gatewayTally, logger: logger),
-            TLSReloader(identity: identity, configuration: configuration, logger: logger),
+            TLSReloader(identity: identity, configuration: configuration, metrics: metrics, logger: logger),
             ops,
             api,
             SystemdNotifier(logger: logger) { await bound.ready() },
@@ -292,6 +319,7 @@ struct PeriodicService: Service {
 struct TLSReloader: Service {
     let identity: TLSIdentity
     let configuration: RelayConfiguration
+    let metrics: RelayMetrics
     let logger: Logger
 
     func run() async throws {
@@ -299,6 +327,7 @@ struct TLSReloader: Service {
             do {
                 try identity.reload(configuration)
                 logger.notice("reloaded the TLS certificate and key")
+                identity.reportExpiry(metrics, logger: logger)
             } catch {
                 logger.error("could not reload the TLS certificate; keeping the old one", metadata: ["relay.error": "\(error)"])
             }

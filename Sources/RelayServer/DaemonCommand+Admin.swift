@@ -395,7 +395,7 @@ struct Backup: AsyncParsableCommand {
         let earlier = try backups("relay-").last.map { (to as NSString).appendingPathComponent($0) }
         let earlierHead = earlier.flatMap { path in
             do { return try RelayDatabase.auditHead(ofFile: path) } catch {
-                FileHandle.standardError.write(Data("Warning: cannot read the audit head of \(path) (\(error)); the new backup is not compared with it.\n".utf8))
+                Console.warn("cannot read the audit head of \(path) (\(error)); the new backup is not compared with it.")
                 return nil
             }
         }
@@ -476,26 +476,37 @@ struct CheckConfig: AsyncParsableCommand {
         let configuration = try await common.load()
         // In development the first `serve --dev` makes the CA and certificates; until then there is nothing to check.
         let tlsMadeLater = configuration.dev && !FileManager.default.fileExists(atPath: configuration.certificateFile)
+        let databaseMadeLater = configuration.dev && !FileManager.default.fileExists(atPath: (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName))
+        if !configuration.dev { try common.requireDatabase(configuration) }
         try RelayDatabase.checkSchema(directory: configuration.dataDirectory)
+        var validUntil = ""
         do {
             _ = try RelayConfiguration.readSeed("taxonomy.yaml", in: configuration.seedsDirectory)
             if !tlsMadeLater {
-                _ = try TLSIdentity(configuration: configuration)
+                let identity = try TLSIdentity(configuration: configuration)
                 _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+                if let expiry = identity.expiry {
+                    if expiry <= Date() { throw CommandFailure(TLSIdentity.expiryWarning(expiry)!) }
+                    validUntil = " (valid until \(Timestamp.iso8601(Int64(expiry.timeIntervalSince1970))))"
+                    if let warning = TLSIdentity.expiryWarning(expiry) { Console.warn(warning) }
+                }
             }
         } catch let error as RelayConfiguration.Invalid {
             throw CommandFailure(error.description)
+        } catch let error as CommandFailure {
+            throw error
         } catch {
             throw CommandFailure("tls: the certificate or key does not parse (\(error))")
         }
+        for warning in RelayFiles.openToOthers(configuration) { Console.warn(warning) }
         let sla = Urgency.allCases.map { "\($0.rawValue) \((configuration.policy.slaSeconds[$0] ?? 0) / 60)" }.joined(separator: ", ")
         print("""
             Configuration is valid.
               http.listen     \(configuration.listen)
               ops.listen      \(configuration.opsListen)
-              db.path         \(configuration.dataDirectory)
+              db.path         \(configuration.dataDirectory)\(databaseMadeLater ? " (made by the first `serve --dev`)" : "")
               seeds.directory \(configuration.seedsDirectory)
-              tls             \(tlsMadeLater ? "made by the first `serve --dev`" : configuration.certificateFile)
+              tls             \(tlsMadeLater ? "made by the first `serve --dev`" : configuration.certificateFile + validUntil)
               limits          body \(configuration.limits.maxBodyBytes) B, envelope \(configuration.limits.maxEnvelopeBytes) B, \(configuration.limits.requestsPerMinute) requests/min
               claim lease     \(configuration.policy.claimLeaseSeconds / 60) minutes
               sla (minutes)   \(sla)

@@ -89,6 +89,13 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
+/// What an admin command says on standard error without failing.
+enum Console {
+    static func warn(_ text: String) {
+        FileHandle.standardError.write(Data("Warning: \(text)\n".utf8))
+    }
+}
+
 /// A failure of the work rather than of the arguments: printed without the usage text, exit 1.
 struct CommandFailure: Error, CustomStringConvertible {
     let description: String
@@ -121,8 +128,11 @@ struct Serve: AsyncParsableCommand {
         if openFiles < 4096 {
             logger.warning("few open files allowed; each connection needs one", metadata: ["relay.openFileLimit": "\(openFiles)"])
         }
+        // Only `init` and development mode make a database: a missing one is a wrong --data-dir or db.path, not an empty relay.
+        if !configuration.dev { try common.requireDatabase(configuration) }
         try RelayFiles.makeDirectory(configuration.dataDirectory)
         do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError { throw CommandFailure(error.reason) }
+        for warning in RelayFiles.openToOthers(configuration) { logger.warning("\(warning)") }
         let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
         defer { close(lock) }
         if configuration.dev { try DevEnvironment.preparePKI(configuration) }

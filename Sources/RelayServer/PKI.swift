@@ -1,6 +1,7 @@
 import Crypto
 public import Foundation
 import RelayFormat
+import RelayStore
 import SwiftASN1
 #if canImport(Glibc)
 import Glibc
@@ -143,6 +144,17 @@ enum RelayFiles {
     /// Certificates are public: readable by all despite the tools' private umask.
     private static func makeReadable(_ path: String) throws {
         guard chmod(path, 0o644) == 0 else { throw CommandFailure("cannot make \(path) readable: \(String(cString: strerror(errno)))") }
+    }
+
+    /// What other users could read of the relay's own files: warnings for ops, since systemd's tmpfiles and
+    /// `init` make them private and a later chmod or copy may not.
+    static func openToOthers(_ configuration: RelayConfiguration) -> [String] {
+        let database = (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName)
+        var files = [(configuration.dataDirectory, "the data directory", 0o700), (database, "the database", 0o600)]
+        if configuration.caKeyPEM == nil { files.append((configuration.caKeyFile, "the CA key (whoever reads it can issue certificates)", 0o600)) }
+        return files.compactMap { path, name, wanted in
+            SecretFile.openToOthers(path).map { "\(name) \(path) is open to other users (mode \(String($0, radix: 8))); run chmod \(String(wanted, radix: 8)) \(path)" }
+        }
     }
 
     static func makeDirectory(_ path: String) throws {

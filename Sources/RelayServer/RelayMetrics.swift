@@ -10,6 +10,7 @@ final class RelayMetrics: Sendable {
     let batchSizes: ValueHistogram
     let tlsHandshakeFailures: Counter
     let receiptMissesRefused: Counter
+    let tlsCertificateExpiry: Gauge
     let queueDepth: [Urgency: Gauge]
     let slaBreaches: [Urgency: Gauge]
     let queuesWithoutSealingKey: Gauge
@@ -28,6 +29,9 @@ final class RelayMetrics: Sendable {
         receiptMissesRefused = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "receipt_misses_refused", unitName: "total",
                               helpText: "Unknown receipts answered 429 past a gateway's limit: someone may be guessing receipts"))
+        tlsCertificateExpiry = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "tls_certificate_expiry", unitName: "timestamp_seconds",
+                              helpText: "When the served TLS certificate expires, in Unix seconds"))
         var depth: [Urgency: Gauge] = [:]
         var breaches: [Urgency: Gauge] = [:]
         for urgency in Urgency.allCases {

@@ -2,6 +2,7 @@ import Foundation
 @testable import RelayServer
 import RelayTestSupport
 import Testing
+import X509
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -134,6 +135,47 @@ extension DaemonSuite {
                 "the connection opened before the reloads still serves")
     }
 
+    /// A certificate near its end is told at reload, in the metric and by check-config; an expired one is an error.
+    @Test func aCertificateNearItsEndOrPastItIsToldToOps() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
+                                          keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
+        let serverKey = try Certificate.PrivateKey(pemEncoded: String(contentsOfFile: daemon.directory + "/pki/server-key.pem", encoding: .utf8))
+        func expiryMetric() throws -> Double? {
+            let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+            return metrics.split(separator: "\n").first { $0.hasPrefix("amane_tls_certificate_expiry_timestamp_seconds ") }
+                .flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        #expect(try expiryMetric() ?? 0 > Date().addingTimeInterval(300 * 86_400).timeIntervalSince1970)
+        #expect(!daemon.stderr.value.contains("the TLS certificate expire"))
+
+        let hostnames = ["localhost", "127.0.0.1", "::1"]
+        let soon = try ca.issue(commonName: "localhost", usage: .server(hostnames: hostnames), for: serverKey.publicKey, validity: 10 * 86_400)
+        try soon.write(toFile: daemon.directory + "/pki/server-cert.pem", atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        #expect(try await eventually { daemon.stderr.value.contains("the TLS certificate expires on") }, "\(daemon.stderr.value)")
+        #expect(daemon.stderr.value.contains("in 9 days; renew it with `amane-relayd admin renew-server-cert`"), "\(daemon.stderr.value)")
+        #expect(abs((try expiryMetric() ?? 0) - Date().addingTimeInterval(10 * 86_400).timeIntervalSince1970) < 600)
+        let (soonStatus, soonOutput) = try daemon.admin(["check-config"])
+        #expect(soonStatus == 0 && soonOutput.contains("Warning: the TLS certificate expires on") && soonOutput.contains("valid until"), "\(soonOutput)")
+        // A data directory others may enter is told too: tmpfiles and init make it private, a later chmod may not.
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: daemon.directory)
+        let (openStatus, openOutput) = try daemon.admin(["check-config"])
+        #expect(openStatus == 0 && openOutput.contains("Warning: the data directory \(daemon.directory) is open to other users (mode 755); run chmod 700"),
+                "\(openOutput)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: daemon.directory)
+
+        let expired = try ca.issue(commonName: "localhost", usage: .server(hostnames: hostnames), for: serverKey.publicKey,
+                                   now: Date().addingTimeInterval(-60 * 86_400), validity: 30 * 86_400)
+        try expired.write(toFile: daemon.directory + "/pki/server-cert.pem", atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        #expect(try await eventually { daemon.stderr.value.contains("the TLS certificate expired on") }, "\(daemon.stderr.value)")
+        let (expiredStatus, expiredOutput) = try daemon.admin(["check-config"])
+        #expect(expiredStatus == 1 && expiredOutput.contains("the TLS certificate expired on") && !expiredOutput.contains("Configuration is valid"),
+                "\(expiredOutput)")
+    }
+
     func servedSerial(_ daemon: Daemon) throws -> String {
         let command = "openssl s_client -connect 127.0.0.1:\(daemon.port) -CAfile \(daemon.ca) -cert \(daemon.gateway.certificate) -key \(daemon.gateway.key) </dev/null 2>/dev/null | openssl x509 -noout -serial"
         return try Daemon.run("/bin/sh", ["-c", command]).1.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -144,11 +186,17 @@ extension DaemonSuite {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
         env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let (missing, missingOutput) = try Daemon.run(Build.daemon, ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0"], environment: env)
+        #expect(missing == 1 && missingOutput.contains("no relay database at \(directory)/relay.sqlite") && missingOutput.contains("amane-relayd init"),
+                "\(missingOutput)")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/relay.sqlite"), "a mistyped --data-dir leaves no empty database to verify as intact")
+        // With a database there, the missing certificate is named.
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        #expect(FileManager.default.createFile(atPath: directory + "/relay.sqlite", contents: nil, attributes: [.posixPermissions: 0o600]))
         let (status, output) = try Daemon.run(Build.daemon, ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0"], environment: env)
         #expect(status != 0)
         #expect(output.contains("server-cert.pem") && output.contains("amane-relayd init"), "\(output)")
         #expect(!FileManager.default.fileExists(atPath: directory + "/pki/ca-key.pem"), "nothing is generated without --dev")
-        #expect(!FileManager.default.fileExists(atPath: directory + "/relay.sqlite"), "a mistyped --data-dir leaves no empty database to verify as intact")
 
         env["AMANE_LOG_LEVEL"] = "loud"
         let (checkStatus, checkOutput) = try Daemon.run(Build.daemon, ["check-config", "--data-dir", directory], environment: env)
@@ -175,7 +223,8 @@ extension DaemonSuite {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
         env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
-        for command in [["admin", "list"], ["admin", "audit", "verify"], ["admin", "revoke", "amina"], ["backup", "--to", directory + "/backups"]] {
+        for command in [["admin", "list"], ["admin", "audit", "verify"], ["admin", "revoke", "amina"], ["backup", "--to", directory + "/backups"],
+                        ["serve", "--listen", "127.0.0.1:0"], ["check-config"]] {
             let (status, output) = try Daemon.run(Build.daemon, command + ["--data-dir", directory], environment: env)
             #expect(status == 1 && output.contains("no relay database at") && !output.contains("Usage:"), "\(command): \(output)")
         }
@@ -232,7 +281,7 @@ extension DaemonSuite {
                                               environment: env)
         #expect(status == 1 && output.contains("cannot write \(daemon.directory)") && output.contains("uid 65534") && !output.contains("listening"),
                 "\(status): \(output)")
-        let (createStatus, createOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "serve",
+        let (createStatus, createOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "serve", "--dev",
                                                                                "--data-dir", daemon.directory + "/new/data", "--listen", "127.0.0.1:0"], environment: env)
         #expect(createStatus == 1 && createOutput.contains("cannot create the folder \(daemon.directory)/new/data: permission denied (running as uid 65534)"),
                 "\(createStatus): \(createOutput)")
