@@ -2,6 +2,8 @@
 public struct CoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable, Hashable {
         case invalidReceipt
+        /// 16 digits whose check digit fails: one was misheard or mistyped.
+        case receiptMisheard
         case invalidLabel
         case transitionNotAllowed
         case roleNotAllowed

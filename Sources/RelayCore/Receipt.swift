@@ -16,21 +16,30 @@ public struct Receipt: Sendable, Hashable, CustomStringConvertible {
         return Receipt(validDigits: body + [Damm.checkDigit(body)])
     }
 
-    /// Parses a receipt typed or read back by a person: spaces and dashes between digits are ignored.
-    /// - Throws: `invalidReceipt` when it is not 16 digits or the check digit is wrong.
+    /// Parses a receipt typed or read back by a person: spaces, other white space and dashes are ignored, and
+    /// Arabic-Indic digits (as an Arabic keyboard types them) count as the digits they are.
+    /// - Throws: `invalidReceipt` when it is not 16 digits; `receiptMisheard` when the check digit is wrong.
     public init(parsing text: String) throws(CoreError) {
         var digits: [UInt8] = []
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digits.append(byte - UInt8(ascii: "0"))
-            case UInt8(ascii: " "), UInt8(ascii: "-"): continue
-            default: throw CoreError(.invalidReceipt, "a receipt has only digits")
+        for scalar in text.unicodeScalars {
+            if let digit = Self.digit(scalar) {
+                digits.append(digit)
+            } else if !(scalar.properties.isWhitespace || scalar == "-") {
+                throw CoreError(.invalidReceipt, "a receipt has only digits")
             }
             guard digits.count <= 16 else { break }
         }
         guard digits.count == 16 else { throw CoreError(.invalidReceipt, "a receipt has 16 digits") }
-        guard Damm.isValid(digits) else { throw CoreError(.invalidReceipt, "the receipt's check digit does not match; was a digit misheard?") }
+        guard Damm.isValid(digits) else { throw CoreError(.receiptMisheard, "the receipt's check digit does not match; was a digit misheard?") }
         self.init(validDigits: digits)
+    }
+
+    /// 0-9 in ASCII, Arabic-Indic (U+0660) or Extended Arabic-Indic (U+06F0) form.
+    private static func digit(_ scalar: Unicode.Scalar) -> UInt8? {
+        for zero: UInt32 in [0x30, 0x660, 0x6F0] where (zero...zero + 9).contains(scalar.value) {
+            return UInt8(scalar.value - zero)
+        }
+        return nil
     }
 
     private init(validDigits: [UInt8]) {

@@ -23,15 +23,15 @@ struct AuthenticationMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let certificate = try? await context.channel.nioSSL_peerCertificate().get(),
               let spki = try? certificate.extractPublicKey().toSPKIBytes() else {
-            throw APIError(.forbidden, "a client certificate is required")
+            throw APIError(.forbidden, "a client certificate is required", code: .notEnrolled)
         }
         guard let principal = try db.principal(spkiFingerprint: SPKIFingerprint.of(spki: spki)) else {
-            throw APIError(.forbidden, "this certificate is not enrolled")
+            throw APIError(.forbidden, "this certificate is not enrolled", code: .notEnrolled)
         }
         // Named before a refusal, so that the log says who was refused or slowed down.
         var context = context
         context.principal = principal
-        guard principal.isActive else { throw APIError(.forbidden, "\(principal.name) has been revoked") }
+        guard principal.isActive else { throw APIError(.forbidden, "\(principal.name) has been revoked", code: .revoked) }
         if let wait = limiter.take(principal.id) {
             throw APIError(.tooManyRequests, "too many requests; slow down", headers: [.retryAfter: String(wait)])
         }

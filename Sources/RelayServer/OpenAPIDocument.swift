@@ -1,3 +1,5 @@
+import RelayAPI
+
 /// The OpenAPI 3.1 description of API v1, served at `/v1/openapi.yaml`.
 /// A test keeps it exact against the router and the authorization table.
 enum OpenAPIDocument {
@@ -631,17 +633,25 @@ components:
           schema: {$ref: '#/components/schemas/Problem'}
     P503:
       description: Service unavailable
+      headers:
+        Retry-After:
+          schema: {type: integer}
       content:
         application/problem+json:
           schema: {$ref: '#/components/schemas/Problem'}
   schemas:
     Problem:
       type: object
+      required: [type, title, status, code]
       properties:
         type: {type: string}
         title: {type: string}
         status: {type: integer}
-        detail: {type: string}
+        detail: {type: string, description: For people; its wording may change.}
+        code:
+          type: string
+          description: "What a client programs against; a newer relay may add codes. \#(ProblemCode.allCases.map { "`\($0.rawValue)` (\($0.status)): \($0.meaning)" }.joined(separator: ". "))."
+          enum: [\#(ProblemCode.allCases.map(\.rawValue).joined(separator: ", "))]
     Content:
       type: object
       properties:

@@ -47,11 +47,13 @@ final class RequestTrace: Sendable {
 struct APIError: Error {
     let status: HTTPResponse.Status
     let detail: String
+    let code: ProblemCode
     var headers: HTTPFields = [:]
 
-    init(_ status: HTTPResponse.Status, _ detail: String, headers: HTTPFields = [:]) {
+    init(_ status: HTTPResponse.Status, _ detail: String, code: ProblemCode? = nil, headers: HTTPFields = [:]) {
         self.status = status
         self.detail = detail
+        self.code = code ?? ProblemCode(status: status.code)
         self.headers = headers
     }
 
@@ -62,13 +64,21 @@ struct APIError: Error {
     init(_ error: StoreError) {
         switch error.code {
         case .notFound: self.init(.notFound, error.reason)
+        case .keyReused: self.init(.conflict, error.reason, code: .idempotencyKeyReused)
+        case .duplicate: self.init(.conflict, error.reason, code: .duplicate)
         case .conflict, .invalidState: self.init(.conflict, error.reason)
         case .forbidden: self.init(.forbidden, error.reason)
-        case .invalid, .staleEpoch: self.init(.badRequest, error.reason)
-        case .noSealingKey: self.init(.serviceUnavailable, "no sealing key: \(error.reason)")
+        case .invalid: self.init(.badRequest, error.reason)
+        case .staleEpoch: self.init(.badRequest, error.reason, code: .staleEpoch)
+        case .noSealingKey: self = .noSealingKey(error.reason)
         case .busy: self.init(.serviceUnavailable, "the relay is busy; retry shortly", headers: [.retryAfter: "1"])
         case .unavailable: self.init(.serviceUnavailable, "storage is unavailable; nothing was stored", headers: [.retryAfter: "5"])
         }
+    }
+
+    /// Intake waits for a responder's `amane rotate`: a gateway may retry, not at once.
+    static func noSealingKey(_ reason: String) -> APIError {
+        APIError(.serviceUnavailable, "no sealing key: \(reason)", code: .noSealingKey, headers: [.retryAfter: "60"])
     }
 }
 
@@ -80,14 +90,14 @@ extension Response {
                         body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 
-    static func problem(_ status: HTTPResponse.Status, detail: String?, headers: HTTPFields = [:]) -> Response {
+    static func problem(_ status: HTTPResponse.Status, detail: String?, code: ProblemCode? = nil, headers: HTTPFields = [:]) -> Response {
         var headers = headers
         headers[.contentType] = MediaType.problem
-        return Response(status: status, headers: headers, body: .init(byteBuffer: problemBody(status, detail: detail)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: problemBody(status, detail: detail, code: code)))
     }
 
-    static func problemBody(_ status: HTTPResponse.Status, detail: String?) -> ByteBuffer {
-        let problem = Problem(status: status.code, title: status.reasonPhrase, detail: detail)
+    static func problemBody(_ status: HTTPResponse.Status, detail: String?, code: ProblemCode? = nil) -> ByteBuffer {
+        let problem = Problem(status: status.code, title: status.reasonPhrase, detail: detail, code: code)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return ByteBuffer(bytes: (try? encoder.encode(problem)) ?? Data())
@@ -102,10 +112,10 @@ struct ProblemMiddleware: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as APIError {
-            return .problem(error.status, detail: error.detail, headers: error.headers)
+            return .problem(error.status, detail: error.detail, code: error.code, headers: error.headers)
         } catch let error as StoreError {
             let mapped = APIError(error)
-            return .problem(mapped.status, detail: mapped.detail, headers: mapped.headers)
+            return .problem(mapped.status, detail: mapped.detail, code: mapped.code, headers: mapped.headers)
         } catch let error as HTTPError {
             return .problem(error.status, detail: error.status == .notFound ? "no such route" : error.body, headers: error.headers)
         } catch let error as HTTPParserError {

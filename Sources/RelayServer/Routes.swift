@@ -124,7 +124,7 @@ struct RelayRoutes: Sendable {
         let queue = try Self.queue(context.parameters.require("queue"))
         guard try context.caller.queue == queue else { throw APIError(.notFound, "no queue \(queue) for this gateway") }
         guard let epoch = try db.currentEpoch(queue: queue) else {
-            throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet; a responder runs `amane rotate`")
+            throw APIError.noSealingKey("the queue \(queue) has no epoch yet; a responder runs `amane rotate`")
         }
         let fingerprint = sealer.key(epoch.publicKey)?.fingerprint ?? ""
         return try .json(SealingKeyInfo(queue: queue.rawValue, epoch: epoch.id, publicKey: epoch.publicKey, fingerprint: fingerprint))
@@ -169,7 +169,7 @@ struct RelayRoutes: Sendable {
             return (objectID, envelope)
         case .plaintext(let content):
             guard let epoch = try db.currentEpoch(queue: queue), let key = sealer.key(epoch.publicKey) else {
-                throw APIError(.serviceUnavailable, "no sealing key: the queue \(queue) has no epoch yet")
+                throw APIError.noSealingKey("the queue \(queue) has no epoch yet; a responder runs `amane rotate`")
             }
             let id = UUID.v7()
             return (id, try sealer.seal(try StrictJSON.canonical(content), to: key, from: sender, kind: kind, objectID: id, caseID: caseID))
@@ -184,7 +184,7 @@ struct RelayRoutes: Sendable {
         do {
             digest = try Receipt(parsing: text).digest
         } catch {
-            throw APIError(.badRequest, "field 'receipt': \(error.reason)")
+            throw APIError(.badRequest, "field 'receipt': \(error.reason)", code: error.code == .receiptMisheard ? .receiptMisheard : .invalidRequest)
         }
         guard let caseID = try db.caseID(receiptHash: digest, gateway: gateway) else { throw receiptMiss(gateway) }
         return (digest, caseID)
@@ -194,10 +194,11 @@ struct RelayRoutes: Sendable {
     private func receiptMiss(_ gateway: Principal) -> APIError {
         guard let wait = receiptMisses.take(gateway.id) else { return Self.unknownReceipt }
         metrics.receiptMissesRefused.increment()
-        return APIError(.tooManyRequests, "too many unknown receipts from this gateway; wait before trying again", headers: [.retryAfter: String(wait)])
+        return APIError(.tooManyRequests, "too many unknown receipts from this gateway; wait before trying again", code: .unknownReceiptsLimited,
+                        headers: [.retryAfter: String(wait)])
     }
 
-    private static let unknownReceipt = APIError(.notFound, "no case for this receipt from this gateway")
+    private static let unknownReceipt = APIError(.notFound, "no case for this receipt from this gateway", code: .unknownReceipt)
 
     static func idempotencyKey(_ request: Request, for submission: String) throws -> String {
         guard let key = request.headers[HTTPField.Name(HeaderName.idempotencyKey)!], isValidIdempotencyKey(key) else {

@@ -73,10 +73,14 @@ extension RelayDatabase {
             }
             if let validation { throw validation }
             try Self.checkCurrentEpoch(db, sealedTo: sealedTo, queue: labels.queue)
-            try db.cachedStatement(sql: """
-                INSERT INTO disclosure (id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state,
-                    onHold, updated, receiptHash, envelope, receivedAt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', 0, 0, ?, ?, ?)
-                """).execute(arguments: disclosureRow)
+            do {
+                try db.cachedStatement(sql: """
+                    INSERT INTO disclosure (id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state,
+                        onHold, updated, receiptHash, envelope, receivedAt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', 0, 0, ?, ?, ?)
+                    """).execute(arguments: disclosureRow)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                throw Self.storedAlready
+            }
             try db.cachedStatement(sql: """
                 INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedAnswer, createdAt) VALUES (?, ?, ?, ?, ?, ?)
                 """).execute(arguments: idempotencyRow)
@@ -85,7 +89,10 @@ extension RelayDatabase {
         }
     }
 
-    static let keyUsedElsewhere = StoreError(.conflict, "this idempotency key was used for another submission")
+    static let storedAlready = StoreError(.duplicate, """
+        an object with this id is stored already: send a sealed envelope once, under one idempotency key, and seal a new one for another submission
+        """)
+    static let keyUsedElsewhere = StoreError(.keyReused, "this idempotency key was used for another submission")
 
     /// The first answer to a gateway's idempotency key, opened; nil for a new key.
     /// - Throws: `conflict` when the key came with another request.
@@ -172,8 +179,12 @@ extension RelayDatabase {
             }
             let queue = QueueName(rawValue: record.queue) ?? .national
             let epochID = try Self.checkEnvelope(db, envelope, kind: .followup, objectID: objectID, queue: queue)
-            try SealedObjectRecord(id: id, disclosureID: record.id, kind: "followup", authorID: gateway.id,
-                                   epochID: epochID, envelope: Data(envelope), gatewayEnvelope: nil, createdAt: now / 60 * 60).insert(db)
+            do {
+                try SealedObjectRecord(id: id, disclosureID: record.id, kind: "followup", authorID: gateway.id,
+                                       epochID: epochID, envelope: Data(envelope), gatewayEnvelope: nil, createdAt: now / 60 * 60).insert(db)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                throw Self.storedAlready
+            }
             try db.cachedStatement(sql: """
                 INSERT INTO idempotency (gatewayID, keyHash, requestHash, disclosureID, sealedAnswer, createdAt) VALUES (?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [gateway.id, keyHash, Data(requestHash), record.id, sealedAnswer, now / 60 * 60])

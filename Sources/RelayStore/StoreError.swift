@@ -5,8 +5,12 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable, Hashable {
         /// No such case, principal, epoch or receipt (for this gateway).
         case notFound
-        /// An idempotency key reused with another body, a duplicate name or key.
+        /// A duplicate name or key.
         case conflict
+        /// An idempotency key reused with another request.
+        case keyReused
+        /// A sealed object whose id is stored already.
+        case duplicate
         /// The actor's role or claim does not allow this.
         case forbidden
         /// The case's state does not allow this.

@@ -1,3 +1,4 @@
+import Foundation
 import RelayCore
 import Testing
 
@@ -47,6 +48,20 @@ import Testing
         #expect(throws: CoreError(.invalidReceipt, "")) { try Receipt(parsing: "12345") }
         #expect(throws: CoreError(.invalidReceipt, "")) { try Receipt(parsing: "1234 5678 9012 345a") }
         #expect(throws: CoreError(.invalidReceipt, "")) { try Receipt(parsing: String(repeating: "1", count: 40)) }
+        #expect(throws: CoreError(.invalidReceipt, "")) { try Receipt(parsing: "1234_5678_9012_3456") }
+        let receipt = Receipt.generate()
+        let misheard = String(receipt.digits.dropLast()) + String((Int(String(receipt.digits.last!))! + 1) % 10)
+        #expect(throws: CoreError(.receiptMisheard, "")) { try Receipt(parsing: misheard) }
+    }
+
+    @Test func aReceiptIsReadAsPeopleTypeIt() throws {
+        let receipt = Receipt.generate()
+        let arabicIndic = String(String.UnicodeScalarView(receipt.digits.unicodeScalars.map { Unicode.Scalar($0.value - 0x30 + 0x660)! }))
+        let persian = String(String.UnicodeScalarView(receipt.digits.unicodeScalars.map { Unicode.Scalar($0.value - 0x30 + 0x6F0)! }))
+        for typed in ["  \(receipt.grouped)\n", receipt.grouped.replacingOccurrences(of: " ", with: "\u{00A0}"), "\t" + receipt.digits,
+                      arabicIndic, persian, receipt.grouped.replacingOccurrences(of: " ", with: "-")] {
+            #expect(try Receipt(parsing: typed).digest == receipt.digest, "\(typed.unicodeScalars.map(\.value))")
+        }
     }
 
     @Test func aReceiptNeverPrintsItsDigits() {

@@ -30,7 +30,7 @@ extension DaemonSuite {
 
         let unknown = try ca.issue(commonName: "nobody", usage: .client)
         let unenrolled = try daemon.request("GET", "/v1/me", as: try write(unknown, to: scratch, name: "unknown"), contentType: nil)
-        #expect(unenrolled.status == 403, "a valid certificate that is not enrolled")
+        #expect(unenrolled.status == 403 && unenrolled.json["code"] as? String == "not_enrolled", "a valid certificate that is not enrolled")
 
         #expect(try daemon.get("/v1/me", as: daemon.gateway).json["role"] as? String == "gateway")
         #expect(try daemon.get("/v1/metrics", as: daemon.gateway).status == 404)

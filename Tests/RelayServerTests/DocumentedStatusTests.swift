@@ -18,6 +18,11 @@ extension DaemonSuite {
         return result
     }
 
+    /// The problem codes in the document's description of `code`, with their statuses: "`name` (400): …".
+    static func documentedCodes(_ yaml: String) -> [String: Int] {
+        Dictionary(yaml.matches(of: #/`([a-z_]+)` \((\d{3})\)/#).map { (String($0.1), Int($0.2)!) }, uniquingKeysWith: { first, _ in first })
+    }
+
     @Test func everyDocumentedStatusOccurs() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "4096", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "8192"])
         defer { daemon.stop(); daemon.removeData() }
@@ -27,9 +32,16 @@ extension DaemonSuite {
         let gatewayKey = try daemon.gatewayKey()
         var seen: [String: Set<Int>] = [:]
         var untitled: [String] = []
+        // Each problem's code is one the document lists, with the status the document gives it.
+        var uncoded: [String] = []
+        let documentedCodes = Self.documentedCodes(try daemon.get("/v1/openapi.yaml", as: daemon.gateway).text)
+        #expect(documentedCodes.count == 20 && documentedCodes["receipt_misheard"] == 400, "\(documentedCodes)")
         func record(_ route: String, _ result: HTTPResult) {
             seen[route, default: []].insert(result.status)
             if result.status >= 400, (result.json["title"] as? String)?.isEmpty != false { untitled.append("\(route) \(result.status): \(result.text)") }
+            if result.status >= 400, (result.json["code"] as? String).flatMap({ documentedCodes[$0] }) != result.status {
+                uncoded.append("\(route) \(result.status): \(result.text)")
+            }
         }
 
         let g = daemon.gateway, r = daemon.responder, s = daemon.supervisor
@@ -208,6 +220,7 @@ extension DaemonSuite {
         }
         #expect(undocumented == [], "produced but not documented")
         #expect(untitled == [], "every problem body has a title")
+        #expect(uncoded == [], "every problem body has a documented code for its status")
     }
 }
 

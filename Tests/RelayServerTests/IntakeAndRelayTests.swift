@@ -31,7 +31,8 @@ extension DaemonSuite {
         var changed = demo
         changed["urgency"] = "low"
         let conflict = try daemon.post("/v1/disclosures", as: daemon.gateway, json: changed, headers: ["Idempotency-Key": key])
-        #expect(conflict.status == 409 && conflict.headers.lowercased().contains("content-type: application/problem+json"))
+        #expect(conflict.status == 409 && conflict.headers.lowercased().contains("content-type: application/problem+json")
+                && conflict.json["code"] as? String == "idempotency_key_reused", "\(conflict.text)")
 
         let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
         #expect(metrics.contains(#"amane_http_requests_total{method="POST",route="/v1/disclosures",status="201"} 4"#), "\(metrics)")
@@ -69,6 +70,10 @@ extension DaemonSuite {
         body["sealed"] = Data(envelope).base64EncodedString()
         let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: body, headers: ["Idempotency-Key": Demo.key()])
         #expect(posted.status == 201 && posted.json["id"] as? String == id.uuidString.lowercased())
+        // The same envelope under a new key is not a retry: the id is taken, and the answer says what to do.
+        let again = try daemon.post("/v1/disclosures", as: daemon.gateway, json: body, headers: ["Idempotency-Key": Demo.key()])
+        #expect(again.status == 409 && again.json["code"] as? String == "duplicate" && (again.json["detail"] as? String ?? "").contains("seal a new one"),
+                "\(again.text)")
         let file = try daemon.get("/v1/disclosures/\(id.uuidString.lowercased())", as: daemon.responder)
         let sealed = try #require((file.json["disclosure"] as? [String: Any])?["sealed"] as? String)
         #expect(Data(base64Encoded: sealed) == Data(envelope), "the relay stores a gateway-sealed envelope untouched")
@@ -156,19 +161,23 @@ extension DaemonSuite {
         let other = try otherGateway(daemon)
         let misheard = String(receipt.dropLast()) + String((Int(String(receipt.last!))! + 1) % 10)
         for _ in 0..<5 {
-            #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": misheard]).status == 400)
+            let told = try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": misheard])
+            #expect(told.status == 400 && told.json["code"] as? String == "receipt_misheard", "\(told.text)")
         }
         #expect(try daemon.post("/v1/followups", as: other, json: ["receipt": receipt, "content": ["narrative": "x"]], headers: ["Idempotency-Key": Demo.key()]).status == 404)
         // Guesses sent at once cannot pass the limit together.
         let atOnce = try daemon.postAtOnce(6, "/v1/replies/fetch", as: other, json: ["receipt": receipt])
         #expect(atOnce.sorted() == [404, 404, 429, 429, 429, 429], "\(atOnce)")
         let limited = try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": receipt])
-        #expect(limited.status == 429 && limited.headers.lowercased().contains("retry-after:"))
+        #expect(limited.status == 429 && limited.headers.lowercased().contains("retry-after:") && limited.json["code"] as? String == "unknown_receipts_limited")
         #expect(try daemon.post("/v1/replies/fetch", as: other, json: ["receipt": misheard]).status == 400, "a misheard receipt is told so even then")
 
         // Past its limit, a gateway still gets its reporters' replies and follow-ups through: unknown receipts do not lock them out.
         let unknown = Receipt.generate().grouped
-        for _ in 0..<3 { #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": unknown]).status == 404) }
+        for _ in 0..<3 {
+            let miss = try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": unknown])
+            #expect(miss.status == 404 && miss.json["code"] as? String == "unknown_receipt", "\(miss.text)")
+        }
         #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": unknown]).status == 429)
         #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipt]).status == 200)
         #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "still here"]],

@@ -135,7 +135,7 @@ import Testing
         let first = try await fixture.submit("one", key: "7d0b2a4e-retry-key-0001")
         let again = try await fixture.submit("one", key: "7d0b2a4e-retry-key-0001")
         #expect(again.id == first.id && again.receipt == first.receipt && again.replayed)
-        await #expect(throws: StoreError.code(.conflict)) { try await fixture.submit("two", key: "7d0b2a4e-retry-key-0001") }
+        await #expect(throws: StoreError.code(.keyReused)) { try await fixture.submit("two", key: "7d0b2a4e-retry-key-0001") }
         let otherGateway = try await fixture.submit("one", key: "7d0b2a4e-retry-key-0001", gateway: fixture.otherGateway)
         #expect(otherGateway.id != first.id)
         #expect(try await fixture.db.listQueue(QueueFilter()).cases.count == 2)
@@ -210,7 +210,7 @@ import Testing
         let retry = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
                                                      idempotencyKey: key, requestHash: [2])
         #expect(retry.id == first.id && retry.receivedAt == first.receivedAt && retry.replayed)
-        await #expect(throws: StoreError.code(.conflict), "the same key with another request") {
+        await #expect(throws: StoreError.code(.keyReused), "the same key with another request") {
             try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
                                              idempotencyKey: key, requestHash: [3])
         }
