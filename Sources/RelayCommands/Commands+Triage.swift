@@ -143,7 +143,10 @@ struct Show: AsyncParsableCommand {
             case .noKey: "Read your fingerprint to a colleague who holds the key; they run `amane grant <your name> --fingerprint \(fingerprint)`."
             case .grantDoesNotOpen: "If you made a new identity since that grant, ask for a new grant; otherwise tell your admin."
             case .unknownFormat: "Upgrade amane; if the newest amane does not read it either, tell your admin."
-            case .altered: "Tell your admin: the relay's database may have been tampered with (SECURITY.md: what a compromised relay can do)."
+            case .altered: """
+                Tell your admin: the relay's database may have been tampered with (SECURITY.md: what a compromised relay can do), \
+                or, for a disclosure or follow-up, the gateway that sealed it on its side sealed it wrongly.
+                """
             }
         }
     }

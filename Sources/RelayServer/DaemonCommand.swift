@@ -22,7 +22,7 @@ public struct DaemonCommand: AsyncParsableCommand {
             that the relay does not read is refused.
             """,
         version: RelayVersion.current,
-        subcommands: [Serve.self, Init.self, Admin.self, Backup.self, CheckConfig.self],
+        subcommands: [Serve.self, Init.self, Admin.self, Backup.self, Restore.self, CheckConfig.self],
         defaultSubcommand: Serve.self)
 
     public init() {}

@@ -183,6 +183,11 @@ public final class RelayDatabase: Sendable {
 
 extension RelayDatabase {
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    /// `PRAGMA integrity_check` of a database file (a backup) opened read-only.
+    public static func integrityCheck(ofFile path: String) throws -> String {
+        try readOnly(path: path) { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
     public func integrityCheck() throws -> String {
         try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
     }

@@ -176,6 +176,48 @@ extension DaemonSuite {
                 "\(expiredOutput)")
     }
 
+    /// A restore waits for the relay to stop, checks the copy first, and keeps the database it replaces.
+    @Test func aRestoreIsRefusedWhileServingAndKeepsWhatItReplaces() async throws {
+        var daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        func post(_ narrative: String) throws -> String {
+            try #require(daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: narrative), headers: ["Idempotency-Key": Demo.key()]).json["id"] as? String)
+        }
+        let kept = try post("before the backup")
+        let backups = daemon.directory + "/backups"
+        let (backupCode, backupOutput) = try daemon.admin(["backup", "--to", backups])
+        let head = try #require(backupOutput.firstMatch(of: #/head (\d+:[0-9a-f]{64})/#).map { String($0.1) }, "\(backupOutput)")
+        let copy = backups + "/" + (try #require(FileManager.default.contentsOfDirectory(atPath: backups).first { $0.hasPrefix("relay-") }))
+        #expect(backupCode == 0)
+        let later = try post("after the backup")
+
+        let (servingCode, serving) = try daemon.admin(["restore", copy])
+        #expect(servingCode == 1 && serving.contains("stop it first"), "\(serving)")
+        #expect(try daemon.get("/v1/disclosures/\(later)", as: daemon.responder).status == 200, "the running relay's database is untouched")
+
+        daemon.stop()
+        let damaged = daemon.directory + "/damaged.sqlite"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: copy))
+        try bytes.prefix(bytes.count / 4096 / 2 * 4096).write(to: URL(fileURLWithPath: damaged))
+        let (damagedCode, damagedOutput) = try daemon.admin(["restore", damaged])
+        #expect(damagedCode != 0 && damagedOutput.contains("nothing was restored"), "\(damagedOutput)")
+        let (wrongHeadCode, wrongHead) = try daemon.admin(["restore", copy, "--expect-head", "1:" + String(repeating: "0", count: 64)])
+        #expect(wrongHeadCode == 6 && wrongHead.contains("BROKEN") && wrongHead.contains("Nothing was restored"), "\(wrongHead)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.directory).allSatisfy { !$0.hasPrefix("replaced-") && !$0.hasPrefix(".restore-") })
+
+        let (restoreCode, restored) = try daemon.admin(["restore", copy, "--expect-head", head])
+        #expect(restoreCode == 0 && restored.contains("head \(head)") && restored.contains("kept as"), "\(restored)")
+        let replaced = daemon.directory + "/" + (try #require(FileManager.default.contentsOfDirectory(atPath: daemon.directory).first { $0.hasPrefix("replaced-") && $0.hasSuffix(".sqlite") }))
+        let stat = try FileManager.default.attributesOfItem(atPath: daemon.directory + "/relay.sqlite")
+        #expect((stat[.posixPermissions] as? Int) == 0o600)
+        let replacedHolds = try Daemon.run("/usr/bin/env", ["python3", "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM disclosure WHERE id = ?', (sys.argv[2],)).fetchone()[0])", replaced, later])
+        #expect(replacedHolds.1.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "the replaced database, with its WAL, still holds what came after: \(replacedHolds.1)")
+
+        daemon = try await daemon.restarted()
+        #expect(try daemon.get("/v1/disclosures/\(kept)", as: daemon.responder).status == 200)
+        #expect(try daemon.get("/v1/disclosures/\(later)", as: daemon.responder).status == 404, "the restored copy knows nothing after it")
+    }
+
     func servedSerial(_ daemon: Daemon) throws -> String {
         let command = "openssl s_client -connect 127.0.0.1:\(daemon.port) -CAfile \(daemon.ca) -cert \(daemon.gateway.certificate) -key \(daemon.gateway.key) </dev/null 2>/dev/null | openssl x509 -noout -serial"
         return try Daemon.run("/bin/sh", ["-c", command]).1.trimmingCharacters(in: .whitespacesAndNewlines)

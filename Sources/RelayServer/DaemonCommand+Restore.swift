@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import RelayCore
+import RelayStore
+
+/// Puts a backup in place of the relay's database, only while the relay is stopped and only once the copy
+/// checks out; the database it replaces is kept beside it, never removed.
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Restore a backup into the data directory while the relay is stopped; the database it replaces is kept.",
+        discussion: """
+            The copy must pass its integrity check and audit verification (and hold --expect-head, the head backup \
+            printed when it took it) before anything moves. The current relay.sqlite, with its -wal and -shm, is renamed \
+            replaced-<time>.sqlite in the data directory. Refused while amane-relayd serves the directory: \
+            a database swapped under a running relay is damaged. Example: systemctl stop amane-relayd; \
+            sudo -u amane-relay amane-relayd restore /var/backups/amane-relay/relay-20261129T020000.sqlite --config /etc/amane-relay/amane-relayd.yaml
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @Argument(help: ArgumentHelp("The backup file (relay-<time>.sqlite).", valueName: "backup")) var backup: String
+    @Option(name: .customLong("expect-head"), help: ArgumentHelp("The head backup printed for this copy, which it must hold.", valueName: "seq:hash"))
+    var expectHead: String?
+
+    func validate() throws {
+        if let expectHead, AuditHead(text: expectHead) == nil {
+            throw ValidationError("--expect-head takes SEQ:HASH as a verification printed it, such as 1042:9f86d081…")
+        }
+    }
+
+    func run() async throws {
+        let configuration = try await common.load()
+        let directory = configuration.dataDirectory
+        guard FileManager.default.fileExists(atPath: backup) else { throw CommandFailure("no backup at \(backup)") }
+        guard FileManager.default.fileExists(atPath: directory) else {
+            throw CommandFailure("no data directory at \(directory): give the relay's --data-dir (or --config), or create it with `amane-relayd init`")
+        }
+        let lock: Int32
+        do { lock = try DataDirectoryLock.acquire(directory) } catch {
+            throw CommandFailure("amane-relayd is serving \(directory): stop it first (systemctl stop amane-relayd); a database swapped under a running relay is damaged")
+        }
+        defer { close(lock) }
+
+        let staging = (directory as NSString).appendingPathComponent(".restore-\(UUID().uuidString)")
+        try RelayFiles.makeDirectory(staging)
+        defer { try? FileManager.default.removeItem(atPath: staging) }
+        let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)
+        try FileManager.default.copyItem(atPath: backup, toPath: staged)
+        let verified: (count: Int64, head: String)
+        do {
+            try RelayDatabase.checkSchema(directory: staging)
+            let integrity = try RelayDatabase.integrityCheck(ofFile: staged)
+            guard integrity == "ok" else { throw CommandFailure("\(backup) fails its integrity check (\(integrity)); nothing was restored") }
+            verified = try RelayDatabase.verifyAuditReadOnly(directory: staging, expecting: expectHead.flatMap(AuditHead.init(text:)))
+        } catch let error as AuditVerifier.Break {
+            FileHandle.standardError.write(Data("The audit trail of \(backup) is BROKEN\(error.place): \(error.reason). Nothing was restored.\n".utf8))
+            throw ExitCode.brokenAuditTrail
+        } catch let error as CommandFailure {
+            throw error
+        } catch {
+            throw CommandFailure("\(backup) is not a relay database that this amane-relayd can read (\(error)); nothing was restored")
+        }
+
+        let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
+        let current = (directory as NSString).appendingPathComponent(RelayDatabase.fileName)
+        let replaced = (directory as NSString).appendingPathComponent("replaced-\(stamp).sqlite")
+        var keptAs: String?
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: current + suffix) {
+            try FileManager.default.moveItem(atPath: current + suffix, toPath: replaced + suffix)
+            if suffix.isEmpty { keptAs = replaced }
+        }
+        try Self.ownLikeTheDirectory(staged, directory: directory)
+        try FileManager.default.moveItem(atPath: staged, toPath: current)
+        print("""
+            Restored \(backup) into \(directory) (audit trail verified: \(verified.count) entries, head \(verified.head)).
+            \(keptAs.map { "The database it replaced is kept as \($0)." } ?? "There was no database to replace.")
+            Before starting the relay: move the backups newer than this one out of the backup folder, so that the next \
+            backup does not report the entries this copy lacks as a cut. Once it runs: revoke again anyone revoked \
+            since the copy was taken, enroll again anyone enrolled since, and have a responder run `amane rotate`.
+            """)
+    }
+
+    /// The restored file belongs to whoever owns the data directory (the service user, when root restores), mode 0600.
+    static func ownLikeTheDirectory(_ path: String, directory: String) throws {
+        guard chmod(path, 0o600) == 0 else { throw CommandFailure("cannot make \(path) private: \(String(cString: strerror(errno)))") }
+        guard getuid() == 0 else { return }
+        let owner = try FileManager.default.attributesOfItem(atPath: directory)
+        guard let uid = (owner[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (owner[.groupOwnerAccountID] as? NSNumber)?.uint32Value,
+              chown(path, uid, gid) == 0 else {
+            throw CommandFailure("cannot give \(path) to the owner of \(directory): \(String(cString: strerror(errno)))")
+        }
+    }
+}
