@@ -54,7 +54,9 @@ public struct Amane: AsyncParsableCommand {
                 print(fullMessage(for: error))
                 Foundation.exit(0)
             }
-            report(CLIError(.usage, fullMessage(for: error)), json: arguments.contains("--json"))
+            // ArgumentParser's message begins with its own "Error: ", which CLIError adds again.
+            let message = fullMessage(for: error)
+            report(CLIError(.usage, message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message), json: arguments.contains("--json"))
         }
     }
 

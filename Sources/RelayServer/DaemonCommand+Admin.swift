@@ -386,6 +386,10 @@ struct Backup: AsyncParsableCommand {
     func run() async throws {
         let configuration = try await common.load()
         try RelayFiles.makeDirectory(to)
+        let resolved = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+        if resolved(to) == resolved(configuration.dataDirectory) {
+            throw CommandFailure("--to \(to) is the data directory: keep backups in another folder, best on another disk")
+        }
         let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
         let staging = (to as NSString).appendingPathComponent(".staging-\(UUID().uuidString)")
         try RelayFiles.makeDirectory(staging)

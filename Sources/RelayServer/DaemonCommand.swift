@@ -29,7 +29,19 @@ public struct DaemonCommand: AsyncParsableCommand {
 
     /// Parses the command line and runs; the executable's whole `main`.
     public static func runFromCommandLine() async {
-        await main()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as StoreError {
+            // Its reason is written for people; the code before it is for programs.
+            exit(withError: CommandFailure(error.reason))
+        } catch {
+            exit(withError: error)
+        }
     }
 }
 
@@ -80,6 +92,12 @@ struct CommonOptions: ParsableArguments {
 
     func requireDatabase(_ configuration: RelayConfiguration) throws {
         let file = (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName)
+        if access(file, F_OK) != 0, errno == EACCES {
+            throw CommandFailure("""
+                cannot reach \(file): the data directory must belong to the user running this command (uid \(getuid())); \
+                run it as the service user (sudo -u amane-relay, or runuser -u amane-relay --)
+                """)
+        }
         guard FileManager.default.fileExists(atPath: file) else {
             throw CommandFailure("""
                 no relay database at \(file): give the relay's --data-dir (or --config, or --dev for the development folder), \

@@ -95,7 +95,12 @@ public struct RelayConfiguration: Sendable {
                     amane-relayd.yaml (Config/ in the source, /etc/amane-relay/ once installed) lists every key
                     """)
             }
-            providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(configFile)))
+            do {
+                providers.append(try await FileProvider<YAMLSnapshot>(filePath: FilePath(configFile)))
+            } catch {
+                // The YAML parser's own words name neither the file nor what it should hold.
+                throw Invalid(key: "config", reason: "\(configFile) is not a YAML mapping of sections and keys (\(error)); the example amane-relayd.yaml shows one")
+            }
         }
         if let credentials = environment["CREDENTIALS_DIRECTORY"] {
             providers.append(try await DirectoryFilesProvider(directoryPath: FilePath(credentials), allowMissing: true))

@@ -51,9 +51,15 @@ extension RelayDatabase {
             throw StoreError(.unavailable, "cannot create \(path): \(String(cString: strerror(errno)))")
         }
         Glibc.close(descriptor)
-        let destination = try DatabaseQueue(path: path)
-        try pool.backup(to: destination)
-        try destination.close()
+        do {
+            let destination = try DatabaseQueue(path: path)
+            try pool.backup(to: destination)
+            try destination.close()
+        } catch let error as DatabaseError {
+            // SQLite names a full disk "not an error" (its message for SQLITE_FULL during a backup step).
+            let reason = (GroupCommitter.storeError(error) as? StoreError)?.reason ?? "\(error)"
+            throw StoreError(.unavailable, "cannot write the backup \(path): \(reason)")
+        }
     }
 
     /// Makes a closed database file (a backup) whole in itself, out of WAL mode: a copy moved or opened

@@ -43,12 +43,16 @@ public final class RelayDatabase: Sendable {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA secure_delete = ON")
         }
-        let pool = try DatabasePool(path: (directory as NSString).appendingPathComponent(Self.fileName), configuration: configuration)
-        // GRDB sets synchronous=NORMAL on the WAL writer after prepareDatabase; acknowledged writes need FULL.
-        // The writer checkpoints only if the checkpointer falls behind.
-        try pool.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = \(options.syncsCommits ? "FULL" : "OFF")")
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.backstopCheckpointPages)")
+        let path = (directory as NSString).appendingPathComponent(Self.fileName)
+        let pool = try Self.opening(path) {
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            // GRDB sets synchronous=NORMAL on the WAL writer after prepareDatabase; acknowledged writes need FULL.
+            // The writer checkpoints only if the checkpointer falls behind.
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = \(options.syncsCommits ? "FULL" : "OFF")")
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.backstopCheckpointPages)")
+            }
+            return pool
         }
         try pool.read { db in try Self.refuseNewerSchema(db, directory: directory) }
         try Migrations.migrator.migrate(pool)
@@ -164,11 +168,18 @@ public final class RelayDatabase: Sendable {
     static func readOnly<T>(path: String, _ body: (Database) throws -> T) throws -> T {
         var configuration = Configuration()
         configuration.readonly = true
-        let queue = try DatabaseQueue(path: path, configuration: configuration)
+        let queue = try opening(path) { try DatabaseQueue(path: path, configuration: configuration) }
         defer { try? queue.close() }
         return try queue.read { db in
             try refuseNewerSchema(db, directory: (path as NSString).deletingLastPathComponent)
             return try body(db)
+        }
+    }
+
+    /// Runs what opens a database, saying why it failed in words (a full disk, a file of another user), with its path.
+    static func opening<T>(_ path: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as DatabaseError {
+            throw StoreError(.unavailable, "cannot open \(path): \((GroupCommitter.storeError(error) as? StoreError)?.reason ?? "\(error)")")
         }
     }
 

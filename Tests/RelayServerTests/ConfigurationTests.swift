@@ -74,6 +74,12 @@ import X509
         #expect(status != 0 && output.contains("claim.leaseMinute") && !output.contains("valid"), "\(output)")
         try "claim:\n  leaseMinutes: 1\n".write(to: file, atomically: true, encoding: .utf8)
         #expect(try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment).policy.claimLeaseSeconds == 60)
+        // An empty file (or one that holds no mapping) is named, with what it should hold.
+        try "".write(to: file, atomically: true, encoding: .utf8)
+        let emptyFile = await #expect(throws: RelayConfiguration.Invalid.self) {
+            try await RelayConfiguration.load(overrides: [:], configFile: file.path, environment: environment)
+        }
+        #expect(emptyFile?.description.contains("\(file.path) is not a YAML mapping") == true, "\(String(describing: emptyFile))")
         // Uncommented without its section line, a key lands in the section above it; the error names where it belongs.
         try "sealing:\n  sharedContextMilliseconds: 250\n  leaseMinutes: 1\n".write(to: file, atomically: true, encoding: .utf8)
         let misplaced = await #expect(throws: RelayConfiguration.Invalid.self) {
@@ -235,6 +241,15 @@ import X509
             #expect(code == 64 && output.contains("--sealing-key: not an Amane public key") && output.contains("admin enroll-responder"), "\(output)")
         }
         #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "0"]).0 == 64)
+        let (intoDataCode, intoData) = try relayd(["backup", "--data-dir", data, "--to", data + "/."])
+        #expect(intoDataCode == 1 && intoData.contains("is the data directory"), "\(intoData)")
+        // A backup folder on a full disk: the reason in words, and nothing kept.
+        let full = try Tmpfs(megabytes: 1)
+        defer { full.remove() }
+        try Data(count: 1_000_000).write(to: URL(fileURLWithPath: full.path + "/filler"))
+        let (fullCode, fullOutput) = try relayd(["backup", "--data-dir", data, "--to", full.path])
+        #expect(fullCode == 1 && fullOutput.contains("the disk is full") && !fullOutput.contains("not an error"), "\(fullOutput)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: full.path).allSatisfy { !$0.hasPrefix("relay-") })
         // Backups in a row, often within one second, keep distinct copies, and --keep 1 keeps the newest.
         #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups"]).0 == 0)
         #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups"]).0 == 0)

@@ -327,6 +327,18 @@ extension DaemonSuite {
                                                                                "--data-dir", daemon.directory + "/new/data", "--listen", "127.0.0.1:0"], environment: env)
         #expect(createStatus == 1 && createOutput.contains("cannot create the folder \(daemon.directory)/new/data: permission denied (running as uid 65534)"),
                 "\(createStatus): \(createOutput)")
+        // Admin commands run as the wrong user say so, rather than "no database" or SQLite's "unable to open database file".
+        let (checkStatus, checkOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "check-config",
+                                                                             "--data-dir", daemon.directory], environment: env)
+        #expect(checkStatus == 1 && checkOutput.contains("by the user running this (uid 65534)") && !checkOutput.contains("SQLite")
+                && !checkOutput.contains("unavailable:"),
+                "\(checkStatus): \(checkOutput)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: daemon.directory)
+        defer { try? FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: daemon.directory) }
+        let (openStatus, openOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "admin", "list",
+                                                                           "--data-dir", daemon.directory], environment: env)
+        #expect(openStatus == 1 && openOutput.contains("the user running this command (uid 65534)") && !openOutput.contains("SQLite error"),
+                "\(openStatus): \(openOutput)")
     }
 
     /// A trail cut open at rest (its guard dropped, its last entry rewritten) is reported at start, without reading it all.
