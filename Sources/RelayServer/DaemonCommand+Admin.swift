@@ -397,9 +397,10 @@ struct Backup: AsyncParsableCommand {
         let db = try common.openExisting(configuration)
         // A trail rewritten with every hash recomputed still links up: the newest earlier backup's head shows it.
         let earlier = try backups("relay-").last.map { (to as NSString).appendingPathComponent($0) }
+        var unreadable: String?
         let earlierHead = earlier.flatMap { path in
             do { return try RelayDatabase.auditHead(ofFile: path) } catch {
-                Console.warn("cannot read the audit head of \(path) (\(error)); the new backup is not compared with it.")
+                unreadable = "cannot read the audit head of \(path) (\(error)), so the new backup was not compared with it"
                 return nil
             }
         }
@@ -413,6 +414,11 @@ struct Backup: AsyncParsableCommand {
         switch verification {
         case .success(let verified):
             let destination = try moveIntoPlace(staged, as: "relay-\(stamp)")
+            // A check that could not run fails the unit, and rotates away no copy it should have read.
+            if let unreadable {
+                print("Backed up to \(destination) (audit trail verified: \(verified.count) entries, head \(verified.head)); nothing pruned.")
+                throw CommandFailure("\(unreadable): give the backups to the user running this (chown), or move that copy to another folder")
+            }
             let kept = try prune("relay-")
             let compared = earlierHead == nil ? "" : ", still holding the head of \((earlier! as NSString).lastPathComponent)"
             print("Backed up to \(destination) (audit trail verified: \(verified.count) entries, head \(verified.head)\(compared)); keeping \(kept).")

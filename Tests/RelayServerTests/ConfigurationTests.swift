@@ -260,6 +260,15 @@ import X509
         // The backup prints the head it verified, for a later --expect-head.
         let head = try #require(last.firstMatch(of: /head (\d+:[0-9a-f]{64})/)?.1).description
         #expect(try relayd(["admin", "audit", "verify", "--data-dir", data, "--expect-head", head]).0 == 0)
+        // A newest earlier copy that cannot be read fails the backup, which keeps its copy and prunes nothing.
+        let unreadable = data + "-backups/relay-99999999T999999.sqlite"
+        try "not a database".write(toFile: unreadable, atomically: true, encoding: .utf8)
+        let (uncomparedCode, uncompared) = try relayd(["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "1"])
+        #expect(uncomparedCode == 1 && uncompared.contains("cannot read the audit head of \(unreadable)") && uncompared.contains("nothing pruned"),
+                "\(uncompared)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data + "-backups").filter { $0.hasPrefix("relay-") }.count == 3)
+        try FileManager.default.removeItem(atPath: unreadable)
+        try FileManager.default.removeItem(atPath: try #require(uncompared.firstMatch(of: /Backed up to (\S+\.sqlite)/)?.1).description)
         // A copy verified as evidence is left byte for byte as it was.
         let evidence = data + "-evidence"
         try FileManager.default.createDirectory(atPath: evidence, withIntermediateDirectories: true)
