@@ -27,6 +27,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case forbidden
     case notFound = "not_found"
     case unknownReceipt = "unknown_receipt"
+    case methodNotAllowed = "method_not_allowed"
     case requestTimeout = "request_timeout"
     case idempotencyKeyReused = "idempotency_key_reused"
     case duplicate
@@ -50,6 +51,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .invalidRequest, .receiptMisheard, .staleEpoch: 400
         case .notEnrolled, .revoked, .forbidden: 403
         case .notFound, .unknownReceipt: 404
+        case .methodNotAllowed: 405
         case .requestTimeout: 408
         case .idempotencyKeyReused, .duplicate, .conflict: 409
         case .tooLarge: 413
@@ -62,7 +64,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     }
 
     private var isDefault: Bool {
-        [.invalidRequest, .forbidden, .notFound, .requestTimeout, .conflict, .tooLarge, .unsupportedMediaType, .rateLimited,
+        [.invalidRequest, .forbidden, .notFound, .methodNotAllowed, .requestTimeout, .conflict, .tooLarge, .unsupportedMediaType, .rateLimited,
          .headersTooLarge, .internalError, .unavailable].contains(self)
     }
 
@@ -77,6 +79,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .forbidden: "the principal's role may not do this, or not on this case or queue"
         case .notFound: "no such case, route or principal"
         case .unknownReceipt: "the receipt names none of this gateway's cases"
+        case .methodNotAllowed: "the path takes other methods, named in the Allow header"
         case .requestTimeout: "the request was not received in time"
         case .idempotencyKeyReused: "the idempotency key was used with another request; a new request needs a new key"
         case .duplicate: "an object with this id is stored already; seal a new one for another submission"

@@ -44,6 +44,16 @@ public enum Authorization {
         RouteKey("GET", "/v1/openapi.yaml"): everyone,
     ]
 
+    /// The methods the table serves at a concrete path (a `{name}` segment matches any one segment), for 405's Allow.
+    static func methods(at path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        return Set(table.keys.filter { route in
+            let pattern = route.path.split(separator: "/", omittingEmptySubsequences: false)
+            return pattern.count == segments.count
+                && zip(pattern, segments).allSatisfy { $0 == $1 || ($0.hasPrefix("{") && !$1.isEmpty) }
+        }.map(\.method)).sorted()
+    }
+
     public static func roles(for route: RouteKey) -> Set<Role> {
         guard let roles = table[route] else { preconditionFailure("route \(route) is missing from the authorization table") }
         return roles

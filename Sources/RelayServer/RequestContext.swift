@@ -116,8 +116,13 @@ struct ProblemMiddleware: RouterMiddleware {
         } catch let error as StoreError {
             let mapped = APIError(error)
             return .problem(mapped.status, detail: mapped.detail, code: mapped.code, headers: mapped.headers)
+        } catch let error as HTTPError where error.status == .notFound {
+            let allowed = Authorization.methods(at: request.uri.path)
+            guard !allowed.isEmpty else { return .problem(.notFound, detail: "no such route") }
+            return .problem(.methodNotAllowed, detail: "\(request.uri.path) takes \(allowed.joined(separator: " and ")), not \(request.method)",
+                            headers: [.allow: allowed.joined(separator: ", ")])
         } catch let error as HTTPError {
-            return .problem(error.status, detail: error.status == .notFound ? "no such route" : error.body, headers: error.headers)
+            return .problem(error.status, detail: error.body, headers: error.headers)
         } catch let error as HTTPParserError {
             // A body that breaks HTTP's framing (a bad chunk size): the client's fault, not ours.
             let (status, detail) = MalformedRequestAnswer.answer(to: error)

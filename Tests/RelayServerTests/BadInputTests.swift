@@ -19,6 +19,19 @@ extension DaemonSuite {
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 9000)), headers: key), 413, "bytes")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413, "larger")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{\"urgency\": ".utf8), headers: key), 400, "JSON")
+        // A path called with a method it does not take is told which it takes; an unknown path is not found.
+        let caseID = try #require(good.json["id"] as? String)
+        for (method, path, allow) in [("GET", "/v1/disclosures", "POST"), ("GET", "/v1/replies/fetch", "POST"),
+                                      ("PUT", "/v1/disclosures/\(caseID)/claim", "POST"), ("DELETE", "/v1/disclosures/\(caseID)", "GET"),
+                                      ("DELETE", "/v1/grants", "GET, POST")] {
+            let refused = try daemon.request(method, path, as: daemon.gateway, contentType: nil)
+            problem(refused, 405, "takes")
+            #expect(refused.json["code"] as? String == "method_not_allowed" && refused.headers.lowercased().contains("allow: \(allow.lowercased())\r\n"),
+                    "\(method) \(path): \(refused.headers)")
+        }
+        let nowhere = try daemon.request("GET", "/v1/nowhere", as: daemon.gateway, contentType: nil)
+        problem(nowhere, 404, "no such route")
+        #expect(nowhere.json["code"] as? String == "not_found")
         var invalidUTF8 = Data(#"{"urgency":"high","category":"sexual_abuse","language":"fr","channel":"phone","content":{"narrative":""#.utf8)
         invalidUTF8.append(contentsOf: [0xff, 0xfe, 0x41])
         invalidUTF8.append(Data(#""}}"#.utf8))
