@@ -346,12 +346,15 @@ public struct MemberView: Codable, Sendable, Equatable {
     public var role: String
     public var sealingKey: String?
     public var fingerprint: String?
+    /// Granted the queue's current key, so able to open its new cases; absent from older relays.
+    public var holdsCurrentKey: Bool?
 
-    public init(name: String, role: String, sealingKey: String?, fingerprint: String?) {
+    public init(name: String, role: String, sealingKey: String?, fingerprint: String?, holdsCurrentKey: Bool? = nil) {
         self.name = name
         self.role = role
         self.sealingKey = sealingKey
         self.fingerprint = fingerprint
+        self.holdsCurrentKey = holdsCurrentKey
     }
 }
 

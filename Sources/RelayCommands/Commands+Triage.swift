@@ -270,6 +270,16 @@ struct Assign: AsyncParsableCommand {
 
     func run() async throws {
         try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .assign) }, body: AssignRequest(to: name), verb: "Assigned")
+        let member = try? await Session.with(global) { session in
+            try await session.client.get(APIPath.members, as: MemberList.self).members.first { $0.name == name }
+        }
+        if member?.holdsCurrentKey == false {
+            FileHandle.standardError.write(Data("""
+                Warning: \(name) holds no key for the queue's current epoch and cannot open the case until a colleague runs \
+                `amane grant \(name) --fingerprint …` with the fingerprint \(name) reads to them.
+
+                """.utf8))
+        }
     }
 }
 

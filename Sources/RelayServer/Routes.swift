@@ -374,9 +374,11 @@ struct RelayRoutes: Sendable {
     @Sendable func listMembers(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let queue = try context.caller.queue
         let members = try await db.principals().filter { $0.isActive && $0.role.isMember && $0.queue == queue }
+        let holders = try await db.currentKeyHolders(queue: queue)
         return try .json(MemberList(members: members.map { member in
             MemberView(name: member.name.rawValue, role: member.role.rawValue, sealingKey: member.sealingKey,
-                       fingerprint: member.sealingKey.flatMap { try? SealingPublicKey(text: $0).fingerprint })
+                       fingerprint: member.sealingKey.flatMap { try? SealingPublicKey(text: $0).fingerprint },
+                       holdsCurrentKey: holders.contains(member.id))
         }))
     }
 

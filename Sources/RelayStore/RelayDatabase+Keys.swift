@@ -138,6 +138,15 @@ extension RelayDatabase {
         }
     }
 
+    /// The ids of the principals granted the queue's current epoch key: who can open its new cases.
+    public func currentKeyHolders(queue: QueueName) async throws -> Set<String> {
+        try await pool.read { db in
+            Set(try String.fetchAll(db, sql: """
+                SELECT g.principalID FROM "grant" g JOIN queue q ON q.currentEpochID = g.epochID WHERE q.name = ?
+                """, arguments: [queue.rawValue]))
+        }
+    }
+
     public func epochs(queue: QueueName) async throws -> [EpochInfo] {
         try await pool.read { db in try Self.epochs(db, queue: queue) }
     }

@@ -222,6 +222,13 @@ extension DaemonSuiteForCLI {
             #expect(try cli.run(["reopen", ids[1]], home: cli.supervisor).code == 0)
             let assigned = try cli.json(["assign", ids[1], "demo-responder"], home: cli.supervisor) as! [String: Any]
             #expect(assigned["assignee"] as? String == "demo-responder" && assigned["state"] as? String == "claimed")
+            // Assigned to someone who cannot open it yet, the supervisor hears so; not otherwise.
+            _ = try cli.newResponder("nadia")
+            let keyless = try cli.run(["assign", ids[2], "nadia"], home: cli.supervisor)
+            #expect(keyless.code == 0 && keyless.output.contains("nadia holds no key for the queue's current epoch") && keyless.output.contains("amane grant nadia"),
+                    "\(keyless.output)")
+            let keyed = try cli.run(["assign", ids[0], "demo-responder"], home: cli.supervisor)
+            #expect(keyed.code == 0 && !keyed.output.contains("holds no key"), "\(keyed.output)")
             #expect((try cli.json(["hold", ids[1], "--on"], home: cli.supervisor) as! [String: Any])["onHold"] as? Bool == true)
             #expect((try cli.json(["hold", ids[1], "--off"], home: cli.supervisor) as! [String: Any])["onHold"] as? Bool == false)
             #expect(try cli.run(["hold", ids[1]], home: cli.supervisor).code == 1, "--on or --off is required")
