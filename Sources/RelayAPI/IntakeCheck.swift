@@ -54,11 +54,25 @@ public enum IntakeCheck {
     /// which seals on its side seals afresh on every try, so with a `contentTag` the tag stands for the envelope.
     public static func retryForm(_ submission: DisclosureSubmission, canonical: Data) throws(IntakeRejection) -> Data {
         guard let tag = submission.contentTag else { return canonical }
-        guard submission.sealed != nil else { throw IntakeRejection(400, "field 'contentTag' goes only with 'sealed'") }
-        guard (22...256).contains(tag.utf8.count) else { throw IntakeRejection(400, "field 'contentTag' must hold 22 to 256 characters") }
+        try checkContentTag(tag, sealed: submission.sealed != nil)
         var withoutEnvelope = submission
         withoutEnvelope.sealed = nil
         do { return try StrictJSON.canonical(withoutEnvelope) } catch { throw IntakeRejection(400, "the body does not match the expected shape") }
+    }
+
+    /// A follow-up's retry form: its canonical JSON in the clear. Sealed afresh on each try, it is known by its
+    /// content tag, else by its object id, which the caller puts after the receipt's digest: without one of them,
+    /// another follow-up under the same key would pass for a retry and be dropped.
+    public static func retryForm(_ submission: FollowupSubmission, canonical: Data) throws(IntakeRejection) -> [UInt8] {
+        if let tag = submission.contentTag { try checkContentTag(tag, sealed: submission.sealed != nil) }
+        guard submission.sealed != nil else { return Array(canonical) }
+        guard let id = submission.id else { throw IntakeRejection(400, "field 'id' is required with 'sealed': the envelope's object id") }
+        return Array((submission.contentTag.map { "tagged \($0)" } ?? "sealed \(id)").utf8)
+    }
+
+    private static func checkContentTag(_ tag: String, sealed: Bool) throws(IntakeRejection) {
+        guard sealed else { throw IntakeRejection(400, "field 'contentTag' goes only with 'sealed'") }
+        guard (22...256).contains(tag.utf8.count) else { throw IntakeRejection(400, "field 'contentTag' must hold 22 to 256 characters") }
     }
 
     /// Exactly one of `content` and `sealed`, within the limits; a sealed envelope must parse, and its object

@@ -83,12 +83,15 @@ public struct FollowupSubmission: Codable, Sendable, Equatable {
     /// For `sealed`, the follow-up's object id must be given, as in the envelope.
     public var id: String?
     public var sealed: String?
+    /// With `sealed`: as a disclosure's, so that a retry sealed afresh (another id) is recognised.
+    public var contentTag: String?
 
-    public init(receipt: String, content: DisclosureContent? = nil, id: String? = nil, sealed: String? = nil) {
+    public init(receipt: String, content: DisclosureContent? = nil, id: String? = nil, sealed: String? = nil, contentTag: String? = nil) {
         self.receipt = receipt
         self.content = content
         self.id = id
         self.sealed = sealed
+        self.contentTag = contentTag
     }
 }
 

@@ -31,7 +31,7 @@ public struct Amane: AsyncParsableCommand {
         subcommands: [
             Inbox.self, Show.self, Claim.self, Release.self, Note.self, Reply.self, Refer.self, Close.self,
             Reopen.self, Assign.self, Hold.self, Keygen.self, Grant.self, Rotate.self, Keys.self, AuditCommand.self,
-            Stats.self, Submit.self, Replies.self,
+            Stats.self, Submit.self, Followup.self, Replies.self,
         ])
 
     public init() {}

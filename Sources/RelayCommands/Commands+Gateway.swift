@@ -29,7 +29,9 @@ struct Submit: AsyncParsableCommand {
         let receipt = try await Session.with(global) { session in
             if seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
-                let info = try await session.client.get(APIPath.sealingKey(queue: submission.queue ?? "national"), as: SealingKeyInfo.self)
+                var queue = submission.queue
+                if queue == nil { queue = try await session.client.get(APIPath.me, as: Identity.self).queue }
+                let info = try await session.client.get(APIPath.sealingKey(queue: queue ?? ""), as: SealingKeyInfo.self)
                 let publicKey = try SealingPublicKey(text: info.publicKey)
                 let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)
@@ -45,6 +47,52 @@ struct Submit: AsyncParsableCommand {
             Accepted as case \(receipt.id) at \(receipt.receivedAt)\(seal ? " (sealed here)" : "").
             Receipt for the reporter: \(receipt.receipt)
             """)
+    }
+}
+
+struct Followup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Post a reporter's follow-up by their receipt, as a gateway (for integrators and tests).",
+        discussion: """
+            FILE holds the JSON body of POST /v1/followups: the receipt and the content, so that the receipt stays off \
+            the command line. With --seal the content is sealed here to the queue's key, bound to the receipt's case, \
+            so the relay only ever receives the envelope. Example: AMANE_HOME=.amane-dev/dev/gateway amane followup more.json --seal
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The follow-up as JSON: {\"receipt\": …, \"content\": {\"narrative\": …}}.") var file: String
+    @Flag(help: "Seal the content on this machine before sending.") var seal = false
+    @Option(name: .customLong("idempotency-key"),
+            help: "Reuse a key to retry safely, with --seal too: the same content gets the first answer back (default: a new one).")
+    var idempotencyKey: String?
+
+    func run() async throws {
+        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
+        var submission: FollowupSubmission
+        do { submission = try StrictJSON.decode(FollowupSubmission.self, from: data) } catch {
+            throw CLIError(.usage, "\(file): \(error.description)")
+        }
+        let key = idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())"
+        let accepted = try await Session.with(global) { session in
+            if seal {
+                guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
+                // The case the receipt names, which the follow-up is sealed bound to.
+                let found = try await session.client.post(APIPath.repliesFetch, ReplyFetch(receipt: submission.receipt), as: ReplyList.self)
+                let me = try await session.client.get(APIPath.me, as: Identity.self)
+                let info = try await session.client.get(APIPath.sealingKey(queue: me.queue), as: SealingKeyInfo.self)
+                guard let caseID = UUID(uuidString: found.caseId) else { throw CLIError(.server, "the relay named no case for this receipt") }
+                let id = UUID.v7()
+                let plaintext = try StrictJSON.canonical(content)
+                submission.id = id.uuidString.lowercased()
+                submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: try SealingPublicKey(text: info.publicKey), kind: .followup,
+                                                                    objectID: id, caseID: caseID))
+                submission.contentTag = Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
+                submission.content = nil
+            }
+            return try await session.client.post(APIPath.followups, submission, as: FollowupAccepted.self, headers: [HeaderName.idempotencyKey: key])
+        }
+        if global.json { return try Output.json(accepted) }
+        print("Added follow-up \(accepted.id) at \(accepted.receivedAt)\(seal ? " (sealed here)" : "").")
     }
 }
 

@@ -60,7 +60,7 @@ paths:
   /v1/followups:
     post:
       summary: Add a reporter's follow-up by receipt
-      description: "Roles: gateway. A follow-up is sealed bound to its case. Send `content` and the relay seals it; or seal it yourself with `amane`'s format to the queue's sealing key, bound to the `caseId` that POST /v1/replies/fetch returns for the receipt, and send `id` and `sealed`. A receipt whose check digit fails answers 400; one that names none of this gateway's cases answers 404 within the gateway's limit of unknown receipts (20 an hour by default) and 429 with Retry-After past it. A receipt that names one of its cases is always answered."
+      description: "Roles: gateway. A follow-up is sealed bound to its case. Send `content` and the relay seals it; or seal it yourself (`amane followup --seal`, or `amane`'s format) to the queue's sealing key, bound to the `caseId` that POST /v1/replies/fetch returns for the receipt, and send `id` and `sealed`. A receipt whose check digit fails answers 400; one that names none of this gateway's cases answers 404 within the gateway's limit of unknown receipts (20 an hour by default) and 429 with Retry-After past it. A receipt that names one of its cases is always answered."
       parameters:
         - name: Idempotency-Key
           in: header
@@ -682,8 +682,9 @@ components:
       properties:
         receipt: {type: string}
         content: {$ref: '#/components/schemas/Content'}
-        id: {type: string, description: "With sealed: the envelope's object id, a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000)."}
+        id: {type: string, description: "Required with sealed: the envelope's object id, a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000)."}
         sealed: {type: string}
+        contentTag: {type: string, description: "With sealed only, as a disclosure's: a retry sealed afresh, under another id, is recognised by it (amane followup --seal sends one)."}
     FollowupAccepted:
       type: object
       properties:

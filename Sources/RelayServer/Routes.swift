@@ -84,11 +84,10 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
         let (submission, body, canonical) = try await decodeSealable(FollowupSubmission.self, from: request)
-        // The id names a sealed follow-up's retries: without it, another follow-up under the same key would pass for one.
-        if submission.sealed != nil, submission.id == nil { throw APIError(.badRequest, "field 'id' is required with 'sealed': the envelope's object id") }
+        let form: [UInt8]
+        do { form = try IntakeCheck.retryForm(submission, canonical: canonical) } catch { throw APIError(error) }
         let (receipt, caseID) = try caseFor(receipt: submission.receipt, gateway: gateway)
-        // A retry of plaintext has the same canonical JSON; one sealed afresh keeps its receipt and its object id.
-        let retryForm = submission.sealed == nil ? Array(canonical) : receipt + Array("sealed \(submission.id ?? "")".utf8)
+        let retryForm = submission.sealed == nil ? form : receipt + form
         let requestTag = KeyedBox.tag(retryForm, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
         // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
         guard let bound = UUID(uuidString: caseID) else { throw receiptMiss(gateway) }

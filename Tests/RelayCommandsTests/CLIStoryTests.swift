@@ -186,6 +186,13 @@ extension DaemonSuiteForCLI {
         let repliesText = try cli.run(["replies"], home: cli.gateway, input: receipt + "\n").output
         #expect(!repliesText.contains("\u{1B}") && repliesText.contains("Bien reçu^[]52;c;eA==^G"), "a reporter's screen runs no escape sequence: \(repliesText)")
         #expect(try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "J'ai encore peur."]], headers: ["Idempotency-Key": Demo.key()]).status == 201)
+        // A follow-up sealed at the kiosk, bound to the receipt's case, and retried with its key: sealed afresh, one follow-up.
+        let followupFile = daemon.directory + "/followup.json"
+        try JSONSerialization.data(withJSONObject: ["receipt": receipt, "content": ["narrative": "Scellé au kiosque."]]).write(to: URL(fileURLWithPath: followupFile))
+        let followupKey = "story-followup-\(UUID().uuidString)"
+        let sealedFollowup = try cli.json(["followup", followupFile, "--seal", "--idempotency-key", followupKey], home: cli.gateway) as! [String: Any]
+        let retriedFollowup = try cli.json(["followup", followupFile, "--seal", "--idempotency-key", followupKey], home: cli.gateway) as! [String: Any]
+        #expect(sealedFollowup["id"] is String && retriedFollowup["id"] as? String == sealedFollowup["id"] as? String, "\(sealedFollowup) \(retriedFollowup)")
         let updated = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
         #expect(updated.first { $0["id"] as? String == arabic }?["updated"] as? Bool == true)
 
@@ -240,7 +247,7 @@ extension DaemonSuiteForCLI {
         let after = try cli.json(["show", short], home: youssef) as! [String: Any]
         #expect((after["entries"] as! [[String: Any]]).first?["text"] as? String == narrative)
         let texts = (after["entries"] as! [[String: Any]]).compactMap { $0["text"] as? String }
-        #expect(texts.contains(reply) && texts.contains("J'ai encore peur."))
+        #expect(texts.contains(reply) && texts.contains("J'ai encore peur.") && texts.filter { $0 == "Scellé au kiosque." }.count == 1, "\(texts)")
         #expect(texts.contains("Rappel: appeler l'école demain.") && texts.contains("Referred to health: Needs a doctor"), "notes open in their own case: \(texts)")
 
         // 8. Revoked, then a rotation: new cases are sealed to an epoch Youssef never had; his CLI says so.
