@@ -67,7 +67,8 @@ public enum IntakeCheck {
         if let tag = submission.contentTag { try checkContentTag(tag, sealed: submission.sealed != nil) }
         guard submission.sealed != nil else { return Array(canonical) }
         guard let id = submission.id else { throw IntakeRejection(400, "field 'id' is required with 'sealed': the envelope's object id") }
-        return Array((submission.contentTag.map { "tagged \($0)" } ?? "sealed \(id)").utf8)
+        // The id as a UUID, so that a retry that spells it in other letter case is one.
+        return Array((submission.contentTag.map { "tagged \($0)" } ?? "sealed \(UUID(uuidString: id)?.uuidString.lowercased() ?? id)").utf8)
     }
 
     private static func checkContentTag(_ tag: String, sealed: Bool) throws(IntakeRejection) {

@@ -36,6 +36,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case unsupportedMediaType = "unsupported_media_type"
     case rateLimited = "rate_limited"
     case unknownReceiptsLimited = "unknown_receipts_limited"
+    case receiptLookupsLimited = "receipt_lookups_limited"
     case headersTooLarge = "headers_too_large"
     case internalError = "internal_error"
     case noSealingKey = "no_sealing_key"
@@ -56,7 +57,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .idempotencyKeyReused, .duplicate, .conflict: 409
         case .tooLarge: 413
         case .unsupportedMediaType: 415
-        case .rateLimited, .unknownReceiptsLimited: 429
+        case .rateLimited, .unknownReceiptsLimited, .receiptLookupsLimited: 429
         case .headersTooLarge: 431
         case .internalError: 500
         case .noSealingKey, .unavailable: 503
@@ -88,6 +89,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .unsupportedMediaType: "a body in another media type, or compressed"
         case .rateLimited: "this principal's request rate; wait for Retry-After"
         case .unknownReceiptsLimited: "this gateway's limit of unknown receipts; wait for Retry-After (a receipt that names one of its cases is still answered)"
+        case .receiptLookupsLimited: "this gateway's rate of receipt lookups, found or not (10 a minute by default); wait for Retry-After"
         case .headersTooLarge: "the request's headers are too large"
         case .internalError: "a fault in the relay"
         case .noSealingKey: "the queue has no sealing key yet, until a responder runs `amane rotate`; retry after Retry-After"

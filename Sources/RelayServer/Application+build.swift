@@ -162,6 +162,7 @@ extension RelayServerApp {
             db: db, limiter: RateLimiter(capacity: configuration.limits.requestsPerMinute, per: .seconds(60))))
         RelayRoutes(db: db, limits: configuration.limits,
                     receiptMisses: RateLimiter(capacity: configuration.limits.receiptMissesPerHour, per: .seconds(3600)),
+                    receiptLookups: RateLimiter(capacity: configuration.limits.receiptLookupsPerMinute, per: .seconds(60)),
                     metrics: metrics, sealer: IntakeSealer(window: .milliseconds(configuration.sharedContextMilliseconds))).register(on: router)
 
         let http1 = HTTP1Channel.Configuration(
@@ -254,8 +255,9 @@ extension RelayServerApp {
     static func routeDescriptions(db: RelayDatabase) -> [String] {
         let router = Router(context: RelayRequestContext.self)
         let limits = RelayConfiguration.Limits(maxBodyBytes: 1, maxEnvelopeBytes: 1, narrativeMaxBytes: 1, requestsPerMinute: 1,
-                                               receiptMissesPerHour: 1, idleTimeoutSeconds: 1, requestBodySeconds: 1)
-        RelayRoutes(db: db, limits: limits, receiptMisses: RateLimiter(capacity: 1, per: .seconds(1)), metrics: RelayMetrics(),
+                                               receiptMissesPerHour: 1, receiptLookupsPerMinute: 1, idleTimeoutSeconds: 1, requestBodySeconds: 1)
+        RelayRoutes(db: db, limits: limits, receiptMisses: RateLimiter(capacity: 1, per: .seconds(1)),
+                    receiptLookups: RateLimiter(capacity: 1, per: .seconds(1)), metrics: RelayMetrics(),
                     sealer: IntakeSealer(window: .zero)).register(on: router)
         return router.routes.map { "\($0.method.rawValue) \($0.path.description)" }
     }

@@ -46,11 +46,11 @@ public enum Authorization {
 
     /// The methods the table serves at a concrete path (a `{name}` segment matches any one segment), for 405's Allow.
     static func methods(at path: String) -> [String] {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        // Empty segments are skipped, as the router skips them.
+        let segments = path.split(separator: "/")
         return Set(table.keys.filter { route in
-            let pattern = route.path.split(separator: "/", omittingEmptySubsequences: false)
-            return pattern.count == segments.count
-                && zip(pattern, segments).allSatisfy { $0 == $1 || ($0.hasPrefix("{") && !$1.isEmpty) }
+            let pattern = route.path.split(separator: "/")
+            return pattern.count == segments.count && zip(pattern, segments).allSatisfy { $0 == $1 || $0.hasPrefix("{") }
         }.map(\.method)).sorted()
     }
 

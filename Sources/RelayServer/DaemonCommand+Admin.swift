@@ -385,12 +385,12 @@ struct Backup: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try await common.load()
-        try RelayFiles.makeDirectory(to)
         let resolved = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
-        if resolved(to) == resolved(configuration.dataDirectory) {
-            throw CommandFailure("--to \(to) is the data directory: keep backups in another folder, best on another disk")
+        if (resolved(to) + "/").hasPrefix(resolved(configuration.dataDirectory) + "/") {
+            throw CommandFailure("--to \(to) is in the data directory: keep backups in another folder, best on another disk")
         }
-        let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
+        try RelayFiles.makeDirectory(to)
+        let stamp = Self.timestamp()
         let staging = (to as NSString).appendingPathComponent(".staging-\(UUID().uuidString)")
         try RelayFiles.makeDirectory(staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }
@@ -438,6 +438,11 @@ struct Backup: AsyncParsableCommand {
         case .failure(let error):
             throw error
         }
+    }
+
+    /// The time in file names: 20261129T020000.
+    static func timestamp() -> String {
+        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
     }
 
     /// Moves the verified copy to `name.sqlite`, or `name-2.sqlite` and so on when a backup of the same second exists.

@@ -31,6 +31,9 @@ struct Restore: AsyncParsableCommand {
         let configuration = try await common.load()
         let directory = configuration.dataDirectory
         guard FileManager.default.fileExists(atPath: backup) else { throw CommandFailure("no backup at \(backup)") }
+        guard !FileManager.default.fileExists(atPath: backup + "-wal") else {
+            throw CommandFailure("\(backup) has a write-ahead log beside it (\(backup)-wal), which a copy of the file alone would lose; nothing was restored")
+        }
         guard FileManager.default.fileExists(atPath: directory) else {
             throw CommandFailure("no data directory at \(directory): give the relay's --data-dir (or --config), or create it with `amane-relayd init`")
         }
@@ -39,6 +42,15 @@ struct Restore: AsyncParsableCommand {
             throw CommandFailure("amane-relayd is serving \(directory): stop it first (systemctl stop amane-relayd); a database swapped under a running relay is damaged")
         }
         defer { close(lock) }
+        // Made by root here, the lock would keep the service user's relay from starting.
+        try Self.ownLikeTheDirectory((directory as NSString).appendingPathComponent(DataDirectoryLock.fileName), directory: directory)
+        let current = (directory as NSString).appendingPathComponent(RelayDatabase.fileName)
+        if !FileManager.default.fileExists(atPath: current), FileManager.default.fileExists(atPath: current + "-wal") {
+            throw CommandFailure("""
+                \(current)-wal is there without its database: an earlier restore stopped partway. Move it beside the \
+                replaced-*.sqlite it belongs to (as replaced-<time>.sqlite-wal), then restore again
+                """)
+        }
 
         let staging = (directory as NSString).appendingPathComponent(".restore-\(UUID().uuidString)")
         try RelayFiles.makeDirectory(staging)
@@ -59,17 +71,34 @@ struct Restore: AsyncParsableCommand {
         } catch {
             throw CommandFailure("\(backup) is not a relay database that this amane-relayd can read (\(error)); nothing was restored")
         }
-
-        let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
-        let current = (directory as NSString).appendingPathComponent(RelayDatabase.fileName)
-        let replaced = (directory as NSString).appendingPathComponent("replaced-\(stamp).sqlite")
-        var keptAs: String?
-        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: current + suffix) {
-            try FileManager.default.moveItem(atPath: current + suffix, toPath: replaced + suffix)
-            if suffix.isEmpty { keptAs = replaced }
-        }
         try Self.ownLikeTheDirectory(staged, directory: directory)
-        try FileManager.default.moveItem(atPath: staged, toPath: current)
+        try Self.sync(staged)
+
+        let stamp = Backup.timestamp()
+        // Two restores within a second (one undoing the other) keep both.
+        let replaced = (1...).lazy.map { (directory as NSString).appendingPathComponent("replaced-\(stamp)\($0 == 1 ? "" : "-\($0)").sqlite") }
+            .first { name in ["", "-wal", "-shm"].allSatisfy { !FileManager.default.fileExists(atPath: name + $0) } }!
+        var keptAs: String?
+        if FileManager.default.fileExists(atPath: current) {
+            // Its log folded in, the database is one file, moved in one step; this also fails while another process has it open.
+            do { try RelayDatabase.makeSelfContained(file: current) } catch let error as StoreError where error.code == .busy {
+                throw CommandFailure("another process has \(current) open (an admin command or a backup?); nothing was restored, try again once it ends")
+            } catch {
+                // A damaged database may not fold: it moves with its -wal and -shm, under one name, the database first.
+                Console.warn("could not fold the write-ahead log into \(current) (\(error)); it is kept beside it")
+            }
+            for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: current + suffix) {
+                try FileManager.default.moveItem(atPath: current + suffix, toPath: replaced + suffix)
+            }
+            keptAs = replaced
+        }
+        do {
+            try FileManager.default.moveItem(atPath: staged, toPath: current)
+        } catch {
+            if keptAs != nil { try? FileManager.default.moveItem(atPath: replaced, toPath: current) }
+            throw CommandFailure("cannot put the backup in place (\(error)); the database is as it was")
+        }
+        try Self.sync(directory)
         print("""
             Restored \(backup) into \(directory) (audit trail verified: \(verified.count) entries, head \(verified.head)).
             \(keptAs.map { "The database it replaced is kept as \($0)." } ?? "There was no database to replace.")
@@ -77,6 +106,14 @@ struct Restore: AsyncParsableCommand {
             backup does not report the entries this copy lacks as a cut. Once it runs: revoke again anyone revoked \
             since the copy was taken, enroll again anyone enrolled since, and have a responder run `amane rotate`.
             """)
+    }
+
+    /// Flushes a file, or a folder's entries, to the disk.
+    static func sync(_ path: String) throws {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw CommandFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw CommandFailure("cannot flush \(path) to the disk: \(String(cString: strerror(errno)))") }
     }
 
     /// The restored file belongs to whoever owns the data directory (the service user, when root restores), mode 0600.

@@ -37,6 +37,7 @@ public struct RelayConfiguration: Sendable {
         public var narrativeMaxBytes: Int
         public var requestsPerMinute: Int
         public var receiptMissesPerHour: Int
+        public var receiptLookupsPerMinute: Int
         public var idleTimeoutSeconds: Int
         public var requestBodySeconds: Int
 
@@ -119,7 +120,7 @@ public struct RelayConfiguration: Sendable {
         "dev", "db.path", "http.listen", "ops.listen", "seeds.directory", "log.level", "log.format",
         "tls.certificateFile", "tls.keyFile", "tls.caFile", "tls.privateKey", "ca.keyFile", "ca.privateKey",
         "limits.maxBodyBytes", "limits.maxEnvelopeBytes", "limits.narrativeMaxBytes", "limits.requestsPerMinute",
-        "limits.receiptMissesPerHour", "limits.idleTimeoutSeconds", "limits.requestBodySeconds",
+        "limits.receiptMissesPerHour", "limits.receiptLookupsPerMinute", "limits.idleTimeoutSeconds", "limits.requestBodySeconds",
         "sealing.sharedContextMilliseconds", "claim.leaseMinutes", "retention.closedDays", "sla.notifyCommand",
     ] + Urgency.allCases.map { "sla.\($0.rawValue)" })
 
@@ -221,6 +222,7 @@ public struct RelayConfiguration: Sendable {
             narrativeMaxBytes: try positive("limits.narrativeMaxBytes", 64 * 1024),
             requestsPerMinute: try positive("limits.requestsPerMinute", 120),
             receiptMissesPerHour: try positive("limits.receiptMissesPerHour", 20),
+            receiptLookupsPerMinute: try positive("limits.receiptLookupsPerMinute", 10),
             idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30),
             requestBodySeconds: try positive("limits.requestBodySeconds", 30))
         var sla: [Urgency: Int] = [:]

@@ -12,6 +12,7 @@ struct RelayRoutes: Sendable {
     let db: RelayDatabase
     let limits: RelayConfiguration.Limits
     let receiptMisses: RateLimiter
+    let receiptLookups: RateLimiter
     let metrics: RelayMetrics
     let sealer: IntakeSealer
 
@@ -175,15 +176,20 @@ struct RelayRoutes: Sendable {
         }
     }
 
-    /// The case a gateway's receipt names. A receipt that names a case is always answered, also while its gateway
-    /// is over its limit of unknown receipts: that limit must not let one person at a kiosk lock every reporter out
-    /// of their replies. A misheard receipt (its check digit) is refused and not counted.
+    /// The case a gateway's receipt names. Lookups, found or not, are held to a person's pace per gateway, which
+    /// bounds guessing; a receipt that names a case is answered also while its gateway is past its limit of unknown
+    /// receipts, which must not let one person at a kiosk lock every reporter out of their replies. A misheard
+    /// receipt (its check digit) is refused before either counts.
     private func caseFor(receipt text: String, gateway: Principal) throws -> (digest: [UInt8], caseID: String) {
         let digest: [UInt8]
         do {
             digest = try Receipt(parsing: text).digest
         } catch {
             throw APIError(.badRequest, "field 'receipt': \(error.reason)", code: error.code == .receiptMisheard ? .receiptMisheard : .invalidRequest)
+        }
+        if let wait = receiptLookups.take(gateway.id) {
+            throw APIError(.tooManyRequests, "too many receipt lookups from this gateway; wait before trying again", code: .receiptLookupsLimited,
+                           headers: [.retryAfter: String(wait)])
         }
         guard let caseID = try db.caseID(receiptHash: digest, gateway: gateway) else { throw receiptMiss(gateway) }
         return (digest, caseID)

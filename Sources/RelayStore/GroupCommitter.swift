@@ -236,8 +236,6 @@ final class GroupCommitter: Sendable {
             case .SQLITE_CORRUPT, .SQLITE_NOTADB: return StoreError(.unavailable, "the database file is damaged")
             case .SQLITE_CONSTRAINT: return StoreError(.conflict, "a record with that identity exists")
             case .SQLITE_BUSY, .SQLITE_LOCKED: return StoreError(.busy, "the database is busy")
-            case .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
-                return StoreError(.unavailable, "it and its folder must be readable and writable by the user running this (uid \(getuid()))")
             default: return StoreError(.unavailable, "storage failed (SQLite \(error.resultCode.rawValue))")
             }
         }

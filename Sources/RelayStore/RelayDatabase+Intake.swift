@@ -78,7 +78,7 @@ extension RelayDatabase {
                     INSERT INTO disclosure (id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state,
                         onHold, updated, receiptHash, envelope, receivedAt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', 0, 0, ?, ?, ?)
                     """).execute(arguments: disclosureRow)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw Self.storedAlready
             }
             try db.cachedStatement(sql: """
@@ -95,7 +95,7 @@ extension RelayDatabase {
     static let keyUsedElsewhere = StoreError(.keyReused, "this idempotency key was used for another submission")
 
     /// The first answer to a gateway's idempotency key, opened; nil for a new key.
-    /// - Throws: `conflict` when the key came with another request.
+    /// - Throws: `keyReused` when the key came with another request.
     static func previousAnswer(_ db: Database, gatewayID: String, keyHash: Data, requestHash: [UInt8], secret: [UInt8],
                                context: [UInt8]) throws -> (caseID: String, answer: [UInt8])? {
         guard let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
@@ -151,7 +151,7 @@ extension RelayDatabase {
     /// Attaches a reporter's follow-up to the case its receipt named (`caseID(receiptHash:gateway:)`), the case
     /// it is sealed to. It flags the case `updated` and reopens it if closed. A retry with the same idempotency
     /// key and request gets the first follow-up's id back, and stores nothing.
-    /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile; `conflict` when the key came with another request.
+    /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile; `keyReused` when the key came with another request.
     public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8],
                             idempotencyKey: String, requestHash: [UInt8]) async throws -> FollowupResult {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
@@ -182,7 +182,7 @@ extension RelayDatabase {
             do {
                 try SealedObjectRecord(id: id, disclosureID: record.id, kind: "followup", authorID: gateway.id,
                                        epochID: epochID, envelope: Data(envelope), gatewayEnvelope: nil, createdAt: now / 60 * 60).insert(db)
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw Self.storedAlready
             }
             try db.cachedStatement(sql: """

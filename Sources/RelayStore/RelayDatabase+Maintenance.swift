@@ -62,12 +62,14 @@ extension RelayDatabase {
         }
     }
 
-    /// Makes a closed database file (a backup) whole in itself, out of WAL mode: a copy moved or opened
+    /// Makes a closed database file whole in itself, out of WAL mode, its log folded in: a copy moved or opened
     /// read-only later needs no -wal or -shm file beside it, and leaves none.
+    /// - Throws: `busy` while another connection has it open (SQLite then keeps WAL mode).
     public static func makeSelfContained(file path: String) throws {
         let queue = try DatabaseQueue(path: path)
-        try queue.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = DELETE") }
+        let mode = try queue.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode = DELETE") }
         try queue.close()
+        guard mode?.lowercased() == "delete" else { throw StoreError(.busy, "another process has \(path) open") }
     }
 
     /// Counts of cases by one label, from labels only (purged cases included), for the NGOs' reports.

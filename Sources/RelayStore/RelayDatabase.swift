@@ -179,7 +179,10 @@ public final class RelayDatabase: Sendable {
     /// Runs what opens a database, saying why it failed in words (a full disk, a file of another user), with its path.
     static func opening<T>(_ path: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as DatabaseError {
-            throw StoreError(.unavailable, "cannot open \(path): \((GroupCommitter.storeError(error) as? StoreError)?.reason ?? "\(error)")")
+            let reason = [.SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH].contains(error.resultCode)
+                ? "it and its folder must be readable and writable by the user running this (uid \(getuid()))"
+                : (GroupCommitter.storeError(error) as? StoreError)?.reason ?? "\(error)"
+            throw StoreError(.unavailable, "cannot open \(path): \(reason)")
         }
     }
 
@@ -194,13 +197,17 @@ public final class RelayDatabase: Sendable {
 
 extension RelayDatabase {
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
-    /// `PRAGMA integrity_check` of a database file (a backup) opened read-only.
-    public static func integrityCheck(ofFile path: String) throws -> String {
-        try readOnly(path: path) { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    public func integrityCheck() throws -> String {
+        try pool.read(Self.integrityCheck)
     }
 
-    public func integrityCheck() throws -> String {
-        try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    /// The same of a database file (a backup) opened read-only.
+    public static func integrityCheck(ofFile path: String) throws -> String {
+        try readOnly(path: path, integrityCheck)
+    }
+
+    private static func integrityCheck(_ db: Database) throws -> String {
+        try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
     }
 
     /// Closes every connection. The writer task must have ended.

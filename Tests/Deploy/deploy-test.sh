@@ -141,7 +141,10 @@ check "a gateway submits to the installed daemon" "[ -n '$id' ]"
 check "a backup is taken while it runs" "as_service env AMANE_SEEDS_DIRECTORY='$AMANE_SEEDS_DIRECTORY' '$bin/amane-relayd' backup --data-dir '$state' --to '$work/backups' --keep 2 >/dev/null"
 backup=$(ls "$work/backups"/relay-*.sqlite | head -1)
 check "the backup is private" "[ \$(stat -c %a '$backup') = 600 ]"
-cp "$backup" "$work/restored/relay.sqlite" && cp -r "$state/pki" "$work/restored/pki" && chown -R 65534:65534 "$work/restored"
+cp -r "$state/pki" "$work/restored/pki" && chown -R 65534:65534 "$work/restored"
+check "the service user restores the backup into a new data directory" \
+    "as_service env AMANE_SEEDS_DIRECTORY='$AMANE_SEEDS_DIRECTORY' '$bin/amane-relayd' restore '$backup' --data-dir '$work/restored' | grep -q '^Restored'"
+check "the restored database belongs to the service user, mode 0600" "[ \"\$(stat -c '%u %a' '$work/restored/relay.sqlite')\" = '65534 600' ]"
 check "the restored copy verifies" "'$bin/amane-relayd' admin audit verify --data-dir '$work/restored' | grep -q intact"
 port2=$(start_daemon "$work/restored" "$work/daemon2.out" trace)
 check "a second daemon starts on the restored copy" "[ -n '$port2' ]"

@@ -285,7 +285,9 @@ extension DaemonSuiteForCLI {
         let (headCode, headOutput) = try daemon.admin(["admin", "audit", "verify", "--json", "--expect-head", head])
         let adminResult = try JSONSerialization.jsonObject(with: Data(headOutput.utf8)) as? [String: Any]
         #expect(headCode == 0 && adminResult?["intact"] as? Bool == true && (adminResult?["verified"] as? Int ?? 0) >= Int(head.prefix { $0 != ":" })!, "\(headOutput)")
-        let beforeCut = daemon.directory + "/backups-before-cut"
+        // Backups go outside the data directory, as backup requires.
+        let beforeCut = daemon.directory + "-backups-before-cut"
+        defer { try? FileManager.default.removeItem(atPath: beforeCut) }
         #expect(try daemon.admin(["backup", "--to", beforeCut]).0 == 0)
         #expect(daemon.stop() == 0)
         // Cut as someone careful would: the guard dropped, then put back.
@@ -331,7 +333,8 @@ extension DaemonSuiteForCLI {
         // The admin's tools agree, and a backup of a broken trail is not kept.
         let (adminCode, adminOutput) = try daemon.admin(["admin", "audit", "verify"])
         #expect(adminCode == 6 && adminOutput.contains("BROKEN at entry"), "\(adminOutput)")
-        let backups = daemon.directory + "/backups"
+        let backups = daemon.directory + "-backups"
+        defer { try? FileManager.default.removeItem(atPath: backups) }
         let (backupCode, backupOutput) = try daemon.admin(["backup", "--to", backups])
         #expect(backupCode == 6 && backupOutput.contains("BROKEN at entry") && backupOutput.contains("kept apart"), "\(backupOutput)")
         let kept = try FileManager.default.contentsOfDirectory(atPath: backups)

@@ -37,7 +37,8 @@ import X509
         #expect(example.logFormat == .json && example.dataDirectory == "/var/lib/amane-relay")
         #expect(example.policy == seedsOnly.policy)
         #expect(example.limits.maxBodyBytes == seedsOnly.limits.maxBodyBytes && example.limits.requestsPerMinute == seedsOnly.limits.requestsPerMinute)
-        #expect(example.limits.receiptMissesPerHour == seedsOnly.limits.receiptMissesPerHour && example.limits.maxEnvelopeBytes == seedsOnly.limits.maxEnvelopeBytes)
+        #expect(example.limits.receiptMissesPerHour == seedsOnly.limits.receiptMissesPerHour
+                && example.limits.receiptLookupsPerMinute == seedsOnly.limits.receiptLookupsPerMinute && example.limits.maxEnvelopeBytes == seedsOnly.limits.maxEnvelopeBytes)
         #expect(seedsOnly.policy.slaSeconds[.immediate] == 15 * 60 && seedsOnly.policy.closedRetentionDays == 180)
 
         // The example leaves the policy to seeds/policy.yaml: an edit there takes effect under it.
@@ -241,8 +242,10 @@ import X509
             #expect(code == 64 && output.contains("--sealing-key: not an Amane public key") && output.contains("admin enroll-responder"), "\(output)")
         }
         #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "0"]).0 == 64)
-        let (intoDataCode, intoData) = try relayd(["backup", "--data-dir", data, "--to", data + "/."])
-        #expect(intoDataCode == 1 && intoData.contains("is the data directory"), "\(intoData)")
+        for inside in [data + "/.", data + "/backups"] {
+            let (intoDataCode, intoData) = try relayd(["backup", "--data-dir", data, "--to", inside])
+            #expect(intoDataCode == 1 && intoData.contains("is in the data directory"), "\(intoData)")
+        }
         // A backup folder on a full disk: the reason in words, and nothing kept.
         let full = try Tmpfs(megabytes: 1)
         defer { full.remove() }

@@ -85,7 +85,7 @@ extension DaemonSuite {
     }
 
     @Test func followupsAndRepliesTravelBothWaysAndStayWithTheirGateway() async throws {
-        let daemon = try await Daemon(environment: ["AMANE_LIMITS_RECEIPT_MISSES_PER_HOUR": "3"])
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_RECEIPT_MISSES_PER_HOUR": "3", "AMANE_LIMITS_RECEIPT_LOOKUPS_PER_MINUTE": "100"])
         defer { daemon.stop(); daemon.removeData() }
         let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "first contact"), headers: ["Idempotency-Key": Demo.key()])
         let id = try #require(posted.json["id"] as? String)
@@ -186,6 +186,23 @@ extension DaemonSuite {
         let refused = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
         #expect(refused.contains("amane_receipt_misses_refused_total 7"), "five from the other gateway, two from this one\n\(refused)")
         #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": "1234"]).status == 400)
+    }
+
+    /// Receipt lookups, found or not, go at a person's pace per gateway: what bounds guessing.
+    @Test func receiptLookupsAreHeldToAPersonsPace() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_RECEIPT_LOOKUPS_PER_MINUTE": "2"])
+        defer { daemon.stop(); daemon.removeData() }
+        let receipt = try #require(daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "paced"),
+                                               headers: ["Idempotency-Key": Demo.key()]).json["receipt"] as? String)
+        let misheard = String(receipt.dropLast()) + String((Int(String(receipt.last!))! + 1) % 10)
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": misheard]).status == 400, "not counted")
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipt]).status == 200)
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": Receipt.generate().grouped]).status == 404)
+        let paced = try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipt])
+        #expect(paced.status == 429 && paced.json["code"] as? String == "receipt_lookups_limited" && paced.headers.lowercased().contains("retry-after:"),
+                "a found receipt counts too: \(paced.text)")
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": misheard]).status == 400, "a misheard receipt is told so even then")
+        #expect(try daemon.post("/v1/replies/fetch", as: try otherGateway(daemon), json: ["receipt": receipt]).status == 404, "each gateway has its own pace")
     }
 
     func otherGateway(_ daemon: Daemon) throws -> ClientIdentity {

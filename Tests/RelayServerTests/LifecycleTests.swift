@@ -186,7 +186,8 @@ extension DaemonSuite {
             try #require(daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: narrative), headers: ["Idempotency-Key": Demo.key()]).json["id"] as? String)
         }
         let kept = try post("before the backup")
-        let backups = daemon.directory + "/backups"
+        let backups = daemon.directory + "-backups"
+        defer { try? FileManager.default.removeItem(atPath: backups) }
         let (backupCode, backupOutput) = try daemon.admin(["backup", "--to", backups])
         let head = try #require(backupOutput.firstMatch(of: #/head (\d+:[0-9a-f]{64})/#).map { String($0.1) }, "\(backupOutput)")
         let copy = backups + "/" + (try #require(FileManager.default.contentsOfDirectory(atPath: backups).first { $0.hasPrefix("relay-") }))
@@ -197,7 +198,9 @@ extension DaemonSuite {
         #expect(servingCode == 1 && serving.contains("stop it first"), "\(serving)")
         #expect(try daemon.get("/v1/disclosures/\(later)", as: daemon.responder).status == 200, "the running relay's database is untouched")
 
-        daemon.stop()
+        // Killed, as a crashed relay is: what came after the backup is still in the write-ahead log.
+        daemon.stop(SIGKILL)
+        #expect((try FileManager.default.attributesOfItem(atPath: daemon.directory + "/relay.sqlite-wal")[.size] as? Int ?? 0) > 0)
         let damaged = daemon.directory + "/damaged.sqlite"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: copy))
         try bytes.prefix(bytes.count / 4096 / 2 * 4096).write(to: URL(fileURLWithPath: damaged))
@@ -213,11 +216,19 @@ extension DaemonSuite {
         let stat = try FileManager.default.attributesOfItem(atPath: daemon.directory + "/relay.sqlite")
         #expect((stat[.posixPermissions] as? Int) == 0o600)
         let replacedHolds = try Daemon.run("/usr/bin/env", ["python3", "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM disclosure WHERE id = ?', (sys.argv[2],)).fetchone()[0])", replaced, later])
-        #expect(replacedHolds.1.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "the replaced database, with its WAL, still holds what came after: \(replacedHolds.1)")
+        #expect(replacedHolds.1.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "the replaced database holds what came after: \(replacedHolds.1)")
+        #expect(!FileManager.default.fileExists(atPath: replaced + "-wal"), "its log folded in, it is whole in one file")
 
         daemon = try await daemon.restarted()
         #expect(try daemon.get("/v1/disclosures/\(kept)", as: daemon.responder).status == 200)
         #expect(try daemon.get("/v1/disclosures/\(later)", as: daemon.responder).status == 404, "the restored copy knows nothing after it")
+
+        // Undone by restoring what it replaced: nothing of it was lost.
+        daemon.stop(SIGKILL)
+        let (undoCode, undo) = try daemon.admin(["restore", replaced])
+        #expect(undoCode == 0, "\(undo)")
+        daemon = try await daemon.restarted()
+        #expect(try daemon.get("/v1/disclosures/\(later)", as: daemon.responder).status == 200, "the undone restore gives back what came after")
     }
 
     func servedSerial(_ daemon: Daemon) throws -> String {
