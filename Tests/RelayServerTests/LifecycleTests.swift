@@ -151,14 +151,14 @@ extension DaemonSuite {
         #expect(!daemon.stderr.value.contains("the TLS certificate expire"))
 
         let hostnames = ["localhost", "127.0.0.1", "::1"]
-        let soon = try ca.issue(commonName: "localhost", usage: .server(hostnames: hostnames), for: serverKey.publicKey, validity: 10 * 86_400)
+        let soon = try ca.issue(commonName: "localhost", usage: .server(hostnames: hostnames), for: serverKey.publicKey, validity: 10 * 86_400 - 3_600)
         try soon.write(toFile: daemon.directory + "/pki/server-cert.pem", atomically: true, encoding: .utf8)
         daemon.signal(SIGHUP)
         // Waits for the whole line: the log reaches the test in chunks.
         #expect(try await eventually { daemon.stderr.value.contains("in 9 days; renew it with `amane-relayd admin renew-server-cert`, then reload") },
                 "\(daemon.stderr.value)")
         #expect(daemon.stderr.value.contains("the TLS certificate expires on"))
-        #expect(abs((try expiryMetric() ?? 0) - Date().addingTimeInterval(10 * 86_400).timeIntervalSince1970) < 600)
+        #expect(abs((try expiryMetric() ?? 0) - Date().addingTimeInterval(10 * 86_400 - 3_600).timeIntervalSince1970) < 600)
         let (soonStatus, soonOutput) = try daemon.admin(["check-config"])
         #expect(soonStatus == 0 && soonOutput.contains("Warning: the TLS certificate expires on") && soonOutput.contains("valid until"), "\(soonOutput)")
         // A data directory others may enter is told too: tmpfiles and init make it private, a later chmod may not.
@@ -278,7 +278,7 @@ extension DaemonSuite {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
         env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
-        for command in [["admin", "list"], ["admin", "audit", "verify"], ["admin", "revoke", "amina"], ["backup", "--to", directory + "/backups"],
+        for command in [["admin", "list"], ["admin", "audit", "verify"], ["admin", "revoke", "amina"], ["backup", "--to", directory + "-backups"],
                         ["serve", "--listen", "127.0.0.1:0"], ["check-config"]] {
             let (status, output) = try Daemon.run(Build.daemon, command + ["--data-dir", directory], environment: env)
             #expect(status == 1 && output.contains("no relay database at") && !output.contains("Usage:"), "\(command): \(output)")
