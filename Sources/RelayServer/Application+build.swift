@@ -232,7 +232,8 @@ extension RelayServerApp {
                 identity.reportExpiry(metrics, logger: logger)
             },
             GatewayTallyService(tally: gatewayTally, logger: logger),
-            TLSReloader(identity: identity, configuration: configuration, metrics: metrics, logger: logger),
+            TLSReloader(identity: identity, configuration: configuration, metrics: metrics, logger: logger,
+                        hangups: await UnixSignalsSequence(trapping: .sighup)),
             ops,
             api,
             SystemdNotifier(logger: logger) { await bound.ready() },
@@ -317,15 +318,17 @@ struct PeriodicService: Service {
     }
 }
 
-/// Reloads the TLS certificate and key on SIGHUP; open connections keep theirs.
+/// Reloads the TLS certificate and key on SIGHUP; open connections keep theirs. The signal is trapped when
+/// the app is built, before it listens: a reload sent as soon as systemd hears READY=1 is not lost.
 struct TLSReloader: Service {
     let identity: TLSIdentity
     let configuration: RelayConfiguration
     let metrics: RelayMetrics
     let logger: Logger
+    let hangups: UnixSignalsSequence
 
     func run() async throws {
-        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+        for await _ in hangups.cancelOnGracefulShutdown() {
             do {
                 try identity.reload(configuration)
                 logger.notice("reloaded the TLS certificate and key")

@@ -50,8 +50,11 @@ extension DaemonSuite {
         let notify = try NotifySocket()
         let daemon = try await Daemon(environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "600000"])
         defer { daemon.removeData() }
+        // A reload sent as soon as the relay listens (systemctl reload right after start) reloads; it does not kill it.
+        daemon.signal(SIGHUP)
         let early = notify.receive(for: 20) { $0.filter { $0 == "WATCHDOG=1" }.count >= 2 }
         #expect(early.first?.contains("READY=1") == true, "\(early)")
+        #expect(try await eventually { daemon.stderr.value.contains("reloaded the TLS certificate and key") }, "\(daemon.stderr.value)")
         #expect(early.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(early)")
         daemon.signal(SIGTERM)
         let late = notify.receive(for: 20) { $0.contains("STOPPING=1") }
