@@ -4,6 +4,27 @@ import RelayAPI
 import RelayCore
 import RelayFormat
 
+/// How a gateway sends what it was told: sealed here or not, and under which idempotency key.
+struct SendingOptions: ParsableArguments {
+    @Flag(help: "Seal the content on this machine before sending.") var seal = false
+    @Option(name: .customLong("idempotency-key"),
+            help: "Reuse a key to retry safely, with --seal too: the same content gets the first answer back (default: a new one).")
+    var idempotencyKey: String?
+
+    /// The key the request goes under: the one given, to retry, or a new one.
+    func key() -> String { idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())" }
+
+    /// Sealing is randomized: a retry is recognised by this tag of the content, keyed like the request.
+    static func contentTag(_ plaintext: Data, key: String) -> String {
+        Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
+    }
+
+    static func body<T: Codable>(_ type: T.Type, from file: String) throws -> T {
+        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
+        do { return try StrictJSON.decode(T.self, from: data) } catch { throw CLIError(.usage, "\(file): \(error.description)") }
+    }
+}
+
 struct Submit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post a disclosure as a gateway (for integrators and tests).",
@@ -14,20 +35,13 @@ struct Submit: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The disclosure as JSON.") var file: String
-    @Flag(help: "Seal the content on this machine before sending.") var seal = false
-    @Option(name: .customLong("idempotency-key"),
-            help: "Reuse a key to retry safely, with --seal too: the same content gets the first answer back (default: a new one).")
-    var idempotencyKey: String?
+    @OptionGroup var sending: SendingOptions
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
-        var submission: DisclosureSubmission
-        do { submission = try StrictJSON.decode(DisclosureSubmission.self, from: data) } catch {
-            throw CLIError(.usage, "\(file): \(error.description)")
-        }
-        let key = idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())"
+        var submission = try SendingOptions.body(DisclosureSubmission.self, from: file)
+        let key = sending.key()
         let receipt = try await Session.with(global) { session in
-            if seal {
+            if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
                 var queue = submission.queue
                 if queue == nil { queue = try await session.client.get(APIPath.me, as: Identity.self).queue }
@@ -36,15 +50,14 @@ struct Submit: AsyncParsableCommand {
                 let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)
                 submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .disclosure, objectID: id))
-                // Sealing is randomized: a retry is recognised by this tag of the content, keyed like the request.
-                submission.contentTag = Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
+                submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil
             }
             return try await session.client.post(APIPath.disclosures, submission, as: DisclosureReceipt.self, headers: [HeaderName.idempotencyKey: key])
         }
         if global.json { return try Output.json(receipt) }
         print("""
-            Accepted as case \(receipt.id) at \(receipt.receivedAt)\(seal ? " (sealed here)" : "").
+            Accepted as case \(receipt.id) at \(receipt.receivedAt)\(sending.seal ? " (sealed here)" : "").
             Receipt for the reporter: \(receipt.receipt)
             """)
     }
@@ -61,20 +74,13 @@ struct Followup: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The follow-up as JSON: {\"receipt\": …, \"content\": {\"narrative\": …}}.") var file: String
-    @Flag(help: "Seal the content on this machine before sending.") var seal = false
-    @Option(name: .customLong("idempotency-key"),
-            help: "Reuse a key to retry safely, with --seal too: the same content gets the first answer back (default: a new one).")
-    var idempotencyKey: String?
+    @OptionGroup var sending: SendingOptions
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
-        var submission: FollowupSubmission
-        do { submission = try StrictJSON.decode(FollowupSubmission.self, from: data) } catch {
-            throw CLIError(.usage, "\(file): \(error.description)")
-        }
-        let key = idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())"
+        var submission = try SendingOptions.body(FollowupSubmission.self, from: file)
+        let key = sending.key()
         let accepted = try await Session.with(global) { session in
-            if seal {
+            if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
                 // The case the receipt names, which the follow-up is sealed bound to.
                 let found = try await session.client.post(APIPath.repliesFetch, ReplyFetch(receipt: submission.receipt), as: ReplyList.self)
@@ -86,13 +92,13 @@ struct Followup: AsyncParsableCommand {
                 submission.id = id.uuidString.lowercased()
                 submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: try SealingPublicKey(text: info.publicKey), kind: .followup,
                                                                     objectID: id, caseID: caseID))
-                submission.contentTag = Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
+                submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil
             }
             return try await session.client.post(APIPath.followups, submission, as: FollowupAccepted.self, headers: [HeaderName.idempotencyKey: key])
         }
         if global.json { return try Output.json(accepted) }
-        print("Added follow-up \(accepted.id) at \(accepted.receivedAt)\(seal ? " (sealed here)" : "").")
+        print("Added follow-up \(accepted.id) at \(accepted.receivedAt)\(sending.seal ? " (sealed here)" : "").")
     }
 }
 
