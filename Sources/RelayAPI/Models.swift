@@ -425,6 +425,31 @@ public struct Statistics: Codable, Sendable, Equatable {
 }
 
 /// `GET /v1/me`: who the relay thinks the caller is.
+/// One label of the taxonomy, as a kiosk shows it.
+public struct TaxonomyLabel: Codable, Sendable, Equatable {
+    public var code: String
+    public var fr: String
+    public var ar: String
+    public var en: String
+
+    public init(code: String, fr: String, ar: String, en: String) {
+        self.code = code
+        self.fr = fr
+        self.ar = ar
+        self.en = en
+    }
+}
+
+/// `GET /v1/taxonomy`: the codes each label field takes, by field name (category, urgency, language, channel,
+/// region; referral and outcome for responders), in the order to show them.
+public struct TaxonomyListing: Codable, Sendable, Equatable {
+    public var labels: [String: [TaxonomyLabel]]
+
+    public init(labels: [String: [TaxonomyLabel]]) {
+        self.labels = labels
+    }
+}
+
 public struct Identity: Codable, Sendable, Equatable {
     public var name: String
     public var role: String

@@ -10,6 +10,7 @@ public enum APIPath {
     public static let audit = "/v1/audit"
     public static let stats = "/v1/stats"
     public static let me = "/v1/me"
+    public static let taxonomy = "/v1/taxonomy"
     public static let openAPI = "/v1/openapi.yaml"
 
     public static func sealingKey(queue: String) -> String { "/v1/queues/\(queue)/sealing-key" }

@@ -41,6 +41,7 @@ public enum Authorization {
         RouteKey("GET", "/v1/stats"): members,
         RouteKey("GET", "/v1/audit"): supervisors,
         RouteKey("GET", "/v1/me"): everyone,
+        RouteKey("GET", "/v1/taxonomy"): everyone,
         RouteKey("GET", "/v1/openapi.yaml"): everyone,
     ]
 

@@ -582,6 +582,18 @@ paths:
               schema: {$ref: '#/components/schemas/Identity'}
         "429":
           $ref: '#/components/responses/P429'
+  /v1/taxonomy:
+    get:
+      summary: The codes each label field takes, with French, Arabic and English labels, in the order to show them
+      description: "Roles: gateway, responder, supervisor."
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/TaxonomyListing'}
+        "429":
+          $ref: '#/components/responses/P429'
   /v1/openapi.yaml:
     get:
       summary: This document
@@ -804,6 +816,12 @@ components:
       properties:
         entries: {type: array}
         next: {type: integer}
+    TaxonomyListing:
+      type: object
+      properties:
+        labels:
+          type: object
+          description: By field name (category, urgency, referral, outcome, language, channel, region), each a list of {code, fr, ar, en}.
     Identity:
       type: object
       properties:

@@ -42,6 +42,12 @@ struct RelayRoutes: Sendable {
             let me = try context.caller
             return try .json(Identity(name: me.name.rawValue, role: me.role.rawValue, queue: me.queue.rawValue))
         }
+        add(router, "GET", "/v1/taxonomy") { _, _ in
+            let entries = try await db.taxonomyEntries()
+            return try .json(TaxonomyListing(labels: Dictionary(grouping: entries, by: \.dimension.rawValue).mapValues { group in
+                group.sorted { $0.position < $1.position }.map { TaxonomyLabel(code: $0.code, fr: $0.fr, ar: $0.ar, en: $0.en) }
+            }))
+        }
         add(router, "GET", "/v1/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: MediaType.yaml], body: .init(byteBuffer: .init(string: OpenAPIDocument.yaml)))
         }

@@ -27,7 +27,7 @@ extension DaemonSuite {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "4096", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "8192"])
         defer { daemon.stop(); daemon.removeData() }
         let documented = Self.documentedStatuses(try daemon.get("/v1/openapi.yaml", as: daemon.gateway).text)
-        #expect(documented.count == 21)
+        #expect(documented.count == 22)
         let epoch = try daemon.epochKey()
         let gatewayKey = try daemon.gatewayKey()
         var seen: [String: Set<Int>] = [:]
@@ -86,6 +86,7 @@ extension DaemonSuite {
         record("GET /v1/stats", try daemon.get("/v1/stats?by=urgency", as: r))
         record("GET /v1/audit", try daemon.get("/v1/audit", as: s))
         record("GET /v1/me", try daemon.get("/v1/me", as: r))
+        record("GET /v1/taxonomy", try daemon.get("/v1/taxonomy", as: g))
         record("GET /v1/openapi.yaml", try daemon.get("/v1/openapi.yaml", as: r))
         let next = SealingPrivateKey.generate()
         record("POST /v1/epochs", try daemon.post("/v1/epochs", as: r, json: [

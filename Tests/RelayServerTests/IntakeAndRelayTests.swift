@@ -188,6 +188,24 @@ extension DaemonSuite {
         #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": "1234"]).status == 400)
     }
 
+    /// A kiosk shows the labels it may send, in the reporter's language, in the order given.
+    @Test func theTaxonomyIsServedWithItsLabels() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let listing = try daemon.get("/v1/taxonomy", as: daemon.gateway)
+        let labels = try #require(listing.json["labels"] as? [String: [[String: String]]], "\(listing.text)")
+        #expect(Set(labels.keys) == ["category", "urgency", "referral", "outcome", "language", "channel", "region"])
+        #expect(labels["urgency"]?.map { $0["code"] } == ["immediate", "high", "normal", "low"])
+        #expect(labels["region"]?.count == 12, "Morocco's twelve regions")
+        #expect(labels["category"]?.first { $0["code"] == "sexual_abuse" }?["ar"] == "الاعتداء الجنسي")
+        // What it lists is what intake takes.
+        let body: [String: Any] = [
+            "urgency": labels["urgency"]![0]["code"]!, "category": labels["category"]!.last!["code"]!, "language": labels["language"]![0]["code"]!,
+            "channel": labels["channel"]![0]["code"]!, "region": labels["region"]!.last!["code"]!, "content": ["narrative": "from the listing"]]
+        let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: body, headers: ["Idempotency-Key": Demo.key()])
+        #expect(posted.status == 201, "\(posted.text)")
+    }
+
     /// Receipt lookups, found or not, go at a person's pace per gateway: what bounds guessing.
     @Test func receiptLookupsAreHeldToAPersonsPace() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_RECEIPT_LOOKUPS_PER_MINUTE": "2"])
