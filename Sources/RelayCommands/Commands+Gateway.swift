@@ -19,6 +19,13 @@ struct SendingOptions: ParsableArguments {
         Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
     }
 
+    /// The sealing key of `queue`, or of the gateway's own queue.
+    static func sealingKey(_ session: Session, queue: String?) async throws -> SealingPublicKey {
+        var queue = queue
+        if queue == nil { queue = try await session.client.get(APIPath.me, as: Identity.self).queue }
+        return try SealingPublicKey(text: try await session.client.get(APIPath.sealingKey(queue: queue ?? ""), as: SealingKeyInfo.self).publicKey)
+    }
+
     static func body<T: Codable>(_ type: T.Type, from file: String) throws -> T {
         guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(.usage, "cannot read \(file)") }
         do { return try StrictJSON.decode(T.self, from: data) } catch { throw CLIError(.usage, "\(file): \(error.description)") }
@@ -43,10 +50,7 @@ struct Submit: AsyncParsableCommand {
         let receipt = try await Session.with(global) { session in
             if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
-                var queue = submission.queue
-                if queue == nil { queue = try await session.client.get(APIPath.me, as: Identity.self).queue }
-                let info = try await session.client.get(APIPath.sealingKey(queue: queue ?? ""), as: SealingKeyInfo.self)
-                let publicKey = try SealingPublicKey(text: info.publicKey)
+                let publicKey = try await SendingOptions.sealingKey(session, queue: submission.queue)
                 let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)
                 submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .disclosure, objectID: id))
@@ -84,13 +88,12 @@ struct Followup: AsyncParsableCommand {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
                 // The case the receipt names, which the follow-up is sealed bound to.
                 let found = try await session.client.post(APIPath.repliesFetch, ReplyFetch(receipt: submission.receipt), as: ReplyList.self)
-                let me = try await session.client.get(APIPath.me, as: Identity.self)
-                let info = try await session.client.get(APIPath.sealingKey(queue: me.queue), as: SealingKeyInfo.self)
+                let publicKey = try await SendingOptions.sealingKey(session, queue: nil)
                 guard let caseID = UUID(uuidString: found.caseId) else { throw CLIError(.server, "the relay named no case for this receipt") }
                 let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)
                 submission.id = id.uuidString.lowercased()
-                submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: try SealingPublicKey(text: info.publicKey), kind: .followup,
+                submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .followup,
                                                                     objectID: id, caseID: caseID))
                 submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil

@@ -43,9 +43,10 @@ struct RelayRoutes: Sendable {
             return try .json(Identity(name: me.name.rawValue, role: me.role.rawValue, queue: me.queue.rawValue))
         }
         add(router, "GET", "/v1/taxonomy") { _, _ in
+            // In the store's order (by position), which grouping keeps.
             let entries = try await db.taxonomyEntries()
             return try .json(TaxonomyListing(labels: Dictionary(grouping: entries, by: \.dimension.rawValue).mapValues { group in
-                group.sorted { $0.position < $1.position }.map { TaxonomyLabel(code: $0.code, fr: $0.fr, ar: $0.ar, en: $0.en) }
+                group.map { TaxonomyLabel(code: $0.code, fr: $0.fr, ar: $0.ar, en: $0.en) }
             }))
         }
         add(router, "GET", "/v1/openapi.yaml") { _, _ in
