@@ -235,20 +235,30 @@ struct AuditCommand: AsyncParsableCommand {
         discussion: """
             --verify prints the trail's head (SEQ:HASH). Keep it: a trail cut at its end still links up, and only \
             a later `--verify --expect-head SEQ:HASH` shows that the entry is gone or was rewritten.
-            Example: amane audit --verify --expect-head 1042:9f86d081884c7d65…
+            --case and --actor print only the entries about one case, or by one principal; --verify always checks \
+            the whole trail.
+            Examples: amane audit --case 7f3a9c1e
+                      amane audit --verify --expect-head 1042:9f86d081884c7d65…
             """)
 
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Verify the hash chain instead of printing it.") var verify = false
     @Option(name: .customLong("expect-head"), help: ArgumentHelp("With --verify: a head printed by an earlier --verify, which must still be in the trail.", valueName: "seq:hash"))
     var expectHead: String?
+    @Option(name: .customLong("case"), help: ArgumentHelp("Only the entries about this case (the short id `amane inbox` shows, or a whole id).", valueName: "id"))
+    var caseID: String?
+    @Option(help: ArgumentHelp("Only the entries by this principal (admins appear as admin:NAME).", valueName: "name"))
+    var actor: String?
 
     func validate() throws {
         if expectHead != nil, !verify { throw ValidationError("--expect-head checks only with --verify") }
+        if verify, caseID != nil || actor != nil { throw ValidationError("--verify checks the whole trail; leave out --case and --actor") }
     }
 
     func run() async throws {
-        let entries = try await Session.with(global) { session in
+        let (entries, subject) = try await Session.with(global) { session in
+            var subject: String?
+            if let caseID { subject = try await session.resolve(caseID) }
             var entries: [AuditEntryView] = []
             var after: Int64 = 0
             while true {
@@ -257,7 +267,7 @@ struct AuditCommand: AsyncParsableCommand {
                 guard let next = page.next else { break }
                 after = next
             }
-            return entries
+            return (entries, subject)
         }
         if verify {
             let expected = try expectHead.map { text in
@@ -286,8 +296,13 @@ struct AuditCommand: AsyncParsableCommand {
             }
             return
         }
-        if global.json { return try Output.json(entries) }
-        for entry in entries {
+        let shown = entries.filter { entry in (subject.map { entry.subject == $0 } ?? true) && (actor.map { entry.actor == $0 } ?? true) }
+        if global.json { return try Output.json(shown) }
+        if shown.isEmpty, subject != nil || actor != nil {
+            let wanted = [subject.map { "about case \($0)" }, actor.map { "by \($0)" }].compactMap { $0 }.joined(separator: " and ")
+            FileHandle.standardError.write(Data("No entry of the \(entries.count) in the audit trail is \(wanted).\n".utf8))
+        }
+        for entry in shown {
             let time = Date(timeIntervalSince1970: TimeInterval(entry.time)).formatted(.iso8601)
             print("\(entry.seq)  \(time)  \(entry.actor)  \(entry.action)  \(entry.subject)  \(entry.detail)")
         }

@@ -91,23 +91,28 @@ final class TLSFailureCounter: ChannelInboundHandler, RemovableChannelHandler, S
     }
 }
 
-/// Closes a connection whose request has not fully arrived `limit` after its head. The idle timeout cannot:
-/// a client that sends its body a byte at a time is never idle, and would hold the connection for ever.
-/// An answer sent before its request ended (a body refused as too large) closes it too: the rest of that
-/// body is not worth waiting for.
+/// Answers 408 and closes a connection whose request has not fully arrived `limit` after its head. The idle
+/// timeout cannot: a client that sends its body a byte at a time is never idle, and would hold the connection
+/// for ever. What the route would answer later is dropped. An answer sent before its request ended (a body
+/// refused as too large) closes it too: the rest of that body is not worth waiting for.
 final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
     let limit: TimeAmount
     private var deadline: Scheduled<Void>?
+    private var answerStarted = false
+    private var timedOut = false
 
     init(limit: TimeAmount) { self.limit = limit }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !timedOut else { return }
         switch unwrapInboundIn(data) {
         case .head:
             deadline?.cancel()
-            deadline = context.eventLoop.assumeIsolated().scheduleTask(in: limit) { context.close(promise: nil) }
+            answerStarted = false
+            deadline = context.eventLoop.assumeIsolated().scheduleTask(in: limit) { self.timeOut(context) }
         case .end:
             deadline?.cancel()
             deadline = nil
@@ -117,8 +122,22 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelRead(data)
     }
 
+    private func timeOut(_ context: ChannelHandlerContext) {
+        timedOut = true
+        guard !answerStarted else { return context.close(promise: nil) }
+        let body = Response.problemBody(.requestTimeout, detail: "the request's body did not arrive within \(limit.nanoseconds / 1_000_000_000) s of its head")
+        let head = HTTPResponse(status: .requestTimeout, headerFields: [.contentType: RelayAPI.MediaType.problem,
+                                                                      .contentLength: String(body.readableBytes), .connection: "close"])
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .end = unwrapOutboundIn(data), deadline != nil else { return context.write(data, promise: promise) }
+        guard !timedOut else { return promise?.fail(ChannelError.ioOnClosedChannel) ?? () }
+        let part = unwrapOutboundIn(data)
+        if case .head = part { answerStarted = true }
+        guard case .end = part, deadline != nil else { return context.write(data, promise: promise) }
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         written.futureResult.cascade(to: promise)

@@ -277,7 +277,19 @@ extension DaemonSuiteForCLI {
         let (revokedCode, revokedOutput) = try cli.run(["inbox"], home: youssef)
         #expect(revokedCode == 2 && revokedOutput.contains("revoked"), "\(revokedOutput)")
 
-        // 9. The audit trail verifies and prints its head; a cut at the end shows against that head.
+        // 9. One case's entries, or one principal's, by the short id; the trail verifies and prints its head; a cut at the end shows against that head.
+        let trail = try cli.json(["audit"], home: cli.supervisor) as! [[String: Any]]
+        let aboutArabic = try cli.json(["audit", "--case", short], home: cli.supervisor) as! [[String: Any]]
+        #expect(!aboutArabic.isEmpty && aboutArabic.allSatisfy { $0["subject"] as? String == arabic }
+                && aboutArabic.count == trail.filter { $0["subject"] as? String == arabic }.count, "\(aboutArabic)")
+        #expect(Set(aboutArabic.compactMap { $0["action"] as? String }).isSuperset(of: ["intake", "claim", "fetch"]), "\(aboutArabic)")
+        let byYoussef = try cli.json(["audit", "--actor", "youssef"], home: cli.supervisor) as! [[String: Any]]
+        #expect(!byYoussef.isEmpty && byYoussef.count == trail.filter { $0["actor"] as? String == "youssef" }.count
+                && byYoussef.allSatisfy { $0["actor"] as? String == "youssef" }, "\(byYoussef)")
+        let (caseText, caseTextOutput) = try cli.run(["audit", "--case", short, "--actor", "nobody"], home: cli.supervisor)
+        #expect(caseText == 0 && caseTextOutput.contains("No entry of the \(trail.count) in the audit trail is about case \(arabic) and by nobody"), "\(caseTextOutput)")
+        let (filteredVerify, filteredVerifyOutput) = try cli.run(["audit", "--verify", "--case", short], home: cli.supervisor)
+        #expect(filteredVerify != 0 && filteredVerifyOutput.contains("--verify checks the whole trail"), "\(filteredVerifyOutput)")
         let (verifyCode, verifyOutput) = try cli.run(["audit", "--verify"], home: cli.supervisor)
         #expect(verifyCode == 0 && verifyOutput.contains("intact"), "\(verifyOutput)")
         let head = try #require(verifyOutput.firstMatch(of: /Head: (\d+:[0-9a-f]{64})/)?.1).description

@@ -154,6 +154,45 @@ extension DaemonSuite {
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
     }
 
+    /// A body that stops coming is answered 408 with a problem body when the request deadline passes, then closed.
+    @Test func aStalledBodyIsAnswered408() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_REQUEST_BODY_SECONDS": "2"])
+        defer { daemon.stop(); daemon.removeData() }
+        let script = """
+            import json, socket, ssl, sys, time
+            port = int(sys.argv[1])
+            context = ssl.create_default_context(cafile=sys.argv[2]); context.load_cert_chain(sys.argv[3], sys.argv[4])
+            tls = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost"); tls.settimeout(10)
+            tls.sendall(b"POST /v1/disclosures HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\n"
+                        b"Idempotency-Key: stalled-body-0123456789abcdef01234567\\r\\nContent-Length: 1000\\r\\n\\r\\n{\\"narrative\\": \\"")
+            start = time.time()
+            answer = b""
+            try:
+                while True:
+                    chunk = tls.recv(4096)
+                    if not chunk: break
+                    answer += chunk
+            except (OSError, ssl.SSLError):
+                pass
+            print(json.dumps({"seconds": round(time.time() - start, 1), "answer": answer.decode("utf-8", "replace")}))
+            """
+        let result = try Daemon.run("/usr/bin/env", ["python3", "-c", script, String(daemon.port), daemon.ca, daemon.gateway.certificate, daemon.gateway.key])
+        #expect(result.0 == 0, "\(result.1)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.1.utf8)) as? [String: Any], "\(result.1)")
+        let answer = try #require(report["answer"] as? String)
+        let (head, body) = (answer.components(separatedBy: "\r\n\r\n").first ?? "", answer.components(separatedBy: "\r\n\r\n").dropFirst().joined())
+        #expect(head.hasPrefix("HTTP/1.1 408"), "\(answer)")
+        #expect(head.lowercased().contains("content-type: application/problem+json") && head.lowercased().contains("connection: close"), "\(head)")
+        let problem = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any], "\(answer)")
+        #expect(problem["status"] as? Int == 408 && problem["code"] as? String == "request_timeout", "\(problem)")
+        #expect((problem["detail"] as? String ?? "").contains("2 s"), "\(problem)")
+        let seconds = try #require(report["seconds"] as? Double)
+        #expect(seconds >= 1.5 && seconds < 8, "answered at the 2 s request deadline, then closed: \(seconds) s")
+        let queue = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as? [[String: Any]]
+        #expect(queue?.isEmpty == true, "nothing of the cut-off request was stored")
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "the daemon keeps serving")
+    }
+
     /// The data directory on a 4 MiB tmpfs: intake fills it, answers 503, loses nothing acknowledged, and resumes when space returns.
     @Test func aFullDiskAnswers503AndRecovers() async throws {
         let disk = try Tmpfs(megabytes: 4)
