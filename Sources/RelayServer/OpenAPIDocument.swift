@@ -16,9 +16,10 @@ info:
     disk is full; nothing of that call was stored, and it is safe to retry. Submissions, where a
     retry matters most, list it. Bodies are JSON in UTF-8 without a byte order mark (else 400), and
     sent without a Content-Encoding (else 415). A request that is not valid HTTP answers 400, one
-    whose headers are too large 431, and the connection is closed. A path called with a method it
-    does not take answers 405 with Allow; an unknown path 404. A problem's `code` says which
-    cause it is; a client programs against it, not against `detail`.
+    whose headers are too large 431, one whose body has not arrived in full within the relay's
+    limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A path
+    called with a method it does not take answers 405 with Allow; an unknown path 404. A problem's
+    `code` says which cause it is; a client programs against it, not against `detail`.
 servers:
   - url: https://localhost:8443
 paths:
