@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "RelayServerTests",
             dependencies: [
-                "RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat", "RelayTestSupport",
+                "RelayServer", "RelayAPI", "RelayStore", "RelayCore", "RelayFormat", "RelayTestSupport", "Yams",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Configuration", package: "swift-configuration"),

@@ -105,6 +105,12 @@ public struct FollowupAccepted: Codable, Sendable, Equatable {
     }
 }
 
+/// The id of what a note, a reply or a grant upload stored.
+public struct Accepted: Codable, Sendable, Equatable {
+    public var id: String
+    public init(id: String) { self.id = id }
+}
+
 /// `POST /v1/replies/fetch`: the receipt travels in the body, never in a URL.
 public struct ReplyFetch: Codable, Sendable, Equatable {
     public var receipt: String
@@ -424,7 +430,6 @@ public struct Statistics: Codable, Sendable, Equatable {
     }
 }
 
-/// `GET /v1/me`: who the relay thinks the caller is.
 /// One label of the taxonomy, as a kiosk shows it.
 public struct TaxonomyLabel: Codable, Sendable, Equatable {
     public var code: String
@@ -450,6 +455,7 @@ public struct TaxonomyListing: Codable, Sendable, Equatable {
     }
 }
 
+/// `GET /v1/me`: who the relay thinks the caller is.
 public struct Identity: Codable, Sendable, Equatable {
     public var name: String
     public var role: String

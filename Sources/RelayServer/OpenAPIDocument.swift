@@ -338,7 +338,7 @@ paths:
           $ref: '#/components/responses/P429'
   /v1/disclosures/{id}/replies:
     post:
-      summary: Add a reply: a copy sealed to the gateway and one to the epoch
+      summary: "Add a reply: a copy sealed to the gateway and one to the epoch"
       description: "Roles: responder, supervisor."
       parameters:
         - name: id
@@ -669,13 +669,19 @@ components:
           enum: [\#(ProblemCode.allCases.map(\.rawValue).joined(separator: ", "))]
     Content:
       type: object
+      required: [narrative]
       properties:
         narrative: {type: string}
-        answers: {type: object}
+        answers:
+          type: object
+          description: A gateway's questions and their answers, each one string or a list of strings.
+          additionalProperties: {oneOf: [{type: string}, {type: array, items: {type: string}}]}
     DisclosureSubmission:
       type: object
+      description: The labels, and exactly one of content and sealed.
+      required: [urgency, category, language, channel]
       properties:
-        queue: {type: string}
+        queue: {type: string, description: "Default: national."}
         urgency: {type: string}
         category: {type: string}
         language: {type: string}
@@ -686,12 +692,15 @@ components:
         contentTag: {type: string, description: "With sealed only, 22 to 256 characters: derived from the plaintext under the Idempotency-Key, the same for the same content (amane submit --seal sends base64 of HMAC-SHA256). A retry sealed afresh is then recognised by it, not by the envelope's bytes."}
     DisclosureReceipt:
       type: object
+      required: [id, receipt, receivedAt]
       properties:
         id: {type: string}
         receipt: {type: string}
         receivedAt: {type: string}
     FollowupSubmission:
       type: object
+      description: The receipt, and exactly one of content and sealed.
+      required: [receipt]
       properties:
         receipt: {type: string}
         content: {$ref: '#/components/schemas/Content'}
@@ -700,20 +709,31 @@ components:
         contentTag: {type: string, description: "With sealed only, as a disclosure's: a retry sealed afresh, under another id, is recognised by it (amane followup --seal sends one)."}
     FollowupAccepted:
       type: object
+      required: [id, receivedAt]
       properties:
         id: {type: string}
         receivedAt: {type: string}
     ReplyFetch:
       type: object
+      required: [receipt]
       properties:
         receipt: {type: string}
+    SealedReply:
+      type: object
+      required: [id, sealed, createdAt]
+      properties:
+        id: {type: string}
+        sealed: {type: string, description: Base64 of the reply's envelope sealed to the gateway's key.}
+        createdAt: {type: string}
     ReplyList:
       type: object
+      required: [caseId, replies]
       properties:
         caseId: {type: string, description: "The case the receipt names. Replies are sealed bound to it; a gateway that seals a follow-up itself binds it to this id."}
-        replies: {type: array}
+        replies: {type: array, items: {$ref: '#/components/schemas/SealedReply'}}
     SealingKeyInfo:
       type: object
+      required: [queue, epoch, publicKey, fingerprint]
       properties:
         queue: {type: string}
         epoch: {type: string}
@@ -721,6 +741,7 @@ components:
         fingerprint: {type: string}
     CaseView:
       type: object
+      required: [id, queue, urgency, category, language, channel, state, onHold, updated, receivedAt, purged]
       properties:
         id: {type: string}
         queue: {type: string}
@@ -741,90 +762,162 @@ components:
         purged: {type: boolean}
     QueueListing:
       type: object
+      required: [cases]
       properties:
-        cases: {type: array}
-        next: {type: string}
+        cases: {type: array, items: {$ref: '#/components/schemas/CaseView'}}
+        next: {type: string, description: Pass as cursor for the next page; absent on the last page.}
+    SealedObjectView:
+      type: object
+      required: [id, kind, author, epoch, sealed, createdAt]
+      properties:
+        id: {type: string}
+        kind: {type: string}
+        author: {type: string}
+        epoch: {type: string}
+        sealed: {type: string}
+        createdAt: {type: string}
     CaseFile:
       type: object
+      required: [case, items]
       properties:
         case: {$ref: '#/components/schemas/CaseView'}
-        disclosure: {type: object}
-        items: {type: array}
+        disclosure: {$ref: '#/components/schemas/SealedObjectView'}
+        items: {type: array, items: {$ref: '#/components/schemas/SealedObjectView'}}
         gatewayKey: {type: string}
     TransitionRequest:
       type: object
+      required: [action]
       properties:
         action: {type: string}
         referral: {type: string}
         outcome: {type: string}
     NoteSubmission:
       type: object
+      required: [id, sealed]
       properties:
         id: {type: string}
         sealed: {type: string}
     ReplySubmission:
       type: object
+      required: [id, sealed, gatewaySealed]
       properties:
         id: {type: string}
         sealed: {type: string}
         gatewaySealed: {type: string}
     AssignRequest:
       type: object
+      required: [to]
       properties:
         to: {type: string}
     HoldRequest:
       type: object
+      required: ["on"]
       properties:
-        on: {type: boolean}
+        "on": {type: boolean}
     Accepted:
       type: object
+      required: [id]
       properties:
         id: {type: string}
-    GrantList:
+    GrantView:
       type: object
-      properties:
-        grants: {type: array}
-    GrantUpload:
-      type: object
+      required: [epoch, queue, sealed, grantedBy, current]
       properties:
         epoch: {type: string}
-        grants: {type: object}
+        queue: {type: string}
+        sealed: {type: string}
+        grantedBy: {type: string}
+        current: {type: boolean}
+    GrantList:
+      type: object
+      required: [grants]
+      properties:
+        grants: {type: array, items: {$ref: '#/components/schemas/GrantView'}}
+    GrantUpload:
+      type: object
+      required: [epoch, grants]
+      properties:
+        epoch: {type: string}
+        grants: {type: object, description: Sealed grants by member name., additionalProperties: {type: string}}
     EpochCreation:
       type: object
+      required: [publicKey, grants]
       properties:
         queue: {type: string}
         publicKey: {type: string}
-        grants: {type: object}
+        grants: {type: object, description: Sealed grants by member name., additionalProperties: {type: string}}
     EpochView:
       type: object
+      required: [id, queue, publicKey, createdBy, current]
       properties:
         id: {type: string}
         queue: {type: string}
         publicKey: {type: string}
         createdBy: {type: string}
         current: {type: boolean}
+    MemberView:
+      type: object
+      required: [name, role]
+      properties:
+        name: {type: string}
+        role: {type: string}
+        sealingKey: {type: string}
+        fingerprint: {type: string}
+        holdsCurrentKey: {type: boolean}
     MemberList:
       type: object
+      required: [members]
       properties:
-        members: {type: array}
+        members: {type: array, items: {$ref: '#/components/schemas/MemberView'}}
+    StatRow:
+      type: object
+      required: [key, count]
+      properties:
+        key: {type: string}
+        count: {type: integer}
     Statistics:
       type: object
+      required: [by, rows]
       properties:
         by: {type: string}
-        rows: {type: array}
+        rows: {type: array, items: {$ref: '#/components/schemas/StatRow'}}
+    AuditEntryView:
+      type: object
+      required: [seq, time, actor, action, subject, detail, prevHash, hash]
+      properties:
+        seq: {type: integer}
+        time: {type: integer}
+        actor: {type: string}
+        action: {type: string}
+        subject: {type: string}
+        detail: {type: string}
+        prevHash: {type: string}
+        hash: {type: string}
     AuditPage:
       type: object
+      required: [entries]
       properties:
-        entries: {type: array}
-        next: {type: integer}
+        entries: {type: array, items: {$ref: '#/components/schemas/AuditEntryView'}}
+        next: {type: integer, description: Pass as after for the next page; absent on the last page.}
+    TaxonomyLabel:
+      type: object
+      required: [code, fr, ar, en]
+      properties:
+        code: {type: string}
+        fr: {type: string}
+        ar: {type: string}
+        en: {type: string}
     TaxonomyListing:
       type: object
+      required: [labels]
       properties:
         labels:
           type: object
-          description: By field name (category, urgency, referral, outcome, language, channel, region), each a list of {code, fr, ar, en}.
+          description: By field name (category, urgency, referral, outcome, language, channel, region), in the order to show them.
+          additionalProperties: {type: array, items: {$ref: '#/components/schemas/TaxonomyLabel'}}
     Identity:
       type: object
+      required: [name, role, queue]
       properties:
         name: {type: string}
         role: {type: string}

@@ -336,7 +336,7 @@ struct RelayRoutes: Sendable {
         let id = try Self.objectID(body.id)
         try await db.addNote(caseID: try Self.caseID(context), objectID: id,
                              envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes), actor: try context.actor)
-        return try .json(["id": id.uuidString.lowercased()], status: .created)
+        return try .json(Accepted(id: id.uuidString.lowercased()), status: .created)
     }
 
     @Sendable func addReply(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
@@ -346,7 +346,7 @@ struct RelayRoutes: Sendable {
                               envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes),
                               gatewayEnvelope: try Self.envelope(body.gatewaySealed, field: "gatewaySealed", limit: limits.maxEnvelopeBytes),
                               actor: try context.actor)
-        return try .json(["id": id.uuidString.lowercased()], status: .created)
+        return try .json(Accepted(id: id.uuidString.lowercased()), status: .created)
     }
 
     // MARK: Keys
@@ -368,7 +368,7 @@ struct RelayRoutes: Sendable {
     @Sendable func uploadGrants(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let (body, _) = try await request.decodeJSON(GrantUpload.self, limit: limits.maxBodyBytes)
         try await db.addGrants(epochID: body.epoch, grants: try Self.decodeGrants(body.grants), actor: try context.actor)
-        return try .json(["id": body.epoch], status: .created)
+        return try .json(Accepted(id: body.epoch), status: .created)
     }
 
     @Sendable func createEpoch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

@@ -1,0 +1,110 @@
+import Foundation
+import RelayAPI
+@testable import RelayServer
+import Testing
+import Yams
+
+/// The document's schemas are the API's own types: the same fields, of the JSON types the types decode, required
+/// exactly where the types require them; and every reference resolves.
+@Suite struct OpenAPISchemaTests {
+    static let types: [String: any Codable.Type] = [
+        "Problem": Problem.self, "Content": DisclosureContent.self, "DisclosureSubmission": DisclosureSubmission.self,
+        "DisclosureReceipt": DisclosureReceipt.self, "FollowupSubmission": FollowupSubmission.self, "FollowupAccepted": FollowupAccepted.self,
+        "ReplyFetch": ReplyFetch.self, "SealedReply": SealedReply.self, "ReplyList": ReplyList.self, "SealingKeyInfo": SealingKeyInfo.self,
+        "CaseView": CaseView.self, "QueueListing": QueueListing.self, "SealedObjectView": SealedObjectView.self, "CaseFile": CaseFile.self,
+        "TransitionRequest": TransitionRequest.self, "NoteSubmission": NoteSubmission.self, "ReplySubmission": ReplySubmission.self,
+        "AssignRequest": AssignRequest.self, "HoldRequest": HoldRequest.self, "Accepted": Accepted.self, "GrantView": GrantView.self,
+        "GrantList": GrantList.self, "GrantUpload": GrantUpload.self, "EpochCreation": EpochCreation.self, "EpochView": EpochView.self,
+        "MemberView": MemberView.self, "MemberList": MemberList.self, "StatRow": StatRow.self, "Statistics": Statistics.self,
+        "AuditEntryView": AuditEntryView.self, "AuditPage": AuditPage.self, "TaxonomyLabel": TaxonomyLabel.self,
+        "TaxonomyListing": TaxonomyListing.self, "Identity": Identity.self,
+    ]
+    /// Always sent by this relay, yet optional in its type, so that a client still reads a problem from any relay.
+    static let requiredBeyondTheType: Set<String> = ["Problem.code"]
+
+    struct SchemaError: Error, CustomStringConvertible { let description: String }
+
+    static func schemas() throws -> [String: [String: Any]] {
+        let document = try Yams.load(yaml: OpenAPIDocument.yaml) as? [String: Any]
+        guard let schemas = (document?["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]] else {
+            throw SchemaError(description: "the document has no components.schemas")
+        }
+        return schemas
+    }
+
+    /// A JSON value that fills every field the schema lists.
+    static func sample(_ schema: [String: Any], _ schemas: [String: [String: Any]], at place: String) throws -> Any {
+        if let reference = schema["$ref"] as? String {
+            guard let name = reference.split(separator: "/").last, let target = schemas[String(name)] else {
+                throw SchemaError(description: "\(place): \(reference) names no schema")
+            }
+            return try sample(target, schemas, at: String(name))
+        }
+        if let choices = schema["oneOf"] as? [[String: Any]], let first = choices.first { return try sample(first, schemas, at: place) }
+        switch schema["type"] as? String {
+        case "object":
+            if let properties = schema["properties"] as? [String: [String: Any]] {
+                return try properties.reduce(into: [String: Any]()) { $0[$1.key] = try sample($1.value, schemas, at: "\(place).\($1.key)") }
+            }
+            guard let values = schema["additionalProperties"] as? [String: Any] else {
+                throw SchemaError(description: "\(place): an object schema says what it holds (properties or additionalProperties)")
+            }
+            return ["key": try sample(values, schemas, at: "\(place)[key]")]
+        case "array":
+            guard let items = schema["items"] as? [String: Any] else { throw SchemaError(description: "\(place): an array schema says what it holds (items)") }
+            return [try sample(items, schemas, at: "\(place)[]")]
+        case "string": return "text"
+        case "integer": return 1
+        case "boolean": return true
+        default: throw SchemaError(description: "\(place): no type this test knows: \(schema)")
+        }
+    }
+
+    static func decoded<T: Codable>(_ type: T.Type, _ json: Any) -> T? {
+        guard let data = try? JSONSerialization.data(withJSONObject: json) else { return nil }
+        return try? JSONDecoder().decode(T.self, from: data)
+    }
+
+    /// The stored properties' names, which are the JSON field names: no API type renames its coding keys.
+    static func fieldNames<T: Codable>(_ type: T.Type, _ json: Any) -> Set<String>? {
+        decoded(type, json).map { Set(Mirror(reflecting: $0).children.compactMap(\.label)) }
+    }
+
+    @Test func everySchemaIsAnAPITypeAndEveryTypeIsDocumented() throws {
+        let schemas = try Self.schemas()
+        #expect(Set(schemas.keys) == Set(Self.types.keys), "documented, not typed: \(Set(schemas.keys).subtracting(Self.types.keys)); typed, not documented: \(Set(Self.types.keys).subtracting(schemas.keys))")
+        let referenced = Set(OpenAPIDocument.yaml.matches(of: /#\/components\/schemas\/(\w+)/).map { String($0.1) })
+        #expect(referenced.subtracting(schemas.keys).isEmpty, "references to no schema: \(referenced.subtracting(schemas.keys))")
+        #expect(Set(schemas.keys).subtracting(referenced).isEmpty, "schemas nothing refers to: \(Set(schemas.keys).subtracting(referenced))")
+    }
+
+    @Test func everySchemaHasItsTypesFieldsAndRequiresWhatItsTypeRequires() throws {
+        let schemas = try Self.schemas()
+        var wrong: [String] = []
+        for (name, type) in Self.types.sorted(by: { $0.key < $1.key }) {
+            guard let schema = schemas[name], let properties = schema["properties"] as? [String: Any] else {
+                wrong.append("\(name): no properties")
+                continue
+            }
+            guard let full = try Self.sample(schema, schemas, at: name) as? [String: Any], Self.decoded(type, full) != nil else {
+                wrong.append("\(name): a body with every documented field, of its documented type, does not decode")
+                continue
+            }
+            let fields = Self.fieldNames(type, full) ?? []
+            if fields != Set(properties.keys) {
+                wrong.append("\(name): the type has \(fields.sorted()), the document \(properties.keys.sorted())")
+            }
+            let required = Set(schema["required"] as? [String] ?? [])
+            for field in properties.keys.sorted() {
+                var without = full
+                without[field] = nil
+                let typeRequires = Self.decoded(type, without) == nil
+                let documented = required.contains(field) && !Self.requiredBeyondTheType.contains("\(name).\(field)")
+                if typeRequires != documented {
+                    wrong.append("\(name).\(field): the type \(typeRequires ? "requires" : "does not require") it, the document \(documented ? "does" : "does not")")
+                }
+            }
+        }
+        #expect(wrong == [], "\(wrong.joined(separator: "\n"))")
+    }
+}
