@@ -71,7 +71,7 @@ public enum StrictJSON {
         } catch {
             throw DecodingFailure(description: "the body does not match the expected shape")
         }
-        if let unknown = firstUnknownField(original, known: reencoded, prefix: "") {
+        if let unknown = firstUnknownField(original, known: reencoded, decoded: value, prefix: "") {
             throw DecodingFailure(description: "unknown field '\(unknown)'")
         }
         return (value, canonical)
@@ -152,19 +152,42 @@ public enum StrictJSON {
     }
 
     /// A key present (and not null) in what was sent but absent from the decoded value re-encoded.
-    private static func firstUnknownField(_ sent: Any, known: Any, prefix: String) -> String? {
+    /// The first field sent that the type does not have. `known` is the value re-encoded; a null drops out of
+    /// it, so a null is checked against the decoded value's own fields (no API type renames its coding keys).
+    private static func firstUnknownField(_ sent: Any, known: Any, decoded: Any, prefix: String) -> String? {
         if let sent = sent as? [String: Any] {
             let known = known as? [String: Any] ?? [:]
-            for key in sent.keys.sorted() where !(sent[key] is NSNull) {
+            let fields = fields(of: decoded)
+            for key in sent.keys.sorted() {
                 let name = prefix.isEmpty ? key : "\(prefix).\(key)"
+                if sent[key] is NSNull {
+                    if let fields, fields[key] == nil { return name }
+                    continue
+                }
                 guard let inner = known[key] else { return name }
-                if let found = firstUnknownField(sent[key]!, known: inner, prefix: name) { return found }
+                let innerDecoded = fields?[key] ?? (decoded as? [String: Any])?[key] ?? ()
+                if let found = firstUnknownField(sent[key]!, known: inner, decoded: innerDecoded, prefix: name) { return found }
             }
         } else if let sent = sent as? [Any], let known = known as? [Any] {
+            let decodedItems = unwrapped(decoded) as? [Any] ?? []
             for (index, (item, knownItem)) in zip(sent, known).enumerated() {
-                if let found = firstUnknownField(item, known: knownItem, prefix: "\(prefix)[\(index)]") { return found }
+                let itemDecoded = index < decodedItems.count ? decodedItems[index] : ()
+                if let found = firstUnknownField(item, known: knownItem, decoded: itemDecoded, prefix: "\(prefix)[\(index)]") { return found }
             }
         }
         return nil
+    }
+
+    /// A decoded struct's stored properties by name; nil for anything else (a dictionary's keys are data).
+    private static func fields(of value: Any) -> [String: Any]? {
+        let mirror = Mirror(reflecting: unwrapped(value))
+        guard mirror.displayStyle == .struct else { return nil }
+        return Dictionary(mirror.children.compactMap { child in child.label.map { ($0, child.value) } }, uniquingKeysWith: { first, _ in first })
+    }
+
+    private static func unwrapped(_ value: Any) -> Any {
+        let mirror = Mirror(reflecting: value)
+        guard mirror.displayStyle == .optional else { return value }
+        return mirror.children.first.map { unwrapped($0.value) } ?? ()
     }
 }

@@ -48,6 +48,9 @@ extension DaemonSuite {
         var unknown = Demo.body(narrative: "x")
         unknown["content"] = ["narrative": "x", "mood": "calm"]
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: unknown, headers: key), 400, "content.mood")
+        var unknownNull = Demo.body(narrative: "x")
+        unknownNull["priority"] = NSNull()
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: unknownNull, headers: key), 400, "unknown field 'priority'")
         var badLabel = Demo.body(narrative: "x")
         badLabel["region"] = "atlantis"
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: badLabel, headers: key), 400, "region")

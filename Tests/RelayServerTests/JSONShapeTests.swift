@@ -2,7 +2,7 @@ import Foundation
 import RelayAPI
 import Testing
 
-/// The pass over a body's raw bytes that runs before any JSON parser.
+/// The pass over a body's raw bytes that runs before any JSON parser, and the strict decoding after it.
 @Suite struct JSONShapeTests {
     func check(_ text: String, structure: Int = 1_000, largeStrings: Int = 1) -> StrictJSON.ShapeFailure? {
         do { try StrictJSON.checkShape(Array(text.utf8), maxStructureBytes: structure, largeStrings: largeStrings); return nil } catch { return error }
@@ -46,5 +46,18 @@ import Testing
         #expect(check(#"{"sealed":"\#(envelope)","gatewaySealed":"\#(envelope)"}"#, largeStrings: 1) == .tooLarge)
         let manyValues = "{" + (0..<200).map { "\"k\($0)\":0" }.joined(separator: ",") + "}"
         #expect(check(manyValues) == .tooLarge, "many small values count in full")
+    }
+
+    @Test func unknownFieldsAreRefusedEvenWhenNullAndKnownOnesMayBeNull() throws {
+        func failure(_ text: String) -> String? {
+            do { _ = try StrictJSON.decode(DisclosureSubmission.self, from: Data(text.utf8)); return nil } catch { return error.description }
+        }
+        let labels = #""urgency":"high","category":"sexual_abuse","language":"fr","channel":"phone""#
+        #expect(failure(#"{\#(labels),"content":{"narrative":"x"},"bogus":null}"#) == "unknown field 'bogus'")
+        #expect(failure(#"{\#(labels),"content":{"narrative":"x","mood":null}}"#) == "unknown field 'content.mood'")
+        #expect(failure(#"{\#(labels),"content":{"narrative":"x","mood":"calm"}}"#) == "unknown field 'content.mood'")
+        #expect(failure(#"{\#(labels),"region":null,"sealed":null,"content":{"narrative":"x","answers":null}}"#) == nil, "a known optional field may be null")
+        #expect(failure(#"{\#(labels),"content":{"narrative":"x","answers":{"age":["12",null]}}}"#) != nil, "an answer list holds strings only")
+        #expect(failure(#"{\#(labels),"content":{"narrative":"x","answers":{"any question":"yes"}}}"#) == nil, "answers' keys are data, not fields")
     }
 }
