@@ -71,6 +71,15 @@ public enum IntakeCheck {
         return Array((submission.contentTag.map { "tagged \($0)" } ?? "sealed \(UUID(uuidString: id)?.uuidString.lowercased() ?? id)").utf8)
     }
 
+    /// A narrative tells something, in at most `maxBytes`. The relay checks it in the clear; a gateway that seals
+    /// on its side checks it before sealing, since the relay cannot look.
+    public static func checkNarrative(_ content: DisclosureContent, maxBytes: Int) throws(IntakeRejection) {
+        guard content.narrative.contains(where: { !$0.isWhitespace }) else { throw IntakeRejection(400, "field 'content.narrative' holds no text") }
+        guard content.narrative.utf8.count <= maxBytes else {
+            throw IntakeRejection(400, "field 'content.narrative' must hold 1 to \(maxBytes) bytes")
+        }
+    }
+
     private static func checkContentTag(_ tag: String, sealed: Bool) throws(IntakeRejection) {
         guard sealed else { throw IntakeRejection(400, "field 'contentTag' goes only with 'sealed'") }
         guard (22...256).contains(tag.utf8.count) else { throw IntakeRejection(400, "field 'contentTag' must hold 22 to 256 characters") }
@@ -83,9 +92,7 @@ public enum IntakeCheck {
         switch (content, sealed) {
         case (let content?, nil):
             guard bodySize <= limits.maxBodyBytes else { throw IntakeRejection(413, "a JSON body may hold \(limits.maxBodyBytes) bytes") }
-            guard (1...limits.narrativeMaxBytes).contains(content.narrative.utf8.count) else {
-                throw IntakeRejection(400, "field 'content.narrative' must hold 1 to \(limits.narrativeMaxBytes) bytes")
-            }
+            try checkNarrative(content, maxBytes: limits.narrativeMaxBytes)
             return .plaintext(content)
         case (nil, let sealed?):
             guard let envelope = Base64.decode(sealed) else { throw IntakeRejection(400, "field 'sealed' is not base64") }

@@ -129,6 +129,17 @@ public struct SealedReply: Codable, Sendable, Equatable {
     }
 }
 
+/// `GET /v1/disclosures/{id}/reply-key`: what a reply to the case is sealed to, besides the queue's epoch.
+public struct ReplyKey: Codable, Sendable, Equatable {
+    public var caseId: String
+    /// The sealing key of the gateway that sent the case.
+    public var gatewayKey: String
+    public init(caseId: String, gatewayKey: String) {
+        self.caseId = caseId
+        self.gatewayKey = gatewayKey
+    }
+}
+
 public struct ReplyList: Codable, Sendable, Equatable {
     /// The case the receipt names: replies are sealed bound to it, and so must a gateway's own sealed follow-up be.
     public var caseId: String

@@ -16,6 +16,7 @@ public enum APIPath {
     public static func sealingKey(queue: String) -> String { "/v1/queues/\(queue)/sealing-key" }
     public static func disclosure(_ id: String) -> String { "/v1/disclosures/\(id)" }
     public static func disclosure(_ id: String, _ action: CaseAction) -> String { "/v1/disclosures/\(id)/\(action.rawValue)" }
+    public static func replyKey(_ id: String) -> String { "/v1/disclosures/\(id)/reply-key" }
 }
 
 /// The per-case POST routes.

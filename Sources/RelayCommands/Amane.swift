@@ -39,6 +39,7 @@ public struct Amane: AsyncParsableCommand {
     /// Parses and runs, then exits with the documented code.
     public static func runFromCommandLine(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) async -> Never {
         do {
+            try checkCommandName(arguments.first)
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
@@ -58,6 +59,31 @@ public struct Amane: AsyncParsableCommand {
             let message = fullMessage(for: error)
             report(CLIError(.usage, message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message), json: arguments.contains("--json"))
         }
+    }
+
+    /// A mistyped command is named as one, with the command it most likely meant; ArgumentParser would speak of
+    /// unexpected arguments.
+    static func checkCommandName(_ first: String?) throws {
+        guard let first, !first.hasPrefix("-") else { return }
+        let names = configuration.subcommands.map { $0._commandName } + ["help"]
+        guard !names.contains(first) else { return }
+        let nearest = names.map { ($0, editDistance(first.lowercased(), $0)) }.min { $0.1 < $1.1 }
+        let guess = nearest.flatMap { $0.1 <= 2 ? "Did you mean `amane \($0.0)`? " : nil } ?? ""
+        throw CLIError(.usage, "'\(first)' is not an amane command", hint: "\(guess)`amane --help` lists them.")
+    }
+
+    /// Levenshtein distance: how many letters to add, remove or change to turn one word into the other.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var previous = Array(0...b.count)
+        for (i, letter) in a.enumerated() {
+            var current = [i + 1]
+            for (j, other) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (letter == other ? 0 : 1)))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 
     /// A failure goes to stderr as text, or with --json to stdout as JSON, for scripts (unless the command already
@@ -241,6 +267,6 @@ enum Output {
 
     /// What needs a responder's eye: the SLA, a reporter's follow-up, a hold.
     static func flags(_ item: CaseView, now: Date = Date()) -> String {
-        ([sla(item, now: now)] + [item.updated ? "updated" : nil, item.onHold ? "on hold" : nil]).compactMap { $0 }.joined(separator: ", ")
+        ([sla(item, now: now)] + [item.updated ? "updated" : nil, item.onHold ? "legal hold" : nil]).compactMap { $0 }.joined(separator: ", ")
     }
 }

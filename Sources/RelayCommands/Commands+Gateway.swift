@@ -19,6 +19,11 @@ struct SendingOptions: ParsableArguments {
         Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
     }
 
+    /// What the relay would refuse in the clear, refused before sealing: once sealed, it cannot look.
+    static func checkBeforeSealing(_ content: DisclosureContent, file: String) throws {
+        do { try IntakeCheck.checkNarrative(content, maxBytes: .max) } catch { throw CLIError(.usage, "\(file): \(error.detail); nothing was sent") }
+    }
+
     /// The sealing key of `queue`, or of the gateway's own queue.
     static func sealingKey(_ session: Session, queue: String?) async throws -> SealingPublicKey {
         var queue = queue
@@ -50,6 +55,7 @@ struct Submit: AsyncParsableCommand {
         let receipt = try await Session.with(global) { session in
             if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
+                try SendingOptions.checkBeforeSealing(content, file: file)
                 let publicKey = try await SendingOptions.sealingKey(session, queue: submission.queue)
                 let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)
@@ -86,6 +92,7 @@ struct Followup: AsyncParsableCommand {
         let accepted = try await Session.with(global) { session in
             if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
+                try SendingOptions.checkBeforeSealing(content, file: file)
                 // The case the receipt names, which the follow-up is sealed bound to.
                 let found = try await session.client.post(APIPath.repliesFetch, ReplyFetch(receipt: submission.receipt), as: ReplyList.self)
                 let publicKey = try await SendingOptions.sealingKey(session, queue: nil)

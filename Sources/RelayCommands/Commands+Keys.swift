@@ -235,8 +235,8 @@ struct AuditCommand: AsyncParsableCommand {
         discussion: """
             --verify prints the trail's head (SEQ:HASH). Keep it: a trail cut at its end still links up, and only \
             a later `--verify --expect-head SEQ:HASH` shows that the entry is gone or was rewritten.
-            --case and --actor print only the entries about one case, or by one principal; --verify always checks \
-            the whole trail.
+            --case and --actor only filter what is printed (the entries about one case, or by one principal); they do \
+            not go with --verify, which checks the whole trail.
             Examples: amane audit --case 7f3a9c1e
                       amane audit --verify --expect-head 1042:9f86d081884c7d65…
             """)
@@ -290,8 +290,9 @@ struct AuditCommand: AsyncParsableCommand {
                 print("The audit trail is intact: \(verifier.count) entries verified here\(expectHead == nil ? "" : ", and the earlier head is in it").")
                 print("Head: \(verifier.headText)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
+                let copied = expected != nil && error.seq == expected?.seq ? "First check the head you gave against where you kept it. If it is right: " : ""
                 throw CLIError(.verification, "the audit trail is broken at entry \(error.seq): \(error.reason)",
-                               hint: "Keep this output, and tell your admin: the database may have been tampered with.",
+                               hint: "\(copied)Keep this output, and tell your admin: the database may have been tampered with.",
                                json: AuditVerification.broken(at: error.seq, reason: error.reason))
             }
             return
@@ -331,6 +332,7 @@ struct Stats: AsyncParsableCommand {
             for row in stats.rows { print("\(row.key.contains(",") ? "\"\(row.key)\"" : row.key),\(row.count)") }
             return
         }
-        for row in stats.rows { print(Output.pad(row.key, 28) + String(row.count)) }
+        print(Output.pad(by.uppercased(), 28) + "CASES")
+        for row in stats.rows { print(Output.pad(row.key == "-" ? "(no \(by))" : row.key, 28) + String(row.count)) }
     }
 }

@@ -10,7 +10,8 @@ struct Inbox: AsyncParsableCommand {
         abstract: "List the open queue, urgent first, then oldest.",
         discussion: """
             FLAGS: "due in 10m" or "overdue 25m" for a case no one has claimed, against the wait the triage policy allows \
-            its urgency; "updated" when the reporter followed up since its holder last opened it; "on hold".
+            its urgency; "updated" when the reporter followed up since its holder last opened it; "legal hold" when a \
+            supervisor keeps it from being purged after it closes (it does not pause the case).
 
             Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --state closed · amane inbox --mine --all --json
             """)
@@ -84,7 +85,7 @@ struct Show: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
-    @Option(help: ArgumentHelp("Write the decrypted case to this file (mode 0600) instead of the screen.", valueName: "file")) var output: String?
+    @Option(help: ArgumentHelp("Write the decrypted case to this file (mode 0600) instead of the screen. It stays readable on this disk until you delete it: prefer the screen.", valueName: "file")) var output: String?
     @Flag(help: "Replace the --output file if it exists.") var force = false
 
     func run() async throws {
@@ -192,7 +193,7 @@ struct Show: AsyncParsableCommand {
         var lines = [
             "Case \(item.id)",
             "  \(item.urgency) · \(item.category) · \(item.language) · \(item.channel)\(item.region.map { " · \($0)" } ?? "")",
-            "  state \(item.state)\(item.assignee.map { ", assigned to \($0)" } ?? "")\(item.onHold ? ", on hold" : "")\(item.referral.map { ", referred to \($0)" } ?? "")\(item.outcome.map { ", outcome \($0)" } ?? "")",
+            "  state \(item.state)\(item.assignee.map { ", assigned to \($0)" } ?? "")\(item.onHold ? ", legal hold" : "")\(item.referral.map { ", referred to \($0)" } ?? "")\(item.outcome.map { ", outcome \($0)" } ?? "")",
             "  received \(item.receivedAt)\(Output.sla(item).map { ", unclaimed, \($0)" } ?? "")",
             "",
         ]
@@ -219,7 +220,11 @@ struct CaseChange {
             let caseID = try await session.resolve(id)
             return try await session.client.post(path(caseID), body, as: CaseView.self)
         }
-        if global.json { return try Output.json(view) }
+        try report(view, verb: verb, json: global.json)
+    }
+
+    static func report(_ view: CaseView, verb: String, json: Bool) throws {
+        if json { return try Output.json(view) }
         var line = "\(verb) case \(ShortID.of(view.id)): now \(view.state)"
         if let assignee = view.assignee { line += ", assigned to \(assignee)" }
         if let expiry = view.claimExpiresAt {
@@ -269,7 +274,13 @@ struct Assign: AsyncParsableCommand {
     @Argument(help: "The responder's name.") var name: String
 
     func run() async throws {
-        try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .assign) }, body: AssignRequest(to: name), verb: "Assigned")
+        let (view, previous) = try await Session.with(global) { session in
+            let caseID = try await session.resolve(id)
+            let previous = try? await session.client.get(APIPath.queue + "?idMatch=\(caseID)&limit=1", as: QueueListing.self).cases.first?.assignee
+            return (try await session.client.post(APIPath.disclosure(caseID, .assign), AssignRequest(to: name), as: CaseView.self), previous)
+        }
+        try CaseChange.report(view, verb: "Assigned", json: global.json)
+        if let previous, previous != name, !global.json { print("\(previous) held it until now: tell them it is no longer theirs.") }
         let member = try? await Session.with(global) { session in
             try await session.client.get(APIPath.members, as: MemberList.self).members.first { $0.name == name }
         }
@@ -284,19 +295,24 @@ struct Assign: AsyncParsableCommand {
 }
 
 struct Hold: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Set or lift a hold, which keeps a closed case from being purged (supervisors).",
-                                                    discussion: "Example: amane hold c41e9a7b --on")
+    static let configuration = CommandConfiguration(
+        abstract: "Set or lift a legal hold, which keeps a case from being purged once it is closed (supervisors).",
+        discussion: """
+            A hold does not pause a case: an open case on hold still waits for, or stays with, its responder. \
+            Use it when a case may be needed later (the police or a court asked), before or after it closes.
+            Example: amane hold c41e9a7b --on
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
-    @Flag(name: .customLong("on"), help: "Set the hold.") var on = false
-    @Flag(name: .customLong("off"), help: "Lift the hold.") var off = false
+    @Flag(name: .customLong("on"), help: "Set the legal hold.") var on = false
+    @Flag(name: .customLong("off"), help: "Lift the legal hold: once closed past the retention period, the case is purged.") var off = false
 
     func validate() throws {
         guard on != off else { throw ValidationError("give exactly one of --on and --off") }
     }
 
     func run() async throws {
-        try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .hold) }, body: HoldRequest(on: on), verb: on ? "Held" : "Lifted the hold on")
+        try await CaseChange.apply(global, id: id, path: { APIPath.disclosure($0, .hold) }, body: HoldRequest(on: on), verb: on ? "Put a legal hold on" : "Lifted the legal hold on")
     }
 }
 
@@ -310,7 +326,8 @@ struct TextInput: ParsableArguments {
         if message != nil, file != nil { throw ValidationError("give the text with -m or with --file, not both") }
     }
 
-    func read() throws -> String {
+    /// The text; an editor's draft file is named for what it holds (`reply-to-case-1d6767d8.txt`), which editors show.
+    func read(draft: String) throws -> String {
         let text: String
         if let message {
             CaseText.warnAboutCommandLine("-m")
@@ -318,7 +335,7 @@ struct TextInput: ParsableArguments {
         } else if let file {
             text = try CaseText.read(file)
         } else {
-            text = try Self.edit()
+            text = try Self.edit(draft: draft)
         }
         return try CaseText.trimmed(text)
     }
@@ -329,7 +346,7 @@ struct TextInput: ParsableArguments {
     /// /dev/shm), then removes the folder with whatever swap or backup copies the editor left beside the file.
     /// A signal that reaches amane (Ctrl-C, a hangup; editors take Ctrl-C themselves) removes the draft, then
     /// amane dies of it: nothing is sent.
-    static func edit() throws -> String {
+    static func edit(draft: String) throws -> String {
         guard let editor = ProcessInfo.processInfo.environment["EDITOR"], !editor.isEmpty else {
             throw CLIError(.usage, "no text given", hint: "Use --file FILE (or --file - to type or paste it), or set $EDITOR.")
         }
@@ -344,7 +361,8 @@ struct TextInput: ParsableArguments {
         }
         Interruptions.begin()
         let outcome = Result { () throws -> String? in
-            let path = (folder as NSString).appendingPathComponent("text.txt")
+            let name = String(draft.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "-" })
+            let path = (folder as NSString).appendingPathComponent(name + ".txt")
             try SecretFile.createExclusive(at: path, contents: [])
             let status = try runInThisProcessGroup(["/bin/sh", "-c", "\(editor) \"$0\"", path])
             // An editor killed by a signal sent to the whole group: amane has it too, maybe not handled yet.
@@ -529,18 +547,19 @@ struct Note: AsyncParsableCommand {
     @OptionGroup var input: TextInput
 
     func run() async throws {
-        let text = try input.read()
-        let noteID: String
+        let text = try input.read(draft: "note-on-case-\(id)")
+        let (caseID, noteID): (String, String)
         do {
-            noteID = try await Session.with(global) { session in
+            (caseID, noteID) = try await Session.with(global) { session in
                 let identity = try session.unlock()
-                return try await Sealing.postNote(session, caseID: try await session.resolve(id), text: text, identity: identity)
+                let caseID = try await session.resolve(id)
+                return (caseID, try await Sealing.postNote(session, caseID: caseID, text: text, identity: identity))
             }
         } catch {
             throw input.notSent(error, text: text, json: global.json)
         }
-        if global.json { return try Output.json(["id": noteID]) }
-        print("Added a sealed note (\(ShortID.of(noteID))).")
+        if global.json { return try Output.json(["id": noteID, "case": caseID]) }
+        print("Added a sealed note to case \(ShortID.of(caseID)).")
     }
 }
 
@@ -551,35 +570,33 @@ struct Reply: AsyncParsableCommand {
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @OptionGroup var input: TextInput
 
+    /// The relay is asked first whether this member may reply, and for the gateway's key: a refusal comes before
+    /// the reply is written, and nothing of the case is opened (a follow-up stays marked unread).
     func run() async throws {
-        let text = try input.read()
-        do {
-            try await send(text)
-        } catch {
-            throw input.notSent(error, text: text, json: global.json)
-        }
-    }
-
-    private func send(_ text: String) async throws {
-        let replyID = try await Session.with(global) { session in
+        let (caseID, replyID) = try await Session.with(global) { session in
             let identity = try session.unlock()
             let caseID = try await session.resolve(id)
-            let file = try await session.client.get(APIPath.disclosure(caseID), as: CaseFile.self)
-            guard let keyText = file.gatewayKey, let gatewayKey = try? SealingPublicKey(text: keyText) else {
-                throw CLIError(.refused, "the gateway that sent this case has no sealing key, so it cannot show a reply")
+            let replyKey = try await session.client.get(APIPath.replyKey(caseID), as: ReplyKey.self)
+            guard let gatewayKey = try? SealingPublicKey(text: replyKey.gatewayKey) else {
+                throw CLIError(.refused, "the gateway that sent this case has no usable sealing key, so it cannot show a reply")
             }
             let epoch = try await session.currentEpochKey(identity)
-            let id = UUID.v7()
-            let bound = try Sealing.caseUUID(caseID)
-            let submission = ReplySubmission(
-                id: id.uuidString.lowercased(),
-                sealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: id, caseID: bound)),
-                gatewaySealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: id, caseID: bound)))
-            _ = try await session.client.post(APIPath.disclosure(caseID, .replies), submission, as: [String: String].self)
-            return id.uuidString.lowercased()
+            let text = try input.read(draft: "reply-to-case-\(ShortID.of(caseID))")
+            do {
+                let id = UUID.v7()
+                let bound = try Sealing.caseUUID(caseID)
+                let submission = ReplySubmission(
+                    id: id.uuidString.lowercased(),
+                    sealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: id, caseID: bound)),
+                    gatewaySealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: id, caseID: bound)))
+                _ = try await session.client.post(APIPath.disclosure(caseID, .replies), submission, as: Accepted.self)
+                return (caseID, id.uuidString.lowercased())
+            } catch {
+                throw input.notSent(error, text: text, json: global.json)
+            }
         }
-        if global.json { return try Output.json(["id": replyID]) }
-        print("Sent a sealed reply (\(ShortID.of(replyID))); the reporter can read it with their receipt.")
+        if global.json { return try Output.json(["id": replyID, "case": caseID]) }
+        print("Sent a sealed reply to case \(ShortID.of(caseID)); the reporter can read it with their receipt at the gateway.")
     }
 }
 

@@ -127,7 +127,8 @@ final class RelayClient: Sendable {
     static func hint(for status: Int, detail: String, retryAfter: Int? = nil) -> String? {
         switch status {
         case 403 where detail.contains("revoked"): "Your certificate was revoked; ask your admin."
-        case 403 where detail.contains("claim"): "`amane claim ID` takes the case first, if no one else holds it."
+        case 403 where detail.contains(" holds it"): "Ask them to release it (`amane release`), or a supervisor to assign it to you (`amane assign`)."
+        case 403 where detail.contains("claim"): "`amane claim ID` takes the case first."
         case 403: "Ask an admin if you think you should be allowed to do this."
         case 404: "Check the id, receipt or name you gave."
         case 409 where detail.contains("idempotency key"): "Nothing was stored. A new --idempotency-key makes this a new submission."

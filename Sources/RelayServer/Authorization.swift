@@ -32,6 +32,7 @@ public enum Authorization {
         RouteKey("POST", "/v1/disclosures/{id}/transition"): members,
         RouteKey("POST", "/v1/disclosures/{id}/notes"): members,
         RouteKey("POST", "/v1/disclosures/{id}/replies"): members,
+        RouteKey("GET", "/v1/disclosures/{id}/reply-key"): members,
         RouteKey("POST", "/v1/disclosures/{id}/assign"): supervisors,
         RouteKey("POST", "/v1/disclosures/{id}/hold"): supervisors,
         RouteKey("GET", "/v1/grants"): members,

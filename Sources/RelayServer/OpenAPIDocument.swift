@@ -371,6 +371,30 @@ paths:
           $ref: '#/components/responses/P415'
         "429":
           $ref: '#/components/responses/P429'
+  /v1/disclosures/{id}/reply-key:
+    get:
+      summary: The key a reply to the case is sealed to (its gateway's), besides the queue's epoch
+      description: "Roles: responder, supervisor. Ask it before the reply is written: it refuses as the reply would (a responder must hold the case), and opens nothing."
+      parameters:
+        - name: id
+          in: path
+          required: true
+          description: The case id (a UUIDv7)
+          schema: {type: string}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/ReplyKey'}
+        "403":
+          $ref: '#/components/responses/P403'
+        "404":
+          $ref: '#/components/responses/P404'
+        "409":
+          $ref: '#/components/responses/P409'
+        "429":
+          $ref: '#/components/responses/P429'
   /v1/disclosures/{id}/assign:
     post:
       summary: Assign a case to a member
@@ -725,6 +749,12 @@ components:
         id: {type: string}
         sealed: {type: string, description: Base64 of the reply's envelope sealed to the gateway's key.}
         createdAt: {type: string}
+    ReplyKey:
+      type: object
+      required: [caseId, gatewayKey]
+      properties:
+        caseId: {type: string}
+        gatewayKey: {type: string, description: The sealing key of the gateway that sent the case.}
     ReplyList:
       type: object
       required: [caseId, replies]

@@ -30,6 +30,7 @@ struct RelayRoutes: Sendable {
         add(router, "POST", "/v1/disclosures/{id}/transition", transitionCase)
         add(router, "POST", "/v1/disclosures/{id}/notes", addNote)
         add(router, "POST", "/v1/disclosures/{id}/replies", addReply)
+        add(router, "GET", "/v1/disclosures/{id}/reply-key", replyKey)
         add(router, "POST", "/v1/disclosures/{id}/assign", assign)
         add(router, "POST", "/v1/disclosures/{id}/hold", hold)
         add(router, "GET", "/v1/grants", listGrants)
@@ -283,6 +284,11 @@ struct RelayRoutes: Sendable {
     static func caseID(_ context: RelayRequestContext) throws -> String {
         guard let text = context.parameters.get("id"), let id = UUID(uuidString: text) else { throw APIError(.notFound, "no such case") }
         return id.uuidString.lowercased()
+    }
+
+    @Sendable func replyKey(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        let caseID = try Self.caseID(context)
+        return try .json(ReplyKey(caseId: caseID, gatewayKey: try await db.replyKey(caseID: caseID, actor: try context.actor)))
     }
 
     @Sendable func fetchCase(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

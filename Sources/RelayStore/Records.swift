@@ -103,16 +103,14 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
     }
 
     /// Moves the case to `state`, no one's: a release, an expired claim, a reopen or a reporter's follow-up on a
-    /// closed case. A reopened case has no outcome or referral yet; the audit trail keeps the earlier ones.
+    /// closed case. A reopened case is open again, so it has no outcome (the audit trail keeps the earlier one);
+    /// a referral made stays a fact of the case.
     mutating func returnToQueue(as state: CaseState, reopened: Bool) {
         self.state = state.rawValue
         assigneeID = nil
         claimExpiresAt = nil
         closedAt = nil
-        if reopened {
-            outcome = nil
-            referral = nil
-        }
+        if reopened { outcome = nil }
     }
 
     func summary(assigneeName: String?) -> CaseSummary {

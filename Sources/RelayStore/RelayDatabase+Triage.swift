@@ -206,9 +206,24 @@ extension RelayDatabase {
             } catch let error as CoreError {
                 throw StoreError(error.code == .transitionNotAllowed ? .invalidState : .forbidden, error.reason + (try Self.claimant(db, record)))
             }
+            // Closing or referring is deciding: not before its holder (or, unclaimed, anyone) has opened what the reporter added.
+            if action == .close || action == .refer, record.updated, isAssignee || record.assigneeID == nil {
+                throw StoreError(.invalidState, """
+                    the reporter sent a follow-up that \(isAssignee ? "you have" : "no one has") not opened yet: open the case before you \
+                    \(action == .close ? "close" : "refer") it
+                    """)
+            }
             var detail = ["from": record.state, "to": next.rawValue]
             switch action {
             case .claim:
+                // A case held by someone who cannot open it is a case no one works on.
+                guard try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#,
+                                        arguments: [record.epochID, actor.principalID]) == true else {
+                    throw StoreError(.forbidden, """
+                        you hold no key for the epoch this case is sealed to, so you could not open it: ask a colleague who holds it \
+                        to grant it to you (amane grant \(actor.name))
+                        """)
+                }
                 record.assigneeID = actor.principalID
                 record.claimExpiresAt = claimExpiry
             case .assign:
@@ -216,6 +231,7 @@ extension RelayDatabase {
                       member.isActive, member.role.isMember else {
                     throw StoreError(.notFound, "no active responder named \(assignee?.rawValue ?? "")")
                 }
+                if let previous = record.assigneeID, previous != member.id { detail["previousAssignee"] = try Self.principalNames(db)[previous] }
                 record.assigneeID = member.id
                 record.claimExpiresAt = claimExpiry
                 detail["assignee"] = member.name.rawValue
@@ -280,6 +296,32 @@ extension RelayDatabase {
         try await addSealed(caseID: caseID, objectID: objectID, kind: .reply, envelope: envelope, gatewayEnvelope: gatewayEnvelope, actor: actor)
     }
 
+    /// The key a reply to the case is sealed to (its gateway's), once the actor may add one. Asked before the
+    /// reply is written, so that a refusal comes first; it opens nothing and changes nothing.
+    public func replyKey(caseID: String, actor: StoreActor) async throws -> String {
+        guard actor.role.isMember else { throw StoreError(.forbidden, "only responders and supervisors reply") }
+        return try await pool.read { db in
+            let record = try Self.record(db, id: caseID, queue: try Self.requireActive(db, actor))
+            try Self.checkMayAdd(.reply, to: record, by: actor, db)
+            guard let key = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID]) else {
+                throw StoreError(.invalidState, "the gateway that sent this case has no sealing key, so it cannot show a reply")
+            }
+            return key
+        }
+    }
+
+    /// A supervisor adds to any case of the queue; a responder only to the case they hold.
+    private static func checkMayAdd(_ kind: ObjectKind, to record: DisclosureRecord, by actor: StoreActor, _ db: Database) throws {
+        guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(record.id) was purged") }
+        if actor.role != .supervisor && record.assigneeID != actor.principalID {
+            if record.caseState == .closed {
+                throw StoreError(.forbidden, "the case is closed: only whoever closed it, or a supervisor, adds a \(kind.name) now")
+            }
+            let lapsed = record.assigneeID == nil ? " (a claim lapses when its holder neither opens the case nor writes to it for a while)" : ""
+            throw StoreError(.forbidden, "claim the case before adding a \(kind.name)\(lapsed)\(try Self.claimant(db, record))")
+        }
+    }
+
     private func addSealed(caseID: String, objectID: UUID, kind: ObjectKind, envelope: [UInt8], gatewayEnvelope: [UInt8]?,
                            actor: StoreActor) async throws {
         guard actor.role.isMember, let actorID = actor.principalID else { throw StoreError(.forbidden, "only responders and supervisors add \(kind.name)s") }
@@ -288,11 +330,7 @@ extension RelayDatabase {
         try await committer.write { db in
             let visibleQueue = try Self.requireActive(db, actor)
             var record = try Self.record(db, id: caseID, queue: visibleQueue)
-            guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(caseID) was purged") }
-            if actor.role != .supervisor && record.assigneeID != actorID {
-                let lapsed = record.assigneeID == nil ? " (a claim lapses when its holder neither opens the case nor writes to it for a while)" : ""
-                throw StoreError(.forbidden, "claim the case before adding a \(kind.name)\(lapsed)\(try Self.claimant(db, record))")
-            }
+            try Self.checkMayAdd(kind, to: record, by: actor, db)
             let epochID = try Self.checkEnvelope(db, envelope, kind: kind, objectID: objectID, queue: QueueName(rawValue: record.queue) ?? .national)
             if let gatewayEnvelope {
                 guard let keyText = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID]),

@@ -195,6 +195,26 @@ extension DaemonSuiteForCLI {
         #expect(sealedFollowup["id"] is String && retriedFollowup["id"] as? String == sealedFollowup["id"] as? String, "\(sealedFollowup) \(retriedFollowup)")
         let updated = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
         #expect(updated.first { $0["id"] as? String == arabic }?["updated"] as? Bool == true)
+        // Its holder cannot close it unread; a reply asks only for the gateway's key, so the follow-up stays unread.
+        #expect(try cli.run(["reply", short, "-m", "On lit ton message."], home: cli.responder).code == 0)
+        let unread = try cli.run(["close", short, "--outcome", "support_provided"], home: cli.responder)
+        #expect(unread.code == 2 && unread.output.contains("follow-up that you have not opened yet: open the case before you close it"), "\(unread.output)")
+        _ = try cli.run(["show", short], home: cli.responder)
+        let read = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+        #expect(read.first { $0["id"] as? String == arabic }?["updated"] as? Bool == false, "opened, the follow-up is read")
+        // Another responder's reply is refused before it is written, and opens nothing: the trail shows no fetch of theirs.
+        let refusedReply = try cli.run(["reply", short, "-m", "x"], home: youssef)
+        #expect(refusedReply.code == 2 && refusedReply.output.contains("claim the case before adding a reply"), "\(refusedReply.output)")
+        #expect((try cli.json(["audit", "--case", short, "--actor", "youssef"], home: cli.supervisor) as! [[String: Any]]).isEmpty)
+        // A gateway that seals on its side is told of an empty narrative before sealing: the relay could not look.
+        let blankFile = daemon.directory + "/blank.json"
+        var blank = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try daemon.demoFile(1)))) as! [String: Any]
+        blank["content"] = ["narrative": "  \n"]
+        try JSONSerialization.data(withJSONObject: blank).write(to: URL(fileURLWithPath: blankFile))
+        let casesBefore = ((try cli.json(["inbox", "--all"], home: cli.supervisor) as! [String: Any])["cases"] as! [[String: Any]]).count
+        let blankSealed = try cli.run(["submit", blankFile, "--seal"], home: cli.gateway)
+        #expect(blankSealed.code != 0 && blankSealed.output.contains("content.narrative' holds no text; nothing was sent"), "\(blankSealed.output)")
+        #expect(((try cli.json(["inbox", "--all"], home: cli.supervisor) as! [String: Any])["cases"] as! [[String: Any]]).count == casesBefore)
 
         // 7. The new responder is granted the keys and can read old cases.
         let (beforeJSON, beforeErrors) = try cli.json(["show", short], home: youssef, failingWith: 4)

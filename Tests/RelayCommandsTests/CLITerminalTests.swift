@@ -193,10 +193,13 @@ extension DaemonSuiteForCLI {
 
             // A note written in $EDITOR.
             let editor = daemon.directory + "/editor.sh"
-            try "#!/bin/sh\nprintf 'Écrit dans l’éditeur / كتب في المحرر\\n' > \"$1\"\n".write(toFile: editor, atomically: true, encoding: .utf8)
+            try "#!/bin/sh\nbasename \"$1\" > \"\(daemon.directory)/draft-name\"\nprintf 'Écrit dans l’éditeur / كتب في المحرر\\n' > \"$1\"\n"
+                .write(toFile: editor, atomically: true, encoding: .utf8)
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: editor)
             let edited = try cli.run(["note", ids[1]], home: cli.responder, extraEnvironment: ["EDITOR": editor])
-            #expect(edited.code == 0, "\(edited.output)")
+            #expect(edited.code == 0 && edited.output.contains("Added a sealed note to case \(ids[1].suffix(8))"), "\(edited.output)")
+            let draftName = try String(contentsOfFile: daemon.directory + "/draft-name", encoding: .utf8)
+            #expect(draftName == "note-on-case-\(ids[1]).txt\n", "the editor shows what the draft is for: \(draftName)")
             let noteFile = daemon.directory + "/note.txt"
             try "Note from a file.".write(toFile: noteFile, atomically: true, encoding: .utf8)
             #expect(try cli.run(["note", ids[1], "--file", noteFile], home: cli.responder).code == 0)
@@ -223,12 +226,22 @@ extension DaemonSuiteForCLI {
             let assigned = try cli.json(["assign", ids[1], "demo-responder"], home: cli.supervisor) as! [String: Any]
             #expect(assigned["assignee"] as? String == "demo-responder" && assigned["state"] as? String == "claimed")
             // Assigned to someone who cannot open it yet, the supervisor hears so; not otherwise.
-            _ = try cli.newResponder("nadia")
+            let nadia = try cli.newResponder("nadia")
+            let keylessClaim = try cli.run(["claim", ids[2]], home: nadia)
+            #expect(keylessClaim.code == 2 && keylessClaim.output.contains("you hold no key for the epoch this case is sealed to")
+                    && keylessClaim.output.contains("amane grant nadia"), "a case no one could open is not taken: \(keylessClaim.output)")
             let keyless = try cli.run(["assign", ids[2], "nadia"], home: cli.supervisor)
             #expect(keyless.code == 0 && keyless.output.contains("nadia holds no key for the queue's current epoch") && keyless.output.contains("amane grant nadia"),
                     "\(keyless.output)")
             let keyed = try cli.run(["assign", ids[0], "demo-responder"], home: cli.supervisor)
             #expect(keyed.code == 0 && !keyed.output.contains("holds no key"), "\(keyed.output)")
+            let takenOver = try cli.run(["assign", ids[2], "demo-responder"], home: cli.supervisor)
+            #expect(takenOver.code == 0 && takenOver.output.contains("nadia held it until now: tell them it is no longer theirs"), "\(takenOver.output)")
+            let trail = try cli.json(["audit", "--case", ids[2]], home: cli.supervisor) as! [[String: Any]]
+            #expect((trail.last?["detail"] as? String)?.contains("\"previousAssignee\":\"nadia\"") == true, "\(trail.last ?? [:])")
+            let held = try cli.run(["hold", ids[0], "--on"], home: cli.supervisor)
+            #expect(held.output.hasPrefix("Put a legal hold on case \(ids[0].suffix(8))"), "\(held.output)")
+            #expect(try cli.run(["inbox"], home: cli.supervisor).output.contains("legal hold"))
             #expect((try cli.json(["hold", ids[1], "--on"], home: cli.supervisor) as! [String: Any])["onHold"] as? Bool == true)
             #expect((try cli.json(["hold", ids[1], "--off"], home: cli.supervisor) as! [String: Any])["onHold"] as? Bool == false)
             #expect(try cli.run(["hold", ids[1]], home: cli.supervisor).code == 1, "--on or --off is required")
@@ -236,6 +249,8 @@ extension DaemonSuiteForCLI {
             // Statistics as CSV.
             let (csvCode, csv) = try cli.run(["stats", "--by", "urgency", "--csv"], home: cli.responder)
             #expect(csvCode == 0 && csv.hasPrefix("urgency,count\n") && csv.contains("immediate,1") && csv.contains("high,1"), "\(csv)")
+            let (tableCode, table) = try cli.run(["stats", "--by", "outcome"], home: cli.responder)
+            #expect(tableCode == 0 && table.hasPrefix("OUTCOME") && table.contains("CASES") && table.contains("(no outcome)"), "open cases have none: \(table)")
         }
     }
 }

@@ -27,7 +27,7 @@ extension DaemonSuite {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "4096", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "8192"])
         defer { daemon.stop(); daemon.removeData() }
         let documented = Self.documentedStatuses(try daemon.get("/v1/openapi.yaml", as: daemon.gateway).text)
-        #expect(documented.count == 22)
+        #expect(documented.count == 23)
         let epoch = try daemon.epochKey()
         let gatewayKey = try daemon.gatewayKey()
         var seen: [String: Set<Int>] = [:]
@@ -72,6 +72,7 @@ extension DaemonSuite {
         ]
         record("POST /v1/disclosures/{id}/replies", try daemon.post("/v1/disclosures/\(id)/replies", as: r, json: reply))
         record("POST /v1/disclosures/{id}/replies", try daemon.post("/v1/disclosures/\(id)/replies", as: r, json: reply))
+        record("GET /v1/disclosures/{id}/reply-key", try daemon.get("/v1/disclosures/\(id)/reply-key", as: r))
         record("POST /v1/replies/fetch", try daemon.post("/v1/replies/fetch", as: g, json: ["receipt": receipt]))
         record("POST /v1/disclosures/{id}/transition", try daemon.post("/v1/disclosures/\(id)/transition", as: r, json: ["action": "start"]))
         record("POST /v1/disclosures/{id}/release", try daemon.post("/v1/disclosures/\(id)/release", as: r, json: [:]))
@@ -121,11 +122,12 @@ extension DaemonSuite {
             ("POST /v1/disclosures/{id}/release", "/release", [:]), ("POST /v1/disclosures/{id}/transition", "/transition", ["action": "start"]),
             ("POST /v1/disclosures/{id}/notes", "/notes", note), ("POST /v1/disclosures/{id}/replies", "/replies", reply),
             ("POST /v1/disclosures/{id}/assign", "/assign", ["to": "demo-responder"]), ("POST /v1/disclosures/{id}/hold", "/hold", ["on": true]),
+            ("GET /v1/disclosures/{id}/reply-key", "/reply-key", [:]),
         ]
         for (route, suffix, body) in missingCase {
             let identity = route.contains("assign") || route.contains("hold") ? s : r
-            record(route, suffix.isEmpty ? try daemon.get("/v1/disclosures/\(unknownCase)", as: identity)
-                                         : try daemon.post("/v1/disclosures/\(unknownCase)\(suffix)", as: identity, json: body))
+            record(route, route.hasPrefix("GET") ? try daemon.get("/v1/disclosures/\(unknownCase)\(suffix)", as: identity)
+                                                 : try daemon.post("/v1/disclosures/\(unknownCase)\(suffix)", as: identity, json: body))
         }
         let wellFormedUnknown = Receipt.generate().digits
         record("POST /v1/followups", try daemon.post("/v1/followups", as: g, json: ["receipt": wellFormedUnknown, "content": ["narrative": "x"]], headers: ["Idempotency-Key": Demo.key()]))
@@ -172,6 +174,9 @@ extension DaemonSuite {
         let late = try swept.post("/v1/disclosures/\(old)/hold", as: swept.supervisor, json: ["on": true])
         #expect(late.status == 409 && late.text.contains("purged"), "\(late.text)")
         record("POST /v1/disclosures/{id}/hold", late)
+        let purgedReply = try swept.get("/v1/disclosures/\(old)/reply-key", as: swept.supervisor)
+        #expect(purgedReply.status == 409 && purgedReply.text.contains("purged"), "\(purgedReply.text)")
+        record("GET /v1/disclosures/{id}/reply-key", purgedReply)
 
         // Too many requests: a tight bucket for the same principal across routes.
         let tight = try await Daemon(environment: ["AMANE_LIMITS_REQUESTS_PER_MINUTE": "2"])

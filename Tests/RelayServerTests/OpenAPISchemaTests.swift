@@ -10,7 +10,7 @@ import Yams
     static let types: [String: any Codable.Type] = [
         "Problem": Problem.self, "Content": DisclosureContent.self, "DisclosureSubmission": DisclosureSubmission.self,
         "DisclosureReceipt": DisclosureReceipt.self, "FollowupSubmission": FollowupSubmission.self, "FollowupAccepted": FollowupAccepted.self,
-        "ReplyFetch": ReplyFetch.self, "SealedReply": SealedReply.self, "ReplyList": ReplyList.self, "SealingKeyInfo": SealingKeyInfo.self,
+        "ReplyFetch": ReplyFetch.self, "ReplyKey": ReplyKey.self, "SealedReply": SealedReply.self, "ReplyList": ReplyList.self, "SealingKeyInfo": SealingKeyInfo.self,
         "CaseView": CaseView.self, "QueueListing": QueueListing.self, "SealedObjectView": SealedObjectView.self, "CaseFile": CaseFile.self,
         "TransitionRequest": TransitionRequest.self, "NoteSubmission": NoteSubmission.self, "ReplySubmission": ReplySubmission.self,
         "AssignRequest": AssignRequest.self, "HoldRequest": HoldRequest.self, "Accepted": Accepted.self, "GrantView": GrantView.self,

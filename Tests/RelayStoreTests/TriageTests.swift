@@ -108,7 +108,8 @@ import Testing
         #expect(try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "referred").state == .closed)
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.transition(id: result.id, action: .reopen, actor: amina) }
         let reopened = try await fixture.db.transition(id: result.id, action: .reopen, actor: khadija)
-        #expect(reopened.state == .new && reopened.outcome == nil && reopened.referral == nil, "a reopened case counts as open in the statistics")
+        #expect(reopened.state == .new && reopened.outcome == nil, "a reopened case counts as open in the statistics")
+        #expect(reopened.referral == "health", "a referral made stays in the case and in the statistics by referral")
         let assigned = try await fixture.db.transition(id: result.id, action: .assign, actor: khadija, assignee: fixture.colleague.name)
         #expect(assigned.state == .claimed && assigned.assignee == "resp-youssef")
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.setHold(id: result.id, on: true, actor: amina) }
@@ -302,5 +303,40 @@ import Testing
         try await followUp()
         _ = try await fixture.db.fetchCase(id: result.id, actor: khadija)
         #expect(try await fixture.db.caseSummary(id: result.id).updated == false, "while no one holds the case, whoever opens it has seen it")
+    }
+
+    @Test func aCaseWithAnUnopenedFollowUpIsNeitherClosedNorReferredByItsHolder() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit("the disclosure")
+        let amina = StoreActor(fixture.responder), khadija = StoreActor(fixture.supervisor)
+        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        let (id, envelope) = try fixture.sealed("she is in Tanger now", kind: .followup, in: result.id)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
+                                             idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(id.uuidString.utf8))
+        let trailBefore = try fixture.db.verifyAudit()
+        for (action, referral, outcome) in [(TriageAction.close, nil, "no_further_action"), (.refer, "police", nil)] {
+            let refusal = await #expect(throws: StoreError.self, "\(action)") {
+                try await fixture.db.transition(id: result.id, action: action, actor: amina, referral: referral, outcome: outcome)
+            }
+            #expect(refusal?.code == .invalidState && refusal?.reason.contains("follow-up that you have not opened") == true, "\(String(describing: refusal))")
+        }
+        #expect(try fixture.db.verifyAudit() == trailBefore, "a refusal writes nothing")
+        #expect(try await fixture.db.caseSummary(id: result.id).state == .claimed)
+        // The reply key opens nothing, so it leaves the follow-up unread.
+        _ = try await fixture.db.replyKey(caseID: result.id, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: result.id).updated)
+        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        try await fixture.db.transition(id: result.id, action: .refer, actor: amina, referral: "police")
+        #expect(try await fixture.db.caseSummary(id: result.id).referral == "police")
+
+        // A supervisor who takes a case over from its holder decides on their own reading.
+        let other = try await fixture.submit("another")
+        try await fixture.db.transition(id: other.id, action: .claim, actor: amina)
+        let (otherID, otherEnvelope) = try fixture.sealed("more", kind: .followup, in: other.id)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: other.id, objectID: otherID, envelope: otherEnvelope,
+                                             idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(otherID.uuidString.utf8))
+        try await fixture.db.transition(id: other.id, action: .close, actor: khadija, outcome: "duplicate")
+        #expect(try await fixture.db.caseSummary(id: other.id).state == .closed)
     }
 }
