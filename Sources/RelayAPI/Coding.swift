@@ -71,7 +71,8 @@ public enum StrictJSON {
         } catch {
             throw DecodingFailure(description: "the body does not match the expected shape")
         }
-        if let unknown = firstUnknownField(original, known: reencoded, decoded: value, prefix: "") {
+        // Mirror is slow, and only a null needs it: most bodies hold none.
+        if let unknown = firstUnknownField(original, known: reencoded, decoded: containsNull(original) ? value : nil, prefix: "") {
             throw DecodingFailure(description: "unknown field '\(unknown)'")
         }
         return (value, canonical)
@@ -151,13 +152,12 @@ public enum StrictJSON {
         keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
     }
 
-    /// A key present (and not null) in what was sent but absent from the decoded value re-encoded.
     /// The first field sent that the type does not have. `known` is the value re-encoded; a null drops out of
     /// it, so a null is checked against the decoded value's own fields (no API type renames its coding keys).
-    private static func firstUnknownField(_ sent: Any, known: Any, decoded: Any, prefix: String) -> String? {
+    private static func firstUnknownField(_ sent: Any, known: Any, decoded: Any?, prefix: String) -> String? {
         if let sent = sent as? [String: Any] {
             let known = known as? [String: Any] ?? [:]
-            let fields = fields(of: decoded)
+            let fields = decoded.flatMap(fields(of:))
             for key in sent.keys.sorted() {
                 let name = prefix.isEmpty ? key : "\(prefix).\(key)"
                 if sent[key] is NSNull {
@@ -165,17 +165,24 @@ public enum StrictJSON {
                     continue
                 }
                 guard let inner = known[key] else { return name }
-                let innerDecoded = fields?[key] ?? (decoded as? [String: Any])?[key] ?? ()
+                let innerDecoded = decoded.map { fields?[key] ?? (unwrapped($0) as? [String: Any])?[key] ?? () }
                 if let found = firstUnknownField(sent[key]!, known: inner, decoded: innerDecoded, prefix: name) { return found }
             }
         } else if let sent = sent as? [Any], let known = known as? [Any] {
-            let decodedItems = unwrapped(decoded) as? [Any] ?? []
+            let decodedItems = decoded.map { unwrapped($0) as? [Any] ?? [] }
             for (index, (item, knownItem)) in zip(sent, known).enumerated() {
-                let itemDecoded = index < decodedItems.count ? decodedItems[index] : ()
+                let itemDecoded = decodedItems.map { index < $0.count ? $0[index] : () }
                 if let found = firstUnknownField(item, known: knownItem, decoded: itemDecoded, prefix: "\(prefix)[\(index)]") { return found }
             }
         }
         return nil
+    }
+
+    private static func containsNull(_ json: Any) -> Bool {
+        if json is NSNull { return true }
+        if let object = json as? [String: Any] { return object.values.contains(where: containsNull) }
+        if let array = json as? [Any] { return array.contains(where: containsNull) }
+        return false
     }
 
     /// A decoded struct's stored properties by name; nil for anything else (a dictionary's keys are data).

@@ -110,7 +110,7 @@ struct Grant: AsyncParsableCommand {
             let (keys, _, _) = try await session.epochKeys(identity)
             for (epochID, epoch) in keys {
                 let grant = try RelayFormat.Grant.seal(epoch, to: key)
-                _ = try await session.client.post(APIPath.grants, GrantUpload(epoch: epochID, grants: [name: Base64.encode(grant)]), as: [String: String].self)
+                _ = try await session.client.post(APIPath.grants, GrantUpload(epoch: epochID, grants: [name: Base64.encode(grant)]), as: Accepted.self)
             }
             return keys.count
         }
@@ -245,7 +245,7 @@ struct AuditCommand: AsyncParsableCommand {
     @Flag(help: "Verify the hash chain instead of printing it.") var verify = false
     @Option(name: .customLong("expect-head"), help: ArgumentHelp("With --verify: a head printed by an earlier --verify, which must still be in the trail.", valueName: "seq:hash"))
     var expectHead: String?
-    @Option(name: .customLong("case"), help: ArgumentHelp("Only the entries about this case (the short id `amane inbox` shows, or a whole id).", valueName: "id"))
+    @Option(name: .customLong("case"), help: ArgumentHelp("Only the entries about this case (the short id `amane inbox` shows, or a whole id; a purged case by its whole id).", valueName: "id"))
     var caseID: String?
     @Option(help: ArgumentHelp("Only the entries by this principal (admins appear as admin:NAME).", valueName: "name"))
     var actor: String?

@@ -281,16 +281,6 @@ struct Assign: AsyncParsableCommand {
         }
         try CaseChange.report(view, verb: "Assigned", json: global.json)
         if let previous, previous != name, !global.json { print("\(previous) held it until now: tell them it is no longer theirs.") }
-        let member = try? await Session.with(global) { session in
-            try await session.client.get(APIPath.members, as: MemberList.self).members.first { $0.name == name }
-        }
-        if member?.holdsCurrentKey == false {
-            FileHandle.standardError.write(Data("""
-                Warning: \(name) holds no key for the queue's current epoch and cannot open the case until a colleague runs \
-                `amane grant \(name) --fingerprint …` with the fingerprint \(name) reads to them.
-
-                """.utf8))
-        }
     }
 }
 
@@ -470,6 +460,14 @@ struct ReasonInput: ParsableArguments {
         }
         return try reasonFile.map { try CaseText.trimmed(try CaseText.read($0)) }
     }
+
+    /// A refusal does not lose a reason typed or piped on standard input: a person at a terminal gets it back.
+    func notApplied(_ error: any Error, reason: String?) -> any Error {
+        guard reasonFile == "-", let reason, isatty(STDERR_FILENO) == 1 else { return error }
+        let error = error as? CLIError ?? CLIError(.usage, "\(error)")
+        return CLIError(error.code, error.message, hint: [error.hint, "Your reason was not stored; here it is, to copy:\n\n\(reason)\n"]
+            .compactMap { $0 }.joined(separator: "\n"))
+    }
 }
 
 /// Text about a case, before it is sealed.
@@ -510,7 +508,7 @@ enum Sealing {
         let id = UUID.v7()
         let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id, caseID: try caseUUID(caseID))
         _ = try await session.client.post(APIPath.disclosure(caseID, .notes), NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope)),
-                                          as: [String: String].self)
+                                          as: Accepted.self)
         return id.uuidString.lowercased()
     }
 
@@ -617,7 +615,10 @@ struct Refer: AsyncParsableCommand {
         let (view, noteFailure) = try await Session.with(global) { session in
             let epoch = try await session.currentEpochKey(try session.unlock())
             let caseID = try await session.resolve(id)
-            let view = try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "refer", referral: to), as: CaseView.self)
+            let view: CaseView
+            do {
+                view = try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "refer", referral: to), as: CaseView.self)
+            } catch { throw reasonInput.notApplied(error, reason: reason) }
             return (view, await Sealing.postReason(session, caseID: caseID, text: "Referred to \(to): \(reason)", epoch: epoch))
         }
         if global.json { try Output.json(view) } else {
@@ -640,7 +641,10 @@ struct Close: AsyncParsableCommand {
         let (view, noteFailure) = try await Session.with(global) { session in
             let epoch = try reason == nil ? nil : await session.currentEpochKey(try session.unlock())
             let caseID = try await session.resolve(id)
-            let view = try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "close", outcome: outcome), as: CaseView.self)
+            let view: CaseView
+            do {
+                view = try await session.client.post(APIPath.disclosure(caseID, .transition), TransitionRequest(action: "close", outcome: outcome), as: CaseView.self)
+            } catch { throw reasonInput.notApplied(error, reason: reason) }
             guard let reason, let epoch else { return (view, nil as CLIError?) }
             return (view, await Sealing.postReason(session, caseID: caseID, text: "Closed (\(outcome)): \(reason)", epoch: epoch))
         }

@@ -167,7 +167,7 @@ extension RelayServerApp {
 
         let http1 = HTTP1Channel.Configuration(
             additionalChannelHandlers: [TLSFailureCounter(metrics: metrics),
-                                        RequestDeadlineHandler(limit: .seconds(Int64(configuration.limits.requestBodySeconds))),
+                                        RequestDeadlineHandler(limit: .seconds(Int64(configuration.limits.requestBodySeconds)), timedOutRequests: metrics.requestsTimedOut, logger: logger),
                                         StalledReaderHandler(limit: .seconds(Int64(configuration.limits.idleTimeoutSeconds))),
                                         MalformedRequestAnswer()],
             idleTimeout: .seconds(Int64(configuration.limits.idleTimeoutSeconds)),

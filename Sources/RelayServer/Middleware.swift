@@ -93,25 +93,38 @@ final class TLSFailureCounter: ChannelInboundHandler, RemovableChannelHandler, S
 
 /// Answers 408 and closes a connection whose request has not fully arrived `limit` after its head. The idle
 /// timeout cannot: a client that sends its body a byte at a time is never idle, and would hold the connection
-/// for ever. What the route would answer later is dropped. An answer sent before its request ended (a body
-/// refused as too large) closes it too: the rest of that body is not worth waiting for.
+/// for ever. The 408 goes out only once every earlier pipelined request is answered and nothing of this one's
+/// answer is, else the connection just closes; what the route answers later is dropped. An answer sent before
+/// its own request ended (a body refused as too large) closes the connection too: the rest of that body is not
+/// worth waiting for.
 final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
     let limit: TimeAmount
+    let timedOutRequests: Counter
+    /// The route never logs such a request: its task ends with the connection.
+    let logger: Logger
+    private var method = ""
     private var deadline: Scheduled<Void>?
-    private var answerStarted = false
+    private var requestsBegun = 0
+    private var answersBegun = 0
+    private var answersEnded = 0
     private var timedOut = false
 
-    init(limit: TimeAmount) { self.limit = limit }
+    init(limit: TimeAmount, timedOutRequests: Counter, logger: Logger) {
+        self.limit = limit
+        self.timedOutRequests = timedOutRequests
+        self.logger = logger
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !timedOut else { return }
         switch unwrapInboundIn(data) {
-        case .head:
+        case .head(let head):
+            requestsBegun += 1
+            method = head.method.rawValue
             deadline?.cancel()
-            answerStarted = false
             deadline = context.eventLoop.assumeIsolated().scheduleTask(in: limit) { self.timeOut(context) }
         case .end:
             deadline?.cancel()
@@ -124,7 +137,11 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     private func timeOut(_ context: ChannelHandlerContext) {
         timedOut = true
-        guard !answerStarted else { return context.close(promise: nil) }
+        timedOutRequests.increment()
+        let answered = answersBegun == requestsBegun - 1 && answersEnded == answersBegun
+        logger.info("a request's body did not arrive in time; the connection is closed", metadata: [
+            "relay.method": "\(method)", "relay.status": "\(answered ? "408" : "none")", "relay.limit_s": "\(limit.nanoseconds / 1_000_000_000)"])
+        guard answered else { return context.close(promise: nil) }
         let body = Response.problemBody(.requestTimeout, detail: "the request's body did not arrive within \(limit.nanoseconds / 1_000_000_000) s of its head")
         let head = HTTPResponse(status: .requestTimeout, headerFields: [.contentType: RelayAPI.MediaType.problem,
                                                                       .contentLength: String(body.readableBytes), .connection: "close"])
@@ -135,13 +152,20 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard !timedOut else { return promise?.fail(ChannelError.ioOnClosedChannel) ?? () }
-        let part = unwrapOutboundIn(data)
-        if case .head = part { answerStarted = true }
-        guard case .end = part, deadline != nil else { return context.write(data, promise: promise) }
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        written.futureResult.cascade(to: promise)
-        context.write(data, promise: written)
+        switch unwrapOutboundIn(data) {
+        case .head: answersBegun += 1
+        case .body: break
+        case .end:
+            answersEnded += 1
+            // The answer to the request still arriving: its body is not worth waiting for.
+            if deadline != nil && answersEnded == requestsBegun {
+                let written = context.eventLoop.makePromise(of: Void.self)
+                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                written.futureResult.cascade(to: promise)
+                return context.write(data, promise: written)
+            }
+        }
+        context.write(data, promise: promise)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

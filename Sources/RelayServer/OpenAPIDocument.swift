@@ -14,8 +14,8 @@ info:
     role decides what it may call. Errors are application/problem+json (RFC 9457).
     Any call that writes may also answer 503 with Retry-After when the store is saturated or its
     disk is full; nothing of that call was stored, and it is safe to retry. Submissions, where a
-    retry matters most, list it. Bodies are JSON in UTF-8 without a byte order mark (else 400), and
-    sent without a Content-Encoding (else 415). A request that is not valid HTTP answers 400, one
+    retry matters most, list it. Bodies are JSON in UTF-8 without a byte order mark, with no field
+    the schema does not name, not even as null (else 400), and sent without a Content-Encoding (else 415). A request that is not valid HTTP answers 400, one
     whose headers are too large 431, one whose body has not arrived in full within the relay's
     limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A path
     called with a method it does not take answers 405 with Allow; an unknown path 404. A problem's
@@ -695,7 +695,7 @@ components:
       type: object
       required: [narrative]
       properties:
-        narrative: {type: string}
+        narrative: {type: string, description: "What the reporter told: 1 to limits.narrativeMaxBytes (65,536 by default) bytes of UTF-8, not only white space."}
         answers:
           type: object
           description: A gateway's questions and their answers, each one string or a list of strings.

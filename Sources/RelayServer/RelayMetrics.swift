@@ -10,6 +10,7 @@ final class RelayMetrics: Sendable {
     let batchSizes: ValueHistogram
     let tlsHandshakeFailures: Counter
     let receiptMissesRefused: Counter
+    let requestsTimedOut: Counter
     let tlsCertificateExpiry: Gauge
     let queueDepth: [Urgency: Gauge]
     let slaBreaches: [Urgency: Gauge]
@@ -29,6 +30,9 @@ final class RelayMetrics: Sendable {
         receiptMissesRefused = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "receipt_misses_refused", unitName: "total",
                               helpText: "Unknown receipts answered 429 past a gateway's limit: someone may be guessing receipts"))
+        requestsTimedOut = registry.makeCounter(
+            descriptor: .init(namespace: "amane", metricName: "requests_timed_out", unitName: "total",
+                              helpText: "Requests whose body did not arrive within limits.requestBodySeconds (answered 408, or closed)"))
         tlsCertificateExpiry = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "tls_certificate_expiry", unitName: "timestamp_seconds",
                               helpText: "When the served TLS certificate expires, in Unix seconds"))

@@ -216,14 +216,7 @@ extension RelayDatabase {
             var detail = ["from": record.state, "to": next.rawValue]
             switch action {
             case .claim:
-                // A case held by someone who cannot open it is a case no one works on.
-                guard try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#,
-                                        arguments: [record.epochID, actor.principalID]) == true else {
-                    throw StoreError(.forbidden, """
-                        you hold no key for the epoch this case is sealed to, so you could not open it: ask a colleague who holds it \
-                        to grant it to you (amane grant \(actor.name))
-                        """)
-                }
+                try Self.requireKey(db, for: record, member: actor.principalID, name: actor.name, claiming: true)
                 record.assigneeID = actor.principalID
                 record.claimExpiresAt = claimExpiry
             case .assign:
@@ -231,6 +224,7 @@ extension RelayDatabase {
                       member.isActive, member.role.isMember else {
                     throw StoreError(.notFound, "no active responder named \(assignee?.rawValue ?? "")")
                 }
+                try Self.requireKey(db, for: record, member: member.id, name: member.name.rawValue, claiming: false)
                 if let previous = record.assigneeID, previous != member.id { detail["previousAssignee"] = try Self.principalNames(db)[previous] }
                 record.assigneeID = member.id
                 record.claimExpiresAt = claimExpiry
@@ -296,6 +290,17 @@ extension RelayDatabase {
         try await addSealed(caseID: caseID, objectID: objectID, kind: .reply, envelope: envelope, gatewayEnvelope: gatewayEnvelope, actor: actor)
     }
 
+    /// A case held by someone who cannot open it is a case no one works on: its holder needs a grant of the
+    /// epoch its disclosure is sealed to.
+    static func requireKey(_ db: Database, for record: DisclosureRecord, member: String?, name: String, claiming: Bool) throws {
+        guard try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#,
+                                arguments: [record.epochID, member]) != true else { return }
+        throw StoreError(.forbidden, """
+            \(claiming ? "you have" : "\(name) has") no key for the epoch this case is sealed to, so \(claiming ? "you" : "they") could not \
+            open it: a colleague who has that key grants it first (amane grant \(name))
+            """)
+    }
+
     /// The key a reply to the case is sealed to (its gateway's), once the actor may add one. Asked before the
     /// reply is written, so that a refusal comes first; it opens nothing and changes nothing.
     public func replyKey(caseID: String, actor: StoreActor) async throws -> String {
@@ -314,8 +319,8 @@ extension RelayDatabase {
     private static func checkMayAdd(_ kind: ObjectKind, to record: DisclosureRecord, by actor: StoreActor, _ db: Database) throws {
         guard record.purgedAt == nil else { throw StoreError(.invalidState, "case \(record.id) was purged") }
         if actor.role != .supervisor && record.assigneeID != actor.principalID {
-            if record.caseState == .closed {
-                throw StoreError(.forbidden, "the case is closed: only whoever closed it, or a supervisor, adds a \(kind.name) now")
+            if [.closed, .referred].contains(record.caseState) {
+                throw StoreError(.forbidden, "the case is \(record.state): only its holder, or a supervisor, adds a \(kind.name) now")
             }
             let lapsed = record.assigneeID == nil ? " (a claim lapses when its holder neither opens the case nor writes to it for a while)" : ""
             throw StoreError(.forbidden, "claim the case before adding a \(kind.name)\(lapsed)\(try Self.claimant(db, record))")

@@ -204,7 +204,7 @@ extension DaemonSuiteForCLI {
         #expect(read.first { $0["id"] as? String == arabic }?["updated"] as? Bool == false, "opened, the follow-up is read")
         // Another responder's reply is refused before it is written, and opens nothing: the trail shows no fetch of theirs.
         let refusedReply = try cli.run(["reply", short, "-m", "x"], home: youssef)
-        #expect(refusedReply.code == 2 && refusedReply.output.contains("claim the case before adding a reply"), "\(refusedReply.output)")
+        #expect(refusedReply.code == 2 && refusedReply.output.contains("the case is referred: only its holder, or a supervisor, adds a reply now"), "\(refusedReply.output)")
         #expect((try cli.json(["audit", "--case", short, "--actor", "youssef"], home: cli.supervisor) as! [[String: Any]]).isEmpty)
         // A gateway that seals on its side is told of an empty narrative before sealing: the relay could not look.
         let blankFile = daemon.directory + "/blank.json"

@@ -166,18 +166,26 @@ extension DaemonSuite {
             port = int(sys.argv[1])
             context = ssl.create_default_context(cafile=sys.argv[2]); context.load_cert_chain(sys.argv[3], sys.argv[4])
             tls = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost"); tls.settimeout(10)
-            tls.sendall(b"POST /v1/disclosures HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\n"
-                        b"Idempotency-Key: stalled-body-0123456789abcdef01234567\\r\\nContent-Length: 1000\\r\\n\\r\\n{\\"narrative\\": \\"")
+            stalled = (b"POST /v1/disclosures HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\n"
+                       b"Idempotency-Key: stalled-body-0123456789abcdef01234567\\r\\nContent-Length: 1000\\r\\n\\r\\n{\\"narrative\\": \\"")
+            def answer(sock):
+                data = b""
+                try:
+                    while True:
+                        chunk = sock.recv(4096)
+                        if not chunk: break
+                        data += chunk
+                except (OSError, ssl.SSLError):
+                    pass
+                return data.decode("utf-8", "replace")
+            tls.sendall(stalled)
             start = time.time()
-            answer = b""
-            try:
-                while True:
-                    chunk = tls.recv(4096)
-                    if not chunk: break
-                    answer += chunk
-            except (OSError, ssl.SSLError):
-                pass
-            print(json.dumps({"seconds": round(time.time() - start, 1), "answer": answer.decode("utf-8", "replace")}))
+            alone = answer(tls)
+            seconds = round(time.time() - start, 1)
+            # Behind a complete request on the same connection: that one is answered, then the stalled one gets its 408.
+            pipelined = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost"); pipelined.settimeout(10)
+            pipelined.sendall(b"GET /v1/me HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n" + stalled)
+            print(json.dumps({"seconds": seconds, "answer": alone, "pipelined": answer(pipelined)}))
             """
         let result = try Daemon.run("/usr/bin/env", ["python3", "-c", script, String(daemon.port), daemon.ca, daemon.gateway.certificate, daemon.gateway.key])
         #expect(result.0 == 0, "\(result.1)")
@@ -191,6 +199,18 @@ extension DaemonSuite {
         #expect((problem["detail"] as? String ?? "").contains("2 s"), "\(problem)")
         let seconds = try #require(report["seconds"] as? Double)
         #expect(seconds >= 1.5 && seconds < 8, "answered at the 2 s request deadline, then closed: \(seconds) s")
+        let pipelined = try #require(report["pipelined"] as? String)
+        let statuses = pipelined.matches(of: #/HTTP/1\.1 (\d{3}) /#).map { String($0.output.1) }
+        #expect(statuses == ["200", "408"], "\(pipelined)")
+        let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+        #expect(metrics.contains("amane_requests_timed_out_total 2"), "\(metrics)")
+        func timeoutLines() -> [Substring] {
+            daemon.stderr.value.split(separator: "\n").filter { $0.hasSuffix("[RelayServer] a request's body did not arrive in time; the connection is closed") }
+        }
+        _ = try await eventually(within: 5) { timeoutLines().count >= 2 }
+        let logged = timeoutLines()
+        #expect(logged.count == 2 && logged.allSatisfy { $0.contains("relay.method=POST") && $0.contains("relay.status=408") && !$0.contains("127.0.0.1") },
+                "the log says so, without the client's address: \(logged)")
         let queue = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as? [[String: Any]]
         #expect(queue?.isEmpty == true, "nothing of the cut-off request was stored")
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "the daemon keeps serving")

@@ -95,6 +95,7 @@ import Yams
                 wrong.append("\(name): the type has \(fields.sorted()), the document \(properties.keys.sorted())")
             }
             let required = Set(schema["required"] as? [String] ?? [])
+            if !required.isSubset(of: properties.keys) { wrong.append("\(name): requires what it does not list: \(required.subtracting(properties.keys).sorted())") }
             for field in properties.keys.sorted() {
                 var without = full
                 without[field] = nil

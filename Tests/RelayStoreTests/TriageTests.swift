@@ -256,6 +256,7 @@ import Testing
 
     @Test func rotationMakesTheNewEpochCurrentAndGrantsAreChecked() async throws {
         let fixture = try await StoreFixture()
+        let sealedToFirst = try await fixture.submit("before the rotation")
         let first = try fixture.db.currentEpoch(queue: .national)!
         try await fixture.rotate(by: fixture.colleague)
         let second = try fixture.db.currentEpoch(queue: .national)!
@@ -277,6 +278,17 @@ import Testing
         }
         try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": grant], actor: StoreActor(fixture.responder))
         #expect(try await fixture.db.grants(for: late).map(\.epochID) == [second.id])
+
+        // A case is claimed or assigned only by whoever holds the epoch it is sealed to, current or not.
+        let sealedToSecond = try await fixture.submit("after the rotation")
+        let refused = await #expect(throws: StoreError.self) { try await fixture.db.transition(id: sealedToFirst.id, action: .claim, actor: StoreActor(late)) }
+        #expect(refused?.code == .forbidden && refused?.reason.contains("no key for the epoch this case is sealed to") == true, "\(String(describing: refused))")
+        await #expect(throws: StoreError.code(.forbidden)) {
+            try await fixture.db.transition(id: sealedToFirst.id, action: .assign, actor: StoreActor(fixture.supervisor), assignee: late.name)
+        }
+        #expect(try await fixture.db.transition(id: sealedToSecond.id, action: .claim, actor: StoreActor(late)).assignee == "resp-late")
+        #expect(try await fixture.db.transition(id: sealedToFirst.id, action: .claim, actor: StoreActor(fixture.responder)).state == .claimed,
+                "an older grant still opens an older case")
     }
 }
 
@@ -330,7 +342,7 @@ import Testing
         try await fixture.db.transition(id: result.id, action: .refer, actor: amina, referral: "police")
         #expect(try await fixture.db.caseSummary(id: result.id).referral == "police")
 
-        // A supervisor who takes a case over from its holder decides on their own reading.
+        // The rule binds the case's holder: a supervisor may still close it over their head (a duplicate, a mistake).
         let other = try await fixture.submit("another")
         try await fixture.db.transition(id: other.id, action: .claim, actor: amina)
         let (otherID, otherEnvelope) = try fixture.sealed("more", kind: .followup, in: other.id)
