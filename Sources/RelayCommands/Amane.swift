@@ -25,7 +25,8 @@ public struct Amane: AsyncParsableCommand {
               amane reply c41e9a7b            # answer the reporter through their gateway, written in $EDITOR
               amane refer c41e9a7b --to health --reason-file -
             Case text given with -m or --reason is seen by other users of the machine and kept in shell history.
-            With --json, a failure is JSON on standard output too: {"error", "hint", "exitCode"}.
+            With --json, a failure is JSON on standard output too: {"error", "hint", "exitCode"}, and "code" (the relay's
+            problem code) when the relay refused.
             """,
         version: RelayVersion.current,
         subcommands: [
@@ -91,7 +92,8 @@ public struct Amane: AsyncParsableCommand {
     private static func report(_ error: CLIError, json: Bool) -> Never {
         if json, !Output.answered.load(ordering: .sequentiallyConsistent) {
             do {
-                try error.json.map { try Output.json($0) } ?? Output.json(CLIError.JSONForm(error: error.message, hint: error.hint, exitCode: error.code.rawValue))
+                try error.json.map { try Output.json($0) } ?? Output.json(CLIError.JSONForm(error: error.message, hint: error.hint, exitCode: error.code.rawValue,
+                                                                                       code: error.problemCode))
             } catch {
                 FileHandle.standardError.write(Data("cannot encode the error as JSON\n".utf8))
             }

@@ -20,23 +20,33 @@ public struct CLIError: Error, CustomStringConvertible {
     public let hint: String?
     /// What `--json` prints instead of the generic error object, when a command has a better form.
     let json: (any Encodable & Sendable)?
+    /// The relay's problem code (`conflict`, `stale_epoch`…) when it refused: what a script tells causes apart by.
+    let problemCode: String?
 
     public init(_ code: Code, _ message: String, hint: String? = nil) {
         self.init(code, message, hint: hint, json: nil)
     }
 
-    init(_ code: Code, _ message: String, hint: String? = nil, json: (any Encodable & Sendable)?) {
+    init(_ code: Code, _ message: String, hint: String? = nil, json: (any Encodable & Sendable)?, problemCode: String? = nil) {
         self.code = code
         self.message = message
         self.hint = hint
         self.json = json
+        self.problemCode = problemCode
     }
 
-    /// `{"error": …, "hint": …, "exitCode": …}`: what `--json` prints on stdout for a failure.
+    /// The same failure with another hint.
+    func with(hint: String?) -> CLIError {
+        CLIError(code, message, hint: hint, json: json, problemCode: problemCode)
+    }
+
+    /// `{"error": …, "hint": …, "exitCode": …, "code": …}`: what `--json` prints on stdout for a failure; `code`
+    /// only when the relay refused, as its problem's code.
     struct JSONForm: Encodable {
         let error: String
         let hint: String?
         let exitCode: Int32
+        let code: String?
     }
 
     public var description: String {

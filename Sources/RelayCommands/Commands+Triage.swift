@@ -436,7 +436,7 @@ struct TextInput: ParsableArguments {
             : "What you wrote was not sent, and no copy of it was kept."
         var hint = [error.hint, fate].compactMap { $0 }
         if !json, isatty(STDERR_FILENO) == 1 { hint.append("Here it is, to copy:\n\n\(text)\n") }
-        return CLIError(error.code, error.message, hint: hint.joined(separator: "\n"))
+        return error.with(hint: hint.joined(separator: "\n"))
     }
 }
 
@@ -465,8 +465,7 @@ struct ReasonInput: ParsableArguments {
     func notApplied(_ error: any Error, reason: String?) -> any Error {
         guard reasonFile == "-", let reason, isatty(STDERR_FILENO) == 1 else { return error }
         let error = error as? CLIError ?? CLIError(.usage, "\(error)")
-        return CLIError(error.code, error.message, hint: [error.hint, "Your reason was not stored; here it is, to copy:\n\n\(reason)\n"]
-            .compactMap { $0 }.joined(separator: "\n"))
+        return error.with(hint: [error.hint, "Your reason was not stored; here it is, to copy:\n\n\(reason)\n"].compactMap { $0 }.joined(separator: "\n"))
     }
 }
 
@@ -528,7 +527,7 @@ enum Sealing {
 
     static func reasonNotStored(_ error: CLIError, caseID: String) -> CLIError {
         CLIError(error.code, "the case moved, but its reason was not stored: \(error.message)",
-                 hint: "Add it with `amane note \(ShortID.of(caseID)) -m …`.")
+                 hint: "Add it with `amane note \(ShortID.of(caseID)) -m …`.", json: nil, problemCode: error.problemCode)
     }
 
     static func caseUUID(_ caseID: String) throws -> UUID {

@@ -86,7 +86,8 @@ final class RelayClient: Sendable {
             let text = Output.inert([problem?.title ?? response.status.reasonPhrase, problem?.detail].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": "))
             let failed = response.status.code >= 500
             throw CLIError(failed ? .server : .refused, "the relay \(failed ? "failed" : "refused"): \(text) (HTTP \(response.status.code))",
-                           hint: Self.hint(for: Int(response.status.code), detail: problem?.detail ?? "", retryAfter: retryAfter))
+                           hint: Self.hint(for: Int(response.status.code), detail: problem?.detail ?? "", retryAfter: retryAfter), json: nil,
+                           problemCode: problem?.code)
         }
         return data
     }

@@ -120,6 +120,7 @@ extension DaemonSuiteForCLI {
         #expect(refusedCode == 2 && refused.contains("cannot claim a case that is claimed; demo-responder holds it until 20") && !refused.contains("idempotency"), "\(refused)")
         let (refusedJSON, refusedErrors) = try cli.json(["claim", short], home: youssef, failingWith: 2)
         #expect(((refusedJSON as? [String: Any])?["error"] as? String ?? "").contains("cannot claim") && (refusedJSON as? [String: Any])?["exitCode"] as? Int == 2
+                && (refusedJSON as? [String: Any])?["code"] as? String == "conflict"
                 && refusedErrors.isEmpty, "with --json a failure is JSON on standard output too: \(refusedJSON) \(refusedErrors)")
 
         // 4. Shown decrypted, the text is what was submitted, Arabic intact.
