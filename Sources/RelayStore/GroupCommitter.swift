@@ -132,10 +132,11 @@ final class GroupCommitter: Sendable {
         }
         switch outcome {
         case .success(let (results, _)):
+            // Counted before any writer hears, so a caller that returned finds its batch counted.
+            observer(batch.count)
             for (pending, result) in zip(batch, results) {
                 pending.continuation.resume(with: result.mapError(Self.storeError))
             }
-            observer(batch.count)
         case .failure(let error):
             let failure = Self.storeError(error)
             for pending in batch { pending.continuation.resume(throwing: failure) }

@@ -104,11 +104,16 @@ final class StoreFixture: @unchecked Sendable {
     @discardableResult
     func submit(_ text: String = "synthetic disclosure", urgency: Urgency = .normal, category: String = "sexual_abuse",
                 key idempotencyKey: String = UUID().uuidString, gateway: Principal? = nil) async throws -> IntakeResult {
+        try await db.intake(request(text, urgency: urgency, category: category, key: idempotencyKey, gateway: gateway))
+    }
+
+    /// A disclosure sealed and ready to submit.
+    func request(_ text: String, urgency: Urgency = .normal, category: String = "sexual_abuse",
+                 key idempotencyKey: String = UUID().uuidString, gateway: Principal? = nil) throws -> IntakeRequest {
         let id = UUID.v7(now: clock.now)
         let envelope = try Envelope.seal(Array(text.utf8), to: epochKey.publicKey, kind: .disclosure, objectID: id)
-        return try await db.intake(IntakeRequest(gateway: gateway ?? self.gateway, labels: labels(urgency, category: category), id: id,
-                                                 envelope: envelope, idempotencyKey: idempotencyKey,
-                                                 requestHash: Digest.sha256(Array("\(text)|\(urgency)|\(category)".utf8))))
+        return IntakeRequest(gateway: gateway ?? self.gateway, labels: labels(urgency, category: category), id: id, envelope: envelope,
+                             idempotencyKey: idempotencyKey, requestHash: Digest.sha256(Array("\(text)|\(urgency)|\(category)".utf8)))
     }
 
     /// A follow-up, note or reply sealed as the members' tools do: bound to its case.
