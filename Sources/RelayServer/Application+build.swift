@@ -166,7 +166,7 @@ extension RelayServerApp {
                     metrics: metrics, sealer: IntakeSealer(window: .milliseconds(configuration.sharedContextMilliseconds))).register(on: router)
 
         let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [TLSFailureCounter(metrics: metrics),
+            additionalChannelHandlers: [TLSFailureCounter(metrics: metrics, tally: gatewayTally),
                                         RequestDeadlineHandler(limit: .seconds(Int64(configuration.limits.requestBodySeconds)), timedOutRequests: metrics.requestsTimedOut, logger: logger),
                                         StalledReaderHandler(limit: .seconds(Int64(configuration.limits.idleTimeoutSeconds))),
                                         MalformedRequestAnswer()],

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOSSL
+import NIOTLS
 import Prometheus
 import RelayAPI
 import Synchronization
@@ -78,16 +79,64 @@ struct RequestLogMiddleware: RouterMiddleware {
     }
 }
 
-/// Counts failed TLS handshakes for the metrics; sits in each connection's pipeline.
-final class TLSFailureCounter: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+/// Counts failed TLS handshakes by reason, for the metrics and the minute's tally of unauthenticated traffic.
+/// An error after the handshake (a client that hangs up without a TLS close) is not a failed handshake.
+final class TLSFailureCounter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     let metrics: RelayMetrics
+    let tally: GatewayTally
+    private var settled = false
 
-    init(metrics: RelayMetrics) { self.metrics = metrics }
+    init(metrics: RelayMetrics, tally: GatewayTally) {
+        self.metrics = metrics
+        self.tally = tally
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent { settled = true }
+        context.fireUserInboundEventTriggered(event)
+    }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOSSLError || error is BoringSSLError { metrics.tlsHandshakeFailures.increment() }
+        if !settled, error is NIOSSLError || error is BoringSSLError {
+            settled = true
+            let reason = HandshakeFailure(error)
+            metrics.countHandshakeFailure(reason)
+            tally.count("-", "TLS handshake failed: \(reason.explanation)")
+        }
         context.fireErrorCaught(error)
+    }
+}
+
+/// Why a TLS handshake failed, in the few kinds ops can act on.
+enum HandshakeFailure: String, CaseIterable, Sendable {
+    case noCertificate = "no_certificate"
+    case certificateRefused = "certificate_refused"
+    case notTLS = "not_tls"
+    case protocolMismatch = "protocol"
+    case abandoned
+    case other
+
+    init(_ error: any Error) {
+        if case .uncleanShutdown = error as? NIOSSLError { self = .abandoned; return }
+        let text = String(describing: error)
+        func mentions(_ names: String...) -> Bool { names.contains { text.contains($0) } }
+        self = if mentions("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_REQUIRED") { .noCertificate }
+            else if mentions("CERTIFICATE_VERIFY_FAILED", "CERTIFICATE_EXPIRED", "UNKNOWN_CA", "BAD_CERTIFICATE") { .certificateRefused }
+            else if mentions("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST") { .notTLS }
+            else if mentions("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "NO_SHARED_CIPHER", "NO_SHARED_GROUP") { .protocolMismatch }
+            else { .other }
+    }
+
+    var explanation: String {
+        switch self {
+        case .noCertificate: "no client certificate"
+        case .certificateRefused: "a client certificate not from this relay's CA, or expired"
+        case .notTLS: "not TLS (plain HTTP?)"
+        case .protocolMismatch: "no TLS version or cipher in common"
+        case .abandoned: "the client hung up during the handshake"
+        case .other: "another TLS error"
+        }
     }
 }
 

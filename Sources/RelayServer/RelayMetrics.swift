@@ -8,7 +8,7 @@ final class RelayMetrics: Sendable {
     private let requestCounters = Mutex<[String: Counter]>([:])
     let intakeLatency: DurationHistogram
     let batchSizes: ValueHistogram
-    let tlsHandshakeFailures: Counter
+    private let tlsHandshakeFailures: [HandshakeFailure: Counter]
     let receiptMissesRefused: Counter
     let requestsTimedOut: Counter
     let tlsCertificateExpiry: Gauge
@@ -25,8 +25,13 @@ final class RelayMetrics: Sendable {
         batchSizes = registry.makeValueHistogram(
             descriptor: .init(namespace: "amane", metricName: "group_commit_batch", unitName: "writes", helpText: "Writes per group commit"),
             labels: [("store", "sqlite")], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256])
-        tlsHandshakeFailures = registry.makeCounter(
-            descriptor: .init(namespace: "amane", metricName: "tls_handshake_failures", unitName: "total", helpText: "TLS handshakes that failed"))
+        let registry = registry
+        tlsHandshakeFailures = Dictionary(uniqueKeysWithValues: HandshakeFailure.allCases.map { reason in
+            (reason, registry.makeCounter(
+                descriptor: .init(namespace: "amane", metricName: "tls_handshake_failures", unitName: "total",
+                                  helpText: "TLS handshakes that failed, by reason (no_certificate, certificate_refused, not_tls, protocol, abandoned, other)"),
+                labels: [("reason", reason.rawValue)]))
+        })
         receiptMissesRefused = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "receipt_misses_refused", unitName: "total",
                               helpText: "Unknown receipts answered 429 past a gateway's limit: someone may be guessing receipts"))
@@ -51,6 +56,10 @@ final class RelayMetrics: Sendable {
                               helpText: "Queues whose intake answers 503 until a responder runs amane rotate"))
         queueDepth = depth
         slaBreaches = breaches
+    }
+
+    func countHandshakeFailure(_ reason: HandshakeFailure) {
+        tlsHandshakeFailures[reason]?.increment()
     }
 
     func countRequest(route: String, method: String, status: Int) {

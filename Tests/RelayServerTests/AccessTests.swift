@@ -34,17 +34,37 @@ extension DaemonSuite {
 
         #expect(try daemon.get("/v1/me", as: daemon.gateway).json["role"] as? String == "gateway")
         #expect(try daemon.get("/v1/metrics", as: daemon.gateway).status == 404)
-        let failures = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
-        #expect(failures.contains("amane_tls_handshake_failures_total"))
-        let count = failures.split(separator: "\n").first { $0.hasPrefix("amane_tls_handshake_failures_total ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
-        #expect(count >= 2)
+        // A good connection that the client drops without a TLS close is not a failed handshake.
+        let dropsWithoutClosing = """
+            import socket, ssl, sys
+            port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+            context = ssl.create_default_context(cafile=ca)
+            context.load_cert_chain(cert, key)
+            for _ in range(3):
+                tls = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+                tls.sendall(b"GET /v1/me HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n")
+                print(tls.recv(12).decode())
+                tls.close()
+            """
+        let dropped = try Daemon.run("/usr/bin/env", ["python3", "-c", dropsWithoutClosing, String(daemon.port), daemon.ca,
+                                                       daemon.gateway.certificate, daemon.gateway.key])
+        #expect(dropped.0 == 0 && dropped.1.components(separatedBy: "HTTP/1.1 200").count == 4, "\(dropped.1)")
+        let plain = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.port)/v1/me"])
+        #expect(plain.0 != 0)
+        let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+        func failures(_ reason: String) -> Int? {
+            metrics.split(separator: "\n").first { $0.hasPrefix("amane_tls_handshake_failures_total{reason=\"\(reason)\"} ") }
+                .flatMap { Int($0.split(separator: " ")[1]) }
+        }
+        #expect(failures("no_certificate") == 1 && failures("certificate_refused") == 2 && failures("not_tls") == 1, "\(metrics)")
+        #expect(failures("abandoned") == 0 && failures("other") == 0 && failures("protocol") == 0, "\(metrics)")
         // Anyone holding a certificate of the CA could flood the journal with refused requests: they are tallied, not logged one by one.
         for _ in 0..<3 { _ = try daemon.request("GET", "/v1/me", as: try write(unknown, to: scratch, name: "unknown"), contentType: nil) }
         #expect(daemon.stop() == 0)
         let lines = daemon.stderr.value.split(separator: "\n")
         #expect(!lines.contains { $0.contains("relay.route=") && $0.contains("relay.principal=-") }, "\(lines)")
         #expect(lines.contains { $0.contains("requests since the last tally") && $0.contains("relay.principal=-")
-                                 && $0.contains("relay.requests=GET /v1/me 403 ×4") }, "\(lines)")
+                                 && $0.contains("GET /v1/me 403 ×4") && $0.contains("TLS handshake failed: no client certificate ×1") }, "\(lines)")
     }
 
     func write(_ issued: (certificate: String, key: String), to directory: String, name: String) throws -> ClientIdentity {
