@@ -93,7 +93,8 @@ public struct Amane: AsyncParsableCommand {
         if json, !Output.answered.load(ordering: .sequentiallyConsistent) {
             do {
                 try error.json.map { try Output.json($0) } ?? Output.json(CLIError.JSONForm(error: error.message, hint: error.hint, exitCode: error.code.rawValue,
-                                                                                       code: error.problemCode))
+                                                                                       code: error.problemCode,
+                                                                                       idempotencyKey: error.idempotencyKey))
             } catch {
                 FileHandle.standardError.write(Data("cannot encode the error as JSON\n".utf8))
             }

@@ -22,31 +22,41 @@ public struct CLIError: Error, CustomStringConvertible {
     let json: (any Encodable & Sendable)?
     /// The relay's problem code (`conflict`, `stale_epoch`…) when it refused: what a script tells causes apart by.
     let problemCode: String?
+    /// The request went out, and no answer says whether the relay acted on it.
+    let outcomeUnknown: Bool
+    /// The key a submission went under, given back when it may have been stored, to retry with.
+    var idempotencyKey: String?
 
     public init(_ code: Code, _ message: String, hint: String? = nil) {
         self.init(code, message, hint: hint, json: nil)
     }
 
-    init(_ code: Code, _ message: String, hint: String? = nil, json: (any Encodable & Sendable)?, problemCode: String? = nil) {
+    init(_ code: Code, _ message: String, hint: String? = nil, json: (any Encodable & Sendable)?, problemCode: String? = nil,
+         outcomeUnknown: Bool = false) {
         self.code = code
         self.message = message
         self.hint = hint
         self.json = json
         self.problemCode = problemCode
+        self.outcomeUnknown = outcomeUnknown
     }
 
     /// The same failure with another hint.
     func with(hint: String?) -> CLIError {
-        CLIError(code, message, hint: hint, json: json, problemCode: problemCode)
+        var error = CLIError(code, message, hint: hint, json: json, problemCode: problemCode, outcomeUnknown: outcomeUnknown)
+        error.idempotencyKey = idempotencyKey
+        return error
     }
 
-    /// `{"error": …, "hint": …, "exitCode": …, "code": …}`: what `--json` prints on stdout for a failure; `code`
-    /// only when the relay refused, as its problem's code.
+    /// `{"error": …, "hint": …, "exitCode": …, "code": …, "idempotencyKey": …}`: what `--json` prints on stdout for a
+    /// failure; `code` only when the relay refused, as its problem's code; `idempotencyKey` only when a submission may
+    /// have been stored.
     struct JSONForm: Encodable {
         let error: String
         let hint: String?
         let exitCode: Int32
         let code: String?
+        let idempotencyKey: String?
     }
 
     public var description: String {

@@ -14,6 +14,16 @@ struct SendingOptions: ParsableArguments {
     /// The key the request goes under: the one given, to retry, or a new one.
     func key() -> String { idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())" }
 
+    /// Sends under `key`; when the relay failed or never answered, the failure gives the key back: the
+    /// submission may be stored, and only a retry under the same key cannot store it twice.
+    static func send<T>(under key: String, retrying command: String, _ post: () async throws -> T) async throws -> T {
+        do { return try await post() } catch var error as CLIError where error.outcomeUnknown || error.code == .server {
+            error.idempotencyKey = key
+            let retry = "It may have been stored. Send it again under the same key, which cannot store it twice: \(command) --idempotency-key \(key)"
+            throw error.with(hint: [error.hint, retry].compactMap { $0 }.joined(separator: "\n"))
+        }
+    }
+
     /// Sealing is randomized: a retry is recognised by this tag of the content, keyed like the request.
     static func contentTag(_ plaintext: Data, key: String) -> String {
         Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
@@ -43,6 +53,8 @@ struct Submit: AsyncParsableCommand {
         discussion: """
             FILE holds the JSON body of POST /v1/disclosures. With --seal the content is sealed here to the queue's key,
             so the relay only ever receives the envelope. Example: AMANE_HOME=.amane-dev/dev/gateway amane submit seeds/demo/01-….json --seal
+            When the relay fails or gives no answer, the disclosure may be stored: the idempotency key is printed (in \
+            --json as idempotencyKey), and sending again with --idempotency-key KEY stores it at most once.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -63,7 +75,9 @@ struct Submit: AsyncParsableCommand {
                 submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil
             }
-            return try await session.client.post(APIPath.disclosures, submission, as: DisclosureReceipt.self, headers: [HeaderName.idempotencyKey: key])
+            return try await SendingOptions.send(under: key, retrying: "amane submit \(file)\(sending.seal ? " --seal" : "")") {
+                try await session.client.post(APIPath.disclosures, submission, as: DisclosureReceipt.self, headers: [HeaderName.idempotencyKey: key])
+            }
         }
         if global.json { return try Output.json(receipt) }
         print("""
@@ -105,7 +119,9 @@ struct Followup: AsyncParsableCommand {
                 submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil
             }
-            return try await session.client.post(APIPath.followups, submission, as: FollowupAccepted.self, headers: [HeaderName.idempotencyKey: key])
+            return try await SendingOptions.send(under: key, retrying: "amane followup \(file)\(sending.seal ? " --seal" : "")") {
+                try await session.client.post(APIPath.followups, submission, as: FollowupAccepted.self, headers: [HeaderName.idempotencyKey: key])
+            }
         }
         if global.json { return try Output.json(accepted) }
         print("Added follow-up \(accepted.id) at \(accepted.receivedAt)\(sending.seal ? " (sealed here)" : "").")

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
 import RelayAPI
 
@@ -77,8 +78,12 @@ final class RelayClient: Sendable {
             if let tls = Self.tlsFailure(error) {
                 throw CLIError(.unreachable, "the relay at \(baseURL) answered, but the secure connection failed: \(tls.reason)", hint: tls.hint)
             }
-            throw CLIError(.unreachable, "cannot reach the relay at \(baseURL) (\(Self.reason(error)))",
-                           hint: "Check the address in your profile and your network, or ask your admin whether the relay is running.")
+            let hint = "Check the address in your profile and your network, or ask your admin whether the relay is running."
+            if Self.neverConnected(error) {
+                throw CLIError(.unreachable, "cannot reach the relay at \(baseURL) (\(Self.reason(error)))", hint: hint)
+            }
+            throw CLIError(.unreachable, "no answer from the relay at \(baseURL) (\(Self.reason(error))): it may or may not have received the request",
+                           hint: hint, json: nil, outcomeUnknown: true)
         }
         guard (200..<300).contains(Int(response.status.code)) else {
             let retryAfter = response.headers.first(name: "Retry-After").flatMap(Int.init)
@@ -95,7 +100,17 @@ final class RelayClient: Sendable {
     static func reason(_ error: any Error) -> String {
         let text = String(describing: error)
         if text.lowercased().contains("refused") { return "connection refused: nothing answers at that address" }
+        if let error = error as? HTTPClientError, error == .deadlineExceeded { return "nothing came back within 60 seconds" }
+        if let error = error as? HTTPClientError, error == .remoteConnectionClosed { return "the connection closed before an answer" }
         return text
+    }
+
+    /// The failure came before any connection, so the request never left.
+    static func neverConnected(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        if case .connectTimeout = error as? ChannelError { return true }
+        return String(describing: error).lowercased().contains("refused")
     }
 
     /// A TLS failure said in words, from BoringSSL's reason codes: which side refused whose certificate.

@@ -127,6 +127,30 @@ extension DaemonSuiteForCLI {
         #expect(dropped.code == 3 && attempts == 1, "amane tries once: \(attempts) connections; \(dropped.output)")
         try profile.write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
 
+        // A relay that takes a submission and dies before answering: the key comes back, to retry under.
+        let hangsUp = try Dropper(tls: (daemon.directory + "/pki/server-cert.pem", daemon.directory + "/pki/server-key.pem"))
+        defer { hangsUp.stop() }
+        let dyingRelay = daemon.directory + "/dying-relay"
+        try FileManager.default.createDirectory(atPath: dyingRelay, withIntermediateDirectories: true)
+        try String(contentsOfFile: cli.gateway + "/config.yaml", encoding: .utf8)
+            .replacingOccurrences(of: daemon.url, with: "https://127.0.0.1:\(hangsUp.port)")
+            .write(toFile: dyingRelay + "/config.yaml", atomically: true, encoding: .utf8)
+        let demo = try daemon.demoFile(6)
+        let unanswered = try cli.run(["submit", demo], home: dyingRelay)
+        let givenKey = unanswered.output.firstMatch(of: /--idempotency-key (amane-cli-[0-9a-f-]{36})/).map { String($0.output.1) }
+        #expect(unanswered.code == 3 && unanswered.output.contains("it may or may not have received the request")
+                && unanswered.output.contains("amane submit \(demo) --idempotency-key amane-cli-") && givenKey != nil, "\(unanswered.output)")
+        let unansweredJSON = try cli.run(["submit", demo, "--idempotency-key", "retry-key-0000000001", "--json"], home: dyingRelay)
+        let failure = try JSONSerialization.jsonObject(with: Data(unansweredJSON.output.utf8)) as? [String: Any]
+        #expect(unansweredJSON.code == 3 && failure?["idempotencyKey"] as? String == "retry-key-0000000001", "\(unansweredJSON.output)")
+        #expect(!unreachable.output.contains("idempotency") && !wrongCA.output.contains("may or may not"),
+                "no doubt where the request never left: \(unreachable.output) \(wrongCA.output)")
+        if let givenKey {
+            let first = try cli.run(["submit", demo, "--idempotency-key", givenKey, "--json"], home: cli.gateway)
+            let again = try cli.run(["submit", demo, "--idempotency-key", givenKey, "--json"], home: cli.gateway)
+            #expect(first.code == 0 && first.output == again.output, "the key given back retries safely: \(first.output) \(again.output)")
+        }
+
         let wrong = daemon.directory + "/wrong-passphrase"
         try "not the passphrase\n".write(toFile: wrong, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: wrong)
@@ -172,21 +196,33 @@ final class Dropper {
     private let lines = Pipe()
     let port: Int
 
-    init() throws {
+    /// With `tls`, a certificate and key, it completes the handshake and reads the request before it hangs up,
+    /// as a relay killed mid-request would.
+    init(tls: (certificate: String, key: String)? = nil) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-u", "-c", """
-            import socket
+            import socket, ssl, sys
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             s.listen(64)
             print(s.getsockname()[1])
+            tls = None
+            if len(sys.argv) > 2:
+                tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls.load_cert_chain(sys.argv[1], sys.argv[2])
             n = 0
             while True:
                 c, _ = s.accept()
                 n += 1
                 print(n)
+                if tls:
+                    try:
+                        c = tls.wrap_socket(c, server_side=True)
+                        c.recv(65536)
+                    except (ssl.SSLError, OSError):
+                        pass
                 c.close()
-            """]
+            """] + (tls.map { [$0.certificate, $0.key] } ?? [])
         process.standardOutput = lines
         try process.run()
         var first = Data()
