@@ -61,7 +61,7 @@ paths:
   /v1/followups:
     post:
       summary: Add a reporter's follow-up by receipt
-      description: "Roles: gateway. A follow-up is sealed bound to its case. Send `content` and the relay seals it; or seal it yourself (`amane followup --seal`, or `amane`'s format) to the queue's sealing key, bound to the `caseId` that POST /v1/replies/fetch returns for the receipt, and send `id` and `sealed`. A receipt whose check digit fails answers 400. Lookups, found or not, are held to 10 a minute per gateway by default (then 429, receipt_lookups_limited). A receipt that names none of this gateway's cases answers 404 within the gateway's limit of unknown receipts (20 an hour by default) and 429 with Retry-After past it (unknown_receipts_limited); one that names one of its cases is answered then too."
+      description: "Roles: gateway. A follow-up is sealed bound to its case. Send `content` and the relay seals it; or seal it yourself (`amane followup --seal`, or `amane`'s format) to the queue's sealing key, bound to the `caseId` that POST /v1/replies/fetch returns for the receipt, and send `id` and `sealed`. A receipt whose check digit fails answers 400. Lookups that find nothing are held to 10 a minute per gateway by default; past that every lookup answers 429 (receipt_lookups_limited) until the pace allows, and one that names a case does not count. A receipt that names none of this gateway's cases answers 404 within the gateway's limit of unknown receipts (20 an hour by default) and 429 with Retry-After past it (unknown_receipts_limited); one that names one of its cases is answered then too."
       parameters:
         - name: Idempotency-Key
           in: header
@@ -96,7 +96,7 @@ paths:
   /v1/replies/fetch:
     post:
       summary: Fetch the replies for a receipt, sealed to this gateway
-      description: "Roles: gateway. A receipt whose check digit fails answers 400. Lookups, found or not, are held to 10 a minute per gateway by default (then 429, receipt_lookups_limited). A receipt that names none of this gateway's cases answers 404 within the gateway's limit of unknown receipts (20 an hour by default) and 429 with Retry-After past it (unknown_receipts_limited); one that names one of its cases is answered then too."
+      description: "Roles: gateway. A receipt whose check digit fails answers 400. Lookups that find nothing are held to 10 a minute per gateway by default; past that every lookup answers 429 (receipt_lookups_limited) until the pace allows, and one that names a case does not count. A receipt that names none of this gateway's cases answers 404 within the gateway's limit of unknown receipts (20 an hour by default) and 429 with Retry-After past it (unknown_receipts_limited); one that names one of its cases is answered then too."
       requestBody:
         required: true
         content:

@@ -33,4 +33,12 @@ final class RateLimiter: Sendable {
         }
     }
 
+    /// Returns a token taken for something that, in the end, is not to count.
+    func giveBack(_ key: String) {
+        buckets.withLock { buckets in
+            guard var bucket = buckets[key] else { return }
+            bucket.tokens = min(capacity, bucket.tokens + 1)
+            buckets[key] = bucket
+        }
+    }
 }

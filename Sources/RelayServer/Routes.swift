@@ -184,10 +184,11 @@ struct RelayRoutes: Sendable {
         }
     }
 
-    /// The case a gateway's receipt names. Lookups, found or not, are held to a person's pace per gateway, which
-    /// bounds guessing; a receipt that names a case is answered also while its gateway is past its limit of unknown
-    /// receipts, which must not let one person at a kiosk lock every reporter out of their replies. A misheard
-    /// receipt (its check digit) is refused before either counts.
+    /// The case a gateway's receipt names. Every lookup waits while the gateway's lookups are past a person's
+    /// pace, which bounds guessing; one that names a case gives its turn back, so that a gateway's many reporters
+    /// do not share one person's pace, and a guess that hits is no faster. A receipt that names a case is answered
+    /// also while its gateway is past its limit of unknown receipts, which must not let one person at a kiosk
+    /// lock every reporter out of their replies. A misheard receipt (its check digit) is refused before either counts.
     private func caseFor(receipt text: String, gateway: Principal) throws -> (digest: [UInt8], caseID: String) {
         let digest: [UInt8]
         do {
@@ -200,6 +201,7 @@ struct RelayRoutes: Sendable {
                            headers: [.retryAfter: String(wait)])
         }
         guard let caseID = try db.caseID(receiptHash: digest, gateway: gateway) else { throw receiptMiss(gateway) }
+        receiptLookups.giveBack(gateway.id)
         return (digest, caseID)
     }
 
