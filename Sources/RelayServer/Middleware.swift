@@ -152,7 +152,7 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     typealias OutboundOut = HTTPResponsePart
     let limit: TimeAmount
     let timedOutRequests: Counter
-    /// The route never logs such a request: its task ends with the connection.
+    /// Says why the connection closed; the route, whose body read fails with it, logs only its 408.
     let logger: Logger
     private var method = ""
     private var deadline: Scheduled<Void>?

@@ -158,7 +158,15 @@ extension Request {
         if let declared = headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             throw APIError(.contentTooLarge, "the body is larger than this route accepts")
         }
-        let buffer = try await body.collect(upTo: limit)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch let error as any HTTPResponseError {
+            throw error
+        } catch {
+            // The connection ended under the body: the client left, or RequestDeadlineHandler answered 408 and closed it.
+            throw APIError(.requestTimeout, "the request's body did not arrive in full")
+        }
         let bytes = Array(buffer.readableBytesView)
         do {
             try StrictJSON.checkShape(bytes, maxStructureBytes: structureLimit ?? limit, largeStrings: envelopes)
