@@ -268,6 +268,7 @@ extension RelayServerApp {
         var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = .seconds(30)
         try await ServiceGroup(configuration: group).run()
+        logger.notice("stopped; every acknowledged write is committed")
     }
 }
 
