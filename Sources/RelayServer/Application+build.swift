@@ -128,15 +128,8 @@ extension RelayServerApp {
         guard !db.taxonomy.codes.isEmpty else {
             throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml; \(RelayConfiguration.findingSeeds)")
         }
-        // Serving goes on (children still need the relay), but ops must hear of it.
-        do {
-            if let problem = try db.auditTailProblem() {
-                logger.critical("the audit trail is broken: \(problem); run `amane-relayd admin audit verify` and treat it as a possible compromise")
-            }
-        } catch {
-            // A tail that cannot even be read is as much a reason to look.
-            logger.critical("the audit trail could not be checked; run `amane-relayd admin audit verify`", metadata: ["relay.error": "\(type(of: error))"])
-        }
+        let auditWatch = AuditTailWatch(db: db, metrics: metrics, logger: logger)
+        auditWatch.check()
 
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
         var tls = TLSConfiguration.makeServerConfiguration(
@@ -189,8 +182,12 @@ extension RelayServerApp {
         opsRouter.get("/readyz") { _, _ -> Response in
             let readable = await db.isReadable()
             guard bound.https != nil && readable else { return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready\n"))) }
-            // Cleared by the next write that commits: a gateway's retry, once space returns.
-            if let failure = db.writeFailure {
+            // Cleared by the next write that commits: a gateway's retry, or this probe once the disk has room for
+            // a disclosure again (at its brim a disk lets a one-page write through and refuses the next disclosure).
+            let room = (try? FileManager.default.attributesOfFileSystem(forPath: configuration.dataDirectory)[.systemFreeSize] as? NSNumber)??
+                .int64Value ?? 0
+            let failure = room >= 2 * Int64(configuration.limits.maxEnvelopeBytes) ? await db.probeWhileFailing() : db.writeFailure
+            if let failure {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready: the store cannot write (\(failure))\n")))
             }
             // Still ready: responders must reach the relay to create the first key.
@@ -218,8 +215,11 @@ extension RelayServerApp {
             PeriodicService(name: "retention sweep", every: .seconds(3600), logger: logger) {
                 let purged = try await db.purgeExpiredCases()
                 let forgotten = try await db.expireIdempotencyKeys()
+                metrics.retentionPurged.increment(by: Int64(purged))
+                metrics.retentionLastSweep.set(Date().timeIntervalSince1970)
                 if purged + forgotten > 0 { logger.info("retention sweep", metadata: ["relay.purged": "\(purged)", "relay.idempotency": "\(forgotten)"]) }
             },
+            PeriodicService(name: "audit trail check", every: .seconds(3600), logger: logger) { auditWatch.check() },
             PeriodicService(name: "SLA monitor", every: .seconds(60), logger: logger) {
                 let depth = try await db.queueDepth()
                 metrics.update(depth: depth)
@@ -269,6 +269,37 @@ extension RelayServerApp {
         group.maximumGracefulShutdownDuration = .seconds(30)
         try await ServiceGroup(configuration: group).run()
         logger.notice("stopped; every acknowledged write is committed")
+    }
+}
+
+/// Checks the audit trail's guard and last link, at start and then hourly: serving goes on (children still need
+/// the relay), but the gauge and a critical line tell ops, once each time it breaks.
+final class AuditTailWatch: Sendable {
+    let db: RelayDatabase
+    let metrics: RelayMetrics
+    let logger: Logger
+    private let wasBroken = Mutex(false)
+
+    init(db: RelayDatabase, metrics: RelayMetrics, logger: Logger) {
+        self.db = db
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func check() {
+        let problem: String?
+        do {
+            problem = try db.auditTailProblem().map { "the audit trail is broken: \($0); run `amane-relayd admin audit verify` and treat it as a possible compromise" }
+        } catch {
+            // A tail that cannot even be read is as much a reason to look.
+            problem = "the audit trail could not be checked (\(type(of: error))); run `amane-relayd admin audit verify`"
+        }
+        metrics.auditTrailBroken.set(Double(problem == nil ? 0 : 1))
+        let newlyBroken = wasBroken.withLock { wasBroken in
+            defer { wasBroken = problem != nil }
+            return problem != nil && !wasBroken
+        }
+        if newlyBroken, let problem { logger.critical("\(problem)") }
     }
 }
 

@@ -15,6 +15,9 @@ final class RelayMetrics: Sendable {
     let queueDepth: [Urgency: Gauge]
     let slaBreaches: [Urgency: Gauge]
     let queuesWithoutSealingKey: Gauge
+    let auditTrailBroken: Gauge
+    let retentionPurged: Counter
+    let retentionLastSweep: Gauge
 
     init() {
         intakeLatency = registry.makeDurationHistogram(
@@ -54,6 +57,15 @@ final class RelayMetrics: Sendable {
         queuesWithoutSealingKey = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "sealing_key_missing", unitName: "queues",
                               helpText: "Queues whose intake answers 503 until a responder runs amane rotate"))
+        auditTrailBroken = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "audit_trail_broken", unitName: "",
+                              helpText: "1 while the audit trail's append-only triggers are missing or its last entry does not chain (checked at start and hourly)"))
+        retentionPurged = registry.makeCounter(
+            descriptor: .init(namespace: "amane", metricName: "retention_purged_cases", unitName: "total",
+                              helpText: "Cases purged by the retention sweep since start (envelopes and sealed objects removed, labels kept)"))
+        retentionLastSweep = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "retention_last_sweep", unitName: "timestamp_seconds",
+                              helpText: "When the retention sweep last finished, in Unix seconds"))
         queueDepth = depth
         slaBreaches = breaches
     }

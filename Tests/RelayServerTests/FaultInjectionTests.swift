@@ -103,10 +103,10 @@ extension DaemonSuite {
         #expect(said("the store cannot write") >= 1 && said("the store cannot write") == said("the store writes again") + 1, "\(daemon.stderr.value)")
 
         #expect(try disk.grow(toMegabytes: 64))
+        #expect(try Daemon.run("/usr/bin/curl", ["-s", readyz]).1 == "ready\n", "ready again once space returns, before any client writes")
+        #expect(daemon.stderr.value.contains("the store writes again"))
         let after = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
         #expect(after.status == 201, "intake resumes once space returns")
-        #expect(try Daemon.run("/usr/bin/curl", ["-s", readyz]).1 == "ready\n")
-        #expect(daemon.stderr.value.contains("the store writes again"))
         daemon.stop()
         let stored = try await Self.storedIDs(daemon)
         #expect(Set(entries.acknowledged.values).isSubset(of: stored), "every acknowledged disclosure survived")

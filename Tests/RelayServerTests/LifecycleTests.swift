@@ -362,6 +362,11 @@ extension DaemonSuite {
         var daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
         #expect(!daemon.stderr.value.contains("audit trail is broken"))
+        func brokenGauge() throws -> String? {
+            try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+                .split(separator: "\n").first { $0.hasPrefix("amane_audit_trail_broken ") }.map { String($0.dropFirst("amane_audit_trail_broken ".count)) }
+        }
+        #expect(try brokenGauge().flatMap(Double.init) == 0)
         daemon.stop()
         let database = daemon.directory + "/relay.sqlite"
         func sql(_ statement: String) throws {
@@ -373,6 +378,7 @@ extension DaemonSuite {
         #expect(try await eventually { daemon.stderr.value.contains("the audit trail is broken: the triggers that keep the audit trail append-only are missing") },
                 "\(daemon.stderr.value)")
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "it still serves")
+        #expect(try brokenGauge().flatMap(Double.init) == 1, "a gauge to alert on")
         let (verifyStatus, verified) = try daemon.admin(["admin", "audit", "verify"])
         #expect(verifyStatus == 6 && verified.contains("BROKEN: the triggers that keep it append-only are missing"), "\(verified)")
         daemon.stop()
