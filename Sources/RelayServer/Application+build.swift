@@ -105,6 +105,23 @@ final class TLSIdentity: Sendable {
 }
 
 extension RelayServerApp {
+    /// Sets the client-certificate gauges and names the principals whose certificate ends within 30 days: all the
+    /// kiosks enrolled on one day would otherwise stop on one day, two years later.
+    static func reportClientCertificates(_ db: RelayDatabase, metrics: RelayMetrics, logger: Logger, now: Date = Date()) async throws {
+        let ends = try await db.certificateEnds()
+        let nowSeconds = Int64(now.timeIntervalSince1970)
+        let soon = ends.filter { $0.value < nowSeconds + 30 * 86_400 }.sorted { ($0.value, $0.key.rawValue) < ($1.value, $1.key.rawValue) }
+        metrics.clientCertificatesEndingSoon.set(Double(soon.count))
+        if let soonest = ends.values.min() { metrics.clientCertificateSoonestEnd.set(Double(soonest)) }
+        guard !soon.isEmpty else { return }
+        let named = soon.prefix(20).map { "\($0.key) (\($0.value <= nowSeconds ? "ended" : "ends") \(Timestamp.iso8601($0.value).prefix(10)))" }
+        let message: Logger.Message = """
+            client certificates end within 30 days: \(named.joined(separator: ", "))\(soon.count > 20 ? " and \(soon.count - 20) more" : ""); \
+            issue each a new one with `amane-relayd admin reissue NAME --out DIR` and hand it over
+            """
+        if soon.contains(where: { $0.value <= nowSeconds }) { logger.error(message) } else { logger.warning(message) }
+    }
+
     /// Builds the HTTPS API, the ops listener and the background services from a configuration.
     /// Services shut down in reverse order: the API drains first, the group-commit writer last.
     public static func build(configuration: RelayConfiguration, logger: Logger) async throws -> RelayServerApp {
@@ -230,6 +247,7 @@ extension RelayServerApp {
             },
             PeriodicService(name: "certificate check", every: .seconds(86_400), logger: logger) {
                 identity.reportExpiry(metrics, logger: logger)
+                try await RelayServerApp.reportClientCertificates(db, metrics: metrics, logger: logger)
             },
             GatewayTallyService(tally: gatewayTally, logger: logger),
             TLSReloader(identity: identity, configuration: configuration, metrics: metrics, logger: logger,

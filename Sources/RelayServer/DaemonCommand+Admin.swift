@@ -66,11 +66,12 @@ struct Admin: AsyncParsableCommand {
     }
 
     /// Issues a client certificate from the relay CA and registers its key as a principal.
-    static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, out: String) async throws {
+    static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, certificate: CertificateOptions) async throws {
         let principalName = try validName(name)
         let key = try validSealingKey(sealingKey)
-        let issued = try await issueClientCertificate(common, name: name, out: out) { db, spkiFingerprint in
-            try await db.enroll(name: principalName, role: role, spkiFingerprint: spkiFingerprint, sealingKey: key.text, actor: .admin(user))
+        let issued = try await issueClientCertificate(common, name: name, certificate: certificate) { db, spkiFingerprint, endsAt in
+            try await db.enroll(name: principalName, role: role, spkiFingerprint: spkiFingerprint, sealingKey: key.text,
+                                certificateEndsAt: endsAt, actor: .admin(user))
         }
         print("""
             Enrolled \(issued.principal.name) as \(issued.principal.role.rawValue) in queue \(issued.principal.queue).
@@ -110,12 +111,16 @@ struct Admin: AsyncParsableCommand {
 
     /// Issues a client certificate from the relay CA, has `register` record its key, then writes the certificate
     /// and key into `out`; returns the principal and lines naming the files.
-    static func issueClientCertificate(_ common: CommonOptions, name: String, out: String,
-                                       register: (RelayDatabase, _ spkiFingerprint: String) async throws -> Principal)
+    static func issueClientCertificate(_ common: CommonOptions, name: String, certificate: CertificateOptions,
+                                       register: (RelayDatabase, _ spkiFingerprint: String, _ endsAt: Int64) async throws -> Principal)
         async throws -> (principal: Principal, files: String) {
         let configuration = try await common.load()
         let ca = try configuration.certificateAuthority()
-        let issued = try ca.issue(commonName: name, usage: .client)
+        let now = Date()
+        let validity = TimeInterval(certificate.validDays) * 86_400
+        let issued = try ca.issue(commonName: name, usage: .client, now: now, validity: validity)
+        let endsAt = Int64(now.addingTimeInterval(validity).timeIntervalSince1970)
+        let out = certificate.out
         let createsOut = !FileManager.default.fileExists(atPath: out)
         try RelayFiles.makeDirectory(out)
         let certPath = (out as NSString).appendingPathComponent("\(name)-cert.pem")
@@ -134,7 +139,7 @@ struct Admin: AsyncParsableCommand {
         let principal: Principal
         do {
             principal = try await common.withStore(configuration) { db in
-                try await register(db, try SPKIFingerprint.of(certificatePEM: issued.certificate))
+                try await register(db, try SPKIFingerprint.of(certificatePEM: issued.certificate), endsAt)
             }
         } catch {
             try? FileManager.default.removeItem(atPath: certPath)
@@ -144,10 +149,21 @@ struct Admin: AsyncParsableCommand {
             throw error
         }
         let files = """
-              client certificate       \(certPath)  (valid for two years)
+              client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
               client key               \(keyPath)  (mode 0600; hand it over privately, with \(configuration.caFile))
             """
         return (principal, files)
+    }
+}
+
+/// Where a client certificate and its key are written, and how long the certificate is valid.
+struct CertificateOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+    @Option(name: .customLong("valid-days"), help: ArgumentHelp("How many days the certificate is valid (1 to 825).", valueName: "days"))
+    var validDays = 730
+
+    func validate() throws {
+        guard (1...825).contains(validDays) else { throw ValidationError("--valid-days must be 1 to 825 (a little over two years)") }
     }
 }
 
@@ -161,7 +177,7 @@ struct EnrollGateway: AsyncParsableCommand {
     @Argument(help: "The gateway's name, as it appears in the audit trail.") var name: String
     @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The gateway's public sealing key (amanepk1…), for replies to reporters.", valueName: "key"))
     var sealingKey: String
-    @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+    @OptionGroup var certificate: CertificateOptions
 
     func validate() throws {
         _ = try Admin.validName(name)
@@ -169,7 +185,7 @@ struct EnrollGateway: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await Admin.enroll(common, name: name, role: .gateway, sealingKey: sealingKey, out: out)
+        try await Admin.enroll(common, name: name, role: .gateway, sealingKey: sealingKey, certificate: certificate)
     }
 }
 
@@ -184,7 +200,7 @@ struct EnrollResponder: AsyncParsableCommand {
     @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The public key printed by `amane keygen` (amanepk1…).", valueName: "key"))
     var sealingKey: String
     @Flag(help: "Enroll as a supervisor: may also assign, reopen, hold and read the audit trail.") var supervisor = false
-    @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+    @OptionGroup var certificate: CertificateOptions
 
     func validate() throws {
         _ = try Admin.validName(name)
@@ -192,7 +208,7 @@ struct EnrollResponder: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: sealingKey, out: out)
+        try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: sealingKey, certificate: certificate)
     }
 }
 
@@ -237,12 +253,12 @@ struct Reissue: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @Argument(help: "The principal's name.") var name: String
-    @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+    @OptionGroup var certificate: CertificateOptions
 
     func run() async throws {
         let principalName = try Admin.validName(name)
-        let issued = try await Admin.issueClientCertificate(common, name: name, out: out) { db, spkiFingerprint in
-            try await db.reissue(name: principalName, spkiFingerprint: spkiFingerprint, actor: .admin(Admin.user))
+        let issued = try await Admin.issueClientCertificate(common, name: name, certificate: certificate) { db, spkiFingerprint, endsAt in
+            try await db.reissue(name: principalName, spkiFingerprint: spkiFingerprint, certificateEndsAt: endsAt, actor: .admin(Admin.user))
         }
         print("""
             Reissued \(issued.principal.name)'s certificate; the old one no longer works.
@@ -284,35 +300,42 @@ struct List: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try await common.load()
-        let principals = try await common.withStore(configuration) { db in try await db.principals() }
+        let (principals, ends) = try await common.withStore(configuration) { db in (try await db.principals(), try await db.certificateEnds()) }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(principals.map(Listed.init)), as: UTF8.self))
+            print(String(decoding: try encoder.encode(principals.map { Listed(principal: $0, certificateEndsAt: ends[$0.name]) }), as: UTF8.self))
             return
         }
-        print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + "ROLE        QUEUE       STATE    SEALING KEY FINGERPRINT")
+        print("NAME".padding(toLength: 24, withPad: " ", startingAt: 0) + "ROLE        QUEUE       STATE    CERT ENDS   SEALING KEY FINGERPRINT")
         for principal in principals {
             let fingerprint = principal.sealingKey.flatMap { try? SealingPublicKey(text: $0) }?.fingerprint ?? "-"
+            let certificateEnds = ends[principal.name].map { String(Timestamp.iso8601($0).prefix(10)) } ?? "-"
             print(principal.name.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0)
                 + principal.role.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
                 + principal.queue.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
-                + (principal.isActive ? "active" : "revoked").padding(toLength: 9, withPad: " ", startingAt: 0) + fingerprint)
+                + (principal.isActive ? "active" : "revoked").padding(toLength: 9, withPad: " ", startingAt: 0)
+                + certificateEnds.padding(toLength: 12, withPad: " ", startingAt: 0) + fingerprint)
         }
     }
 }
 
 extension List {
-    /// A principal as stored, with the fingerprint people read to each other (`amane keygen` prints it).
+    /// A principal as stored, with the fingerprint people read to each other (`amane keygen` prints it), its
+    /// state, and when its client certificate ends (Unix seconds, like the other times; absent for active
+    /// principals enrolled before the relay kept it, and for revoked ones).
     struct Listed: Encodable {
         let principal: Principal
+        let certificateEndsAt: Int64?
 
-        enum Keys: String, CodingKey { case sealingKeyFingerprint }
+        enum Keys: String, CodingKey { case sealingKeyFingerprint, state, certificateEndsAt }
 
         func encode(to encoder: any Encoder) throws {
             try principal.encode(to: encoder)
             var container = encoder.container(keyedBy: Keys.self)
             try container.encodeIfPresent(principal.sealingKey.flatMap { try? SealingPublicKey(text: $0) }?.fingerprint, forKey: .sealingKeyFingerprint)
+            try container.encode(principal.isActive ? "active" : "revoked", forKey: .state)
+            try container.encodeIfPresent(certificateEndsAt, forKey: .certificateEndsAt)
         }
     }
 }

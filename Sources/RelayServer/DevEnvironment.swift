@@ -40,7 +40,8 @@ enum DevEnvironment {
             let key = SealingPrivateKey.generate()
             try IdentityFile.create(at: (directory as NSString).appendingPathComponent("identity.amane"), key: key, passphrase: Array(passphrase.utf8))
             try RelayFiles.writeSecret(passphrase + "\n", to: (directory as NSString).appendingPathComponent("passphrase"))
-            let issued = try ca.issue(commonName: demo.name, usage: .client)
+            let issuedAt = Date()
+            let issued = try ca.issue(commonName: demo.name, usage: .client, now: issuedAt)
             let (certPath, keyPath) = demo.role == .gateway
                 ? (folder(configuration, "gateway-cert.pem"), folder(configuration, "gateway-key.pem"))
                 : ((directory as NSString).appendingPathComponent("cert.pem"), (directory as NSString).appendingPathComponent("key.pem"))
@@ -48,7 +49,9 @@ enum DevEnvironment {
             try RelayFiles.writeSecret(issued.key, to: keyPath)
             let principal = try await db.enroll(name: PrincipalName(rawValue: demo.name)!, role: demo.role,
                                                 spkiFingerprint: try SPKIFingerprint.of(certificatePEM: issued.certificate),
-                                                sealingKey: key.publicKey.text, actor: .admin("dev"))
+                                                sealingKey: key.publicKey.text,
+                                                certificateEndsAt: Int64(issuedAt.addingTimeInterval(CertificateAuthority.leafValidity).timeIntervalSince1970),
+                                                actor: .admin("dev"))
             if demo.role.isMember { members.append((principal, key)) }
         }
         let epoch = SealingPrivateKey.generate()

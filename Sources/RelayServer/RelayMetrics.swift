@@ -16,6 +16,8 @@ final class RelayMetrics: Sendable {
     let slaBreaches: [Urgency: Gauge]
     let queuesWithoutSealingKey: Gauge
     let auditTrailBroken: Gauge
+    let clientCertificatesEndingSoon: Gauge
+    let clientCertificateSoonestEnd: Gauge
     let retentionPurged: Counter
     let retentionLastSweep: Gauge
 
@@ -60,6 +62,12 @@ final class RelayMetrics: Sendable {
         auditTrailBroken = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "audit_trail_broken", unitName: "",
                               helpText: "1 while the audit trail's append-only triggers are missing or its last entry does not chain (checked at start and hourly)"))
+        clientCertificatesEndingSoon = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "client_certificates_ending_soon", unitName: "",
+                              helpText: "Active principals whose client certificate ends within 30 days, or has ended (checked at start and daily)"))
+        clientCertificateSoonestEnd = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "client_certificate_soonest_expiry", unitName: "timestamp_seconds",
+                              helpText: "When the first active principal's client certificate ends, in Unix seconds"))
         retentionPurged = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "retention_purged_cases", unitName: "total",
                               helpText: "Cases purged by the retention sweep since start (envelopes and sealed objects removed, labels kept)"))

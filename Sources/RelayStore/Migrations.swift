@@ -119,6 +119,10 @@ enum Migrations {
         migrator.registerMigration("v3") { db in
             try db.execute(sql: "ALTER TABLE idempotency RENAME COLUMN sealedReceipt TO sealedAnswer")
         }
+        // When each client certificate ends, so that ops hear of it before a kiosk stops: the relay issues them.
+        migrator.registerMigration("v4") { db in
+            try db.execute(sql: "ALTER TABLE principal ADD COLUMN certificateEndsAt INTEGER")
+        }
         return migrator
     }
 }

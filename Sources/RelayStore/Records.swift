@@ -37,6 +37,7 @@ struct PrincipalRecord: Codable, FetchableRecord, PersistableRecord {
     var queue: String
     var createdAt: Int64
     var revokedAt: Int64?
+    var certificateEndsAt: Int64?
 
     enum Columns {
         static let id = Column(CodingKeys.id)

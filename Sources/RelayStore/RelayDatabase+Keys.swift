@@ -37,7 +37,7 @@ extension RelayDatabase {
 
     /// Registers a principal for a certificate's SPKI fingerprint.
     public func enroll(name: PrincipalName, role: Role, spkiFingerprint: String, sealingKey: String?, queue: QueueName = .national,
-                       actor: StoreActor) async throws -> Principal {
+                       certificateEndsAt: Int64? = nil, actor: StoreActor) async throws -> Principal {
         guard Role.enrollable.contains(role) else { throw StoreError(.invalid, "cannot enroll the role \(role.rawValue)") }
         if let sealingKey {
             do { _ = try SealingPublicKey(text: sealingKey) } catch { throw StoreError(.invalid, "the sealing key is not valid: \(error)") }
@@ -46,7 +46,7 @@ extension RelayDatabase {
         }
         let record = PrincipalRecord(id: UUID.v7().uuidString.lowercased(), name: name.rawValue, role: role.rawValue,
                                      spkiFingerprint: spkiFingerprint, sealingKey: sealingKey, queue: queue.rawValue,
-                                     createdAt: nowSeconds, revokedAt: nil)
+                                     createdAt: nowSeconds, revokedAt: nil, certificateEndsAt: certificateEndsAt)
         try await committer.write { db in
             guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1 else {
                 throw StoreError(.notFound, "no queue named \(queue)")
@@ -70,7 +70,7 @@ extension RelayDatabase {
 
     /// Moves a principal to a new certificate key: the old certificate stops working at once, and the
     /// principal keeps its name, role, sealing key, grants and cases.
-    public func reissue(name: PrincipalName, spkiFingerprint: String, actor: StoreActor) async throws -> Principal {
+    public func reissue(name: PrincipalName, spkiFingerprint: String, certificateEndsAt: Int64? = nil, actor: StoreActor) async throws -> Principal {
         let now = nowSeconds
         return try await committer.write { db in
             guard var record = try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db) else {
@@ -80,7 +80,8 @@ extension RelayDatabase {
             if try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == spkiFingerprint).fetchOne(db) != nil {
                 throw StoreError(.conflict, "that certificate key is already enrolled")
             }
-            try db.execute(sql: "UPDATE principal SET spkiFingerprint = ? WHERE id = ?", arguments: [spkiFingerprint, record.id])
+            try db.execute(sql: "UPDATE principal SET spkiFingerprint = ?, certificateEndsAt = ? WHERE id = ?",
+                           arguments: [spkiFingerprint, certificateEndsAt, record.id])
             try AuditLog.append(db, time: now, actor: actor, action: "principal.reissue", subject: record.name)
             record.spkiFingerprint = spkiFingerprint
             return record.principal!
@@ -112,6 +113,18 @@ extension RelayDatabase {
 
     public func principals() async throws -> [Principal] {
         try await pool.read { db in try PrincipalRecord.order(PrincipalRecord.Columns.name).fetchAll(db).compactMap(\.principal) }
+    }
+
+    /// When each active principal's client certificate ends, in Unix seconds, for those enrolled or reissued
+    /// since the relay started keeping it.
+    public func certificateEnds() async throws -> [PrincipalName: Int64] {
+        try await pool.read { db in
+            var ends: [PrincipalName: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT name, certificateEndsAt FROM principal WHERE revokedAt IS NULL AND certificateEndsAt IS NOT NULL") {
+                if let name = PrincipalName(rawValue: row["name"]) { ends[name] = row["certificateEndsAt"] }
+            }
+            return ends
+        }
     }
 
     /// The principal a client certificate maps to, revoked or not. Every request asks, so this one indexed

@@ -1,4 +1,7 @@
 import Foundation
+import RelayAPI
+import RelayCore
+import RelayFormat
 @testable import RelayServer
 import RelayTestSupport
 import Testing
@@ -390,6 +393,44 @@ extension DaemonSuite {
             """)
         daemon = try await daemon.restarted()
         #expect(try await eventually { daemon.stderr.value.contains("the audit trail is broken: its last audit entry") }, "\(daemon.stderr.value)")
+    }
+
+    /// Client certificates the relay issued are listed with their end, and one that ends within 30 days is named
+    /// in the log and counted in a gauge at start: kiosks enrolled on one day would otherwise stop on one day.
+    @Test func clientCertificatesNearTheirEndAreNamed() async throws {
+        var daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        func metric(_ name: String) throws -> Double? {
+            try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+                .split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        #expect(try metric("amane_client_certificates_ending_soon") == 0)
+        let key = SealingPrivateKey.generate(suite: .x25519ChaChaPoly).publicKey.text
+        let out = daemon.directory + "/short-lived"
+        let (status, output) = try daemon.admin(["admin", "enroll-gateway", "kiosk-short", "--sealing-key", key, "--out", out, "--valid-days", "10"])
+        let tenDays = String(Timestamp.iso8601(Int64(Date().timeIntervalSince1970) + 10 * 86_400).prefix(10))
+        #expect(status == 0 && output.contains("valid until \(tenDays)"), "\(output)")
+        #expect(try daemon.admin(["admin", "enroll-gateway", "kiosk-long", "--sealing-key", key, "--out", out, "--valid-days", "900"]).0 != 0)
+        let (_, listing) = try daemon.admin(["admin", "list", "--json"])
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(listing.utf8)) as? [[String: Any]], "\(listing)")
+        let short = try #require(listed.first { $0["name"] as? String == "kiosk-short" })
+        let ends = try #require(short["certificateEndsAt"] as? Int)
+        #expect(abs(ends - Int(Date().timeIntervalSince1970) - 10 * 86_400) < 120 && short["state"] as? String == "active", "\(short)")
+        #expect(listed.allSatisfy { $0["certificateEndsAt"] is Int }, "the dev principals' ends are kept too: \(listing)")
+        let text = try daemon.admin(["admin", "list"]).1
+        #expect(text.contains("CERT ENDS") && text.split(separator: "\n").contains { $0.hasPrefix("kiosk-short") && $0.contains(tenDays) }, "\(text)")
+
+        daemon.stop()
+        daemon = try await daemon.restarted()
+        #expect(try await eventually { daemon.stderr.value.contains("client certificates end within 30 days: kiosk-short (ends \(tenDays))") },
+                "\(daemon.stderr.value)")
+        #expect(try metric("amane_client_certificates_ending_soon") == 1)
+        #expect(try metric("amane_client_certificate_soonest_expiry_timestamp_seconds") == Double(ends))
+        // A renewed certificate leaves the list.
+        #expect(try daemon.admin(["admin", "reissue", "kiosk-short", "--out", daemon.directory + "/renewed"]).0 == 0)
+        daemon.stop()
+        daemon = try await daemon.restarted()
+        #expect(try metric("amane_client_certificates_ending_soon") == 0, "\(daemon.stderr.value)")
     }
 
     /// NIO's bind error names neither the address nor the setting; the daemon names both.
