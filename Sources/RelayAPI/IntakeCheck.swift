@@ -76,7 +76,7 @@ public enum IntakeCheck {
     public static func checkNarrative(_ content: DisclosureContent, maxBytes: Int) throws(IntakeRejection) {
         guard content.narrative.contains(where: { !$0.isWhitespace }) else { throw IntakeRejection(400, "field 'content.narrative' holds no text") }
         guard content.narrative.utf8.count <= maxBytes else {
-            throw IntakeRejection(400, "field 'content.narrative' must hold 1 to \(maxBytes) bytes")
+            throw IntakeRejection(413, "field 'content.narrative' holds \(content.narrative.utf8.count) bytes; it may hold \(maxBytes)")
         }
     }
 

@@ -695,7 +695,7 @@ components:
       type: object
       required: [narrative]
       properties:
-        narrative: {type: string, description: "What the reporter told: 1 to limits.narrativeMaxBytes (65,536 by default) bytes of UTF-8, not only white space."}
+        narrative: {type: string, description: "What the reporter told: 1 to limits.narrativeMaxBytes (65,536 by default) bytes of UTF-8, not only white space; longer answers 413 (too_large)."}
         answers:
           type: object
           description: A gateway's questions and their answers, each one string or a list of strings.

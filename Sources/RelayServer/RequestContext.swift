@@ -163,6 +163,8 @@ extension Request {
             buffer = try await body.collect(upTo: limit)
         } catch let error as any HTTPResponseError {
             throw error
+        } catch let error as HTTPParserError {
+            throw error
         } catch {
             // The connection ended under the body: the client left, or RequestDeadlineHandler answered 408 and closed it.
             throw APIError(.requestTimeout, "the request's body did not arrive in full")

@@ -6,7 +6,8 @@ import Testing
 extension DaemonSuite {
 @Suite struct BadInputTests {
     @Test func eachKindOfBadInputGetsAClearProblemAndHarmsNothing() async throws {
-        let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "8192", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "16384"])
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "8192", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "16384",
+                                                    "AMANE_LIMITS_NARRATIVE_MAX_BYTES": "4096"])
         defer { daemon.stop(); daemon.removeData() }
         let good = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "kept safe"), headers: ["Idempotency-Key": Demo.key()])
         #expect(good.status == 201)
@@ -18,6 +19,9 @@ extension DaemonSuite {
         }
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 9000)), headers: key), 413, "bytes")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413, "larger")
+        let longNarrative = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 5000)), headers: key)
+        problem(longNarrative, 413, "field 'content.narrative' holds 5000 bytes; it may hold 4096")
+        #expect(longNarrative.json["code"] as? String == "too_large", "a field too large is too large, as the API description says")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{\"urgency\": ".utf8), headers: key), 400, "JSON")
         // A path called with a method it does not take is told which it takes; an unknown path is not found.
         let caseID = try #require(good.json["id"] as? String)
