@@ -530,7 +530,7 @@ struct CheckConfig: AsyncParsableCommand {
                 }
             }
         } catch let error as RelayConfiguration.Invalid {
-            throw CommandFailure(error.description)
+            throw error
         } catch let error as CommandFailure {
             throw error
         } catch {

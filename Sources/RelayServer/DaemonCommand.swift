@@ -39,6 +39,10 @@ public struct DaemonCommand: AsyncParsableCommand {
         } catch let error as StoreError {
             // Its reason is written for people; the code before it is for programs.
             exit(withError: CommandFailure(error.reason))
+        } catch let error as RelayConfiguration.Invalid {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            // EX_CONFIG: the unit's RestartPreventExitStatus keeps a bad configuration out of a restart loop.
+            exit(withError: ExitCode(78))
         } catch {
             exit(withError: error)
         }
@@ -60,11 +64,7 @@ struct CommonOptions: ParsableArguments {
         var overrides = extra
         if let dataDirectory { overrides["db.path"] = dataDirectory }
         if dev { overrides["dev"] = "true" }
-        do {
-            return try await RelayConfiguration.load(overrides: overrides, configFile: config)
-        } catch let error as RelayConfiguration.Invalid {
-            throw CommandFailure(error.description)
-        }
+        return try await RelayConfiguration.load(overrides: overrides, configFile: config)
     }
 
     /// Opens the store with its writer running, for admin work beside (or instead of) the daemon. Only `init`
@@ -154,12 +154,7 @@ struct Serve: AsyncParsableCommand {
         let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
         defer { close(lock) }
         if configuration.dev { try DevEnvironment.preparePKI(configuration) }
-        let app: RelayServerApp
-        do {
-            app = try await RelayServerApp.build(configuration: configuration, logger: logger)
-        } catch let error as RelayConfiguration.Invalid {
-            throw CommandFailure(error.description)
-        }
+        let app = try await RelayServerApp.build(configuration: configuration, logger: logger)
         if configuration.dev {
             let db = app.db
             let bound = app.bound

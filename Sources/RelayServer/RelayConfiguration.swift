@@ -88,11 +88,12 @@ public struct RelayConfiguration: Sendable {
         ]
         if let configFile {
             let text = try read(configFile, key: "config")
-            if let unknown = try unknownKeys(inYAML: text).first {
+            if let unknown = try unknownKeys(inYAML: text, file: configFile).first {
                 // A key under the wrong section (an uncommented line whose section line stayed commented) keeps its own name.
-                let meant = knownKeys.sorted().first { $0.split(separator: ".").last == unknown.split(separator: ".").last }
+                let misplaced = knownKeys.sorted().first { $0.split(separator: ".").last == unknown.split(separator: ".").last }
+                let hint = misplaced.map { "; did you mean \($0), under its section?" } ?? closestKey(to: unknown).map { "; did you mean \($0)?" } ?? ""
                 throw Invalid(key: unknown, reason: """
-                    is not a configuration key (a typo?)\(meant.map { "; did you mean \($0), under its section?" } ?? ""); the example \
+                    is not a configuration key (a typo?)\(hint); the example \
                     amane-relayd.yaml (Config/ in the source, /etc/amane-relay/ once installed) lists every key
                     """)
             }
@@ -138,6 +139,15 @@ public struct RelayConfiguration: Sendable {
 
     /// The known variable within three edits of `name`, if any: what a typo most likely meant.
     static func closestVariable(to name: String) -> String? {
+        closest(to: name, among: knownKeys.map(variable(for:)))
+    }
+
+    /// The known key nearest a mistyped one, if any is within three edits.
+    static func closestKey(to key: String) -> String? {
+        closest(to: key, among: Array(knownKeys))
+    }
+
+    private static func closest(to name: String, among candidates: [String]) -> String? {
         func distance(_ a: [Character], _ b: [Character]) -> Int {
             var previous = Array(0...b.count)
             for (i, x) in a.enumerated() {
@@ -147,7 +157,7 @@ public struct RelayConfiguration: Sendable {
             }
             return previous[b.count]
         }
-        let scored = knownKeys.map(variable(for:)).sorted().map { ($0, distance(Array($0), Array(name))) }
+        let scored = candidates.sorted().map { ($0, distance(Array($0), Array(name))) }
         return scored.filter { $0.1 <= 3 }.min { $0.1 < $1.1 }?.0
     }
 
@@ -156,7 +166,7 @@ public struct RelayConfiguration: Sendable {
     }
 
     /// The dotted keys of a YAML configuration file that the relay does not read, in file order.
-    static func unknownKeys(inYAML text: String) throws -> [String] {
+    static func unknownKeys(inYAML text: String, file: String) throws -> [String] {
         func leaves(_ node: Node, _ prefix: String) -> [String] {
             // A section whose keys are all commented out is empty, not a key.
             if node.null != nil, knownKeys.contains(where: { $0.hasPrefix(prefix + ".") }) { return [] }
@@ -164,7 +174,9 @@ public struct RelayConfiguration: Sendable {
             return mapping.flatMap { key, value in leaves(value, prefix.isEmpty ? key.string ?? "" : "\(prefix).\(key.string ?? "")") }
         }
         let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch { throw Invalid(key: "config", reason: "the file is not valid YAML: \(error)") }
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw Invalid(key: "config", reason: "\(file) is not valid YAML: \(error) (the mistake may be on a line before the one named)")
+        }
         return root.map { leaves($0, "") }?.filter { !knownKeys.contains($0) } ?? []
     }
 
@@ -291,7 +303,17 @@ public struct RelayConfiguration: Sendable {
                 throw Invalid(key: key, reason: "cannot read \(path): \(String(cString: strerror(error))); it and its folders must be readable by the user running amane-relayd (uid \(getuid()))")
             }
             if key == "config" { throw Invalid(key: key, reason: "no file at \(path)") }
-            throw Invalid(key: key, reason: "no file at \(path); check --data-dir (or --config), or run `amane-relayd init` to create the relay there")
+            if key == "ca.keyFile" {
+                throw Invalid(key: key, reason: """
+                    no file at \(path): the CA's key signs new certificates; if it is kept offline, put it back (or give its path as \(key)) \
+                    for this command only
+                    """)
+            }
+            let neverSetUp = !FileManager.default.fileExists(atPath: (path as NSString).deletingLastPathComponent)
+            throw Invalid(key: key, reason: """
+                no file at \(path); check the path given as \(key), and --data-dir (or --config)\
+                \(neverSetUp ? ", or run `amane-relayd init` if this relay was never set up" : "")
+                """)
         }
         let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         let data: Data
