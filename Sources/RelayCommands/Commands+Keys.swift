@@ -88,7 +88,8 @@ struct Grant: AsyncParsableCommand {
             let identity = try session.unlock()
             let members = try await session.client.get(APIPath.members, as: MemberList.self).members
             guard let member = members.first(where: { $0.name == name }), let text = member.sealingKey, let key = try? SealingPublicKey(text: text) else {
-                throw CLIError(.refused, "no active responder named \(name)", hint: "Ask an admin to enroll them first.")
+                throw CLIError(.refused, "no active responder or supervisor named \(name)",
+                               hint: "Check the name. A revoked member gets no keys: an admin enrolls them again, under a new name.")
             }
             var trusted = try TrustedMembers(profile: session.profile)
             try trusted.check(name, servedFingerprint: key.fingerprint)
@@ -115,6 +116,12 @@ struct Grant: AsyncParsableCommand {
             return keys.count
         }
         if global.json { return try Output.json(["granted": count]) }
+        guard count > 0 else {
+            return print("""
+                You hold no queue key, so none was granted; \(name)'s key is confirmed in your profile. A member who holds \
+                the keys can grant them, or `amane rotate` makes a new one for every confirmed member.
+                """)
+        }
         print("Granted \(count) queue key\(count == 1 ? "" : "s") to \(name).")
     }
 }

@@ -226,6 +226,10 @@ extension DaemonSuiteForCLI {
         let keyless = try cli.run(["refer", short, "--to", "legal", "--reason", "R"], home: youssef)
         #expect(keyless.code == 4 && keyless.output.contains("no key for the queue's current epoch") && !keyless.output.contains("Referred case"),
                 "\(keyless.output)")
+        let responderFingerprint = try #require(try cli.run(["keygen", "--show"], home: cli.responder).output
+            .firstMatch(of: /amane1(-[0-9a-z]{4}){6}/).map { String($0.output.0) })
+        let keylessGrant = try cli.run(["grant", "demo-responder", "--fingerprint", responderFingerprint], home: youssef)
+        #expect(keylessGrant.code == 0 && keylessGrant.output.contains("You hold no queue key, so none was granted"), "\(keylessGrant.output)")
         let unconfirmed = try cli.run(["grant", "youssef"], home: cli.responder)
         #expect(unconfirmed.code == 1 && unconfirmed.output.contains("confirm youssef's key first"), "\(unconfirmed.output)")
         #expect(!unconfirmed.output.contains(try String(contentsOfFile: youssef + "/../youssef.fingerprint", encoding: .utf8)),
@@ -274,6 +278,8 @@ extension DaemonSuiteForCLI {
         // 8. Revoked, then a rotation: new cases are sealed to an epoch Youssef never had; his CLI says so.
         let (revokeCode, revokeOutput) = try daemon.admin(["admin", "revoke", "youssef"])
         #expect(revokeCode == 0, "\(revokeOutput)")
+        let toRevoked = try cli.run(["grant", "youssef"], home: cli.responder)
+        #expect(toRevoked.code == 2 && toRevoked.output.contains("A revoked member gets no keys"), "\(toRevoked.output)")
         let oldEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
         let confirmedOnly = try cli.json(["rotate"], home: cli.responder) as! [String: Any]
         #expect(confirmedOnly["skipped"] as? [String] == ["demo-supervisor"], "the supervisor was never confirmed: \(confirmedOnly)")
