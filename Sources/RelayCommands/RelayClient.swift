@@ -90,7 +90,9 @@ final class RelayClient: Sendable {
             let problem = try? JSONDecoder().decode(Problem.self, from: data)
             let text = Output.inert([problem?.title ?? response.status.reasonPhrase, problem?.detail].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": "))
             let failed = response.status.code >= 500
-            throw CLIError(failed ? .server : .refused, "the relay \(failed ? "failed" : "refused"): \(text) (HTTP \(response.status.code))",
+            // The request id lets an admin find this request in the relay's log.
+            let requestID = response.headers.first(name: "Request-Id").map { "; request \(Output.inert($0))" } ?? ""
+            throw CLIError(failed ? .server : .refused, "the relay \(failed ? "failed" : "refused"): \(text) (HTTP \(response.status.code)\(requestID))",
                            hint: Self.hint(for: Int(response.status.code), detail: problem?.detail ?? "", retryAfter: retryAfter), json: nil,
                            problemCode: problem?.code)
         }
