@@ -133,14 +133,17 @@ struct RotationResult: Encodable {
     var unconfirmed: [String: String]
     /// Colleagues left out: not confirmed, or listed without a usable key.
     var skipped: [String]
+    /// Everyone granted the new key, you included.
+    var granted: [String]
 
-    private enum CodingKeys: String, CodingKey { case unconfirmed, skipped }
+    private enum CodingKeys: String, CodingKey { case unconfirmed, skipped, granted }
 
     func encode(to encoder: any Encoder) throws {
         try epoch.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(unconfirmed, forKey: .unconfirmed)
         try container.encode(skipped, forKey: .skipped)
+        try container.encode(granted, forKey: .granted)
     }
 }
 
@@ -185,10 +188,14 @@ struct Rotate: AsyncParsableCommand {
             }
             grants[me.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: identity.publicKey))
             let epoch = try await session.client.post(APIPath.epochs, EpochCreation(publicKey: key.publicKey.text, grants: grants), as: EpochView.self)
-            return RotationResult(epoch: epoch, unconfirmed: unconfirmed, skipped: skipped.sorted())
+            return RotationResult(epoch: epoch, unconfirmed: unconfirmed, skipped: skipped.sorted(), granted: grants.keys.sorted())
         }
         if global.json { return try Output.json(result) }
-        print("The queue \(result.epoch.queue) now seals to epoch \(result.epoch.id), granted to you and \(grantedTo(result)).")
+        print("The queue \(result.epoch.queue) now seals to epoch \(result.epoch.id), granted to you and \(grantedTo(result)): "
+              + "\(result.granted.map(Output.inert).joined(separator: ", ")).")
+        if result.granted.count < 2 {
+            print("Only you hold it: until you grant it (`amane grant NAME --fingerprint …`), no one else can claim new cases.")
+        }
         if !result.unconfirmed.isEmpty {
             print("Granted on the relay's word; compare these fingerprints with each colleague:")
             for (name, fingerprint) in result.unconfirmed.sorted(by: { $0.key < $1.key }) { print("  \(Output.inert(name))  \(fingerprint)") }

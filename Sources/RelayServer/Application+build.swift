@@ -214,6 +214,7 @@ extension RelayServerApp {
         opsRouter.get("/metrics") { _, _ -> Response in
             if let depth = try? await db.queueDepth() { metrics.update(depth: depth) }
             if let unsealed = try? await db.queuesWithoutSealingKey() { metrics.queuesWithoutSealingKey.set(Double(unsealed.count)) }
+            if let holders = try? await db.currentKeyHolders() { metrics.update(keyHolders: holders) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                             body: .init(byteBuffer: .init(string: metrics.registry.emitToString())))
         }

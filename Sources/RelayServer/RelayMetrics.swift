@@ -6,6 +6,7 @@ import Synchronization
 final class RelayMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let requestCounters = Mutex<[String: Counter]>([:])
+    private let keyHolderGauges = Mutex<[QueueName: Gauge]>([:])
     let intakeLatency: DurationHistogram
     let batchSizes: ValueHistogram
     private let tlsHandshakeFailures: [HandshakeFailure: Counter]
@@ -93,6 +94,21 @@ final class RelayMetrics: Sendable {
             return counter
         }
         counter.increment()
+    }
+
+    func update(keyHolders: [QueueName: Int]) {
+        for (queue, holders) in keyHolders {
+            let gauge = keyHolderGauges.withLock { gauges in
+                if let gauge = gauges[queue] { return gauge }
+                let gauge = registry.makeGauge(
+                    descriptor: .init(namespace: "amane", metricName: "queue_key_holders", unitName: "",
+                                      helpText: "Active members granted the queue's current key: below 2, one absence stops new cases being claimed"),
+                    labels: [("queue", queue.rawValue)])
+                gauges[queue] = gauge
+                return gauge
+            }
+            gauge.set(Double(holders))
+        }
     }
 
     func update(depth: [Urgency: (waiting: Int, pastSLA: Int)]) {

@@ -283,6 +283,12 @@ extension DaemonSuiteForCLI {
         let oldEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
         let confirmedOnly = try cli.json(["rotate"], home: cli.responder) as! [String: Any]
         #expect(confirmedOnly["skipped"] as? [String] == ["demo-supervisor"], "the supervisor was never confirmed: \(confirmedOnly)")
+        #expect(confirmedOnly["granted"] as? [String] == ["demo-responder"], "\(confirmedOnly)")
+        func keyHolders() throws -> String? {
+            try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1.split(separator: "\n")
+                .first { $0.hasPrefix("amane_queue_key_holders{queue=\"national\"} ") }.map { String($0.split(separator: " ").last!) }
+        }
+        #expect(try keyHolders().flatMap(Double.init) == 1, "ops see that one member alone holds the key")
         let supervisorKeys = (try cli.json(["keys"], home: cli.supervisor) as! [[String: Any]]).map { $0["epoch"] as? String }
         #expect(confirmedOnly["id"] is String && !supervisorKeys.contains(confirmedOnly["id"] as? String), "left out means not granted")
         let supervisorView = try cli.run(["keys"], home: cli.supervisor)
@@ -290,6 +296,7 @@ extension DaemonSuiteForCLI {
                 && supervisorView.output.contains("no key for the queue's current epoch"), "the supervisor learns it: \(supervisorView.output)")
         let rotated = try cli.json(["rotate", "--include-unconfirmed"], home: cli.responder) as! [String: Any]
         #expect((rotated["unconfirmed"] as? [String: String])?.keys.sorted() == ["demo-supervisor"], "\(rotated)")
+        #expect(try rotated["granted"] as? [String] == ["demo-responder", "demo-supervisor"] && keyHolders().flatMap(Double.init) == 2, "\(rotated)")
         let newEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
         #expect(oldEpoch != nil && newEpoch != nil && oldEpoch != newEpoch)
         // Sealed on the gateway's side and retried with its key: sealed afresh, yet the first answer comes back.
