@@ -401,9 +401,20 @@ struct Backup: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @Option(help: ArgumentHelp("The folder for backups.", valueName: "dir")) var to: String
     @Option(help: "How many backups to keep.") var keep = 14
+    @Flag(help: "Print the result as JSON: the copy, its entries and head (keep the head off this machine, for restore --expect-head).")
+    var json = false
 
     func validate() throws {
         guard keep >= 1 else { throw ValidationError("--keep must be at least 1") }
+    }
+
+    /// What --json prints for a backup that verified.
+    struct Taken: Encodable {
+        let backup: String
+        let entries: Int64
+        let head: String
+        let comparedWith: String?
+        let kept: Int
     }
 
     func run() async throws {
@@ -443,7 +454,14 @@ struct Backup: AsyncParsableCommand {
                 throw CommandFailure("\(unreadable): give the backups to the user running this (chown), or move that copy to another folder")
             }
             let kept = try prune("relay-")
-            let compared = earlierHead == nil ? "" : ", still holding the head of \((earlier! as NSString).lastPathComponent)"
+            let comparedWith = earlierHead == nil ? nil : earlier.map { ($0 as NSString).lastPathComponent }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                let taken = Taken(backup: destination, entries: verified.count, head: verified.head, comparedWith: comparedWith, kept: kept)
+                return print(String(decoding: try encoder.encode(taken), as: UTF8.self))
+            }
+            let compared = comparedWith.map { ", still holding the head of \($0)" } ?? ""
             print("Backed up to \(destination) (audit trail verified: \(verified.count) entries, head \(verified.head)\(compared)); keeping \(kept).")
         case .failure(let error as AuditVerifier.Break):
             // Kept apart, as evidence and as the newest copy of what is stored, so that it rotates no good copy away.
@@ -464,18 +482,20 @@ struct Backup: AsyncParsableCommand {
     }
 
     /// The time in file names: 20261129T020000.
-    static func timestamp() -> String {
-        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
+    static func timestamp(at date: Date = Date()) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
     }
 
-    /// Moves the verified copy to `name.sqlite`, or `name-2.sqlite` and so on when a backup of the same second exists.
+    /// Moves the verified copy to `name.sqlite`, or past the highest `name-N.sqlite` of backups taken in the same
+    /// second, so that it sorts as the newest even when an earlier one of that second was pruned.
     private func moveIntoPlace(_ staged: String, as name: String) throws -> String {
-        var destination = (to as NSString).appendingPathComponent("\(name).sqlite")
-        var attempt = 1
-        while FileManager.default.fileExists(atPath: destination) {
-            attempt += 1
-            destination = (to as NSString).appendingPathComponent("\(name)-\(attempt).sqlite")
+        let attempts = try FileManager.default.contentsOfDirectory(atPath: to).compactMap { file -> Int? in
+            if file == "\(name).sqlite" { return 1 }
+            guard file.hasPrefix("\(name)-"), file.hasSuffix(".sqlite") else { return nil }
+            return Int(file.dropFirst(name.count + 1).dropLast(".sqlite".count))
         }
+        let attempt = (attempts.max() ?? 0) + 1
+        let destination = (to as NSString).appendingPathComponent(attempt == 1 ? "\(name).sqlite" : "\(name)-\(attempt).sqlite")
         try FileManager.default.moveItem(atPath: staged, toPath: destination)
         return destination
     }

@@ -297,6 +297,16 @@ import X509
         let before = try Data(contentsOf: URL(fileURLWithPath: evidence + "/relay.sqlite"))
         #expect(try relayd(["admin", "audit", "verify", "--data-dir", evidence, "--expect-head", head]).0 == 0)
         #expect(try Data(contentsOf: URL(fileURLWithPath: evidence + "/relay.sqlite")) == before)
+        // For scripts that keep the head elsewhere: the same in JSON. A copy already numbered within this second
+        // leaves the new one numbered past it, so that --keep 1 keeps the new one.
+        let numbered = "relay-\(Backup.timestamp())-5.sqlite"
+        try FileManager.default.copyItem(atPath: newest, toPath: data + "-backups/" + numbered)
+        let inJSON = try Daemon.run(Build.daemon, ["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "1", "--json"],
+                                    environment: environment, separatingErrors: true)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(inJSON.output.utf8)) as? [String: Any], "\(inJSON.output)")
+        #expect(inJSON.code == 0 && report["head"] as? String == head && report["kept"] as? Int == 1
+                && report["comparedWith"] as? String == numbered
+                && FileManager.default.fileExists(atPath: report["backup"] as? String ?? ""), "\(report)")
         // An enrollment the store refuses (the name is taken) leaves no empty --out folder behind.
         let key = SealingPrivateKey.generate().publicKey.text
         var spoofed = environment
@@ -309,6 +319,7 @@ import X509
         let (takenCode, taken) = try relayd(["admin", "enroll-responder", "amina", "--sealing-key", key, "--out", data + "-again", "--data-dir", data])
         #expect(takenCode == 1 && !FileManager.default.fileExists(atPath: data + "-again"), "\(taken)")
         try? FileManager.default.removeItem(atPath: data + "-amina")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: data + "-backups").filter { $0.hasSuffix(".sqlite") } == [(newest as NSString).lastPathComponent])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data + "-backups").filter { $0.hasSuffix(".sqlite") }
+                == [((report["backup"] as? String ?? "") as NSString).lastPathComponent], "--keep 1 kept the newest, taken in the same second or not")
     }
 }
