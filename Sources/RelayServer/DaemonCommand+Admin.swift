@@ -148,9 +148,15 @@ struct Admin: AsyncParsableCommand {
             if let error = error as? StoreError { throw CommandFailure(error.reason) }
             throw error
         }
+        // The CA certificate goes in the handover too: their profile's 'ca' names it.
+        let caCopy = (out as NSString).appendingPathComponent("ca-cert.pem")
+        if !FileManager.default.fileExists(atPath: caCopy) {
+            try RelayFiles.writePublic(try RelayConfiguration.read(configuration.caFile, key: "tls.caFile"), to: caCopy)
+        }
         let files = """
               client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
-              client key               \(keyPath)  (mode 0600; hand it over privately, with \(configuration.caFile))
+              client key               \(keyPath)  (mode 0600; hand it over privately)
+              relay CA certificate     \(caCopy)  (their profile's 'ca')
             """
         return (principal, files)
     }
@@ -513,13 +519,18 @@ struct Backup: AsyncParsableCommand {
 
     /// The backups named `prefix…sqlite`, oldest first: by time, then by the -2, -3 … of backups taken within one second.
     private func backups(_ prefix: String) throws -> [String] {
-        func order(_ name: String) -> (String, Int) {
-            let stem = name.dropLast(".sqlite".count)
-            guard let dash = stem.lastIndex(of: "-"), let attempt = Int(stem[stem.index(after: dash)...]) else { return (String(stem), 1) }
-            return (String(stem[..<dash]), attempt)
-        }
-        return try FileManager.default.contentsOfDirectory(atPath: to).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sqlite") }
+        try Self.backups(prefix, in: to)
+    }
+
+    static func backups(_ prefix: String, in folder: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sqlite") }
             .sorted { order($0) < order($1) }
+    }
+
+    static func order(_ name: String) -> (String, Int) {
+        let stem = name.dropLast(".sqlite".count)
+        guard let dash = stem.lastIndex(of: "-"), let attempt = Int(stem[stem.index(after: dash)...]) else { return (String(stem), 1) }
+        return (String(stem[..<dash]), attempt)
     }
 }
 

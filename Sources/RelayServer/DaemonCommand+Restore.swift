@@ -99,11 +99,19 @@ struct Restore: AsyncParsableCommand {
             throw CommandFailure("cannot put the backup in place (\(error)); the database is as it was")
         }
         try Self.sync(directory)
+        let folder = (backup as NSString).deletingLastPathComponent.isEmpty ? "." : (backup as NSString).deletingLastPathComponent
+        let name = (backup as NSString).lastPathComponent
+        let newer = ((try? Backup.backups("relay-", in: folder)) ?? []).filter { Backup.order($0) > Backup.order(name) }
+        let toMove = newer.isEmpty
+            ? "No backup in \(folder) is newer than this one."
+            : """
+              Before starting the relay: move the backups newer than this one out of \(folder), so that the next backup \
+              does not report the entries this copy lacks as a cut: \(newer.joined(separator: ", ")).
+              """
         print("""
             Restored \(backup) into \(directory) (audit trail verified: \(verified.count) entries, head \(verified.head)).
             \(keptAs.map { "The database it replaced is kept as \($0)." } ?? "There was no database to replace.")
-            Before starting the relay: move the backups newer than this one out of the backup folder, so that the next \
-            backup does not report the entries this copy lacks as a cut. Once it runs: revoke again anyone revoked \
+            \(toMove) Once it runs: revoke again anyone revoked \
             since the copy was taken, enroll again anyone enrolled since, and have a responder run `amane rotate`.
             """)
     }

@@ -163,6 +163,8 @@ struct Serve: AsyncParsableCommand {
                     try await DevEnvironment.populate(db, configuration: configuration)
                     await bound.ready()
                     try DevEnvironment.writeProfiles(configuration, port: bound.https ?? configuration.listen.port)
+                    // "listening" comes earlier: a script that watches the log waits for this line instead.
+                    logger.notice("development profiles ready", metadata: ["relay.dev": "\(DevEnvironment.folder(configuration, ""))"])
                     say(DevEnvironment.banner(configuration, port: bound.https ?? configuration.listen.port, opsPort: bound.ops ?? configuration.opsListen.port))
                     // Only now: whoever waits for this line may use the demo profiles at once.
                     say(bound.listeningLine)

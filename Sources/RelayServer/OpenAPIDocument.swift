@@ -20,6 +20,9 @@ info:
     limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A path
     called with a method it does not take answers 405 with Allow; an unknown path 404. A problem's
     `code` says which cause it is; a client programs against it, not against `detail`.
+    Sealed envelopes (`sealed` fields: gateway-sealed submissions, replies sealed to a gateway's key)
+    follow the envelope format specified in the relay's source, Sources/RelayFormat/RelayFormat.docc/Envelope.md
+    (header, HPKE suites, chunked payload, test vectors); `amane submit --seal` and `amane replies` implement it.
 servers:
   - url: https://localhost:8443
 paths:
@@ -747,7 +750,7 @@ components:
       required: [id, sealed, createdAt]
       properties:
         id: {type: string}
-        sealed: {type: string, description: Base64 of the reply's envelope sealed to the gateway's key.}
+        sealed: {type: string, description: "Base64 of the reply's envelope sealed to the gateway's key (kind reply, bound to the case; format in Envelope.md, see info)."}
         createdAt: {type: string}
     ReplyKey:
       type: object

@@ -11,6 +11,7 @@ extension DaemonSuite {
     @Test func connectionsWithoutAGoodCertificateGetNoHTTPAnswer() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
+        #expect(try await eventually { daemon.stderr.value.contains("development profiles ready") }, "a line to wait for in the log")
         let scratch = daemon.directory + "/strangers"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
 
@@ -62,7 +63,8 @@ extension DaemonSuite {
         for _ in 0..<3 { _ = try daemon.request("GET", "/v1/me", as: try write(unknown, to: scratch, name: "unknown"), contentType: nil) }
         #expect(daemon.stop() == 0)
         let lines = daemon.stderr.value.split(separator: "\n")
-        #expect(lines.last?.hasSuffix("stopped; every acknowledged write is committed") == true, "a stop shows in the journal: \(lines.suffix(3))")
+        #expect(try await eventually { daemon.stderr.value.hasSuffix("stopped; every acknowledged write is committed\n") },
+                "a stop shows in the journal, last: \(daemon.stderr.value.split(separator: "\n").suffix(3))")
         #expect(!lines.contains { $0.contains("relay.route=") && $0.contains("relay.principal=-") }, "\(lines)")
         #expect(lines.contains { $0.contains("requests since the last tally") && $0.contains("relay.principal=-")
                                  && $0.contains("GET /v1/me 403 ×4") && $0.contains("TLS handshake failed: no client certificate ×1") }, "\(lines)")

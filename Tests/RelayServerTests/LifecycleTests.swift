@@ -199,6 +199,7 @@ extension DaemonSuite {
         let copy = backups + "/" + (try #require(FileManager.default.contentsOfDirectory(atPath: backups).first { $0.hasPrefix("relay-") }))
         #expect(backupCode == 0)
         let later = try post("after the backup")
+        let newer = try #require(try daemon.admin(["backup", "--to", backups]).1.firstMatch(of: #/Backed up to \S+/(relay-\S+\.sqlite)/#).map { String($0.1) })
 
         let (servingCode, serving) = try daemon.admin(["restore", copy])
         #expect(servingCode == 1 && serving.contains("stop it first"), "\(serving)")
@@ -218,6 +219,8 @@ extension DaemonSuite {
 
         let (restoreCode, restored) = try daemon.admin(["restore", copy, "--expect-head", head])
         #expect(restoreCode == 0 && restored.contains("head \(head)") && restored.contains("kept as"), "\(restored)")
+        #expect(restored.contains("move the backups newer than this one out of \(backups)") && restored.contains(": \(newer).")
+                && !restored.contains((copy as NSString).lastPathComponent + ","), "names the copies to move: \(restored)")
         let replaced = daemon.directory + "/" + (try #require(FileManager.default.contentsOfDirectory(atPath: daemon.directory).first { $0.hasPrefix("replaced-") && $0.hasSuffix(".sqlite") }))
         let stat = try FileManager.default.attributesOfItem(atPath: daemon.directory + "/relay.sqlite")
         #expect((stat[.posixPermissions] as? Int) == 0o600)
@@ -423,6 +426,8 @@ extension DaemonSuite {
         let (status, output) = try daemon.admin(["admin", "enroll-gateway", "kiosk-short", "--sealing-key", key, "--out", out, "--valid-days", "10"])
         let tenDays = String(Timestamp.iso8601(Int64(Date().timeIntervalSince1970) + 10 * 86_400).prefix(10))
         #expect(status == 0 && output.contains("valid until \(tenDays)"), "\(output)")
+        #expect(FileManager.default.contents(atPath: out + "/ca-cert.pem") == FileManager.default.contents(atPath: daemon.ca),
+                "the handover folder holds the CA certificate their profile names")
         #expect(try daemon.admin(["admin", "enroll-gateway", "kiosk-long", "--sealing-key", key, "--out", out, "--valid-days", "900"]).0 != 0)
         let (_, listing) = try daemon.admin(["admin", "list", "--json"])
         let listed = try #require(try JSONSerialization.jsonObject(with: Data(listing.utf8)) as? [[String: Any]], "\(listing)")
