@@ -58,15 +58,18 @@ struct RequestLogMiddleware: RouterMiddleware {
         metrics.countRequest(route: route, method: request.method.rawValue, status: response.status.code)
         let elapsed = ContinuousClock.now - start
         let principal = context.trace.principal.withLock { $0 }
-        let metadata: Logger.Metadata = [
+        let problem = context.trace.problem.withLock { $0 }
+        var metadata: Logger.Metadata = [
             "relay.route": "\(request.method.rawValue) \(route)",
             "relay.principal": "\(principal?.name ?? "-")",
             "relay.status": "\(response.status.code)",
             "relay.duration_ms": "\(elapsed.inNanoseconds / 1_000_000)",
         ]
+        // Which refusal it was (revoked, rate_limited, not_enrolled…): a status alone does not tell.
+        if let problem { metadata["relay.problem"] = "\(problem)" }
         // Requests without an enrolled certificate are tallied too: a client could otherwise fill the journal with them.
         if principal == nil || principal?.role == .gateway {
-            gateways.count(principal?.name ?? "-", "\(request.method.rawValue) \(route) \(response.status.code)")
+            gateways.count(principal?.name ?? "-", "\(request.method.rawValue) \(route) \(response.status.code)\(problem.map { " \($0)" } ?? "")")
             context.logger.debug("request", metadata: metadata)
         } else {
             context.logger.info("request", metadata: metadata)

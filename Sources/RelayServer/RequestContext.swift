@@ -41,6 +41,8 @@ struct RelayRequestContext: RequestContext {
 
 final class RequestTrace: Sendable {
     let principal = Mutex<(name: String, role: Role)?>(nil)
+    /// The problem code of a refusal or failure.
+    let problem = Mutex<String?>(nil)
 }
 
 /// An error the API answers with a problem body.
@@ -105,34 +107,51 @@ extension Response {
 }
 
 /// Turns every error into `application/problem+json`. Unknown errors become a bare 500, logged by type only.
+/// The problem's code goes into the request's trace, for the log line and the gateway tally.
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = RelayRequestContext
+
+    private struct Answer {
+        var status: HTTPResponse.Status
+        var detail: String?
+        var code: ProblemCode?
+        var headers: HTTPFields = [:]
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as APIError {
-            return .problem(error.status, detail: error.detail, code: error.code, headers: error.headers)
-        } catch let error as StoreError {
+        } catch {
+            let answer = answer(to: error, request: request, context: context)
+            let code = answer.code ?? ProblemCode(status: answer.status.code)
+            context.trace.problem.withLock { $0 = code.rawValue }
+            return .problem(answer.status, detail: answer.detail, code: code, headers: answer.headers)
+        }
+    }
+
+    private func answer(to error: any Error, request: Request, context: Context) -> Answer {
+        switch error {
+        case let error as APIError:
+            return Answer(status: error.status, detail: error.detail, code: error.code, headers: error.headers)
+        case let error as StoreError:
             let mapped = APIError(error)
-            return .problem(mapped.status, detail: mapped.detail, code: mapped.code, headers: mapped.headers)
-        } catch let error as HTTPError where error.status == .notFound {
+            return Answer(status: mapped.status, detail: mapped.detail, code: mapped.code, headers: mapped.headers)
+        case let error as HTTPError where error.status == .notFound:
             let allowed = Authorization.methods(at: request.uri.path)
-            guard !allowed.isEmpty else { return .problem(.notFound, detail: "no such route") }
-            return .problem(.methodNotAllowed, detail: "\(request.uri.path) takes \(allowed.joined(separator: " and ")), not \(request.method)",
-                            headers: [.allow: allowed.joined(separator: ", ")])
-        } catch let error as HTTPError {
-            return .problem(error.status, detail: error.body, headers: error.headers)
-        } catch let error as HTTPParserError {
+            guard !allowed.isEmpty else { return Answer(status: .notFound, detail: "no such route") }
+            return Answer(status: .methodNotAllowed, detail: "\(request.uri.path) takes \(allowed.joined(separator: " and ")), not \(request.method)",
+                          headers: [.allow: allowed.joined(separator: ", ")])
+        case let error as HTTPError:
+            return Answer(status: error.status, detail: error.body, headers: error.headers)
+        case let error as HTTPParserError:
             // A body that breaks HTTP's framing (a bad chunk size): the client's fault, not ours.
             let (status, detail) = MalformedRequestAnswer.answer(to: error)
-            return .problem(status, detail: detail)
-        } catch let error as any HTTPResponseError {
-            let detail = error.status == .contentTooLarge ? "the body is larger than this route accepts" : nil
-            return .problem(error.status, detail: detail)
-        } catch {
+            return Answer(status: status, detail: detail)
+        case let error as any HTTPResponseError:
+            return Answer(status: error.status, detail: error.status == .contentTooLarge ? "the body is larger than this route accepts" : nil)
+        default:
             context.logger.error("request failed", metadata: ["relay.error": "\(type(of: error))"])
-            return .problem(.internalServerError, detail: nil)
+            return Answer(status: .internalServerError, detail: nil)
         }
     }
 }

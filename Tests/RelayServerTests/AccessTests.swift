@@ -67,7 +67,7 @@ extension DaemonSuite {
                 "a stop shows in the journal, last: \(daemon.stderr.value.split(separator: "\n").suffix(3))")
         #expect(!lines.contains { $0.contains("relay.route=") && $0.contains("relay.principal=-") }, "\(lines)")
         #expect(lines.contains { $0.contains("requests since the last tally") && $0.contains("relay.principal=-")
-                                 && $0.contains("GET /v1/me 403 ×4") && $0.contains("TLS handshake failed: no client certificate ×1") }, "\(lines)")
+                                 && $0.contains("GET /v1/me 403 not_enrolled ×4") && $0.contains("TLS handshake failed: no client certificate ×1") }, "\(lines)")
     }
 
     func write(_ issued: (certificate: String, key: String), to directory: String, name: String) throws -> ClientIdentity {
@@ -103,7 +103,7 @@ extension DaemonSuite {
         #expect(try await eventually { output.value.components(separatedBy: "HTTP/1.1 ").count == 3 }, "\(output.value)")
         #expect(output.value.components(separatedBy: "HTTP/1.1 ").last?.hasPrefix("403") == true)
         #expect(output.value.contains("revoked"))
-        #expect(try await eventually { daemon.stderr.value.split(separator: "\n").contains { $0.contains("relay.status=403") && $0.contains("relay.principal=demo-responder") } },
+        #expect(try await eventually { daemon.stderr.value.split(separator: "\n").contains { $0.contains("relay.status=403") && $0.contains("relay.problem=revoked") && $0.contains("relay.principal=demo-responder") } },
                 "the log names who was refused: \(daemon.stderr.value)")
         let (gatewayStatus, gatewayText) = try daemon.admin(["admin", "revoke", "demo-gateway"])
         #expect(gatewayStatus == 0 && gatewayText.contains("nothing needs rotating") && !gatewayText.contains("amane rotate"), "\(gatewayText)")

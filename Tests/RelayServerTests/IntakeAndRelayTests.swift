@@ -250,7 +250,8 @@ extension DaemonSuite {
         #expect(!lines.contains { $0.contains("relay.principal=demo-gateway") && $0.contains("relay.route=") }, "\(lines)")
         let tally = lines.filter { $0.contains("requests since the last tally") }
         #expect(tally.count == 1 && tally[0].contains("relay.principal=demo-gateway")
-                && tally[0].contains("relay.requests=POST /v1/disclosures 201 ×2, POST /v1/replies/fetch \(miss) ×1"), "\(tally)")
+                && tally[0].contains("relay.requests=POST /v1/disclosures 201 ×2, POST /v1/replies/fetch \(miss) \(miss == 400 ? "receipt_misheard" : "unknown_receipt") ×1"),
+                "\(tally)")
         #expect(lines.contains { $0.contains("relay.route=GET /v1/queue") && $0.contains("relay.principal=demo-responder") }, "a responder's requests are logged one by one")
     }
 
