@@ -105,7 +105,8 @@ final class TLSFailureCounter: ChannelInboundHandler, RemovableChannelHandler {
             settled = true
             let reason = HandshakeFailure(error)
             metrics.countHandshakeFailure(reason)
-            tally.count("-", "TLS handshake failed: \(reason.explanation)")
+            let code = reason == .other ? String(describing: error).firstMatch(of: /OPENSSL_internal:([A-Z0-9_]+)/).map { " (\($0.output.1))" } : nil
+            tally.count("-", "TLS handshake failed: \(reason.explanation)\(code ?? "")")
         }
         context.fireErrorCaught(error)
     }
@@ -115,19 +116,22 @@ final class TLSFailureCounter: ChannelInboundHandler, RemovableChannelHandler {
 enum HandshakeFailure: String, CaseIterable, Sendable {
     case noCertificate = "no_certificate"
     case certificateRefused = "certificate_refused"
+    /// The client sent an alert: it refused the relay's own certificate (expired, or another CA in its profile).
+    case serverCertificateRefused = "server_certificate_refused"
     case notTLS = "not_tls"
     case protocolMismatch = "protocol"
     case abandoned
     case other
 
     init(_ error: any Error) {
-        if case .uncleanShutdown = error as? NIOSSLError { self = .abandoned; return }
         let text = String(describing: error)
         func mentions(_ names: String...) -> Bool { names.contains { text.contains($0) } }
-        self = if mentions("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_REQUIRED") { .noCertificate }
-            else if mentions("CERTIFICATE_VERIFY_FAILED", "CERTIFICATE_EXPIRED", "UNKNOWN_CA", "BAD_CERTIFICATE") { .certificateRefused }
-            else if mentions("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST") { .notTLS }
+        self = if mentions("EOF during handshake") { .abandoned }
+            else if mentions("PEER_DID_NOT_RETURN_A_CERTIFICATE") { .noCertificate }
             else if mentions("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "NO_SHARED_CIPHER", "NO_SHARED_GROUP") { .protocolMismatch }
+            else if mentions("_ALERT_") { .serverCertificateRefused }
+            else if mentions("CERTIFICATE_VERIFY_FAILED") { .certificateRefused }
+            else if mentions("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST") { .notTLS }
             else { .other }
     }
 
@@ -135,6 +139,7 @@ enum HandshakeFailure: String, CaseIterable, Sendable {
         switch self {
         case .noCertificate: "no client certificate"
         case .certificateRefused: "a client certificate not from this relay's CA, or expired"
+        case .serverCertificateRefused: "the client refused the relay's certificate (expired, or another CA in its profile)"
         case .notTLS: "not TLS (plain HTTP?)"
         case .protocolMismatch: "no TLS version or cipher in common"
         case .abandoned: "the client hung up during the handshake"

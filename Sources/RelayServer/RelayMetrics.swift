@@ -35,7 +35,7 @@ final class RelayMetrics: Sendable {
         tlsHandshakeFailures = Dictionary(uniqueKeysWithValues: HandshakeFailure.allCases.map { reason in
             (reason, registry.makeCounter(
                 descriptor: .init(namespace: "amane", metricName: "tls_handshake_failures", unitName: "total",
-                                  helpText: "TLS handshakes that failed, by reason (no_certificate, certificate_refused, not_tls, protocol, abandoned, other)"),
+                                  helpText: "TLS handshakes that failed, by reason (no_certificate, certificate_refused, server_certificate_refused, not_tls, protocol, abandoned, other)"),
                 labels: [("reason", reason.rawValue)]))
         })
         receiptMissesRefused = registry.makeCounter(

@@ -146,8 +146,12 @@ extension DaemonSuiteForCLI {
         let unansweredJSON = try cli.run(["submit", demo, "--idempotency-key", "retry-key-0000000001", "--json"], home: dyingRelay)
         let failure = try JSONSerialization.jsonObject(with: Data(unansweredJSON.output.utf8)) as? [String: Any]
         #expect(unansweredJSON.code == 3 && failure?["idempotencyKey"] as? String == "retry-key-0000000001", "\(unansweredJSON.output)")
-        #expect(!unreachable.output.contains("idempotency") && !wrongCA.output.contains("may or may not"),
-                "no doubt where the request never left: \(unreachable.output) \(wrongCA.output)")
+        // Where the request never left, there is no doubt and no key to keep.
+        try String(contentsOfFile: cli.gateway + "/config.yaml", encoding: .utf8).replacingOccurrences(of: daemon.url, with: "https://127.0.0.1:1")
+            .write(toFile: dyingRelay + "/config.yaml", atomically: true, encoding: .utf8)
+        let neverSent = try cli.run(["submit", demo], home: dyingRelay)
+        #expect(neverSent.code == 3 && neverSent.output.contains("nothing answers") && !neverSent.output.contains("idempotency")
+                && !neverSent.output.contains("may or may not"), "\(neverSent.output)")
         if let givenKey {
             let first = try cli.run(["submit", demo, "--idempotency-key", givenKey, "--json"], home: cli.gateway)
             let again = try cli.run(["submit", demo, "--idempotency-key", givenKey, "--json"], home: cli.gateway)

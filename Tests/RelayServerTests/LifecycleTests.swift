@@ -420,7 +420,6 @@ extension DaemonSuite {
             try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
                 .split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
         }
-        #expect(try metric("amane_client_certificates_ending_soon") == 0)
         let key = SealingPrivateKey.generate(suite: .x25519ChaChaPoly).publicKey.text
         let out = daemon.directory + "/short-lived"
         let (status, output) = try daemon.admin(["admin", "enroll-gateway", "kiosk-short", "--sealing-key", key, "--out", out, "--valid-days", "10"])
@@ -448,6 +447,8 @@ extension DaemonSuite {
         #expect(try daemon.admin(["admin", "reissue", "kiosk-short", "--out", daemon.directory + "/renewed"]).0 == 0)
         daemon.stop()
         daemon = try await daemon.restarted()
+        #expect(try await eventually { try metric("amane_client_certificate_soonest_expiry_timestamp_seconds") ?? 0 > Double(ends) },
+                "the renewed certificate's end replaced the near one")
         #expect(try metric("amane_client_certificates_ending_soon") == 0, "\(daemon.stderr.value)")
     }
 
