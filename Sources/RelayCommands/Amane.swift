@@ -94,7 +94,7 @@ public struct Amane: AsyncParsableCommand {
             do {
                 try error.json.map { try Output.json($0) } ?? Output.json(CLIError.JSONForm(error: error.message, hint: error.hint, exitCode: error.code.rawValue,
                                                                                        code: error.problemCode,
-                                                                                       idempotencyKey: error.idempotencyKey))
+                                                                                       idempotencyKeyFile: error.idempotencyKeyFile))
             } catch {
                 FileHandle.standardError.write(Data("cannot encode the error as JSON\n".utf8))
             }

@@ -24,8 +24,8 @@ public struct CLIError: Error, CustomStringConvertible {
     let problemCode: String?
     /// The request went out, and no answer says whether the relay acted on it.
     let outcomeUnknown: Bool
-    /// The key a submission went under, given back when it may have been stored, to retry with.
-    var idempotencyKey: String?
+    /// Where the key a submission went under was saved, when it may have been stored: to retry with.
+    var idempotencyKeyFile: String?
 
     public init(_ code: Code, _ message: String, hint: String? = nil) {
         self.init(code, message, hint: hint, json: nil)
@@ -44,19 +44,19 @@ public struct CLIError: Error, CustomStringConvertible {
     /// The same failure with another hint.
     func with(hint: String?) -> CLIError {
         var error = CLIError(code, message, hint: hint, json: json, problemCode: problemCode, outcomeUnknown: outcomeUnknown)
-        error.idempotencyKey = idempotencyKey
+        error.idempotencyKeyFile = idempotencyKeyFile
         return error
     }
 
-    /// `{"error": …, "hint": …, "exitCode": …, "code": …, "idempotencyKey": …}`: what `--json` prints on stdout for a
-    /// failure; `code` only when the relay refused, as its problem's code; `idempotencyKey` only when a submission may
-    /// have been stored.
+    /// `{"error": …, "hint": …, "exitCode": …, "code": …, "idempotencyKeyFile": …}`: what `--json` prints on stdout for
+    /// a failure; `code` only when the relay refused, as its problem's code; `idempotencyKeyFile` only when a submission
+    /// may have been stored under a key made here.
     struct JSONForm: Encodable {
         let error: String
         let hint: String?
         let exitCode: Int32
         let code: String?
-        let idempotencyKey: String?
+        let idempotencyKeyFile: String?
     }
 
     public var description: String {

@@ -10,18 +10,59 @@ struct SendingOptions: ParsableArguments {
     @Option(name: .customLong("idempotency-key"),
             help: "Reuse a key to retry safely, with --seal too: the same content gets the first answer back (default: a new one).")
     var idempotencyKey: String?
+    @Option(name: .customLong("idempotency-key-file"),
+            help: ArgumentHelp("The same, with the key read from a file (mode 0600), off the command line: the key also guards the receipt.",
+                               valueName: "file"))
+    var idempotencyKeyFile: String?
+
+    func validate() throws {
+        guard idempotencyKey == nil || idempotencyKeyFile == nil else { throw ValidationError("give --idempotency-key or --idempotency-key-file, not both") }
+    }
 
     /// The key the request goes under: the one given, to retry, or a new one.
-    func key() -> String { idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())" }
-
-    /// Sends under `key`; when the relay failed or never answered, the failure gives the key back: the
-    /// submission may be stored, and only a retry under the same key cannot store it twice.
-    static func send<T>(under key: String, retrying command: String, _ post: () async throws -> T) async throws -> T {
-        do { return try await post() } catch var error as CLIError where error.outcomeUnknown || error.code == .server {
-            error.idempotencyKey = key
-            let retry = "It may have been stored. Send it again under the same key, which cannot store it twice: \(command) --idempotency-key \(key)"
-            throw error.with(hint: [error.hint, retry].compactMap { $0 }.joined(separator: "\n"))
+    func key() throws -> String {
+        guard let idempotencyKeyFile else { return idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())" }
+        try PrivateFile.check(idempotencyKeyFile, "the idempotency key file")
+        guard let text = FileManager.default.contents(atPath: idempotencyKeyFile).map({ String(decoding: $0, as: UTF8.self) }) else {
+            throw CLIError(.usage, "cannot read the idempotency key file \(idempotencyKeyFile)")
         }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Sends under `key`. When the relay failed or never answered, the submission may be stored, and only a retry
+    /// under the same key cannot store it twice: a key made here is saved in the profile (mode 0600; it also
+    /// guards the receipt, so it goes in no message), and the failure says how to retry. A saved key that
+    /// served is removed.
+    func send<T>(under key: String, profile: Profile, retrying command: String, _ post: () async throws -> T) async throws -> T {
+        let saved = (profile.directory as NSString).appendingPathComponent("unanswered")
+        do {
+            let answer = try await post()
+            if let idempotencyKeyFile, (idempotencyKeyFile as NSString).deletingLastPathComponent == saved {
+                try? FileManager.default.removeItem(atPath: idempotencyKeyFile)
+            }
+            return answer
+        } catch var error as CLIError where error.outcomeUnknown || error.code == .server {
+            let retry: String
+            if let idempotencyKeyFile {
+                retry = "\(command) --idempotency-key-file \(idempotencyKeyFile)"
+            } else if idempotencyKey != nil {
+                retry = "\(command) with the same --idempotency-key"
+            } else {
+                let file = (saved as NSString).appendingPathComponent("\(SendingOptions.timestamp())-\(UUID().uuidString.prefix(8).lowercased()).key")
+                try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                guard FileManager.default.createFile(atPath: file, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                    throw error
+                }
+                error.idempotencyKeyFile = file
+                retry = "\(command) --idempotency-key-file \(file)"
+            }
+            let hint = "It may have been stored. Send it again under the same key, which stores it at most once (within seven days): \(retry)"
+            throw error.with(hint: [error.hint, hint].compactMap { $0 }.joined(separator: "\n"))
+        }
+    }
+
+    static func timestamp() -> String {
+        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
     }
 
     /// Sealing is randomized: a retry is recognised by this tag of the content, keyed like the request.
@@ -53,8 +94,9 @@ struct Submit: AsyncParsableCommand {
         discussion: """
             FILE holds the JSON body of POST /v1/disclosures. With --seal the content is sealed here to the queue's key,
             so the relay only ever receives the envelope. Example: AMANE_HOME=.amane-dev/dev/gateway amane submit seeds/demo/01-….json --seal
-            When the relay fails or gives no answer, the disclosure may be stored: the idempotency key is printed (in \
-            --json as idempotencyKey), and sending again with --idempotency-key KEY stores it at most once.
+            When the relay fails or gives no answer, the disclosure may be stored: the idempotency key is saved in the \
+            profile (the message names the file; in --json, idempotencyKeyFile), and sending again with \
+            --idempotency-key-file FILE stores it at most once.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -63,7 +105,7 @@ struct Submit: AsyncParsableCommand {
 
     func run() async throws {
         var submission = try SendingOptions.body(DisclosureSubmission.self, from: file)
-        let key = sending.key()
+        let key = try sending.key()
         let receipt = try await Session.with(global) { session in
             if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
@@ -75,7 +117,7 @@ struct Submit: AsyncParsableCommand {
                 submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil
             }
-            return try await SendingOptions.send(under: key, retrying: "amane submit \(file)\(sending.seal ? " --seal" : "")") {
+            return try await sending.send(under: key, profile: session.profile, retrying: "amane submit \(file)\(sending.seal ? " --seal" : "")") {
                 try await session.client.post(APIPath.disclosures, submission, as: DisclosureReceipt.self, headers: [HeaderName.idempotencyKey: key])
             }
         }
@@ -102,7 +144,7 @@ struct Followup: AsyncParsableCommand {
 
     func run() async throws {
         var submission = try SendingOptions.body(FollowupSubmission.self, from: file)
-        let key = sending.key()
+        let key = try sending.key()
         let accepted = try await Session.with(global) { session in
             if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
@@ -119,7 +161,7 @@ struct Followup: AsyncParsableCommand {
                 submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil
             }
-            return try await SendingOptions.send(under: key, retrying: "amane followup \(file)\(sending.seal ? " --seal" : "")") {
+            return try await sending.send(under: key, profile: session.profile, retrying: "amane followup \(file)\(sending.seal ? " --seal" : "")") {
                 try await session.client.post(APIPath.followups, submission, as: FollowupAccepted.self, headers: [HeaderName.idempotencyKey: key])
             }
         }

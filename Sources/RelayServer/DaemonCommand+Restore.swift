@@ -101,13 +101,20 @@ struct Restore: AsyncParsableCommand {
         try Self.sync(directory)
         let folder = (backup as NSString).deletingLastPathComponent.isEmpty ? "." : (backup as NSString).deletingLastPathComponent
         let name = (backup as NSString).lastPathComponent
-        let newer = ((try? Backup.backups("relay-", in: folder)) ?? []).filter { Backup.order($0) > Backup.order(name) }
-        let toMove = newer.isEmpty
-            ? "No backup in \(folder) is newer than this one."
-            : """
-              Before starting the relay: move the backups newer than this one out of \(folder), so that the next backup \
-              does not report the entries this copy lacks as a cut: \(newer.joined(separator: ", ")).
-              """
+        let copies = (try? Backup.backups("relay-", in: folder)) ?? []
+        let newer = copies.filter { Backup.order($0) > Backup.order(name) }
+        let toMove = switch (copies.contains(name), newer.isEmpty) {
+        case (true, true): "No backup in \(folder) is newer than this one."
+        case (true, false): """
+            Before starting the relay: move the backups newer than this one out of \(folder), so that the next backup \
+            does not report the entries this copy lacks as a cut: \(newer.joined(separator: ", ")).
+            """
+        // A copy restored from elsewhere: the backup folder is not known here.
+        case (false, _): """
+            Before starting the relay: move the backups newer than this copy out of the backup folder, so that the next \
+            backup does not report the entries this copy lacks as a cut.
+            """
+        }
         print("""
             Restored \(backup) into \(directory) (audit trail verified: \(verified.count) entries, head \(verified.head)).
             \(keptAs.map { "The database it replaced is kept as \($0)." } ?? "There was no database to replace.")

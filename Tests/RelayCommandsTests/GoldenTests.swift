@@ -140,23 +140,34 @@ extension DaemonSuiteForCLI {
             .write(toFile: dyingRelay + "/config.yaml", atomically: true, encoding: .utf8)
         let demo = try daemon.demoFile(6)
         let unanswered = try cli.run(["submit", demo], home: dyingRelay)
-        let givenKey = unanswered.output.firstMatch(of: /--idempotency-key (amane-cli-[0-9a-f-]{36})/).map { String($0.output.1) }
+        let keyFile = unanswered.output.firstMatch(of: /--idempotency-key-file (\S+\.key)/).map { String($0.output.1) }
         #expect(unanswered.code == 3 && unanswered.output.contains("it may or may not have received the request")
-                && unanswered.output.contains("amane submit \(demo) --idempotency-key amane-cli-") && givenKey != nil, "\(unanswered.output)")
-        let unansweredJSON = try cli.run(["submit", demo, "--idempotency-key", "retry-key-0000000001", "--json"], home: dyingRelay)
+                && unanswered.output.contains("amane submit \(demo) --idempotency-key-file \(dyingRelay)/unanswered/")
+                && !unanswered.output.contains("amane-cli-"), "the key is saved, not shown: \(unanswered.output)")
+        let savedAt = try #require(keyFile)
+        let keyText = try String(contentsOfFile: savedAt, encoding: .utf8)
+        let savedMode = try FileManager.default.attributesOfItem(atPath: savedAt)[.posixPermissions] as? Int
+        #expect(keyText.hasPrefix("amane-cli-") && savedMode == 0o600)
+        let unansweredJSON = try cli.run(["submit", demo, "--json"], home: dyingRelay)
         let failure = try JSONSerialization.jsonObject(with: Data(unansweredJSON.output.utf8)) as? [String: Any]
-        #expect(unansweredJSON.code == 3 && failure?["idempotencyKey"] as? String == "retry-key-0000000001", "\(unansweredJSON.output)")
+        #expect(unansweredJSON.code == 3 && (failure?["idempotencyKeyFile"] as? String)?.hasPrefix(dyingRelay + "/unanswered/") == true,
+                "\(unansweredJSON.output)")
+        let givenInArgv = try cli.run(["submit", demo, "--idempotency-key", "retry-key-0000000001"], home: dyingRelay)
+        #expect(givenInArgv.output.contains("with the same --idempotency-key") && !givenInArgv.output.contains("retry-key-0000000001"), "\(givenInArgv.output)")
+        // The saved key, moved to the gateway's own profile as a retry there would be: answered once, the same twice; then removed.
+        let retryFile = cli.gateway + "/unanswered/retry.key"
+        try FileManager.default.createDirectory(atPath: cli.gateway + "/unanswered", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: retryFile, contents: Data(keyText.utf8), attributes: [.posixPermissions: 0o600]))
+        let first = try cli.run(["submit", demo, "--idempotency-key", keyText.trimmingCharacters(in: .whitespacesAndNewlines), "--json"], home: cli.gateway)
+        let again = try cli.run(["submit", demo, "--idempotency-key-file", retryFile, "--json"], home: cli.gateway)
+        #expect(first.code == 0 && first.output == again.output, "the saved key retries safely: \(first.output) \(again.output)")
+        #expect(!FileManager.default.fileExists(atPath: retryFile), "a saved key that served is removed")
         // Where the request never left, there is no doubt and no key to keep.
         try String(contentsOfFile: cli.gateway + "/config.yaml", encoding: .utf8).replacingOccurrences(of: daemon.url, with: "https://127.0.0.1:1")
             .write(toFile: dyingRelay + "/config.yaml", atomically: true, encoding: .utf8)
         let neverSent = try cli.run(["submit", demo], home: dyingRelay)
         #expect(neverSent.code == 3 && neverSent.output.contains("nothing answers") && !neverSent.output.contains("idempotency")
                 && !neverSent.output.contains("may or may not"), "\(neverSent.output)")
-        if let givenKey {
-            let first = try cli.run(["submit", demo, "--idempotency-key", givenKey, "--json"], home: cli.gateway)
-            let again = try cli.run(["submit", demo, "--idempotency-key", givenKey, "--json"], home: cli.gateway)
-            #expect(first.code == 0 && first.output == again.output, "the key given back retries safely: \(first.output) \(again.output)")
-        }
 
         let wrong = daemon.directory + "/wrong-passphrase"
         try "not the passphrase\n".write(toFile: wrong, atomically: true, encoding: .utf8)
