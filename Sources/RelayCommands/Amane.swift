@@ -113,6 +113,11 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("Read the passphrase from this file (mode 0600) instead of the terminal.", valueName: "file"))
     var passphraseFile: String?
 
+    /// The options that chose this profile, for a command line to run again.
+    var retryOptions: String {
+        [profile.map { "--profile \($0) " }, passphraseFile.map { "--passphrase-file \($0) " }].compactMap { $0 }.joined()
+    }
+
     @Flag(help: "Print JSON (stable field names) instead of text.")
     var json = false
 }

@@ -117,7 +117,8 @@ struct Submit: AsyncParsableCommand {
                 submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil
             }
-            return try await sending.send(under: key, profile: session.profile, retrying: "amane submit \(file)\(sending.seal ? " --seal" : "")") {
+            return try await sending.send(under: key, profile: session.profile,
+                                          retrying: "amane submit \(global.retryOptions)\(file)\(sending.seal ? " --seal" : "")") {
                 try await session.client.post(APIPath.disclosures, submission, as: DisclosureReceipt.self, headers: [HeaderName.idempotencyKey: key])
             }
         }
@@ -161,7 +162,8 @@ struct Followup: AsyncParsableCommand {
                 submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
                 submission.content = nil
             }
-            return try await sending.send(under: key, profile: session.profile, retrying: "amane followup \(file)\(sending.seal ? " --seal" : "")") {
+            return try await sending.send(under: key, profile: session.profile,
+                                          retrying: "amane followup \(global.retryOptions)\(file)\(sending.seal ? " --seal" : "")") {
                 try await session.client.post(APIPath.followups, submission, as: FollowupAccepted.self, headers: [HeaderName.idempotencyKey: key])
             }
         }

@@ -128,6 +128,14 @@ struct Admin: AsyncParsableCommand {
         guard !FileManager.default.fileExists(atPath: certPath), !FileManager.default.fileExists(atPath: keyPath) else {
             throw CommandFailure("\(certPath) or \(keyPath) exists; choose another --out folder")
         }
+        // The CA certificate goes in the handover too: their profile's 'ca' names it.
+        let caCopy = (out as NSString).appendingPathComponent("ca-cert.pem")
+        let caPEM = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+        if let existing = FileManager.default.contents(atPath: caCopy), existing != Data(caPEM.utf8) {
+            throw CommandFailure("\(caCopy) is not this relay's CA certificate; choose another --out folder")
+        }
+        let createsCACopy = !FileManager.default.fileExists(atPath: caCopy)
+        if createsCACopy { try RelayFiles.writePublic(caPEM, to: caCopy) }
         // The files first: once registered, the key must not be lost to a failed write (a reissue retires the old one).
         do {
             try RelayFiles.writePublic(issued.certificate, to: certPath)
@@ -144,14 +152,10 @@ struct Admin: AsyncParsableCommand {
         } catch {
             try? FileManager.default.removeItem(atPath: certPath)
             try? FileManager.default.removeItem(atPath: keyPath)
+            if createsCACopy { try? FileManager.default.removeItem(atPath: caCopy) }
             if createsOut { rmdir(out) }
             if let error = error as? StoreError { throw CommandFailure(error.reason) }
             throw error
-        }
-        // The CA certificate goes in the handover too: their profile's 'ca' names it.
-        let caCopy = (out as NSString).appendingPathComponent("ca-cert.pem")
-        if !FileManager.default.fileExists(atPath: caCopy) {
-            try RelayFiles.writePublic(try RelayConfiguration.read(configuration.caFile, key: "tls.caFile"), to: caCopy)
         }
         let files = """
               client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
@@ -555,7 +559,7 @@ struct CheckConfig: AsyncParsableCommand {
                 let identity = try TLSIdentity(configuration: configuration)
                 _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
                 if let expiry = identity.expiry {
-                    if expiry <= Date() { throw CommandFailure(TLSIdentity.expiryWarning(expiry)!) }
+                    if expiry <= Date() { throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: TLSIdentity.expiryWarning(expiry)!) }
                     validUntil = " (valid until \(Timestamp.iso8601(Int64(expiry.timeIntervalSince1970))))"
                     if let warning = TLSIdentity.expiryWarning(expiry) { Console.warn(warning) }
                 }
@@ -565,7 +569,7 @@ struct CheckConfig: AsyncParsableCommand {
         } catch let error as CommandFailure {
             throw error
         } catch {
-            throw CommandFailure("tls: the certificate or key does not parse (\(error))")
+            throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: "the certificate or key does not parse (\(error))")
         }
         for warning in RelayFiles.openToOthers(configuration) { Console.warn(warning) }
         let sla = Urgency.allCases.map { "\($0.rawValue) \((configuration.policy.slaSeconds[$0] ?? 0) / 60)" }.joined(separator: ", ")

@@ -149,7 +149,9 @@ struct Serve: AsyncParsableCommand {
         // Only `init` and development mode make a database: a missing one is a wrong --data-dir or db.path, not an empty relay.
         if !configuration.dev { try common.requireDatabase(configuration) }
         try RelayFiles.makeDirectory(configuration.dataDirectory)
-        do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError { throw CommandFailure(error.reason) }
+        do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError {
+            throw RelayConfiguration.Invalid(key: "db.path", reason: error.reason)
+        }
         for warning in RelayFiles.openToOthers(configuration) { logger.warning("\(warning)") }
         let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
         defer { close(lock) }

@@ -146,12 +146,19 @@ public final class RelayDatabase: Sendable {
     public static func requireWritable(_ directory: String) throws {
         let file = (directory as NSString).appendingPathComponent(fileName)
         for path in [directory, file, file + "-wal", file + "-shm"] where access(path, F_OK) == 0 && access(path, W_OK) != 0 {
-            let reason = String(cString: strerror(errno))
+            let error = errno
+            let reason = String(cString: strerror(error))
             var status = stat()
             let owner = stat(path, &status) == 0 ? status.st_uid : getuid()
-            let fix = owner == getuid()
-                ? "it belongs to this user (uid \(owner)) but its mode \(String(status.st_mode & 0o777, radix: 8)) lets no one write it: chmod u+w \(path)"
-                : "it belongs to uid \(owner), not to the user running this command (uid \(getuid())): run as that user, or chown it"
+            let fix = if error == EROFS {
+                "the file system is mounted read-only"
+            } else if owner != getuid() {
+                "it belongs to uid \(owner), not to the user running this command (uid \(getuid())): run as that user, or chown it"
+            } else if status.st_mode & 0o200 == 0 {
+                "it belongs to this user (uid \(owner)) but its mode \(String(status.st_mode & 0o777, radix: 8)) lets no one write it: chmod u+w \(path)"
+            } else {
+                "its mode lets this user write it, so an ACL, a file attribute or a security policy denies it"
+            }
             throw StoreError(.unavailable, "cannot write \(path) (\(reason)): \(fix)")
         }
     }

@@ -349,14 +349,14 @@ extension DaemonSuite {
         let (status, output) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "serve", "--dev",
                                                                    "--data-dir", daemon.directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"],
                                               environment: env)
-        #expect(status == 1 && output.contains("cannot write \(daemon.directory)") && output.contains("belongs to uid 0, not to the user running this command (uid 65534)")
+        #expect(status == 78 && output.contains("cannot write \(daemon.directory)") && output.contains("belongs to uid 0, not to the user running this command (uid 65534)")
                 && !output.contains("listening"), "\(status): \(output)")
         // The right owner, a mode that lets no one write: the fix is a chmod, not another user.
         #expect(chown(daemon.directory, 65534, 65534) == 0 && chmod(daemon.directory, 0o500) == 0)
         let (modeStatus, modeOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "serve", "--dev",
                                                                            "--data-dir", daemon.directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"],
                                                   environment: env)
-        #expect(modeStatus == 1 && modeOutput.contains("belongs to this user (uid 65534) but its mode 500 lets no one write it: chmod u+w \(daemon.directory)"),
+        #expect(modeStatus == 78 && modeOutput.contains("belongs to this user (uid 65534) but its mode 500 lets no one write it: chmod u+w \(daemon.directory)"),
                 "\(modeStatus): \(modeOutput)")
         #expect(chown(daemon.directory, 0, 0) == 0 && chmod(daemon.directory, 0o755) == 0)
         let (createStatus, createOutput) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "serve", "--dev",
@@ -428,6 +428,13 @@ extension DaemonSuite {
         #expect(status == 0 && output.contains("valid until \(tenDays)"), "\(output)")
         #expect(FileManager.default.contents(atPath: out + "/ca-cert.pem") == FileManager.default.contents(atPath: daemon.ca),
                 "the handover folder holds the CA certificate their profile names")
+        let stale = daemon.directory + "/stale-handover"
+        try FileManager.default.createDirectory(atPath: stale, withIntermediateDirectories: true)
+        try (try CertificateAuthority.create(name: "An old relay").certificatePEM).write(toFile: stale + "/ca-cert.pem", atomically: true, encoding: .utf8)
+        let staleKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly).publicKey.text
+        let refused = try daemon.admin(["admin", "enroll-gateway", "kiosk-stale", "--sealing-key", staleKey, "--out", stale])
+        #expect(refused.0 == 1 && refused.1.contains("is not this relay's CA certificate"), "\(refused.1)")
+        #expect(!(try daemon.admin(["admin", "list"]).1.contains("kiosk-stale")), "refused before anything was enrolled")
         #expect(try daemon.admin(["admin", "enroll-gateway", "kiosk-long", "--sealing-key", key, "--out", out, "--valid-days", "900"]).0 != 0)
         let (_, listing) = try daemon.admin(["admin", "list", "--json"])
         let listed = try #require(try JSONSerialization.jsonObject(with: Data(listing.utf8)) as? [[String: Any]], "\(listing)")
