@@ -148,6 +148,10 @@ struct Serve: AsyncParsableCommand {
         }
         // Only `init` and development mode make a database: a missing one is a wrong --data-dir or db.path, not an empty relay.
         if !configuration.dev { try common.requireDatabase(configuration) }
+        // A new development relay needs the seed taxonomy: without it, fail before leaving a half-made folder behind.
+        if !FileManager.default.fileExists(atPath: (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName)) {
+            _ = try RelayConfiguration.readSeed("taxonomy.yaml", in: configuration.seedsDirectory)
+        }
         try RelayFiles.makeDirectory(configuration.dataDirectory)
         do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError {
             throw RelayConfiguration.Invalid(key: "db.path", reason: error.reason)

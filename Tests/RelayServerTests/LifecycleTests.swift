@@ -180,7 +180,7 @@ extension DaemonSuite {
         daemon.signal(SIGHUP)
         #expect(try await eventually { daemon.stderr.value.contains("the TLS certificate expired on") }, "\(daemon.stderr.value)")
         let (expiredStatus, expiredOutput) = try daemon.admin(["check-config"])
-        #expect(expiredStatus == 1 && expiredOutput.contains("the TLS certificate expired on") && !expiredOutput.contains("Configuration is valid"),
+        #expect(expiredStatus == 78 && expiredOutput.contains("the TLS certificate expired on") && !expiredOutput.contains("Configuration is valid"),
                 "\(expiredOutput)")
     }
 
@@ -278,6 +278,11 @@ extension DaemonSuite {
         env["AMANE_SEEDS_DIRECTORY"] = directory + "/no-seeds"
         let (seedStatus, seedOutput) = try Daemon.run(Build.daemon, ["check-config", "--dev", "--data-dir", directory], environment: env)
         #expect(seedStatus == 78 && seedOutput.contains("seeds.directory") && seedOutput.contains("AMANE_SEEDS_DIRECTORY"), "\(seedOutput)")
+        let fresh = directory + "/fresh-dev"
+        let (serveStatus, serveOutput) = try Daemon.run(Build.daemon, ["serve", "--dev", "--data-dir", fresh, "--listen", "127.0.0.1:0",
+                                                                       "--ops-listen", "127.0.0.1:0"], environment: env)
+        #expect(serveStatus == 78 && serveOutput.contains("seeds.directory") && !FileManager.default.fileExists(atPath: fresh),
+                "no half-made development folder is left behind: \(serveOutput)")
 
         // A database a newer release migrated: check-config says so before serve would refuse it.
         env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
