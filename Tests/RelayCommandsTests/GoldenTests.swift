@@ -87,7 +87,7 @@ extension DaemonSuiteForCLI {
         let unknownCategory = try cli.run(["inbox", "--category", "bogus"], home: cli.responder)
         #expect(unknownCategory.code == 2 && unknownCategory.output.contains("unknown category 'bogus'"), "\(unknownCategory.output)")
         let requestID = unknownCategory.output.firstMatch(of: /HTTP 400; request ([0-9a-f-]{36})\)/).map { String($0.output.1) }
-        #expect(requestID.map { daemon.stderr.value.contains("relay.request.id=\($0)") } == true,
+        #expect(try await eventually { requestID.map { daemon.stderr.value.contains("relay.request.id=\($0)") } == true },
                 "the refusal names the request as the relay's log does: \(unknownCategory.output)")
         let refused = try cli.run(["inbox"], home: cli.gateway)
         #expect(refused.code == 2 && refused.output.contains("may not call") && refused.output.contains("it is for responders and supervisors")

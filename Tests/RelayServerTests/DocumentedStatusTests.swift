@@ -171,9 +171,10 @@ extension DaemonSuite {
         #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", age, daemon.directory + "/relay.sqlite", old]).0 == 0)
         let swept = try await daemon.restarted()
         defer { swept.stop() }
-        let sweptMetrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(swept.opsPort)/metrics"]).1
-        #expect(sweptMetrics.contains("\namane_retention_purged_cases_total 1\n")
-                && !sweptMetrics.contains("\namane_retention_last_sweep_timestamp_seconds 0"), "ops see the sweep: \(sweptMetrics)")
+        #expect(try await eventually {
+            let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(swept.opsPort)/metrics"]).1
+            return metrics.contains("\namane_retention_purged_cases_total 1\n") && !metrics.contains("\namane_retention_last_sweep_timestamp_seconds 0")
+        }, "ops see the sweep")
         let late = try swept.post("/v1/disclosures/\(old)/hold", as: swept.supervisor, json: ["on": true])
         #expect(late.status == 409 && late.text.contains("purged"), "\(late.text)")
         record("POST /v1/disclosures/{id}/hold", late)

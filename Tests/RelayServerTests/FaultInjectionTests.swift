@@ -104,7 +104,7 @@ extension DaemonSuite {
 
         #expect(try disk.grow(toMegabytes: 64))
         #expect(try Daemon.run("/usr/bin/curl", ["-s", readyz]).1 == "ready\n", "ready again once space returns, before any client writes")
-        #expect(daemon.stderr.value.contains("the store writes again"))
+        #expect(try await eventually { daemon.stderr.value.contains("the store writes again") })
         let after = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
         #expect(after.status == 201, "intake resumes once space returns")
         daemon.stop()
