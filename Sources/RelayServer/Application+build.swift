@@ -146,7 +146,6 @@ extension RelayServerApp {
             throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml; \(RelayConfiguration.findingSeeds)")
         }
         let auditWatch = AuditTailWatch(db: db, metrics: metrics, logger: logger)
-        auditWatch.check()
 
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
         var tls = TLSConfiguration.makeServerConfiguration(
@@ -201,9 +200,11 @@ extension RelayServerApp {
             guard bound.https != nil && readable else { return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready\n"))) }
             // Cleared by the next write that commits: a gateway's retry, or this probe once the disk has room for
             // a disclosure again (at its brim a disk lets a one-page write through and refuses the next disclosure).
-            let room = (try? FileManager.default.attributesOfFileSystem(forPath: configuration.dataDirectory)[.systemFreeSize] as? NSNumber)??
-                .int64Value ?? 0
-            let failure = room >= 2 * Int64(configuration.limits.maxEnvelopeBytes) ? await db.probeWhileFailing() : db.writeFailure
+            var failure = db.writeFailure
+            if failure != nil, let room = (try? FileManager.default.attributesOfFileSystem(forPath: configuration.dataDirectory)[.systemFreeSize]) as? NSNumber,
+               room.int64Value >= 2 * Int64(configuration.limits.maxEnvelopeBytes) {
+                failure = await db.probeWhileFailing()
+            }
             if let failure {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready: the store cannot write (\(failure))\n")))
             }
@@ -237,6 +238,7 @@ extension RelayServerApp {
                 metrics.retentionLastSweep.set(Date().timeIntervalSince1970)
                 if purged + forgotten > 0 { logger.info("retention sweep", metadata: ["relay.purged": "\(purged)", "relay.idempotency": "\(forgotten)"]) }
             },
+            // Its first check runs at start.
             PeriodicService(name: "audit trail check", every: .seconds(3600), logger: logger) { auditWatch.check() },
             PeriodicService(name: "SLA monitor", every: .seconds(60), logger: logger) {
                 let depth = try await db.queueDepth()
