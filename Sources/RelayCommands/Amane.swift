@@ -31,7 +31,7 @@ public struct Amane: AsyncParsableCommand {
         version: RelayVersion.current,
         subcommands: [
             Inbox.self, Show.self, Claim.self, Release.self, Note.self, Reply.self, Refer.self, Close.self,
-            Reopen.self, Assign.self, Hold.self, Keygen.self, Grant.self, Rotate.self, Keys.self, AuditCommand.self,
+            Reopen.self, Assign.self, Hold.self, Keygen.self, RequestCertificate.self, Grant.self, Rotate.self, Keys.self, AuditCommand.self,
             Stats.self, Submit.self, Followup.self, Replies.self,
         ])
 

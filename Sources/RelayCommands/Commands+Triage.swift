@@ -1,5 +1,8 @@
 import ArgumentParser
 import CRelayProcess
+#if canImport(CoreFoundation)
+import CoreFoundation  // where `stat` lives once Crypto is linked in
+#endif
 import Foundation
 import RelayAPI
 import RelayCore

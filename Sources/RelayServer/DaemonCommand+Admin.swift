@@ -118,7 +118,12 @@ struct Admin: AsyncParsableCommand {
         let ca = try configuration.certificateAuthority()
         let now = Date()
         let validity = TimeInterval(certificate.validDays) * 86_400
-        let issued = try ca.issue(commonName: name, usage: .client, now: now, validity: validity)
+        let requested = try certificate.requestedKey(for: name)
+        let issued: (certificate: String, key: String?) = if let requested {
+            (try ca.issue(commonName: name, usage: .client, for: requested, now: now, validity: validity), nil)
+        } else {
+            try ca.issue(commonName: name, usage: .client, now: now, validity: validity)
+        }
         let endsAt = Int64(now.addingTimeInterval(validity).timeIntervalSince1970)
         let out = certificate.out
         let createsOut = !FileManager.default.fileExists(atPath: out)
@@ -139,7 +144,7 @@ struct Admin: AsyncParsableCommand {
         // The files first: once registered, the key must not be lost to a failed write (a reissue retires the old one).
         do {
             try RelayFiles.writePublic(issued.certificate, to: certPath)
-            try RelayFiles.writeSecret(issued.key, to: keyPath)
+            if let key = issued.key { try RelayFiles.writeSecret(key, to: keyPath) }
         } catch {
             try? FileManager.default.removeItem(atPath: certPath)
             throw error
@@ -151,7 +156,7 @@ struct Admin: AsyncParsableCommand {
             }
         } catch {
             try? FileManager.default.removeItem(atPath: certPath)
-            try? FileManager.default.removeItem(atPath: keyPath)
+            if issued.key != nil { try? FileManager.default.removeItem(atPath: keyPath) }
             if createsCACopy { try? FileManager.default.removeItem(atPath: caCopy) }
             if createsOut { rmdir(out) }
             if let error = error as? StoreError { throw CommandFailure(error.reason) }
@@ -159,7 +164,8 @@ struct Admin: AsyncParsableCommand {
         }
         let files = """
               client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
-              client key               \(keyPath)  (mode 0600; hand it over privately)
+            \(issued.key == nil ? "  client key               stays on their machine (it made the request)"
+                                 : "  client key               \(keyPath)  (mode 0600; hand it over privately)")
               relay CA certificate     \(caCopy)  (their profile's 'ca')
             """
         return (principal, files)
@@ -169,8 +175,20 @@ struct Admin: AsyncParsableCommand {
 /// Where a client certificate and its key are written, and how long the certificate is valid.
 struct CertificateOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+    @Option(help: ArgumentHelp("""
+        A certificate signing request made on the person's machine (`amane request-certificate NAME`): the \
+        certificate is issued for its key, and no key is made here.
+        """, valueName: "file"))
+    var csr: String?
     @Option(name: .customLong("valid-days"), help: ArgumentHelp("How many days the certificate is valid (1 to 825).", valueName: "days"))
     var validDays = 730
+
+    /// The key of `--csr`'s request, checked; nil without one.
+    func requestedKey(for name: String) throws -> Certificate.PublicKey? {
+        guard let csr else { return nil }
+        guard let pem = try? String(contentsOfFile: csr, encoding: .utf8) else { throw CommandFailure("--csr: cannot read \(csr)") }
+        return try SigningRequest.publicKey(pem: pem, for: name)
+    }
 
     func validate() throws {
         guard (1...825).contains(validDays) else { throw ValidationError("--valid-days must be 1 to 825 (a little over two years)") }
@@ -257,7 +275,8 @@ struct Reissue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Issue a new client certificate for an enrolled principal: to renew one, or to replace a lost one.",
         discussion: """
-            The principal keeps its name, role, sealing key, grants and cases; its old certificate gets 403 at once.
+            The principal keeps its name, role, sealing key, grants and cases; its old certificate gets 403 at once, \
+            unless --csr asks for the same key again (a renewal). A lost or exposed key needs a new one.
             Example: amane-relayd admin reissue amina --out ./amina-2028
             """)
 
@@ -267,11 +286,15 @@ struct Reissue: AsyncParsableCommand {
 
     func run() async throws {
         let principalName = try Admin.validName(name)
+        var keepsKey = false
         let issued = try await Admin.issueClientCertificate(common, name: name, certificate: certificate) { db, spkiFingerprint, endsAt in
-            try await db.reissue(name: principalName, spkiFingerprint: spkiFingerprint, certificateEndsAt: endsAt, actor: .admin(Admin.user))
+            keepsKey = try db.principal(spkiFingerprint: spkiFingerprint)?.name == principalName
+            return try await db.reissue(name: principalName, spkiFingerprint: spkiFingerprint, certificateEndsAt: endsAt, actor: .admin(Admin.user))
         }
         print("""
-            Reissued \(issued.principal.name)'s certificate; the old one no longer works.
+            Reissued \(issued.principal.name)'s certificate; \(keepsKey
+                ? "the request kept their key, so the old certificate also works until it ends"
+                : "the old one no longer works").
             \(issued.files)
             """)
     }

@@ -107,6 +107,30 @@ public struct CertificateAuthority: Sendable {
     public var keyPEM: String { get throws { try key.serializeAsPEM().pemString } }
 }
 
+/// A certificate signing request from the person's own machine: the key behind it never leaves there.
+public enum SigningRequest {
+    /// The request's public key, once its signature proves the sender holds the private key.
+    /// - Throws: `CommandFailure` naming what is wrong: not a request, a forged one, a key TLS here does not take,
+    ///   or a request made for someone else.
+    public static func publicKey(pem: String, for name: String) throws -> Certificate.PublicKey {
+        let request: CertificateSigningRequest
+        do { request = try CertificateSigningRequest(pemEncoded: pem) } catch {
+            throw CommandFailure("--csr: not a PEM certificate signing request (BEGIN CERTIFICATE REQUEST); make one with `amane request-certificate \(name)`")
+        }
+        guard request.publicKey.isValidSignature(request.signature, for: request) else {
+            throw CommandFailure("--csr: the request's signature does not match its key; it was altered or made wrongly, so ask for a new one")
+        }
+        guard P256.Signing.PublicKey(request.publicKey) != nil || P384.Signing.PublicKey(request.publicKey) != nil else {
+            throw CommandFailure("--csr: the request's key is not an ECDSA P-256 or P-384 key; `amane request-certificate \(name)` makes a P-256 one")
+        }
+        let named = request.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.map { String($0.value) ?? String(describing: $0.value) }
+        if let other = named.first(where: { $0 != name }) {
+            throw CommandFailure("--csr: the request is for '\(other)', not '\(name)'; check that this is the right person's request")
+        }
+        return request.publicKey
+    }
+}
+
 /// SHA-256 of a certificate's SubjectPublicKeyInfo, hex: how principals are found.
 public enum SPKIFingerprint {
     public static func of(certificatePEM: String) throws -> String {

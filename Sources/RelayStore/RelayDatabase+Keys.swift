@@ -77,12 +77,15 @@ extension RelayDatabase {
                 throw StoreError(.notFound, "no principal named \(name)")
             }
             guard record.revokedAt == nil else { throw StoreError(.invalidState, "\(name) is revoked; enroll them under a new name") }
-            if try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == spkiFingerprint).fetchOne(db) != nil {
+            // A renewal may keep the key (a request from the person's own machine); another principal's key never.
+            let keepsKey = record.spkiFingerprint == spkiFingerprint
+            if !keepsKey, try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == spkiFingerprint).fetchOne(db) != nil {
                 throw StoreError(.conflict, "that certificate key is already enrolled")
             }
             try db.execute(sql: "UPDATE principal SET spkiFingerprint = ?, certificateEndsAt = ? WHERE id = ?",
                            arguments: [spkiFingerprint, certificateEndsAt, record.id])
-            try AuditLog.append(db, time: now, actor: actor, action: "principal.reissue", subject: record.name)
+            try AuditLog.append(db, time: now, actor: actor, action: "principal.reissue", subject: record.name,
+                                detail: ["key": keepsKey ? "kept" : "new"])
             record.spkiFingerprint = spkiFingerprint
             return record.principal!
         }

@@ -8,7 +8,7 @@ import Testing
 extension DaemonSuiteForCLI {
 @Suite struct GoldenTests {
     static let commands = ["", "inbox", "show", "claim", "release", "note", "reply", "refer", "close", "reopen", "assign", "hold",
-                           "keygen", "grant", "rotate", "keys", "audit", "stats", "submit", "followup", "replies"]
+                           "keygen", "request-certificate", "grant", "rotate", "keys", "audit", "stats", "submit", "followup", "replies"]
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
     static var regenerate: Bool { ProcessInfo.processInfo.environment["AMANE_REGENERATE_GOLDEN"] == "1" }
 

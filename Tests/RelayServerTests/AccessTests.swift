@@ -144,6 +144,86 @@ extension DaemonSuite {
         #expect(audit.contains("principal.reissue"))
     }
 
+    /// With a request made by `amane request-certificate`, the client key is made on the person's machine and stays
+    /// there: the admin's handover holds only certificates, a renewal may keep the key, and a wrong request is refused.
+    @Test func aCertificateRequestKeepsTheClientKeyOnThePersonsMachine() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let home = daemon.directory + "/nadia-laptop"
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_HOME"] = home
+        let amane = { (arguments: [String]) throws -> (Int32, String) in try Daemon.run(Build.cli, arguments, environment: env) }
+        func requestInfo(_ output: String) throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
+        }
+        let (made, madeOutput) = try amane(["request-certificate", "nadia", "--out", home + "-nadia.csr", "--json"])
+        let first = try requestInfo(madeOutput)
+        let key = home + "/client-key.pem"
+        #expect(made == 0 && first["keyCreated"] as? Bool == true && first["key"] as? String == key, "\(madeOutput)")
+        #expect((try FileManager.default.attributesOfItem(atPath: key)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let request = try String(contentsOfFile: home + "-nadia.csr", encoding: .utf8)
+        #expect(request.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") && !request.contains("PRIVATE KEY"))
+
+        let sealingKey = SealingPrivateKey.generate().publicKey.text
+        let handover = daemon.directory + "/handover-nadia"
+        let (enrolled, enrolledText) = try daemon.admin(["admin", "enroll-responder", "nadia", "--sealing-key", sealingKey,
+                                                         "--csr", home + "-nadia.csr", "--out", handover])
+        #expect(enrolled == 0 && enrolledText.contains("stays on their machine"), "\(enrolledText)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: handover).sorted() == ["ca-cert.pem", "nadia-cert.pem"],
+                "no private key is written on the relay's side")
+        let nadia = ClientIdentity(certificate: handover + "/nadia-cert.pem", key: key)
+        let me = try daemon.get("/v1/me", as: nadia)
+        #expect(me.status == 200 && me.json["name"] as? String == "nadia", "\(me.text)")
+
+        // A renewal asks again for the same key: the new certificate works, and so does the old one until it ends.
+        let (again, againOutput) = try amane(["request-certificate", "nadia", "--out", home + "-nadia-renewal.csr", "--json"])
+        let second = try requestInfo(againOutput)
+        #expect(again == 0 && second["keyCreated"] as? Bool == false && second["key"] as? String == key, "\(againOutput)")
+        let renewed = daemon.directory + "/handover-nadia-renewal"
+        let (reissued, reissuedText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-renewal.csr", "--out", renewed,
+                                                         "--valid-days", "90"])
+        #expect(reissued == 0 && reissuedText.contains("kept their key"), "\(reissuedText)")
+        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: renewed + "/nadia-cert.pem", key: key)).status == 200)
+        #expect(try daemon.get("/v1/me", as: nadia).status == 200)
+        let (_, listed) = try daemon.admin(["admin", "list", "--json"])
+        let ends = (try JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [[String: Any]])?.first { $0["name"] as? String == "nadia" }?["certificateEndsAt"] as? Int
+        #expect(ends.map { abs($0 - Int(Date().timeIntervalSince1970) - 90 * 86_400) < 600 } == true, "the renewal's end is kept: \(listed)")
+        let reissues = (try daemon.get("/v1/audit", as: daemon.supervisor).json["entries"] as? [[String: Any]])?
+            .filter { $0["action"] as? String == "principal.reissue" && $0["subject"] as? String == "nadia" }
+        #expect(reissues?.count == 1 && "\(reissues?.first?["detail"] ?? "")".contains("kept"), "the trail tells a renewal: \(reissues ?? [])")
+
+        // Refused before anything is signed or written: a request for someone else, an altered one, another kind of
+        // key, and a file that is no request.
+        let rsaRequest = daemon.directory + "/rsa.csr"
+        #expect(try Daemon.run("/usr/bin/openssl", ["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", daemon.directory + "/rsa-key.pem",
+                                                    "-subj", "/CN=kiosk-rsa", "-out", rsaRequest]).0 == 0)
+        var altered = Array(Data(base64Encoded: request.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined())!)
+        altered[altered.count - 3] ^= 0x01
+        let alteredRequest = daemon.directory + "/altered.csr"
+        try "-----BEGIN CERTIFICATE REQUEST-----\n\(Data(altered).base64EncodedString(options: .lineLength64Characters))\n-----END CERTIFICATE REQUEST-----\n"
+            .write(toFile: alteredRequest, atomically: true, encoding: .utf8)
+        let refusals = [("youssef", home + "-nadia.csr", "is for 'nadia', not 'youssef'"),
+                        ("nadia-2", alteredRequest, "signature does not match"),
+                        ("kiosk-rsa", rsaRequest, "not an ECDSA P-256 or P-384 key"),
+                        ("nadia-3", handover + "/nadia-cert.pem", "not a PEM certificate signing request")]
+        for (name, file, reason) in refusals {
+            let out = daemon.directory + "/refused-" + name
+            let (code, text) = try daemon.admin(["admin", "enroll-responder", name, "--sealing-key", SealingPrivateKey.generate().publicKey.text,
+                                                 "--csr", file, "--out", out])
+            #expect(code != 0 && text.contains(reason) && !FileManager.default.fileExists(atPath: out), "\(name): \(text)")
+        }
+
+        // A kiosk vendor's own tools do as well: an openssl P-256 request, its key never seen by the relay.
+        let kioskKey = daemon.directory + "/kiosk-key.pem"
+        #expect(try Daemon.run("/usr/bin/openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                                                    "-keyout", kioskKey, "-subj", "/CN=kiosk-tanger", "-out", daemon.directory + "/kiosk.csr"]).0 == 0)
+        let (kiosk, kioskText) = try daemon.admin(["admin", "enroll-gateway", "kiosk-tanger", "--sealing-key", SealingPrivateKey.generate().publicKey.text,
+                                                   "--csr", daemon.directory + "/kiosk.csr", "--out", daemon.directory + "/handover-kiosk"])
+        #expect(kiosk == 0, "\(kioskText)")
+        let kioskMe = try daemon.get("/v1/me", as: ClientIdentity(certificate: daemon.directory + "/handover-kiosk/kiosk-tanger-cert.pem", key: kioskKey))
+        #expect(kioskMe.status == 200 && kioskMe.json["role"] as? String == "gateway", "\(kioskMe.text)")
+    }
+
     /// Every role against every route: exactly the allowed set gets past authorization.
     @Test func theAuthorizationMatrixIsExactlyTheTable() async throws {
         let daemon = try await Daemon()

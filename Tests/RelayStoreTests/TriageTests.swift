@@ -238,6 +238,11 @@ import Testing
         #expect(try fixture.db.principal(spkiFingerprint: "new-key")?.id == fixture.responder.id)
         #expect(try await fixture.db.grants(for: moved).map(\.epochID) == before.map(\.epochID))
         #expect(try await fixture.db.auditEntries().last?.entry.action == "principal.reissue")
+        #expect(try await fixture.db.auditEntries().last?.entry.detail == #"{"key":"new"}"#)
+        // A renewal for the same key (a request from the person's machine) keeps it; another principal's key never.
+        _ = try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "new-key", certificateEndsAt: 1_900_000_000, actor: .admin("t"))
+        #expect(try fixture.db.principal(spkiFingerprint: "new-key")?.id == fixture.responder.id)
+        #expect(try await fixture.db.auditEntries().last?.entry.detail == #"{"key":"kept"}"#)
         await #expect(throws: StoreError.code(.conflict)) {
             try await fixture.db.reissue(name: fixture.colleague.name, spkiFingerprint: "new-key", actor: .admin("t"))
         }
