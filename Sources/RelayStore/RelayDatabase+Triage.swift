@@ -116,8 +116,8 @@ extension RelayDatabase {
     }
 
     /// Every sealed object of a case, appending a `fetch` audit entry. Opening renews the opener's claim, and
-    /// clears the `updated` flag when the opener holds the case or no one does: someone else looking in does not
-    /// hide a follow-up from the responder who holds it.
+    /// clears the `updated` flag when the opener holds the case or no one does, and holds the key of every
+    /// follow-up: someone else looking in, or a fetch that cannot open what came, does not hide a follow-up.
     public func fetchCase(id: String, actor: StoreActor) async throws -> CaseDetail {
         guard actor.role.isMember else { throw StoreError(.forbidden, "only responders and supervisors open cases") }
         let now = nowSeconds
@@ -128,7 +128,8 @@ extension RelayDatabase {
             let items = try Self.sealedItems(db, caseID: id)
             let names = try Self.principalNames(db)
             let gatewayKey = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID])
-            let seen = record.updated && (record.assigneeID == nil || record.assigneeID == actor.principalID)
+            let seen = try record.updated && (record.assigneeID == nil || record.assigneeID == actor.principalID)
+                && Set(items.filter { $0.kind == .followup }.map(\.epochID)).allSatisfy { try Self.holdsKey(db, epoch: $0, member: actor.principalID) }
             if seen { record.updated = false }
             if record.renewClaim(by: actor.principalID, until: claimExpiry) || seen { try record.update(db) }
             try AuditLog.append(db, time: now, actor: actor, action: "fetch", subject: id, detail: ["objects": String(items.count + 1)])
@@ -292,9 +293,12 @@ extension RelayDatabase {
 
     /// A case held by someone who cannot open it is a case no one works on: its holder needs a grant of the
     /// epoch its disclosure is sealed to.
+    static func holdsKey(_ db: Database, epoch: String, member: String?) throws -> Bool {
+        try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#, arguments: [epoch, member]) == true
+    }
+
     static func requireKey(_ db: Database, for record: DisclosureRecord, member: String?, name: String, claiming: Bool) throws {
-        guard try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#,
-                                arguments: [record.epochID, member]) != true else { return }
+        guard try !holdsKey(db, epoch: record.epochID, member: member) else { return }
         throw StoreError(.forbidden, """
             \(claiming ? "you have" : "\(name) has") no key for the epoch this case is sealed to, so \(claiming ? "you" : "they") could not \
             open it: a colleague who has that key grants it first (amane grant \(name))

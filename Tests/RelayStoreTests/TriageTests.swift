@@ -322,6 +322,32 @@ import Testing
         #expect(try await fixture.db.caseSummary(id: result.id).updated == false, "while no one holds the case, whoever opens it has seen it")
     }
 
+    /// Fetching is not reading: a holder without the key a follow-up is sealed to leaves it flagged, and so cannot
+    /// close over it, until a colleague grants that key and the holder opens the case again.
+    @Test func aFollowUpTheOpenerHasNoKeyForStaysFlagged() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit("the disclosure")
+        let amina = StoreActor(fixture.responder), khadija = StoreActor(fixture.supervisor)
+        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+        let newKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        let epoch = try await fixture.db.createEpoch(queue: .national, publicKey: newKey.publicKey.text, grants: [
+            fixture.supervisor.name.rawValue: try Grant.seal(newKey, to: fixture.key(of: fixture.supervisor).publicKey),
+        ], actor: khadija)
+        let (id, envelope) = try fixture.sealed("he moved to Tanger", kind: .followup, in: result.id, to: newKey.publicKey)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
+                                             idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(id.uuidString.utf8))
+        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: result.id).updated, "amina fetched a follow-up she cannot open")
+        await #expect(throws: StoreError.code(.invalidState)) {
+            try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "no_further_action")
+        }
+        try await fixture.db.addGrants(epochID: epoch.id, grants: [
+            fixture.responder.name.rawValue: try Grant.seal(newKey, to: fixture.key(of: fixture.responder).publicKey),
+        ], actor: khadija)
+        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: result.id).updated == false, "with the key, opening is reading")
+    }
+
     @Test func aCaseWithAnUnopenedFollowUpIsNeitherClosedNorReferredByItsHolder() async throws {
         let fixture = try await StoreFixture()
         let result = try await fixture.submit("the disclosure")
