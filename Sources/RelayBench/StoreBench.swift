@@ -56,8 +56,40 @@ enum StoreBench {
         }
     }
 
+    /// Rows per second, and what each row cost the one thread that commits them all.
+    struct Throughput {
+        var rowsPerSecond: Double
+        /// CPU time of the store's writer thread per row, in µs: in user space (SQLite, GRDB, Swift) and in the kernel (writes, fsync).
+        var writerUser: Double
+        var writerKernel: Double
+        /// The share of the wall time the writer thread was on a CPU.
+        var writerBusy: Double
+    }
+
+    /// User and system CPU seconds of the store's writer thread (named amane-writer), from /proc.
+    static func writerCPU() -> (user: Double, system: Double) {
+        let tasks = "/proc/self/task"
+        let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var total = (user: 0.0, system: 0.0)
+        for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+            guard let name = try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8), name.hasPrefix("amane-writer"),
+                  let stat = try? String(contentsOfFile: "\(tasks)/\(task)/stat", encoding: .utf8),
+                  let nameEnd = stat.lastIndex(of: ")") else { continue }
+            // The fields after the name start at field 3 (state); utime is field 14, stime 15.
+            let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
+            total.user += (Double(fields[11]) ?? 0) / tick
+            total.system += (Double(fields[12]) ?? 0) / tick
+        }
+        return total
+    }
+
     /// Rows per second with `writers` concurrent writers for `seconds`.
     static func rate(_ setup: Setup, writers: Int, seconds: Double, pool: [(UUID, [UInt8])]) async throws -> Double {
+        try await measure(setup, writers: writers, seconds: seconds, pool: pool).rowsPerSecond
+    }
+
+    static func measure(_ setup: Setup, writers: Int, seconds: Double, pool: [(UUID, [UInt8])]) async throws -> Throughput {
+        let cpuBefore = writerCPU()
         let labels = DisclosureLabels(urgency: .normal, category: "sexual_abuse", language: "fr", channel: "kiosk")
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         let start = ContinuousClock.now
@@ -78,8 +110,18 @@ enum StoreBench {
             }
             return try await group.reduce(0, +)
         }
-        let elapsed = ContinuousClock.now - start
-        return Double(counts) / elapsed.inSeconds
+        let elapsed = (ContinuousClock.now - start).inSeconds
+        let cpuAfter = writerCPU()
+        let rows = Double(max(counts, 1))
+        return Throughput(rowsPerSecond: Double(counts) / elapsed, writerUser: (cpuAfter.user - cpuBefore.user) / rows * 1e6,
+                          writerKernel: (cpuAfter.system - cpuBefore.system) / rows * 1e6,
+                          writerBusy: (cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / elapsed)
+    }
+
+    /// One line on where a row's time goes at `rate`, against what 10× the ceiling would leave it.
+    static func writerLine(_ label: String, _ rate: Throughput, ceiling: Double) -> String {
+        String(format: "  writer thread, %@: %.0f µs CPU per row (user %.0f, kernel %.0f), on a CPU %.0f%% of the time; 10× the ceiling leaves %.0f µs per row",
+               label, rate.writerUser + rate.writerKernel, rate.writerUser, rate.writerKernel, rate.writerBusy * 100, 1e6 / (10 * ceiling))
     }
 
     /// The durable group-commit rate with the daemon's default batching: the storage baseline of `intake`.
@@ -107,17 +149,21 @@ enum StoreBench {
         for writers in [1, 16, 64] where only == nil || only == writers {
             let setup = try await prepare(maxBatch: 256, window: window)
             let pool = try envelopes(40_000, to: setup.epoch)
-            let rows = try await rate(setup, writers: writers, seconds: 3, pool: pool)
+            let measured = try await measure(setup, writers: writers, seconds: 3, pool: pool)
+            let rows = measured.rowsPerSecond
             let mean = setup.batches.mean
             await finish(setup)
             print(String(format: "  group commit, %2d writers                      %8.0f rows/s %6.2f×   (mean batch %.1f, window %d µs)",
                          writers, rows, rows / ceiling, mean, window))
+            if writers == 64 { print(writerLine("64 writers", measured, ceiling: ceiling)) }
         }
         // The same 64 writers with fsync off: what the CPU alone allows, so the most any batching could reach here.
         let unsynced = try await prepare(maxBatch: 256, window: window, syncsCommits: false)
-        let cpuBound = try await rate(unsynced, writers: 64, seconds: 3, pool: try envelopes(40_000, to: unsynced.epoch))
+        let unsyncedRate = try await measure(unsynced, writers: 64, seconds: 3, pool: try envelopes(40_000, to: unsynced.epoch))
+        let cpuBound = unsyncedRate.rowsPerSecond
         await finish(unsynced)
         print(String(format: "  bound: 64 writers without fsync (not durable)  %8.0f rows/s %6.2f×", cpuBound, cpuBound / ceiling))
+        print(writerLine("without fsync", unsyncedRate, ceiling: ceiling))
 
         guard only == nil else { return }
         print("Queue first page at 100,000 cases")

@@ -81,12 +81,14 @@ final class GroupCommitter: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
                 let thread = Thread {
+                    // The name top -H, perf and the benchmark see (Foundation does not pass Thread.name on, on Linux).
+                    try? "amane-writer".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
                     while self.awaitFirstWrite() {
                         self.commitBatch()
                     }
                     finished.resume()
                 }
-                thread.name = "amane-store-writer"
+                thread.name = "amane-writer"
                 thread.start()
             }
         } onCancel: {
