@@ -85,13 +85,20 @@ let package = Package(
         .target(
             name: "RelayCommands",
             dependencies: [
-                "RelayAPI", "RelayFormat", "RelayCore", "CRelayProcess",
+                "RelayAPI", "RelayFormat", "RelayCore", "RelayCertificateRequest", "CRelayProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "RelayCertificateRequest",
+            dependencies: [
+                "RelayFormat",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

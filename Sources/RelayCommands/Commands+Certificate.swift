@@ -1,16 +1,18 @@
 import ArgumentParser
-import Crypto
 import Foundation
+import RelayCertificateRequest
 import RelayCore
 import RelayFormat
-import SwiftASN1
-import X509
 
 struct CertificateRequestInfo: Codable {
     var name: String
+    /// The request's file, or "-" for standard output.
     var request: String
     var key: String
     var keyCreated: Bool
+    /// Where a key that --new-key replaced was moved.
+    var replacedKey: String?
+    var fingerprint: String
 }
 
 struct RequestCertificate: AsyncParsableCommand {
@@ -20,14 +22,21 @@ struct RequestCertificate: AsyncParsableCommand {
         discussion: """
             The key goes into the profile (its 'key', else client-key.pem; mode 0600) and never leaves this machine; \
             the request holds no secret. Your admin issues the certificate for it with `amane-relayd admin \
-            enroll-responder NAME --sealing-key … --csr NAME.csr` (or `enroll-gateway`, or `reissue NAME --csr` to \
-            renew) and gives back NAME-cert.pem and ca-cert.pem. Run it again to renew: it asks for the key you have. \
-            Example: amane request-certificate amina
+            enroll-responder NAME --sealing-key … --csr NAME.csr` (or enroll-gateway) and reads you back the key's \
+            fingerprint, which this prints: if it differs, the request was swapped on its way. To renew, run it again: \
+            the request is for the key you have (`admin reissue NAME --csr NAME.csr --keep-key`). If that key may be \
+            known to anyone else, --new-key makes a new one. Example: amane request-certificate amina
             """)
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Your name, as the admin enrolls it.") var name: String
-    @Option(help: ArgumentHelp("Where to write the request (default NAME.csr here).", valueName: "file")) var out: String?
+    @Option(help: ArgumentHelp("Where to write the request (default NAME.csr here; - for standard output).", valueName: "file"))
+    var out: String?
+    @Flag(name: .customLong("new-key"), help: ArgumentHelp("""
+        Make a new key even if you have one (the old one is moved aside): for a key that may be known to anyone else. \
+        Your current certificate stops working with this profile until the new one comes.
+        """))
+    var newKey = false
 
     func validate() throws {
         guard PrincipalName(rawValue: name) != nil else {
@@ -38,43 +47,90 @@ struct RequestCertificate: AsyncParsableCommand {
     func run() async throws {
         let profile = try Profile.load(global.profile)
         let keyPath = profile.key ?? (profile.directory as NSString).appendingPathComponent("client-key.pem")
-        let created = !FileManager.default.fileExists(atPath: keyPath)
-        let key = created ? try makeKey(at: keyPath, profile: profile) : try existingKey(at: keyPath)
         let requestPath = out ?? "\(name).csr"
-        let request = try CertificateSigningRequest(version: .v1, subject: DistinguishedName { CommonName(name) }, privateKey: key,
-                                                    attributes: CertificateSigningRequest.Attributes())
-        do {
-            try Data(try request.serializeAsPEM().pemString.utf8).write(to: URL(fileURLWithPath: requestPath), options: .atomic)
-        } catch {
-            throw CLIError(.usage, "cannot write \(requestPath): \(error.localizedDescription)", hint: "Choose another place with --out.")
+        guard URL(fileURLWithPath: requestPath).standardizedFileURL != URL(fileURLWithPath: keyPath).standardizedFileURL else {
+            throw CLIError(.usage, "--out \(requestPath) is your key's file; write the request elsewhere")
         }
-        let info = CertificateRequestInfo(name: name, request: requestPath, key: keyPath, keyCreated: created)
-        if global.json { return try Output.json(info) }
-        print("""
-            \(created ? "Made your client key in \(keyPath) (mode 0600); it stays on this machine." : "The request is for the key you have in \(keyPath).")
-            Wrote the request to \(requestPath): it holds no secret. Give it to your admin with your sealing key's public line.
-            When \(name)-cert.pem and ca-cert.pem come back, put them in \(profile.directory) and have config.yaml say:
-              certificate: \(name)-cert.pem
-              key: \(profile.key == nil ? "client-key.pem" : keyPath)
-              ca: ca-cert.pem
-            """)
+        var replaced: String?
+        if newKey, FileManager.default.fileExists(atPath: keyPath) { replaced = try moveAside(keyPath) }
+        let created = !FileManager.default.fileExists(atPath: keyPath)
+        let key = created ? try makeKey(at: keyPath) : try existingKey(at: keyPath)
+        let request = try key.signingRequest(name: name)
+        if requestPath == "-" {
+            FileHandle.standardOutput.write(Data(request.utf8))
+        } else {
+            do {
+                try Data(request.utf8).write(to: URL(fileURLWithPath: requestPath), options: .atomic)
+                _ = chmod(requestPath, 0o644)
+            } catch {
+                throw CLIError(.usage, "cannot write \(requestPath): \(error.localizedDescription)", hint: "Choose another place with --out.")
+            }
+        }
+        let info = CertificateRequestInfo(name: name, request: requestPath, key: keyPath, keyCreated: created, replacedKey: replaced,
+                                          fingerprint: try key.fingerprint)
+        if global.json && requestPath != "-" { return try Output.json(info) }
+        let text = explain(info, profile: profile)
+        if requestPath == "-" { FileHandle.standardError.write(Data((text + "\n").utf8)) } else { print(text) }
     }
 
-    private func makeKey(at path: String, profile: Profile) throws -> Certificate.PrivateKey {
-        try FileManager.default.createDirectory(atPath: profile.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
-        do { try SecretFile.createExclusive(at: path, contents: Array(try key.serializeAsPEM().pemString.utf8)) } catch {
+    private func explain(_ info: CertificateRequestInfo, profile: Profile) -> String {
+        let keyLine = info.keyCreated ? "Made your client key in \(info.key) (mode 0600); it stays on this machine."
+                                      : "The request is for the key you have in \(info.key)."
+        let replacedLine = info.replacedKey.map { "\nYour old key is in \($0): delete it once the new certificate works." } ?? ""
+        let admin = info.keyCreated ? "with your sealing key's public line (`amane keygen --show`)"
+                                    : "for `amane-relayd admin reissue \(name) --csr FILE --keep-key`"
+        let requestLine = info.request == "-" ? "The request went to standard output" : "Wrote the request to \(info.request)"
+        // Only what the profile lacks: a renewal's config stays as it is.
+        let missing = [profile.relay == nil ? "relay: https://…   (the address your admin gives you)" : nil,
+                       profile.ca == nil ? "ca: ca-cert.pem" : nil,
+                       profile.certificate == nil ? "certificate: \(name)-cert.pem" : nil,
+                       profile.key == nil ? "key: client-key.pem" : nil].compactMap { $0 }
+        let configLines = missing.isEmpty ? "" : """
+
+            When \(name)-cert.pem and ca-cert.pem come back, put them in \(profile.directory) and add to its config.yaml:
+            \(missing.map { "  " + $0 }.joined(separator: "\n"))
+            """
+        return """
+            \(keyLine)\(replacedLine)
+            \(requestLine): it holds no secret. Give it to your admin \(admin).
+            Key fingerprint (your admin reads it back to you; compare): \(SPKIFingerprint.spoken(info.fingerprint))\(configLines)
+            """
+    }
+
+    private func makeKey(at path: String) throws -> ClientKey {
+        let folder = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder.isEmpty ? "." : folder, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let key = ClientKey.generate()
+        do { try SecretFile.createExclusive(at: path, contents: Array(try key.pem.utf8)) } catch {
             throw CLIError(.usage, "cannot write \(path): \(error)")
         }
         return key
     }
 
-    private func existingKey(at path: String) throws -> Certificate.PrivateKey {
-        try PrivateFile.check(path, "the client key")
-        guard let pem = try? String(contentsOfFile: path, encoding: .utf8), let key = try? Certificate.PrivateKey(pemEncoded: pem) else {
-            throw CLIError(.usage, "\(path) is not a PEM private key",
-                           hint: "Point 'key:' in config.yaml at your client key, or move the file away to make a new key.")
+    private func existingKey(at path: String) throws -> ClientKey {
+        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError(.usage, "cannot read the client key \(path)") }
+        let key: ClientKey
+        do { key = try ClientKey(pem: pem) } catch {
+            switch error {
+            case .notAKey:
+                throw CLIError(.usage, "\(path) is not an unencrypted PEM private key",
+                               hint: "Point 'key:' in config.yaml at your client key, or add --new-key to make one (the file is moved aside).")
+            case .unsupported:
+                throw CLIError(.usage, "\(path) is not an ECDSA P-256 or P-384 key, and the relay signs only those",
+                               hint: "Add --new-key to make a P-256 one (the file is moved aside).")
+            }
         }
+        try PrivateFile.check(path, "the client key")
         return key
+    }
+
+    private func moveAside(_ path: String) throws -> String {
+        let stamp = Int(Date().timeIntervalSince1970)
+        let aside = "\(path).replaced-\(stamp)"
+        do { try FileManager.default.moveItem(atPath: path, toPath: aside) } catch {
+            throw CLIError(.usage, "cannot move \(path) aside: \(error.localizedDescription)")
+        }
+        return aside
     }
 }

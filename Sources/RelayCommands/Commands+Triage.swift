@@ -1,8 +1,5 @@
 import ArgumentParser
 import CRelayProcess
-#if canImport(CoreFoundation)
-import CoreFoundation  // where `stat` lives once Crypto is linked in
-#endif
 import Foundation
 import RelayAPI
 import RelayCore
@@ -13,7 +10,7 @@ struct Inbox: AsyncParsableCommand {
         abstract: "List the open queue, urgent first, then oldest.",
         discussion: """
             FLAGS: "due in 10m" or "overdue 25m" for a case no one has claimed, against the wait the triage policy allows \
-            its urgency; "updated" when the reporter followed up since its holder last opened it; "legal hold" when a \
+            its urgency; "updated" when the reporter followed up since its holder last opened it with the key the follow-up is sealed to; "legal hold" when a \
             supervisor keeps it from being purged after it closes (it does not pause the case).
 
             Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --state closed · amane inbox --mine --all --json
@@ -374,15 +371,19 @@ struct TextInput: ParsableArguments {
 
     static let draftPrefix = "amane-draft-"
 
+    /// Owned by this user, and only they may read, write or enter it (lstat's view: a link is not followed).
+    static func isPrivateToUser(_ attributes: [FileAttributeKey: Any]) -> Bool {
+        (attributes[.ownerAccountID] as? NSNumber)?.uint32Value == getuid() && ((attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0) & 0o777 == 0o700
+    }
+
     /// Removes this user's draft folders untouched for a day: what an amane killed outright (SIGKILL, a crash) left.
     static func removeAbandonedDrafts(in root: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
         func untouchedForADay(_ path: String, directory: Bool) -> Bool {
-            var status = stat()
-            guard lstat(path, &status) == 0 else { return !directory }
-            let isDirectory = status.st_mode & S_IFMT == S_IFDIR
-            return (!directory || (isDirectory && status.st_uid == getuid() && status.st_mode & 0o777 == 0o700))
-                && time(nil) - status.st_mtim.tv_sec > 24 * 3600
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return !directory }
+            let isDirectory = attributes[.type] as? FileAttributeType == .typeDirectory
+            let modified = attributes[.modificationDate] as? Date ?? Date()
+            return (!directory || (isDirectory && isPrivateToUser(attributes))) && Date().timeIntervalSince(modified) > 24 * 3600
         }
         for name in names where name.hasPrefix(draftPrefix) && UUID(uuidString: String(name.dropFirst(draftPrefix.count))) != nil {
             let path = (root as NSString).appendingPathComponent(name)
@@ -421,9 +422,8 @@ struct TextInput: ParsableArguments {
     /// the temporary folder. Each draft gets a folder of its own in it that only this user can enter.
     static var scratchRoot: String {
         func inMemory(_ path: String) -> Bool { relay_is_in_memory(path) != 0 }
-        var status = stat()
-        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], stat(runtime, &status) == 0,
-           status.st_uid == getuid(), status.st_mode & 0o777 == 0o700, inMemory(runtime) {
+        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"],
+           let attributes = try? FileManager.default.attributesOfItem(atPath: runtime), isPrivateToUser(attributes), inMemory(runtime) {
             return runtime
         }
         return inMemory("/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path

@@ -94,6 +94,22 @@ enum Base64URL {
     }
 }
 
+/// SHA-256 of a certificate key's SubjectPublicKeyInfo, hex: how the relay finds a principal, and what two people
+/// read to each other to know a signing request was not swapped on its way.
+public enum SPKIFingerprint {
+    public static func of(spki: [UInt8]) -> String {
+        Digest.hex(Digest.sha256(spki))
+    }
+
+    /// The first 80 bits in groups of four, short enough to read over the phone.
+    public static func spoken(_ fingerprint: String) -> String {
+        var groups: [Substring] = []
+        var rest = fingerprint.prefix(20)[...]
+        while !rest.isEmpty { groups.append(rest.prefix(4)); rest = rest.dropFirst(4) }
+        return groups.joined(separator: " ")
+    }
+}
+
 /// Hashing that other modules need without importing Crypto themselves.
 package enum Digest {
     package static func sha256(_ bytes: some Collection<UInt8>) -> [UInt8] {

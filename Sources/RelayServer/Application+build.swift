@@ -117,7 +117,7 @@ extension RelayServerApp {
         let named = soon.prefix(20).map { "\($0.key) (\($0.value <= nowSeconds ? "ended" : "ends") \(Timestamp.iso8601($0.value).prefix(10)))" }
         let message: Logger.Message = """
             client certificates end within 30 days: \(named.joined(separator: ", "))\(soon.count > 20 ? " and \(soon.count - 20) more" : ""); \
-            issue each a new one with `amane-relayd admin reissue NAME --out DIR` and hand it over
+            issue each a new one with `amane-relayd admin reissue NAME --out DIR` (or, for a key they keep, with --csr and --keep-key) and hand it over
             """
         if soon.contains(where: { $0.value <= nowSeconds }) { logger.error(message) } else { logger.warning(message) }
     }

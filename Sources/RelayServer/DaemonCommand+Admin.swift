@@ -119,6 +119,7 @@ struct Admin: AsyncParsableCommand {
         let now = Date()
         let validity = TimeInterval(certificate.validDays) * 86_400
         let requested = try certificate.requestedKey(for: name)
+        let requestedFingerprint = try requested.map { try SPKIFingerprint.of($0) }
         let issued: (certificate: String, key: String?) = if let requested {
             (try ca.issue(commonName: name, usage: .client, for: requested, now: now, validity: validity), nil)
         } else {
@@ -130,8 +131,8 @@ struct Admin: AsyncParsableCommand {
         try RelayFiles.makeDirectory(out)
         let certPath = (out as NSString).appendingPathComponent("\(name)-cert.pem")
         let keyPath = (out as NSString).appendingPathComponent("\(name)-key.pem")
-        guard !FileManager.default.fileExists(atPath: certPath), !FileManager.default.fileExists(atPath: keyPath) else {
-            throw CommandFailure("\(certPath) or \(keyPath) exists; choose another --out folder")
+        for path in [certPath] + (issued.key == nil ? [] : [keyPath]) where FileManager.default.fileExists(atPath: path) {
+            throw CommandFailure("\(path) exists; choose another --out folder")
         }
         // The CA certificate goes in the handover too: their profile's 'ca' names it.
         let caCopy = (out as NSString).appendingPathComponent("ca-cert.pem")
@@ -164,8 +165,10 @@ struct Admin: AsyncParsableCommand {
         }
         let files = """
               client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
-            \(issued.key == nil ? "  client key               stays on their machine (it made the request)"
-                                 : "  client key               \(keyPath)  (mode 0600; hand it over privately)")
+            \(requestedFingerprint.map { """
+                  client key               stays on their machine; its fingerprint \(SPKIFingerprint.spoken($0))
+                                           (read it back to them: `amane request-certificate` printed it; if it differs, the request was swapped)
+                """ } ?? "  client key               \(keyPath)  (mode 0600; hand it over privately)")
               relay CA certificate     \(caCopy)  (their profile's 'ca')
             """
         return (principal, files)
@@ -174,7 +177,7 @@ struct Admin: AsyncParsableCommand {
 
 /// Where a client certificate and its key are written, and how long the certificate is valid.
 struct CertificateOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Where to write the certificate and key.", valueName: "dir")) var out = "."
+    @Option(help: ArgumentHelp("Where to write the certificate (and the key made for it, without --csr).", valueName: "dir")) var out = "."
     @Option(help: ArgumentHelp("""
         A certificate signing request made on the person's machine (`amane request-certificate NAME`): the \
         certificate is issued for its key, and no key is made here.
@@ -186,8 +189,12 @@ struct CertificateOptions: ParsableArguments {
     /// The key of `--csr`'s request, checked; nil without one.
     func requestedKey(for name: String) throws -> Certificate.PublicKey? {
         guard let csr else { return nil }
-        guard let pem = try? String(contentsOfFile: csr, encoding: .utf8) else { throw CommandFailure("--csr: cannot read \(csr)") }
-        return try SigningRequest.publicKey(pem: pem, for: name)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: csr, isDirectory: &isDirectory), !isDirectory.boolValue,
+              let contents = FileManager.default.contents(atPath: csr) else {
+            throw CommandFailure("--csr: no readable file at \(csr)")
+        }
+        return try SigningRequest.publicKey(Array(contents), for: name)
     }
 
     func validate() throws {
@@ -275,26 +282,34 @@ struct Reissue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Issue a new client certificate for an enrolled principal: to renew one, or to replace a lost one.",
         discussion: """
-            The principal keeps its name, role, sealing key, grants and cases; its old certificate gets 403 at once, \
-            unless --csr asks for the same key again (a renewal). A lost or exposed key needs a new one.
+            The principal keeps its name, role, sealing key, grants and cases; its old certificate gets 403 at once and \
+            its key is retired for good, unless --keep-key renews for the same key (only for a key no one else may have).
             Example: amane-relayd admin reissue amina --out ./amina-2028
             """)
 
     @OptionGroup var common: CommonOptions
     @Argument(help: "The principal's name.") var name: String
     @OptionGroup var certificate: CertificateOptions
+    @Flag(name: .customLong("keep-key"), help: ArgumentHelp("""
+        Renew for the key they have now (--csr from `amane request-certificate NAME`): their old certificate keeps \
+        working until it ends. Only for a key no one else may have.
+        """))
+    var keepKey = false
+
+    func validate() throws {
+        if keepKey && certificate.csr == nil { throw ValidationError("--keep-key needs --csr: the request for the key they have now") }
+    }
 
     func run() async throws {
         let principalName = try Admin.validName(name)
-        var keepsKey = false
         let issued = try await Admin.issueClientCertificate(common, name: name, certificate: certificate) { db, spkiFingerprint, endsAt in
-            keepsKey = try db.principal(spkiFingerprint: spkiFingerprint)?.name == principalName
-            return try await db.reissue(name: principalName, spkiFingerprint: spkiFingerprint, certificateEndsAt: endsAt, actor: .admin(Admin.user))
+            try await db.reissue(name: principalName, spkiFingerprint: spkiFingerprint, certificateEndsAt: endsAt, keepingKey: keepKey,
+                                 actor: .admin(Admin.user))
         }
         print("""
-            Reissued \(issued.principal.name)'s certificate; \(keepsKey
-                ? "the request kept their key, so the old certificate also works until it ends"
-                : "the old one no longer works").
+            Reissued \(issued.principal.name)'s certificate; \(keepKey
+                ? "it is for the key they have, so their old certificate also works until it ends"
+                : "the old one no longer works, and its key is never taken again").
             \(issued.files)
             """)
     }

@@ -9,6 +9,7 @@ import NIOSSL
 import NIOTLS
 import Prometheus
 import RelayAPI
+import RelayFormat
 import Synchronization
 import RelayCore
 import RelayStore

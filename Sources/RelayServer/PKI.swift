@@ -1,6 +1,7 @@
 import Crypto
 public import Foundation
-import RelayFormat
+import RelayCore
+public import RelayFormat
 import RelayStore
 import SwiftASN1
 #if canImport(Glibc)
@@ -108,61 +109,96 @@ public struct CertificateAuthority: Sendable {
 }
 
 /// A certificate signing request from the person's own machine: the key behind it never leaves there.
+/// Its signature proves only that the sender holds the key, not who sent it: the fingerprint, read back, does that.
 public enum SigningRequest {
-    /// The request's public key, once its signature proves the sender holds the private key.
-    /// - Throws: `CommandFailure` naming what is wrong: not a request, a forged one, a key TLS here does not take,
-    ///   or a request made for someone else.
-    public static func publicKey(pem: String, for name: String) throws -> Certificate.PublicKey {
-        let request: CertificateSigningRequest
-        do { request = try CertificateSigningRequest(pemEncoded: pem) } catch {
-            throw CommandFailure("--csr: not a PEM certificate signing request (BEGIN CERTIFICATE REQUEST); make one with `amane request-certificate \(name)`")
-        }
+    /// The request's public key, once its signature, key type and name check out.
+    /// - Throws: `CommandFailure` naming what is wrong and what to do.
+    public static func publicKey(_ contents: [UInt8], for name: String) throws -> Certificate.PublicKey {
+        let request = try parse(contents, for: name)
         guard request.publicKey.isValidSignature(request.signature, for: request) else {
-            throw CommandFailure("--csr: the request's signature does not match its key; it was altered or made wrongly, so ask for a new one")
+            throw CommandFailure("--csr: the request's signature does not verify: it was altered or damaged on its way; ask for a new one")
         }
         guard P256.Signing.PublicKey(request.publicKey) != nil || P384.Signing.PublicKey(request.publicKey) != nil else {
             throw CommandFailure("--csr: the request's key is not an ECDSA P-256 or P-384 key; `amane request-certificate \(name)` makes a P-256 one")
         }
-        let named = request.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.map { String($0.value) ?? String(describing: $0.value) }
-        if let other = named.first(where: { $0 != name }) {
-            throw CommandFailure("--csr: the request is for '\(other)', not '\(name)'; check that this is the right person's request")
+        let names = request.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.map { String($0.value) }
+        guard names.count == 1, let named = names[0] else {
+            throw CommandFailure("""
+                --csr: the request must name one person (one CN), and it names \(names.count); make it with \
+                `amane request-certificate \(name)` (openssl: -subj /CN=\(name))
+                """)
+        }
+        guard named == name else {
+            // The sender chose that text: shown only if it is a name, never as raw bytes on the admin's terminal.
+            let other = PrincipalName(rawValue: named).map { "'\($0)'" } ?? "another name"
+            throw CommandFailure("--csr: the request is for \(other), not '\(name)'; check that this is the right person's request")
         }
         return request.publicKey
     }
+
+    /// PEM (what `amane` and openssl write) or DER; a certificate or a private key is named as such.
+    private static func parse(_ contents: [UInt8], for name: String) throws -> CertificateSigningRequest {
+        let text = String(decoding: contents, as: UTF8.self)
+        guard text.contains("-----BEGIN ") else {
+            guard let request = try? CertificateSigningRequest(derEncoded: contents) else {
+                throw CommandFailure("--csr: not a certificate signing request (neither PEM nor DER); make one with `amane request-certificate \(name)`")
+            }
+            return request
+        }
+        if text.contains("PRIVATE KEY-----") {
+            throw CommandFailure("""
+                --csr: this file holds a private key, which must never leave its owner: have them make a new key and send only \
+                the request (`amane request-certificate \(name) --new-key`)
+                """)
+        }
+        guard text.contains("-----BEGIN CERTIFICATE REQUEST-----") || text.contains("-----BEGIN NEW CERTIFICATE REQUEST-----") else {
+            throw CommandFailure(text.contains("-----BEGIN CERTIFICATE-----")
+                ? "--csr: this is a certificate, not a request for one; ask for the .csr that `amane request-certificate \(name)` writes"
+                : "--csr: not a PEM certificate signing request (BEGIN CERTIFICATE REQUEST)")
+        }
+        guard let document = try? PEMDocument(pemString: text), let request = try? CertificateSigningRequest(derEncoded: document.derBytes) else {
+            throw CommandFailure("--csr: the request is damaged (it does not parse), or its key is of a kind the relay does not take; ask for a new one")
+        }
+        return request
+    }
 }
 
-/// SHA-256 of a certificate's SubjectPublicKeyInfo, hex: how principals are found.
-public enum SPKIFingerprint {
+extension SPKIFingerprint {
     public static func of(certificatePEM: String) throws -> String {
         try of(Certificate(pemEncoded: certificatePEM))
     }
 
     public static func of(_ certificate: Certificate) throws -> String {
-        var serializer = DER.Serializer()
-        try serializer.serialize(certificate.publicKey)
-        return of(spki: serializer.serializedBytes)
+        try of(certificate.publicKey)
     }
 
-    public static func of(spki: [UInt8]) -> String {
-        Digest.hex(Digest.sha256(spki))
+    public static func of(_ key: Certificate.PublicKey) throws -> String {
+        var serializer = DER.Serializer()
+        try serializer.serialize(key)
+        return of(spki: serializer.serializedBytes)
     }
 }
 
 /// Writes files the relay creates: secrets with mode 0600, never replacing an existing one.
 enum RelayFiles {
     static func writeSecret(_ text: String, to path: String) throws {
-        try SecretFile.createExclusive(at: path, contents: Array(text.utf8))
+        try SecretFile.createExclusive(at: path, contents: Array(lines(text).utf8))
     }
 
     static func writePublic(_ text: String, to path: String) throws {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
+        try Data(lines(text).utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
         try makeReadable(path)
     }
 
     /// Replaces a public file in one step: a reader sees the old file or the new one, never half of it.
     static func replacePublic(_ text: String, to path: String) throws {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try Data(lines(text).utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
         try makeReadable(path)
+    }
+
+    /// PEM text ends with a newline, so that `cat a.pem b.pem` makes a bundle.
+    private static func lines(_ text: String) -> String {
+        text.hasSuffix("\n") ? text : text + "\n"
     }
 
     /// Certificates are public: readable by all despite the tools' private umask.

@@ -123,6 +123,16 @@ enum Migrations {
         migrator.registerMigration("v4") { db in
             try db.execute(sql: "ALTER TABLE principal ADD COLUMN certificateEndsAt INTEGER")
         }
+        // Certificate keys a reissue replaced: never enrolled again, so that a certificate retired with its key stays dead.
+        migrator.registerMigration("v5") { db in
+            try db.execute(sql: """
+                CREATE TABLE retiredKey (
+                    spkiFingerprint TEXT PRIMARY KEY,
+                    principalID TEXT NOT NULL REFERENCES principal(id),
+                    retiredAt INTEGER NOT NULL
+                )
+                """)
+        }
         return migrator
     }
 }

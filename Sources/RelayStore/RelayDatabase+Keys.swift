@@ -54,9 +54,7 @@ extension RelayDatabase {
             if try PrincipalRecord.filter(PrincipalRecord.Columns.name == record.name).fetchOne(db) != nil {
                 throw StoreError(.conflict, "a principal named \(name) exists")
             }
-            if try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == record.spkiFingerprint).fetchOne(db) != nil {
-                throw StoreError(.conflict, "that certificate key is already enrolled")
-            }
+            try Self.requireUnusedCertificateKey(db, record.spkiFingerprint)
             // Whoever holds that key, even one revoked, would open everything sealed or granted to the new principal too.
             if let holder = try PrincipalRecord.filter(PrincipalRecord.Columns.sealingKey == sealingKey).fetchOne(db) {
                 throw StoreError(.conflict, "that sealing key belongs to \(holder.name); each person and gateway makes their own with `amane keygen`")
@@ -70,24 +68,54 @@ extension RelayDatabase {
 
     /// Moves a principal to a new certificate key: the old certificate stops working at once, and the
     /// principal keeps its name, role, sealing key, grants and cases.
-    public func reissue(name: PrincipalName, spkiFingerprint: String, certificateEndsAt: Int64? = nil, actor: StoreActor) async throws -> Principal {
+    /// - Parameter keepingKey: renew for the key the principal has now (its old certificate then works until it ends);
+    ///   without it, that key is refused, and a new key retires the old one for good.
+    public func reissue(name: PrincipalName, spkiFingerprint: String, certificateEndsAt: Int64? = nil, keepingKey: Bool = false,
+                        actor: StoreActor) async throws -> Principal {
         let now = nowSeconds
         return try await committer.write { db in
             guard var record = try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db) else {
                 throw StoreError(.notFound, "no principal named \(name)")
             }
             guard record.revokedAt == nil else { throw StoreError(.invalidState, "\(name) is revoked; enroll them under a new name") }
-            // A renewal may keep the key (a request from the person's own machine); another principal's key never.
             let keepsKey = record.spkiFingerprint == spkiFingerprint
-            if !keepsKey, try PrincipalRecord.filter(PrincipalRecord.Columns.spkiFingerprint == spkiFingerprint).fetchOne(db) != nil {
-                throw StoreError(.conflict, "that certificate key is already enrolled")
+            if keepsKey != keepingKey {
+                throw StoreError(.conflict, keepsKey ? """
+                    the request is for the key \(name) has now: to renew keeping it, add --keep-key; if it may be known to anyone \
+                    else, have them make a new one (amane request-certificate \(name) --new-key)
+                    """ : "--keep-key renews for the key \(name) has now, and this request is for another key")
+            }
+            var endsAt = certificateEndsAt
+            if keepsKey {
+                // The old certificate works until its own end: the principal's access lasts until the later one.
+                if let previous = record.certificateEndsAt, let new = certificateEndsAt { endsAt = max(previous, new) }
+            } else {
+                try Self.requireUnusedCertificateKey(db, spkiFingerprint)
+                try db.execute(sql: "INSERT INTO retiredKey (spkiFingerprint, principalID, retiredAt) VALUES (?, ?, ?)",
+                               arguments: [record.spkiFingerprint, record.id, now])
             }
             try db.execute(sql: "UPDATE principal SET spkiFingerprint = ?, certificateEndsAt = ? WHERE id = ?",
-                           arguments: [spkiFingerprint, certificateEndsAt, record.id])
+                           arguments: [spkiFingerprint, endsAt, record.id])
             try AuditLog.append(db, time: now, actor: actor, action: "principal.reissue", subject: record.name,
-                                detail: ["key": keepsKey ? "kept" : "new"])
+                                detail: ["key": keepsKey ? "kept" : "new", "fingerprint": String(spkiFingerprint.prefix(16))])
             record.spkiFingerprint = spkiFingerprint
             return record.principal!
+        }
+    }
+
+    /// Refuses a certificate key that belongs, or belonged, to a principal.
+    static func requireUnusedCertificateKey(_ db: Database, _ spkiFingerprint: String) throws {
+        if let holder = try String.fetchOne(db, sql: "SELECT name FROM principal WHERE spkiFingerprint = ?", arguments: [spkiFingerprint]) {
+            throw StoreError(.conflict, "that certificate key is already enrolled, as \(holder)")
+        }
+        if let retired = try Row.fetchOne(db, sql: """
+            SELECT principal.name, retiredKey.retiredAt FROM retiredKey JOIN principal ON principal.id = retiredKey.principalID
+            WHERE retiredKey.spkiFingerprint = ?
+            """, arguments: [spkiFingerprint]) {
+            throw StoreError(.conflict, """
+                that certificate key was retired when \(retired[0] as String)'s certificate was reissued \
+                (\(Date(timeIntervalSince1970: TimeInterval(retired[1] as Int64)).formatted(.iso8601.year().month().day()))); a retired key is never taken again: make a new one
+                """)
         }
     }
 

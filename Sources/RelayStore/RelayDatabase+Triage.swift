@@ -129,7 +129,7 @@ extension RelayDatabase {
             let names = try Self.principalNames(db)
             let gatewayKey = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID])
             let seen = try record.updated && (record.assigneeID == nil || record.assigneeID == actor.principalID)
-                && Set(items.filter { $0.kind == .followup }.map(\.epochID)).allSatisfy { try Self.holdsKey(db, epoch: $0, member: actor.principalID) }
+                && Self.followupEpochsWithoutKey(db, caseID: id, member: actor.principalID).isEmpty
             if seen { record.updated = false }
             if record.renewClaim(by: actor.principalID, until: claimExpiry) || seen { try record.update(db) }
             try AuditLog.append(db, time: now, actor: actor, action: "fetch", subject: id, detail: ["objects": String(items.count + 1)])
@@ -209,9 +209,12 @@ extension RelayDatabase {
             }
             // Closing or referring is deciding: not before its holder (or, unclaimed, anyone) has opened what the reporter added.
             if action == .close || action == .refer, record.updated, isAssignee || record.assigneeID == nil {
-                throw StoreError(.invalidState, """
-                    the reporter sent a follow-up that \(isAssignee ? "you have" : "no one has") not opened yet: open the case before you \
-                    \(action == .close ? "close" : "refer") it
+                let verb = action == .close ? "close" : "refer"
+                throw StoreError(.invalidState, try Self.followupEpochsWithoutKey(db, caseID: record.id, member: actor.principalID).isEmpty ? """
+                    the reporter sent a follow-up that \(isAssignee ? "you have" : "no one has") not opened yet: open the case before you \(verb) it
+                    """ : """
+                    the reporter sent a follow-up sealed to a queue key you do not hold, so you have not read it: a colleague who holds \
+                    it runs `amane grant \(actor.name)`, then open the case again before you \(verb) it (a supervisor may \(verb) it meanwhile)
                     """)
             }
             var detail = ["from": record.state, "to": next.rawValue]
@@ -293,12 +296,17 @@ extension RelayDatabase {
 
     /// A case held by someone who cannot open it is a case no one works on: its holder needs a grant of the
     /// epoch its disclosure is sealed to.
-    static func holdsKey(_ db: Database, epoch: String, member: String?) throws -> Bool {
-        try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#, arguments: [epoch, member]) == true
+    /// The epochs of a case's follow-ups that `member` holds no key for: what fetching cannot have let them read.
+    static func followupEpochsWithoutKey(_ db: Database, caseID: String, member: String?) throws -> [String] {
+        try String.fetchAll(db.cachedStatement(sql: """
+            SELECT DISTINCT epochID FROM sealedObject WHERE disclosureID = ? AND kind = 'followup'
+                AND epochID NOT IN (SELECT epochID FROM "grant" WHERE principalID = ?)
+            """), arguments: [caseID, member])
     }
 
     static func requireKey(_ db: Database, for record: DisclosureRecord, member: String?, name: String, claiming: Bool) throws {
-        guard try !holdsKey(db, epoch: record.epochID, member: member) else { return }
+        guard try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#,
+                                arguments: [record.epochID, member]) != true else { return }
         throw StoreError(.forbidden, """
             \(claiming ? "you have" : "\(name) has") no key for the epoch this case is sealed to, so \(claiming ? "you" : "they") could not \
             open it: a colleague who has that key grants it first (amane grant \(name))

@@ -145,83 +145,135 @@ extension DaemonSuite {
     }
 
     /// With a request made by `amane request-certificate`, the client key is made on the person's machine and stays
-    /// there: the admin's handover holds only certificates, a renewal may keep the key, and a wrong request is refused.
+    /// there: the handover holds only certificates, the fingerprint read back shows the request was not swapped, a
+    /// renewal keeps the key only when told to, a retired key never comes back, and a wrong request is refused.
     @Test func aCertificateRequestKeepsTheClientKeyOnThePersonsMachine() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
         let home = daemon.directory + "/nadia-laptop"
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_HOME"] = home
-        let amane = { (arguments: [String]) throws -> (Int32, String) in try Daemon.run(Build.cli, arguments, environment: env) }
+        func amane(_ arguments: [String], home: String = home) throws -> (Int32, String) {
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+            env["AMANE_HOME"] = home
+            return try Daemon.run(Build.cli, arguments, environment: env)
+        }
         func requestInfo(_ output: String) throws -> [String: Any] {
             try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
         }
+        func principals() throws -> String { try daemon.admin(["admin", "list", "--json"]).1 }
         let (made, madeOutput) = try amane(["request-certificate", "nadia", "--out", home + "-nadia.csr", "--json"])
         let first = try requestInfo(madeOutput)
         let key = home + "/client-key.pem"
         #expect(made == 0 && first["keyCreated"] as? Bool == true && first["key"] as? String == key, "\(madeOutput)")
         #expect((try FileManager.default.attributesOfItem(atPath: key)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
         let request = try String(contentsOfFile: home + "-nadia.csr", encoding: .utf8)
-        #expect(request.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") && !request.contains("PRIVATE KEY"))
+        #expect(request.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") && request.hasSuffix("-----\n") && !request.contains("PRIVATE KEY"))
+        let fingerprint = try #require(first["fingerprint"] as? String)
 
-        let sealingKey = SealingPrivateKey.generate().publicKey.text
         let handover = daemon.directory + "/handover-nadia"
-        let (enrolled, enrolledText) = try daemon.admin(["admin", "enroll-responder", "nadia", "--sealing-key", sealingKey,
+        let (enrolled, enrolledText) = try daemon.admin(["admin", "enroll-responder", "nadia", "--sealing-key", SealingPrivateKey.generate().publicKey.text,
                                                          "--csr", home + "-nadia.csr", "--out", handover])
-        #expect(enrolled == 0 && enrolledText.contains("stays on their machine"), "\(enrolledText)")
+        #expect(enrolled == 0 && enrolledText.contains("stays on their machine") && enrolledText.contains(SPKIFingerprint.spoken(fingerprint)),
+                "the admin reads back what nadia's amane printed: \(enrolledText)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: handover).sorted() == ["ca-cert.pem", "nadia-cert.pem"],
                 "no private key is written on the relay's side")
         let nadia = ClientIdentity(certificate: handover + "/nadia-cert.pem", key: key)
         let me = try daemon.get("/v1/me", as: nadia)
         #expect(me.status == 200 && me.json["name"] as? String == "nadia", "\(me.text)")
+        // Her amane uses the key where the request put it, with the lines it told her to add.
+        try "relay: \(daemon.url)\nca: \(handover)/ca-cert.pem\ncertificate: \(handover)/nadia-cert.pem\nkey: client-key.pem\n"
+            .write(toFile: home + "/config.yaml", atomically: true, encoding: .utf8)
+        let inbox = try amane(["inbox", "--json"])
+        #expect(inbox.0 == 0, "\(inbox.1)")
 
-        // A renewal asks again for the same key: the new certificate works, and so does the old one until it ends.
+        // A renewal asks for the key she has; the relay keeps it only when the admin says so, and access then lasts
+        // until the later of the two certificates' ends.
         let (again, againOutput) = try amane(["request-certificate", "nadia", "--out", home + "-nadia-renewal.csr", "--json"])
         let second = try requestInfo(againOutput)
-        #expect(again == 0 && second["keyCreated"] as? Bool == false && second["key"] as? String == key, "\(againOutput)")
+        #expect(again == 0 && second["keyCreated"] as? Bool == false && second["fingerprint"] as? String == fingerprint, "\(againOutput)")
+        let before = try principals()
         let renewed = daemon.directory + "/handover-nadia-renewal"
-        let (reissued, reissuedText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-renewal.csr", "--out", renewed,
-                                                         "--valid-days", "90"])
-        #expect(reissued == 0 && reissuedText.contains("kept their key"), "\(reissuedText)")
+        let (unsaid, unsaidText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-renewal.csr", "--out", renewed])
+        #expect(unsaid != 0 && unsaidText.contains("--keep-key") && !FileManager.default.fileExists(atPath: renewed + "/nadia-cert.pem"), "\(unsaidText)")
+        #expect(try principals() == before, "a refused reissue changes nothing")
+        let (reissued, reissuedText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-renewal.csr", "--keep-key",
+                                                         "--out", renewed, "--valid-days", "90"])
+        #expect(reissued == 0 && reissuedText.contains("old certificate also works until it ends"), "\(reissuedText)")
         #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: renewed + "/nadia-cert.pem", key: key)).status == 200)
         #expect(try daemon.get("/v1/me", as: nadia).status == 200)
-        let (_, listed) = try daemon.admin(["admin", "list", "--json"])
-        let ends = (try JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [[String: Any]])?.first { $0["name"] as? String == "nadia" }?["certificateEndsAt"] as? Int
-        #expect(ends.map { abs($0 - Int(Date().timeIntervalSince1970) - 90 * 86_400) < 600 } == true, "the renewal's end is kept: \(listed)")
-        let reissues = (try daemon.get("/v1/audit", as: daemon.supervisor).json["entries"] as? [[String: Any]])?
-            .filter { $0["action"] as? String == "principal.reissue" && $0["subject"] as? String == "nadia" }
-        #expect(reissues?.count == 1 && "\(reissues?.first?["detail"] ?? "")".contains("kept"), "the trail tells a renewal: \(reissues ?? [])")
+        let ends = (try JSONSerialization.jsonObject(with: Data(try principals().utf8)) as? [[String: Any]])?
+            .first { $0["name"] as? String == "nadia" }?["certificateEndsAt"] as? Int
+        #expect(ends.map { abs($0 - Int(Date().timeIntervalSince1970) - 730 * 86_400) < 600 } == true, "the first certificate still works that long")
 
-        // Refused before anything is signed or written: a request for someone else, an altered one, another kind of
-        // key, and a file that is no request.
-        let rsaRequest = daemon.directory + "/rsa.csr"
-        #expect(try Daemon.run("/usr/bin/openssl", ["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", daemon.directory + "/rsa-key.pem",
-                                                    "-subj", "/CN=kiosk-rsa", "-out", rsaRequest]).0 == 0)
+        // A key that may be known: a new one retires the old, whose certificates stop at once and never come back.
+        let (fresh, freshOutput) = try amane(["request-certificate", "nadia", "--new-key", "--out", home + "-nadia-new.csr", "--json"])
+        let third = try requestInfo(freshOutput)
+        let replaced = try #require(third["replacedKey"] as? String, "\(freshOutput)")
+        #expect(fresh == 0 && third["keyCreated"] as? Bool == true && third["fingerprint"] as? String != fingerprint
+                && FileManager.default.fileExists(atPath: replaced), "\(freshOutput)")
+        let moved = daemon.directory + "/handover-nadia-new"
+        let (rekeyed, rekeyedText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-new.csr", "--out", moved])
+        #expect(rekeyed == 0 && rekeyedText.contains("never taken again"), "\(rekeyedText)")
+        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: moved + "/nadia-cert.pem", key: key)).status == 200)
+        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: handover + "/nadia-cert.pem", key: replaced)).status == 403)
+        let (back, backText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia.csr", "--out", daemon.directory + "/back"])
+        #expect(back != 0 && backText.contains("retired"), "\(backText)")
+        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: handover + "/nadia-cert.pem", key: replaced)).status == 403)
+        let reissues = (try daemon.get("/v1/audit", as: daemon.supervisor).json["entries"] as? [[String: Any]])?
+            .filter { $0["action"] as? String == "principal.reissue" && $0["subject"] as? String == "nadia" }.map { "\($0["detail"] ?? "")" }
+        #expect(reissues?.count == 2 && reissues?[0].contains("kept") == true && reissues?[1].contains("new") == true, "\(reissues ?? [])")
+
+        // Refused before anything is signed or written: a request for someone else, one naming no one or two, one
+        // altered where it is signed, another kind of key, a certificate, a private key.
+        func openssl(_ arguments: [String]) throws {
+            let (code, output) = try Daemon.run("/usr/bin/openssl", arguments)
+            #expect(code == 0, "openssl \(arguments): \(output)")
+        }
+        func opensslRequest(_ file: String, subject: String, key: [String] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]) throws -> String {
+            let path = daemon.directory + "/" + file
+            try openssl(["req", "-new"] + key + ["-nodes", "-keyout", path + "-key.pem", "-subj", subject, "-out", path])
+            return path
+        }
         var altered = Array(Data(base64Encoded: request.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined())!)
-        altered[altered.count - 3] ^= 0x01
+        let named = try #require(altered.firstRange(of: Array("nadia".utf8)))
+        altered[named.upperBound - 1] = UInt8(ascii: "b")
         let alteredRequest = daemon.directory + "/altered.csr"
         try "-----BEGIN CERTIFICATE REQUEST-----\n\(Data(altered).base64EncodedString(options: .lineLength64Characters))\n-----END CERTIFICATE REQUEST-----\n"
             .write(toFile: alteredRequest, atomically: true, encoding: .utf8)
-        let refusals = [("youssef", home + "-nadia.csr", "is for 'nadia', not 'youssef'"),
-                        ("nadia-2", alteredRequest, "signature does not match"),
-                        ("kiosk-rsa", rsaRequest, "not an ECDSA P-256 or P-384 key"),
-                        ("nadia-3", handover + "/nadia-cert.pem", "not a PEM certificate signing request")]
+        let listed = try principals()
+        let refusals = [("youssef", home + "-nadia-new.csr", "is for 'nadia', not 'youssef'"),
+                        ("nadib", alteredRequest, "signature does not verify"),
+                        ("kiosk-rsa", try opensslRequest("rsa.csr", subject: "/CN=kiosk-rsa", key: ["-newkey", "rsa:2048"]), "not an ECDSA P-256 or P-384 key"),
+                        ("kiosk-none", try opensslRequest("none.csr", subject: "/O=Bayti"), "names 0"),
+                        ("kiosk-two", try opensslRequest("two.csr", subject: "/CN=kiosk-two/CN=kiosk-other"), "names 2"),
+                        ("nadia-3", handover + "/nadia-cert.pem", "this is a certificate"),
+                        ("nadia-4", key, "holds a private key"),
+                        ("nadia-5", daemon.directory + "/no-such.csr", "no readable file")]
         for (name, file, reason) in refusals {
             let out = daemon.directory + "/refused-" + name
             let (code, text) = try daemon.admin(["admin", "enroll-responder", name, "--sealing-key", SealingPrivateKey.generate().publicKey.text,
                                                  "--csr", file, "--out", out])
             #expect(code != 0 && text.contains(reason) && !FileManager.default.fileExists(atPath: out), "\(name): \(text)")
         }
+        #expect(try principals() == listed, "no refusal enrolled anyone")
 
-        // A kiosk vendor's own tools do as well: an openssl P-256 request, its key never seen by the relay.
-        let kioskKey = daemon.directory + "/kiosk-key.pem"
-        #expect(try Daemon.run("/usr/bin/openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                                                    "-keyout", kioskKey, "-subj", "/CN=kiosk-tanger", "-out", daemon.directory + "/kiosk.csr"]).0 == 0)
+        // A kiosk vendor's own tools do as well: an openssl P-256 request, here in DER, its key never seen by the relay.
+        let kioskRequest = try opensslRequest("kiosk.csr", subject: "/CN=kiosk-tanger")
+        try openssl(["req", "-in", kioskRequest, "-outform", "DER", "-out", kioskRequest + ".der"])
         let (kiosk, kioskText) = try daemon.admin(["admin", "enroll-gateway", "kiosk-tanger", "--sealing-key", SealingPrivateKey.generate().publicKey.text,
-                                                   "--csr", daemon.directory + "/kiosk.csr", "--out", daemon.directory + "/handover-kiosk"])
+                                                   "--csr", kioskRequest + ".der", "--out", daemon.directory + "/handover-kiosk"])
         #expect(kiosk == 0, "\(kioskText)")
-        let kioskMe = try daemon.get("/v1/me", as: ClientIdentity(certificate: daemon.directory + "/handover-kiosk/kiosk-tanger-cert.pem", key: kioskKey))
+        let kioskMe = try daemon.get("/v1/me", as: ClientIdentity(certificate: daemon.directory + "/handover-kiosk/kiosk-tanger-cert.pem",
+                                                                   key: kioskRequest + "-key.pem"))
         #expect(kioskMe.status == 200 && kioskMe.json["role"] as? String == "gateway", "\(kioskMe.text)")
+
+        // amane makes requests only for keys the relay signs, and to standard output with --out -.
+        let rsaHome = daemon.directory + "/rsa-laptop"
+        try FileManager.default.createDirectory(atPath: rsaHome, withIntermediateDirectories: true)
+        try "key: \(daemon.directory)/rsa.csr-key.pem\n".write(toFile: rsaHome + "/config.yaml", atomically: true, encoding: .utf8)
+        let (rsaCode, rsaOutput) = try amane(["request-certificate", "rsa-user"], home: rsaHome)
+        #expect(rsaCode == 1 && rsaOutput.contains("not an ECDSA P-256 or P-384 key") && rsaOutput.contains("--new-key"), "\(rsaOutput)")
+        let piped = try Daemon.run(Build.cli, ["request-certificate", "nadia", "--out", "-"], environment: ["AMANE_HOME": home], separatingErrors: true)
+        #expect(piped.code == 0 && piped.output.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") && piped.errors.contains("standard output"), "\(piped)")
     }
 
     /// Every role against every route: exactly the allowed set gets past authorization.

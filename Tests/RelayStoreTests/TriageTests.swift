@@ -238,11 +238,34 @@ import Testing
         #expect(try fixture.db.principal(spkiFingerprint: "new-key")?.id == fixture.responder.id)
         #expect(try await fixture.db.grants(for: moved).map(\.epochID) == before.map(\.epochID))
         #expect(try await fixture.db.auditEntries().last?.entry.action == "principal.reissue")
-        #expect(try await fixture.db.auditEntries().last?.entry.detail == #"{"key":"new"}"#)
-        // A renewal for the same key (a request from the person's machine) keeps it; another principal's key never.
-        _ = try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "new-key", certificateEndsAt: 1_900_000_000, actor: .admin("t"))
-        #expect(try fixture.db.principal(spkiFingerprint: "new-key")?.id == fixture.responder.id)
-        #expect(try await fixture.db.auditEntries().last?.entry.detail == #"{"key":"kept"}"#)
+        #expect(try await fixture.db.auditEntries().last?.entry.detail == #"{"fingerprint":"new-key","key":"new"}"#)
+        // A renewal for the key the principal has is said so, and access lasts until the later of the two ends.
+        let trail = try fixture.db.verifyAudit()
+        let unsaid = await #expect(throws: StoreError.self) {
+            try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "new-key", certificateEndsAt: 1_900_000_000, actor: .admin("t"))
+        }
+        #expect(unsaid?.code == .conflict && unsaid?.reason.contains("--keep-key") == true && unsaid?.reason.contains("--new-key") == true)
+        await #expect(throws: StoreError.code(.conflict), "--keep-key with another key") {
+            try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "third-key", keepingKey: true, actor: .admin("t"))
+        }
+        #expect(try fixture.db.verifyAudit() == trail, "a refusal writes nothing")
+        _ = try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "new-key", certificateEndsAt: 1_900_000_000,
+                                         keepingKey: true, actor: .admin("t"))
+        _ = try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "new-key", certificateEndsAt: 1_800_000_000,
+                                         keepingKey: true, actor: .admin("t"))
+        #expect(try await fixture.db.certificateEnds()[fixture.responder.name] == 1_900_000_000, "the older certificate still works until then")
+        #expect(try await fixture.db.auditEntries().last?.entry.detail == #"{"fingerprint":"new-key","key":"kept"}"#)
+        // A key a reissue replaced is never taken again, by anyone.
+        for (name, key) in [(fixture.responder.name, fixture.responder.spkiFingerprint), (fixture.colleague.name, fixture.responder.spkiFingerprint)] {
+            let retired = await #expect(throws: StoreError.self) {
+                try await fixture.db.reissue(name: name, spkiFingerprint: key, actor: .admin("t"))
+            }
+            #expect(retired?.code == .conflict && retired?.reason.contains("retired when resp-amina's certificate was reissued") == true, "\(String(describing: retired))")
+        }
+        await #expect(throws: StoreError.code(.conflict)) {
+            try await fixture.db.enroll(name: PrincipalName(rawValue: "resp-again")!, role: .responder, spkiFingerprint: fixture.responder.spkiFingerprint,
+                                        sealingKey: SealingPrivateKey.generate().publicKey.text, actor: .admin("t"))
+        }
         await #expect(throws: StoreError.code(.conflict)) {
             try await fixture.db.reissue(name: fixture.colleague.name, spkiFingerprint: "new-key", actor: .admin("t"))
         }
@@ -338,9 +361,11 @@ import Testing
                                              idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(id.uuidString.utf8))
         _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
         #expect(try await fixture.db.caseSummary(id: result.id).updated, "amina fetched a follow-up she cannot open")
-        await #expect(throws: StoreError.code(.invalidState)) {
+        let refusal = await #expect(throws: StoreError.self) {
             try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "no_further_action")
         }
+        #expect(refusal?.code == .invalidState && refusal?.reason.contains("a queue key you do not hold") == true
+                && refusal?.reason.contains("amane grant resp-amina") == true, "opening again would not help: \(String(describing: refusal))")
         try await fixture.db.addGrants(epochID: epoch.id, grants: [
             fixture.responder.name.rawValue: try Grant.seal(newKey, to: fixture.key(of: fixture.responder).publicKey),
         ], actor: khadija)
