@@ -51,8 +51,10 @@ extension RelayDatabase {
             guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1 else {
                 throw StoreError(.notFound, "no queue named \(queue)")
             }
-            if try PrincipalRecord.filter(PrincipalRecord.Columns.name == record.name).fetchOne(db) != nil {
-                throw StoreError(.conflict, "a principal named \(name) exists")
+            if let existing = try PrincipalRecord.filter(PrincipalRecord.Columns.name == record.name).fetchOne(db) {
+                throw StoreError(.conflict, existing.revokedAt == nil
+                    ? "a principal named \(name) exists; `amane-relayd admin reissue \(name)` gives them a new certificate"
+                    : "\(name) was revoked, and a revoked name stays in the audit trail: enroll them under a new name")
             }
             try Self.requireUnusedCertificateKey(db, record.spkiFingerprint)
             // Whoever holds that key, even one revoked, would open everything sealed or granted to the new principal too.

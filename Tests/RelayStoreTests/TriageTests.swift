@@ -276,6 +276,11 @@ import Testing
         await #expect(throws: StoreError.code(.invalidState)) {
             try await fixture.db.reissue(name: fixture.colleague.name, spkiFingerprint: "other", actor: .admin("t"))
         }
+        let revokedName = await #expect(throws: StoreError.self) {
+            try await fixture.db.enroll(name: fixture.colleague.name, role: .responder, spkiFingerprint: "yet-another",
+                                        sealingKey: SealingPrivateKey.generate().publicKey.text, actor: .admin("t"))
+        }
+        #expect(revokedName?.reason.contains("was revoked") == true && revokedName?.reason.contains("new name") == true, "\(String(describing: revokedName))")
         await #expect(throws: StoreError.code(.conflict), "a revoked principal's sealing key stays theirs") {
             try await fixture.enroll("resp-new", .responder, fixture.memberKeys[1])
         }
