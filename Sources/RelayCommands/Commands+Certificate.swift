@@ -51,61 +51,96 @@ struct RequestCertificate: AsyncParsableCommand {
         guard URL(fileURLWithPath: requestPath).standardizedFileURL != URL(fileURLWithPath: keyPath).standardizedFileURL else {
             throw CLIError(.usage, "--out \(requestPath) is your key's file; write the request elsewhere")
         }
+        guard !(global.json && requestPath == "-") else { throw CLIError(.usage, "--json and --out - both want standard output; choose one") }
+        let exists = FileManager.default.fileExists(atPath: keyPath)
+        let created = newKey || !exists
+        let key = created ? ClientKey.generate() : try existingKey(at: keyPath)
+        // The request first, then the key: a failure leaves the key file as it was.
+        try write(try key.signingRequest(name: name), to: requestPath)
         var replaced: String?
-        if newKey, FileManager.default.fileExists(atPath: keyPath) { replaced = try moveAside(keyPath) }
-        let created = !FileManager.default.fileExists(atPath: keyPath)
-        let key = created ? try makeKey(at: keyPath) : try existingKey(at: keyPath)
-        let request = try key.signingRequest(name: name)
-        if requestPath == "-" {
-            FileHandle.standardOutput.write(Data(request.utf8))
-        } else {
-            do {
-                try Data(request.utf8).write(to: URL(fileURLWithPath: requestPath), options: .atomic)
-                _ = chmod(requestPath, 0o644)
-            } catch {
-                throw CLIError(.usage, "cannot write \(requestPath): \(error.localizedDescription)", hint: "Choose another place with --out.")
+        if created {
+            do { replaced = try install(key, at: keyPath, replacing: exists) } catch {
+                if requestPath != "-" { try? FileManager.default.removeItem(atPath: requestPath) }
+                throw error
             }
         }
         let info = CertificateRequestInfo(name: name, request: requestPath, key: keyPath, keyCreated: created, replacedKey: replaced,
                                           fingerprint: try key.fingerprint)
-        if global.json && requestPath != "-" { return try Output.json(info) }
+        if global.json { return try Output.json(info) }
         let text = explain(info, profile: profile)
         if requestPath == "-" { FileHandle.standardError.write(Data((text + "\n").utf8)) } else { print(text) }
     }
 
+    private func write(_ request: String, to path: String) throws {
+        if path == "-" { return FileHandle.standardOutput.write(Data(request.utf8)) }
+        do {
+            try Data(request.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            _ = chmod(path, 0o644)
+        } catch {
+            throw CLIError(.usage, "cannot write \(path): \(error.localizedDescription)", hint: "Choose another place with --out; your key is unchanged.")
+        }
+    }
+
+    /// Writes a new key (mode 0600) at `path`; an old one there is moved aside only once the new one is on disk.
+    /// Returns where the old one went.
+    private func install(_ key: ClientKey, at path: String, replacing: Bool) throws -> String? {
+        let folder = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder.isEmpty ? "." : folder, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let target = replacing ? path + ".new" : path
+        if replacing { try? FileManager.default.removeItem(atPath: target) }
+        do { try SecretFile.createExclusive(at: target, contents: Array(try key.pem.utf8)) } catch {
+            throw CLIError(.usage, "cannot write \(target): \(error)", hint: replacing ? "Your key in \(path) is unchanged." : "")
+        }
+        guard replacing else { return nil }
+        let aside = "\(path).replaced-\(Int(Date().timeIntervalSince1970))"
+        guard rename(path, aside) == 0 else {
+            try? FileManager.default.removeItem(atPath: target)
+            throw CLIError(.usage, "cannot move \(path) aside: \(String(cString: strerror(errno)))", hint: "Your key is unchanged.")
+        }
+        guard rename(target, path) == 0 else {
+            _ = rename(aside, path)
+            throw CLIError(.usage, "cannot put the new key in \(path): \(String(cString: strerror(errno)))", hint: "Your key is unchanged.")
+        }
+        return aside
+    }
+
     private func explain(_ info: CertificateRequestInfo, profile: Profile) -> String {
-        let keyLine = info.keyCreated ? "Made your client key in \(info.key) (mode 0600); it stays on this machine."
-                                      : "The request is for the key you have in \(info.key)."
-        let replacedLine = info.replacedKey.map { "\nYour old key is in \($0): delete it once the new certificate works." } ?? ""
-        let admin = info.keyCreated ? "with your sealing key's public line (`amane keygen --show`)"
-                                    : "for `amane-relayd admin reissue \(name) --csr FILE --keep-key`"
+        let keyLine = if let replaced = info.replacedKey {
+            "Made a new client key in \(info.key) (mode 0600); the old one is in \(replaced): delete it once the new certificate works."
+        } else if info.keyCreated {
+            "Made your client key in \(info.key) (mode 0600); it stays on this machine."
+        } else {
+            "The request is for the key you have in \(info.key)."
+        }
+        let file = info.request == "-" ? "FILE" : info.request
+        let admin = if info.replacedKey != nil {
+            "for `amane-relayd admin reissue \(name) --csr \(file)`, which retires the old key; until then this profile cannot reach the relay"
+        } else if info.keyCreated {
+            "with your sealing key's public line (`amane keygen --show`), for `amane-relayd admin enroll-responder \(name) --csr \(file)` (or enroll-gateway)"
+        } else {
+            "for `amane-relayd admin reissue \(name) --csr \(file) --keep-key` (or, if you are not enrolled yet, `admin enroll-responder … --csr`)"
+        }
         let requestLine = info.request == "-" ? "The request went to standard output" : "Wrote the request to \(info.request)"
-        // Only what the profile lacks: a renewal's config stays as it is.
+        // Only what the profile lacks, or the certificate file a renewal replaces.
         let missing = [profile.relay == nil ? "relay: https://…   (the address your admin gives you)" : nil,
                        profile.ca == nil ? "ca: ca-cert.pem" : nil,
                        profile.certificate == nil ? "certificate: \(name)-cert.pem" : nil,
                        profile.key == nil ? "key: client-key.pem" : nil].compactMap { $0 }
-        let configLines = missing.isEmpty ? "" : """
+        let configLines = if let certificate = profile.certificate, missing.isEmpty {
+            "\nWhen the new \(name)-cert.pem comes back, put it in place of \(certificate)."
+        } else {
+            """
 
             When \(name)-cert.pem and ca-cert.pem come back, put them in \(profile.directory) and add to its config.yaml:
             \(missing.map { "  " + $0 }.joined(separator: "\n"))
             """
+        }
         return """
-            \(keyLine)\(replacedLine)
+            \(keyLine)
             \(requestLine): it holds no secret. Give it to your admin \(admin).
             Key fingerprint (your admin reads it back to you; compare): \(SPKIFingerprint.spoken(info.fingerprint))\(configLines)
             """
-    }
-
-    private func makeKey(at path: String) throws -> ClientKey {
-        let folder = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: folder.isEmpty ? "." : folder, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        let key = ClientKey.generate()
-        do { try SecretFile.createExclusive(at: path, contents: Array(try key.pem.utf8)) } catch {
-            throw CLIError(.usage, "cannot write \(path): \(error)")
-        }
-        return key
     }
 
     private func existingKey(at path: String) throws -> ClientKey {
@@ -123,14 +158,5 @@ struct RequestCertificate: AsyncParsableCommand {
         }
         try PrivateFile.check(path, "the client key")
         return key
-    }
-
-    private func moveAside(_ path: String) throws -> String {
-        let stamp = Int(Date().timeIntervalSince1970)
-        let aside = "\(path).replaced-\(stamp)"
-        do { try FileManager.default.moveItem(atPath: path, toPath: aside) } catch {
-            throw CLIError(.usage, "cannot move \(path) aside: \(error.localizedDescription)")
-        }
-        return aside
     }
 }

@@ -21,20 +21,23 @@ struct TrustedMembers {
         guard let data = FileManager.default.contents(atPath: path) else { return [:] }
         // Whoever may change the file, or swap it in its folder, decides whose keys are trusted: only its owner may.
         let folder = (path as NSString).deletingLastPathComponent
-        for (item, fix) in [(path, "chmod 600"), (folder, "chmod 700")] {
-            var status = stat()
-            guard (item == path ? lstat(item, &status) : stat(item, &status)) == 0 else {
-                throw CLIError(.usage, "cannot read \(item): \(String(cString: strerror(errno)))")
+        // The file as it is (a link is refused); its folder as the path reaches it.
+        for (item, fix) in [(path, "chmod 600"), (URL(fileURLWithPath: folder).resolvingSymlinksInPath().path, "chmod 700")] {
+            let attributes: [FileAttributeKey: Any]
+            do { attributes = try FileManager.default.attributesOfItem(atPath: item) } catch {
+                throw CLIError(.usage, "cannot read \(item): \(error.localizedDescription)")
             }
-            if status.st_mode & S_IFMT == S_IFLNK {
+            if attributes[.type] as? FileAttributeType == .typeSymbolicLink {
                 throw CLIError(.usage, "\(item) is a symbolic link; it decides whose keys you trust", hint: "Replace it with the file it points to.")
             }
-            if status.st_uid != geteuid() && status.st_uid != 0 {
+            let owner = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value
+            if owner != geteuid() && owner != 0 {
                 throw CLIError(.usage, "\(item) belongs to another user; it decides whose keys you trust",
                                hint: "Check it, then make it yours (chown) or move your profile elsewhere.")
             }
-            if status.st_mode & 0o022 != 0 {
-                throw CLIError(.usage, "\(item) can be written by other users (mode \(String(status.st_mode & 0o777, radix: 8))); it decides whose keys you trust",
+            let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0
+            if mode & 0o022 != 0 {
+                throw CLIError(.usage, "\(item) can be written by other users (mode \(String(mode & 0o777, radix: 8))); it decides whose keys you trust",
                                hint: "Check it, then \(fix) \(item).")
             }
         }

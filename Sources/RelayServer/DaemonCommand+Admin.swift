@@ -120,6 +120,12 @@ struct Admin: AsyncParsableCommand {
         let validity = TimeInterval(certificate.validDays) * 86_400
         let requested = try certificate.requestedKey(for: name)
         let requestedFingerprint = try requested.map { try SPKIFingerprint.of($0) }
+        if let told = certificate.csrFingerprint, let requestedFingerprint, !requestedFingerprint.hasPrefix(told) {
+            throw CommandFailure("""
+                --csr-fingerprint: the request's key is \(SPKIFingerprint.spoken(requestedFingerprint)), not what they read you: \
+                it was swapped on its way, or is another request; nothing was signed, so ask them for the request again
+                """)
+        }
         let issued: (certificate: String, key: String?) = if let requested {
             (try ca.issue(commonName: name, usage: .client, for: requested, now: now, validity: validity), nil)
         } else {
@@ -141,13 +147,19 @@ struct Admin: AsyncParsableCommand {
             throw CommandFailure("\(caCopy) is not this relay's CA certificate; choose another --out folder")
         }
         let createsCACopy = !FileManager.default.fileExists(atPath: caCopy)
-        if createsCACopy { try RelayFiles.writePublic(caPEM, to: caCopy) }
+        func removeWritten() {
+            try? FileManager.default.removeItem(atPath: certPath)
+            if issued.key != nil { try? FileManager.default.removeItem(atPath: keyPath) }
+            if createsCACopy { try? FileManager.default.removeItem(atPath: caCopy) }
+            if createsOut { rmdir(out) }
+        }
         // The files first: once registered, the key must not be lost to a failed write (a reissue retires the old one).
         do {
+            if createsCACopy { try RelayFiles.writePublic(caPEM, to: caCopy) }
             try RelayFiles.writePublic(issued.certificate, to: certPath)
             if let key = issued.key { try RelayFiles.writeSecret(key, to: keyPath) }
         } catch {
-            try? FileManager.default.removeItem(atPath: certPath)
+            removeWritten()
             throw error
         }
         let principal: Principal
@@ -156,10 +168,7 @@ struct Admin: AsyncParsableCommand {
                 try await register(db, try SPKIFingerprint.of(certificatePEM: issued.certificate), endsAt)
             }
         } catch {
-            try? FileManager.default.removeItem(atPath: certPath)
-            if issued.key != nil { try? FileManager.default.removeItem(atPath: keyPath) }
-            if createsCACopy { try? FileManager.default.removeItem(atPath: caCopy) }
-            if createsOut { rmdir(out) }
+            removeWritten()
             if let error = error as? StoreError { throw CommandFailure(error.reason) }
             throw error
         }
@@ -167,7 +176,8 @@ struct Admin: AsyncParsableCommand {
               client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
             \(requestedFingerprint.map { """
                   client key               stays on their machine; its fingerprint \(SPKIFingerprint.spoken($0))
-                                           (read it back to them: `amane request-certificate` printed it; if it differs, the request was swapped)
+                                           (read it back to them: `amane request-certificate` printed it; if it differs, the
+                                           request was swapped: `admin revoke` at once, or reissue from a new request)
                 """ } ?? "  client key               \(keyPath)  (mode 0600; hand it over privately)")
               relay CA certificate     \(caCopy)  (their profile's 'ca')
             """
@@ -183,6 +193,14 @@ struct CertificateOptions: ParsableArguments {
         certificate is issued for its key, and no key is made here.
         """, valueName: "file"))
     var csr: String?
+    @Option(name: .customLong("csr-fingerprint"), help: ArgumentHelp("""
+        The key fingerprint the person read you from `amane request-certificate` (at least its first 20 hex digits): \
+        a request whose key differs is refused before anything is signed.
+        """, valueName: "hex"))
+    var csrFingerprintText: String?
+
+    /// `--csr-fingerprint` without spaces, lowercased.
+    var csrFingerprint: String? { csrFingerprintText.map { $0.filter { !$0.isWhitespace }.lowercased() } }
     @Option(name: .customLong("valid-days"), help: ArgumentHelp("How many days the certificate is valid (1 to 825).", valueName: "days"))
     var validDays = 730
 
@@ -198,6 +216,12 @@ struct CertificateOptions: ParsableArguments {
     }
 
     func validate() throws {
+        if let told = csrFingerprint {
+            guard csr != nil else { throw ValidationError("--csr-fingerprint goes with --csr") }
+            guard told.count >= 20, told.allSatisfy(\.isHexDigit) else {
+                throw ValidationError("--csr-fingerprint: give at least the first 20 hex digits that `amane request-certificate` printed")
+            }
+        }
         guard (1...825).contains(validDays) else { throw ValidationError("--valid-days must be 1 to 825 (a little over two years)") }
     }
 }
@@ -283,7 +307,7 @@ struct Reissue: AsyncParsableCommand {
         abstract: "Issue a new client certificate for an enrolled principal: to renew one, or to replace a lost one.",
         discussion: """
             The principal keeps its name, role, sealing key, grants and cases; its old certificate gets 403 at once and \
-            its key is retired for good, unless --keep-key renews for the same key (only for a key no one else may have).
+            its key is retired (never enrolled again), unless --keep-key renews for the same key (only for a key no one else may have).
             Example: amane-relayd admin reissue amina --out ./amina-2028
             """)
 
@@ -309,7 +333,7 @@ struct Reissue: AsyncParsableCommand {
         print("""
             Reissued \(issued.principal.name)'s certificate; \(keepKey
                 ? "it is for the key they have, so their old certificate also works until it ends"
-                : "the old one no longer works, and its key is never taken again").
+                : "the old one no longer works, and its key is retired (never enrolled again)").
             \(issued.files)
             """)
     }

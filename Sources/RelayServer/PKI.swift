@@ -122,12 +122,13 @@ public enum SigningRequest {
             throw CommandFailure("--csr: the request's key is not an ECDSA P-256 or P-384 key; `amane request-certificate \(name)` makes a P-256 one")
         }
         let names = request.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.map { String($0.value) }
-        guard names.count == 1, let named = names[0] else {
+        guard names.count == 1 else {
             throw CommandFailure("""
                 --csr: the request must name one person (one CN), and it names \(names.count); make it with \
                 `amane request-certificate \(name)` (openssl: -subj /CN=\(name))
                 """)
         }
+        guard let named = names[0] else { throw CommandFailure("--csr: the request's name (CN) is not text; make it with `amane request-certificate \(name)`") }
         guard named == name else {
             // The sender chose that text: shown only if it is a name, never as raw bytes on the admin's terminal.
             let other = PrincipalName(rawValue: named).map { "'\($0)'" } ?? "another name"

@@ -53,7 +53,7 @@ extension RelayDatabase {
             }
             if let existing = try PrincipalRecord.filter(PrincipalRecord.Columns.name == record.name).fetchOne(db) {
                 throw StoreError(.conflict, existing.revokedAt == nil
-                    ? "a principal named \(name) exists; `amane-relayd admin reissue \(name)` gives them a new certificate"
+                    ? "a principal named \(name) exists; if this is the same person, `amane-relayd admin reissue \(name)` gives them a new certificate"
                     : "\(name) was revoked, and a revoked name stays in the audit trail: enroll them under a new name")
             }
             try Self.requireUnusedCertificateKey(db, record.spkiFingerprint)
@@ -71,7 +71,7 @@ extension RelayDatabase {
     /// Moves a principal to a new certificate key: the old certificate stops working at once, and the
     /// principal keeps its name, role, sealing key, grants and cases.
     /// - Parameter keepingKey: renew for the key the principal has now (its old certificate then works until it ends);
-    ///   without it, that key is refused, and a new key retires the old one for good.
+    ///   without it, that key is refused, and a new key retires the old one.
     public func reissue(name: PrincipalName, spkiFingerprint: String, certificateEndsAt: Int64? = nil, keepingKey: Bool = false,
                         actor: StoreActor) async throws -> Principal {
         let now = nowSeconds
@@ -90,7 +90,7 @@ extension RelayDatabase {
             var endsAt = certificateEndsAt
             if keepsKey {
                 // The old certificate works until its own end: the principal's access lasts until the later one.
-                if let previous = record.certificateEndsAt, let new = certificateEndsAt { endsAt = max(previous, new) }
+                endsAt = [record.certificateEndsAt, certificateEndsAt].compactMap { $0 }.max()
             } else {
                 try Self.requireUnusedCertificateKey(db, spkiFingerprint)
                 try db.execute(sql: "INSERT INTO retiredKey (spkiFingerprint, principalID, retiredAt) VALUES (?, ?, ?)",
@@ -107,8 +107,9 @@ extension RelayDatabase {
 
     /// Refuses a certificate key that belongs, or belonged, to a principal.
     static func requireUnusedCertificateKey(_ db: Database, _ spkiFingerprint: String) throws {
-        if let holder = try String.fetchOne(db, sql: "SELECT name FROM principal WHERE spkiFingerprint = ?", arguments: [spkiFingerprint]) {
-            throw StoreError(.conflict, "that certificate key is already enrolled, as \(holder)")
+        if let holder = try Row.fetchOne(db, sql: "SELECT name, revokedAt FROM principal WHERE spkiFingerprint = ?", arguments: [spkiFingerprint]) {
+            let revoked = (holder["revokedAt"] as Int64?) != nil
+            throw StoreError(.conflict, "that certificate key belongs to \(holder["name"] as String)\(revoked ? " (revoked)" : ""); a new certificate needs a new key")
         }
         if let retired = try Row.fetchOne(db, sql: """
             SELECT principal.name, retiredKey.retiredAt FROM retiredKey JOIN principal ON principal.id = retiredKey.principalID

@@ -129,7 +129,7 @@ extension RelayDatabase {
             let names = try Self.principalNames(db)
             let gatewayKey = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID])
             let seen = try record.updated && (record.assigneeID == nil || record.assigneeID == actor.principalID)
-                && Self.followupEpochsWithoutKey(db, caseID: id, member: actor.principalID).isEmpty
+                && Self.followupEpochsWithoutKey(db, caseID: record.id, member: actor.principalID).isEmpty
             if seen { record.updated = false }
             if record.renewClaim(by: actor.principalID, until: claimExpiry) || seen { try record.update(db) }
             try AuditLog.append(db, time: now, actor: actor, action: "fetch", subject: id, detail: ["objects": String(items.count + 1)])
@@ -214,7 +214,8 @@ extension RelayDatabase {
                     the reporter sent a follow-up that \(isAssignee ? "you have" : "no one has") not opened yet: open the case before you \(verb) it
                     """ : """
                     the reporter sent a follow-up sealed to a queue key you do not hold, so you have not read it: a colleague who holds \
-                    it runs `amane grant \(actor.name)`, then open the case again before you \(verb) it (a supervisor may \(verb) it meanwhile)
+                    it runs `amane grant \(actor.name) --fingerprint …`, then open the case again before you \(verb) it (meanwhile a supervisor \
+                    who does not hold the case may \(verb) it)
                     """)
             }
             var detail = ["from": record.state, "to": next.rawValue]

@@ -170,8 +170,13 @@ extension DaemonSuite {
         let fingerprint = try #require(first["fingerprint"] as? String)
 
         let handover = daemon.directory + "/handover-nadia"
-        let (enrolled, enrolledText) = try daemon.admin(["admin", "enroll-responder", "nadia", "--sealing-key", SealingPrivateKey.generate().publicKey.text,
-                                                         "--csr", home + "-nadia.csr", "--out", handover])
+        let sealingKey = SealingPrivateKey.generate().publicKey.text
+        // Read back before signing: a request whose key is not the one she read out is refused with nothing written.
+        let (swapped, swappedText) = try daemon.admin(["admin", "enroll-responder", "nadia", "--sealing-key", sealingKey, "--csr", home + "-nadia.csr",
+                                                       "--csr-fingerprint", String(repeating: "ab", count: 10), "--out", handover])
+        #expect(swapped != 0 && swappedText.contains("not what they read you") && !FileManager.default.fileExists(atPath: handover), "\(swappedText)")
+        let (enrolled, enrolledText) = try daemon.admin(["admin", "enroll-responder", "nadia", "--sealing-key", sealingKey, "--csr", home + "-nadia.csr",
+                                                         "--csr-fingerprint", SPKIFingerprint.spoken(fingerprint), "--out", handover])
         #expect(enrolled == 0 && enrolledText.contains("stays on their machine") && enrolledText.contains(SPKIFingerprint.spoken(fingerprint)),
                 "the admin reads back what nadia's amane printed: \(enrolledText)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: handover).sorted() == ["ca-cert.pem", "nadia-cert.pem"],
@@ -187,9 +192,10 @@ extension DaemonSuite {
 
         // A renewal asks for the key she has; the relay keeps it only when the admin says so, and access then lasts
         // until the later of the two certificates' ends.
-        let (again, againOutput) = try amane(["request-certificate", "nadia", "--out", home + "-nadia-renewal.csr", "--json"])
-        let second = try requestInfo(againOutput)
-        #expect(again == 0 && second["keyCreated"] as? Bool == false && second["fingerprint"] as? String == fingerprint, "\(againOutput)")
+        let (again, againText) = try amane(["request-certificate", "nadia", "--out", home + "-nadia-renewal.csr"])
+        #expect(again == 0 && againText.contains("The request is for the key you have") && againText.contains("--keep-key")
+                && againText.contains(SPKIFingerprint.spoken(fingerprint)) && againText.contains("put it in place of \(handover)/nadia-cert.pem")
+                && !againText.contains("relay: https"), "a renewal's profile lacks nothing: \(againText)")
         let before = try principals()
         let renewed = daemon.directory + "/handover-nadia-renewal"
         let (unsaid, unsaidText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-renewal.csr", "--out", renewed])
@@ -212,11 +218,12 @@ extension DaemonSuite {
                 && FileManager.default.fileExists(atPath: replaced), "\(freshOutput)")
         let moved = daemon.directory + "/handover-nadia-new"
         let (rekeyed, rekeyedText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-new.csr", "--out", moved])
-        #expect(rekeyed == 0 && rekeyedText.contains("never taken again"), "\(rekeyedText)")
+        #expect(rekeyed == 0 && rekeyedText.contains("retired (never enrolled again)"), "\(rekeyedText)")
         #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: moved + "/nadia-cert.pem", key: key)).status == 200)
         #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: handover + "/nadia-cert.pem", key: replaced)).status == 403)
         let (back, backText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia.csr", "--out", daemon.directory + "/back"])
-        #expect(back != 0 && backText.contains("retired"), "\(backText)")
+        #expect(back != 0 && backText.contains("retired") && !FileManager.default.fileExists(atPath: daemon.directory + "/back"), "\(backText)")
+        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: moved + "/nadia-cert.pem", key: key)).status == 200, "the refusal changed nothing")
         #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: handover + "/nadia-cert.pem", key: replaced)).status == 403)
         let reissues = (try daemon.get("/v1/audit", as: daemon.supervisor).json["entries"] as? [[String: Any]])?
             .filter { $0["action"] as? String == "principal.reissue" && $0["subject"] as? String == "nadia" }.map { "\($0["detail"] ?? "")" }

@@ -248,7 +248,7 @@ import Testing
         await #expect(throws: StoreError.code(.conflict), "--keep-key with another key") {
             try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "third-key", keepingKey: true, actor: .admin("t"))
         }
-        #expect(try fixture.db.verifyAudit() == trail, "a refusal writes nothing")
+        #expect(try fixture.db.verifyAudit() == trail && fixture.db.principal(spkiFingerprint: "new-key")?.id == fixture.responder.id, "a refusal writes nothing")
         _ = try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "new-key", certificateEndsAt: 1_900_000_000,
                                          keepingKey: true, actor: .admin("t"))
         _ = try await fixture.db.reissue(name: fixture.responder.name, spkiFingerprint: "new-key", certificateEndsAt: 1_800_000_000,
