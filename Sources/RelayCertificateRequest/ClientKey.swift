@@ -44,6 +44,14 @@ public struct ClientKey: Sendable {
         }
     }
 
+    /// Whether a PEM certificate is for the key in `keyPEM` (any kind of key); nil when either does not parse.
+    public static func certificate(_ certificatePEM: String, isForKey keyPEM: String) -> Bool? {
+        guard let certificate = try? Certificate(pemEncoded: certificatePEM), let key = try? Certificate.PrivateKey(pemEncoded: keyPEM) else {
+            return nil
+        }
+        return certificate.publicKey == key.publicKey
+    }
+
     /// A PEM signing request for a certificate naming `name` (its CN), signed with this key.
     public func signingRequest(name: String) throws -> String {
         let request = try CertificateSigningRequest(version: .v1, subject: DistinguishedName { CommonName(name) }, privateKey: key,

@@ -57,8 +57,15 @@ public struct Amane: AsyncParsableCommand {
                 Foundation.exit(0)
             }
             // ArgumentParser's message begins with its own "Error: ", which CLIError adds again.
-            let message = fullMessage(for: error)
-            report(CLIError(.usage, message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message), json: arguments.contains("--json"))
+            var message = fullMessage(for: error)
+            if message.hasPrefix("Error: ") { message.removeFirst(7) }
+            let json = arguments.contains("--json")
+            // For a script, the reason alone, and where to look: the usage line is for a person at a terminal.
+            if json, let usage = message.range(of: "\nUsage: ") {
+                let pointer = message[usage.upperBound...].split(separator: "\n").last.map { $0.trimmingCharacters(in: .whitespaces) }
+                report(CLIError(.usage, String(message[..<usage.lowerBound]), hint: pointer), json: true)
+            }
+            report(CLIError(.usage, message), json: json)
         }
     }
 

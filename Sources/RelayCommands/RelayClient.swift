@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import RelayAPI
+import RelayCertificateRequest
 
 /// The relay as the CLI sees it: mutual TLS 1.3 with the profile's certificate, JSON in and out,
 /// problems turned into `CLIError`s with the right exit code.
@@ -18,6 +19,10 @@ final class RelayClient: Sendable {
             throw CLIError(.usage, "the relay address '\(baseURL)' in \(profile.directory)/config.yaml must start with https://",
                            hint: "amane speaks only TLS to the relay; nothing was sent.")
         }
+        guard let url = URL(string: baseURL), let host = url.host, !host.isEmpty, !host.contains("…") else {
+            throw CLIError(.usage, "the relay address '\(baseURL)' in \(profile.directory)/config.yaml is not an address",
+                           hint: "Write the one your admin gives you, such as https://relay.example.org:8443; nothing was sent.")
+        }
         let caPath = try profile.require(profile.ca, "ca")
         let certificatePath = try profile.require(profile.certificate, "certificate")
         let keyPath = try profile.require(profile.key, "key")
@@ -30,6 +35,12 @@ final class RelayClient: Sendable {
             tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem))
         } catch {
             throw CLIError(.usage, "cannot read the TLS files named in the profile (\(caPath), \(certificatePath), \(keyPath))")
+        }
+        // A certificate for another key fails in the handshake, where it would read as the relay's fault.
+        if let certificatePEM = try? String(contentsOfFile: certificatePath, encoding: .utf8), let keyPEM = try? String(contentsOfFile: keyPath, encoding: .utf8),
+           ClientKey.certificate(certificatePEM, isForKey: keyPEM) == false {
+            throw CLIError(.usage, "the certificate \(certificatePath) is not for the client key \(keyPath)",
+                           hint: "After `amane request-certificate --new-key`, put the certificate your admin issues for the new key in its place; nothing was sent.")
         }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))

@@ -176,8 +176,10 @@ struct Admin: AsyncParsableCommand {
               client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
             \(requestedFingerprint.map { """
                   client key               stays on their machine; its fingerprint \(SPKIFingerprint.spoken($0))
-                                           (read it back to them: `amane request-certificate` printed it; if it differs, the
-                                           request was swapped: `admin revoke` at once, or reissue from a new request)
+                                           \(certificate.csrFingerprint == nil ? """
+                                           (read it back to them, as `amane request-certificate` or the openssl line in the guide
+                                           gives it; if it differs, the request was swapped: `admin revoke` at once, or reissue)
+                                           """ : "(the one they read you: --csr-fingerprint matched it)")
                 """ } ?? "  client key               \(keyPath)  (mode 0600; hand it over privately)")
               relay CA certificate     \(caCopy)  (their profile's 'ca')
             """
@@ -199,8 +201,15 @@ struct CertificateOptions: ParsableArguments {
         """, valueName: "hex"))
     var csrFingerprintText: String?
 
-    /// `--csr-fingerprint` without spaces, lowercased.
-    var csrFingerprint: String? { csrFingerprintText.map { $0.filter { !$0.isWhitespace }.lowercased() } }
+    /// `--csr-fingerprint` without separators, lowercased; `sha256sum`'s trailing " -" and a "sha256:" prefix dropped.
+    var csrFingerprint: String? {
+        csrFingerprintText.map { text in
+            var text = text.lowercased().trimmingCharacters(in: .whitespaces)
+            if text.hasPrefix("sha256:") { text.removeFirst(7) }
+            if text.hasSuffix(" -") { text.removeLast(2) }
+            return text.filter { !$0.isWhitespace && $0 != ":" && $0 != "-" }
+        }
+    }
     @Option(name: .customLong("valid-days"), help: ArgumentHelp("How many days the certificate is valid (1 to 825).", valueName: "days"))
     var validDays = 730
 
@@ -219,7 +228,10 @@ struct CertificateOptions: ParsableArguments {
         if let told = csrFingerprint {
             guard csr != nil else { throw ValidationError("--csr-fingerprint goes with --csr") }
             guard told.count >= 20, told.allSatisfy(\.isHexDigit) else {
-                throw ValidationError("--csr-fingerprint: give at least the first 20 hex digits that `amane request-certificate` printed")
+                throw ValidationError("""
+                    --csr-fingerprint: give at least the first 20 hex digits that `amane request-certificate` printed \
+                    (spaces, ':' and '-' between them are fine)
+                    """)
             }
         }
         guard (1...825).contains(validDays) else { throw ValidationError("--valid-days must be 1 to 825 (a little over two years)") }

@@ -63,7 +63,7 @@ extension RelayDatabase {
             }
             try record.insert(db)
             try AuditLog.append(db, time: record.createdAt, actor: actor, action: "principal.enroll", subject: record.name,
-                                detail: ["role": record.role, "queue": record.queue])
+                                detail: ["role": record.role, "queue": record.queue, "fingerprint": String(record.spkiFingerprint.prefix(16))])
         }
         return record.principal!
     }

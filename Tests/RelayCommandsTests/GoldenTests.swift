@@ -77,6 +77,9 @@ extension DaemonSuiteForCLI {
                 && mistypedCommand.output.contains("Did you mean `amane close`?"), "\(mistypedCommand.output)")
         let unknownOption = try cli.run(["inbox", "--colour"], home: cli.responder)
         #expect(unknownOption.code == 1 && unknownOption.output.hasPrefix("Error: Unknown option '--colour'"), "said once: \(unknownOption.output)")
+        let (unknownJSON, _) = try cli.json(["inbox", "--colour"], home: cli.responder, failingWith: 1)
+        #expect((unknownJSON as? [String: Any])?["error"] as? String == "Unknown option '--colour'"
+                && (unknownJSON as? [String: Any])?["hint"] as? String == "See 'amane inbox --help' for more information.", "for scripts, the reason alone: \(unknownJSON)")
         #expect(try cli.run(["audit", "--expect-head", "1:00"], home: cli.supervisor).code == 1, "a head is checked only by --verify")
         let both = try cli.run(["note", "00000000", "-m", "a", "--file", "/dev/null"], home: cli.responder)
         #expect(both.code == 1 && both.output.contains("not both"), "\(both.output)")

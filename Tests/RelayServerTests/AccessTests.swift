@@ -216,6 +216,9 @@ extension DaemonSuite {
         let replaced = try #require(third["replacedKey"] as? String, "\(freshOutput)")
         #expect(fresh == 0 && third["keyCreated"] as? Bool == true && third["fingerprint"] as? String != fingerprint
                 && FileManager.default.fileExists(atPath: replaced), "\(freshOutput)")
+        let (stale, staleOutput) = try amane(["inbox"])
+        #expect(stale == 1 && staleOutput.contains("is not for the client key") && staleOutput.contains("nothing was sent"),
+                "a certificate for the old key is named locally, not as the relay's TLS failure: \(staleOutput)")
         let moved = daemon.directory + "/handover-nadia-new"
         let (rekeyed, rekeyedText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-new.csr", "--out", moved])
         #expect(rekeyed == 0 && rekeyedText.contains("retired (never enrolled again)"), "\(rekeyedText)")
@@ -266,17 +269,26 @@ extension DaemonSuite {
         // A kiosk vendor's own tools do as well: an openssl P-256 request, here in DER, its key never seen by the relay.
         let kioskRequest = try opensslRequest("kiosk.csr", subject: "/CN=kiosk-tanger")
         try openssl(["req", "-in", kioskRequest, "-outform", "DER", "-out", kioskRequest + ".der"])
+        // The guide's openssl line gives the fingerprint to compare, pasted as sha256sum prints it.
+        let (_, kioskFingerprint) = try Daemon.run("/bin/sh", ["-c", "openssl req -inform DER -in '\(kioskRequest).der' -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum"])
+        #expect(kioskFingerprint.hasSuffix("  -\n"), "\(kioskFingerprint)")
         let (kiosk, kioskText) = try daemon.admin(["admin", "enroll-gateway", "kiosk-tanger", "--sealing-key", SealingPrivateKey.generate().publicKey.text,
-                                                   "--csr", kioskRequest + ".der", "--out", daemon.directory + "/handover-kiosk"])
+                                                   "--csr", kioskRequest + ".der", "--csr-fingerprint", kioskFingerprint.trimmingCharacters(in: .newlines),
+                                                   "--out", daemon.directory + "/handover-kiosk"])
         #expect(kiosk == 0, "\(kioskText)")
         let kioskMe = try daemon.get("/v1/me", as: ClientIdentity(certificate: daemon.directory + "/handover-kiosk/kiosk-tanger-cert.pem",
                                                                    key: kioskRequest + "-key.pem"))
         #expect(kioskMe.status == 200 && kioskMe.json["role"] as? String == "gateway", "\(kioskMe.text)")
 
         // amane makes requests only for keys the relay signs, and to standard output with --out -.
+        try FileManager.default.createDirectory(atPath: home + "-placeholder", withIntermediateDirectories: true)
+        try "relay: https://…   (the address your admin gives you)\nca: \(daemon.ca)\ncertificate: \(moved)/nadia-cert.pem\nkey: \(key)\n"
+            .write(toFile: home + "-placeholder/config.yaml", atomically: true, encoding: .utf8)
         let rsaHome = daemon.directory + "/rsa-laptop"
         try FileManager.default.createDirectory(atPath: rsaHome, withIntermediateDirectories: true)
         try "key: \(daemon.directory)/rsa.csr-key.pem\n".write(toFile: rsaHome + "/config.yaml", atomically: true, encoding: .utf8)
+        let (placeholder, placeholderOutput) = try amane(["inbox"], home: home + "-placeholder")
+        #expect(placeholder == 1 && placeholderOutput.contains("is not an address"), "the line printed for her to fill in, pasted as is: \(placeholderOutput)")
         let (rsaCode, rsaOutput) = try amane(["request-certificate", "rsa-user"], home: rsaHome)
         #expect(rsaCode == 1 && rsaOutput.contains("not an ECDSA P-256 or P-384 key") && rsaOutput.contains("--new-key"), "\(rsaOutput)")
         let piped = try Daemon.run(Build.cli, ["request-certificate", "nadia", "--out", "-"], environment: ["AMANE_HOME": home], separatingErrors: true)
