@@ -172,15 +172,18 @@ struct Admin: AsyncParsableCommand {
             if let error = error as? StoreError { throw CommandFailure(error.reason) }
             throw error
         }
+        let keyLine = if let requestedFingerprint {
+            "  client key               stays on their machine; its fingerprint \(SPKIFingerprint.spoken(requestedFingerprint))\n"
+                + (certificate.csrFingerprint == nil
+                    ? "                           (read it back to them, as `amane request-certificate` or the guide's openssl line gives it;\n"
+                        + "                           if it differs, the request was swapped: `admin revoke` at once, or reissue)"
+                    : "                           (the one they read you: --csr-fingerprint matched it)")
+        } else {
+            "  client key               \(keyPath)  (mode 0600; hand it over privately)"
+        }
         let files = """
               client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
-            \(requestedFingerprint.map { """
-                  client key               stays on their machine; its fingerprint \(SPKIFingerprint.spoken($0))
-                                           \(certificate.csrFingerprint == nil ? """
-                                           (read it back to them, as `amane request-certificate` or the openssl line in the guide
-                                           gives it; if it differs, the request was swapped: `admin revoke` at once, or reissue)
-                                           """ : "(the one they read you: --csr-fingerprint matched it)")
-                """ } ?? "  client key               \(keyPath)  (mode 0600; hand it over privately)")
+            \(keyLine)
               relay CA certificate     \(caCopy)  (their profile's 'ca')
             """
         return (principal, files)
