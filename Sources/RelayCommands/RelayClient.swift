@@ -19,7 +19,7 @@ final class RelayClient: Sendable {
             throw CLIError(.usage, "the relay address '\(baseURL)' in \(profile.directory)/config.yaml must start with https://",
                            hint: "amane speaks only TLS to the relay; nothing was sent.")
         }
-        guard let url = URL(string: baseURL), let host = url.host, !host.isEmpty, !host.contains("…") else {
+        guard !baseURL.contains("…"), let host = URL(string: baseURL)?.host, !host.isEmpty else {
             throw CLIError(.usage, "the relay address '\(baseURL)' in \(profile.directory)/config.yaml is not an address",
                            hint: "Write the one your admin gives you, such as https://relay.example.org:8443; nothing was sent.")
         }

@@ -230,7 +230,7 @@ struct CertificateOptions: ParsableArguments {
     func validate() throws {
         if let told = csrFingerprint {
             guard csr != nil else { throw ValidationError("--csr-fingerprint goes with --csr") }
-            guard told.count >= 20, told.allSatisfy(\.isHexDigit) else {
+            guard told.count >= 20, told.allSatisfy({ $0.isASCII && $0.isHexDigit }) else {
                 throw ValidationError("""
                     --csr-fingerprint: give at least the first 20 hex digits that `amane request-certificate` printed \
                     (spaces, ':' and '-' between them are fine)
