@@ -183,7 +183,7 @@ extension RelayServerApp {
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 64 * 1024, maxHeaderFieldCount: 100))
         let api = Application(
             router: router,
-            server: try .tls(.http1(configuration: http1), tlsConfiguration: tls),
+            server: try .tls(HTTPServerBuilder { RelayHTTP1Channel(base: HTTP1Channel(responder: $0, configuration: http1)) }, tlsConfiguration: tls),
             configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: "amane-relayd"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.listen.port

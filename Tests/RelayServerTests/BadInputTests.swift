@@ -97,6 +97,12 @@ extension DaemonSuite {
         let (earlyStatus, early) = try daemon.raw(huge, as: daemon.gateway)
         #expect(early.contains("HTTP/1.1 413") && early.contains("larger than this route accepts") && earlyStatus != 124,
                 "answered and closed before timeout(1) gave up: \(earlyStatus) \(early)")
+        // A request that is its connection's last (HTTP/1.0 without keep-alive, "Connection: Close") closes it once answered.
+        for last in ["GET /v1/me HTTP/1.0\r\n\r\n", "GET /v1/me HTTP/1.1\r\nHost: localhost\r\nConnection: Close\r\n\r\n"] {
+            let (status, answer) = try daemon.raw(last, as: daemon.gateway)
+            #expect(answer.contains(" 200 OK") && answer.contains("\"role\"") && status != 124,
+                    "closed once answered, not held until timeout(1) gave up: \(status) \(answer)")
+        }
 
         let cases = try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as! [[String: Any]]
         #expect(cases.map { $0["id"] as? String } == [good.json["id"] as? String], "bad input stored nothing and lost nothing")
