@@ -108,11 +108,8 @@ extension RelayServerApp {
     /// Sets the client-certificate gauges and names the principals whose certificate ends within 30 days: all the
     /// kiosks enrolled on one day would otherwise stop on one day, two years later.
     static func reportClientCertificates(_ db: RelayDatabase, metrics: RelayMetrics, logger: Logger, now: Date = Date()) async throws {
-        let ends = try await db.certificateEnds()
         let nowSeconds = Int64(now.timeIntervalSince1970)
-        let soon = ends.filter { $0.value < nowSeconds + 30 * 86_400 }.sorted { ($0.value, $0.key.rawValue) < ($1.value, $1.key.rawValue) }
-        metrics.clientCertificatesEndingSoon.set(Double(soon.count))
-        if let soonest = ends.values.min() { metrics.clientCertificateSoonestEnd.set(Double(soonest)) }
+        let soon = metrics.update(certificateEnds: try await db.certificateEnds(), now: nowSeconds)
         guard !soon.isEmpty else { return }
         let named = soon.prefix(20).map { "\($0.key) (\($0.value <= nowSeconds ? "ended" : "ends") \(Timestamp.iso8601($0.value).prefix(10)))" }
         let message: Logger.Message = """
@@ -216,6 +213,8 @@ extension RelayServerApp {
             if let depth = try? await db.queueDepth() { metrics.update(depth: depth) }
             if let unsealed = try? await db.queuesWithoutSealingKey() { metrics.queuesWithoutSealingKey.set(Double(unsealed.count)) }
             if let holders = try? await db.currentKeyHolders() { metrics.update(keyHolders: holders) }
+            // Enrolments, reissues and revocations are made by other processes: read the ends at every scrape.
+            if let ends = try? await db.certificateEnds() { metrics.update(certificateEnds: ends, now: Int64(Date().timeIntervalSince1970)) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                             body: .init(byteBuffer: .init(string: metrics.registry.emitToString())))
         }

@@ -65,10 +65,10 @@ final class RelayMetrics: Sendable {
                               helpText: "1 while the audit trail's append-only triggers are missing or its last entry does not chain (checked at start and hourly)"))
         clientCertificatesEndingSoon = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "client_certificates_ending_soon", unitName: "",
-                              helpText: "Active principals whose client certificate ends within 30 days, or has ended (checked at start and daily)"))
+                              helpText: "Active principals whose client certificate ends within 30 days, or has ended"))
         clientCertificateSoonestEnd = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "client_certificate_soonest_expiry", unitName: "timestamp_seconds",
-                              helpText: "When the first active principal's client certificate ends, in Unix seconds"))
+                              helpText: "When the first active principal's client certificate ends, in Unix seconds; 0 when none has a recorded end"))
         retentionPurged = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "retention_purged_cases", unitName: "total",
                               helpText: "Cases purged by the retention sweep since start (envelopes and sealed objects removed, labels kept)"))
@@ -109,6 +109,15 @@ final class RelayMetrics: Sendable {
             }
             gauge.set(Double(holders))
         }
+    }
+
+    /// The principals whose certificate ends within 30 days (or has ended), soonest first.
+    @discardableResult
+    func update(certificateEnds ends: [PrincipalName: Int64], now: Int64) -> [(key: PrincipalName, value: Int64)] {
+        let soon = ends.filter { $0.value < now + 30 * 86_400 }.sorted { ($0.value, $0.key.rawValue) < ($1.value, $1.key.rawValue) }
+        clientCertificatesEndingSoon.set(Double(soon.count))
+        clientCertificateSoonestEnd.set(Double(ends.values.min() ?? 0))
+        return soon
     }
 
     func update(depth: [Urgency: (waiting: Int, pastSLA: Int)]) {
