@@ -136,7 +136,8 @@ struct Followup: AsyncParsableCommand {
         discussion: """
             FILE holds the JSON body of POST /v1/followups: the receipt and the content, so that the receipt stays off \
             the command line. With --seal the content is sealed here to the queue's key, bound to the receipt's case, \
-            so the relay only ever receives the envelope. Example: AMANE_HOME=.amane-dev/dev/gateway amane followup more.json --seal
+            so the relay only ever receives the envelope. A follow-up to a closed case reopens it (back to new, flagged \
+            "updated"). Example: AMANE_HOME=.amane-dev/dev/gateway amane followup more.json --seal
             """)
 
     @OptionGroup var global: GlobalOptions

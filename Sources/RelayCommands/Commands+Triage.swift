@@ -602,7 +602,11 @@ struct Reply: AsyncParsableCommand {
 
 struct Refer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Refer a case to a partner service; the reason is kept as a sealed note.",
-                                                    discussion: "Example: echo \"Needs a doctor today.\" | amane refer c41e9a7b --to health --reason-file -")
+                                                    discussion: """
+                                                        A case the reporter followed up is referred only once its holder has opened the follow-up \
+                                                        (a supervisor who does not hold it may refer it anyway). \
+                                                        Example: echo "Needs a doctor today." | amane refer c41e9a7b --to health --reason-file -
+                                                        """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Option(help: "Where to: police, health, social, shelter, legal or partner.") var to: String
@@ -632,7 +636,12 @@ struct Refer: AsyncParsableCommand {
 
 struct Close: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Close a case with an outcome from the taxonomy.",
-                                                    discussion: "Outcomes include referred, support_provided, information_provided, reporter_unreachable, no_further_action, duplicate and outside_mandate. Example: amane close c41e9a7b --outcome support_provided")
+                                                    discussion: """
+                                                        Outcomes include referred, support_provided, information_provided, reporter_unreachable, \
+                                                        no_further_action, duplicate and outside_mandate. A case the reporter followed up is closed only \
+                                                        once its holder has opened the follow-up (a supervisor who does not hold it may close it anyway); \
+                                                        a later follow-up reopens it. Example: amane close c41e9a7b --outcome support_provided
+                                                        """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Option(help: "The outcome code.") var outcome: String

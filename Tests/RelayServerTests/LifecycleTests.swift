@@ -407,9 +407,18 @@ extension DaemonSuite {
         let (verifyStatus, verified) = try daemon.admin(["admin", "audit", "verify"])
         #expect(verifyStatus == 6 && verified.contains("BROKEN: the triggers that keep it append-only are missing"), "\(verified)")
         daemon.stop()
+        // With its guard gone too, an entry altered meanwhile is still named: what an investigator looks for.
         try sql("""
             DROP TRIGGER audit_append_only_update;
             UPDATE audit SET detail = '{}' WHERE seq = (SELECT MAX(seq) FROM audit);
+            """)
+        let last = try Daemon.run("/usr/bin/env", ["python3", "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT MAX(seq) FROM audit').fetchone()[0])",
+                                                   database]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let (alteredStatus, altered) = try daemon.admin(["admin", "audit", "verify", "--json"])
+        let broken = try JSONSerialization.jsonObject(with: Data(altered.utf8)) as? [String: Any]
+        #expect(alteredStatus == 6 && (broken?["brokenAt"] as? Int).map(String.init) == last && (broken?["reason"] as? String ?? "").contains("altered")
+                && (broken?["reason"] as? String ?? "").contains("triggers that keep the trail append-only are missing too"), "\(last) \(altered)")
+        try sql("""
             CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
             CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
             """)
