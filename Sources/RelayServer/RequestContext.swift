@@ -169,9 +169,14 @@ extension Request {
         if let coding = headers[.contentEncoding], coding.lowercased() != "identity" {
             throw APIError(.unsupportedMediaType, "send the body uncompressed, without Content-Encoding", headers: [.acceptEncoding: "identity"])
         }
-        let contentType = headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
-        guard contentType == MediaType.json else {
+        let contentType = headers[.contentType]?.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? []
+        guard contentType.first == MediaType.json else {
             throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json)")
+        }
+        // JSON is UTF-8: a body labelled otherwise would be read as what it is not.
+        let charsets = contentType.dropFirst().filter { $0.hasPrefix("charset=") }.map { $0.dropFirst("charset=".count).trimmingCharacters(in: ["\""]) }
+        guard charsets.allSatisfy({ $0 == "utf-8" || $0 == "utf8" }) else {
+            throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json) in UTF-8 (charset=\(charsets.joined(separator: ",")) is not taken)")
         }
         // A declared length past the limit is refused before waiting for a body that may never come.
         if let declared = headers[.contentLength].flatMap({ Int($0) }), declared > limit {

@@ -41,6 +41,8 @@ extension DaemonSuite {
         invalidUTF8.append(Data(#""}}"#.utf8))
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: invalidUTF8, headers: key), 400, "UTF-8")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{}".utf8), contentType: "text/plain", headers: key), 415, "application/json")
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "é")),
+                                   contentType: "application/json; charset=latin1", headers: key), 415, "in UTF-8 (charset=latin1 is not taken)")
         let utf16 = try #require(String(decoding: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "in UTF-16")), as: UTF8.self).data(using: .utf16))
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: utf16, headers: key), 400, "UTF-8")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "gz")),
@@ -114,6 +116,9 @@ extension DaemonSuite {
             let found = try daemon.get("/v1/queue?idMatch=\(match)", as: daemon.responder).json["cases"] as! [[String: Any]]
             #expect(found.map { $0["id"] as? String } == [id], "\(match)")
         }
+        let labelled = try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "é")),
+                                          contentType: "application/json; charset=\"UTF-8\"", headers: ["Idempotency-Key": Demo.key()])
+        #expect(labelled.status == 201, "UTF-8, however it is spelt, is taken: \(labelled.text)")
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "the daemon keeps serving")
     }
 
