@@ -46,14 +46,19 @@ public enum Authorization {
         RouteKey("GET", "/v1/openapi.yaml"): everyone,
     ]
 
-    /// The methods the table serves at a concrete path (a `{name}` segment matches any one segment), for 405's Allow.
-    static func methods(at path: String) -> [String] {
+    /// The routes the table serves at a concrete path (a `{name}` segment matches any one segment).
+    static func routes(at path: String) -> [RouteKey] {
         // Empty segments are skipped, as the router skips them.
         let segments = path.split(separator: "/")
-        return Set(table.keys.filter { route in
+        return table.keys.filter { route in
             let pattern = route.path.split(separator: "/")
             return pattern.count == segments.count && zip(pattern, segments).allSatisfy { $0 == $1 || $0.hasPrefix("{") }
-        }.map(\.method)).sorted()
+        }
+    }
+
+    /// The methods served at a concrete path, for 405's Allow.
+    static func methods(at path: String) -> [String] {
+        Set(routes(at: path).map(\.method)).sorted()
     }
 
     public static func roles(for route: RouteKey) -> Set<Role> {

@@ -137,8 +137,11 @@ struct ProblemMiddleware: RouterMiddleware {
             let mapped = APIError(error)
             return Answer(status: mapped.status, detail: mapped.detail, code: mapped.code, headers: mapped.headers)
         case let error as HTTPError where error.status == .notFound:
-            let allowed = Authorization.methods(at: request.uri.path)
-            guard !allowed.isEmpty else { return Answer(status: .notFound, detail: "no such route") }
+            let routes = Authorization.routes(at: request.uri.path)
+            guard !routes.isEmpty else { return Answer(status: .notFound, detail: "no such route") }
+            let allowed = Set(routes.map(\.method)).sorted()
+            // Counted and logged under the path's pattern, not as the router's "NotFound"; the most literal one.
+            context.coreContext.endpointPath.value = routes.map(\.path).max { $0.filter { $0 == "{" }.count > $1.filter { $0 == "{" }.count }
             return Answer(status: .methodNotAllowed, detail: "\(request.uri.path) takes \(allowed.joined(separator: " and ")), not \(request.method)",
                           headers: [.allow: allowed.joined(separator: ", ")])
         case let error as HTTPError:

@@ -33,6 +33,10 @@ extension DaemonSuite {
             #expect(refused.json["code"] as? String == "method_not_allowed" && refused.headers.lowercased().contains("allow: \(allow.lowercased())\r\n"),
                     "\(method) \(path): \(refused.headers)")
         }
+        let counted = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+        #expect(counted.contains(#"amane_http_requests_total{method="GET",route="/v1/disclosures",status="405"} 1"#)
+                && counted.contains(#"amane_http_requests_total{method="DELETE",route="/v1/disclosures/{id}",status="405"} 1"#)
+                && !counted.contains(#"route="NotFound",status="405""#), "a 405 is counted under its path's pattern: \(counted)")
         let nowhere = try daemon.request("GET", "/v1/nowhere", as: daemon.gateway, contentType: nil)
         problem(nowhere, 404, "no such route")
         #expect(nowhere.json["code"] as? String == "not_found")
