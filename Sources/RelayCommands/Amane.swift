@@ -190,7 +190,7 @@ struct Session {
         let matches = page.cases.map(\.id)
         switch matches.count {
         case 1: return matches[0]
-        case 0: throw CLIError(.usage, "no case id starts or ends with '\(short)'", hint: "`amane inbox --all` lists every open case; `amane inbox --state closed --all` the closed ones.")
+        case 0: throw CLIError(.usage, "no case id starts or ends with '\(short)'", hint: "`amane inbox --all` lists the open cases, `amane inbox --state closed --all` the closed ones; a case purged after its retention period is gone.")
         default:
             let count = page.next == nil ? "\(matches.count)" : "more than \(matches.count)"
             throw CLIError(.usage, "'\(short)' matches \(count) cases: \(matches.map(ShortID.of).joined(separator: ", "))",

@@ -22,6 +22,12 @@ struct SendingOptions: ParsableArguments {
     /// The key the request goes under: the one given, to retry, or a new one.
     func key() throws -> String {
         guard let idempotencyKeyFile else { return idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())" }
+        guard FileManager.default.fileExists(atPath: idempotencyKeyFile) else {
+            throw CLIError(.usage, "the idempotency key file \(idempotencyKeyFile) does not exist; nothing was sent", hint: """
+                A key amane saved is removed once its submission is answered: if this retry ran before, it was stored then, and \
+                its answer was printed then. The key is not kept after, since with it the answer could be fetched again.
+                """)
+        }
         try PrivateFile.check(idempotencyKeyFile, "the idempotency key file")
         guard let text = FileManager.default.contents(atPath: idempotencyKeyFile).map({ String(decoding: $0, as: UTF8.self) }) else {
             throw CLIError(.usage, "cannot read the idempotency key file \(idempotencyKeyFile)")

@@ -242,7 +242,7 @@ struct RelayHTTP1Channel: ServerChildChannel {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
         base.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
-            try channel.pipeline.syncOperations.addHandler(LastRequestMarker(), position: .before(codec))
+            try channel.pipeline.syncOperations.addHandler(LastRequestHandler(), position: .before(codec))
             return value
         }
     }
@@ -252,17 +252,56 @@ struct RelayHTTP1Channel: ServerChildChannel {
     }
 }
 
-/// Gives a request that is its connection's last the exact `Connection: close` Hummingbird looks for.
-final class LastRequestMarker: ChannelInboundHandler, RemovableChannelHandler {
+/// Closes the connection once the answer to its last request is written, and reads nothing after that request: what
+/// a client pipelines behind it would otherwise be taken, never answered, and hold the connection. The request gets
+/// the exact `Connection: close` Hummingbird looks for, and its answer says so too.
+final class LastRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+    private var requests = 0
+    private var answersBegun = 0
+    private var answersEnded = 0
+    /// The number of the request after which the connection ends.
+    private var last: Int?
+    private var readingDone = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(var head) = unwrapInboundIn(data), !head.isKeepAlive, head.headers["connection"] != ["close"] else {
-            return context.fireChannelRead(data)
+        guard !readingDone else { return }
+        switch unwrapInboundIn(data) {
+        case .head(var head):
+            requests += 1
+            guard !head.isKeepAlive else { break }
+            last = requests
+            head.headers.replaceOrAdd(name: "connection", value: "close")
+            return context.fireChannelRead(wrapInboundOut(.head(head)))
+        case .end:
+            readingDone = last == requests
+        case .body:
+            break
         }
-        head.headers.replaceOrAdd(name: "connection", value: "close")
-        context.fireChannelRead(wrapInboundOut(.head(head)))
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head) where head.status.code >= 200:
+            answersBegun += 1
+            guard answersBegun == last else { break }
+            head.headers.replaceOrAdd(name: "connection", value: "close")
+            return context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .end:
+            answersEnded += 1
+            guard answersEnded == last else { break }
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            written.futureResult.cascade(to: promise)
+            return context.write(data, promise: written)
+        case .head, .body:
+            break
+        }
+        context.write(data, promise: promise)
     }
 }
 

@@ -192,7 +192,7 @@ public struct RelayConfiguration: Sendable {
         listen = try address("http.listen", dev ? "127.0.0.1:8443" : "0.0.0.0:8443")
         opsListen = try address("ops.listen", "127.0.0.1:9090")
         guard ["127.0.0.1", "::1", "localhost"].contains(opsListen.host) else {
-            throw Invalid(key: "ops.listen", reason: "the ops listener serves plain HTTP and must stay on 127.0.0.1 or ::1")
+            throw Invalid(key: "ops.listen", reason: "the ops listener serves plain HTTP and must stay on 127.0.0.1, ::1 or localhost")
         }
         // Loopback by any name; 0.0.0.0 holds every IPv4 address, :: every address.
         func host(_ name: String) -> String { name == "localhost" ? "127.0.0.1" : name }

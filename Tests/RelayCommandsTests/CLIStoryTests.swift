@@ -112,7 +112,7 @@ extension DaemonSuiteForCLI {
         #expect(ambiguous.code == 1 && ambiguous.output.contains("matches 3 cases") && ambiguous.output.contains(short), "\(ambiguous.output)")
         let unknown = try cli.run(["show", "ffffffff"], home: cli.responder)
         #expect(unknown.code == 1 && unknown.output.contains("no case id starts or ends with 'ffffffff'")
-                && unknown.output.contains("amane inbox --state closed --all"), "closed cases are not in the plain inbox: \(unknown.output)")
+                && unknown.output.contains("amane inbox --state closed --all"), "the hint names where closed cases are listed: \(unknown.output)")
 
         // 3. The responder claims one; another responder cannot.
         // A whole id copied without its dashes names the case too.

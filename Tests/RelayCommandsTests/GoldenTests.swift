@@ -165,6 +165,9 @@ extension DaemonSuiteForCLI {
         let again = try cli.run(["submit", demo, "--idempotency-key-file", retryFile, "--json"], home: cli.gateway)
         #expect(first.code == 0 && first.output == again.output, "the saved key retries safely: \(first.output) \(again.output)")
         #expect(!FileManager.default.fileExists(atPath: retryFile), "a saved key that served is removed")
+        let rerun = try cli.run(["submit", demo, "--idempotency-key-file", retryFile], home: cli.gateway)
+        #expect(rerun.code == 1 && rerun.output.contains("does not exist; nothing was sent") && rerun.output.contains("removed once its submission is answered"),
+                "the retry run twice says why its key is gone: \(rerun.output)")
         // Where the request never left, there is no doubt and no key to keep.
         try String(contentsOfFile: cli.gateway + "/config.yaml", encoding: .utf8).replacingOccurrences(of: daemon.url, with: "https://127.0.0.1:1")
             .write(toFile: dyingRelay + "/config.yaml", atomically: true, encoding: .utf8)
