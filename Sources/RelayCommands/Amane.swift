@@ -112,30 +112,60 @@ public struct Amane: AsyncParsableCommand {
     }
 }
 
-/// Options every command takes.
-struct GlobalOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The profile folder (default $AMANE_HOME, else ~/.config/amane).", valueName: "dir"))
-    var profile: String?
+/// The profile a command works with, the passphrase file if it opens the personal key, and whether it prints JSON.
+protocol ProfileChoice {
+    var profile: String? { get }
+    var passphraseFile: String? { get }
+    var json: Bool { get }
+}
 
-    @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("Read the passphrase from this file (mode 0600) instead of the terminal.", valueName: "file"))
-    var passphraseFile: String?
-
+extension ProfileChoice {
     /// The options that chose this profile, for a command line to run again.
     var retryOptions: String {
         [profile.map { "--profile \($0) " }, passphraseFile.map { "--passphrase-file \($0) " }].compactMap { $0 }.joined()
     }
+}
+
+/// The options every command shows.
+struct SharedOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The profile folder (default $AMANE_HOME, else ~/.config/amane).", valueName: "dir"))
+    var profile: String?
 
     @Flag(help: "Print JSON (stable field names) instead of text.")
     var json = false
 }
 
+/// Options of the commands that never open the personal key. They take --passphrase-file without showing it,
+/// so that a script may give it to every command.
+struct ProfileOptions: ParsableArguments, ProfileChoice {
+    @OptionGroup var base: SharedOptions
+
+    @Option(name: .customLong("passphrase-file"), help: .hidden)
+    var unusedPassphraseFile: String?
+
+    var profile: String? { base.profile }
+    var json: Bool { base.json }
+    var passphraseFile: String? { nil }
+}
+
+/// Options of the commands that open the personal key, with its passphrase.
+struct GlobalOptions: ParsableArguments, ProfileChoice {
+    @OptionGroup var base: SharedOptions
+
+    @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("Read the passphrase from this file (mode 0600) instead of the terminal.", valueName: "file"))
+    var passphraseFile: String?
+
+    var profile: String? { base.profile }
+    var json: Bool { base.json }
+}
+
 /// A profile, a client, and the identity once unlocked: what most commands need.
 struct Session {
-    let options: GlobalOptions
+    let options: any ProfileChoice
     let profile: Profile
     let client: RelayClient
 
-    static func with<T>(_ options: GlobalOptions, _ body: (Session) async throws -> T) async throws -> T {
+    static func with<T>(_ options: some ProfileChoice, _ body: (Session) async throws -> T) async throws -> T {
         let profile = try Profile.load(options.profile)
         let client = try RelayClient(profile: profile)
         do {

@@ -28,7 +28,7 @@ struct RequestCertificate: AsyncParsableCommand {
             known to anyone else, --new-key makes a new one. Example: amane request-certificate amina
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Argument(help: "Your name, as the admin enrolls it.") var name: String
     @Option(help: ArgumentHelp("Where to write the request (default NAME.csr here; - for standard output).", valueName: "file"))
     var out: String?

@@ -105,7 +105,7 @@ struct Submit: AsyncParsableCommand {
             --idempotency-key-file FILE stores it at most once.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Argument(help: "The disclosure as JSON.") var file: String
     @OptionGroup var sending: SendingOptions
 
@@ -146,7 +146,7 @@ struct Followup: AsyncParsableCommand {
             "updated"). Example: AMANE_HOME=.amane-dev/dev/gateway amane followup more.json --seal
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Argument(help: "The follow-up as JSON: {\"receipt\": …, \"content\": {\"narrative\": …}}.") var file: String
     @OptionGroup var sending: SendingOptions
 

@@ -255,7 +255,7 @@ struct AuditCommand: AsyncParsableCommand {
                       amane audit --verify --expect-head 1042:9f86d081884c7d65…
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Flag(help: "Verify the hash chain instead of printing it.") var verify = false
     @Option(name: .customLong("expect-head"), help: ArgumentHelp("With --verify: a head printed by an earlier --verify, which must still be in the trail.", valueName: "seq:hash"))
     var expectHead: String?
@@ -328,7 +328,7 @@ struct AuditCommand: AsyncParsableCommand {
 struct Stats: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Count cases for reports, from labels only.",
                                                     discussion: "Example: amane stats --by region --csv")
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Option(help: "Group by month, category, urgency, channel, region, outcome, language or referral.") var by = "month"
     @Flag(help: "Print CSV.") var csv = false
 

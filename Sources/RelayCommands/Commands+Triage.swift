@@ -16,7 +16,7 @@ struct Inbox: AsyncParsableCommand {
             Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --state closed · amane inbox --mine --all --json
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Option(help: "Only cases in this state (new, claimed, in_progress, referred, closed); repeatable. Default: every state but closed.")
     var state: [String] = []
     @Option(help: "Only this urgency (immediate, high, normal, low).") var urgency: String?
@@ -215,7 +215,7 @@ struct Show: AsyncParsableCommand {
 
 /// Claim, release, and the transitions that need no sealed text.
 struct CaseChange {
-    static func apply(_ global: GlobalOptions, id: String, path: (String) -> String, body: some Encodable, verb: String) async throws {
+    static func apply(_ global: some ProfileChoice, id: String, path: (String) -> String, body: some Encodable, verb: String) async throws {
         let view = try await Session.with(global) { session in
             let caseID = try await session.resolve(id)
             return try await session.client.post(path(caseID), body, as: CaseView.self)
@@ -239,7 +239,7 @@ struct Empty: Codable {}
 struct Claim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Claim a case: it is yours for the lease (15 minutes by default), renewed as you work.",
                                                     discussion: "Example: amane claim c41e9a7b")
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
 
     func run() async throws {
@@ -249,7 +249,7 @@ struct Claim: AsyncParsableCommand {
 
 struct Release: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Release a case you claimed, back to the queue.", discussion: "Example: amane release c41e9a7b")
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
 
     func run() async throws {
@@ -259,7 +259,7 @@ struct Release: AsyncParsableCommand {
 
 struct Reopen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reopen a closed or referred case (supervisors).", discussion: "Example: amane reopen c41e9a7b")
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
 
     func run() async throws {
@@ -269,7 +269,7 @@ struct Reopen: AsyncParsableCommand {
 
 struct Assign: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Assign a case to a responder (supervisors).", discussion: "Example: amane assign c41e9a7b amina")
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Argument(help: "The responder's name.") var name: String
 
@@ -292,7 +292,7 @@ struct Hold: AsyncParsableCommand {
             Use it when a case may be needed later (the police or a court asked), before or after it closes.
             Example: amane hold c41e9a7b --on
             """)
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ProfileOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @Flag(name: .customLong("on"), help: "Set the legal hold.") var on = false
     @Flag(name: .customLong("off"), help: "Lift the legal hold: once closed past the retention period, the case is purged.") var off = false

@@ -179,6 +179,8 @@ extension DaemonSuiteForCLI {
         try "not the passphrase\n".write(toFile: wrong, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: wrong)
         let open = try cli.run(["keys", "--passphrase-file", wrong], home: cli.responder)
+        let keyless = try cli.run(["inbox", "--passphrase-file", wrong, "--json"], home: cli.responder)
+        #expect(keyless.code == 0 && keyless.output.contains("\"cases\""), "a command that opens no key takes the option and leaves the file alone: \(keyless.output)")
         #expect(open.code == 1 && open.output.contains("open to other users (mode 644)") && open.output.contains("chmod 600"), "\(open.output)")
         // The client certificate's key and the identity file are refused the same way when others may read them.
         let clientKey = cli.responder + "/key.pem", identityFile = cli.responder + "/identity.amane"
