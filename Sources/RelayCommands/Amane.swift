@@ -140,7 +140,7 @@ struct SharedOptions: ParsableArguments {
 struct ProfileOptions: ParsableArguments, ProfileChoice {
     @OptionGroup var base: SharedOptions
 
-    @Option(name: .customLong("passphrase-file"), help: .hidden)
+    @Option(name: .customLong("passphrase-file"), help: ArgumentHelp(valueName: "file", visibility: .hidden))
     var unusedPassphraseFile: String?
 
     var profile: String? { base.profile }
