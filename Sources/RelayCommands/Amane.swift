@@ -114,12 +114,14 @@ public struct Amane: AsyncParsableCommand {
 
 /// The profile a command works with, the passphrase file if it opens the personal key, and whether it prints JSON.
 protocol ProfileChoice {
-    var profile: String? { get }
+    var base: SharedOptions { get }
     var passphraseFile: String? { get }
-    var json: Bool { get }
 }
 
 extension ProfileChoice {
+    var profile: String? { base.profile }
+    var json: Bool { base.json }
+
     /// The options that chose this profile, for a command line to run again.
     var retryOptions: String {
         [profile.map { "--profile \($0) " }, passphraseFile.map { "--passphrase-file \($0) " }].compactMap { $0 }.joined()
@@ -143,8 +145,6 @@ struct ProfileOptions: ParsableArguments, ProfileChoice {
     @Option(name: .customLong("passphrase-file"), help: ArgumentHelp(valueName: "file", visibility: .hidden))
     var unusedPassphraseFile: String?
 
-    var profile: String? { base.profile }
-    var json: Bool { base.json }
     var passphraseFile: String? { nil }
 }
 
@@ -154,9 +154,6 @@ struct GlobalOptions: ParsableArguments, ProfileChoice {
 
     @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("Read the passphrase from this file (mode 0600) instead of the terminal.", valueName: "file"))
     var passphraseFile: String?
-
-    var profile: String? { base.profile }
-    var json: Bool { base.json }
 }
 
 /// A profile, a client, and the identity once unlocked: what most commands need.

@@ -29,16 +29,19 @@ final class RelayClient: Sendable {
         try PrivateFile.check(keyPath, "the client key")
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv13
+        let certificatePEM: [UInt8]
+        let keyPEM: [UInt8]
         do {
             tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caPath))
-            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem))
+            certificatePEM = Array(try Data(contentsOf: URL(fileURLWithPath: certificatePath)))
+            keyPEM = Array(try Data(contentsOf: URL(fileURLWithPath: keyPath)))
+            tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificatePEM).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: keyPEM, format: .pem))
         } catch {
             throw CLIError(.usage, "cannot read the TLS files named in the profile (\(caPath), \(certificatePath), \(keyPath))")
         }
         // A certificate for another key fails in the handshake, where it would read as the relay's fault.
-        if let certificatePEM = try? String(contentsOfFile: certificatePath, encoding: .utf8), let keyPEM = try? String(contentsOfFile: keyPath, encoding: .utf8),
-           ClientKey.certificate(certificatePEM, isForKey: keyPEM) == false {
+        if ClientKey.certificate(String(decoding: certificatePEM, as: UTF8.self), isForKey: String(decoding: keyPEM, as: UTF8.self)) == false {
             throw CLIError(.usage, "the certificate \(certificatePath) is not for the client key \(keyPath)",
                            hint: "After `amane request-certificate --new-key`, put the certificate your admin issues for the new key in its place; nothing was sent.")
         }
