@@ -111,6 +111,16 @@ public struct Accepted: Codable, Sendable, Equatable {
     public init(id: String) { self.id = id }
 }
 
+/// `POST /v1/grants`: the epoch, and the members who held a grant of it already and kept it (only a supervisor's replaces one).
+public struct GrantsStored: Codable, Sendable, Equatable {
+    public var id: String
+    public var kept: [String]
+    public init(id: String, kept: [String]) {
+        self.id = id
+        self.kept = kept
+    }
+}
+
 /// `POST /v1/replies/fetch`: the receipt travels in the body, never in a URL.
 public struct ReplyFetch: Codable, Sendable, Equatable {
     public var receipt: String

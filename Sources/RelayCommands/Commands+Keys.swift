@@ -109,20 +109,27 @@ struct Grant: AsyncParsableCommand {
                                    """)
             }
             let (keys, _, _) = try await session.epochKeys(identity)
+            var granted = 0
             for (epochID, epoch) in keys {
                 let grant = try RelayFormat.Grant.seal(epoch, to: key)
-                _ = try await session.client.post(APIPath.grants, GrantUpload(epoch: epochID, grants: [name: Base64.encode(grant)]), as: Accepted.self)
+                let stored = try await session.client.post(APIPath.grants, GrantUpload(epoch: epochID, grants: [name: Base64.encode(grant)]),
+                                                           as: GrantsStored.self)
+                if !stored.kept.contains(name) { granted += 1 }
             }
-            return keys.count
+            return (granted: granted, held: keys.count - granted)
         }
-        if global.json { return try Output.json(["granted": count]) }
-        guard count > 0 else {
+        if global.json { return try Output.json(["granted": count.granted, "held": count.held]) }
+        guard count.granted + count.held > 0 else {
             return print("""
                 You hold no queue key, so none was granted; \(name)'s key is confirmed in your profile. A member who holds \
                 the keys can grant them, or `amane rotate` makes a new one for every confirmed member.
                 """)
         }
-        print("Granted \(count) queue key\(count == 1 ? "" : "s") to \(name).")
+        var line = "Granted \(count.granted) queue key\(count.granted == 1 ? "" : "s") to \(name)."
+        if count.held > 0 {
+            line += " \(count.held) more \(name) held already, and kept: only a supervisor's grant replaces one (to mend a grant that does not open)."
+        }
+        print(line)
     }
 }
 

@@ -484,7 +484,7 @@ paths:
           $ref: '#/components/responses/P429'
     post:
       summary: Upload grants of an epoch the caller holds
-      description: "Roles: responder, supervisor."
+      description: "Roles: responder, supervisor. A grant a member holds already is kept, and named in `kept`, unless a supervisor sends the new one: the relay cannot tell whether a grant opens."
       requestBody:
         required: true
         content:
@@ -495,7 +495,7 @@ paths:
           description: Created
           content:
             application/json:
-              schema: {$ref: '#/components/schemas/Accepted'}
+              schema: {$ref: '#/components/schemas/GrantsStored'}
         "400":
           $ref: '#/components/responses/P400'
         "403":
@@ -852,6 +852,12 @@ components:
       required: [id]
       properties:
         id: {type: string}
+    GrantsStored:
+      type: object
+      required: [id, kept]
+      properties:
+        id: {type: string}
+        kept: {type: array, description: Members who held a grant of this epoch already and kept it., items: {type: string}}
     GrantView:
       type: object
       required: [epoch, queue, sealed, grantedBy, current]

@@ -375,8 +375,8 @@ struct RelayRoutes: Sendable {
 
     @Sendable func uploadGrants(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let (body, _) = try await request.decodeJSON(GrantUpload.self, limit: limits.maxBodyBytes)
-        try await db.addGrants(epochID: body.epoch, grants: try Self.decodeGrants(body.grants), actor: try context.actor)
-        return try .json(Accepted(id: body.epoch), status: .created)
+        let kept = try await db.addGrants(epochID: body.epoch, grants: try Self.decodeGrants(body.grants), actor: try context.actor)
+        return try .json(GrantsStored(id: body.epoch, kept: kept), status: .created)
     }
 
     @Sendable func createEpoch(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

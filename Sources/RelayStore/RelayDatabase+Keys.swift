@@ -233,22 +233,28 @@ extension RelayDatabase {
         }
     }
 
-    /// Adds grants of an epoch the actor holds, for members who joined later.
-    public func addGrants(epochID: String, grants: [String: [UInt8]], actor: StoreActor) async throws {
+    /// Adds grants of an epoch the actor holds, for members who joined later. A grant a member holds already is
+    /// replaced only by a supervisor's (the way to mend one that does not open): the relay cannot tell a grant
+    /// that opens from one that does not, so a responder's would let any key holder lock a colleague out.
+    /// - Returns: the members who held a grant of this epoch already and kept it.
+    @discardableResult
+    public func addGrants(epochID: String, grants: [String: [UInt8]], actor: StoreActor) async throws -> [String] {
         guard actor.role.isMember, let actorID = actor.principalID else { throw StoreError(.forbidden, "only members grant keys") }
         guard let id = UUID(uuidString: epochID) else { throw StoreError(.invalid, "not an epoch id") }
         let now = nowSeconds
-        try await committer.write { db in
+        return try await committer.write { db in
             try Self.requireActive(db, actor)
             guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"grant\" WHERE epochID = ? AND principalID = ?",
                                    arguments: [epochID.lowercased(), actorID]) == 1 else {
                 throw StoreError(.forbidden, "you hold no grant for epoch \(epochID)")
             }
-            try Self.insertGrants(db, epochID: id, grants: grants, actor: actor, now: now)
+            return try Self.insertGrants(db, epochID: id, grants: grants, actor: actor, now: now)
         }
     }
 
-    private static func insertGrants(_ db: Database, epochID: UUID, grants: [String: [UInt8]], actor: StoreActor, now: Int64) throws {
+    @discardableResult
+    private static func insertGrants(_ db: Database, epochID: UUID, grants: [String: [UInt8]], actor: StoreActor, now: Int64) throws -> [String] {
+        var kept: [String] = []
         for (memberName, sealed) in grants.sorted(by: { $0.key < $1.key }) {
             guard let member = try PrincipalRecord.filter(PrincipalRecord.Columns.name == memberName).fetchOne(db)?.principal,
                   member.isActive, member.role.isMember, let keyText = member.sealingKey,
@@ -260,13 +266,20 @@ extension RelayDatabase {
             guard header.kind == .grant, header.objectID == epochID, header.keyID == memberKey.id else {
                 throw StoreError(.invalid, "the grant for \(memberName) is not sealed to their key for this epoch")
             }
+            let held = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"grant\" WHERE epochID = ? AND principalID = ?",
+                                        arguments: [epochID.uuidString.lowercased(), member.id]) == 1
+            if held && actor.role != .supervisor {
+                kept.append(memberName)
+                continue
+            }
             try db.execute(sql: """
                 INSERT INTO "grant" (epochID, principalID, sealed, grantedBy, createdAt) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (epochID, principalID) DO UPDATE SET sealed = excluded.sealed, grantedBy = excluded.grantedBy, createdAt = excluded.createdAt
                 """, arguments: [epochID.uuidString.lowercased(), member.id, Data(sealed), actor.name, now])
             try AuditLog.append(db, time: now, actor: actor, action: "grant", subject: epochID.uuidString.lowercased(),
-                                detail: ["member": memberName])
+                                detail: held ? ["member": memberName, "replaced": "true"] : ["member": memberName])
         }
+        return kept
     }
 
     /// The grants a member holds, newest epoch first.

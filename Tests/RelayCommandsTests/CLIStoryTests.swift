@@ -245,6 +245,9 @@ extension DaemonSuiteForCLI {
         #expect(mistaken.code == 6 && mistaken.output.contains("nothing was sealed") && !mistaken.output.contains(fingerprint.trimmingCharacters(in: .whitespacesAndNewlines)),
                 "a mistyped fingerprint is not answered with the relay's, to copy: \(mistaken.output)")
         #expect(try cli.run(["grant", "youssef", "--fingerprint", fingerprint.uppercased()], home: cli.responder).code == 0)
+        let again = try cli.run(["grant", "youssef"], home: cli.responder)
+        #expect(again.code == 0 && again.output.contains("Granted 0 queue keys to youssef.") && again.output.contains("youssef held already, and kept"),
+                "a responder's grant does not replace one held: \(again.output)")
         let pins = cli.responder + "/members"
         #expect(try String(contentsOfFile: pins, encoding: .utf8).contains("youssef \(fingerprint)"))
         #expect(try FileManager.default.attributesOfItem(atPath: pins)[.posixPermissions] as? Int == 0o600)

@@ -13,7 +13,7 @@ import Yams
         "ReplyFetch": ReplyFetch.self, "ReplyKey": ReplyKey.self, "SealedReply": SealedReply.self, "ReplyList": ReplyList.self, "SealingKeyInfo": SealingKeyInfo.self,
         "CaseView": CaseView.self, "QueueListing": QueueListing.self, "SealedObjectView": SealedObjectView.self, "CaseFile": CaseFile.self,
         "TransitionRequest": TransitionRequest.self, "NoteSubmission": NoteSubmission.self, "ReplySubmission": ReplySubmission.self,
-        "AssignRequest": AssignRequest.self, "HoldRequest": HoldRequest.self, "Accepted": Accepted.self, "GrantView": GrantView.self,
+        "AssignRequest": AssignRequest.self, "HoldRequest": HoldRequest.self, "Accepted": Accepted.self, "GrantsStored": GrantsStored.self, "GrantView": GrantView.self,
         "GrantList": GrantList.self, "GrantUpload": GrantUpload.self, "EpochCreation": EpochCreation.self, "EpochView": EpochView.self,
         "MemberView": MemberView.self, "MemberList": MemberList.self, "StatRow": StatRow.self, "Statistics": Statistics.self,
         "AuditEntryView": AuditEntryView.self, "AuditPage": AuditPage.self, "TaxonomyLabel": TaxonomyLabel.self,

@@ -309,8 +309,20 @@ import Testing
         await #expect(throws: StoreError.code(.forbidden)) {
             try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": grant], actor: StoreActor(late))
         }
-        try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": grant], actor: StoreActor(fixture.responder))
+        #expect(try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": grant], actor: StoreActor(fixture.responder)).isEmpty)
         #expect(try await fixture.db.grants(for: late).map(\.epochID) == [second.id])
+
+        // The relay cannot tell a grant that opens from one that does not: a colleague's grant keeps the one held (else any
+        // key holder could lock a member out), a supervisor's replaces it (the way to mend one that does not open).
+        let another = try Grant.seal(fixture.epochKey, to: SealingPublicKey(text: late.sealingKey!))
+        let trail = try fixture.db.verifyAudit()
+        #expect(try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": another], actor: StoreActor(fixture.colleague)) == ["resp-late"])
+        #expect(try await fixture.db.grants(for: late).map(\.sealed) == [grant] && fixture.db.verifyAudit() == trail, "kept, and nothing audited")
+        #expect(try await fixture.db.addGrants(epochID: second.id, grants: ["resp-late": another], actor: StoreActor(fixture.supervisor)).isEmpty)
+        #expect(try await fixture.db.grants(for: late).map(\.sealed) == [another])
+        #expect(try await fixture.db.grants(for: late).map(\.grantedBy) == [fixture.supervisor.name.rawValue])
+        let replaced = try await fixture.db.auditEntries(after: trail)
+        #expect(replaced.map(\.entry.action) == ["grant"] && replaced.first?.entry.detail.contains("\"replaced\":\"true\"") == true)
 
         // A case is claimed or assigned only by whoever holds the epoch it is sealed to, current or not.
         let sealedToSecond = try await fixture.submit("after the rotation")
