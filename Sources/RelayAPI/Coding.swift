@@ -86,12 +86,13 @@ public enum StrictJSON {
     }
 
     /// A first pass over the raw bytes, before any parser allocates. It refuses a key that appears twice in
-    /// one object (parsers disagree on which value wins), nesting deeper than `maxDepth`, and more than
-    /// `maxStructureBytes` outside the `largeStrings` longest strings: a sealed envelope's base64 may be large
-    /// (a reply carries two), the rest of a body never is, and many small values cost a parser far more than their size.
-    /// It also refuses UTF-16, UTF-32 and a UTF-8 byte order mark (RFC 8259), which Foundation's parser would take;
-    /// whether the UTF-8 is valid is left to that parser.
-    public static func checkShape(_ bytes: [UInt8], maxStructureBytes: Int, largeStrings: Int = 1, maxDepth: Int = 32) throws(ShapeFailure) {
+    /// one object (parsers disagree on which value wins), nesting deeper than `maxDepth`, more than `maxValues`
+    /// values (a parser's cost grows with their count, not their size), and more than `maxStructureBytes` in all
+    /// but the top-level string values of `largeFields`: a sealed envelope's base64 may be large, the rest of a
+    /// body never is. It also refuses UTF-16, UTF-32 and a UTF-8 byte order mark (RFC 8259), which Foundation's
+    /// parser would take; whether the UTF-8 is valid is left to that parser.
+    public static func checkShape(_ bytes: [UInt8], maxStructureBytes: Int, largeFields: Set<String> = [], maxDepth: Int = 32,
+                                  maxValues: Int = 1_000) throws(ShapeFailure) {
         // UTF-16 and UTF-32 put a zero byte in the first four of any JSON text, with or without a mark.
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) || bytes.prefix(4).contains(0) {
             throw .invalid("send the body as JSON in UTF-8, without a byte order mark")
@@ -100,10 +101,12 @@ public enum StrictJSON {
             let isObject: Bool
             var expectsKey: Bool
             var keys: Set<String> = []
+            var key: String?
         }
         var levels: [Level] = []
-        // The lengths of the longest strings so far, longest first.
-        var longest = [Int](repeating: 0, count: max(largeStrings, 0))
+        var largeBytes = 0
+        // Each container and each comma starts a value: a container's first member, or the next one.
+        var values = 0
         var index = 0
         while index < bytes.count {
             switch bytes[index] {
@@ -116,29 +119,32 @@ public enum StrictJSON {
                     index += 1
                 }
                 guard index < bytes.count else { throw .invalid("the body is not valid JSON in UTF-8") }
-                if let shorter = longest.firstIndex(where: { $0 < index - start + 2 }) {
-                    longest.insert(index - start + 2, at: shorter)
-                    longest.removeLast()
-                }
-                if let last = levels.indices.last, levels[last].isObject, levels[last].expectsKey {
+                guard let last = levels.indices.last, levels[last].isObject else { break }
+                if levels[last].expectsKey {
                     // Compared as Swift strings: two spellings of one name (an escape, another Unicode normal form) are one key.
                     let key = escaped ? unescaped(bytes[start..<index]) : String(decoding: bytes[start..<index], as: UTF8.self)
                     guard levels[last].keys.insert(key).inserted else { throw .invalid("field '\(key.prefix(64))' appears twice in one object") }
                     levels[last].expectsKey = false
+                    levels[last].key = key
+                } else if last == 0, let key = levels[0].key, largeFields.contains(key) {
+                    largeBytes += index - start + 2
                 }
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 levels.append(Level(isObject: bytes[index] == UInt8(ascii: "{"), expectsKey: true))
                 guard levels.count <= maxDepth else { throw .invalid("the JSON is nested more than \(maxDepth) deep") }
+                values += 1
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
                 _ = levels.popLast()
             case UInt8(ascii: ","):
                 if let last = levels.indices.last, levels[last].isObject { levels[last].expectsKey = true }
+                values += 1
             default:
                 break
             }
             index += 1
-            // What is scanned, less the longest strings so far, only grows towards the final figure: stop as soon as it is too much.
-            if index - longest.reduce(0, +) > maxStructureBytes { throw .tooLarge }
+            guard values <= maxValues else { throw .invalid("the JSON holds more than \(maxValues) values") }
+            // What is scanned, less the envelopes so far, only grows towards the final figure: stop as soon as it is too much.
+            if index - largeBytes > maxStructureBytes { throw .tooLarge }
         }
     }
 

@@ -167,8 +167,9 @@ extension Request {
     }
 
     /// As `decodeJSON`, with the value re-encoded with sorted keys as well. `structureLimit` bounds the bytes
-    /// outside the `envelopes` longest strings (sealed envelopes), checked before parsing.
-    func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil, envelopes: Int = 1) async throws -> (T, [UInt8], Data) {
+    /// outside the top-level `envelopeFields` (sealed envelopes), checked before parsing.
+    func decodeCanonicalJSON<T: Codable>(_ type: T.Type, limit: Int, structureLimit: Int? = nil,
+                                         envelopeFields: Set<String> = []) async throws -> (T, [UInt8], Data) {
         if let coding = headers[.contentEncoding], coding.lowercased() != "identity" {
             throw APIError(.unsupportedMediaType, "send the body uncompressed, without Content-Encoding", headers: [.acceptEncoding: "identity"])
         }
@@ -198,9 +199,10 @@ extension Request {
         }
         let bytes = Array(buffer.readableBytesView)
         do {
-            try StrictJSON.checkShape(bytes, maxStructureBytes: structureLimit ?? limit, largeStrings: envelopes)
+            try StrictJSON.checkShape(bytes, maxStructureBytes: structureLimit ?? limit, largeFields: envelopeFields)
         } catch .tooLarge {
-            throw APIError(.contentTooLarge, "the body is larger than this route accepts")
+            let besides = envelopeFields.isEmpty ? "" : " besides sealed envelopes (\(envelopeFields.sorted().joined(separator: ", ")))"
+            throw APIError(.contentTooLarge, "the body is larger than this route accepts: \(structureLimit ?? limit) bytes\(besides)")
         } catch .invalid(let reason) {
             throw APIError(.badRequest, reason)
         }

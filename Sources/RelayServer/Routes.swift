@@ -141,9 +141,10 @@ struct RelayRoutes: Sendable {
     /// JSON with a base64 envelope may be larger than plain JSON; plain JSON is held to `maxBodyBytes` after reading.
     private var envelopeBodyLimit: Int { max(limits.maxBodyBytes, limits.maxEnvelopeBytes / 3 * 4 + 64 * 1024) }
 
-    /// A body that may carry `envelopes` sealed envelopes: as large as they are, and the rest held to plain JSON's limit.
-    private func decodeSealable<T: Codable>(_ type: T.Type, from request: Request, envelopes: Int = 1) async throws -> (T, [UInt8], Data) {
-        try await request.decodeCanonicalJSON(type, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes, envelopes: envelopes)
+    /// A body that may carry sealed envelopes in `envelopeFields`: as large as they are, and the rest held to plain JSON's limit.
+    private func decodeSealable<T: Codable>(_ type: T.Type, from request: Request,
+                                            envelopeFields: Set<String> = ["sealed"]) async throws -> (T, [UInt8], Data) {
+        try await request.decodeCanonicalJSON(type, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes, envelopeFields: envelopeFields)
     }
 
     /// Seals plaintext content (or accepts a gateway-sealed envelope) and stores it with `store`. When a
@@ -348,7 +349,7 @@ struct RelayRoutes: Sendable {
     }
 
     @Sendable func addReply(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
-        let (body, _, _) = try await decodeSealable(ReplySubmission.self, from: request, envelopes: 2)
+        let (body, _, _) = try await decodeSealable(ReplySubmission.self, from: request, envelopeFields: ["sealed", "gatewaySealed"])
         let id = try Self.objectID(body.id)
         try await db.addReply(caseID: try Self.caseID(context), objectID: id,
                               envelope: try Self.envelope(body.sealed, field: "sealed", limit: limits.maxEnvelopeBytes),

@@ -17,7 +17,12 @@ extension DaemonSuite {
             #expect(result.headers.lowercased().contains("content-type: application/problem+json"))
             #expect((result.json["detail"] as? String ?? "").contains(fragment), "\(result.text)")
         }
-        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 9000)), headers: key), 413, "bytes")
+        // Only a sealed envelope may make a body larger than plain JSON's limit: a narrative is refused before any parser reads it.
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 9000)), headers: key), 413,
+                "larger than this route accepts: 8192 bytes besides sealed envelopes (sealed)")
+        var manyAnswers = Demo.body(narrative: "many small values cost a parser more than their size")
+        manyAnswers["content"] = ["narrative": "x", "answers": ["a": [String](repeating: "", count: 1_000)]]
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: manyAnswers, headers: key), 400, "the JSON holds more than 1000 values")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413, "larger")
         let longNarrative = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 5000)), headers: key)
         problem(longNarrative, 413, "field 'content.narrative' holds 5000 bytes; it may hold 4096")

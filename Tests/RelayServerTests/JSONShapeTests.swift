@@ -4,8 +4,8 @@ import Testing
 
 /// The pass over a body's raw bytes that runs before any JSON parser, and the strict decoding after it.
 @Suite struct JSONShapeTests {
-    func check(_ text: String, structure: Int = 1_000, largeStrings: Int = 1) -> StrictJSON.ShapeFailure? {
-        do { try StrictJSON.checkShape(Array(text.utf8), maxStructureBytes: structure, largeStrings: largeStrings); return nil } catch { return error }
+    func check(_ text: String, structure: Int = 1_000, largeFields: Set<String> = ["sealed"]) -> StrictJSON.ShapeFailure? {
+        do { try StrictJSON.checkShape(Array(text.utf8), maxStructureBytes: structure, largeFields: largeFields); return nil } catch { return error }
     }
 
     @Test func wellFormedBodiesPass() {
@@ -39,13 +39,24 @@ import Testing
         #expect(check(String(repeating: "[", count: 32) + String(repeating: "]", count: 32)) == nil)
     }
 
-    @Test func onlyTheLargestStringsMayExceedTheStructureLimit() {
+    @Test func onlyTopLevelEnvelopeFieldsMayExceedTheStructureLimit() {
         let envelope = String(repeating: "A", count: 50_000)
         #expect(check(#"{"sealed":"\#(envelope)","category":"x"}"#) == nil, "one envelope")
-        #expect(check(#"{"sealed":"\#(envelope)","gatewaySealed":"\#(envelope)"}"#, largeStrings: 2) == nil, "a reply carries two")
-        #expect(check(#"{"sealed":"\#(envelope)","gatewaySealed":"\#(envelope)"}"#, largeStrings: 1) == .tooLarge)
+        #expect(check(#"{"sealed":"\#(envelope)","gatewaySealed":"\#(envelope)"}"#, largeFields: ["sealed", "gatewaySealed"]) == nil, "a reply carries two")
+        #expect(check(#"{"sealed":"\#(envelope)","gatewaySealed":"\#(envelope)"}"#) == .tooLarge)
+        #expect(check(#"{"category":"x","content":{"narrative":"\#(envelope)"}}"#) == .tooLarge, "a plaintext narrative is plain JSON")
+        #expect(check(#"{"content":{"sealed":"\#(envelope)"}}"#) == .tooLarge, "only at the top level")
+        #expect(check(#"{"\#(envelope)":"sealed"}"#) == .tooLarge, "a key is no envelope")
+        #expect(check(#"["\#(envelope)"]"#) == .tooLarge)
         let manyValues = "{" + (0..<200).map { "\"k\($0)\":0" }.joined(separator: ",") + "}"
         #expect(check(manyValues) == .tooLarge, "many small values count in full")
+    }
+
+    @Test func aBodyHoldsAtMostAThousandValues() {
+        let list = { (count: Int) in #"{"answers":{"a":["# + [String](repeating: "\"\"", count: count).joined(separator: ",") + "]}}" }
+        #expect(check(list(998), structure: 10_000) == nil, "two objects and an array around 998 strings")
+        #expect(check(list(999), structure: 10_000) == .invalid("the JSON holds more than 1000 values"))
+        #expect(check("[" + [String](repeating: "0", count: 2_000).joined(separator: ",") + "]", structure: 10_000) != nil, "numbers count too")
     }
 
     @Test func unknownFieldsAreRefusedEvenWhenNullAndKnownOnesMayBeNull() throws {
