@@ -361,9 +361,13 @@ extension RelayDatabase {
                     throw StoreError(.invalid, "the gateway copy is not a reply sealed to the submitting gateway's key")
                 }
             }
-            try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: kind.name, authorID: actorID,
-                                   epochID: epochID, envelope: Data(envelope), gatewayEnvelope: gatewayEnvelope.map { Data($0) },
-                                   createdAt: now / 60 * 60).insert(db)
+            do {
+                try SealedObjectRecord(id: objectID.uuidString.lowercased(), disclosureID: record.id, kind: kind.name, authorID: actorID,
+                                       epochID: epochID, envelope: Data(envelope), gatewayEnvelope: gatewayEnvelope.map { Data($0) },
+                                       createdAt: now / 60 * 60).insert(db)
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                throw StoreError(.duplicate, "an object with this id is stored already: seal a new one, with a new id, for another \(kind.name)")
+            }
             if record.renewClaim(by: actorID, until: claimExpiry) { try record.update(db) }
             try AuditLog.append(db, time: now, actor: actor, action: kind.name, subject: record.id,
                                 detail: ["object": objectID.uuidString.lowercased()])

@@ -164,6 +164,10 @@ import Testing
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina) }
         try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
         try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
+        let again = await #expect(throws: StoreError.self) {
+            try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
+        }
+        #expect(again?.code == .duplicate && again?.reason.contains("seal a new one, with a new id, for another note") == true, "\(String(describing: again))")
 
         let replyID = UUID.v7()
         let (_, replyForRecord) = try fixture.sealed("we can help", kind: .reply, in: result.id, id: replyID)
