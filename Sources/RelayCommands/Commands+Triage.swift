@@ -197,6 +197,9 @@ struct Show: AsyncParsableCommand {
             "  received \(item.receivedAt)\(Output.sla(item).map { ", unclaimed, \($0)" } ?? "")",
             "",
         ]
+        if item.purged {
+            lines.insert("  purged after the retention period: the disclosure, follow-ups, notes and replies are gone; only these labels remain", at: lines.count - 1)
+        }
         for entry in reading.entries {
             lines.append(Output.inert("── \(entry.kind) · \(entry.author) · \(entry.createdAt)"))
             if let error = entry.error { lines.append("   [\(error)]") }

@@ -132,7 +132,10 @@ public struct AuditHead: Sendable, Equatable {
     /// After the whole trail: it must have reached the recorded head.
     public func checkReached(_ verifier: AuditVerifier) throws(AuditVerifier.Break) {
         guard verifier.count < seq else { return }
-        throw AuditVerifier.Break(seq: seq, reason: "the trail ends before this earlier head: it was cut")
+        throw AuditVerifier.Break(seq: seq, reason: """
+            the trail ends before this earlier head: it was cut, unless the head was recorded from a later copy \
+            (this one ends at entry \(verifier.count))
+            """)
     }
 }
 

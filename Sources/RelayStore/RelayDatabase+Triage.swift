@@ -132,7 +132,8 @@ extension RelayDatabase {
                 && Self.followupEpochsWithoutKey(db, caseID: record.id, member: actor.principalID).isEmpty
             if seen { record.updated = false }
             if record.renewClaim(by: actor.principalID, until: claimExpiry) || seen { try record.update(db) }
-            try AuditLog.append(db, time: now, actor: actor, action: "fetch", subject: id, detail: ["objects": String(items.count + 1)])
+            try AuditLog.append(db, time: now, actor: actor, action: "fetch", subject: id,
+                                detail: ["objects": String(items.count + (record.envelope == nil ? 0 : 1))])
             let disclosure = record.envelope.map {
                 SealedItem(id: id, kind: .disclosure, author: names[record.gatewayID] ?? "", epochID: record.epochID,
                            envelope: Array($0), gatewayEnvelope: nil, createdAt: record.receivedAt)
@@ -214,8 +215,8 @@ extension RelayDatabase {
                     the reporter sent a follow-up that \(isAssignee ? "you have" : "no one has") not opened yet: open the case before you \(verb) it
                     """ : """
                     the reporter sent a follow-up sealed to a queue key you do not hold, so you have not read it: a colleague who holds \
-                    it runs `amane grant \(actor.name) --fingerprint …`, then open the case again before you \(verb) it (meanwhile a supervisor \
-                    who does not hold the case may \(verb) it)
+                    it runs `amane grant \(actor.name) --fingerprint …`, then open the case again before you \(verb) it (meanwhile \
+                    \(actor.role == .supervisor ? "assign it to a colleague who holds that key" : "a supervisor who does not hold the case may \(verb) it"))
                     """)
             }
             var detail = ["from": record.state, "to": next.rawValue]

@@ -1,4 +1,5 @@
 import Foundation
+import RelayAPI
 @testable import RelayCommands
 import Testing
 
@@ -76,5 +77,23 @@ import Testing
         let text = "handshakeFailed(NIOSSL.BoringSSLError.sslError([Error: 268435703 error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER at /work/main/.build/checkouts/swift-nio-ssl/Sources/CNIOBoringSSL/ssl/tls_record.cc:231]))"
         #expect(RelayClient.reasonCode(in: text) == "WRONG_VERSION_NUMBER")
         #expect(RelayClient.reasonCode(in: "ioOnClosedChannel") == nil)
+    }
+}
+
+/// What `amane show` prints, without a relay.
+@Suite struct CaseRenderingTests {
+    func reading(purged: Bool) throws -> CaseReading {
+        let view = """
+            {"id":"01a2","queue":"national","urgency":"high","category":"sexual_abuse","language":"fr","channel":"phone",
+             "state":"closed","onHold":false,"updated":false,"outcome":"support_provided","receivedAt":"2026-05-01T10:00:00Z","purged":\(purged)}
+            """
+        return CaseReading(case: try JSONDecoder().decode(CaseView.self, from: Data(view.utf8)), entries: [])
+    }
+
+    @Test func aPurgedCaseSaysItsContentIsGone() throws {
+        let purged = Show.render(try reading(purged: true))
+        #expect(purged.contains("outcome support_provided") && purged.contains("purged after the retention period")
+                && purged.contains("only these labels remain"), "\(purged)")
+        #expect(!Show.render(try reading(purged: false)).contains("purged"))
     }
 }

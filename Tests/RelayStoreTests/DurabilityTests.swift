@@ -206,6 +206,7 @@ import Testing
         let tombstone = try await fixture.db.caseSummary(id: closed[0].0.id)
         #expect(tombstone.purged && tombstone.labels.category == "sexual_abuse" && tombstone.outcome == "support_provided")
         #expect(try await fixture.db.fetchCase(id: closed[0].0.id, actor: StoreActor(fixture.supervisor)).disclosure == nil)
+        #expect(try await fixture.db.auditEntries().last?.entry.detail == #"{"objects":"0"}"#, "a purged case's fetch returns nothing")
         #expect(try await fixture.db.fetchCase(id: closed[2].0.id, actor: StoreActor(fixture.supervisor)).disclosure != nil)
         #expect(try await fixture.db.caseSummary(id: open.id).purged == false)
         let purged = try await fixture.db.auditEntries().filter { $0.entry.action == "purge" }.map(\.entry.subject)

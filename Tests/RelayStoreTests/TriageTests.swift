@@ -394,6 +394,30 @@ import Testing
         #expect(try await fixture.db.caseSummary(id: result.id).updated == false, "with the key, opening is reading")
     }
 
+    /// A supervisor who holds such a case has no supervisor above to close it: the way out is another holder.
+    @Test func aSupervisorHoldingACaseWithAFollowUpSheCannotOpenIsToldToAssignIt() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit("the disclosure")
+        let amina = StoreActor(fixture.responder), khadija = StoreActor(fixture.supervisor)
+        try await fixture.db.transition(id: result.id, action: .claim, actor: khadija)
+        let newKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        _ = try await fixture.db.createEpoch(queue: .national, publicKey: newKey.publicKey.text, grants: [
+            fixture.responder.name.rawValue: try Grant.seal(newKey, to: fixture.key(of: fixture.responder).publicKey),
+        ], actor: amina)
+        let (id, envelope) = try fixture.sealed("he moved to Tanger", kind: .followup, in: result.id, to: newKey.publicKey)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
+                                             idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(id.uuidString.utf8))
+        _ = try await fixture.db.fetchCase(id: result.id, actor: khadija)
+        let refusal = await #expect(throws: StoreError.self) {
+            try await fixture.db.transition(id: result.id, action: .close, actor: khadija, outcome: "no_further_action")
+        }
+        #expect(refusal?.reason.contains("assign it to a colleague who holds that key") == true
+                && refusal?.reason.contains("a supervisor who does not hold") == false, "\(String(describing: refusal))")
+        try await fixture.db.transition(id: result.id, action: .assign, actor: khadija, assignee: fixture.responder.name)
+        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        #expect(try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "no_further_action").state == .closed)
+    }
+
     @Test func aCaseWithAnUnopenedFollowUpIsNeitherClosedNorReferredByItsHolder() async throws {
         let fixture = try await StoreFixture()
         let result = try await fixture.submit("the disclosure")
