@@ -322,11 +322,23 @@ extension RelayDatabase {
         return try await pool.read { db in
             let record = try Self.record(db, id: caseID, queue: try Self.requireActive(db, actor))
             try Self.checkMayAdd(.reply, to: record, by: actor, db)
-            guard let key = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID]) else {
-                throw StoreError(.invalidState, "the gateway that sent this case has no sealing key, so it cannot show a reply")
-            }
-            return key
+            return try Self.replyingGatewayKey(db, record).text
         }
+    }
+
+    /// The key of the gateway that took the disclosure, while it can still hand a reply to the reporter.
+    private static func replyingGatewayKey(_ db: Database, _ record: DisclosureRecord) throws -> SealingPublicKey {
+        guard let gateway = try PrincipalRecord.fetchOne(db, key: record.gatewayID), let keyText = gateway.sealingKey,
+              let key = try? SealingPublicKey(text: keyText) else {
+            throw StoreError(.invalidState, "the gateway that sent this case has no sealing key, so it cannot show a reply")
+        }
+        guard gateway.revokedAt == nil else {
+            throw StoreError(.invalidState, """
+                the gateway that took this disclosure (\(gateway.name)) is revoked, so the reporter can no longer fetch a reply \
+                through it; add a note instead
+                """)
+        }
+        return key
     }
 
     /// A supervisor adds to any case of the queue; a responder only to the case they hold.
@@ -352,10 +364,7 @@ extension RelayDatabase {
             try Self.checkMayAdd(kind, to: record, by: actor, db)
             let epochID = try Self.checkEnvelope(db, envelope, kind: kind, objectID: objectID, queue: QueueName(rawValue: record.queue) ?? .national)
             if let gatewayEnvelope {
-                guard let keyText = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID]),
-                      let gatewayKey = try? SealingPublicKey(text: keyText) else {
-                    throw StoreError(.invalidState, "the submitting gateway has no sealing key")
-                }
+                let gatewayKey = try Self.replyingGatewayKey(db, record)
                 let header: EnvelopeHeader
                 do { header = try EnvelopeHeader.inspect(gatewayEnvelope) } catch let error as FormatError { throw StoreError(.invalid, "the gateway copy is \(error.code.rawValue)") }
                 guard header.kind == .reply, header.objectID == objectID, header.keyID == gatewayKey.id else {

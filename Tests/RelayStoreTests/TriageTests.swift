@@ -156,6 +156,27 @@ import Testing
 }
 
 @Suite struct SealedObjectTests {
+    /// A revoked gateway fetches nothing again: a reply through it would reach no one, and the responder hears so first.
+    @Test func noReplyGoesThroughARevokedGateway() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit("the disclosure")
+        let amina = StoreActor(fixture.responder)
+        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+        #expect(try await fixture.db.replyKey(caseID: result.id, actor: amina) == fixture.gatewayKey.publicKey.text)
+        _ = try await fixture.db.revoke(name: fixture.gateway.name, actor: .admin("test"))
+        let refused = await #expect(throws: StoreError.self) { try await fixture.db.replyKey(caseID: result.id, actor: amina) }
+        #expect(refused?.code == .invalidState && refused?.reason.contains("(\(fixture.gateway.name)) is revoked") == true
+                && refused?.reason.contains("add a note instead") == true, "\(String(describing: refused))")
+        let replyID = UUID.v7()
+        let (_, forRecord) = try fixture.sealed("we can help", kind: .reply, in: result.id, id: replyID)
+        let (_, forGateway) = try fixture.sealed("we can help", kind: .reply, in: result.id, id: replyID, to: fixture.gatewayKey.publicKey)
+        await #expect(throws: StoreError.code(.invalidState)) {
+            try await fixture.db.addReply(caseID: result.id, objectID: replyID, envelope: forRecord, gatewayEnvelope: forGateway, actor: amina)
+        }
+        let (noteID, note) = try fixture.sealed("the kiosk is closed; call the school", kind: .note, in: result.id)
+        try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
+    }
+
     @Test func notesAndRepliesTravelSealedAndEveryFetchIsAudited() async throws {
         let fixture = try await StoreFixture()
         let result = try await fixture.submit("the disclosure")
