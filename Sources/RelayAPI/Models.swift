@@ -212,7 +212,7 @@ public struct CaseView: Codable, Sendable, Equatable {
         referral = summary.referral
         outcome = summary.outcome
         receivedAt = Timestamp.iso8601(summary.receivedAt)
-        slaDueAt = summary.state == .new ? Timestamp.iso8601(policy.slaDeadline(urgency: summary.labels.urgency, receivedAt: summary.receivedAt)) : nil
+        slaDueAt = summary.state == .new ? Timestamp.iso8601(policy.slaDeadline(urgency: summary.labels.urgency, waitingSince: summary.waitingSince)) : nil
         purged = summary.purged
     }
 }

@@ -304,6 +304,7 @@ enum Output {
     static func sla(_ item: CaseView, now: Date = Date()) -> String? {
         guard let due = item.slaDueAt.flatMap(Timestamp.parse) else { return nil }
         let left = due.timeIntervalSince(now)
+        guard abs(left) >= 60 else { return "due now" }
         return left < 0 ? "overdue \(span(-left))" : "due in \(span(left))"
     }
 

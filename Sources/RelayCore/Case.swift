@@ -40,10 +40,12 @@ public struct CaseSummary: Sendable, Codable, Equatable {
     public var outcome: String?
     /// Unix seconds, rounded to the minute.
     public var receivedAt: Int64
+    /// Since when the case waits for a responder: when received, or when last reopened. Its SLA counts from here.
+    public var waitingSince: Int64
     public var purged: Bool
 
     public init(id: String, labels: DisclosureLabels, state: CaseState, assignee: String?, claimExpiresAt: Int64?,
-                onHold: Bool, updated: Bool, referral: String?, outcome: String?, receivedAt: Int64, purged: Bool) {
+                onHold: Bool, updated: Bool, referral: String?, outcome: String?, receivedAt: Int64, waitingSince: Int64? = nil, purged: Bool) {
         self.id = id
         self.labels = labels
         self.state = state
@@ -54,6 +56,7 @@ public struct CaseSummary: Sendable, Codable, Equatable {
         self.referral = referral
         self.outcome = outcome
         self.receivedAt = receivedAt
+        self.waitingSince = waitingSince ?? receivedAt
         self.purged = purged
     }
 }

@@ -90,6 +90,6 @@ public struct TriagePolicy: Sendable, Equatable {
     /// How long, in seconds, a case of `urgency` may wait unclaimed.
     public func slaWait(_ urgency: Urgency) -> Int64 { Int64(slaSeconds[urgency] ?? 86_400) }
 
-    /// When a case of `urgency` received at `receivedAt` (Unix seconds) passes its SLA if no one claims it.
-    public func slaDeadline(urgency: Urgency, receivedAt: Int64) -> Int64 { receivedAt + slaWait(urgency) }
+    /// When a case of `urgency` waiting since `waitingSince` (received or reopened; Unix seconds) passes its SLA if no one claims it.
+    public func slaDeadline(urgency: Urgency, waitingSince: Int64) -> Int64 { waitingSince + slaWait(urgency) }
 }

@@ -133,6 +133,10 @@ enum Migrations {
                 )
                 """)
         }
+        // A reopened case waits again from its reopening: its SLA is not spent before anyone could see it (NULL: since received).
+        migrator.registerMigration("v6") { db in
+            try db.execute(sql: "ALTER TABLE disclosure ADD COLUMN waitingSince INTEGER")
+        }
         return migrator
     }
 }

@@ -77,6 +77,8 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
     var receivedAt: Int64
     var closedAt: Int64?
     var purgedAt: Int64?
+    /// When a reopened case entered the queue again; nil for one never reopened (it waits since `receivedAt`).
+    var waitingSince: Int64?
 
     enum Columns {
         static let id = Column(CodingKeys.id)
@@ -103,15 +105,18 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
         return true
     }
 
-    /// Moves the case to `state`, no one's: a release, an expired claim, a reopen or a reporter's follow-up on a
-    /// closed case. A reopened case is open again, so it has no outcome (the audit trail keeps the earlier one);
-    /// a referral made stays a fact of the case.
-    mutating func returnToQueue(as state: CaseState, reopened: Bool) {
+    /// Moves the case to `state`, no one's: a release, an expired claim, or a reopen (`reopenedAt`: by a supervisor
+    /// or a reporter's follow-up on a closed case). A reopened case is open again, so it has no outcome (the audit
+    /// trail keeps the earlier one) and waits afresh; a referral made stays a fact of the case.
+    mutating func returnToQueue(as state: CaseState, reopenedAt: Int64?) {
         self.state = state.rawValue
         assigneeID = nil
         claimExpiresAt = nil
         closedAt = nil
-        if reopened { outcome = nil }
+        if let reopenedAt {
+            outcome = nil
+            waitingSince = reopenedAt / 60 * 60
+        }
     }
 
     func summary(assigneeName: String?) -> CaseSummary {
@@ -120,7 +125,7 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
             labels: DisclosureLabels(queue: QueueName(rawValue: queue) ?? .national, urgency: Urgency(rank: urgencyRank) ?? .normal,
                                      category: category, language: language, channel: channel, region: region),
             state: caseState, assignee: assigneeName, claimExpiresAt: claimExpiresAt, onHold: onHold, updated: updated,
-            referral: referral, outcome: outcome, receivedAt: receivedAt, purged: purgedAt != nil)
+            referral: referral, outcome: outcome, receivedAt: receivedAt, waitingSince: waitingSince ?? receivedAt, purged: purgedAt != nil)
     }
 }
 

@@ -191,7 +191,7 @@ extension RelayDatabase {
             var detail = ["object": id]
             if record.caseState == .closed {
                 let next = try TriageMachine.next(after: .followup, from: .closed, by: .system, isAssignee: false)
-                record.returnToQueue(as: next, reopened: true)
+                record.returnToQueue(as: next, reopenedAt: now)
                 detail["state"] = next.rawValue
             }
             record.updated = true

@@ -100,7 +100,7 @@ extension RelayDatabase {
             for urgency in Urgency.allCases {
                 let limit = now - policy.slaWait(urgency)
                 let row = try Row.fetchOne(db, sql: """
-                    SELECT COUNT(*) AS waiting, COALESCE(SUM(receivedAt < ?), 0) AS late FROM disclosure
+                    SELECT COUNT(*) AS waiting, COALESCE(SUM(COALESCE(waitingSince, receivedAt) < ?), 0) AS late FROM disclosure
                     WHERE state = 'new' AND urgencyRank = ? AND purgedAt IS NULL
                     """, arguments: [limit, urgency.rank])
                 depth[urgency] = (row?["waiting"] ?? 0, row?["late"] ?? 0)

@@ -91,7 +91,7 @@ extension RelayDatabase {
         request = request
             .select(sql: """
                 id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state, assigneeID,
-                claimExpiresAt, onHold, updated, referral, outcome, receivedAt, closedAt, purgedAt,
+                claimExpiresAt, onHold, updated, referral, outcome, receivedAt, closedAt, purgedAt, waitingSince,
                 NULL AS receiptHash, NULL AS envelope
                 """)
             .order(DisclosureRecord.Columns.urgencyRank, Column.rowID)
@@ -238,7 +238,7 @@ extension RelayDatabase {
             case .start:
                 record.claimExpiresAt = claimExpiry
             case .release, .reopen, .expire, .followup:
-                record.returnToQueue(as: next, reopened: action == .reopen || action == .followup)
+                record.returnToQueue(as: next, reopenedAt: action == .reopen || action == .followup ? now : nil)
             case .refer:
                 record.referral = referral
                 record.claimExpiresAt = nil
@@ -278,7 +278,7 @@ extension RelayDatabase {
             for var record in expired {
                 let next = try TriageMachine.next(after: .expire, from: record.caseState, by: .system, isAssignee: false)
                 let detail = ["from": record.state, "to": next.rawValue]
-                record.returnToQueue(as: next, reopened: false)
+                record.returnToQueue(as: next, reopenedAt: nil)
                 try record.update(db)
                 try AuditLog.append(db, time: now, actor: .relay, action: "expire", subject: record.id, detail: detail)
             }

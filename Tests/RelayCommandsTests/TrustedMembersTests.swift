@@ -82,12 +82,20 @@ import Testing
 
 /// What `amane show` prints, without a relay.
 @Suite struct CaseRenderingTests {
-    func reading(purged: Bool) throws -> CaseReading {
+    func reading(purged: Bool, slaDueAt: String? = nil) throws -> CaseReading {
         let view = """
             {"id":"01a2","queue":"national","urgency":"high","category":"sexual_abuse","language":"fr","channel":"phone",
-             "state":"closed","onHold":false,"updated":false,"outcome":"support_provided","receivedAt":"2026-05-01T10:00:00Z","purged":\(purged)}
+             "state":"closed","onHold":false,"updated":false,"outcome":"support_provided","receivedAt":"2026-05-01T10:00:00Z",
+             \(slaDueAt.map { "\"slaDueAt\":\"\($0)\"," } ?? "")"purged":\(purged)}
             """
         return CaseReading(case: try JSONDecoder().decode(CaseView.self, from: Data(view.utf8)), entries: [])
+    }
+
+    @Test func theDeadlineReadsInWholeMinutesOrNow() throws {
+        let now = try #require(Timestamp.parse("2026-05-01T12:00:00Z"))
+        func sla(_ due: String) throws -> String? { Output.sla(try reading(purged: false, slaDueAt: due).case, now: now) }
+        #expect(try sla("2026-05-01T12:00:30Z") == "due now" && sla("2026-05-01T11:59:31Z") == "due now", "not 'due in 0m' nor 'overdue 0m'")
+        #expect(try sla("2026-05-01T14:00:00Z") == "due in 2h" && sla("2026-05-01T11:55:00Z") == "overdue 5m")
     }
 
     @Test func aPurgedCaseSaysItsContentIsGone() throws {

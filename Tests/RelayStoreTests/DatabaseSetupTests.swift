@@ -13,7 +13,7 @@ import Testing
         #expect(try fixture.db.writerPragma("foreign_keys") == "1")
         #expect(try fixture.db.writerPragma("secure_delete") == "1")
         #expect(try fixture.db.writerPragma("journal_mode") == "wal")
-        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5"])
+        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5", "v6"])
     }
 
     @Test func aSecondConnectionCheckpointsWhileTheWriterOnlyCheckpointsAsABackstop() async throws {

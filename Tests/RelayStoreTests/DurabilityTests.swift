@@ -290,4 +290,34 @@ import Testing
         fixture.clock.advance(seconds: 3 * 3600)
         #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 2)
     }
+
+    /// A case reopened (by a supervisor, or by the reporter's follow-up) waits afresh: its SLA was not spent while it lay closed.
+    @Test func aReopenedCaseWaitsFromItsReopening() async throws {
+        let fixture = try await StoreFixture()
+        let amina = StoreActor(fixture.responder), khadija = StoreActor(fixture.supervisor)
+        let byFollowUp = try await fixture.submit(urgency: .high)
+        let bySupervisor = try await fixture.submit(urgency: .high)
+        for id in [byFollowUp.id, bySupervisor.id] {
+            try await fixture.db.transition(id: id, action: .claim, actor: amina)
+            try await fixture.db.transition(id: id, action: .close, actor: amina, outcome: "no_further_action")
+        }
+        fixture.clock.advance(seconds: 10 * 86_400)
+        let (followUpID, followUp) = try fixture.sealed("I am back", kind: .followup, in: byFollowUp.id)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: byFollowUp.id, objectID: followUpID, envelope: followUp,
+                                             idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(followUpID.uuidString.utf8))
+        try await fixture.db.transition(id: bySupervisor.id, action: .reopen, actor: khadija)
+        let now = Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60
+        for id in [byFollowUp.id, bySupervisor.id] {
+            let summary = try await fixture.db.caseSummary(id: id)
+            #expect(summary.state == .new && summary.waitingSince == now && summary.receivedAt < now - 86_400, "\(summary)")
+        }
+        #expect(try await fixture.db.queueDepth()[.high].map { [$0.waiting, $0.pastSLA] } == [2, 0], "received ten days ago, reopened now")
+        let listed = try await fixture.db.listQueue(QueueFilter(states: [.new])).cases.first { $0.id == byFollowUp.id }
+        #expect(listed?.waitingSince == now, "the queue's listing carries it too")
+        fixture.clock.advance(seconds: 3 * 3600)
+        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 2)
+        try await fixture.db.transition(id: bySupervisor.id, action: .claim, actor: amina)
+        try await fixture.db.transition(id: bySupervisor.id, action: .release, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: bySupervisor.id).waitingSince == now, "a release does not restart the wait")
+    }
 }
