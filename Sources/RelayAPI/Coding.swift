@@ -80,7 +80,7 @@ public enum StrictJSON {
 
     /// Why `checkShape` refused a body.
     public enum ShapeFailure: Error, Sendable, Equatable {
-        /// More than the allowed bytes outside the body's longest string.
+        /// More than the allowed bytes outside the envelope fields.
         case tooLarge
         case invalid(String)
     }
@@ -105,8 +105,8 @@ public enum StrictJSON {
         }
         var levels: [Level] = []
         var largeBytes = 0
-        // Each container and each comma starts a value: a container's first member, or the next one.
-        var values = 0
+        // The body is one value; each container opened and each comma starts another (its first member, or the next one).
+        var values = 1
         var index = 0
         while index < bytes.count {
             switch bytes[index] {

@@ -119,6 +119,13 @@ public struct GrantsStored: Codable, Sendable, Equatable {
         self.id = id
         self.kept = kept
     }
+
+    /// A relay older than `kept` answers without it: it replaced every grant, so none was kept.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        kept = try container.decodeIfPresent([String].self, forKey: .kept) ?? []
+    }
 }
 
 /// `POST /v1/replies/fetch`: the receipt travels in the body, never in a URL.

@@ -195,13 +195,21 @@ struct Session {
     }
 
     func currentEpochKey(_ identity: SealingPrivateKey) async throws -> SealingPrivateKey {
-        let (keys, current, _) = try await epochKeys(identity)
+        let (keys, current, unopened) = try await epochKeys(identity)
+        if let current, unopened.contains(current) { throw Self.grantDoesNotOpen }
         guard let current, let key = keys[current] else {
             throw CLIError(.key, "you hold no key for the queue's current epoch",
                            hint: "Ask a colleague to run `amane grant <your name> --fingerprint \(identity.publicKey.fingerprint)`, or run `amane rotate` if the queue has no epoch yet.")
         }
         return key
     }
+
+    static let grantDoesNotOpen = CLIError(.key, "your grant of the queue's current key does not open with your identity",
+                                           hint: askSupervisorToMendGrant)
+    static let askSupervisorToMendGrant = """
+        Ask a supervisor to grant you the keys again (`amane grant <your name>`: a supervisor's grant replaces one that does not \
+        open), and tell your admin: the audit trail names who granted it.
+        """
 
     /// Resolves a short id to the one case it starts, or lists the candidates.
     func resolve(_ short: String) async throws -> String {
@@ -217,7 +225,7 @@ struct Session {
         let matches = page.cases.map(\.id)
         switch matches.count {
         case 1: return matches[0]
-        case 0: throw CLIError(.usage, "no case id starts or ends with '\(short)'", hint: "`amane inbox --all` lists the open cases, `amane inbox --state closed --all` the closed ones; a case purged after its retention period is gone.")
+        case 0: throw CLIError(.usage, "no case id starts or ends with '\(short)'", hint: "`amane inbox --all` lists the open cases, `amane inbox --state closed --all` the closed ones.")
         default:
             let count = page.next == nil ? "\(matches.count)" : "more than \(matches.count)"
             throw CLIError(.usage, "'\(short)' matches \(count) cases: \(matches.map(ShortID.of).joined(separator: ", "))",

@@ -71,7 +71,8 @@ struct Grant: AsyncParsableCommand {
         discussion: """
             The relay serves their public key, so first have them read you the fingerprint their `amane keygen` \
             printed (in person or by phone) and give it with --fingerprint. It is kept in your profile's `members` \
-            file; a key the relay serves later that differs is refused. Example: amane grant youssef --fingerprint amane1-abcd-…
+            file; a key the relay serves later that differs is refused. A key they hold already stays as it is: only a \
+            supervisor's grant replaces one (to mend a grant that does not open). Example: amane grant youssef --fingerprint amane1-abcd-…
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -125,11 +126,13 @@ struct Grant: AsyncParsableCommand {
                 the keys can grant them, or `amane rotate` makes a new one for every confirmed member.
                 """)
         }
-        var line = "Granted \(count.granted) queue key\(count.granted == 1 ? "" : "s") to \(name)."
-        if count.held > 0 {
-            line += " \(count.held) more \(name) held already, and kept: only a supervisor's grant replaces one (to mend a grant that does not open)."
+        guard count.granted > 0 else {
+            return print("""
+                \(name) holds every queue key you hold already (\(count.held)); nothing was changed. Only a supervisor's grant \
+                replaces one (to mend a grant that does not open).
+                """)
         }
-        print(line)
+        print("Granted \(count.granted) queue key\(count.granted == 1 ? "" : "s") to \(name)\(count.held > 0 ? "; \(count.held) more they held already, and kept" : "").")
     }
 }
 
@@ -230,22 +233,27 @@ struct Keys: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        let (held, mine) = try await Session.with(global) { session in
+        let (held, mine, unopened) = try await Session.with(global) { session in
             let identity = try session.unlock()
             let grants = try await session.client.get(APIPath.grants, as: GrantList.self).grants
-            let (keys, _, _) = try await session.epochKeys(identity)
+            let (keys, _, unopened) = try await session.epochKeys(identity)
             return (grants.compactMap { grant in
                 keys[grant.epoch].map { KeyHeld(epoch: grant.epoch, queue: grant.queue, current: grant.current, fingerprint: $0.publicKey.fingerprint, grantedBy: grant.grantedBy) }
-            }, identity.publicKey.fingerprint)
+            }, identity.publicKey.fingerprint, grants.filter { unopened.contains($0.epoch) })
         }
         if global.json { return try Output.json(held) }
         print("Your own key: \(mine)  (read it to a colleague who grants you queue keys)")
         let askForGrant = "ask a colleague to run `amane grant <your name> --fingerprint \(mine)`."
-        guard !held.isEmpty else { return print("You hold no queue keys yet; \(askForGrant)") }
+        for grant in unopened {
+            print("Your grant of \(grant.current ? "the current " : "")epoch \(grant.epoch) (\(grant.queue), from \(grant.grantedBy)) does not open with your key. \(Session.askSupervisorToMendGrant)")
+        }
+        guard !held.isEmpty else { return print(unopened.isEmpty ? "You hold no queue keys yet; \(askForGrant)" : "You hold no queue key that opens.") }
         print("Queue keys you hold (* the current one, which new cases are sealed to):")
         for key in held { print("\(key.current ? "*" : " ") \(key.epoch)  \(key.queue)  \(key.fingerprint)  granted by \(key.grantedBy)") }
         // Every epoch becomes current when made, so holding keys but not a current one means a newer epoch passed you by.
-        if !held.contains(where: \.current) { print("You hold no key for the queue's current epoch, so new cases will not open for you; \(askForGrant)") }
+        if !held.contains(where: \.current), !unopened.contains(where: \.current) {
+            print("You hold no key for the queue's current epoch, so new cases will not open for you; \(askForGrant)")
+        }
     }
 }
 

@@ -142,7 +142,7 @@ struct Show: AsyncParsableCommand {
         func hint(fingerprint: String) -> String {
             switch self {
             case .noKey: "Read your fingerprint to a colleague who holds the key; they run `amane grant <your name> --fingerprint \(fingerprint)`."
-            case .grantDoesNotOpen: "Ask a supervisor to grant you the keys again (`amane grant <your name>`: a supervisor's grant replaces one that does not open), and tell your admin: the audit trail names who granted it."
+            case .grantDoesNotOpen: Session.askSupervisorToMendGrant
             case .unknownFormat: "Upgrade amane; if the newest amane does not read it either, tell your admin."
             case .altered: """
                 Tell your admin: the relay's database may have been tampered with (SECURITY.md: what a compromised relay can do), \

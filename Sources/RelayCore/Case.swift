@@ -45,7 +45,7 @@ public struct CaseSummary: Sendable, Codable, Equatable {
     public var purged: Bool
 
     public init(id: String, labels: DisclosureLabels, state: CaseState, assignee: String?, claimExpiresAt: Int64?,
-                onHold: Bool, updated: Bool, referral: String?, outcome: String?, receivedAt: Int64, waitingSince: Int64? = nil, purged: Bool) {
+                onHold: Bool, updated: Bool, referral: String?, outcome: String?, receivedAt: Int64, waitingSince: Int64, purged: Bool) {
         self.id = id
         self.labels = labels
         self.state = state
@@ -56,7 +56,7 @@ public struct CaseSummary: Sendable, Codable, Equatable {
         self.referral = referral
         self.outcome = outcome
         self.receivedAt = receivedAt
-        self.waitingSince = waitingSince ?? receivedAt
+        self.waitingSince = waitingSince
         self.purged = purged
     }
 }

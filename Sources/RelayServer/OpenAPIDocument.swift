@@ -344,7 +344,7 @@ paths:
   /v1/disclosures/{id}/replies:
     post:
       summary: "Add a reply: a copy sealed to the gateway and one to the epoch"
-      description: "Roles: responder, supervisor."
+      description: "Roles: responder, supervisor. 409 when the case's gateway is revoked: it can fetch no reply (add a note instead)."
       parameters:
         - name: id
           in: path
@@ -379,7 +379,7 @@ paths:
   /v1/disclosures/{id}/reply-key:
     get:
       summary: The key a reply to the case is sealed to (its gateway's), besides the queue's epoch
-      description: "Roles: responder, supervisor. Ask it before the reply is written: it refuses as the reply would (a responder must hold the case), and opens nothing."
+      description: "Roles: responder, supervisor. Ask it before the reply is written: it refuses as the reply would (a responder must hold the case; 409 when the case's gateway is revoked, as it can fetch no reply), and opens nothing."
       parameters:
         - name: id
           in: path
@@ -793,7 +793,7 @@ components:
         referral: {type: string}
         outcome: {type: string}
         receivedAt: {type: string}
-        slaDueAt: {type: string, description: "Unclaimed (new) cases only: when the case passes the wait that the triage policy allows its urgency."}
+        slaDueAt: {type: string, description: "Unclaimed (new) cases only: when the case passes the wait that the triage policy allows its urgency, counted from its arrival or, once reopened, from its latest reopening."}
         purged: {type: boolean}
     QueueListing:
       type: object

@@ -244,12 +244,17 @@ extension RelayDatabase {
         let now = nowSeconds
         return try await committer.write { db in
             try Self.requireActive(db, actor)
-            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"grant\" WHERE epochID = ? AND principalID = ?",
-                                   arguments: [epochID.lowercased(), actorID]) == 1 else {
+            guard try Self.holdsGrant(db, epochID: epochID.lowercased(), principalID: actorID) else {
                 throw StoreError(.forbidden, "you hold no grant for epoch \(epochID)")
             }
             return try Self.insertGrants(db, epochID: id, grants: grants, actor: actor, now: now)
         }
+    }
+
+    /// Whether the principal holds a grant of the epoch (a lowercased id).
+    static func holdsGrant(_ db: Database, epochID: String, principalID: String?) throws -> Bool {
+        try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#,
+                          arguments: [epochID, principalID]) == true
     }
 
     @discardableResult
@@ -266,8 +271,7 @@ extension RelayDatabase {
             guard header.kind == .grant, header.objectID == epochID, header.keyID == memberKey.id else {
                 throw StoreError(.invalid, "the grant for \(memberName) is not sealed to their key for this epoch")
             }
-            let held = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \"grant\" WHERE epochID = ? AND principalID = ?",
-                                        arguments: [epochID.uuidString.lowercased(), member.id]) == 1
+            let held = try Self.holdsGrant(db, epochID: epochID.uuidString.lowercased(), principalID: member.id)
             if held && actor.role != .supervisor {
                 kept.append(memberName)
                 continue

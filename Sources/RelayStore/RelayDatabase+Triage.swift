@@ -79,7 +79,8 @@ extension RelayDatabase {
     /// The queries of a page, read in turn until it is full: after a cursor, the rest of its urgency from the
     /// cursor's case on, then the urgencies after it. Each is a seek into the index, however deep the page.
     static func queueRequests(_ db: Database, _ filter: QueueFilter, after cursor: QueueCursor?) throws -> [QueryInterfaceRequest<DisclosureRecord>] {
-        var request = DisclosureRecord.filter(DisclosureRecord.Columns.purgedAt == nil)
+        // A purged case is listed no more, but its short id still resolves: its labels remain.
+        var request = filter.idMatch == nil ? DisclosureRecord.filter(DisclosureRecord.Columns.purgedAt == nil) : DisclosureRecord.all()
         if let queue = filter.queue { request = request.filter(DisclosureRecord.Columns.queue == queue.rawValue) }
         if !filter.states.isEmpty { request = request.filter(filter.states.map(\.rawValue).contains(DisclosureRecord.Columns.state)) }
         if let urgency = filter.urgency { request = request.filter(DisclosureRecord.Columns.urgencyRank == urgency.rank) }
@@ -307,8 +308,7 @@ extension RelayDatabase {
     }
 
     static func requireKey(_ db: Database, for record: DisclosureRecord, member: String?, name: String, claiming: Bool) throws {
-        guard try Bool.fetchOne(db, sql: #"SELECT EXISTS (SELECT 1 FROM "grant" WHERE epochID = ? AND principalID = ?)"#,
-                                arguments: [record.epochID, member]) != true else { return }
+        guard try !holdsGrant(db, epochID: record.epochID, principalID: member) else { return }
         throw StoreError(.forbidden, """
             \(claiming ? "you have" : "\(name) has") no key for the epoch this case is sealed to, so \(claiming ? "you" : "they") could not \
             open it: a colleague who has that key grants it first (amane grant \(name))

@@ -23,7 +23,8 @@ extension DaemonSuite {
         var manyAnswers = Demo.body(narrative: "many small values cost a parser more than their size")
         manyAnswers["content"] = ["narrative": "x", "answers": ["a": [String](repeating: "", count: 1_000)]]
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: manyAnswers, headers: key), 400, "the JSON holds more than 1000 values")
-        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413, "larger")
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413,
+                "larger than this route accepts: 87380 bytes")
         let longNarrative = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 5000)), headers: key)
         problem(longNarrative, 413, "field 'content.narrative' holds 5000 bytes; it may hold 4096")
         #expect(longNarrative.json["code"] as? String == "too_large", "a field too large is too large, as the API description says")

@@ -181,6 +181,11 @@ extension DaemonSuite {
         let purgedReply = try swept.get("/v1/disclosures/\(old)/reply-key", as: swept.supervisor)
         #expect(purgedReply.status == 409 && purgedReply.text.contains("purged"), "\(purgedReply.text)")
         record("GET /v1/disclosures/{id}/reply-key", purgedReply)
+        // Listed no more, yet its short id still resolves (`amane show SHORT`): its labels remain.
+        let listed = try swept.get("/v1/queue?state=closed", as: swept.supervisor).json["cases"] as? [[String: Any]] ?? []
+        let resolved = try swept.get("/v1/queue?idMatch=\(old.suffix(12))", as: swept.supervisor).json["cases"] as? [[String: Any]] ?? []
+        #expect(!listed.contains { $0["id"] as? String == old } && resolved.map { $0["id"] as? String } == [old]
+                && resolved.first?["purged"] as? Bool == true, "\(listed) \(resolved)")
 
         // Too many requests: a tight bucket for the same principal across routes.
         let tight = try await Daemon(environment: ["AMANE_LIMITS_REQUESTS_PER_MINUTE": "2"])

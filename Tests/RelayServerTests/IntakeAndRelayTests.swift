@@ -84,6 +84,28 @@ extension DaemonSuite {
         #expect(!daemon.stderr.value.contains(canary))
     }
 
+    /// A case its reporter reopens shows the deadline of the reopening, not of its first arrival ten days before.
+    @Test func aReopenedCaseShowsTheDeadlineOfItsReopening() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "first contact"), headers: ["Idempotency-Key": Demo.key()])
+        let id = try #require(posted.json["id"] as? String)
+        let receipt = try #require(posted.json["receipt"] as? String)
+        #expect(try daemon.post("/v1/disclosures/\(id)/claim", as: daemon.responder, json: [:]).status == 200)
+        let closed = try daemon.post("/v1/disclosures/\(id)/transition", as: daemon.responder, json: ["action": "close", "outcome": "no_further_action"])
+        #expect(closed.status == 200, "\(closed.text)")
+        let age = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=30); db.execute('UPDATE disclosure SET receivedAt = receivedAt - 864000'); db.commit()"
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", age, daemon.directory + "/relay.sqlite"]).0 == 0)
+        let followup = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": receipt, "content": ["narrative": "I am back"]],
+                                       headers: ["Idempotency-Key": Demo.key()])
+        #expect(followup.status == 201, "\(followup.text)")
+        let reopened = try #require((daemon.get("/v1/queue", as: daemon.responder).json["cases"] as? [[String: Any]])?.first { $0["id"] as? String == id })
+        let received = try #require(Timestamp.parse(reopened["receivedAt"] as? String ?? ""))
+        let due = try #require(Timestamp.parse(reopened["slaDueAt"] as? String ?? ""))
+        #expect(reopened["state"] as? String == "new" && due.timeIntervalSince(received) > 9 * 86_400
+                && abs(due.timeIntervalSinceNow - 120 * 60) < 120, "due 120 minutes (high) after the reopening: \(reopened)")
+    }
+
     @Test func followupsAndRepliesTravelBothWaysAndStayWithTheirGateway() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_RECEIPT_MISSES_PER_HOUR": "3", "AMANE_LIMITS_RECEIPT_LOOKUPS_PER_MINUTE": "100"])
         defer { daemon.stop(); daemon.removeData() }

@@ -19,8 +19,8 @@ import Yams
         "AuditEntryView": AuditEntryView.self, "AuditPage": AuditPage.self, "TaxonomyLabel": TaxonomyLabel.self,
         "TaxonomyListing": TaxonomyListing.self, "Identity": Identity.self,
     ]
-    /// Always sent by this relay, yet optional in its type, so that a client still reads a problem from any relay.
-    static let requiredBeyondTheType: Set<String> = ["Problem.code"]
+    /// Always sent by this relay, yet optional in its type, so that a client still reads the answer of any relay, an older one too.
+    static let requiredBeyondTheType: Set<String> = ["Problem.code", "GrantsStored.kept"]
 
     struct SchemaError: Error, CustomStringConvertible { let description: String }
 
