@@ -233,9 +233,9 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 }
 
-/// HTTP/1.1 as Hummingbird serves it, with one thing it misses because it sees requests only after their HTTP version
+/// HTTP/1.1 as Hummingbird serves it, with two things it misses because it sees requests only after their HTTP version
 /// is gone: a request that ends its connection (HTTP/1.0 without keep-alive, `Connection: Close` in any case) closes
-/// it once answered, instead of holding it until the idle timeout.
+/// it once answered, instead of holding it until the idle timeout; and `Expect: 100-continue` is answered.
 struct RelayHTTP1Channel: ServerChildChannel {
     let base: HTTP1Channel
 
@@ -243,6 +243,7 @@ struct RelayHTTP1Channel: ServerChildChannel {
         base.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
             try channel.pipeline.syncOperations.addHandler(LastRequestHandler(), position: .before(codec))
+            try channel.pipeline.syncOperations.addHandler(ExpectContinueHandler(), position: .before(codec))
             return value
         }
     }
@@ -302,6 +303,24 @@ final class LastRequestHandler: ChannelDuplexHandler, RemovableChannelHandler {
             break
         }
         context.write(data, promise: promise)
+    }
+}
+
+/// Answers `Expect: 100-continue` at once: a client that asks (curl does for larger bodies, older libcurl for any over
+/// 1 KiB) would otherwise wait a second before it sends the body.
+final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(var head) = unwrapInboundIn(data), head.version.major == 1, head.version.minor >= 1,
+              head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) else {
+            return context.fireChannelRead(data)
+        }
+        head.headers.remove(name: "expect")
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        context.fireChannelRead(wrapInboundOut(.head(head)))
     }
 }
 

@@ -25,6 +25,10 @@ extension DaemonSuite {
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: manyAnswers, headers: key), 400, "the JSON holds more than 1000 values")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413,
                 "larger than this route accepts: 87380 bytes")
+        // A client that asks before sending its body (Expect: 100-continue) hears "go on" at once, not after its own timeout.
+        let asked = try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{\"urgency\": ".utf8),
+                                       headers: ["Idempotency-Key": Demo.key(), "Expect": "100-continue"])
+        #expect(asked.status == 400 && asked.headers.hasPrefix("HTTP/1.1 100 Continue\r\n"), "the body was read, then refused: \(asked.headers)")
         let longNarrative = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 5000)), headers: key)
         problem(longNarrative, 413, "field 'content.narrative' holds 5000 bytes; it may hold 4096")
         #expect(longNarrative.json["code"] as? String == "too_large", "a field too large is too large, as the API description says")
