@@ -387,21 +387,28 @@ import Testing
         #expect(try await fixture.db.caseSummary(id: result.id).updated == false, "while no one holds the case, whoever opens it has seen it")
     }
 
+    /// A case `holder` claimed and fetched, with a follow-up sealed to a new epoch that only `keyHolder` holds.
+    private func caseWithFollowUpSealedBeyond(_ fixture: StoreFixture, holder: Principal,
+                                              keyHolder: Principal) async throws -> (IntakeResult, EpochInfo, SealingPrivateKey) {
+        let result = try await fixture.submit("the disclosure")
+        try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(holder))
+        let newKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        let epoch = try await fixture.db.createEpoch(queue: .national, publicKey: newKey.publicKey.text, grants: [
+            keyHolder.name.rawValue: try Grant.seal(newKey, to: fixture.key(of: keyHolder).publicKey),
+        ], actor: StoreActor(keyHolder))
+        let (id, envelope) = try fixture.sealed("he moved to Tanger", kind: .followup, in: result.id, to: newKey.publicKey)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
+                                             idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(id.uuidString.utf8))
+        _ = try await fixture.db.fetchCase(id: result.id, actor: StoreActor(holder))
+        return (result, epoch, newKey)
+    }
+
     /// Fetching is not reading: a holder without the key a follow-up is sealed to leaves it flagged, and so cannot
     /// close over it, until a colleague grants that key and the holder opens the case again.
     @Test func aFollowUpTheOpenerHasNoKeyForStaysFlagged() async throws {
         let fixture = try await StoreFixture()
-        let result = try await fixture.submit("the disclosure")
         let amina = StoreActor(fixture.responder), khadija = StoreActor(fixture.supervisor)
-        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
-        let newKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
-        let epoch = try await fixture.db.createEpoch(queue: .national, publicKey: newKey.publicKey.text, grants: [
-            fixture.supervisor.name.rawValue: try Grant.seal(newKey, to: fixture.key(of: fixture.supervisor).publicKey),
-        ], actor: khadija)
-        let (id, envelope) = try fixture.sealed("he moved to Tanger", kind: .followup, in: result.id, to: newKey.publicKey)
-        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
-                                             idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(id.uuidString.utf8))
-        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        let (result, epoch, newKey) = try await caseWithFollowUpSealedBeyond(fixture, holder: fixture.responder, keyHolder: fixture.supervisor)
         #expect(try await fixture.db.caseSummary(id: result.id).updated, "amina fetched a follow-up she cannot open")
         let refusal = await #expect(throws: StoreError.self) {
             try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "no_further_action")
@@ -418,17 +425,8 @@ import Testing
     /// A supervisor who holds such a case has no supervisor above to close it: the way out is another holder.
     @Test func aSupervisorHoldingACaseWithAFollowUpSheCannotOpenIsToldToAssignIt() async throws {
         let fixture = try await StoreFixture()
-        let result = try await fixture.submit("the disclosure")
         let amina = StoreActor(fixture.responder), khadija = StoreActor(fixture.supervisor)
-        try await fixture.db.transition(id: result.id, action: .claim, actor: khadija)
-        let newKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
-        _ = try await fixture.db.createEpoch(queue: .national, publicKey: newKey.publicKey.text, grants: [
-            fixture.responder.name.rawValue: try Grant.seal(newKey, to: fixture.key(of: fixture.responder).publicKey),
-        ], actor: amina)
-        let (id, envelope) = try fixture.sealed("he moved to Tanger", kind: .followup, in: result.id, to: newKey.publicKey)
-        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
-                                             idempotencyKey: "followup-key-\(UUID().uuidString)", requestHash: Array(id.uuidString.utf8))
-        _ = try await fixture.db.fetchCase(id: result.id, actor: khadija)
+        let (result, _, _) = try await caseWithFollowUpSealedBeyond(fixture, holder: fixture.supervisor, keyHolder: fixture.responder)
         let refusal = await #expect(throws: StoreError.self) {
             try await fixture.db.transition(id: result.id, action: .close, actor: khadija, outcome: "no_further_action")
         }
