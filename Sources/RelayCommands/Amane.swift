@@ -180,7 +180,11 @@ struct Session {
     /// Every epoch key this member holds, opened from its grants; which one is current; and the epochs whose
     /// grant to this member does not open with this identity.
     func epochKeys(_ identity: SealingPrivateKey) async throws -> (keys: [String: SealingPrivateKey], current: String?, unopened: Set<String>) {
-        let grants = try await client.get(APIPath.grants, as: GrantList.self).grants
+        epochKeys(identity, grants: try await client.get(APIPath.grants, as: GrantList.self).grants)
+    }
+
+    /// The same, from grants already fetched.
+    func epochKeys(_ identity: SealingPrivateKey, grants: [GrantView]) -> (keys: [String: SealingPrivateKey], current: String?, unopened: Set<String>) {
         var keys: [String: SealingPrivateKey] = [:]
         var unopened: Set<String> = []
         for grant in grants {

@@ -236,7 +236,7 @@ struct Keys: AsyncParsableCommand {
         let (held, mine, unopened) = try await Session.with(global) { session in
             let identity = try session.unlock()
             let grants = try await session.client.get(APIPath.grants, as: GrantList.self).grants
-            let (keys, _, unopened) = try await session.epochKeys(identity)
+            let (keys, _, unopened) = session.epochKeys(identity, grants: grants)
             return (grants.compactMap { grant in
                 keys[grant.epoch].map { KeyHeld(epoch: grant.epoch, queue: grant.queue, current: grant.current, fingerprint: $0.publicKey.fingerprint, grantedBy: grant.grantedBy) }
             }, identity.publicKey.fingerprint, grants.filter { unopened.contains($0.epoch) })

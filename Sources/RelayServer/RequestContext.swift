@@ -182,16 +182,16 @@ extension Request {
         guard charsets.allSatisfy({ $0 == "utf-8" || $0 == "utf8" }) else {
             throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json) in UTF-8 (charset=\(charsets.joined(separator: ",")) is not taken)")
         }
-        let tooLarge = APIError(.contentTooLarge, "the body is larger than this route accepts: \(limit) bytes")
+        func tooLarge() -> APIError { APIError(.contentTooLarge, "the body is larger than this route accepts: \(limit) bytes") }
         // A declared length past the limit is refused before waiting for a body that may never come.
         if let declared = headers[.contentLength].flatMap({ Int($0) }), declared > limit {
-            throw tooLarge
+            throw tooLarge()
         }
         let buffer: ByteBuffer
         do {
             buffer = try await body.collect(upTo: limit)
         } catch let error as any HTTPResponseError {
-            if error.status == .contentTooLarge { throw tooLarge }
+            if error.status == .contentTooLarge { throw tooLarge() }
             throw error
         } catch let error as HTTPParserError {
             throw error
