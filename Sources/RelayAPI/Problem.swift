@@ -39,6 +39,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case receiptLookupsLimited = "receipt_lookups_limited"
     case headersTooLarge = "headers_too_large"
     case internalError = "internal_error"
+    case notImplemented = "not_implemented"
     case noSealingKey = "no_sealing_key"
     case unavailable
 
@@ -60,13 +61,14 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .rateLimited, .unknownReceiptsLimited, .receiptLookupsLimited: 429
         case .headersTooLarge: 431
         case .internalError: 500
+        case .notImplemented: 501
         case .noSealingKey, .unavailable: 503
         }
     }
 
     private var isDefault: Bool {
         [.invalidRequest, .forbidden, .notFound, .methodNotAllowed, .requestTimeout, .conflict, .tooLarge, .unsupportedMediaType, .rateLimited,
-         .headersTooLarge, .internalError, .unavailable].contains(self)
+         .headersTooLarge, .internalError, .notImplemented, .unavailable].contains(self)
     }
 
     /// What it means and what a client does about it, for the API description.
@@ -92,6 +94,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .receiptLookupsLimited: "this gateway's rate of receipt lookups, found or not (10 a minute by default); wait for Retry-After"
         case .headersTooLarge: "the request's headers are too large"
         case .internalError: "a fault in the relay"
+        case .notImplemented: "a transfer coding other than chunked; send the body as it is"
         case .noSealingKey: "the queue has no sealing key yet, until a responder runs `amane rotate`; retry after Retry-After"
         case .unavailable: "the relay is busy or its storage cannot write; nothing was stored; retry after Retry-After"
         }

@@ -233,15 +233,17 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 }
 
-/// HTTP/1.1 as Hummingbird serves it, with two things it misses because it sees requests only after their HTTP version
-/// is gone: a request that ends its connection (HTTP/1.0 without keep-alive, `Connection: Close` in any case) closes
-/// it once answered, instead of holding it until the idle timeout; and `Expect: 100-continue` is answered.
+/// HTTP/1.1 as Hummingbird serves it, with what it misses because it sees requests only after their HTTP version is
+/// gone: a request that ends its connection (HTTP/1.0 without keep-alive, `Connection: Close` in any case) closes it
+/// once answered, instead of holding it until the idle timeout; `Expect: 100-continue` is answered; and a request
+/// RFC 9112 says must not be served is refused.
 struct RelayHTTP1Channel: ServerChildChannel {
     let base: HTTP1Channel
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
         base.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
+            try channel.pipeline.syncOperations.addHandler(RequestFramingHandler(), position: .before(codec))
             try channel.pipeline.syncOperations.addHandler(LastRequestHandler(), position: .before(codec))
             try channel.pipeline.syncOperations.addHandler(ExpectContinueHandler(), position: .before(codec))
             return value
@@ -250,6 +252,66 @@ struct RelayHTTP1Channel: ServerChildChannel {
 
     func handle(value: HTTP1Channel.Value, logger: Logger) async {
         await base.handle(value: value, logger: logger)
+    }
+}
+
+/// Refuses, before Hummingbird sees it, an HTTP/1.1 request without one valid Host (400, as RFC 9112 says a server must)
+/// and a body in a transfer coding other than chunked (501). The refusal is sent once the requests before it are
+/// answered, and ends the connection: nothing after such a request can be trusted to be framed as its client meant.
+final class RequestFramingHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+    private var requests = 0
+    private var answered = 0
+    private var refusal: (request: Int, version: HTTPVersion, status: HTTPResponse.Status, detail: String)?
+
+    static func refusal(of head: HTTPRequestHead) -> (HTTPResponse.Status, String)? {
+        let codings = head.headers["transfer-encoding"].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        if !codings.isEmpty && codings != ["chunked"] {
+            return (.notImplemented, "the relay takes a body as it is or chunked, not in Transfer-Encoding '\(codings.joined(separator: ", "))'")
+        }
+        guard head.version.major == 1, head.version.minor >= 1 else { return nil }
+        let hosts = head.headers["host"]
+        guard hosts.count == 1 else { return (.badRequest, "a request names its Host once in HTTP/1.1; this one names it \(hosts.count) times") }
+        guard hosts[0].unicodeScalars.allSatisfy(Self.hostCharacters.contains) else { return (.badRequest, "the Host header is not a host name") }
+        return nil
+    }
+
+    /// RFC 3986's host and port: a name, an IPv4 or a bracketed IPv6 address.
+    private static let hostCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]")
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard refusal == nil else { return }
+        if case .head(let head) = unwrapInboundIn(data) {
+            requests += 1
+            if let (status, detail) = Self.refusal(of: head) {
+                refusal = (requests, head.version, status, detail)
+                if answered == requests - 1 { refuse(context) }
+                return
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+        guard case .end = unwrapOutboundIn(data) else { return }
+        answered += 1
+        if let refusal, answered == refusal.request - 1 { refuse(context) }
+    }
+
+    private func refuse(_ context: ChannelHandlerContext) {
+        guard let refusal else { return }
+        let body = Response.problemBody(refusal.status, detail: refusal.detail)
+        let head = HTTPResponseHead(version: refusal.version, status: HTTPResponseStatus(statusCode: refusal.status.code),
+                                    headers: ["content-type": RelayAPI.MediaType.problem, "content-length": String(body.readableBytes),
+                                              "connection": "close"])
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }
 

@@ -17,8 +17,9 @@ info:
     retry matters most, list it. Bodies are JSON in UTF-8 without a byte order mark, with no field
     the schema does not name, not even as null, no key twice in one object, nested at most 32 deep
     and holding at most 1,000 values (else 400); outside the top-level `sealed` fields, a body holds
-    at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json, with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400, one
-    whose headers are too large 431, one whose body has not arrived in full within the relay's
+    at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json, with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
+    does an HTTP/1.1 request without exactly one Host), one in a transfer coding other than chunked 501, one whose
+    headers are too large 431, one whose body has not arrived in full within the relay's
     limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A path
     called with a method it does not take answers 405 with Allow; an unknown path 404. A problem's
     `code` says which cause it is; a client programs against it, not against `detail`.

@@ -107,6 +107,21 @@ extension DaemonSuite {
             + "2\r\n{}\r\n0\r\nX-Padding: \(String(repeating: "a", count: 70_000))\r\n\r\n"
         let overflow = try daemon.raw(trailers, as: daemon.gateway).output
         #expect(overflow.contains("HTTP/1.1 431") && overflow.contains("headers are larger"), "trailers are headers too: \(overflow)")
+        // What RFC 9112 says a server must not serve is refused once the requests before it are answered, and the
+        // connection ends there: a request pipelined behind it is not taken.
+        let me = "GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        for (request, status, fragment) in [("GET /v1/me HTTP/1.1\r\n\r\n", "400", "names its Host once in HTTP/1.1; this one names it 0 times"),
+                                            ("GET /v1/me HTTP/1.1\r\nHost: localhost\r\nHost: elsewhere\r\n\r\n", "400", "names it 2 times"),
+                                            ("GET /v1/me HTTP/1.1\r\nHost: local host\r\n\r\n", "400", "not a host name"),
+                                            ("POST /v1/replies/fetch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                                             + "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", "501", "not in Transfer-Encoding 'gzip, chunked'")] {
+            let (exit, output) = try daemon.raw(me + request + me, as: daemon.gateway)
+            let answers = output.components(separatedBy: "HTTP/1.1 ").dropFirst()
+            #expect(exit != 124 && answers.count == 2 && answers.first!.hasPrefix("200") && answers.last!.hasPrefix(status)
+                    && answers.last!.lowercased().contains("connection: close\r\n") && answers.last!.contains(fragment)
+                    && answers.last!.contains(status == "501" ? #""code":"not_implemented""# : #""code":"invalid_request""#),
+                    "the good request answered, this one refused, nothing after it: \(exit) \(output)")
+        }
         // A declared length past the limit is answered at once, and the connection ends: no waiting for a body that never comes.
         let huge = "POST /v1/disclosures HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIdempotency-Key: \(Demo.key())\r\n"
             + "Content-Length: 100000000\r\n\r\n{}"
