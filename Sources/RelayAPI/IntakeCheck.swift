@@ -60,12 +60,17 @@ public enum IntakeCheck {
         do { return try StrictJSON.canonical(withoutEnvelope) } catch { throw IntakeRejection(400, "the body does not match the expected shape") }
     }
 
-    /// A follow-up's retry form: its canonical JSON in the clear. Sealed afresh on each try, it is known by its
-    /// content tag, else by its object id, which the caller puts after the receipt's digest: without one of them,
-    /// another follow-up under the same key would pass for a retry and be dropped.
-    public static func retryForm(_ submission: FollowupSubmission, canonical: Data) throws(IntakeRejection) -> [UInt8] {
+    /// A follow-up's retry form, which the caller puts after the receipt's digest (so that a retry may space the
+    /// receipt otherwise): its canonical JSON in the clear, without the receipt as typed. Sealed afresh on each try,
+    /// it is known by its content tag, else by its object id: without one of them, another follow-up under the same
+    /// key would pass for a retry and be dropped.
+    public static func retryForm(_ submission: FollowupSubmission) throws(IntakeRejection) -> [UInt8] {
         if let tag = submission.contentTag { try checkContentTag(tag, sealed: submission.sealed != nil) }
-        guard submission.sealed != nil else { return Array(canonical) }
+        guard submission.sealed != nil else {
+            var withoutReceipt = submission
+            withoutReceipt.receipt = ""
+            do { return Array(try StrictJSON.canonical(withoutReceipt)) } catch { throw IntakeRejection(400, "the body does not match the expected shape") }
+        }
         guard let id = submission.id else { throw IntakeRejection(400, "field 'id' is required with 'sealed': the envelope's object id") }
         // The id as a UUID, so that a retry that spells it in other letter case is one.
         return Array((submission.contentTag.map { "tagged \($0)" } ?? "sealed \(UUID(uuidString: id)?.uuidString.lowercased() ?? id)").utf8)
@@ -74,7 +79,10 @@ public enum IntakeCheck {
     /// A narrative tells something, in at most `maxBytes`. The relay checks it in the clear; a gateway that seals
     /// on its side checks it before sealing, since the relay cannot look.
     public static func checkNarrative(_ content: DisclosureContent, maxBytes: Int) throws(IntakeRejection) {
-        guard content.narrative.contains(where: { !$0.isWhitespace }) else { throw IntakeRejection(400, "field 'content.narrative' holds no text") }
+        let visible = content.narrative.unicodeScalars.contains {
+            !$0.properties.isWhitespace && !$0.properties.isDefaultIgnorableCodePoint && $0.properties.generalCategory != .control
+        }
+        guard visible else { throw IntakeRejection(400, "field 'content.narrative' holds no text") }
         guard content.narrative.utf8.count <= maxBytes else {
             throw IntakeRejection(413, "field 'content.narrative' holds \(content.narrative.utf8.count) bytes; it may hold \(maxBytes)")
         }

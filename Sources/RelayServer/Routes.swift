@@ -92,12 +92,11 @@ struct RelayRoutes: Sendable {
     @Sendable func submitFollowup(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
-        let (submission, body, canonical) = try await decodeSealable(FollowupSubmission.self, from: request)
+        let (submission, body, _) = try await decodeSealable(FollowupSubmission.self, from: request)
         let form: [UInt8]
-        do { form = try IntakeCheck.retryForm(submission, canonical: canonical) } catch { throw APIError(error) }
+        do { form = try IntakeCheck.retryForm(submission) } catch { throw APIError(error) }
         let (receipt, caseID) = try caseFor(receipt: submission.receipt, gateway: gateway)
-        let retryForm = submission.sealed == nil ? form : receipt + form
-        let requestTag = KeyedBox.tag(retryForm, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
+        let requestTag = KeyedBox.tag(receipt + form, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
         // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
         guard let bound = UUID(uuidString: caseID) else { throw receiptMiss(gateway) }
         let stored: FollowupResult

@@ -60,6 +60,18 @@ import Testing
         #expect(check("[" + [String](repeating: "0", count: 2_000).joined(separator: ",") + "]", structure: 10_000) != nil, "numbers count too")
     }
 
+    @Test func aNarrativeOfOnlyInvisibleCharactersHoldsNoText() {
+        func blank(_ narrative: String) -> Bool {
+            (try? IntakeCheck.checkNarrative(DisclosureContent(narrative: narrative), maxBytes: 100)) == nil
+        }
+        for nothing in ["", " \n\t", "\u{00A0}\u{3000}", "\u{200F}\u{200E}", "\u{200B}\u{FEFF}\u{2060}", "\u{00AD}\u{FE0F}", "\u{0007}\u{001B}"] {
+            #expect(blank(nothing), "\(nothing.unicodeScalars.map { String($0.value, radix: 16) })")
+        }
+        for something in ["ok", "\u{200F}نعم", "👍", "\u{200B}1"] {
+            #expect(!blank(something), "\(something)")
+        }
+    }
+
     @Test func unknownFieldsAreRefusedEvenWhenNullAndKnownOnesMayBeNull() throws {
         func failure(_ text: String) -> String? {
             do { _ = try StrictJSON.decode(DisclosureSubmission.self, from: Data(text.utf8)); return nil } catch { return error.description }
