@@ -173,12 +173,18 @@ public struct SealingKeyInfo: Codable, Sendable, Equatable {
     public var epoch: String
     public var publicKey: String
     public var fingerprint: String
+    /// The limits the relay holds plaintext content to, which a gateway that seals applies itself: the relay cannot
+    /// look inside an envelope. Nil from a relay older than them.
+    public var narrativeMaxBytes: Int?
+    public var contentMaxBytes: Int?
 
-    public init(queue: String, epoch: String, publicKey: String, fingerprint: String) {
+    public init(queue: String, epoch: String, publicKey: String, fingerprint: String, narrativeMaxBytes: Int?, contentMaxBytes: Int?) {
         self.queue = queue
         self.epoch = epoch
         self.publicKey = publicKey
         self.fingerprint = fingerprint
+        self.narrativeMaxBytes = narrativeMaxBytes
+        self.contentMaxBytes = contentMaxBytes
     }
 }
 

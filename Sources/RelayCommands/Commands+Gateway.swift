@@ -76,16 +76,19 @@ struct SendingOptions: ParsableArguments {
         Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
     }
 
-    /// What the relay would refuse in the clear, refused before sealing: once sealed, it cannot look.
-    static func checkBeforeSealing(_ content: DisclosureContent, file: String) throws {
-        do { try IntakeCheck.checkNarrative(content, maxBytes: .max) } catch { throw CLIError(.usage, "\(file): \(error.detail); nothing was sent") }
-    }
-
-    /// The sealing key of `queue`, or of the gateway's own queue.
-    static func sealingKey(_ session: Session, queue: String?) async throws -> SealingPublicKey {
+    /// The sealing key of `queue`, or of the gateway's own queue, once `content` passes what the relay would refuse in
+    /// the clear: it cannot look inside an envelope.
+    static func sealingKey(for content: DisclosureContent, from file: String, _ session: Session, queue: String?) async throws -> SealingPublicKey {
         var queue = queue
         if queue == nil { queue = try await session.client.get(APIPath.me, as: Identity.self).queue }
-        return try SealingPublicKey(text: try await session.client.get(APIPath.sealingKey(queue: queue ?? ""), as: SealingKeyInfo.self).publicKey)
+        let info = try await session.client.get(APIPath.sealingKey(queue: queue ?? ""), as: SealingKeyInfo.self)
+        do { try IntakeCheck.checkNarrative(content, maxBytes: info.narrativeMaxBytes ?? .max) } catch {
+            throw CLIError(.usage, "\(file): \(error.detail); nothing was sent")
+        }
+        if let limit = info.contentMaxBytes, let size = try? StrictJSON.canonical(content).count, size > limit {
+            throw CLIError(.usage, "\(file): the content holds \(size) bytes as JSON; the relay takes \(limit); nothing was sent")
+        }
+        return try SealingPublicKey(text: info.publicKey)
     }
 
     static func body<T: Codable>(_ type: T.Type, from file: String) throws -> T {
@@ -115,8 +118,7 @@ struct Submit: AsyncParsableCommand {
         let receipt = try await Session.with(global) { session in
             if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
-                try SendingOptions.checkBeforeSealing(content, file: file)
-                let publicKey = try await SendingOptions.sealingKey(session, queue: submission.queue)
+                let publicKey = try await SendingOptions.sealingKey(for: content, from: file, session, queue: submission.queue)
                 let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)
                 submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .disclosure, objectID: id))
@@ -156,10 +158,9 @@ struct Followup: AsyncParsableCommand {
         let accepted = try await Session.with(global) { session in
             if sending.seal {
                 guard let content = submission.content else { throw CLIError(.usage, "--seal needs 'content' in \(file)") }
-                try SendingOptions.checkBeforeSealing(content, file: file)
+                let publicKey = try await SendingOptions.sealingKey(for: content, from: file, session, queue: nil)
                 // The case the receipt names, which the follow-up is sealed bound to.
                 let found = try await session.client.post(APIPath.repliesFetch, ReplyFetch(receipt: submission.receipt), as: ReplyList.self)
-                let publicKey = try await SendingOptions.sealingKey(session, queue: nil)
                 guard let caseID = UUID(uuidString: found.caseId) else { throw CLIError(.server, "the relay named no case for this receipt") }
                 let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)

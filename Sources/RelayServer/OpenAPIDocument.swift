@@ -701,7 +701,7 @@ components:
       type: object
       required: [narrative]
       properties:
-        narrative: {type: string, description: "What the reporter told: 1 to limits.narrativeMaxBytes (65,536 by default) bytes of UTF-8, not only white space; longer answers 413 (too_large)."}
+        narrative: {type: string, description: "What the reporter told: 1 to limits.narrativeMaxBytes (65,536 by default) bytes of UTF-8, not only white space or invisible characters; longer answers 413 (too_large). Sealed content is held to the same limits by the gateway that seals it (see SealingKeyInfo)."}
         answers:
           type: object
           description: A gateway's questions and their answers, each one string or a list of strings.
@@ -769,12 +769,14 @@ components:
         replies: {type: array, items: {$ref: '#/components/schemas/SealedReply'}}
     SealingKeyInfo:
       type: object
-      required: [queue, epoch, publicKey, fingerprint]
+      required: [queue, epoch, publicKey, fingerprint, narrativeMaxBytes, contentMaxBytes]
       properties:
         queue: {type: string}
         epoch: {type: string}
         publicKey: {type: string}
         fingerprint: {type: string}
+        narrativeMaxBytes: {type: integer, description: "limits.narrativeMaxBytes: a gateway that seals checks the narrative against it before sealing, since the relay cannot look inside an envelope"}
+        contentMaxBytes: {type: integer, description: "limits.maxBodyBytes: the most bytes the content may hold as JSON, checked likewise before sealing"}
     CaseView:
       type: object
       required: [id, queue, urgency, category, language, channel, state, onHold, updated, receivedAt, purged]

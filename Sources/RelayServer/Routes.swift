@@ -134,7 +134,8 @@ struct RelayRoutes: Sendable {
             throw APIError.noSealingKey("the queue \(queue) has no epoch yet; a responder runs `amane rotate`")
         }
         let fingerprint = sealer.key(epoch.publicKey)?.fingerprint ?? ""
-        return try .json(SealingKeyInfo(queue: queue.rawValue, epoch: epoch.id, publicKey: epoch.publicKey, fingerprint: fingerprint))
+        return try .json(SealingKeyInfo(queue: queue.rawValue, epoch: epoch.id, publicKey: epoch.publicKey, fingerprint: fingerprint,
+                                        narrativeMaxBytes: limits.narrativeMaxBytes, contentMaxBytes: limits.maxBodyBytes))
     }
 
     /// JSON with a base64 envelope may be larger than plain JSON; plain JSON is held to `maxBodyBytes` after reading.

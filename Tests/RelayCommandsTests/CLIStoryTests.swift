@@ -218,6 +218,15 @@ extension DaemonSuiteForCLI {
         let casesBefore = ((try cli.json(["inbox", "--all"], home: cli.supervisor) as! [String: Any])["cases"] as! [[String: Any]]).count
         let blankSealed = try cli.run(["submit", blankFile, "--seal"], home: cli.gateway)
         #expect(blankSealed.code != 0 && blankSealed.output.contains("content.narrative' holds no text; nothing was sent"), "\(blankSealed.output)")
+        // The relay's limits for plaintext hold for sealed content too, checked here with the limits the relay names.
+        for (content, refusal) in [(["narrative": String(repeating: "x", count: 65_537)], "content.narrative' holds 65537 bytes; it may hold 65536; nothing was sent"),
+                                   (["narrative": "x", "answers": ["details": String(repeating: "y", count: 300_000)]],
+                                    "the content holds 300042 bytes as JSON; the relay takes 262144; nothing was sent")] {
+            blank["content"] = content
+            try JSONSerialization.data(withJSONObject: blank).write(to: URL(fileURLWithPath: blankFile))
+            let tooLarge = try cli.run(["submit", blankFile, "--seal"], home: cli.gateway)
+            #expect(tooLarge.code != 0 && tooLarge.output.contains(refusal), "\(tooLarge.output)")
+        }
         #expect(((try cli.json(["inbox", "--all"], home: cli.supervisor) as! [String: Any])["cases"] as! [[String: Any]]).count == casesBefore)
 
         // 7. The new responder is granted the keys and can read old cases.

@@ -20,7 +20,8 @@ import Yams
         "TaxonomyListing": TaxonomyListing.self, "Identity": Identity.self,
     ]
     /// Always sent by this relay, yet optional in its type, so that a client still reads the answer of any relay, an older one too.
-    static let requiredBeyondTheType: Set<String> = ["Problem.code", "GrantsStored.kept"]
+    static let requiredBeyondTheType: Set<String> = ["Problem.code", "GrantsStored.kept", "SealingKeyInfo.narrativeMaxBytes",
+                                                                "SealingKeyInfo.contentMaxBytes"]
 
     struct SchemaError: Error, CustomStringConvertible { let description: String }
 
