@@ -24,6 +24,17 @@ public struct RelayServerApp: Sendable {
     let logger: Logger
 }
 
+/// Set once a graceful shutdown begins.
+final class StoppingSignal: Service, Sendable {
+    private let state = Mutex(false)
+    var isSet: Bool { state.withLock { $0 } }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        state.withLock { $0 = true }
+    }
+}
+
 /// The ports actually bound (port 0 picks a free one).
 public final class BoundPorts: Sendable {
     private let state = Mutex<(https: Int?, ops: Int?)>((nil, nil))
@@ -192,7 +203,9 @@ extension RelayServerApp {
 
         let opsRouter = Router()
         opsRouter.get("/healthz") { _, _ in "ok\n" }
+        let stopping = StoppingSignal()
         opsRouter.get("/readyz") { _, _ -> Response in
+            if stopping.isSet { return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready: shutting down\n"))) }
             let readable = await db.isReadable()
             guard bound.https != nil && readable else { return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready\n"))) }
             // Cleared by the next write that commits: a gateway's retry, or this probe once the disk has room for
@@ -216,7 +229,7 @@ extension RelayServerApp {
             // Enrolments, reissues and revocations are made by other processes: read the ends at every scrape.
             if let ends = try? await db.certificateEnds() { metrics.update(certificateEnds: ends, now: Int64(Date().timeIntervalSince1970)) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                            body: .init(byteBuffer: .init(string: metrics.registry.emitToString())))
+                            body: .init(byteBuffer: .init(string: metrics.exposition)))
         }
         let ops = Application(
             router: opsRouter,
@@ -224,6 +237,7 @@ extension RelayServerApp {
             onServerRunning: { channel in bound.set(ops: channel.localAddress?.port ?? configuration.opsListen.port) },
             logger: logger)
 
+        let notifier = configuration.slaNotifyCommand.map { SLANotifier(command: $0, failures: metrics.slaNotifyFailures, logger: logger) }
         let services: [any Service] = [
             WriterService(db: db),
             PeriodicService(name: "lease reaper", every: .seconds(30), logger: logger) {
@@ -244,7 +258,7 @@ extension RelayServerApp {
                 metrics.update(depth: depth)
                 for (urgency, value) in depth where value.pastSLA > 0 {
                     logger.warning("cases past their SLA", metadata: ["relay.urgency": "\(urgency.rawValue)", "relay.count": "\(value.pastSLA)"])
-                    if let command = configuration.slaNotifyCommand { SLANotifier.run(command, urgency: urgency, count: value.pastSLA, logger: logger) }
+                    if let notifier { Task { await notifier.notify(urgency, count: value.pastSLA) } }
                 }
             },
             PeriodicService(name: "certificate check", every: .seconds(86_400), logger: logger) {
@@ -257,6 +271,8 @@ extension RelayServerApp {
             ops,
             api,
             SystemdNotifier(logger: logger) { await bound.ready() },
+            // Last, so told first of a shutdown: /readyz says so while the API drains.
+            stopping,
         ]
         return RelayServerApp(services: services, db: db, bound: bound, logger: logger)
     }
@@ -392,12 +408,3 @@ struct TLSReloader: Service {
     }
 }
 
-/// Runs the configured SLA notify command with the urgency and count as arguments; never content.
-enum SLANotifier {
-    static func run(_ command: String, urgency: Urgency, count: Int, logger: Logger) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command)
-        process.arguments = [urgency.rawValue, String(count)]
-        do { try process.run() } catch { logger.error("the SLA notify command failed to start", metadata: ["relay.error": "\(error)"]) }
-    }
-}

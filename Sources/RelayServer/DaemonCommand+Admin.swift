@@ -627,7 +627,10 @@ struct CheckConfig: AsyncParsableCommand {
         // In development the first `serve --dev` makes the CA and certificates; until then there is nothing to check.
         let tlsMadeLater = configuration.dev && !FileManager.default.fileExists(atPath: configuration.certificateFile)
         let databaseMadeLater = configuration.dev && !FileManager.default.fileExists(atPath: (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName))
-        if !configuration.dev { try common.requireDatabase(configuration) }
+        if !configuration.dev { try common.requireDatabaseToServe(configuration) }
+        do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError {
+            throw RelayConfiguration.Invalid(key: "db.path", reason: error.reason)
+        }
         try RelayDatabase.checkSchema(directory: configuration.dataDirectory)
         var validUntil = ""
         do {
@@ -635,6 +638,7 @@ struct CheckConfig: AsyncParsableCommand {
             if !tlsMadeLater {
                 let identity = try TLSIdentity(configuration: configuration)
                 _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+                try configuration.checkClientCA()
                 if let expiry = identity.expiry {
                     if expiry <= Date() { throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: TLSIdentity.expiryWarning(expiry)!) }
                     validUntil = " (valid until \(Timestamp.iso8601(Int64(expiry.timeIntervalSince1970))))"

@@ -90,6 +90,13 @@ struct CommonOptions: ParsableArguments {
         return try RelayDatabase(directory: configuration.dataDirectory)
     }
 
+    /// As `requireDatabase`, for `serve` and `check-config`: a configuration error (exit 78), which systemd does not restart on.
+    func requireDatabaseToServe(_ configuration: RelayConfiguration) throws {
+        do { try requireDatabase(configuration) } catch let failure as CommandFailure {
+            throw RelayConfiguration.Invalid(key: "db.path", reason: failure.description)
+        }
+    }
+
     func requireDatabase(_ configuration: RelayConfiguration) throws {
         let file = (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName)
         if access(file, F_OK) != 0, errno == EACCES {
@@ -147,7 +154,7 @@ struct Serve: AsyncParsableCommand {
             logger.warning("few open files allowed; each connection needs one", metadata: ["relay.openFileLimit": "\(openFiles)"])
         }
         // Only `init` and development mode make a database: a missing one is a wrong --data-dir or db.path, not an empty relay.
-        if !configuration.dev { try common.requireDatabase(configuration) }
+        if !configuration.dev { try common.requireDatabaseToServe(configuration) }
         // A new development relay needs the seed taxonomy: without it, fail before leaving a half-made folder behind.
         if !FileManager.default.fileExists(atPath: (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName)) {
             _ = try RelayConfiguration.readSeed("taxonomy.yaml", in: configuration.seedsDirectory)
@@ -160,6 +167,7 @@ struct Serve: AsyncParsableCommand {
         let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
         defer { close(lock) }
         if configuration.dev { try DevEnvironment.preparePKI(configuration) }
+        try configuration.checkClientCA()
         let app = try await RelayServerApp.build(configuration: configuration, logger: logger)
         if configuration.dev {
             let db = app.db

@@ -223,20 +223,26 @@ public struct RelayConfiguration: Sendable {
             guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else { throw Invalid(key: key, reason: "'\(text)' is not a whole number") }
             return value
         }
-        func positive(_ key: String, _ fallback: Int) throws -> Int {
+        func positive(_ key: String, _ fallback: Int, atMost ceiling: Int = .max, because reason: String = "") throws -> Int {
             let value = try integer(key, fallback)
             guard value > 0 else { throw Invalid(key: key, reason: "must be a positive number") }
+            guard value <= ceiling else { throw Invalid(key: key, reason: "must be at most \(ceiling)\(reason)") }
             return value
         }
+        let mebibyte = 1024 * 1024
         limits = Limits(
-            maxBodyBytes: try positive("limits.maxBodyBytes", 256 * 1024),
-            maxEnvelopeBytes: try positive("limits.maxEnvelopeBytes", 8 * 1024 * 1024),
-            narrativeMaxBytes: try positive("limits.narrativeMaxBytes", 64 * 1024),
+            maxBodyBytes: try positive("limits.maxBodyBytes", 256 * 1024, atMost: 16 * mebibyte, because: " (a plain JSON body is held in memory whole)"),
+            maxEnvelopeBytes: try positive("limits.maxEnvelopeBytes", 8 * mebibyte, atMost: 64 * mebibyte, because: " (an envelope is held in memory whole)"),
+            narrativeMaxBytes: try positive("limits.narrativeMaxBytes", 64 * 1024, atMost: 16 * mebibyte),
             requestsPerMinute: try positive("limits.requestsPerMinute", 120),
             receiptMissesPerHour: try positive("limits.receiptMissesPerHour", 20),
             receiptLookupsPerMinute: try positive("limits.receiptLookupsPerMinute", 10),
-            idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30),
-            requestBodySeconds: try positive("limits.requestBodySeconds", 30))
+            idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30, atMost: 3600),
+            requestBodySeconds: try positive("limits.requestBodySeconds", 30, atMost: 35,
+                                             because: " seconds: a restart waits this long for a body still arriving, and systemd stops the relay after 45"))
+        guard limits.narrativeMaxBytes <= limits.maxBodyBytes else {
+            throw Invalid(key: "limits.narrativeMaxBytes", reason: "must be at most limits.maxBodyBytes (\(limits.maxBodyBytes)): the narrative comes in the body")
+        }
         var sla: [Urgency: Int] = [:]
         for urgency in Urgency.allCases {
             sla[urgency] = try positive("sla.\(urgency.rawValue)", TriagePolicy.default.slaSeconds[urgency]! / 60) * 60
@@ -245,6 +251,13 @@ public struct RelayConfiguration: Sendable {
                               closedRetentionDays: try positive("retention.closedDays", 180))
         self.seedsDirectory = seedsDirectory
         slaNotifyCommand = config.string(forKey: "sla.notifyCommand")
+        if let command = slaNotifyCommand {
+            var isDirectory: ObjCBool = false
+            guard command.hasPrefix("/"), FileManager.default.fileExists(atPath: command, isDirectory: &isDirectory), !isDirectory.boolValue,
+                  access(command, X_OK) == 0 else {
+                throw Invalid(key: "sla.notifyCommand", reason: "\(command) is not an executable file (an absolute path, run with the urgency and the count)")
+            }
+        }
         sharedContextMilliseconds = try integer("sealing.sharedContextMilliseconds", 250)
         guard (0...1000).contains(sharedContextMilliseconds) else {
             throw Invalid(key: "sealing.sharedContextMilliseconds", reason: "must be 0 to 1000 milliseconds")
@@ -275,6 +288,22 @@ public struct RelayConfiguration: Sendable {
     /// The relay's CA from its certificate and key, for issuing certificates.
     func certificateAuthority() throws -> CertificateAuthority {
         try CertificateAuthority(certificatePEM: try Self.read(caFile, key: "tls.caFile"), keyPEM: try readCAKeyPEM())
+    }
+
+    /// The CA that verifies clients (tls.caFile) must be the one whose key signs their certificates here, when that key
+    /// is on this machine: with another, every client enrolled here would be refused at the handshake.
+    func checkClientCA() throws {
+        guard caKeyPEM != nil || FileManager.default.fileExists(atPath: caKeyFile) else { return }
+        do {
+            _ = try certificateAuthority()
+        } catch let failure as CommandFailure {
+            throw Invalid(key: "tls.caFile", reason: "\(caFile) is not the certificate of the CA key \(caKeyPEM == nil ? caKeyFile : "from the credential ca-privateKey"), "
+                          + "which signs the clients' certificates: every client would be refused (\(failure.description))")
+        } catch let error as Invalid {
+            throw error
+        } catch {
+            throw Invalid(key: "tls.caFile", reason: "\(caFile) or the CA key does not parse (\(error))")
+        }
     }
 
     func readCAKeyPEM() throws -> String {

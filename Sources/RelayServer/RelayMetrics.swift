@@ -21,6 +21,7 @@ final class RelayMetrics: Sendable {
     let clientCertificateSoonestEnd: Gauge
     let retentionPurged: Counter
     let retentionLastSweep: Gauge
+    let slaNotifyFailures: Counter
 
     init() {
         intakeLatency = registry.makeDurationHistogram(
@@ -75,9 +76,15 @@ final class RelayMetrics: Sendable {
         retentionLastSweep = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "retention_last_sweep", unitName: "timestamp_seconds",
                               helpText: "When the retention sweep last finished, in Unix seconds"))
+        slaNotifyFailures = registry.makeCounter(
+            descriptor: .init(namespace: "amane", metricName: "sla_notify_failures", unitName: "total",
+                              helpText: "Runs of sla.notifyCommand that failed to start, exited non-zero, were killed at the timeout, or were skipped while one still ran"))
         queueDepth = depth
         slaBreaches = breaches
     }
+
+    /// The Prometheus text format, as /metrics serves it.
+    var exposition: String { registry.emitToString() }
 
     func countHandshakeFailure(_ reason: HandshakeFailure) {
         tlsHandshakeFailures[reason]?.increment()

@@ -193,7 +193,9 @@ import X509
         for (key, value) in [("ops.listen", "0.0.0.0:9090"), ("http.listen", "nowhere"), ("log.format", "xml"), ("limits.maxBodyBytes", "-1"),
                              ("sealing.sharedContextMilliseconds", "5000"), ("sealing.sharedContextMilliseconds", "-1"),
                              ("retention.closedDays", "30d"), ("limits.maxBodyBytes", "256KiB"), ("sealing.sharedContextMilliseconds", "250ms"),
-                             ("claim.leaseMinutes", "thirty")] {
+                             ("claim.leaseMinutes", "thirty"), ("limits.maxBodyBytes", "99999999999"), ("limits.idleTimeoutSeconds", "99999999999"),
+                             ("limits.requestBodySeconds", "60"), ("limits.narrativeMaxBytes", "300000"), ("sla.notifyCommand", "/nonexistent/page"),
+                             ("sla.notifyCommand", "/tmp"), ("sla.notifyCommand", "page"), ("sla.notifyCommand", "/etc/passwd")] {
             await #expect(throws: RelayConfiguration.Invalid.self) {
                 try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)
             }

@@ -1,4 +1,6 @@
+import Foundation
 import Logging
+import RelayCore
 @testable import RelayServer
 import RelayStore
 import RelayTestSupport
@@ -60,5 +62,48 @@ final class LogRecords: Sendable {
         task.cancel()
         try await task.value
         #expect(records.all.isEmpty, "\(records.all)")
+    }
+}
+
+/// The alarm for cases waiting too long must not fail quietly.
+@Suite struct SLANotifierTests {
+    @Test func theCommandHearsUrgencyAndCountAndAFailureATimeoutOrAnOverlapIsLoggedAndCounted() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sla-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func script(_ name: String, _ body: String) throws -> String {
+            let path = folder + "/" + name
+            try "#!/bin/sh\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(chmod(path, 0o755) == 0)
+            return path
+        }
+        let records = LogRecords()
+        let metrics = RelayMetrics()
+        func failures() -> String {
+            metrics.exposition.split(separator: "\n").first { $0.hasPrefix("amane_sla_notify_failures_total ") }.map(String.init) ?? ""
+        }
+        func notifier(_ command: String, timeout: Duration = .seconds(30)) -> SLANotifier {
+            SLANotifier(command: command, timeout: timeout, failures: metrics.slaNotifyFailures, logger: records.logger)
+        }
+
+        await notifier(try script("page", "echo \"$1 $2\" > \(folder)/paged")).notify(.immediate, count: 3)
+        #expect(try String(contentsOfFile: folder + "/paged", encoding: .utf8) == "immediate 3\n")
+        #expect(records.all.isEmpty && failures() == "amane_sla_notify_failures_total 0", "\(records.all)")
+
+        await notifier(try script("refuse", "exit 3")).notify(.high, count: 1)
+        #expect(records.all.last == "the SLA notify command failed relay.error=it exited with status 3 relay.urgency=high")
+
+        await notifier(folder + "/gone").notify(.high, count: 1)
+        #expect(records.all.last?.hasPrefix("the SLA notify command failed relay.error=it could not start") == true, "\(records.all)")
+
+        // One that hangs is killed at its timeout; a breach meanwhile does not start a second one beside it.
+        let hanging = notifier(try script("hang", "exec sleep 60"), timeout: .seconds(2))
+        async let first: Void = hanging.notify(.immediate, count: 1)
+        try await Task.sleep(for: .milliseconds(500))
+        await hanging.notify(.immediate, count: 2)
+        #expect(records.all.last == "the SLA notify command failed relay.error=it is still running from an earlier breach; not started again relay.urgency=immediate")
+        await first
+        #expect(records.all.last == "the SLA notify command failed relay.error=it ran longer than 2.0 seconds and was killed relay.urgency=immediate")
+        #expect(failures() == "amane_sla_notify_failures_total 4")
     }
 }

@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import Prometheus
+import RelayCore
+import Synchronization
+
+/// Runs the configured SLA notify command with the urgency and the count as arguments, never content. It is the alarm
+/// for cases waiting too long, so it must not fail quietly: a command that fails or outlasts `timeout` (then killed)
+/// is logged and counted, and one still running for an urgency is not started again for it.
+final class SLANotifier: Sendable {
+    let command: String
+    let timeout: Duration
+    let failures: Counter
+    let logger: Logger
+    private let running = Mutex<Set<Urgency>>([])
+
+    init(command: String, timeout: Duration = .seconds(30), failures: Counter, logger: Logger) {
+        self.command = command
+        self.timeout = timeout
+        self.failures = failures
+        self.logger = logger
+    }
+
+    /// Returns once the command has ended, or at once when it is still running from an earlier call.
+    func notify(_ urgency: Urgency, count: Int) async {
+        guard running.withLock({ $0.insert(urgency).inserted }) else {
+            return fail(urgency, "it is still running from an earlier breach; not started again")
+        }
+        defer { _ = running.withLock { $0.remove(urgency) } }
+        if let failure = await run([urgency.rawValue, String(count)]) { fail(urgency, failure) }
+    }
+
+    private func fail(_ urgency: Urgency, _ reason: String) {
+        failures.increment()
+        logger.error("the SLA notify command failed", metadata: ["relay.urgency": "\(urgency.rawValue)", "relay.error": "\(reason)"])
+    }
+
+    /// Nil when the command exited 0, else why not.
+    private func run(_ arguments: [String]) async -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        let settled = Settled()
+        let timeout = timeout
+        return await withCheckedContinuation { continuation in
+            process.terminationHandler = { process in
+                let killed = settled.settle() == .killed
+                continuation.resume(returning: killed ? "it ran longer than \(timeout) and was killed"
+                    : process.terminationReason == .exit && process.terminationStatus == 0 ? nil
+                    : process.terminationReason == .exit ? "it exited with status \(process.terminationStatus)"
+                    : "it ended on signal \(process.terminationStatus)")
+            }
+            do {
+                try process.run()
+            } catch {
+                return continuation.resume(returning: "it could not start: \(error.localizedDescription)")
+            }
+            let pid = process.processIdentifier
+            Task {
+                try? await Task.sleep(for: timeout)
+                // Never a pid that has ended, and may be another process's by now.
+                if settled.kill() { Foundation.kill(pid, SIGKILL) }
+            }
+        }
+    }
+
+    /// Whichever comes first of the command's end and its kill at the timeout.
+    private final class Settled: Sendable {
+        enum First { case ended, killed }
+        private let first = Mutex<First?>(nil)
+
+        /// Called when the command ended: what came first.
+        func settle() -> First { first.withLock { first in first = first ?? .ended; return first! } }
+
+        /// Whether the command is still to be killed: it has not ended.
+        func kill() -> Bool { first.withLock { first in guard first == nil else { return false }; first = .killed; return true } }
+    }
+}
