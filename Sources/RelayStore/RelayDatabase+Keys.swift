@@ -51,10 +51,11 @@ extension RelayDatabase {
             guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1 else {
                 throw StoreError(.notFound, "no queue named \(queue)")
             }
-            if let existing = try PrincipalRecord.filter(PrincipalRecord.Columns.name == record.name).fetchOne(db) {
+            // Names differing only in letter case would read as one person in the audit trail.
+            if let existing = try PrincipalRecord.filter(PrincipalRecord.Columns.name.collating(.nocase) == record.name).fetchOne(db) {
                 throw StoreError(.conflict, existing.revokedAt == nil
-                    ? "a principal named \(name) exists; if this is the same person, `amane-relayd admin reissue \(name)` gives them a new certificate"
-                    : "\(name) was revoked, and a revoked name stays in the audit trail: enroll them under a new name")
+                    ? "a principal named \(existing.name) exists; if this is the same person, `amane-relayd admin reissue \(existing.name)` gives them a new certificate"
+                    : "\(existing.name) was revoked, and a revoked name, in any letter case, stays in the audit trail: enroll them under a new name")
             }
             try Self.requireUnusedCertificateKey(db, record.spkiFingerprint)
             // Whoever holds that key, even one revoked, would open everything sealed or granted to the new principal too.

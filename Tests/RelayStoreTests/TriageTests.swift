@@ -306,6 +306,16 @@ import Testing
                                         sealingKey: SealingPrivateKey.generate().publicKey.text, actor: .admin("t"))
         }
         #expect(revokedName?.reason.contains("was revoked") == true && revokedName?.reason.contains("new name") == true, "\(String(describing: revokedName))")
+        let otherCase = await #expect(throws: StoreError.self) {
+            try await fixture.db.enroll(name: PrincipalName(rawValue: fixture.colleague.name.rawValue.uppercased())!, role: .responder, spkiFingerprint: "in-capitals",
+                                        sealingKey: SealingPrivateKey.generate().publicKey.text, actor: .admin("t"))
+        }
+        #expect(otherCase?.reason.hasPrefix("\(fixture.colleague.name) was revoked") == true, "the same name in capitals: \(String(describing: otherCase))")
+        let liveInCapitals = await #expect(throws: StoreError.self) {
+            try await fixture.db.enroll(name: PrincipalName(rawValue: fixture.responder.name.rawValue.uppercased())!, role: .responder, spkiFingerprint: "capitals-2",
+                                        sealingKey: SealingPrivateKey.generate().publicKey.text, actor: .admin("t"))
+        }
+        #expect(liveInCapitals?.reason.hasPrefix("a principal named \(fixture.responder.name) exists") == true, "\(String(describing: liveInCapitals))")
         await #expect(throws: StoreError.code(.conflict), "a revoked principal's sealing key stays theirs") {
             try await fixture.enroll("resp-new", .responder, fixture.memberKeys[1])
         }
