@@ -583,6 +583,8 @@ struct Backup: AsyncParsableCommand {
         }
         let attempt = (attempts.max() ?? 0) + 1
         let destination = (to as NSString).appendingPathComponent(attempt == 1 ? "\(name).sqlite" : "\(name)-\(attempt).sqlite")
+        // Taken by root, a copy must stay readable by the folder's owner, whose nightly backup compares with it.
+        try Restore.ownLikeTheDirectory(staged, directory: to)
         try FileManager.default.moveItem(atPath: staged, toPath: destination)
         return destination
     }

@@ -198,6 +198,16 @@ extension DaemonSuite {
         let head = try #require(backupOutput.firstMatch(of: #/head (\d+:[0-9a-f]{64})/#).map { String($0.1) }, "\(backupOutput)")
         let copy = backups + "/" + (try #require(FileManager.default.contentsOfDirectory(atPath: backups).first { $0.hasPrefix("relay-") }))
         #expect(backupCode == 0)
+        // Taken by root into the service user's folder, a copy is that user's: their next backup compares with it.
+        let servicesBackups = daemon.directory + "-service-backups"
+        try FileManager.default.createDirectory(atPath: servicesBackups, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: servicesBackups) }
+        #expect(chown(servicesBackups, 65534, 65534) == 0)
+        let backupStatus = try daemon.admin(["backup", "--to", servicesBackups]).0
+        #expect(backupStatus == 0)
+        let taken = try FileManager.default.contentsOfDirectory(atPath: servicesBackups).map { try FileManager.default.attributesOfItem(atPath: servicesBackups + "/" + $0) }
+        #expect(taken.count == 1 && taken.allSatisfy { ($0[.ownerAccountID] as? NSNumber)?.intValue == 65534 && ($0[.posixPermissions] as? NSNumber)?.intValue == 0o600 },
+                "\(taken)")
         let later = try post("after the backup")
         let newer = try #require(try daemon.admin(["backup", "--to", backups]).1.firstMatch(of: #/Backed up to \S+/(relay-\S+\.sqlite)/#).map { String($0.1) })
 
