@@ -88,11 +88,17 @@ install: deps
 	$(RELEASE_BIN)/amane-relayd --generate-completion-script bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/amane-relayd
 	$(RELEASE_BIN)/amane-relayd --generate-completion-script zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_amane-relayd
 	$(RELEASE_BIN)/amane-relayd --generate-completion-script fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/amane-relayd.fish
+	@# systemd reads changed units only when told; a restart after an upgrade would otherwise run the old unit.
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 # Removes what install added; never the configuration you edited, and never the data.
 uninstall:
+	@# A running relay is stopped (gracefully: nothing acknowledged is lost) before its unit goes.
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		systemctl disable --now amane-relayd.service amane-relayd-backup.timer 2>/dev/null || true; fi
 	rm -f $(DESTDIR)$(BINDIR)/amane-relayd $(DESTDIR)$(BINDIR)/amane
 	rm -f $(DESTDIR)$(UNITDIR)/amane-relayd.service $(DESTDIR)$(UNITDIR)/amane-relayd-backup.service $(DESTDIR)$(UNITDIR)/amane-relayd-backup.timer
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	rm -f $(DESTDIR)$(PREFIX)/lib/sysusers.d/amane-relay.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/amane-relay.conf
 	rm -rf $(DESTDIR)$(DATADIR)/amane-relay $(DESTDIR)$(DATADIR)/doc/amane-relay
 	rm -f $(DESTDIR)$(DATADIR)/man/man1/amane.1 $(DESTDIR)$(DATADIR)/man/man8/amane-relayd.8
