@@ -42,9 +42,11 @@ public enum StrictJSON {
     /// Decodes as `decode` does, and also returns the value re-encoded with sorted keys: the same content
     /// gives the same bytes however the sender laid its JSON out.
     public static func decodeCanonical<T: Codable>(_ type: T.Type, from data: Data) throws(DecodingFailure) -> (value: T, canonical: Data) {
+        // HTTP/1.0 without a Content-Length sends none, whatever the client meant to.
+        guard !data.isEmpty else { throw DecodingFailure(description: "the body is empty: send a JSON object, with a Content-Length or chunked") }
         let original: Any
         do {
-            original = try JSONSerialization.jsonObject(with: data, options: [])
+            original = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
         } catch {
             throw DecodingFailure(description: "the body is not valid JSON in UTF-8")
         }

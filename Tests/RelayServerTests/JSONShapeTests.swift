@@ -76,6 +76,11 @@ import Testing
         func failure(_ text: String) -> String? {
             do { _ = try StrictJSON.decode(DisclosureSubmission.self, from: Data(text.utf8)); return nil } catch { return error.description }
         }
+        #expect(failure("") == "the body is empty: send a JSON object, with a Content-Length or chunked")
+        for notAnObject in ["null", "\"text\"", "12", "[]"] {
+            #expect(failure(notAnObject) == "the body must be a JSON object", "\(notAnObject)")
+        }
+        #expect(failure("{") == "the body is not valid JSON in UTF-8")
         let labels = #""urgency":"high","category":"sexual_abuse","language":"fr","channel":"phone""#
         #expect(failure(#"{\#(labels),"content":{"narrative":"x"},"bogus":null}"#) == "unknown field 'bogus'")
         #expect(failure(#"{\#(labels),"content":{"narrative":"x","mood":null}}"#) == "unknown field 'content.mood'")
