@@ -16,15 +16,16 @@ public struct Receipt: Sendable, Hashable, CustomStringConvertible {
         return Receipt(validDigits: body + [Damm.checkDigit(body)])
     }
 
-    /// Parses a receipt typed or read back by a person: spaces, other white space and dashes are ignored, and
-    /// Arabic-Indic digits (as an Arabic keyboard types them) count as the digits they are.
+    /// Parses a receipt typed or read back by a person: spaces, other white space, dashes and invisible characters (a
+    /// byte order mark from a saved file, a bidi mark pasted with Arabic) are ignored, and Arabic-Indic digits (as an
+    /// Arabic keyboard types them) count as the digits they are.
     /// - Throws: `invalidReceipt` when it is not 16 digits; `receiptMisheard` when the check digit is wrong.
     public init(parsing text: String) throws(CoreError) {
         var digits: [UInt8] = []
         for scalar in text.unicodeScalars {
             if let digit = Self.digit(scalar) {
                 digits.append(digit)
-            } else if !(scalar.properties.isWhitespace || scalar == "-") {
+            } else if !(scalar.properties.isWhitespace || scalar.properties.isDefaultIgnorableCodePoint || scalar == "-") {
                 throw CoreError(.invalidReceipt, "a receipt has only digits")
             }
             guard digits.count <= 16 else { break }

@@ -59,7 +59,8 @@ import Testing
         let arabicIndic = String(String.UnicodeScalarView(receipt.digits.unicodeScalars.map { Unicode.Scalar($0.value - 0x30 + 0x660)! }))
         let persian = String(String.UnicodeScalarView(receipt.digits.unicodeScalars.map { Unicode.Scalar($0.value - 0x30 + 0x6F0)! }))
         for typed in ["  \(receipt.grouped)\n", receipt.grouped.replacingOccurrences(of: " ", with: "\u{00A0}"), "\t" + receipt.digits,
-                      arabicIndic, persian, receipt.grouped.replacingOccurrences(of: " ", with: "-")] {
+                      arabicIndic, persian, receipt.grouped.replacingOccurrences(of: " ", with: "-"), "\u{FEFF}" + receipt.digits,
+                      "\u{200F}" + arabicIndic + "\u{200E}"] {
             #expect(try Receipt(parsing: typed).digest == receipt.digest, "\(typed.unicodeScalars.map(\.value))")
         }
     }
