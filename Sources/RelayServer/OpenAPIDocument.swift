@@ -13,8 +13,8 @@ info:
     issued by the relay's CA (mutual TLS 1.3); the certificate's key maps to a principal whose
     role decides what it may call. Errors are application/problem+json (RFC 9457).
     Any call that writes may also answer 503 with Retry-After when the store is saturated or its
-    disk is full; nothing of that call was stored, and it is safe to retry. Submissions, where a
-    retry matters most, list it. Bodies are JSON in UTF-8 without a byte order mark, with no field
+    disk is full; nothing of that call was stored, and it is safe to retry (a follow-up under the same
+    Idempotency-Key). POST /v1/disclosures, which also answers it before the first queue key exists, lists it. Bodies are JSON in UTF-8 without a byte order mark, with no field
     the schema does not name, not even as null, no key twice in one object, nested at most 32 deep
     and holding at most 1,000 values (else 400); outside the top-level `sealed` fields, a body holds
     at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json, with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
@@ -611,6 +611,8 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/Identity'}
+        "403":
+          $ref: '#/components/responses/P403'
         "429":
           $ref: '#/components/responses/P429'
   /v1/taxonomy:
@@ -623,6 +625,8 @@ paths:
           content:
             application/json:
               schema: {$ref: '#/components/schemas/TaxonomyListing'}
+        "403":
+          $ref: '#/components/responses/P403'
         "429":
           $ref: '#/components/responses/P429'
   /v1/openapi.yaml:
@@ -634,6 +638,8 @@ paths:
           description: OK
           content:
             application/yaml: {}
+        "403":
+          $ref: '#/components/responses/P403'
         "429":
           $ref: '#/components/responses/P429'
 components:

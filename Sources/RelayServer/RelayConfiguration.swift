@@ -240,9 +240,6 @@ public struct RelayConfiguration: Sendable {
             idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30, atMost: 3600),
             requestBodySeconds: try positive("limits.requestBodySeconds", 30, atMost: 35,
                                              because: " seconds: a restart waits this long for a body still arriving, and systemd stops the relay after 45"))
-        guard limits.narrativeMaxBytes <= limits.maxBodyBytes else {
-            throw Invalid(key: "limits.narrativeMaxBytes", reason: "must be at most limits.maxBodyBytes (\(limits.maxBodyBytes)): the narrative comes in the body")
-        }
         var sla: [Urgency: Int] = [:]
         for urgency in Urgency.allCases {
             sla[urgency] = try positive("sla.\(urgency.rawValue)", TriagePolicy.default.slaSeconds[urgency]! / 60) * 60

@@ -194,7 +194,7 @@ import X509
                              ("sealing.sharedContextMilliseconds", "5000"), ("sealing.sharedContextMilliseconds", "-1"),
                              ("retention.closedDays", "30d"), ("limits.maxBodyBytes", "256KiB"), ("sealing.sharedContextMilliseconds", "250ms"),
                              ("claim.leaseMinutes", "thirty"), ("limits.maxBodyBytes", "99999999999"), ("limits.idleTimeoutSeconds", "99999999999"),
-                             ("limits.requestBodySeconds", "60"), ("limits.narrativeMaxBytes", "300000"), ("sla.notifyCommand", "/nonexistent/page"),
+                             ("limits.requestBodySeconds", "60"), ("limits.narrativeMaxBytes", "99999999"), ("sla.notifyCommand", "/nonexistent/page"),
                              ("sla.notifyCommand", "/tmp"), ("sla.notifyCommand", "page"), ("sla.notifyCommand", "/etc/passwd")] {
             await #expect(throws: RelayConfiguration.Invalid.self) {
                 try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)

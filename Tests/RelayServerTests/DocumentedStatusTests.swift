@@ -1,6 +1,7 @@
 import Foundation
 import RelayCore
 import RelayFormat
+@testable import RelayServer
 import RelayTestSupport
 import Testing
 
@@ -35,7 +36,7 @@ extension DaemonSuite {
         // Each problem's code is one the document lists, with the status the document gives it.
         var uncoded: [String] = []
         let documentedCodes = Self.documentedCodes(try daemon.get("/v1/openapi.yaml", as: daemon.gateway).text)
-        #expect(documentedCodes.count == 22 && documentedCodes["receipt_misheard"] == 400, "\(documentedCodes)")
+        #expect(documentedCodes.count == 23 && documentedCodes["receipt_misheard"] == 400, "\(documentedCodes)")
         func record(_ route: String, _ result: HTTPResult) {
             seen[route, default: []].insert(result.status)
             if result.status >= 400, (result.json["title"] as? String)?.isEmpty != false { untitled.append("\(route) \(result.status): \(result.text)") }
@@ -93,7 +94,13 @@ extension DaemonSuite {
         record("POST /v1/epochs", try daemon.post("/v1/epochs", as: r, json: [
             "publicKey": next.publicKey.text, "grants": ["demo-responder": Data(try Grant.seal(next, to: responderKey)).base64EncodedString()]]))
 
-        // Refusals.
+        // Refusals. A certificate from the relay's CA that names no enrolled principal is refused on the routes every role may call.
+        let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
+                                          keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
+        let unknown = try ca.issue(commonName: "nobody", usage: .client)
+        let stranger = ClientIdentity(certificate: daemon.directory + "/stranger-cert.pem", key: daemon.directory + "/stranger-key.pem")
+        try unknown.certificate.write(toFile: stranger.certificate, atomically: true, encoding: .utf8)
+        try unknown.key.write(toFile: stranger.key, atomically: true, encoding: .utf8)
         for route in documented.keys.sorted() {
             let parts = route.split(separator: " ")
             let method = String(parts[0])
@@ -103,7 +110,7 @@ extension DaemonSuite {
             let isGateway = template.hasPrefix("/v1/disclosures") && template.count < 16 || ["/v1/followups", "/v1/replies/fetch"].contains(template) || template.contains("sealing-key")
             let allowed = isGateway ? g : (template.contains("assign") || template.contains("hold") || template == "/v1/audit" ? s : r)
             if statuses.contains(403) {
-                let wrong = isGateway ? r : g
+                let wrong = ["/v1/me", "/v1/taxonomy", "/v1/openapi.yaml"].contains(template) ? stranger : isGateway ? r : g
                 record(route, try daemon.request(method, path, as: wrong, body: method == "POST" ? Data("{}".utf8) : nil, contentType: method == "POST" ? json : nil))
             }
             if statuses.contains(415) { record(route, try daemon.request(method, path, as: allowed, body: Data("{}".utf8), contentType: "text/plain", headers: ["Idempotency-Key": Demo.key()])) }
