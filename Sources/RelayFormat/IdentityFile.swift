@@ -169,9 +169,11 @@ public enum IdentityFile {
 /// Files that hold secrets: created with mode 0600, never overwritten, flushed to disk.
 package enum SecretFile {
     /// The permission bits of a file that its group or others may read or write; nil when only its owner may, or it is missing.
+    /// Through a symbolic link: the link's own mode (777) says nothing of the file it leads to.
     package static func openToOthers(_ path: String) -> Int? {
-        guard let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int, mode & 0o077 != 0 else { return nil }
-        return mode & 0o777
+        var status = stat()
+        guard stat(path, &status) == 0, status.st_mode & 0o077 != 0 else { return nil }
+        return Int(status.st_mode & 0o777)
     }
 
     package static func createExclusive(at path: String, contents: [UInt8]) throws(FormatError) {

@@ -9,7 +9,10 @@ import X509
 struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a production data directory: the database, the relay's CA and its server certificate.",
-        discussion: "Example: amane-relayd init --data-dir /var/lib/amane-relay --hostname relay.example.org")
+        discussion: """
+            The server certificate names every --hostname; without one, localhost, 127.0.0.1, ::1 and this machine's \
+            host name. Example: amane-relayd init --data-dir /var/lib/amane-relay --hostname relay.example.org
+            """)
 
     @OptionGroup var common: CommonOptions
 

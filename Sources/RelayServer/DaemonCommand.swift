@@ -20,6 +20,9 @@ public struct DaemonCommand: AsyncParsableCommand {
             for http.listen), the YAML file given with --config, systemd credentials in $CREDENTIALS_DIRECTORY, the seed \
             policy (seeds/policy.yaml), then defaults. See Config/amane-relayd.yaml for every key; a key or AMANE_* variable \
             that the relay does not read is refused.
+            Exit status: 0 done; 1 failed (the message says why); 6 the audit trail does not verify (backup, restore, \
+            admin audit verify); 64 a bad argument; 78 a configuration the relay refuses (serve, check-config), which \
+            the systemd unit does not restart on.
             """,
         version: RelayVersion.current,
         subcommands: [Serve.self, Init.self, Admin.self, Backup.self, Restore.self, CheckConfig.self],

@@ -81,6 +81,17 @@ extension UUID {
         #expect(try IdentityFile.publicKey(in: IdentityFile.read(path)) == key.publicKey)
     }
 
+    @Test func aFileOpenToOthersIsToldByItsOwnModeThroughASymbolicLink() throws {
+        let path = temporaryPath(), link = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path); try? FileManager.default.removeItem(atPath: link) }
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("secret".utf8), attributes: [.posixPermissions: 0o600]))
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
+        #expect(SecretFile.openToOthers(path) == nil && SecretFile.openToOthers(link) == nil, "a link to a private file is private")
+        #expect(chmod(path, 0o640) == 0)
+        #expect(SecretFile.openToOthers(path) == 0o640 && SecretFile.openToOthers(link) == 0o640)
+        #expect(SecretFile.openToOthers(path + "-missing") == nil)
+    }
+
     @Test func theFileIsNeverSilentlyOverwritten() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: path) }
