@@ -8,7 +8,7 @@ import RelayFormat
 struct SendingOptions: ParsableArguments {
     @Flag(help: "Seal the content on this machine before sending.") var seal = false
     @Option(name: .customLong("idempotency-key"),
-            help: "Reuse a key to retry safely, with --seal too: the same content gets the first answer back (default: a new one).")
+            help: "Reuse a key to retry safely, with --seal too: the same content gets the first answer back (default: a new one). Seen by ps and kept in shell history: for a real disclosure use --idempotency-key-file.")
     var idempotencyKey: String?
     @Option(name: .customLong("idempotency-key-file"),
             help: ArgumentHelp("The same, with the key read from a file (mode 0600), off the command line: the key also guards the receipt.",

@@ -165,7 +165,7 @@ final class RelayClient: Sendable {
         case 403 where detail.contains("claim"): "`amane claim ID` takes the case first."
         case 403: "Ask an admin if you think you should be allowed to do this."
         case 404: "Check the id, receipt or name you gave."
-        case 409 where detail.contains("idempotency key"): "Nothing was stored. A new --idempotency-key makes this a new submission."
+        case 409 where detail.contains("idempotency key"): "Nothing was stored. Sent without --idempotency-key or --idempotency-key-file (amane then makes a new key), it is a new submission."
         case 409: "Nothing was changed; `amane show` gives where the case stands."
         case 429: "Too many requests; try again in \(retryAfter.map { "\($0) seconds" } ?? "a minute")."
         case 503: "The relay is busy, full, or has no sealing key yet; try again shortly or tell your admin."
