@@ -6,6 +6,8 @@ BINDIR ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DATADIR ?= $(PREFIX)/share
+# Only an install onto this machine's own unit folders tells its systemd (never a DESTDIR or a scratch PREFIX).
+SYSTEMD_LIVE = [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && case "$(UNITDIR)" in /etc/systemd/system|/usr/lib/systemd/system|/usr/local/lib/systemd/system|/lib/systemd/system) true;; *) false;; esac
 RELEASE_BIN = .build/release
 FUZZ_SECONDS ?= 60
 
@@ -73,7 +75,8 @@ install: deps
 		sed -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/usr/local/share|$(DATADIR)|g' -e 's|/etc/amane-relay|$(SYSCONFDIR)/amane-relay|g' \
 			Deploy/$$unit > $(DESTDIR)$(UNITDIR)/$$unit; chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit; done
 	install -m 0644 Deploy/amane-relay.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/amane-relay.conf
-	install -m 0644 Deploy/amane-relay.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/amane-relay.conf
+	sed -e 's|/etc/amane-relay|$(SYSCONFDIR)/amane-relay|g' Deploy/amane-relay.tmpfiles > $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/amane-relay.conf
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/amane-relay.conf
 	[ -e $(DESTDIR)$(SYSCONFDIR)/amane-relay/amane-relayd.yaml ] || \
 		sed -e 's|/usr/local/share|$(DATADIR)|g' Config/amane-relayd.yaml > $(DESTDIR)$(SYSCONFDIR)/amane-relay/amane-relayd.yaml
 	install -m 0644 seeds/taxonomy.yaml seeds/policy.yaml seeds/README.md $(DESTDIR)$(DATADIR)/amane-relay/seeds/
@@ -89,16 +92,15 @@ install: deps
 	$(RELEASE_BIN)/amane-relayd --generate-completion-script zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_amane-relayd
 	$(RELEASE_BIN)/amane-relayd --generate-completion-script fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/amane-relayd.fish
 	@# systemd reads changed units only when told; a restart after an upgrade would otherwise run the old unit.
-	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@if $(SYSTEMD_LIVE); then systemctl daemon-reload; fi
 
 # Removes what install added; never the configuration you edited, and never the data.
 uninstall:
 	@# A running relay is stopped (gracefully: nothing acknowledged is lost) before its unit goes.
-	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-		systemctl disable --now amane-relayd.service amane-relayd-backup.timer 2>/dev/null || true; fi
+	@if $(SYSTEMD_LIVE); then systemctl disable --now amane-relayd.service amane-relayd-backup.timer 2>/dev/null || true; fi
 	rm -f $(DESTDIR)$(BINDIR)/amane-relayd $(DESTDIR)$(BINDIR)/amane
 	rm -f $(DESTDIR)$(UNITDIR)/amane-relayd.service $(DESTDIR)$(UNITDIR)/amane-relayd-backup.service $(DESTDIR)$(UNITDIR)/amane-relayd-backup.timer
-	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@if $(SYSTEMD_LIVE); then systemctl daemon-reload; fi
 	rm -f $(DESTDIR)$(PREFIX)/lib/sysusers.d/amane-relay.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/amane-relay.conf
 	rm -rf $(DESTDIR)$(DATADIR)/amane-relay $(DESTDIR)$(DATADIR)/doc/amane-relay
 	rm -f $(DESTDIR)$(DATADIR)/man/man1/amane.1 $(DESTDIR)$(DATADIR)/man/man8/amane-relayd.8

@@ -302,7 +302,8 @@ extension RelayServerApp {
     /// Runs every service until SIGTERM or SIGINT, then drains in-flight requests and their commits.
     public func run() async throws {
         var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        group.maximumGracefulShutdownDuration = .seconds(30)
+        // limits.requestBodySeconds (at most 30) and TLS's close, within systemd's TimeoutStopSec=45s.
+        group.maximumGracefulShutdownDuration = .seconds(40)
         try await ServiceGroup(configuration: group).run()
         logger.notice("stopped; every acknowledged write is committed")
     }

@@ -657,6 +657,7 @@ struct CheckConfig: AsyncParsableCommand {
         } catch {
             throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: "the certificate or key does not parse (\(error))")
         }
+        try configuration.checkNotifyCommand()
         for warning in RelayFiles.openToOthers(configuration) { Console.warn(warning) }
         let sla = Urgency.allCases.map { "\($0.rawValue) \((configuration.policy.slaSeconds[$0] ?? 0) / 60)" }.joined(separator: ", ")
         print("""

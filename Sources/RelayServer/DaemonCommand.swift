@@ -170,8 +170,10 @@ struct Serve: AsyncParsableCommand {
         let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
         defer { close(lock) }
         if configuration.dev { try DevEnvironment.preparePKI(configuration) }
-        try configuration.checkClientCA()
+        try configuration.checkNotifyCommand()
         let app = try await RelayServerApp.build(configuration: configuration, logger: logger)
+        // After the build, which names a missing or unreadable server certificate first.
+        try configuration.checkClientCA()
         if configuration.dev {
             let db = app.db
             let bound = app.bound

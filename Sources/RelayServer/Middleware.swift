@@ -266,6 +266,8 @@ final class RequestFramingHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var requests = 0
     private var answered = 0
     private var refusal: (request: Int, version: HTTPVersion, status: HTTPResponse.Status, detail: String)?
+    /// A request that ended the connection came: LastRequestHandler drops what follows, unanswered.
+    private var pastLast = false
 
     static func refusal(of head: HTTPRequestHead) -> (HTTPResponse.Status, String)? {
         let codings = head.headers["transfer-encoding"].flatMap { $0.split(separator: ",") }
@@ -285,8 +287,9 @@ final class RequestFramingHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard refusal == nil else { return }
-        if case .head(let head) = unwrapInboundIn(data) {
+        if case .head(let head) = unwrapInboundIn(data), !pastLast {
             requests += 1
+            pastLast = !head.isKeepAlive
             if let (status, detail) = Self.refusal(of: head) {
                 refusal = (requests, head.version, status, detail)
                 if answered == requests - 1 { refuse(context) }
@@ -294,6 +297,13 @@ final class RequestFramingHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
         }
         context.fireChannelRead(data)
+    }
+
+    /// The parser's complaint about what follows a refused request (its body, in a coding it cannot frame) would be a
+    /// second answer to it.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard refusal == nil else { return }
+        context.fireErrorCaught(error)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -234,3 +234,23 @@ enum RelayFiles {
         }
     }
 }
+
+extension RelayConfiguration {
+    /// Gateways and members verify the relay, and are verified, with one CA (tls.caFile, handed to each of them): a
+    /// file holding no CA that signed the server certificate would refuse every client at the handshake.
+    func checkClientCA() throws {
+        let caPEM = try Self.read(caFile, key: "tls.caFile")
+        let authorities = ((try? PEMDocument.parseMultiple(pemString: caPEM)) ?? [])
+            .filter { $0.discriminator == "CERTIFICATE" }.compactMap { try? Certificate(pemDocument: $0) }
+        guard !authorities.isEmpty else { throw Invalid(key: "tls.caFile", reason: "no PEM certificate in \(caFile)") }
+        // A server certificate that does not parse is named by the TLS setup.
+        let chainPEM = try Self.read(certificateFile, key: "tls.certificateFile")
+        guard let server = try? PEMDocument.parseMultiple(pemString: chainPEM).first.map({ try Certificate(pemDocument: $0) }) else { return }
+        guard authorities.contains(where: { $0.subject == server.issuer && $0.publicKey.isValidSignature(server.signature, for: server) }) else {
+            throw Invalid(key: "tls.caFile", reason: """
+                \(caFile) holds no CA that signed the server certificate \(certificateFile): clients verify the relay, and are verified, \
+                with this one CA, so every client would be refused; give the CA that signed both (pki/ca-cert.pem from `amane-relayd init`)
+                """)
+        }
+    }
+}

@@ -238,8 +238,8 @@ public struct RelayConfiguration: Sendable {
             receiptMissesPerHour: try positive("limits.receiptMissesPerHour", 20),
             receiptLookupsPerMinute: try positive("limits.receiptLookupsPerMinute", 10),
             idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30, atMost: 3600),
-            requestBodySeconds: try positive("limits.requestBodySeconds", 30, atMost: 35,
-                                             because: " seconds: a restart waits this long for a body still arriving, and systemd stops the relay after 45"))
+            requestBodySeconds: try positive("limits.requestBodySeconds", 30, atMost: 30,
+                                             because: " seconds: a restart waits this long for a body still arriving, within the 40 s it allows itself to stop"))
         var sla: [Urgency: Int] = [:]
         for urgency in Urgency.allCases {
             sla[urgency] = try positive("sla.\(urgency.rawValue)", TriagePolicy.default.slaSeconds[urgency]! / 60) * 60
@@ -248,13 +248,6 @@ public struct RelayConfiguration: Sendable {
                               closedRetentionDays: try positive("retention.closedDays", 180))
         self.seedsDirectory = seedsDirectory
         slaNotifyCommand = config.string(forKey: "sla.notifyCommand")
-        if let command = slaNotifyCommand {
-            var isDirectory: ObjCBool = false
-            guard command.hasPrefix("/"), FileManager.default.fileExists(atPath: command, isDirectory: &isDirectory), !isDirectory.boolValue,
-                  access(command, X_OK) == 0 else {
-                throw Invalid(key: "sla.notifyCommand", reason: "\(command) is not an executable file (an absolute path, run with the urgency and the count)")
-            }
-        }
         sharedContextMilliseconds = try integer("sealing.sharedContextMilliseconds", 250)
         guard (0...1000).contains(sharedContextMilliseconds) else {
             throw Invalid(key: "sealing.sharedContextMilliseconds", reason: "must be 0 to 1000 milliseconds")
@@ -287,19 +280,13 @@ public struct RelayConfiguration: Sendable {
         try CertificateAuthority(certificatePEM: try Self.read(caFile, key: "tls.caFile"), keyPEM: try readCAKeyPEM())
     }
 
-    /// The CA that verifies clients (tls.caFile) must be the one whose key signs their certificates here, when that key
-    /// is on this machine: with another, every client enrolled here would be refused at the handshake.
-    func checkClientCA() throws {
-        guard caKeyPEM != nil || FileManager.default.fileExists(atPath: caKeyFile) else { return }
-        do {
-            _ = try certificateAuthority()
-        } catch let failure as CommandFailure {
-            throw Invalid(key: "tls.caFile", reason: "\(caFile) is not the certificate of the CA key \(caKeyPEM == nil ? caKeyFile : "from the credential ca-privateKey"), "
-                          + "which signs the clients' certificates: every client would be refused (\(failure.description))")
-        } catch let error as Invalid {
-            throw error
-        } catch {
-            throw Invalid(key: "tls.caFile", reason: "\(caFile) or the CA key does not parse (\(error))")
+    /// Checked by `serve` and `check-config` only: a pager that is gone must not stop a backup or an enrolment.
+    func checkNotifyCommand() throws {
+        guard let command = slaNotifyCommand else { return }
+        var isDirectory: ObjCBool = false
+        guard command.hasPrefix("/"), FileManager.default.fileExists(atPath: command, isDirectory: &isDirectory), !isDirectory.boolValue,
+              access(command, X_OK) == 0 else {
+            throw Invalid(key: "sla.notifyCommand", reason: "\(command) is not an executable file (an absolute path, run with the urgency and the count)")
         }
     }
 

@@ -92,11 +92,13 @@ struct RelayRoutes: Sendable {
     @Sendable func submitFollowup(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
-        let (submission, body, _) = try await decodeSealable(FollowupSubmission.self, from: request)
+        let (submission, body, canonical) = try await decodeSealable(FollowupSubmission.self, from: request)
         let form: [UInt8]
         do { form = try IntakeCheck.retryForm(submission) } catch { throw APIError(error) }
         let (receipt, caseID) = try caseFor(receipt: submission.receipt, gateway: gateway)
         let requestTag = KeyedBox.tag(receipt + form, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
+        // Before the receipt's digest stood for its spelling, a follow-up in the clear was tagged on its whole body.
+        let formerTag = submission.sealed == nil ? KeyedBox.tag(Array(canonical), secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8)) : nil
         // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
         guard let bound = UUID(uuidString: caseID) else { throw receiptMiss(gateway) }
         let stored: FollowupResult
@@ -104,7 +106,7 @@ struct RelayRoutes: Sendable {
             stored = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
                                              caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
                 try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope,
-                                         idempotencyKey: key, requestHash: requestTag)
+                                         idempotencyKey: key, requestHash: requestTag, formerRequestHash: formerTag)
             }
         } catch let error as StoreError where error.code == .notFound {
             throw receiptMiss(gateway)

@@ -41,6 +41,8 @@ final class SLANotifier: Sendable {
         process.executableURL = URL(fileURLWithPath: command)
         process.arguments = arguments
         process.standardInput = FileHandle.nullDevice
+        // Not the relay's own environment, which may name its credentials.
+        process.environment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"]
         let settled = Settled()
         let timeout = timeout
         return await withCheckedContinuation { continuation in

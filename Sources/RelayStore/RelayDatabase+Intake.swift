@@ -96,11 +96,12 @@ extension RelayDatabase {
 
     /// The first answer to a gateway's idempotency key, opened; nil for a new key.
     /// - Throws: `keyReused` when the key came with another request.
-    static func previousAnswer(_ db: Database, gatewayID: String, keyHash: Data, requestHash: [UInt8], secret: [UInt8],
-                               context: [UInt8]) throws -> (caseID: String, answer: [UInt8])? {
+    static func previousAnswer(_ db: Database, gatewayID: String, keyHash: Data, requestHash: [UInt8], formerRequestHash: [UInt8]? = nil,
+                               secret: [UInt8], context: [UInt8]) throws -> (caseID: String, answer: [UInt8])? {
         guard let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
                                               arguments: [gatewayID, keyHash]) else { return nil }
-        guard Digest.constantTimeEquals(Array(previous["requestHash"] as Data), requestHash) else {
+        let stored = Array(previous["requestHash"] as Data)
+        guard Digest.constantTimeEquals(stored, requestHash) || formerRequestHash.map({ Digest.constantTimeEquals(stored, $0) }) == true else {
             throw Self.keyUsedElsewhere
         }
         return (previous["disclosureID"], try KeyedBox.open(Array(previous["sealedAnswer"] as Data), secret: secret, context: context))
@@ -151,9 +152,10 @@ extension RelayDatabase {
     /// Attaches a reporter's follow-up to the case its receipt named (`caseID(receiptHash:gateway:)`), the case
     /// it is sealed to. It flags the case `updated` and reopens it if closed. A retry with the same idempotency
     /// key and request gets the first follow-up's id back, and stores nothing.
+    /// - Parameter formerRequestHash: the request as an earlier release tagged it, which its acknowledged follow-ups were stored under.
     /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile; `keyReused` when the key came with another request.
     public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8],
-                            idempotencyKey: String, requestHash: [UInt8]) async throws -> FollowupResult {
+                            idempotencyKey: String, requestHash: [UInt8], formerRequestHash: [UInt8]? = nil) async throws -> FollowupResult {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
         guard objectID.isMinuteVersion7 else { throw StoreError(.invalid, "the follow-up id must be a UUIDv7 that carries only the minute") }
         let now = nowSeconds
@@ -164,7 +166,7 @@ extension RelayDatabase {
         let sealedAnswer = Data(KeyedBox.seal(Array(id.utf8), secret: keyBytes, context: context))
         return try await committer.write { db in
             if let previous = try Self.previousAnswer(db, gatewayID: gateway.id, keyHash: keyHash, requestHash: requestHash,
-                                                      secret: keyBytes, context: context) {
+                                                      formerRequestHash: formerRequestHash, secret: keyBytes, context: context) {
                 let id = String(decoding: previous.answer, as: UTF8.self)
                 guard previous.caseID == caseID,
                       let receivedAt = try Int64.fetchOne(db, sql: "SELECT createdAt FROM sealedObject WHERE id = ?", arguments: [id]) else {

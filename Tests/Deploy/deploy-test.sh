@@ -59,6 +59,7 @@ for unit in "$prefix"/usr/lib/systemd/system/*; do
     [ -z "$out" ] || echo "$out"
 done
 check "units point at the installed binary" "grep -q 'ExecStart=$prefix/usr/bin/amane-relayd' '$prefix/usr/lib/systemd/system/amane-relayd.service'"
+check "tmpfiles makes the configuration folder where SYSCONFDIR says" "grep -q '^d $prefix/etc/amane-relay ' '$prefix/usr/lib/tmpfiles.d/amane-relay.conf'"
 
 echo "# the installed daemon, as the unit runs it"
 bin="$prefix/usr/bin"

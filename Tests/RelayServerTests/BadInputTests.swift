@@ -122,6 +122,13 @@ extension DaemonSuite {
                     && answers.last!.contains(status == "501" ? #""code":"not_implemented""# : #""code":"invalid_request""#),
                     "the good request answered, this one refused, nothing after it: \(exit) \(output)")
         }
+        // After a request that ends its connection nothing more is answered, a request the relay would refuse included;
+        // and a refused request whose body the parser then chokes on gets one answer, not two.
+        let (_, afterLast) = try daemon.raw("GET /v1/me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\nGET /v1/me HTTP/1.1\r\n\r\n", as: daemon.gateway)
+        #expect(afterLast.components(separatedBy: "HTTP/1.1 ").count == 2 && afterLast.contains("HTTP/1.1 200"), "\(afterLast)")
+        let (_, gzipOnly) = try daemon.raw("POST /v1/replies/fetch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                                           + "Transfer-Encoding: gzip\r\n\r\nnot a chunk\r\n\r\n", as: daemon.gateway)
+        #expect(gzipOnly.components(separatedBy: "HTTP/1.1 ").count == 2 && gzipOnly.contains("HTTP/1.1 501"), "\(gzipOnly)")
         // A declared length past the limit is answered at once, and the connection ends: no waiting for a body that never comes.
         let huge = "POST /v1/disclosures HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIdempotency-Key: \(Demo.key())\r\n"
             + "Content-Length: 100000000\r\n\r\n{}"

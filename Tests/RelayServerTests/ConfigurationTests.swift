@@ -194,8 +194,7 @@ import X509
                              ("sealing.sharedContextMilliseconds", "5000"), ("sealing.sharedContextMilliseconds", "-1"),
                              ("retention.closedDays", "30d"), ("limits.maxBodyBytes", "256KiB"), ("sealing.sharedContextMilliseconds", "250ms"),
                              ("claim.leaseMinutes", "thirty"), ("limits.maxBodyBytes", "99999999999"), ("limits.idleTimeoutSeconds", "99999999999"),
-                             ("limits.requestBodySeconds", "60"), ("limits.narrativeMaxBytes", "99999999"), ("sla.notifyCommand", "/nonexistent/page"),
-                             ("sla.notifyCommand", "/tmp"), ("sla.notifyCommand", "page"), ("sla.notifyCommand", "/etc/passwd")] {
+                             ("limits.requestBodySeconds", "31"), ("limits.narrativeMaxBytes", "99999999")] {
             await #expect(throws: RelayConfiguration.Invalid.self) {
                 try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)
             }
@@ -205,6 +204,13 @@ import X509
                 #expect(error.key == key)
             }
         }
+        // A pager that is not there is refused by serve and check-config, not by every command that reads the configuration.
+        for command in ["/nonexistent/page", "/tmp", "page", "/etc/passwd"] {
+            let configuration = try await RelayConfiguration.load(overrides: ["sla.notifyCommand": command], configFile: nil, environment: environment)
+            #expect(throws: RelayConfiguration.Invalid.self, "\(command)") { try configuration.checkNotifyCommand() }
+        }
+        let paging = try await RelayConfiguration.load(overrides: ["sla.notifyCommand": "/bin/true"], configFile: nil, environment: environment)
+        try paging.checkNotifyCommand()
         // The same from the environment and from a YAML file: a value that is no number never passes for the default.
         var typed = environment
         typed["AMANE_RETENTION_CLOSED_DAYS"] = "thirty"

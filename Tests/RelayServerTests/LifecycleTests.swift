@@ -427,8 +427,8 @@ extension DaemonSuite {
         #expect(daemon.stop() == 0)
     }
 
-    /// A client CA that is not the one whose key signs the clients' certificates here would refuse every client: refused
-    /// at start, and by check-config, rather than served with /readyz saying "ready".
+    /// A client CA that did not sign the server certificate (clients verify the relay, and are verified, with one CA) would
+    /// refuse every client: refused at start, and by check-config, rather than served with /readyz saying "ready".
     @Test func aClientCAThatIsNotTheSigningCAsIsAConfigurationError() async throws {
         let daemon = try await Daemon()
         daemon.stop()
@@ -440,9 +440,13 @@ extension DaemonSuite {
         env["AMANE_TLS_CA_FILE"] = other
         for command in [["check-config", "--dev"], ["serve", "--dev", "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]] {
             let (status, output) = try Daemon.run(Build.daemon, command + ["--data-dir", daemon.directory], environment: env)
-            #expect(status == 78 && output.contains("'tls.caFile': \(other) is not the certificate of the CA key \(daemon.directory)/pki/ca-key.pem")
+            #expect(status == 78 && output.contains("'tls.caFile': \(other) holds no CA that signed the server certificate \(daemon.directory)/pki/server-cert.pem")
                     && output.contains("every client would be refused") && !output.contains("listening"), "\(command[0]): \(status) \(output)")
         }
+        // The same file with the relay's own CA after the other: a bundle is read whole.
+        try (String(contentsOfFile: other, encoding: .utf8) + String(contentsOfFile: daemon.ca, encoding: .utf8)).write(toFile: other, atomically: true, encoding: .utf8)
+        let (bundled, bundledOutput) = try Daemon.run(Build.daemon, ["check-config", "--dev", "--data-dir", daemon.directory], environment: env)
+        #expect(bundled == 0, "\(bundledOutput)")
     }
 
     /// A trail cut open at rest (its guard dropped, its last entry rewritten) is reported at start, without reading it all.

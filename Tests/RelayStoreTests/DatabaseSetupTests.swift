@@ -210,6 +210,10 @@ import Testing
         let retry = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
                                                      idempotencyKey: key, requestHash: [2])
         #expect(retry.id == first.id && retry.receivedAt == first.receivedAt && retry.replayed)
+        // Stored under an earlier release's tag of the request, it is still the first answer's.
+        let afterUpgrade = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
+                                                            idempotencyKey: key, requestHash: [9], formerRequestHash: [2])
+        #expect(afterUpgrade.id == first.id && afterUpgrade.replayed)
         await #expect(throws: StoreError.code(.keyReused), "the same key with another request") {
             try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: retryID, envelope: retryEnvelope,
                                              idempotencyKey: key, requestHash: [3])
