@@ -84,6 +84,29 @@ extension DaemonSuite {
         #expect(!daemon.stderr.value.contains(canary))
     }
 
+    /// A case past its SLA pages whoever sla.notifyCommand reaches, with the urgency and the count only.
+    @Test func aCasePastItsSLARunsTheNotifyCommand() async throws {
+        let pager = FileManager.default.temporaryDirectory.appendingPathComponent("pager-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: pager, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: pager) }
+        try "#!/bin/sh\necho \"$@\" >> \(pager)/paged\nenv > \(pager)/environment\n".write(toFile: pager + "/page", atomically: true, encoding: .utf8)
+        #expect(chmod(pager + "/page", 0o755) == 0)
+        var daemon = try await Daemon(environment: ["AMANE_SLA_NOTIFY_COMMAND": pager + "/page", "RELAY_ONLY_SECRET": "not-for-the-pager"])
+        defer { daemon.stop(); daemon.removeData() }
+        let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "waiting too long"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(posted.status == 201)
+        #expect(!FileManager.default.fileExists(atPath: pager + "/paged"), "nothing is past its SLA yet")
+        // Three hours old (high: 120 minutes); the monitor's first look, at start, finds it.
+        daemon.stop()
+        let age = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=30); db.execute('UPDATE disclosure SET receivedAt = receivedAt - 10800'); db.commit()"
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", age, daemon.directory + "/relay.sqlite"]).0 == 0)
+        daemon = try await daemon.restarted()
+        #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8)) == "high 1\n" },
+                "\(String(describing: try? String(contentsOfFile: pager + "/paged", encoding: .utf8)))")
+        let environment = try String(contentsOfFile: pager + "/environment", encoding: .utf8)
+        #expect(!environment.contains("not-for-the-pager") && !environment.contains("AMANE_"), "the pager gets no part of the relay's environment: \(environment)")
+    }
+
     /// A case its reporter reopens shows the deadline of the reopening, not of its first arrival ten days before.
     @Test func aReopenedCaseShowsTheDeadlineOfItsReopening() async throws {
         let daemon = try await Daemon()
