@@ -79,8 +79,10 @@ public enum IntakeCheck {
     /// A narrative tells something, in at most `maxBytes`. The relay checks it in the clear; a gateway that seals
     /// on its side checks it before sealing, since the relay cannot look.
     public static func checkNarrative(_ content: DisclosureContent, maxBytes: Int) throws(IntakeRejection) {
+        // Marks alone (an accent, Arabic vowel signs) sit on no letter.
         let visible = content.narrative.unicodeScalars.contains {
-            !$0.properties.isWhitespace && !$0.properties.isDefaultIgnorableCodePoint && $0.properties.generalCategory != .control
+            !$0.properties.isWhitespace && !$0.properties.isDefaultIgnorableCodePoint
+                && ![.control, .nonspacingMark, .enclosingMark].contains($0.properties.generalCategory)
         }
         guard visible else { throw IntakeRejection(400, "field 'content.narrative' holds no text") }
         guard content.narrative.utf8.count <= maxBytes else {

@@ -60,7 +60,7 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: ArgumentHelp("The data directory (db.path).", valueName: "dir"))
     var dataDirectory: String?
 
-    @Flag(name: .long, help: "Development mode: a local folder (.amane-dev) with a CA, certificates and demo profiles made on first start.")
+    @Flag(name: .long, help: "Development mode: the local folder .amane-dev, which `serve --dev` makes on its first start (a CA, certificates, demo profiles).")
     var dev = false
 
     func load(extra: [String: String] = [:]) async throws -> RelayConfiguration {

@@ -64,10 +64,10 @@ import Testing
         func blank(_ narrative: String) -> Bool {
             (try? IntakeCheck.checkNarrative(DisclosureContent(narrative: narrative), maxBytes: 100)) == nil
         }
-        for nothing in ["", " \n\t", "\u{00A0}\u{3000}", "\u{200F}\u{200E}", "\u{200B}\u{FEFF}\u{2060}", "\u{00AD}\u{FE0F}", "\u{0007}\u{001B}"] {
+        for nothing in ["", " \n\t", "\u{00A0}\u{3000}", "\u{200F}\u{200E}", "\u{200B}\u{FEFF}\u{2060}", "\u{00AD}\u{FE0F}", "\u{0007}\u{001B}", "\u{0301}\u{064E}\u{20DD}"] {
             #expect(blank(nothing), "\(nothing.unicodeScalars.map { String($0.value, radix: 16) })")
         }
-        for something in ["ok", "\u{200F}نعم", "👍", "\u{200B}1"] {
+        for something in ["ok", "\u{200F}نعم", "👍", "\u{200B}1", "نَعَم", "e\u{0301}"] {
             #expect(!blank(something), "\(something)")
         }
     }
