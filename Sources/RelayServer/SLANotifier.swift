@@ -61,7 +61,7 @@ final class SLANotifier: Sendable {
             let pid = process.processIdentifier
             Task {
                 try? await Task.sleep(for: timeout)
-                // Never a pid that has ended, and may be another process's by now.
+                // Not once its end was seen: by then its pid may be another process's.
                 if settled.kill() { Foundation.kill(pid, SIGKILL) }
             }
         }
