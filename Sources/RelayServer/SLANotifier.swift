@@ -61,8 +61,9 @@ final class SLANotifier: Sendable {
             let pid = process.processIdentifier
             Task {
                 try? await Task.sleep(for: timeout)
-                // Not once its end was seen: by then its pid may be another process's.
-                if settled.kill() { Foundation.kill(pid, SIGKILL) }
+                // Its process group (Foundation makes the command lead one), so that what a script started goes too;
+                // not once its end was seen: by then its pid may be another process's.
+                if settled.kill() { Foundation.kill(-pid, SIGKILL) }
             }
         }
     }

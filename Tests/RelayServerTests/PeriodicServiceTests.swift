@@ -96,14 +96,21 @@ final class LogRecords: Sendable {
         await notifier(folder + "/gone").notify(.high, count: 1)
         #expect(records.all.last?.hasPrefix("the SLA notify command failed relay.error=it could not start") == true, "\(records.all)")
 
-        // One that hangs is killed at its timeout; a breach meanwhile does not start a second one beside it.
-        let hanging = notifier(try script("hang", "exec sleep 60"), timeout: .seconds(2))
+        // One that hangs is killed at its timeout, with what it started; a breach meanwhile does not start a second one beside it.
+        let hanging = notifier(try script("hang", "sleep 40 &\necho $! > \(folder)/started\nwait"), timeout: .seconds(2))
+        let began = ContinuousClock.now
         async let first: Void = hanging.notify(.immediate, count: 1)
         try await Task.sleep(for: .milliseconds(500))
         await hanging.notify(.immediate, count: 2)
         #expect(records.all.last == "the SLA notify command failed relay.error=it is still running from an earlier breach; not started again relay.urgency=immediate")
         await first
+        // Foundation hears of the command's end only once all it started have gone too: killing the command alone waits 40 s.
+        #expect(ContinuousClock.now - began < .seconds(20), "killed at its 2 s timeout, not when what it started ended on its own")
         #expect(records.all.last == "the SLA notify command failed relay.error=it ran longer than 2.0 seconds and was killed relay.urgency=immediate")
+        let started = try String(contentsOfFile: folder + "/started", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        // Gone, or a zombie waiting for init to reap it.
+        let running = { (try? String(contentsOfFile: "/proc/\(started)/stat", encoding: .utf8)).map { !$0.contains(") Z ") } ?? false }
+        #expect(try await eventually(within: 5) { !running() }, "the script's own child \(started) outlived the kill")
         #expect(failures() == "amane_sla_notify_failures_total 4")
     }
 }
