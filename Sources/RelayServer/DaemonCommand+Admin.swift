@@ -633,9 +633,7 @@ struct CheckConfig: AsyncParsableCommand {
         let tlsMadeLater = configuration.dev && !FileManager.default.fileExists(atPath: configuration.certificateFile)
         let databaseMadeLater = configuration.dev && !FileManager.default.fileExists(atPath: (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName))
         if !configuration.dev { try common.requireDatabaseToServe(configuration) }
-        do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError {
-            throw RelayConfiguration.Invalid(key: "db.path", reason: error.reason)
-        }
+        try common.requireWritableToServe(configuration)
         try RelayDatabase.checkSchema(directory: configuration.dataDirectory)
         var validUntil = ""
         do {

@@ -100,6 +100,13 @@ struct CommonOptions: ParsableArguments {
         }
     }
 
+    /// A data directory this user cannot write, likewise a configuration error for `serve` and `check-config`.
+    func requireWritableToServe(_ configuration: RelayConfiguration) throws {
+        do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError {
+            throw RelayConfiguration.Invalid(key: "db.path", reason: error.reason)
+        }
+    }
+
     func requireDatabase(_ configuration: RelayConfiguration) throws {
         let file = (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName)
         if access(file, F_OK) != 0, errno == EACCES {
@@ -163,9 +170,7 @@ struct Serve: AsyncParsableCommand {
             _ = try RelayConfiguration.readSeed("taxonomy.yaml", in: configuration.seedsDirectory)
         }
         try RelayFiles.makeDirectory(configuration.dataDirectory)
-        do { try RelayDatabase.requireWritable(configuration.dataDirectory) } catch let error as StoreError {
-            throw RelayConfiguration.Invalid(key: "db.path", reason: error.reason)
-        }
+        try common.requireWritableToServe(configuration)
         for warning in RelayFiles.openToOthers(configuration) { logger.warning("\(warning)") }
         let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
         defer { close(lock) }

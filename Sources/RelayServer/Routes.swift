@@ -96,9 +96,10 @@ struct RelayRoutes: Sendable {
         let form: [UInt8]
         do { form = try IntakeCheck.retryForm(submission) } catch { throw APIError(error) }
         let (receipt, caseID) = try caseFor(receipt: submission.receipt, gateway: gateway)
-        let requestTag = KeyedBox.tag(receipt + form, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8))
+        let tag = { (form: [UInt8]) in KeyedBox.tag(form, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8)) }
+        let requestTag = tag(receipt + form)
         // Before the receipt's digest stood for its spelling, a follow-up in the clear was tagged on its whole body.
-        let formerTag = submission.sealed == nil ? KeyedBox.tag(Array(canonical), secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8)) : nil
+        let formerTag = submission.sealed == nil ? tag(Array(canonical)) : nil
         // A follow-up is sealed bound to its case, so the case comes first, and it is stored in that same case.
         guard let bound = UUID(uuidString: caseID) else { throw receiptMiss(gateway) }
         let stored: FollowupResult
