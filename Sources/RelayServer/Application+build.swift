@@ -41,8 +41,9 @@ public final class BoundPorts: Sendable {
 
     public var https: Int? { state.withLock { $0.https } }
     public var ops: Int? { state.withLock { $0.ops } }
-    func set(https: Int) { state.withLock { $0.https = https } }
-    func set(ops: Int) { state.withLock { $0.ops = ops } }
+    /// Each returns true for the call that completes the pair.
+    func set(https: Int) -> Bool { state.withLock { $0.https = https; return $0.ops != nil } }
+    func set(ops: Int) -> Bool { state.withLock { $0.ops = ops; return $0.https != nil } }
 
     /// What the daemon prints once ready; tests and benchmarks read the ports from it.
     var listeningLine: String { "amane-relayd: listening on port \(https ?? 0), ops on port \(ops ?? 0)" }
@@ -171,6 +172,12 @@ extension RelayServerApp {
         }
 
         let bound = BoundPorts()
+        // Only once both listen: a relay that cannot take its ops port never said it was listening.
+        let announce: @Sendable () -> Void = {
+            logger.notice("listening", metadata: ["relay.url": "https://\(RelayConfiguration.Address(host: configuration.listen.host, port: bound.https ?? 0))",
+                                                 "relay.ops": "http://\(RelayConfiguration.Address(host: configuration.opsListen.host, port: bound.ops ?? 0))",
+                                                 "relay.version": "\(RelayVersion.current)"])
+        }
         let router = Router(context: RelayRequestContext.self)
         let gatewayTally = GatewayTally()
         router.add(middleware: RequestLogMiddleware(metrics: metrics, gateways: gatewayTally))
@@ -194,10 +201,7 @@ extension RelayServerApp {
             server: try .tls(HTTPServerBuilder { RelayHTTP1Channel(base: HTTP1Channel(responder: $0, configuration: http1)) }, tlsConfiguration: tls),
             configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: "amane-relayd"),
             onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? configuration.listen.port
-                bound.set(https: port)
-                logger.notice("listening", metadata: ["relay.url": "https://\(RelayConfiguration.Address(host: configuration.listen.host, port: port))",
-                                                     "relay.version": "\(RelayVersion.current)"])
+                if bound.set(https: channel.localAddress?.port ?? configuration.listen.port) { announce() }
             },
             logger: logger)
 
@@ -234,7 +238,9 @@ extension RelayServerApp {
         let ops = Application(
             router: opsRouter,
             configuration: .init(address: .hostname(configuration.opsListen.host, port: configuration.opsListen.port), serverName: "amane-relayd-ops"),
-            onServerRunning: { channel in bound.set(ops: channel.localAddress?.port ?? configuration.opsListen.port) },
+            onServerRunning: { channel in
+                if bound.set(ops: channel.localAddress?.port ?? configuration.opsListen.port) { announce() }
+            },
             logger: logger)
 
         let notifier = configuration.slaNotifyCommand.map { SLANotifier(command: $0, failures: metrics.slaNotifyFailures, logger: logger) }

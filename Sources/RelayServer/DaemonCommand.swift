@@ -39,15 +39,30 @@ public struct DaemonCommand: AsyncParsableCommand {
             } else {
                 try command.run()
             }
-        } catch let error as StoreError {
-            // Its reason is written for people; the code before it is for programs.
-            exit(withError: CommandFailure(error.reason))
-        } catch let error as RelayConfiguration.Invalid {
-            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
-            // EX_CONFIG: the unit's RestartPreventExitStatus keeps a bad configuration out of a restart loop.
-            exit(withError: ExitCode(78))
         } catch {
-            exit(withError: error)
+            let (failure, status) = Self.failure(error)
+            guard JSONLogHandler.isActive, status != .success else {
+                if let failure = failure as? RelayConfiguration.Invalid {
+                    FileHandle.standardError.write(Data("Error: \(failure)\n".utf8))
+                    exit(withError: status)
+                }
+                exit(withError: failure)
+            }
+            // A log that is JSON stays JSON to its last line, so that whatever reads it sees why the relay stopped.
+            FileHandle.standardError.write(JSONLogHandler.line(level: .critical, label: "amane-relayd", message: "\(failure)",
+                                                               fields: ["relay.exitStatus": "\(status.rawValue)"]))
+            Glibc.exit(status.rawValue)
+        }
+    }
+
+    /// What a failure says, and the exit status it ends with.
+    private static func failure(_ error: any Error) -> (any Error, ExitCode) {
+        switch error {
+        // Its reason is written for people; the code before it is for programs.
+        case let error as StoreError: (CommandFailure(error.reason), .failure)
+        // EX_CONFIG: the unit's RestartPreventExitStatus keeps a bad configuration out of a restart loop.
+        case let error as RelayConfiguration.Invalid: (error, ExitCode(78))
+        default: (error, exitCode(for: error))
         }
     }
 }
@@ -238,7 +253,8 @@ struct ListenFailure: CustomStringConvertible {
     }
 }
 
-/// Writes a line to standard output at once, even into a pipe.
+/// Writes a line to standard output at once, even into a pipe; a JSON record when the relay logs in JSON.
 func say(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    let jsonLogs = JSONLogHandler.isActive
+    FileHandle.standardOutput.write(jsonLogs ? JSONLogHandler.line(level: .notice, label: "amane-relayd", message: text) : Data((text + "\n").utf8))
 }

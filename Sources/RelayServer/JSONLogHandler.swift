@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import Synchronization
 
 /// One JSON object per line on standard error: time, level, label, message and metadata.
 public struct JSONLogHandler: LogHandler {
@@ -15,19 +16,27 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var object: [String: String] = [
-            "time": Date().formatted(.iso8601),
-            "level": event.level.rawValue,
-            "label": label,
-            "message": "\(event.message)",
-        ]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = "\(value)" }
+        let fields = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }).mapValues { "\($0)" }
+        FileHandle.standardError.write(Self.line(level: event.level, label: label, message: "\(event.message)", fields: fields))
+    }
+
+    /// One record, newline included.
+    static func line(level: Logger.Level, label: String, message: String, fields: [String: String] = [:]) -> Data {
+        var object = fields
+        object["time"] = Date().formatted(.iso8601)
+        object["level"] = level.rawValue
+        object["label"] = label
+        object["message"] = message
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard var line = try? encoder.encode(object) else { return }
+        var line = (try? encoder.encode(object)) ?? Data("{}".utf8)
         line.append(0x0a)
-        FileHandle.standardError.write(line)
+        return line
     }
+
+    /// True once the process logs in JSON: what the daemon prints outside its logger must then be JSON too.
+    static var isActive: Bool { active.load(ordering: .relaxed) }
+    fileprivate static let active = Atomic<Bool>(false)
 }
 
 extension RelayConfiguration {
@@ -36,6 +45,7 @@ extension RelayConfiguration {
         let level = logLevel
         switch logFormat {
         case .json:
+            JSONLogHandler.active.store(true, ordering: .relaxed)
             LoggingSystem.bootstrap { label in
                 var handler = JSONLogHandler(label: label)
                 handler.logLevel = level

@@ -566,8 +566,38 @@ extension DaemonSuite {
             #expect(status == 1 && output.contains("cannot listen on") && output.contains(named) && output.contains("the address is in use"),
                     "\(status): \(output)")
             #expect(!output.contains("sweep failed") && !output.contains("reaper failed"), "stopping is no failure: \(output)")
+            #expect(!output.contains("[RelayServer] listening"), "a relay that cannot take both ports never says it listens: \(output)")
         }
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
+    }
+
+    /// With log.format json a log shipper parses every line the relay writes, down to the one that says why it stopped.
+    @Test func withJSONLogsEveryLineIsAJSONObject() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LOG_FORMAT": "json"])
+        defer { daemon.removeData() }
+        #expect(try daemon.post("/v1/disclosures", as: daemon.gateway, json: try Demo.disclosure(), headers: ["Idempotency-Key": UUID().uuidString]).status == 201)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-jsonclash-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        env["AMANE_LOG_FORMAT"] = "json"
+        let clash = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", directory, "--listen", "127.0.0.1:0",
+                                                        "--ops-listen", "127.0.0.1:\(daemon.opsPort)"], environment: env, separatingErrors: true)
+        #expect(clash.code == 1)
+        #expect(daemon.stop() == 0)
+        func records(_ text: String) -> [[String: Any]?] {
+            text.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        }
+        // The relay that could not listen printed nothing on its standard output.
+        for (stream, text) in [("stdout", daemon.stdout.value), ("stderr", daemon.stderr.value), ("stderr", clash.errors + clash.output)] {
+            #expect(!text.isEmpty && records(text).allSatisfy { $0?["level"] is String && $0?["message"] is String }, "\(stream): \(text)")
+        }
+        #expect(daemon.stdout.value.contains("listening on port \(daemon.port), ops on port \(daemon.opsPort)"))
+        #expect(records(daemon.stderr.value).contains { $0?["message"] as? String == "listening" && $0?["relay.url"] as? String == daemon.url
+                                                          && $0?["relay.ops"] as? String == "http://127.0.0.1:\(daemon.opsPort)" }, "\(daemon.stderr.value)")
+        let fatal = try #require(records(clash.errors).last ?? nil)
+        #expect(fatal["level"] as? String == "critical" && fatal["relay.exitStatus"] as? String == "1", "\(fatal)")
+        #expect((fatal["message"] as? String ?? "").contains("127.0.0.1:\(daemon.opsPort) (ops.listen, --ops-listen): the address is in use"), "\(fatal)")
     }
 }
 }
