@@ -64,6 +64,18 @@ enum StoreBench {
         var writerKernel: Double
         /// The share of the wall time the writer thread was on a CPU.
         var writerBusy: Double
+        /// Bytes the process handed to write(2) per row, and the calls: WAL frames of a page each, with their headers.
+        var writtenBytes: Double
+        var writeCalls: Double
+    }
+
+    /// What this process has handed to write(2) so far: bytes and calls, from /proc.
+    static func written() -> (bytes: Double, calls: Double) {
+        let fields = ((try? String(contentsOfFile: "/proc/self/io", encoding: .utf8)) ?? "").split(separator: "\n").reduce(into: [String: Double]()) {
+            let pair = $1.split(separator: ":")
+            if pair.count == 2 { $0[String(pair[0])] = Double(pair[1].trimmingCharacters(in: .whitespaces)) }
+        }
+        return (fields["wchar"] ?? 0, fields["syscw"] ?? 0)
     }
 
     /// User and system CPU seconds of the store's writer thread (named amane-writer), from /proc.
@@ -90,6 +102,7 @@ enum StoreBench {
 
     static func measure(_ setup: Setup, writers: Int, seconds: Double, pool: [(UUID, [UInt8])]) async throws -> Throughput {
         let cpuBefore = writerCPU()
+        let writtenBefore = written()
         let labels = DisclosureLabels(urgency: .normal, category: "sexual_abuse", language: "fr", channel: "kiosk")
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         let start = ContinuousClock.now
@@ -112,16 +125,22 @@ enum StoreBench {
         }
         let elapsed = (ContinuousClock.now - start).inSeconds
         let cpuAfter = writerCPU()
+        let writtenAfter = written()
         let rows = Double(max(counts, 1))
         return Throughput(rowsPerSecond: Double(counts) / elapsed, writerUser: (cpuAfter.user - cpuBefore.user) / rows * 1e6,
                           writerKernel: (cpuAfter.system - cpuBefore.system) / rows * 1e6,
-                          writerBusy: (cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / elapsed)
+                          writerBusy: (cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / elapsed,
+                          writtenBytes: (writtenAfter.bytes - writtenBefore.bytes) / rows, writeCalls: (writtenAfter.calls - writtenBefore.calls) / rows)
     }
 
     /// One line on where a row's time goes at `rate`, against what 10× the ceiling would leave it.
     static func writerLine(_ label: String, _ rate: Throughput, ceiling: Double) -> String {
-        String(format: "  writer thread, %@: %.0f µs CPU per row (user %.0f, kernel %.0f), on a CPU %.0f%% of the time; 10× the ceiling leaves %.0f µs per row",
-               label, rate.writerUser + rate.writerKernel, rate.writerUser, rate.writerKernel, rate.writerBusy * 100, 1e6 / (10 * ceiling))
+        String(format: """
+              writer thread, %@: %.0f µs CPU per row (user %.0f, kernel %.0f), on a CPU %.0f%% of the time; 10× the ceiling leaves %.0f µs per row
+                %.1f KiB written per row in %.1f writes (a 2 KiB envelope; each random-keyed index dirties a page of its own)
+            """,
+               label, rate.writerUser + rate.writerKernel, rate.writerUser, rate.writerKernel, rate.writerBusy * 100, 1e6 / (10 * ceiling),
+               rate.writtenBytes / 1024, rate.writeCalls)
     }
 
     /// The durable group-commit rate with the daemon's default batching: the storage baseline of `intake`.
