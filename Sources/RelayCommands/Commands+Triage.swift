@@ -432,12 +432,26 @@ struct TextInput: ParsableArguments {
         return inMemory("/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
     }
 
+    /// A post of the sealed text that went out and got no answer, or a failure: the relay may have stored it.
+    struct PossiblyStored: Error {
+        let error: CLIError
+    }
+
+    /// Runs the post of the sealed text, marking the failures after which it may be stored.
+    static func posting<T>(_ post: () async throws -> T) async throws -> T {
+        do { return try await post() } catch let error as CLIError where error.outcomeUnknown || error.code == .server {
+            throw PossiblyStored(error: error)
+        }
+    }
+
     /// Says what became of text typed in the editor when sending it failed, and shows it on the terminal (never
-    /// on disk, never in --json output) to copy. A relay that could not be reached, or failed, may have stored it.
+    /// on disk, never in --json output) to copy. Only a post that went out unanswered, or failed, may have stored it.
     func notSent(_ error: any Error, text: String, json: Bool) -> any Error {
-        guard isFromEditor else { return error }
-        let error = error as? CLIError ?? CLIError(.usage, "\(error)")
-        let fate = [.unreachable, .server].contains(error.code)
+        let possiblyStored = error as? PossiblyStored
+        let failure = possiblyStored?.error ?? error
+        guard isFromEditor else { return failure }
+        let error = failure as? CLIError ?? CLIError(.usage, "\(failure)")
+        let fate = possiblyStored != nil
             ? "What you wrote may have reached the relay: look with `amane show` before you send it again. No copy of it was kept."
             : "What you wrote was not sent, and no copy of it was kept."
         var hint = [error.hint, fate].compactMap { $0 }
@@ -504,11 +518,7 @@ enum CaseText {
 }
 
 enum Sealing {
-    /// Seals a note to the current epoch, bound to its case, and posts it.
-    static func postNote(_ session: Session, caseID: String, text: String, identity: SealingPrivateKey) async throws -> String {
-        try await postNote(session, caseID: caseID, text: text, epoch: try await session.currentEpochKey(identity))
-    }
-
+    /// Seals a note to the epoch key, bound to its case, and posts it.
     static func postNote(_ session: Session, caseID: String, text: String, epoch: SealingPrivateKey) async throws -> String {
         let id = UUID.v7()
         let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id, caseID: try caseUUID(caseID))
@@ -556,7 +566,8 @@ struct Note: AsyncParsableCommand {
             (caseID, noteID) = try await Session.with(global) { session in
                 let identity = try session.unlock()
                 let caseID = try await session.resolve(id)
-                return (caseID, try await Sealing.postNote(session, caseID: caseID, text: text, identity: identity))
+                let epoch = try await session.currentEpochKey(identity)
+                return (caseID, try await TextInput.posting { try await Sealing.postNote(session, caseID: caseID, text: text, epoch: epoch) })
             }
         } catch {
             throw input.notSent(error, text: text, json: global.json)
@@ -592,7 +603,7 @@ struct Reply: AsyncParsableCommand {
                     id: id.uuidString.lowercased(),
                     sealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: id, caseID: bound)),
                     gatewaySealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: id, caseID: bound)))
-                _ = try await session.client.post(APIPath.disclosure(caseID, .replies), submission, as: Accepted.self)
+                _ = try await TextInput.posting { try await session.client.post(APIPath.disclosure(caseID, .replies), submission, as: Accepted.self) }
                 return (caseID, id.uuidString.lowercased())
             } catch {
                 throw input.notSent(error, text: text, json: global.json)

@@ -142,6 +142,17 @@ extension DaemonSuiteForCLI {
             let entries = (try cli.json(["show", id], home: cli.responder) as! [String: Any])["entries"] as! [[String: Any]]
             #expect(!entries.contains { ($0["text"] as? String)?.contains("Brouillon") == true }, "nothing was sent")
             #expect(entries.contains { $0["text"] as? String == "Appel reçu, rappeler demain" })
+
+            // The relay goes down while the reply is written (its process killed from the editor): the post finds
+            // nothing listening, so the reply certainly did not arrive, and the person is told so.
+            // Once its port refuses (curl's 7): while the process dies a connection may still be taken, and then dropped unanswered.
+            environment["EDITOR"] = try editor("relay-down", """
+                kill -9 \(daemon.process.processIdentifier)
+                while curl -s -m 1 -o /dev/null http://127.0.0.1:\(daemon.port); [ $? -ne 7 ]; do sleep 0.05; done
+                """)
+            let down = try Terminal.run(["reply", id], environment: environment)
+            #expect(down.0 == 3 && down.1.contains("What you wrote was not sent") && !down.1.contains("may have reached")
+                    && down.1.contains("Brouillon: rendez-vous 14h"), "\(down.1)")
         }
 
         @Test func theInboxIsColouredOnATerminalUnlessNoColorIsSet() async throws {
