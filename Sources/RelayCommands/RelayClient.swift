@@ -164,6 +164,7 @@ final class RelayClient: Sendable {
         case 403 where detail.contains(" holds it"): "Ask them to release it (`amane release`), or a supervisor to assign it to you (`amane assign`)."
         case 403 where detail.contains("claim"): "`amane claim ID` takes the case first."
         case 403: "Ask an admin if you think you should be allowed to do this."
+        case 404 where detail.contains("is a new disclosure"): "Nothing was stored. If the case was removed, submit what the reporter tells now as a new disclosure."
         case 404: "Check the id, receipt or name you gave."
         case 409 where detail.contains("idempotency key"): "Nothing was stored. Sent without --idempotency-key or --idempotency-key-file (amane then makes a new key), it is a new submission."
         case 409: "Nothing was changed; `amane show` gives where the case stands."

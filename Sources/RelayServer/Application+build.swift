@@ -187,7 +187,8 @@ extension RelayServerApp {
         RelayRoutes(db: db, limits: configuration.limits,
                     receiptMisses: RateLimiter(capacity: configuration.limits.receiptMissesPerHour, per: .seconds(3600)),
                     receiptLookups: RateLimiter(capacity: configuration.limits.receiptLookupsPerMinute, per: .seconds(60)),
-                    metrics: metrics, sealer: IntakeSealer(window: .milliseconds(configuration.sharedContextMilliseconds))).register(on: router)
+                    metrics: metrics, sealer: IntakeSealer(window: .milliseconds(configuration.sharedContextMilliseconds)),
+                    closedRetentionDays: configuration.policy.closedRetentionDays).register(on: router)
 
         let http1 = HTTP1Channel.Configuration(
             additionalChannelHandlers: [TLSFailureCounter(metrics: metrics, tally: gatewayTally),

@@ -15,6 +15,8 @@ struct RelayRoutes: Sendable {
     let receiptLookups: RateLimiter
     let metrics: RelayMetrics
     let sealer: IntakeSealer
+    /// How long a closed case is kept: its receipt goes with it.
+    var closedRetentionDays = TriagePolicy.default.closedRetentionDays
 
     typealias Handler = @Sendable (Request, RelayRequestContext) async throws -> Response
 
@@ -211,13 +213,19 @@ struct RelayRoutes: Sendable {
 
     /// An unknown receipt (or a case purged between its lookup and its use): 404 within the gateway's limit, 429 past it.
     private func receiptMiss(_ gateway: Principal) -> APIError {
-        guard let wait = receiptMisses.take(gateway.id) else { return Self.unknownReceipt }
+        guard let wait = receiptMisses.take(gateway.id) else { return unknownReceipt }
         metrics.receiptMissesRefused.increment()
         return APIError(.tooManyRequests, "too many unknown receipts from this gateway; wait before trying again", code: .unknownReceiptsLimited,
                         headers: [.retryAfter: String(wait)])
     }
 
-    private static let unknownReceipt = APIError(.notFound, "no case for this receipt from this gateway", code: .unknownReceipt)
+    /// Said the same whether the receipt was mistyped or its case removed: the relay keeps nothing that tells them apart.
+    private var unknownReceipt: APIError {
+        APIError(.notFound, """
+            no case for this receipt from this gateway: check its digits with the reporter. A case closed more than \(closedRetentionDays) days \
+            ago is removed with its receipt; what a reporter tells after that is a new disclosure
+            """, code: .unknownReceipt)
+    }
 
     static func idempotencyKey(_ request: Request, for submission: String) throws -> String {
         guard let key = request.headers[HTTPField.Name(HeaderName.idempotencyKey)!], isValidIdempotencyKey(key) else {

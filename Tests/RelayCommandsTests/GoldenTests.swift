@@ -99,6 +99,9 @@ extension DaemonSuiteForCLI {
         let unknownReceipt = try cli.run(["replies"], home: cli.gateway, input: "9477 5412 6644 3143\n")
         #expect(unknownReceipt.code == 2 && unknownReceipt.output.contains("receipt") && !unknownReceipt.output.contains("amane inbox"),
                 "a gateway is not sent to a command it may not run: \(unknownReceipt.output)")
+        // A reporter back after the case was purged hears the same as a mistyped receipt, and what to do then.
+        #expect(unknownReceipt.output.contains("A case closed more than \(TriagePolicy.default.closedRetentionDays) days ago is removed with its receipt")
+                && unknownReceipt.output.contains("submit what the reporter tells now as a new disclosure"), "\(unknownReceipt.output)")
 
         let offline = daemon.directory + "/offline"
         try FileManager.default.createDirectory(atPath: offline, withIntermediateDirectories: true)
