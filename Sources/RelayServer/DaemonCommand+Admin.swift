@@ -48,8 +48,8 @@ struct Init: AsyncParsableCommand {
 
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Enroll, revoke and list principals, and verify the audit trail.",
-        subcommands: [EnrollGateway.self, EnrollResponder.self, Reissue.self, Revoke.self, List.self, Audit.self, RenewServerCertificate.self])
+        abstract: "Enroll, revoke and list principals, verify the audit trail, and purge what retention lets go.",
+        subcommands: [EnrollGateway.self, EnrollResponder.self, Reissue.self, Revoke.self, List.self, Audit.self, Sweep.self, RenewServerCertificate.self])
 
     /// Who runs an admin command, for the audit trail: the user who logged in (kept across sudo, runuser and
     /// setpriv), else sudo's caller when sudo made us root, else the process's own user; never $USER.
@@ -427,6 +427,58 @@ extension List {
             try container.encode(principal.isActive ? "active" : "revoked", forKey: .state)
             try container.encodeIfPresent(certificateEndsAt, forKey: .certificateEndsAt)
         }
+    }
+}
+
+struct Sweep: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Purge now the closed cases the retention policy lets go, as the relay does every hour.",
+        discussion: """
+            A case closed longer than retention.closedDays, and not on hold, loses its sealed content: the disclosure, \
+            follow-ups, notes and replies, and its receipt. Its labels stay, for the statistics. --dry-run lists what \
+            would go, and changes nothing. Safe beside a running relay. Example: amane-relayd admin sweep --dry-run
+            """)
+    @OptionGroup var common: CommonOptions
+    @Flag(help: "List the cases that would be purged; purge nothing.") var dryRun = false
+    @Flag(help: "Print JSON: {due: [{id, closedAt}], held} with --dry-run, else {purged, idempotencyKeysForgotten}.") var json = false
+
+    struct Due: Encodable {
+        let id: String
+        let closedAt: Int64
+    }
+
+    struct Preview: Encodable {
+        let due: [Due]
+        let held: Int
+    }
+
+    struct Done: Encodable {
+        let purged: Int
+        let idempotencyKeysForgotten: Int
+    }
+
+    func run() async throws {
+        let configuration = try await common.load()
+        let days = configuration.policy.closedRetentionDays
+        if dryRun {
+            let (due, held) = try await common.withStore(configuration) { db in try await db.casesDueForPurge() }
+            if json { return try printJSON(Preview(due: due.map { Due(id: $0.id, closedAt: $0.closedAt) }, held: held)) }
+            let onHold = held == 0 ? "" : " (\(held) more past it are on hold, and stay)"
+            print("\(due.count) closed case\(due.count == 1 ? " is" : "s are") past the \(days) days kept after closing, and would be purged now\(onHold)\(due.isEmpty ? "." : ":")")
+            for item in due { print("  \(item.id)  closed \(Timestamp.iso8601(item.closedAt).prefix(10))") }
+            return
+        }
+        let (purged, forgotten) = try await common.withStore(configuration) { db in
+            (try await db.purgeExpiredCases(), try await db.expireIdempotencyKeys())
+        }
+        if json { return try printJSON(Done(purged: purged, idempotencyKeysForgotten: forgotten)) }
+        print("Purged \(purged) closed case\(purged == 1 ? "" : "s") kept \(days) days after closing; forgot \(forgotten) idempotency key\(forgotten == 1 ? "" : "s") older than seven days.")
+    }
+
+    private func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 }
 

@@ -33,6 +33,21 @@ extension RelayDatabase {
         }
     }
 
+    /// What the next sweep would purge, oldest first: closed cases past the retention period and not on hold;
+    /// and how many others past it a hold keeps.
+    public func casesDueForPurge() async throws -> (due: [(id: String, closedAt: Int64)], held: Int) {
+        let cutoff = nowSeconds - Int64(options.policy.closedRetentionDays) * 86_400
+        return try await pool.read { db in
+            let due = try Row.fetchAll(db, sql: """
+                SELECT id, closedAt FROM disclosure WHERE state = 'closed' AND purgedAt IS NULL AND onHold = 0 AND closedAt <= ? ORDER BY closedAt, id
+                """, arguments: [cutoff]).map { (id: $0["id"] as String, closedAt: $0["closedAt"] as Int64) }
+            let held = try Int.fetchOne(db, sql: """
+                SELECT count(*) FROM disclosure WHERE state = 'closed' AND purgedAt IS NULL AND onHold = 1 AND closedAt <= ?
+                """, arguments: [cutoff]) ?? 0
+            return (due, held)
+        }
+    }
+
     /// Forgets idempotency records older than `maxAgeSeconds` (their sealed receipts with them).
     public func expireIdempotencyKeys(maxAgeSeconds: Int64 = 7 * 86_400) async throws -> Int {
         let cutoff = nowSeconds - maxAgeSeconds

@@ -571,6 +571,45 @@ extension DaemonSuite {
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
     }
 
+    /// An admin sees what retention would purge and purges it without waiting for the hourly sweep; a hold keeps a case.
+    @Test func anAdminSweepsWhatRetentionLetsGoAndAHoldKeeps() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        var ids: [String] = [], receipts: [String] = []
+        for narrative in ["swept", "held", "recent"] {
+            let answer = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: narrative), headers: ["Idempotency-Key": Demo.key()]).json
+            ids.append(try #require(answer["id"] as? String))
+            receipts.append(try #require(answer["receipt"] as? String))
+            #expect(try daemon.post("/v1/disclosures/\(ids.last!)/claim", as: daemon.responder, json: [:]).status == 200)
+            #expect(try daemon.post("/v1/disclosures/\(ids.last!)/transition", as: daemon.responder, json: ["action": "close", "outcome": "duplicate"]).status == 200)
+        }
+        #expect(try daemon.post("/v1/disclosures/\(ids[1])/hold", as: daemon.supervisor, json: ["on": true]).status == 200)
+        let age = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.executemany('UPDATE disclosure SET closedAt = closedAt - 400 * 86400 WHERE id = ?', [(i,) for i in sys.argv[2:]]); db.commit()"
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", age, daemon.directory + "/relay.sqlite", ids[0], ids[1]]).0 == 0)
+        func purged(_ id: String) throws -> Bool {
+            let found = try daemon.get("/v1/queue?idMatch=\(id.suffix(12))", as: daemon.supervisor).json["cases"] as? [[String: Any]] ?? []
+            return found.first?["purged"] as? Bool == true
+        }
+
+        let (previewStatus, preview) = try daemon.admin(["admin", "sweep", "--dry-run", "--json"])
+        let previewed = try #require(try JSONSerialization.jsonObject(with: Data(preview.utf8)) as? [String: Any], "\(preview)")
+        #expect(previewStatus == 0 && (previewed["due"] as? [[String: Any]])?.map { $0["id"] as? String } == [ids[0]] && previewed["held"] as? Int == 1, "\(preview)")
+        let (_, previewText) = try daemon.admin(["admin", "sweep", "--dry-run"])
+        #expect(previewText.contains("1 closed case is past the 180 days kept after closing, and would be purged now (1 more past it are on hold, and stay):")
+                && previewText.contains(ids[0]) && !previewText.contains(ids[1]), "\(previewText)")
+        #expect(try !purged(ids[0]), "a dry run purges nothing")
+
+        let (status, output) = try daemon.admin(["admin", "sweep"])
+        #expect(status == 0 && output.contains("Purged 1 closed case kept 180 days after closing"), "\(output)")
+        #expect(try purged(ids[0]) && !purged(ids[1]) && !purged(ids[2]))
+        let gone = try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipts[0]])
+        #expect(gone.status == 404 && gone.json["code"] as? String == "unknown_receipt", "its receipt went with it: \(gone.text)")
+        #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": receipts[1]]).status == 200)
+        let (_, again) = try daemon.admin(["admin", "sweep", "--json"])
+        #expect(again.contains("\"purged\":0"), "\(again)")
+        #expect(try daemon.admin(["admin", "audit", "verify"]).0 == 0)
+    }
+
     /// With log.format json a log shipper parses every line the relay writes, down to the one that says why it stopped.
     @Test func withJSONLogsEveryLineIsAJSONObject() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LOG_FORMAT": "json"])
