@@ -286,7 +286,7 @@ extension RelayServerApp {
 
     /// What ops hear while a queue has no key yet (queue names are no secret).
     static func noSealingKey(_ queues: [QueueName]) -> String {
-        "no sealing key yet for the queue \(queues.map(\.rawValue).joined(separator: ", ")): intake answers 503 until a responder runs `amane rotate`"
+        "no sealing key that an active member holds for the queue \(queues.map(\.rawValue).joined(separator: ", ")): intake answers 503 until a member runs `amane rotate`"
     }
 
     /// Warns once at start when a queue has no key, so that a fresh install says what it waits for.

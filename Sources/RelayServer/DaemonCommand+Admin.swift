@@ -368,14 +368,23 @@ struct Revoke: AsyncParsableCommand {
     func run() async throws {
         guard let principalName = PrincipalName(rawValue: name) else { throw ValidationError("'\(name)' is not a valid name") }
         let configuration = try await common.load()
-        let role: Role
+        let (role, unheld): (Role, [QueueName])
         do {
-            role = try await common.withStore(configuration) { db in try await db.revoke(name: principalName, actor: .admin(Admin.user)) }
+            (role, unheld) = try await common.withStore(configuration) { db in
+                let before = Set(try await db.queuesWithoutSealingKey())
+                let role = try await db.revoke(name: principalName, actor: .admin(Admin.user))
+                return (role, try await db.queuesWithoutSealingKey().filter { !before.contains($0) })
+            }
         } catch let error as StoreError {
             throw CommandFailure(error.reason)
         }
         if role == .gateway {
             print("Revoked \(name): its certificate is refused from now on. A gateway holds no queue key, so nothing needs rotating.")
+        } else if !unheld.isEmpty {
+            print("""
+                Revoked \(name). Warning: no active member holds the current key of the queue \(unheld.map(\.rawValue).joined(separator: ", ")) any more: \
+                the relay refuses new disclosures (503) until a member runs `amane rotate`. Do it now.
+                """)
         } else {
             print("Revoked \(name). Now have a member run `amane rotate`, so new cases are sealed to a key \(name) never had.")
         }

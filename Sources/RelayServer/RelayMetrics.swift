@@ -60,7 +60,7 @@ final class RelayMetrics: Sendable {
         }
         queuesWithoutSealingKey = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "sealing_key_missing", unitName: "queues",
-                              helpText: "Queues whose intake answers 503 until a responder runs amane rotate"))
+                              helpText: "Queues whose intake answers 503 until a member runs amane rotate: no key yet, or none that an active member holds"))
         auditTrailBroken = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "audit_trail_broken", unitName: "",
                               helpText: "1 while the audit trail's append-only triggers are missing or its last entry does not chain (checked at start and hourly)"))

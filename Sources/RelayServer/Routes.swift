@@ -138,6 +138,7 @@ struct RelayRoutes: Sendable {
         guard let epoch = try db.currentEpoch(queue: queue) else {
             throw APIError.noSealingKey("the queue \(queue) has no epoch yet; a responder runs `amane rotate`")
         }
+        guard try db.currentEpochIsHeld(queue: queue) else { throw APIError(RelayDatabase.noHolder(queue)) }
         let fingerprint = sealer.key(epoch.publicKey)?.fingerprint ?? ""
         return try .json(SealingKeyInfo(queue: queue.rawValue, epoch: epoch.id, publicKey: epoch.publicKey, fingerprint: fingerprint,
                                         narrativeMaxBytes: limits.narrativeMaxBytes, contentMaxBytes: limits.maxBodyBytes))

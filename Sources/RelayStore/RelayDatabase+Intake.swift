@@ -65,6 +65,8 @@ extension RelayDatabase {
         let idempotencyRow: StatementArguments = [gateway.id, keyHash, Data(request.requestHash), id, sealedAnswer, receivedAt]
         let actor = StoreActor(gateway)
         return try await committer.write { db in
+            // Revoked while its body was on the way: the certificate was checked when the headers came.
+            try Self.requireActive(db, actor)
             if let previous = try Self.previousAnswer(db, gatewayID: gateway.id, keyHash: keyHash, requestHash: request.requestHash,
                                                       secret: keyBytes, context: context) {
                 let receipt = try Receipt(parsing: String(decoding: previous.answer, as: UTF8.self))
@@ -131,14 +133,33 @@ extension RelayDatabase {
         return header
     }
 
-    /// Checks that an envelope sealed to the epoch `sealedTo` (a lowercased id) is sealed to the queue's current one.
+    /// Checks that an envelope sealed to the epoch `sealedTo` (a lowercased id) is sealed to the queue's current
+    /// one, and that an active member holds it: what no one can open is never acknowledged.
     static func checkCurrentEpoch(_ db: Database, sealedTo: String, queue: QueueName) throws {
-        guard let current = try String.fetchOne(db.cachedStatement(sql: "SELECT currentEpochID FROM queue WHERE name = ?"),
-                                                arguments: [queue.rawValue]) else {
+        let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT currentEpochID, \(currentEpochIsHeld) AS held FROM queue WHERE name = ?"),
+                                   arguments: [queue.rawValue])
+        guard let row, let current = row["currentEpochID"] as String? else {
             throw StoreError(.noSealingKey, "the queue \(queue) has no sealing key yet")
         }
+        guard row["held"] as Bool else { throw noHolder(queue) }
         guard sealedTo == current else {
             throw StoreError(.staleEpoch, "the envelope is not sealed to the queue's current epoch \(current); fetch the sealing key again")
+        }
+    }
+
+    /// SQL, in a query over `queue`: whether an active member holds a grant of the queue's current key.
+    static let currentEpochIsHeld = """
+        EXISTS (SELECT 1 FROM "grant" g JOIN principal p ON p.id = g.principalID WHERE g.epochID = queue.currentEpochID AND p.revokedAt IS NULL)
+        """
+
+    public static func noHolder(_ queue: QueueName) -> StoreError {
+        StoreError(.noSealingKey, "no active member holds the current key of the queue \(queue), so no one could open what is sealed to it; a member runs `amane rotate`")
+    }
+
+    /// Whether the queue has a current key that an active member holds: the key a gateway may seal to.
+    public func currentEpochIsHeld(queue: QueueName) throws -> Bool {
+        try pool.unsafeRead { db in
+            try Bool.fetchOne(db.cachedStatement(sql: "SELECT \(Self.currentEpochIsHeld) FROM queue WHERE name = ?"), arguments: [queue.rawValue]) ?? false
         }
     }
 
@@ -165,6 +186,7 @@ extension RelayDatabase {
         let context = Array(gateway.id.utf8)
         let sealedAnswer = Data(KeyedBox.seal(Array(id.utf8), secret: keyBytes, context: context))
         return try await committer.write { db in
+            try Self.requireActive(db, StoreActor(gateway))
             if let previous = try Self.previousAnswer(db, gatewayID: gateway.id, keyHash: keyHash, requestHash: requestHash,
                                                       formerRequestHash: formerRequestHash, secret: keyBytes, context: context) {
                 let id = String(decoding: previous.answer, as: UTF8.self)
@@ -218,6 +240,7 @@ extension RelayDatabase {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway fetches replies") }
         let now = nowSeconds
         return try await committer.write { db in
+            try Self.requireActive(db, StoreActor(gateway))
             guard let caseID = try Self.caseID(db, receiptHash: receiptHash, gatewayID: gateway.id) else {
                 throw StoreError(.notFound, "no case for that receipt")
             }

@@ -221,8 +221,16 @@ extension RelayDatabase {
         let epochID = key.id.uuidString.lowercased()
         let now = nowSeconds
         return try await committer.write { db in
-            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1 else {
+            try Self.requireActive(db, actor)
+            guard let current = try Row.fetchOne(db, sql: "SELECT currentEpochID, \(Self.currentEpochIsHeld) AS held FROM queue WHERE name = ?",
+                                                 arguments: [queue.rawValue]) else {
                 throw StoreError(.notFound, "no queue named \(queue)")
+            }
+            // While colleagues hold the current key, only one of them replaces it: anyone else would lock them out of
+            // new cases. A key no active member holds is replaced by any member.
+            if current["held"] as Bool, let currentID = current["currentEpochID"] as String?,
+               try Int.fetchOne(db, sql: #"SELECT COUNT(*) FROM "grant" WHERE epochID = ? AND principalID = ?"#, arguments: [currentID, actor.principalID]) == 0 {
+                throw StoreError(.forbidden, "you do not hold the current key of the queue \(queue): a colleague who holds it rotates it (or grants it to you first)")
             }
             try db.execute(sql: "INSERT INTO epoch (id, queue, publicKey, createdBy, createdAt) VALUES (?, ?, ?, ?, ?)",
                            arguments: [epochID, queue.rawValue, publicKey, actor.name, now])

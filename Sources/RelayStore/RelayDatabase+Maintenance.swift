@@ -124,10 +124,10 @@ extension RelayDatabase {
         }
     }
 
-    /// Queues without a current epoch key: intake to them answers 503 until a responder runs `amane rotate`.
+    /// Queues without a current epoch key that an active member holds: intake to them answers 503 until a member runs `amane rotate`.
     public func queuesWithoutSealingKey() async throws -> [QueueName] {
         try await pool.read { db in
-            try String.fetchAll(db, sql: "SELECT name FROM queue WHERE currentEpochID IS NULL ORDER BY name").compactMap(QueueName.init(rawValue:))
+            try String.fetchAll(db, sql: "SELECT name FROM queue WHERE NOT \(Self.currentEpochIsHeld) ORDER BY name").compactMap(QueueName.init(rawValue:))
         }
     }
 

@@ -222,7 +222,7 @@ extension DaemonSuite {
         let noKey = try fresh.daemon.post("/v1/disclosures", as: fresh.gateway, json: Demo.body(narrative: "x"), headers: ["Idempotency-Key": Demo.key()])
         #expect(noKey.text.contains("no sealing key"))
         // Ready all the same (responders must reach it to make the key), and ops are told what it waits for.
-        let waiting = "no sealing key yet for the queue national: intake answers 503 until a responder runs `amane rotate`"
+        let waiting = "no sealing key that an active member holds for the queue national: intake answers 503 until a member runs `amane rotate`"
         let ready = try Daemon.run("/usr/bin/curl", ["-s", "-w", " %{http_code}", "http://127.0.0.1:\(fresh.daemon.opsPort)/readyz"]).1
         #expect(ready == "ready; \(waiting)\n 200", "\(ready)")
         let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(fresh.daemon.opsPort)/metrics"]).1

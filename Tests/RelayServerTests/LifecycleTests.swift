@@ -610,6 +610,28 @@ extension DaemonSuite {
         #expect(try daemon.admin(["admin", "audit", "verify"]).0 == 0)
     }
 
+    /// Revoking the last active holder of the current key is said at once, and from then on the relay acknowledges
+    /// nothing it seals to that key: intake and the gateway's sealing key answer 503, and /readyz names the queue.
+    @Test func afterItsLastHolderIsRevokedTheKeyTakesNoDisclosure() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let (_, first) = try daemon.admin(["admin", "revoke", "demo-responder"])
+        #expect(first.contains("Now have a member run `amane rotate`") && !first.contains("Warning"), "the supervisor still holds it: \(first)")
+        #expect(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "held"), headers: ["Idempotency-Key": Demo.key()]).status == 201)
+        let (status, last) = try daemon.admin(["admin", "revoke", "demo-supervisor"])
+        #expect(status == 0 && last.contains("Warning: no active member holds the current key of the queue national any more")
+                && last.contains("refuses new disclosures (503) until a member runs `amane rotate`"), "\(last)")
+        let refused = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "unheld"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(refused.status == 503 && refused.json["code"] as? String == "no_sealing_key"
+                && refused.text.contains("no active member holds the current key of the queue national"), "\(refused.text)")
+        let key = try daemon.get("/v1/queues/national/sealing-key", as: daemon.gateway)
+        #expect(key.status == 503 && key.json["code"] as? String == "no_sealing_key", "a gateway that seals is not handed the key: \(key.text)")
+        let ready = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/readyz"]).1
+        #expect(ready.contains("no sealing key that an active member holds for the queue national"), "\(ready)")
+        let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+        #expect(metrics.contains("\namane_sealing_key_missing_queues 1"), "\(metrics)")
+    }
+
     /// With log.format json a log shipper parses every line the relay writes, down to the one that says why it stopped.
     @Test func withJSONLogsEveryLineIsAJSONObject() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LOG_FORMAT": "json"])

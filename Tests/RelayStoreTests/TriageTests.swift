@@ -370,6 +370,37 @@ import Testing
         #expect(try await fixture.db.transition(id: sealedToFirst.id, action: .claim, actor: StoreActor(fixture.responder)).state == .claimed,
                 "an older grant still opens an older case")
     }
+
+    /// What no one can open is never acknowledged: once no active member holds the current key, intake refuses until a
+    /// member replaces it. While colleagues hold it, only one of them may: anyone else would lock them out of new cases.
+    @Test func aKeyNoActiveMemberHoldsTakesNoDisclosureAndOnlyItsHoldersReplaceIt() async throws {
+        let fixture = try await StoreFixture()
+        let newcomerKey = SealingPrivateKey.generate()
+        let newcomer = try await fixture.enroll("resp-new", .responder, newcomerKey)
+        func rotateByNewcomer() async throws {
+            let epoch = SealingPrivateKey.generate()
+            _ = try await fixture.db.createEpoch(queue: .national, publicKey: epoch.publicKey.text,
+                                                 grants: ["resp-new": try Grant.seal(epoch, to: newcomerKey.publicKey)], actor: StoreActor(newcomer))
+            fixture.epochKey = epoch
+        }
+        let refused = await #expect(throws: StoreError.self) { try await rotateByNewcomer() }
+        #expect(refused?.code == .forbidden && refused?.reason.contains("you do not hold the current key") == true, "\(String(describing: refused))")
+
+        for member in [fixture.responder, fixture.colleague, fixture.supervisor].compactMap({ $0 }) {
+            _ = try await fixture.db.revoke(name: member.name, actor: .admin("test"))
+        }
+        let unheld = await #expect(throws: StoreError.self) { try await fixture.submit("sealed to a key no one holds any more") }
+        #expect(unheld?.code == .noSealingKey && unheld?.reason.contains("no active member holds the current key") == true, "\(String(describing: unheld))")
+        #expect(try await fixture.db.queuesWithoutSealingKey() == [.national] && !fixture.db.currentEpochIsHeld(queue: .national))
+
+        try await rotateByNewcomer()
+        #expect(try await fixture.db.queuesWithoutSealingKey().isEmpty && fixture.db.currentEpochIsHeld(queue: .national))
+        _ = try await fixture.submit("sealed to the newcomer's key")
+
+        // A gateway revoked while its request was on the way: its certificate passed when the headers came.
+        _ = try await fixture.db.revoke(name: fixture.gateway.name, actor: .admin("test"))
+        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.submit("after the gateway was revoked") }
+    }
 }
 
 @Suite struct UpdatedFlagTests {
