@@ -37,6 +37,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case rateLimited = "rate_limited"
     case unknownReceiptsLimited = "unknown_receipts_limited"
     case receiptLookupsLimited = "receipt_lookups_limited"
+    case storageQuotaExceeded = "storage_quota_exceeded"
     case headersTooLarge = "headers_too_large"
     case internalError = "internal_error"
     case notImplemented = "not_implemented"
@@ -58,7 +59,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .idempotencyKeyReused, .duplicate, .conflict: 409
         case .tooLarge: 413
         case .unsupportedMediaType: 415
-        case .rateLimited, .unknownReceiptsLimited, .receiptLookupsLimited: 429
+        case .rateLimited, .unknownReceiptsLimited, .receiptLookupsLimited, .storageQuotaExceeded: 429
         case .headersTooLarge: 431
         case .internalError: 500
         case .notImplemented: 501
@@ -92,10 +93,11 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .rateLimited: "this principal's request rate; wait for Retry-After"
         case .unknownReceiptsLimited: "this gateway's limit of unknown receipts; wait for Retry-After (a receipt that names one of its cases is still answered)"
         case .receiptLookupsLimited: "this gateway's rate of receipt lookups, found or not (10 a minute by default); wait for Retry-After"
+        case .storageQuotaExceeded: "this gateway stored its quota for the day (limits.gatewayBytesPerDay, 256 MiB by default, refilled over the day); wait for Retry-After (a retry of a stored submission is still answered)"
         case .headersTooLarge: "the request's headers are too large"
         case .internalError: "a fault in the relay"
         case .notImplemented: "a transfer coding other than chunked; send the body as it is"
-        case .noSealingKey: "the queue has no sealing key yet, until a responder runs `amane rotate`; retry after Retry-After"
+        case .noSealingKey: "the queue has no sealing key, or none that an active member holds, until a member runs `amane rotate`; retry after Retry-After"
         case .unavailable: "the relay is busy or its storage cannot write; nothing was stored; retry after Retry-After"
         }
     }

@@ -187,6 +187,7 @@ extension RelayServerApp {
         RelayRoutes(db: db, limits: configuration.limits,
                     receiptMisses: RateLimiter(capacity: configuration.limits.receiptMissesPerHour, per: .seconds(3600)),
                     receiptLookups: RateLimiter(capacity: configuration.limits.receiptLookupsPerMinute, per: .seconds(60)),
+                    storageQuota: RateLimiter(capacity: configuration.limits.gatewayBytesPerDay, per: .seconds(86_400)),
                     metrics: metrics, sealer: IntakeSealer(window: .milliseconds(configuration.sharedContextMilliseconds)),
                     closedRetentionDays: configuration.policy.closedRetentionDays).register(on: router)
 
@@ -299,9 +300,10 @@ extension RelayServerApp {
     static func routeDescriptions(db: RelayDatabase) -> [String] {
         let router = Router(context: RelayRequestContext.self)
         let limits = RelayConfiguration.Limits(maxBodyBytes: 1, maxEnvelopeBytes: 1, narrativeMaxBytes: 1, requestsPerMinute: 1,
-                                               receiptMissesPerHour: 1, receiptLookupsPerMinute: 1, idleTimeoutSeconds: 1, requestBodySeconds: 1)
+                                               receiptMissesPerHour: 1, receiptLookupsPerMinute: 1, idleTimeoutSeconds: 1, requestBodySeconds: 1,
+                                               gatewayBytesPerDay: 1)
         RelayRoutes(db: db, limits: limits, receiptMisses: RateLimiter(capacity: 1, per: .seconds(1)),
-                    receiptLookups: RateLimiter(capacity: 1, per: .seconds(1)), metrics: RelayMetrics(),
+                    receiptLookups: RateLimiter(capacity: 1, per: .seconds(1)), storageQuota: RateLimiter(capacity: 1, per: .seconds(1)), metrics: RelayMetrics(),
                     sealer: IntakeSealer(window: .zero)).register(on: router)
         return router.routes.map { "\($0.method.rawValue) \($0.path.description)" }
     }

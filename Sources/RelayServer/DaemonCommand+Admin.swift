@@ -726,7 +726,7 @@ struct CheckConfig: AsyncParsableCommand {
               db.path         \(configuration.dataDirectory)\(databaseMadeLater ? " (made by the first `serve --dev`)" : "")
               seeds.directory \(configuration.seedsDirectory)
               tls             \(tlsMadeLater ? "made by the first `serve --dev`" : configuration.certificateFile + validUntil)
-              limits          body \(configuration.limits.maxBodyBytes) B, envelope \(configuration.limits.maxEnvelopeBytes) B, \(configuration.limits.requestsPerMinute) requests/min
+              limits          body \(configuration.limits.maxBodyBytes) B, envelope \(configuration.limits.maxEnvelopeBytes) B, \(configuration.limits.requestsPerMinute) requests/min, \(configuration.limits.gatewayBytesPerDay / 1_048_576) MiB a day per gateway
               claim lease     \(configuration.policy.claimLeaseSeconds / 60) minutes
               sla (minutes)   \(sla)
               retention       \(configuration.policy.closedRetentionDays) days after closing

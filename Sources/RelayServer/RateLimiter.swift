@@ -2,7 +2,8 @@ import Foundation
 import RelayCore
 import Synchronization
 
-/// Token buckets keyed by principal: `capacity` tokens, refilled at `perSecond`.
+/// Token buckets keyed by principal: `capacity` tokens, refilled at `perSecond`. A request costs one token, or
+/// as many as the bytes it stores.
 final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
@@ -18,26 +19,27 @@ final class RateLimiter: Sendable {
         self.perSecond = self.capacity / max(window.inSeconds, 0.001)
     }
 
-    /// Takes a token; returns nil when allowed, else the seconds to wait.
-    func take(_ key: String, now: ContinuousClock.Instant = .now) -> Int? {
-        buckets.withLock { buckets in
+    /// Takes `cost` tokens; returns nil when allowed, else the seconds to wait.
+    func take(_ key: String, cost: Int = 1, now: ContinuousClock.Instant = .now) -> Int? {
+        let cost = Double(cost)
+        return buckets.withLock { buckets in
             var bucket = buckets[key] ?? Bucket(tokens: capacity, updated: now)
             bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated).inSeconds * perSecond)
             bucket.updated = now
             defer { buckets[key] = bucket }
-            if bucket.tokens >= 1 {
-                bucket.tokens -= 1
+            if bucket.tokens >= cost {
+                bucket.tokens -= cost
                 return nil
             }
-            return max(1, Int(((1 - bucket.tokens) / perSecond).rounded(.up)))
+            return max(1, Int(((cost - bucket.tokens) / perSecond).rounded(.up)))
         }
     }
 
-    /// Returns a token taken for something that, in the end, is not to count.
-    func giveBack(_ key: String) {
+    /// Returns tokens taken for something that, in the end, is not to count.
+    func giveBack(_ key: String, cost: Int = 1) {
         buckets.withLock { buckets in
             guard var bucket = buckets[key] else { return }
-            bucket.tokens = min(capacity, bucket.tokens + 1)
+            bucket.tokens = min(capacity, bucket.tokens + Double(cost))
             buckets[key] = bucket
         }
     }

@@ -40,6 +40,8 @@ public struct RelayConfiguration: Sendable {
         public var receiptLookupsPerMinute: Int
         public var idleTimeoutSeconds: Int
         public var requestBodySeconds: Int
+        /// What one gateway may store in a day (sealed disclosures and follow-ups), as a bucket refilled over the day.
+        public var gatewayBytesPerDay: Int
 
         public var intake: IntakeLimits {
             IntakeLimits(maxBodyBytes: maxBodyBytes, maxEnvelopeBytes: maxEnvelopeBytes, narrativeMaxBytes: narrativeMaxBytes)
@@ -120,7 +122,7 @@ public struct RelayConfiguration: Sendable {
     static let knownKeys = Set<String>([
         "dev", "db.path", "http.listen", "ops.listen", "seeds.directory", "log.level", "log.format",
         "tls.certificateFile", "tls.keyFile", "tls.caFile", "tls.privateKey", "ca.keyFile", "ca.privateKey",
-        "limits.maxBodyBytes", "limits.maxEnvelopeBytes", "limits.narrativeMaxBytes", "limits.requestsPerMinute",
+        "limits.maxBodyBytes", "limits.maxEnvelopeBytes", "limits.narrativeMaxBytes", "limits.requestsPerMinute", "limits.gatewayBytesPerDay",
         "limits.receiptMissesPerHour", "limits.receiptLookupsPerMinute", "limits.idleTimeoutSeconds", "limits.requestBodySeconds",
         "sealing.sharedContextMilliseconds", "claim.leaseMinutes", "retention.closedDays", "sla.notifyCommand",
     ] + Urgency.allCases.map { "sla.\($0.rawValue)" })
@@ -239,7 +241,11 @@ public struct RelayConfiguration: Sendable {
             receiptLookupsPerMinute: try positive("limits.receiptLookupsPerMinute", 10),
             idleTimeoutSeconds: try positive("limits.idleTimeoutSeconds", 30, atMost: 3600),
             requestBodySeconds: try positive("limits.requestBodySeconds", 30, atMost: 30,
-                                             because: " seconds: a restart waits this long for a body still arriving, within the 40 s it allows itself to stop"))
+                                             because: " seconds: a restart waits this long for a body still arriving, within the 40 s it allows itself to stop"),
+            gatewayBytesPerDay: try positive("limits.gatewayBytesPerDay", 256 * mebibyte))
+        guard limits.gatewayBytesPerDay >= limits.maxEnvelopeBytes else {
+            throw Invalid(key: "limits.gatewayBytesPerDay", reason: "must be at least limits.maxEnvelopeBytes (\(limits.maxEnvelopeBytes)): a day's quota holds the largest envelope")
+        }
         var sla: [Urgency: Int] = [:]
         for urgency in Urgency.allCases {
             sla[urgency] = try positive("sla.\(urgency.rawValue)", TriagePolicy.default.slaSeconds[urgency]! / 60) * 60

@@ -13,6 +13,8 @@ struct RelayRoutes: Sendable {
     let limits: RelayConfiguration.Limits
     let receiptMisses: RateLimiter
     let receiptLookups: RateLimiter
+    /// Bytes each gateway may store, refilled over a day.
+    let storageQuota: RateLimiter
     let metrics: RelayMetrics
     let sealer: IntakeSealer
     /// How long a closed case is kept: its receipt goes with it.
@@ -83,7 +85,7 @@ struct RelayRoutes: Sendable {
         do { retryForm = try IntakeCheck.retryForm(submission, canonical: canonical) } catch { throw APIError(error) }
         let requestTag = KeyedBox.tag(retryForm, secret: Array(key.utf8), context: Array(gateway.id.utf8))
         let result = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: nil, kind: .disclosure,
-                                             caseID: nil, queue: labels.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+                                             caseID: nil, queue: labels.queue, bodySize: body.count, sender: gateway, idempotencyKey: key) { id, envelope in
             try await db.intake(IntakeRequest(gateway: gateway, labels: labels, id: id, envelope: envelope, idempotencyKey: key, requestHash: requestTag))
         }
         metrics.intakeLatency.record(ContinuousClock.now - start)
@@ -107,7 +109,7 @@ struct RelayRoutes: Sendable {
         let stored: FollowupResult
         do {
             stored = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
-                                             caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway.id) { id, envelope in
+                                             caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway, idempotencyKey: key) { id, envelope in
                 try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope,
                                          idempotencyKey: key, requestHash: requestTag, formerRequestHash: formerTag)
             }
@@ -153,20 +155,36 @@ struct RelayRoutes: Sendable {
         try await request.decodeCanonicalJSON(type, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes, envelopeFields: envelopeFields)
     }
 
-    /// Seals plaintext content (or accepts a gateway-sealed envelope) and stores it with `store`. When a
-    /// rotation lands between sealing and storing plaintext, the store says `staleEpoch`: seal again to the
-    /// new epoch, once.
-    private func sealThenStore<Stored>(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind, caseID: UUID?,
-                                       queue: QueueName, bodySize: Int, sender: String,
-                                       store: (UUID, [UInt8]) async throws -> Stored) async throws -> Stored {
+    /// Seals plaintext content (or accepts a gateway-sealed envelope) and stores it with `store`, within the
+    /// gateway's storage quota. When a rotation lands between sealing and storing plaintext, the store says
+    /// `staleEpoch`: seal again to the new epoch, once.
+    private func sealThenStore<Stored: PossiblyReplayed>(content: DisclosureContent?, sealed: String?, sealedID: String?, kind: ObjectKind,
+                                                         caseID: UUID?, queue: QueueName, bodySize: Int, sender: Principal, idempotencyKey: String,
+                                                         store: (UUID, [UInt8]) async throws -> Stored) async throws -> Stored {
         let (id, envelope) = try sealOrAccept(content: content, sealed: sealed, sealedID: sealedID, kind: kind, caseID: caseID, queue: queue,
-                                              bodySize: bodySize, sender: sender)
+                                              bodySize: bodySize, sender: sender.id)
+        // A retry under a known key stores nothing new: it gets its first answer (or 409) whatever the quota.
+        let charge = try db.isKnownIdempotencyKey(idempotencyKey, gatewayID: sender.id) ? 0 : envelope.count
+        if charge > 0, let wait = storageQuota.take(sender.id, cost: charge) {
+            throw APIError(.tooManyRequests, """
+                this gateway has stored its quota for the day (limits.gatewayBytesPerDay, \(limits.gatewayBytesPerDay) bytes, refilled over \
+                the day); this one needs \(charge) bytes: send it again later, under the same idempotency key
+                """, code: .storageQuotaExceeded, headers: [.retryAfter: String(wait)])
+        }
         do {
-            return try await store(id, envelope)
-        } catch let error as StoreError where error.code == .staleEpoch && content != nil {
-            let (id, envelope) = try sealOrAccept(content: content, sealed: nil, sealedID: nil, kind: kind, caseID: caseID, queue: queue,
-                                                  bodySize: bodySize, sender: sender)
-            return try await store(id, envelope)
+            let stored: Stored
+            do {
+                stored = try await store(id, envelope)
+            } catch let error as StoreError where error.code == .staleEpoch && content != nil {
+                let (id, envelope) = try sealOrAccept(content: content, sealed: nil, sealedID: nil, kind: kind, caseID: caseID, queue: queue,
+                                                      bodySize: bodySize, sender: sender.id)
+                stored = try await store(id, envelope)
+            }
+            if stored.replayed { storageQuota.giveBack(sender.id, cost: charge) }
+            return stored
+        } catch {
+            storageQuota.giveBack(sender.id, cost: charge)
+            throw error
         }
     }
 
@@ -433,3 +451,10 @@ struct RelayRoutes: Sendable {
     }
 }
 
+/// A stored submission, or the first answer to a retry of one.
+protocol PossiblyReplayed {
+    var replayed: Bool { get }
+}
+
+extension IntakeResult: PossiblyReplayed {}
+extension FollowupResult: PossiblyReplayed {}

@@ -225,6 +225,15 @@ extension RelayDatabase {
         }
     }
 
+    /// Whether the gateway sent a request under this idempotency key already (within the seven days keys are kept).
+    public func isKnownIdempotencyKey(_ key: String, gatewayID: String) throws -> Bool {
+        let keyHash = Data(Digest.sha256(Array(key.utf8)))
+        return try pool.unsafeRead { db in
+            try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM idempotency WHERE gatewayID = ? AND keyHash = ?)"),
+                              arguments: [gatewayID, keyHash]) ?? false
+        }
+    }
+
     /// The case a receipt names for the gateway that submitted it, unless purged.
     public func caseID(receiptHash: [UInt8], gateway: Principal) throws -> String? {
         try pool.unsafeRead { db in try Self.caseID(db, receiptHash: receiptHash, gatewayID: gateway.id) }

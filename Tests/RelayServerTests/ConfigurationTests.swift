@@ -194,7 +194,8 @@ import X509
                              ("sealing.sharedContextMilliseconds", "5000"), ("sealing.sharedContextMilliseconds", "-1"),
                              ("retention.closedDays", "30d"), ("limits.maxBodyBytes", "256KiB"), ("sealing.sharedContextMilliseconds", "250ms"),
                              ("claim.leaseMinutes", "thirty"), ("limits.maxBodyBytes", "99999999999"), ("limits.idleTimeoutSeconds", "99999999999"),
-                             ("limits.requestBodySeconds", "31"), ("limits.narrativeMaxBytes", "99999999")] {
+                             ("limits.requestBodySeconds", "31"), ("limits.narrativeMaxBytes", "99999999"),
+                             ("limits.gatewayBytesPerDay", "1000")] {
             await #expect(throws: RelayConfiguration.Invalid.self) {
                 try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)
             }

@@ -254,6 +254,35 @@ extension DaemonSuite {
 
     /// Receipt lookups that find nothing go at a person's pace per gateway: what bounds guessing. Lookups that
     /// name a case give their turn back, so a gateway's many reporters are not held to one person's pace.
+    /// A gateway that floods the store (a stolen kiosk certificate) is held to its bytes for the day, while a retry of
+    /// what it stored before still gets its first answer.
+    @Test func aGatewayIsHeldToItsStorageQuota() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_GATEWAY_BYTES_PER_DAY": "20000", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "16384"])
+        defer { daemon.stop(); daemon.removeData() }
+        let narrative = String(repeating: "Il a peur de rentrer chez lui. ", count: 170)
+        let firstKey = Demo.key()
+        var statuses: [Int] = []
+        var refusal: HTTPResult?
+        var first: [String: Any] = [:]
+        for attempt in 0..<8 where refusal == nil {
+            let answer = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: narrative),
+                                         headers: ["Idempotency-Key": attempt == 0 ? firstKey : Demo.key()])
+            statuses.append(answer.status)
+            if attempt == 0 { first = answer.json }
+            if answer.status == 429 { refusal = answer }
+        }
+        // About 6 KB sealed each: three fit in 20,000 bytes.
+        #expect(statuses == [201, 201, 201, 429], "\(statuses)")
+        let refused = try #require(refusal)
+        #expect(refused.json["code"] as? String == "storage_quota_exceeded" && refused.headers.lowercased().contains("retry-after:")
+                && refused.text.contains("under the same idempotency key"), "\(refused.text)")
+        let retried = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: narrative), headers: ["Idempotency-Key": firstKey])
+        #expect(retried.status == 201 && retried.json["id"] as? String == first["id"] as? String, "\(retried.text)")
+        let small = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": first["receipt"]!, "content": ["narrative": narrative]],
+                                    headers: ["Idempotency-Key": Demo.key()])
+        #expect(small.status == 429 && small.json["code"] as? String == "storage_quota_exceeded", "follow-ups count too: \(small.text)")
+    }
+
     @Test func receiptLookupsAreHeldToAPersonsPace() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_RECEIPT_LOOKUPS_PER_MINUTE": "2"])
         defer { daemon.stop(); daemon.removeData() }
