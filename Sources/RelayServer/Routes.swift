@@ -163,13 +163,11 @@ struct RelayRoutes: Sendable {
                                                          store: (UUID, [UInt8]) async throws -> Stored) async throws -> Stored {
         let (id, envelope) = try sealOrAccept(content: content, sealed: sealed, sealedID: sealedID, kind: kind, caseID: caseID, queue: queue,
                                               bodySize: bodySize, sender: sender.id)
-        // A retry under a known key stores nothing new: it gets its first answer (or 409) whatever the quota.
-        let charge = try db.isKnownIdempotencyKey(idempotencyKey, gatewayID: sender.id) ? 0 : envelope.count
-        if charge > 0, let wait = storageQuota.take(sender.id, cost: charge) {
-            throw APIError(.tooManyRequests, """
-                this gateway has stored its quota for the day (limits.gatewayBytesPerDay, \(limits.gatewayBytesPerDay) bytes, refilled over \
-                the day); this one needs \(charge) bytes: send it again later, under the same idempotency key
-                """, code: .storageQuotaExceeded, headers: [.retryAfter: String(wait)])
+        var charge = envelope.count
+        if let wait = storageQuota.take(sender.id, cost: charge) {
+            // A retry under a known key stores nothing new: it gets its first answer (or 409) whatever the quota.
+            guard try db.isKnownIdempotencyKey(idempotencyKey, gatewayID: sender.id) else { throw overQuota(needing: charge, wait: wait) }
+            charge = 0
         }
         do {
             let stored: Stored
@@ -186,6 +184,13 @@ struct RelayRoutes: Sendable {
             storageQuota.giveBack(sender.id, cost: charge)
             throw error
         }
+    }
+
+    private func overQuota(needing bytes: Int, wait: Int) -> APIError {
+        APIError(.tooManyRequests, """
+            this gateway has stored its quota for the day (limits.gatewayBytesPerDay, \(limits.gatewayBytesPerDay) bytes, refilled over \
+            the day); this one needs \(bytes) bytes: send it again later, under the same idempotency key
+            """, code: .storageQuotaExceeded, headers: [.retryAfter: String(wait)])
     }
 
     /// Seals plaintext content in memory at once, or checks a gateway-sealed envelope. Returns the object id and envelope.
