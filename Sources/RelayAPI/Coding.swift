@@ -11,6 +11,38 @@ public enum Timestamp {
     }
 }
 
+/// A calendar month in UTC, written YYYY-MM: the unit of the NGOs' reports.
+public struct Month: Sendable, Equatable, Comparable, CustomStringConvertible {
+    public let year: Int
+    public let month: Int
+
+    public init?(_ text: String) {
+        guard let match = text.wholeMatch(of: /(\d{4})-(\d{2})/), let year = Int(match.1), let month = Int(match.2),
+              (2000...9999).contains(year), (1...12).contains(month) else { return nil }
+        self.year = year
+        self.month = month
+    }
+
+    /// Unix seconds at the month's first instant.
+    public var start: Int64 {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return Int64(calendar.date(from: DateComponents(year: year, month: month, day: 1))!.timeIntervalSince1970)
+    }
+
+    /// Unix seconds at the first instant of the month after.
+    public var end: Int64 { (month == 12 ? Month(year: year + 1, month: 1) : Month(year: year, month: month + 1)).start }
+
+    private init(year: Int, month: Int) {
+        self.year = year
+        self.month = month
+    }
+
+    public var description: String { String(format: "%04d-%02d", year, month) }
+
+    public static func < (lhs: Month, rhs: Month) -> Bool { (lhs.year, lhs.month) < (rhs.year, rhs.month) }
+}
+
 public enum Base64 {
     public static func encode(_ bytes: some Collection<UInt8>) -> String { Data(bytes).base64EncodedString() }
 

@@ -458,9 +458,14 @@ public struct StatRow: Codable, Sendable, Equatable {
 public struct Statistics: Codable, Sendable, Equatable {
     public var by: String
     public var rows: [StatRow]
-    public init(by: String, rows: [StatRow]) {
+    /// The months counted (YYYY-MM, both included), when the request named them; else every case.
+    public var from: String?
+    public var to: String?
+    public init(by: String, rows: [StatRow], from: String? = nil, to: String? = nil) {
         self.by = by
         self.rows = rows
+        self.from = from
+        self.to = to
     }
 }
 

@@ -341,19 +341,33 @@ struct AuditCommand: AsyncParsableCommand {
 
 
 struct Stats: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Count cases for reports, from labels only.",
-                                                    discussion: "Example: amane stats --by region --csv")
+    static let configuration = CommandConfiguration(
+        abstract: "Count cases for reports, from labels only.",
+        discussion: """
+            Cases are counted by the month they were received (UTC), with their labels as they stand now: a reopened \
+            case has no outcome until it is closed again. Example, November's cases by category for a report: \
+            amane stats --by category --from 2026-11 --to 2026-11 --csv
+            """)
     @OptionGroup var global: ProfileOptions
     @Option(help: "Group by month, category, urgency, channel, region, outcome, language or referral.") var by = "month"
+    @Option(help: ArgumentHelp("Count only cases received in this month or later.", valueName: "YYYY-MM")) var from: String?
+    @Option(help: ArgumentHelp("Count only cases received in this month or earlier.", valueName: "YYYY-MM")) var to: String?
     @Flag(help: "Print CSV.") var csv = false
 
     func validate() throws {
         if csv, global.json { throw ValidationError("choose --csv or --json, not both") }
+        for (option, value) in [("--from", from), ("--to", to)] where value.map({ Month($0) == nil }) == true {
+            throw ValidationError("\(option) takes a month as YYYY-MM, such as 2026-11")
+        }
+        if let from = from.flatMap(Month.init), let to = to.flatMap(Month.init), to < from {
+            throw ValidationError("--to \(to) comes before --from \(from)")
+        }
     }
 
     func run() async throws {
+        let range = [("from", from), ("to", to)].compactMap { name, value in value.map { "&\(name)=\($0)" } }.joined()
         let stats = try await Session.with(global) { session in
-            try await session.client.get(APIPath.stats + "?by=\(by)", as: Statistics.self)
+            try await session.client.get(APIPath.stats + "?by=\(by)\(range)", as: Statistics.self)
         }
         if global.json { return try Output.json(stats) }
         if csv {
@@ -361,6 +375,7 @@ struct Stats: AsyncParsableCommand {
             for row in stats.rows { print("\(row.key.contains(",") ? "\"\(row.key)\"" : row.key),\(row.count)") }
             return
         }
+        if from != nil || to != nil { print("Cases received \(from ?? "from the first") to \(to ?? "now") (UTC months)") }
         print(Output.pad(by.uppercased(), 28) + "CASES")
         for row in stats.rows { print(Output.pad(row.key == "-" ? "(no \(by))" : row.key, 28) + String(row.count)) }
     }

@@ -562,6 +562,16 @@ paths:
           required: false
           description: month, category, urgency, channel, region, outcome, language or referral
           schema: {type: string}
+        - name: from
+          in: query
+          required: false
+          description: Count only cases received in this month (YYYY-MM, UTC) or later.
+          schema: {type: string, pattern: '^[0-9]{4}-[0-9]{2}$'}
+        - name: to
+          in: query
+          required: false
+          description: Count only cases received in this month (YYYY-MM, UTC) or earlier.
+          schema: {type: string, pattern: '^[0-9]{4}-[0-9]{2}$'}
       responses:
         "200":
           description: OK
@@ -931,6 +941,8 @@ components:
       properties:
         by: {type: string}
         rows: {type: array, items: {$ref: '#/components/schemas/StatRow'}}
+        from: {type: string, description: "The first month counted, when the request named one"}
+        to: {type: string, description: "The last month counted, when the request named one"}
     AuditEntryView:
       type: object
       required: [seq, time, actor, action, subject, detail, prevHash, hash]

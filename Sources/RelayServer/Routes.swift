@@ -443,8 +443,16 @@ struct RelayRoutes: Sendable {
         guard let dimension = StatisticsDimension(rawValue: by) else {
             throw APIError(.badRequest, "parameter 'by' must be one of \(StatisticsDimension.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let rows = try await db.statistics(by: dimension)
-        return try .json(Statistics(by: by, rows: rows.map { StatRow(key: $0.key, count: $0.count) }))
+        func month(_ name: String) throws -> Month? {
+            guard let text = request.uri.queryParameters[Substring(name)].map(String.init) else { return nil }
+            guard let month = Month(text) else { throw APIError(.badRequest, "parameter '\(name)' must be a month as YYYY-MM, such as 2026-11") }
+            return month
+        }
+        let from = try month("from"), to = try month("to")
+        if let from, let to, to < from { throw APIError(.badRequest, "parameter 'to' (\(to)) comes before 'from' (\(from))") }
+        let received = (from != nil || to != nil) ? (from?.start ?? Int64.min)..<(to?.end ?? Int64.max) : nil
+        let rows = try await db.statistics(by: dimension, received: received)
+        return try .json(Statistics(by: by, rows: rows.map { StatRow(key: $0.key, count: $0.count) }, from: from?.description, to: to?.description))
     }
 
     @Sendable func auditPage(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

@@ -74,6 +74,36 @@ extension Daemon {
 
 extension DaemonSuiteForCLI {
 @Suite struct CLIStoryTests {
+    /// A donor report counts the cases of the months it asks for, by the month they were received.
+    @Test func statisticsCountTheMonthsAReportAsksFor() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let cli = CLI(daemon: daemon)
+        var ids: [String] = []
+        for file in 1...3 {
+            ids.append(try #require((try cli.json(["submit", try daemon.demoFile(file)], home: cli.gateway) as? [String: Any])?["id"] as? String))
+        }
+        // Two were received in October 2026 (moved back in the file; 2026-10-31 23:30 UTC is the month's edge).
+        let moved = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.executemany('UPDATE disclosure SET receivedAt = ? WHERE id = ?', [(1793489400, sys.argv[2]), (1790812800, sys.argv[3])]); db.commit()"
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", moved, daemon.directory + "/relay.sqlite", ids[0], ids[1]]).0 == 0)
+        let october = try #require(try cli.json(["stats", "--by", "month", "--from", "2026-10", "--to", "2026-10"], home: cli.responder) as? [String: Any])
+        #expect((october["rows"] as? [[String: Any]])?.map { "\($0["key"]!)=\($0["count"]!)" } == ["2026-10=2"]
+                && october["from"] as? String == "2026-10" && october["to"] as? String == "2026-10", "\(october)")
+        let everything = try #require(try cli.json(["stats", "--by", "month"], home: cli.responder) as? [String: Any])
+        #expect((everything["rows"] as? [[String: Any]])?.count == 2 && everything["from"] == nil, "\(everything)")
+        let (code, table) = try cli.run(["stats", "--by", "category", "--from", "2026-11"], home: cli.responder)
+        #expect(code == 0 && table.contains("Cases received 2026-11 to now (UTC months)"), "\(table)")
+        let counted = table.split(separator: "\n").dropFirst(2).compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
+        #expect(counted == 1, "only the case received this month: \(table)")
+
+        let (badCode, bad) = try cli.run(["stats", "--from", "2026-13"], home: cli.responder)
+        #expect(badCode != 0 && bad.contains("--from takes a month as YYYY-MM"), "\(bad)")
+        let (backwardsCode, backwards) = try cli.run(["stats", "--from", "2026-11", "--to", "2026-10"], home: cli.responder)
+        #expect(backwardsCode != 0 && backwards.contains("--to 2026-10 comes before --from 2026-11"), "\(backwards)")
+        let refused = try daemon.get("/v1/stats?by=month&from=october", as: daemon.responder)
+        #expect(refused.status == 400 && refused.text.contains("YYYY-MM"), "\(refused.text)")
+    }
+
     @Test func aResponderDayFromIntakeToRevocation() async throws {
         var daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
