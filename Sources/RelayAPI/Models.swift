@@ -208,6 +208,8 @@ public struct CaseView: Codable, Sendable, Equatable {
     /// Unclaimed cases only: when the case passes the wait the triage policy allows its urgency.
     public var slaDueAt: String?
     public var purged: Bool
+    /// The queue key the disclosure is sealed to (absent from older relays).
+    public var epoch: String?
 
     public init(_ summary: CaseSummary, policy: TriagePolicy) {
         id = summary.id
@@ -227,6 +229,7 @@ public struct CaseView: Codable, Sendable, Equatable {
         receivedAt = Timestamp.iso8601(summary.receivedAt)
         slaDueAt = summary.state == .new ? Timestamp.iso8601(policy.slaDeadline(urgency: summary.labels.urgency, waitingSince: summary.waitingSince)) : nil
         purged = summary.purged
+        epoch = summary.epochID
     }
 }
 

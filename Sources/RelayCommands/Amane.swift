@@ -321,7 +321,9 @@ enum Output {
     }
 
     /// What needs a responder's eye: the SLA, a reporter's follow-up, a hold.
-    static func flags(_ item: CaseView, now: Date = Date()) -> String {
-        ([sla(item, now: now)] + [item.updated ? "updated" : nil, item.onHold ? "legal hold" : nil]).compactMap { $0 }.joined(separator: ", ")
+    static func flags(_ item: CaseView, heldEpochs: Set<String>? = nil, now: Date = Date()) -> String {
+        let keyless = item.epoch.map { epoch in heldEpochs.map { !$0.contains(epoch) } ?? false } ?? false
+        return ([sla(item, now: now)] + [item.updated ? "updated" : nil, item.onHold ? "legal hold" : nil, keyless && !item.purged ? "no key" : nil])
+            .compactMap { $0 }.joined(separator: ", ")
     }
 }

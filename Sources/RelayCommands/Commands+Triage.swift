@@ -11,7 +11,8 @@ struct Inbox: AsyncParsableCommand {
         discussion: """
             FLAGS: "due in 10m" or "overdue 25m" for a case no one has claimed, against the wait the triage policy allows \
             its urgency; "updated" when the reporter followed up since its holder last opened it with the key the follow-up is sealed to; "legal hold" when a \
-            supervisor keeps it from being purged after it closes (it does not pause the case).
+            supervisor keeps it from being purged after it closes (it does not pause the case); "no key" when it is sealed to a queue key you do \
+            not hold, so you can neither open nor claim it (a colleague who holds it grants it to you: `amane grant`).
 
             Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --state closed · amane inbox --mine --all --json
             """)
@@ -38,7 +39,7 @@ struct Inbox: AsyncParsableCommand {
         if let category { query.append("category=\(category)") }
         if mine { query.append("mine=true") }
         query.append("limit=\(limit)")
-        let listing = try await Session.with(global) { session in
+        let (listing, held) = try await Session.with(global) { session in
             var cases: [CaseView] = []
             var cursor = after
             repeat {
@@ -46,7 +47,8 @@ struct Inbox: AsyncParsableCommand {
                 cases += page.cases
                 cursor = page.next
             } while all && cursor != nil
-            return QueueListing(cases: cases, next: cursor)
+            let held = Set(try await session.client.get(APIPath.grants, as: GrantList.self).grants.map(\.epoch))
+            return (QueueListing(cases: cases, next: cursor), held)
         }
         if global.json { return try Output.json(listing) }
         guard !listing.cases.isEmpty else { return print("The queue is empty for these filters\(state.isEmpty ? " (closed cases: --state closed)" : "").") }
@@ -55,7 +57,7 @@ struct Inbox: AsyncParsableCommand {
         for item in listing.cases {
             let line = Output.pad(ShortID.of(item.id), 10) + Output.pad(item.urgency, 11) + Output.pad(Output.age(item.receivedAt), 6)
                 + Output.pad(item.category, 22) + Output.pad(item.language, 5) + Output.pad(item.channel, 10) + Output.pad(item.state, 12)
-                + Output.pad(item.assignee ?? "-", 16) + Output.flags(item)
+                + Output.pad(item.assignee ?? "-", 16) + Output.flags(item, heldEpochs: held)
             print(Output.paint(line, urgency: item.urgency))
         }
         if listing.next != nil { print("More cases follow: `amane inbox --all` lists them, or narrow with --state, --urgency or --mine.") }

@@ -43,9 +43,12 @@ public struct CaseSummary: Sendable, Codable, Equatable {
     /// Since when the case waits for a responder: when received, or when last reopened. Its SLA counts from here.
     public var waitingSince: Int64
     public var purged: Bool
+    /// The queue key the disclosure is sealed to: only its holders open, claim or are assigned the case.
+    public var epochID: String
 
     public init(id: String, labels: DisclosureLabels, state: CaseState, assignee: String?, claimExpiresAt: Int64?,
-                onHold: Bool, updated: Bool, referral: String?, outcome: String?, receivedAt: Int64, waitingSince: Int64, purged: Bool) {
+                onHold: Bool, updated: Bool, referral: String?, outcome: String?, receivedAt: Int64, waitingSince: Int64, purged: Bool,
+                epochID: String) {
         self.id = id
         self.labels = labels
         self.state = state
@@ -58,6 +61,7 @@ public struct CaseSummary: Sendable, Codable, Equatable {
         self.receivedAt = receivedAt
         self.waitingSince = waitingSince
         self.purged = purged
+        self.epochID = epochID
     }
 }
 

@@ -814,6 +814,7 @@ components:
         receivedAt: {type: string}
         slaDueAt: {type: string, description: "Unclaimed (new) cases only: when the case passes the wait that the triage policy allows its urgency, counted from its arrival or, once reopened, from its latest reopening."}
         purged: {type: boolean}
+        epoch: {type: string, description: "The queue key the disclosure is sealed to: only members who hold it open, claim or are assigned the case."}
     QueueListing:
       type: object
       required: [cases]

@@ -125,7 +125,8 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
             labels: DisclosureLabels(queue: QueueName(rawValue: queue) ?? .national, urgency: Urgency(rank: urgencyRank) ?? .normal,
                                      category: category, language: language, channel: channel, region: region),
             state: caseState, assignee: assigneeName, claimExpiresAt: claimExpiresAt, onHold: onHold, updated: updated,
-            referral: referral, outcome: outcome, receivedAt: receivedAt, waitingSince: waitingSince ?? receivedAt, purged: purgedAt != nil)
+            referral: referral, outcome: outcome, receivedAt: receivedAt, waitingSince: waitingSince ?? receivedAt, purged: purgedAt != nil,
+            epochID: epochID)
     }
 }
 

@@ -259,7 +259,12 @@ extension DaemonSuiteForCLI {
         }
         #expect(((try cli.json(["inbox", "--all"], home: cli.supervisor) as! [String: Any])["cases"] as! [[String: Any]]).count == casesBefore)
 
-        // 7. The new responder is granted the keys and can read old cases.
+        // 7. The new responder is granted the keys and can read old cases. Until then the inbox says which cases they cannot open.
+        func inboxLine(_ home: String) throws -> String {
+            try #require(try cli.run(["inbox"], home: home).output.split(separator: "\n").first { $0.hasPrefix(short) }.map(String.init))
+        }
+        let keylessLine = try inboxLine(youssef), holderLine = try inboxLine(cli.responder)
+        #expect(keylessLine.hasSuffix("no key") && !holderLine.contains("no key"), "\(keylessLine)\n\(holderLine)")
         let (beforeJSON, beforeErrors) = try cli.json(["show", short], home: youssef, failingWith: 4)
         let before = beforeJSON as! [String: Any]
         #expect((before["entries"] as! [[String: Any]]).allSatisfy { $0["text"] == nil && $0["error"] != nil })
@@ -284,6 +289,8 @@ extension DaemonSuiteForCLI {
         #expect(mistaken.code == 6 && mistaken.output.contains("nothing was sealed") && !mistaken.output.contains(fingerprint.trimmingCharacters(in: .whitespacesAndNewlines)),
                 "a mistyped fingerprint is not answered with the relay's, to copy: \(mistaken.output)")
         #expect(try cli.run(["grant", "youssef", "--fingerprint", fingerprint.uppercased()], home: cli.responder).code == 0)
+        let grantedLine = try inboxLine(youssef)
+        #expect(!grantedLine.contains("no key"), "\(grantedLine)")
         let again = try cli.run(["grant", "youssef"], home: cli.responder)
         #expect(again.code == 0 && again.output.contains("youssef holds every queue key you hold already (1); nothing was changed"),
                 "a responder's grant does not replace one held: \(again.output)")
