@@ -439,10 +439,23 @@ struct TextInput: ParsableArguments {
         let error: CLIError
     }
 
-    /// Runs the post of the sealed text, marking the failures after which it may be stored.
-    static func posting<T>(_ post: () async throws -> T) async throws -> T {
-        do { return try await post() } catch let error as CLIError where error.outcomeUnknown || error.code == .server {
-            throw PossiblyStored(error: error)
+    /// Posts the sealed text, and again after each of `delays` while the relay cannot be reached, gives no answer
+    /// or fails: a network that drops for a moment loses nothing. The text is sealed under an id of its own, so
+    /// the relay refuses a second copy as `duplicate`, which then says an earlier post stored it. A failure after
+    /// which it may be stored is marked so.
+    static func posting(retryingAfter delays: [Duration] = [.seconds(1), .seconds(4)], _ post: () async throws -> Void) async throws {
+        var mayBeStored = false
+        for (attempt, delay) in (delays.map { Optional($0) } + [nil]).enumerated() {
+            do {
+                return try await post()
+            } catch let error as CLIError where attempt > 0 && error.problemCode == ProblemCode.duplicate.rawValue {
+                return
+            } catch let error as CLIError where [.unreachable, .server].contains(error.code) {
+                mayBeStored = mayBeStored || error.outcomeUnknown || error.code == .server
+                guard let delay else { throw mayBeStored ? PossiblyStored(error: error) : error }
+                FileHandle.standardError.write(Data("\(error.message); sending it again in \(delay.components.seconds) s.\n".utf8))
+                try await Task.sleep(for: delay)
+            }
         }
     }
 
@@ -520,13 +533,18 @@ enum CaseText {
 }
 
 enum Sealing {
-    /// Seals a note to the epoch key, bound to its case, and posts it.
-    static func postNote(_ session: Session, caseID: String, text: String, epoch: SealingPrivateKey) async throws -> String {
+    /// A note sealed to the epoch key, bound to its case, under an id of its own.
+    static func note(caseID: String, text: String, epoch: SealingPrivateKey) throws -> NoteSubmission {
         let id = UUID.v7()
         let envelope = try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .note, objectID: id, caseID: try caseUUID(caseID))
-        _ = try await session.client.post(APIPath.disclosure(caseID, .notes), NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope)),
-                                          as: Accepted.self)
-        return id.uuidString.lowercased()
+        return NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope))
+    }
+
+    /// Seals a note and posts it.
+    static func postNote(_ session: Session, caseID: String, text: String, epoch: SealingPrivateKey) async throws -> String {
+        let note = try note(caseID: caseID, text: text, epoch: epoch)
+        _ = try await session.client.post(APIPath.disclosure(caseID, .notes), note, as: Accepted.self)
+        return note.id
     }
 
     /// Seals a refer or close reason after the case moved, to the epoch key fetched before the move: a refused
@@ -568,8 +586,9 @@ struct Note: AsyncParsableCommand {
             (caseID, noteID) = try await Session.with(global) { session in
                 let identity = try session.unlock()
                 let caseID = try await session.resolve(id)
-                let epoch = try await session.currentEpochKey(identity)
-                return (caseID, try await TextInput.posting { try await Sealing.postNote(session, caseID: caseID, text: text, epoch: epoch) })
+                let note = try Sealing.note(caseID: caseID, text: text, epoch: try await session.currentEpochKey(identity))
+                try await TextInput.posting { _ = try await session.client.post(APIPath.disclosure(caseID, .notes), note, as: Accepted.self) }
+                return (caseID, note.id)
             }
         } catch {
             throw input.notSent(error, text: text, json: global.json)
@@ -605,7 +624,7 @@ struct Reply: AsyncParsableCommand {
                     id: id.uuidString.lowercased(),
                     sealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: epoch.publicKey, kind: .reply, objectID: id, caseID: bound)),
                     gatewaySealed: Base64.encode(try Envelope.seal(Array(text.utf8), to: gatewayKey, kind: .reply, objectID: id, caseID: bound)))
-                _ = try await TextInput.posting { try await session.client.post(APIPath.disclosure(caseID, .replies), submission, as: Accepted.self) }
+                try await TextInput.posting { _ = try await session.client.post(APIPath.disclosure(caseID, .replies), submission, as: Accepted.self) }
                 return (caseID, id.uuidString.lowercased())
             } catch {
                 throw input.notSent(error, text: text, json: global.json)

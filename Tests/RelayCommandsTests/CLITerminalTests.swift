@@ -143,16 +143,35 @@ extension DaemonSuiteForCLI {
             #expect(!entries.contains { ($0["text"] as? String)?.contains("Brouillon") == true }, "nothing was sent")
             #expect(entries.contains { $0["text"] as? String == "Appel reçu, rappeler demain" })
 
-            // The relay goes down while the reply is written (its process killed from the editor): the post finds
-            // nothing listening, so the reply certainly did not arrive, and the person is told so.
-            // Once its port refuses (curl's 7): while the process dies a connection may still be taken, and then dropped unanswered.
-            environment["EDITOR"] = try editor("relay-down", """
+            // The relay goes down while the reply is written (its process killed from the editor), and comes back on
+            // the same port a moment later: amane sends the reply again, and it is stored once.
+            // "Down" once its port refuses (curl's 7): while the process dies a connection may still be taken, then dropped unanswered.
+            let untilRefused = "while curl -s -m 1 -o /dev/null http://127.0.0.1:\(daemon.port); [ $? -ne 7 ]; do sleep 0.05; done"
+            let revived = daemon.directory + "/revived.pid"
+            defer { if let pid = try? String(contentsOfFile: revived, encoding: .utf8), let pid = Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines)) { kill(pid, SIGKILL) } }
+            // Started with no descriptor of this one's: Foundation hears that a process ended only once all who inherited its socket have.
+            environment["EDITOR"] = try editor("relay-back", """
                 kill -9 \(daemon.process.processIdentifier)
-                while curl -s -m 1 -o /dev/null http://127.0.0.1:\(daemon.port); [ $? -ne 7 ]; do sleep 0.05; done
+                \(untilRefused)
+                AMANE_SEEDS_DIRECTORY=\(Build.seeds) python3 -c 'import subprocess, sys; print(subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, \
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True).pid)' \(Build.daemon) serve --dev --data-dir \(daemon.directory) \
+                    --listen 127.0.0.1:\(daemon.port) --ops-listen 127.0.0.1:0 > \(revived)
+                """)
+            let back = try Terminal.run(["reply", id], environment: environment)
+            #expect(back.0 == 0 && back.1.contains("sending it again in 1 s") && back.1.contains("Sent a sealed reply"), "\(back.1)")
+            let replies = ((try cli.json(["show", id], home: cli.responder) as? [String: Any])?["entries"] as? [[String: Any]] ?? [])
+                .filter { $0["kind"] as? String == "reply" && $0["text"] as? String == "Brouillon: rendez-vous 14h" }
+            #expect(replies.count == 1, "\(replies)")
+
+            // Down for good: after trying again, amane says the reply certainly did not arrive.
+            let pid = try #require(Int32(try String(contentsOfFile: revived, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            environment["EDITOR"] = try editor("relay-down", """
+                kill -9 \(pid)
+                \(untilRefused)
                 """)
             let down = try Terminal.run(["reply", id], environment: environment)
             #expect(down.0 == 3 && down.1.contains("What you wrote was not sent") && !down.1.contains("may have reached")
-                    && down.1.contains("Brouillon: rendez-vous 14h"), "\(down.1)")
+                    && down.1.contains("sending it again in 4 s") && down.1.contains("Brouillon: rendez-vous 14h"), "\(down.1)")
         }
 
         @Test func theInboxIsColouredOnATerminalUnlessNoColorIsSet() async throws {

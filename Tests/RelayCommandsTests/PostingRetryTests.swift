@@ -1,0 +1,61 @@
+import Foundation
+@testable import RelayCommands
+import RelayAPI
+import Testing
+
+/// Sealed text is posted again while the relay cannot be reached or gives no answer: its own id makes a second
+/// copy a `duplicate`, which says the first arrived.
+@Suite struct PostingRetryTests {
+    final class Attempts: @unchecked Sendable {
+        var outcomes: [CLIError?]
+        var count = 0
+        init(_ outcomes: [CLIError?]) { self.outcomes = outcomes }
+
+        func post() throws {
+            count += 1
+            if let failure = outcomes.removeFirst() { throw failure }
+        }
+    }
+
+    static let refused = CLIError(.unreachable, "cannot reach the relay (connection refused)")
+    static let unanswered = CLIError(.unreachable, "no answer from the relay", hint: nil, json: nil, outcomeUnknown: true)
+    static let duplicate = CLIError(.refused, "an object with this id is stored already", hint: nil, json: nil, problemCode: ProblemCode.duplicate.rawValue)
+    static let forbidden = CLIError(.refused, "a gateway may not call this", hint: nil, json: nil, problemCode: ProblemCode.forbidden.rawValue)
+
+    func run(_ attempts: Attempts) async -> (any Error)? {
+        do {
+            try await TextInput.posting(retryingAfter: [.zero, .zero]) { try attempts.post() }
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func aRelayBackOnTheSecondTryGetsTheTextOnce() async {
+        let attempts = Attempts([Self.refused, nil])
+        #expect(await run(attempts) == nil && attempts.count == 2)
+    }
+
+    @Test func aDuplicateAfterAnUnansweredPostMeansTheFirstArrived() async {
+        let attempts = Attempts([Self.unanswered, Self.duplicate])
+        #expect(await run(attempts) == nil && attempts.count == 2)
+    }
+
+    @Test func aDuplicateAtTheFirstTryIsAFailure() async {
+        let error = await run(Attempts([Self.duplicate]))
+        #expect((error as? CLIError)?.problemCode == "duplicate")
+    }
+
+    @Test func aRefusalIsNotTriedAgain() async {
+        let attempts = Attempts([Self.forbidden, nil])
+        #expect((await run(attempts) as? CLIError)?.problemCode == "forbidden" && attempts.count == 1)
+    }
+
+    @Test func neverReachedItIsNotStoredAndOnceUnansweredItMayBe() async {
+        let never = Attempts([Self.refused, Self.refused, Self.refused])
+        let neverError = await run(never)
+        #expect(neverError is CLIError && never.count == 3, "three tries, none left the machine: \(String(describing: neverError))")
+        let once = Attempts([Self.unanswered, Self.refused, Self.refused])
+        #expect(await run(once) is TextInput.PossiblyStored && once.count == 3)
+    }
+}
