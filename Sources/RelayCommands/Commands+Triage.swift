@@ -434,6 +434,8 @@ struct TextInput: ParsableArguments {
         return inMemory("/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
     }
 
+    static let mayHaveReached = "What you wrote may have reached the relay: look with `amane show` before you send it again."
+
     /// A post of the sealed text that went out and got no answer, or a failure: the relay may have stored it.
     struct PossiblyStored: Error {
         let error: CLIError
@@ -451,10 +453,16 @@ struct TextInput: ParsableArguments {
             } catch let error as CLIError where attempt > 0 && error.problemCode == ProblemCode.duplicate.rawValue {
                 return
             } catch let error as CLIError where [.unreachable, .server].contains(error.code) {
-                mayBeStored = mayBeStored || error.outcomeUnknown || error.code == .server
+                // These two say nothing was stored.
+                let storedNothing = [ProblemCode.unavailable, .noSealingKey].map(\.rawValue).contains(error.problemCode ?? "")
+                mayBeStored = mayBeStored || error.outcomeUnknown || (error.code == .server && !storedNothing)
                 guard let delay else { throw mayBeStored ? PossiblyStored(error: error) : error }
                 FileHandle.standardError.write(Data("\(error.message); sending it again in \(delay.components.seconds) s.\n".utf8))
                 try await Task.sleep(for: delay)
+            } catch {
+                // After a post that may have stored it, a refusal (the case moved on, the key rotated) does not say it did not.
+                guard mayBeStored else { throw error }
+                throw PossiblyStored(error: error as? CLIError ?? CLIError(.usage, "\(error)"))
             }
         }
     }
@@ -464,10 +472,13 @@ struct TextInput: ParsableArguments {
     func notSent(_ error: any Error, text: String, json: Bool) -> any Error {
         let possiblyStored = error as? PossiblyStored
         let failure = possiblyStored?.error ?? error
-        guard isFromEditor else { return failure }
+        guard isFromEditor else {
+            guard let possiblyStored else { return failure }
+            return possiblyStored.error.with(hint: [possiblyStored.error.hint, Self.mayHaveReached].compactMap { $0 }.joined(separator: "\n"))
+        }
         let error = failure as? CLIError ?? CLIError(.usage, "\(failure)")
         let fate = possiblyStored != nil
-            ? "What you wrote may have reached the relay: look with `amane show` before you send it again. No copy of it was kept."
+            ? "\(Self.mayHaveReached) No copy of it was kept."
             : "What you wrote was not sent, and no copy of it was kept."
         var hint = [error.hint, fate].compactMap { $0 }
         if !json, isatty(STDERR_FILENO) == 1 { hint.append("Here it is, to copy:\n\n\(text)\n") }
@@ -540,10 +551,10 @@ enum Sealing {
         return NoteSubmission(id: id.uuidString.lowercased(), sealed: Base64.encode(envelope))
     }
 
-    /// Seals a note and posts it.
+    /// Seals a note and posts it, again while the relay cannot be reached (`TextInput.posting`).
     static func postNote(_ session: Session, caseID: String, text: String, epoch: SealingPrivateKey) async throws -> String {
         let note = try note(caseID: caseID, text: text, epoch: epoch)
-        _ = try await session.client.post(APIPath.disclosure(caseID, .notes), note, as: Accepted.self)
+        try await TextInput.posting { _ = try await session.client.post(APIPath.disclosure(caseID, .notes), note, as: Accepted.self) }
         return note.id
     }
 
@@ -586,9 +597,8 @@ struct Note: AsyncParsableCommand {
             (caseID, noteID) = try await Session.with(global) { session in
                 let identity = try session.unlock()
                 let caseID = try await session.resolve(id)
-                let note = try Sealing.note(caseID: caseID, text: text, epoch: try await session.currentEpochKey(identity))
-                try await TextInput.posting { _ = try await session.client.post(APIPath.disclosure(caseID, .notes), note, as: Accepted.self) }
-                return (caseID, note.id)
+                let epoch = try await session.currentEpochKey(identity)
+                return (caseID, try await Sealing.postNote(session, caseID: caseID, text: text, epoch: epoch))
             }
         } catch {
             throw input.notSent(error, text: text, json: global.json)

@@ -386,7 +386,7 @@ struct Revoke: AsyncParsableCommand {
                 the relay refuses new disclosures (503) until a member runs `amane rotate`. Do it now.
                 """)
         } else {
-            print("Revoked \(name). Now have a member run `amane rotate`, so new cases are sealed to a key \(name) never had.")
+            print("Revoked \(name). Now have a member who holds the queue key run `amane rotate`, so new cases are sealed to a key \(name) never had.")
         }
     }
 }
@@ -478,7 +478,7 @@ struct Sweep: AsyncParsableCommand {
             return
         }
         let (purged, forgotten) = try await common.withStore(configuration) { db in
-            (try await db.purgeExpiredCases(), try await db.expireIdempotencyKeys())
+            (try await db.purgeExpiredCases(actor: .admin(Admin.user)), try await db.expireIdempotencyKeys())
         }
         if json { return try printJSON(Done(purged: purged, idempotencyKeysForgotten: forgotten)) }
         print("Purged \(purged) closed case\(purged == 1 ? "" : "s") kept \(days) days after closing; forgot \(forgotten) idempotency key\(forgotten == 1 ? "" : "s") older than seven days.")
@@ -726,7 +726,7 @@ struct CheckConfig: AsyncParsableCommand {
               db.path         \(configuration.dataDirectory)\(databaseMadeLater ? " (made by the first `serve --dev`)" : "")
               seeds.directory \(configuration.seedsDirectory)
               tls             \(tlsMadeLater ? "made by the first `serve --dev`" : configuration.certificateFile + validUntil)
-              limits          body \(configuration.limits.maxBodyBytes) B, envelope \(configuration.limits.maxEnvelopeBytes) B, \(configuration.limits.requestsPerMinute) requests/min, \(configuration.limits.gatewayBytesPerDay / 1_048_576) MiB a day per gateway
+              limits          body \(configuration.limits.maxBodyBytes) B, envelope \(configuration.limits.maxEnvelopeBytes) B, \(configuration.limits.requestsPerMinute) requests/min, \(configuration.limits.gatewayBytesPerDay) bytes a day per gateway
               claim lease     \(configuration.policy.claimLeaseSeconds / 60) minutes
               sla (minutes)   \(sla)
               retention       \(configuration.policy.closedRetentionDays) days after closing

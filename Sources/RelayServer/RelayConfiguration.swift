@@ -243,8 +243,10 @@ public struct RelayConfiguration: Sendable {
             requestBodySeconds: try positive("limits.requestBodySeconds", 30, atMost: 30,
                                              because: " seconds: a restart waits this long for a body still arriving, within the 40 s it allows itself to stop"),
             gatewayBytesPerDay: try positive("limits.gatewayBytesPerDay", 256 * mebibyte))
-        guard limits.gatewayBytesPerDay >= limits.maxEnvelopeBytes else {
-            throw Invalid(key: "limits.gatewayBytesPerDay", reason: "must be at least limits.maxEnvelopeBytes (\(limits.maxEnvelopeBytes)): a day's quota holds the largest envelope")
+        // A sealed plaintext body is its size and an HPKE encapsulation; a stored submission, its rows besides.
+        let largestSubmission = max(limits.maxEnvelopeBytes, limits.maxBodyBytes + 2048) + 1024
+        guard limits.gatewayBytesPerDay >= largestSubmission else {
+            throw Invalid(key: "limits.gatewayBytesPerDay", reason: "must be at least \(largestSubmission): a day's quota holds the largest submission the limits allow")
         }
         var sla: [Urgency: Int] = [:]
         for urgency in Urgency.allCases {

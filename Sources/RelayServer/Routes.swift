@@ -163,7 +163,7 @@ struct RelayRoutes: Sendable {
                                                          store: (UUID, [UInt8]) async throws -> Stored) async throws -> Stored {
         let (id, envelope) = try sealOrAccept(content: content, sealed: sealed, sealedID: sealedID, kind: kind, caseID: caseID, queue: queue,
                                               bodySize: bodySize, sender: sender.id)
-        var charge = envelope.count
+        var charge = envelope.count + Self.rowBytes
         if let wait = storageQuota.take(sender.id, cost: charge) {
             // A retry under a known key stores nothing new: it gets its first answer (or 409) whatever the quota.
             guard try db.isKnownIdempotencyKey(idempotencyKey, gatewayID: sender.id) else { throw overQuota(needing: charge, wait: wait) }
@@ -185,6 +185,9 @@ struct RelayRoutes: Sendable {
             throw error
         }
     }
+
+    /// What a stored submission costs besides its envelope: its rows, index entries and audit entry, roughly.
+    static let rowBytes = 1024
 
     private func overQuota(needing bytes: Int, wait: Int) -> APIError {
         APIError(.tooManyRequests, """

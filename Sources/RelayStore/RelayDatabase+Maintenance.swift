@@ -10,7 +10,8 @@ public enum StatisticsDimension: String, Sendable, CaseIterable, Codable {
 extension RelayDatabase {
     /// Purges cases closed longer than the retention policy allows and not on hold: removes the envelope and
     /// every sealed object, keeps a tombstone with the labels. Works in short batches; returns how many it purged.
-    public func purgeExpiredCases(batchSize: Int = 50) async throws -> Int {
+    /// - Parameter actor: the relay's hourly sweep, or the admin who ran one.
+    public func purgeExpiredCases(batchSize: Int = 50, actor: StoreActor = .relay) async throws -> Int {
         let cutoff = nowSeconds - Int64(options.policy.closedRetentionDays) * 86_400
         var total = 0
         while true {
@@ -24,7 +25,7 @@ extension RelayDatabase {
                     try db.execute(sql: "DELETE FROM idempotency WHERE disclosureID = ?", arguments: [id])
                     try db.execute(sql: "UPDATE disclosure SET envelope = NULL, receiptHash = NULL, purgedAt = ? WHERE id = ?",
                                    arguments: [now / 60 * 60, id])
-                    try AuditLog.append(db, time: now, actor: .relay, action: "purge", subject: id)
+                    try AuditLog.append(db, time: now, actor: actor, action: "purge", subject: id)
                 }
                 return ids.count
             }

@@ -57,5 +57,11 @@ import Testing
         #expect(neverError is CLIError && never.count == 3, "three tries, none left the machine: \(String(describing: neverError))")
         let once = Attempts([Self.unanswered, Self.refused, Self.refused])
         #expect(await run(once) is TextInput.PossiblyStored && once.count == 3)
+        // Once a post may have stored it, a later refusal (the case moved on) does not say it was not.
+        let thenRefused = Attempts([Self.unanswered, Self.forbidden])
+        #expect(await run(thenRefused) is TextInput.PossiblyStored && thenRefused.count == 2)
+        // 503 unavailable says nothing was stored.
+        let busy = CLIError(.server, "the relay failed: busy", hint: nil, json: nil, problemCode: ProblemCode.unavailable.rawValue)
+        #expect(await run(Attempts([busy, busy, busy])) is CLIError)
     }
 }

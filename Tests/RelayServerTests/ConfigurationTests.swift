@@ -195,7 +195,7 @@ import X509
                              ("retention.closedDays", "30d"), ("limits.maxBodyBytes", "256KiB"), ("sealing.sharedContextMilliseconds", "250ms"),
                              ("claim.leaseMinutes", "thirty"), ("limits.maxBodyBytes", "99999999999"), ("limits.idleTimeoutSeconds", "99999999999"),
                              ("limits.requestBodySeconds", "31"), ("limits.narrativeMaxBytes", "99999999"),
-                             ("limits.gatewayBytesPerDay", "1000")] {
+                             ("limits.gatewayBytesPerDay", "1000"), ("limits.gatewayBytesPerDay", "8389631")] {
             await #expect(throws: RelayConfiguration.Invalid.self) {
                 try await RelayConfiguration.load(overrides: [key: value], configFile: nil, environment: environment)
             }

@@ -608,6 +608,9 @@ extension DaemonSuite {
         let (_, again) = try daemon.admin(["admin", "sweep", "--json"])
         #expect(again.contains("\"purged\":0"), "\(again)")
         #expect(try daemon.admin(["admin", "audit", "verify"]).0 == 0)
+        let trail = try daemon.get("/v1/audit?limit=1000", as: daemon.supervisor).json["entries"] as? [[String: Any]] ?? []
+        #expect(trail.filter { $0["action"] as? String == "purge" }.map { $0["subject"] as? String } == [ids[0]]
+                && trail.contains { $0["action"] as? String == "purge" && ($0["actor"] as? String)?.hasPrefix("admin:") == true }, "the admin who swept is named")
     }
 
     /// Revoking the last active holder of the current key is said at once, and from then on the relay acknowledges
@@ -616,7 +619,7 @@ extension DaemonSuite {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
         let (_, first) = try daemon.admin(["admin", "revoke", "demo-responder"])
-        #expect(first.contains("Now have a member run `amane rotate`") && !first.contains("Warning"), "the supervisor still holds it: \(first)")
+        #expect(first.contains("Now have a member who holds the queue key run `amane rotate`") && !first.contains("Warning"), "the supervisor still holds it: \(first)")
         #expect(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "held"), headers: ["Idempotency-Key": Demo.key()]).status == 201)
         let (status, last) = try daemon.admin(["admin", "revoke", "demo-supervisor"])
         #expect(status == 0 && last.contains("Warning: no active member holds the current key of the queue national any more")
