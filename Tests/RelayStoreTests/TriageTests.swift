@@ -395,11 +395,20 @@ import Testing
 
         try await rotateByNewcomer()
         #expect(try await fixture.db.queuesWithoutSealingKey().isEmpty && fixture.db.currentEpochIsHeld(queue: .national))
-        _ = try await fixture.submit("sealed to the newcomer's key")
+        let stored = try await fixture.submit("sealed to the newcomer's key")
 
-        // A gateway revoked while its request was on the way: its certificate passed when the headers came.
+        // A gateway revoked while its request was on the way (its certificate passed when the headers came) stores
+        // nothing and reads nothing.
         _ = try await fixture.db.revoke(name: fixture.gateway.name, actor: .admin("test"))
         await #expect(throws: StoreError.code(.forbidden)) { try await fixture.submit("after the gateway was revoked") }
+        let (followupID, followup) = try fixture.sealed("more, after the revocation", kind: .followup, in: stored.id)
+        await #expect(throws: StoreError.code(.forbidden)) {
+            try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: stored.id, objectID: followupID, envelope: followup,
+                                             idempotencyKey: "followup-after-revocation", requestHash: Array(followupID.uuidString.utf8))
+        }
+        await #expect(throws: StoreError.code(.forbidden)) {
+            try await fixture.db.replies(gateway: fixture.gateway, receiptHash: stored.receipt.digest)
+        }
     }
 }
 
