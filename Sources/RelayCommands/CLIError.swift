@@ -26,6 +26,8 @@ public struct CLIError: Error, CustomStringConvertible {
     let outcomeUnknown: Bool
     /// Where the key a submission went under was saved, when it may have been stored: to retry with.
     var idempotencyKeyFile: String?
+    /// TLS refused a certificate: trying again at once cannot help.
+    var secureConnectionFailed = false
 
     public init(_ code: Code, _ message: String, hint: String? = nil) {
         self.init(code, message, hint: hint, json: nil)
@@ -45,6 +47,7 @@ public struct CLIError: Error, CustomStringConvertible {
     func with(hint: String?) -> CLIError {
         var error = CLIError(code, message, hint: hint, json: json, problemCode: problemCode, outcomeUnknown: outcomeUnknown)
         error.idempotencyKeyFile = idempotencyKeyFile
+        error.secureConnectionFailed = secureConnectionFailed
         return error
     }
 

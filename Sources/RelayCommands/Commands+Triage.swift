@@ -452,7 +452,7 @@ struct TextInput: ParsableArguments {
                 return try await post()
             } catch let error as CLIError where attempt > 0 && error.problemCode == ProblemCode.duplicate.rawValue {
                 return
-            } catch let error as CLIError where [.unreachable, .server].contains(error.code) {
+            } catch let error as CLIError where [.unreachable, .server].contains(error.code) && !error.secureConnectionFailed {
                 // These two say nothing was stored.
                 let storedNothing = [ProblemCode.unavailable, .noSealingKey].map(\.rawValue).contains(error.problemCode ?? "")
                 mayBeStored = mayBeStored || error.outcomeUnknown || (error.code == .server && !storedNothing)

@@ -90,7 +90,9 @@ final class RelayClient: Sendable {
             data = Data(try await response.body.collect(upTo: 256 * 1024 * 1024).readableBytesView)
         } catch {
             if let tls = Self.tlsFailure(error) {
-                throw CLIError(.unreachable, "the relay at \(baseURL) answered, but the secure connection failed: \(tls.reason)", hint: tls.hint)
+                var failure = CLIError(.unreachable, "the relay at \(baseURL) answered, but the secure connection failed: \(tls.reason)", hint: tls.hint)
+                failure.secureConnectionFailed = true
+                throw failure
             }
             let hint = "Check the address in your profile and your network, or ask your admin whether the relay is running."
             if Self.neverConnected(error) {

@@ -57,16 +57,14 @@ public struct TaxonomyCodes: Sendable, Equatable {
             (.urgency, labels.urgency.rawValue), (.category, labels.category), (.language, labels.language),
             (.channel, labels.channel), (.region, labels.region),
         ]
-        for (dimension, value) in checks {
-            guard let value else { continue }
-            guard contains(value, in: dimension) else {
-                throw CoreError(.invalidLabel, unknown(value, in: dimension))
-            }
+        let refusals = checks.compactMap { dimension, value in
+            value.flatMap { contains($0, in: dimension) ? nil : unknown($0, in: dimension) }
         }
+        if !refusals.isEmpty { throw CoreError(.invalidLabel, refusals.joined(separator: "; ")) }
     }
 
-    /// "unknown referral 'x'; known: a, b, c": what a refusal says, so that the caller can pick.
+    /// "unknown referral 'x' (known: a, b, c)": what a refusal says, so that the caller can pick.
     public func unknown(_ value: String, in dimension: Dimension) -> String {
-        "unknown \(dimension.rawValue) '\(value.prefix(64))'; known: \((codes[dimension] ?? []).sorted().joined(separator: ", "))"
+        "unknown \(dimension.rawValue) '\(value.prefix(64))' (known: \((codes[dimension] ?? []).sorted().joined(separator: ", ")))"
     }
 }

@@ -99,6 +99,7 @@ struct Restore: AsyncParsableCommand {
             throw CommandFailure("cannot put the backup in place (\(error)); the database is as it was")
         }
         try Self.sync(directory)
+        for warning in RelayFiles.openToOthers(configuration) { Console.warn(warning) }
         let folder = (backup as NSString).deletingLastPathComponent.isEmpty ? "." : (backup as NSString).deletingLastPathComponent
         let name = (backup as NSString).lastPathComponent
         let copies = (try? Backup.backups("relay-", in: folder)) ?? []

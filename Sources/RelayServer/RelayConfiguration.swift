@@ -244,7 +244,7 @@ public struct RelayConfiguration: Sendable {
                                              because: " seconds: a restart waits this long for a body still arriving, within the 40 s it allows itself to stop"),
             gatewayBytesPerDay: try positive("limits.gatewayBytesPerDay", 256 * mebibyte))
         // A sealed plaintext body is its size and an HPKE encapsulation; a stored submission, its rows besides.
-        let largestSubmission = max(limits.maxEnvelopeBytes, limits.maxBodyBytes + 2048) + 1024
+        let largestSubmission = max(limits.maxEnvelopeBytes, limits.maxBodyBytes + 2048) + RelayRoutes.rowBytes
         guard limits.gatewayBytesPerDay >= largestSubmission else {
             throw Invalid(key: "limits.gatewayBytesPerDay", reason: "must be at least \(largestSubmission): a day's quota holds the largest submission the limits allow")
         }

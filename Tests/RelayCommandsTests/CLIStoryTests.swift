@@ -174,7 +174,7 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["reply", short, "-m", reply], home: cli.responder).code == 0)
         // A refused move leaves no reason note behind; the accepted one does (5b counts two notes).
         let typo = try cli.run(["refer", short, "--to", "helth", "--reason", "Needs a doctor"], home: cli.responder)
-        #expect(typo.code == 2 && typo.output.contains("unknown referral 'helth'; known: ") && typo.output.contains("health, legal"), "\(typo.output)")
+        #expect(typo.code == 2 && typo.output.contains("unknown referral 'helth' (known: ") && typo.output.contains("health, legal"), "\(typo.output)")
         #expect(try cli.run(["refer", short, "--to", "health", "--reason-file", "-"], home: cli.responder, input: "Needs a doctor\n").code == 0,
                 "a reason can stay off the command line")
 

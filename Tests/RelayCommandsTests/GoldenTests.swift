@@ -1,4 +1,5 @@
 import Foundation
+@testable import RelayCommands
 import RelayCore
 import RelayTestSupport
 import Testing
@@ -122,6 +123,10 @@ extension DaemonSuiteForCLI {
         let wrongCA = try cli.run(["inbox"], home: offline)
         #expect(wrongCA.code == 3 && wrongCA.output.contains("could not be verified against the CA in your profile") && !wrongCA.output.contains("checkouts"),
                 "\(wrongCA.output)")
+        // Trying again cannot mend a refused certificate: note and reply do not.
+        let client = try RelayClient(profile: Profile.load(offline))
+        await #expect { _ = try await client.getText("/v1/health") } throws: { ($0 as? CLIError)?.secureConnectionFailed == true }
+        await client.shutdown()
         // A listener that drops every connection counts amane's attempts: none over plain HTTP, one over TLS.
         let dropper = try Dropper()
         defer { dropper.stop() }

@@ -51,6 +51,16 @@ import Testing
         #expect((await run(attempts) as? CLIError)?.problemCode == "forbidden" && attempts.count == 1)
     }
 
+    @Test func aFailedSecureConnectionIsNotTriedAgain() async {
+        var wrongCA = CLIError(.unreachable, "the secure connection failed: its certificate could not be verified")
+        wrongCA.secureConnectionFailed = true
+        let attempts = Attempts([wrongCA, nil, nil])
+        #expect((await run(attempts) as? CLIError)?.secureConnectionFailed == true && attempts.count == 1)
+        // After a post that went out unanswered, it still may have been stored.
+        let afterUnanswered = Attempts([Self.unanswered, wrongCA, nil])
+        #expect(await run(afterUnanswered) is TextInput.PossiblyStored && afterUnanswered.count == 2)
+    }
+
     @Test func neverReachedItIsNotStoredAndOnceUnansweredItMayBe() async {
         let never = Attempts([Self.refused, Self.refused, Self.refused])
         let neverError = await run(never)

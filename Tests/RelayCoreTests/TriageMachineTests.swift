@@ -67,7 +67,17 @@ import Testing
             try taxonomy.validate(DisclosureLabels(urgency: .high, category: "sexual_abuse", language: "de", channel: "phone"))
             Issue.record("accepted an unknown language")
         } catch {
-            #expect(error.code == .invalidLabel && error.reason.contains("language"))
+            #expect(error.code == .invalidLabel && error.reason == "unknown language 'de' (known: ar, fr)")
+        }
+    }
+
+    @Test func everyUnknownLabelIsNamedAtOnce() {
+        do {
+            try taxonomy.validate(DisclosureLabels(urgency: .high, category: "abuse", language: "ar", channel: "sms", region: "casablanca"))
+            Issue.record("accepted unknown labels")
+        } catch {
+            #expect(error.reason == "unknown category 'abuse' (known: sexual_abuse); unknown channel 'sms' (known: phone); "
+                    + "unknown region 'casablanca' (known: casablanca-settat)")
         }
     }
 

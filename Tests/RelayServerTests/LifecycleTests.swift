@@ -244,9 +244,12 @@ extension DaemonSuite {
 
         // Undone by restoring what it replaced: nothing of it was lost.
         daemon.stop(SIGKILL)
+        #expect(chmod(daemon.directory, 0o755) == 0)
         let (undoCode, undo) = try daemon.admin(["restore", replaced])
         #expect(undoCode == 0 && undo.contains("move the backups newer than this copy out of the backup folder") && !undo.contains("No backup in"),
                 "a copy from outside the backups keeps the general advice: \(undo)")
+        #expect(undo.contains("the data directory \(daemon.directory) is open to other users (mode 755); run chmod 700"), "\(undo)")
+        #expect(chmod(daemon.directory, 0o700) == 0)
         daemon = try await daemon.restarted()
         #expect(try daemon.get("/v1/disclosures/\(later)", as: daemon.responder).status == 200, "the undone restore gives back what came after")
     }
