@@ -36,9 +36,7 @@ public struct IntakeRejection: Error, Sendable, Equatable {
 /// relay makes them. The fuzz target `FuzzIntake` calls exactly these.
 public enum IntakeCheck {
     public static func labels(_ submission: DisclosureSubmission, gatewayQueue: QueueName) throws(IntakeRejection) -> DisclosureLabels {
-        guard let urgency = Urgency(rawValue: submission.urgency) else {
-            throw IntakeRejection(400, "field 'urgency' must be one of \(Urgency.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        let urgency = try urgency(submission.urgency)
         var queue = gatewayQueue
         if let name = submission.queue {
             guard let named = QueueName(rawValue: name), named == gatewayQueue else {
@@ -48,6 +46,18 @@ public enum IntakeCheck {
         }
         return DisclosureLabels(queue: queue, urgency: urgency, category: submission.category, language: submission.language,
                                 channel: submission.channel, region: submission.region)
+    }
+
+    /// The urgency a follow-up raises its case to, if it names one.
+    public static func raisedUrgency(_ submission: FollowupSubmission) throws(IntakeRejection) -> Urgency? {
+        try submission.urgency.map { text throws(IntakeRejection) in try urgency(text) }
+    }
+
+    static func urgency(_ text: String) throws(IntakeRejection) -> Urgency {
+        guard let urgency = Urgency(rawValue: text) else {
+            throw IntakeRejection(400, "field 'urgency' must be one of \(Urgency.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return urgency
     }
 
     /// The bytes a retry must repeat to get the first answer back: the canonical body, except that a gateway
@@ -73,7 +83,8 @@ public enum IntakeCheck {
         }
         guard let id = submission.id else { throw IntakeRejection(400, "field 'id' is required with 'sealed': the envelope's object id") }
         // The id as a UUID, so that a retry that spells it in other letter case is one.
-        return Array((submission.contentTag.map { "tagged \($0)" } ?? "sealed \(UUID(uuidString: id)?.uuidString.lowercased() ?? id)").utf8)
+        let form = submission.contentTag.map { "tagged \($0)" } ?? "sealed \(UUID(uuidString: id)?.uuidString.lowercased() ?? id)"
+        return Array((form + (submission.urgency.map { " urgency \($0)" } ?? "")).utf8)
     }
 
     /// A narrative tells something, in at most `maxBytes`. The relay checks it in the clear; a gateway that seals

@@ -85,13 +85,17 @@ public struct FollowupSubmission: Codable, Sendable, Equatable {
     public var sealed: String?
     /// With `sealed`: as a disclosure's, so that a retry sealed afresh (another id) is recognised.
     public var contentTag: String?
+    /// What the reporter now tells may make the case more urgent: it is raised to this, never lowered.
+    public var urgency: String?
 
-    public init(receipt: String, content: DisclosureContent? = nil, id: String? = nil, sealed: String? = nil, contentTag: String? = nil) {
+    public init(receipt: String, content: DisclosureContent? = nil, id: String? = nil, sealed: String? = nil, contentTag: String? = nil,
+                urgency: String? = nil) {
         self.receipt = receipt
         self.content = content
         self.id = id
         self.sealed = sealed
         self.contentTag = contentTag
+        self.urgency = urgency
     }
 }
 

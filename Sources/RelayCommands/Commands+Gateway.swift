@@ -145,11 +145,12 @@ struct Followup: AsyncParsableCommand {
             FILE holds the JSON body of POST /v1/followups: the receipt and the content, so that the receipt stays off \
             the command line. With --seal the content is sealed here to the queue's key, bound to the receipt's case, \
             so the relay only ever receives the envelope. A follow-up to a closed case reopens it (back to new, flagged \
-            "updated"). Example: AMANE_HOME=.amane-dev/dev/gateway amane followup more.json --seal
+            "updated"). When what the reporter now tells is more urgent, add "urgency": "immediate" (or high, normal, low): \
+            the case is raised to it, never lowered. Example: AMANE_HOME=.amane-dev/dev/gateway amane followup more.json --seal
             """)
 
     @OptionGroup var global: ProfileOptions
-    @Argument(help: "The follow-up as JSON: {\"receipt\": …, \"content\": {\"narrative\": …}}.") var file: String
+    @Argument(help: "The follow-up as JSON: {\"receipt\": …, \"content\": {\"narrative\": …}}, and \"urgency\" to raise the case's.") var file: String
     @OptionGroup var sending: SendingOptions
 
     func run() async throws {

@@ -753,6 +753,7 @@ components:
         id: {type: string, description: "Required with sealed: the envelope's object id, a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000)."}
         sealed: {type: string}
         contentTag: {type: string, description: "With sealed only, as a disclosure's: a retry sealed afresh, under another id, is recognised by it (amane followup --seal sends one)."}
+        urgency: {type: string, enum: [immediate, high, normal, low], description: "What the reporter now tells makes the case this urgent: it is raised to this, never lowered."}
     FollowupAccepted:
       type: object
       required: [id, receivedAt]

@@ -97,8 +97,8 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "follow-up")
         let (submission, body, canonical) = try await decodeSealable(FollowupSubmission.self, from: request)
-        let form: [UInt8]
-        do { form = try IntakeCheck.retryForm(submission) } catch { throw APIError(error) }
+        let (form, urgency): ([UInt8], Urgency?)
+        do { (form, urgency) = (try IntakeCheck.retryForm(submission), try IntakeCheck.raisedUrgency(submission)) } catch { throw APIError(error) }
         let (receipt, caseID) = try caseFor(receipt: submission.receipt, gateway: gateway)
         let tag = { (form: [UInt8]) in KeyedBox.tag(form, secret: Array(key.utf8), context: Array("followup \(gateway.id)".utf8)) }
         let requestTag = tag(receipt + form)
@@ -110,7 +110,7 @@ struct RelayRoutes: Sendable {
         do {
             stored = try await sealThenStore(content: submission.content, sealed: submission.sealed, sealedID: submission.id, kind: .followup,
                                              caseID: bound, queue: gateway.queue, bodySize: body.count, sender: gateway, idempotencyKey: key) { id, envelope in
-                try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope,
+                try await db.addFollowup(gateway: gateway, caseID: caseID, objectID: id, envelope: envelope, raisingUrgencyTo: urgency,
                                          idempotencyKey: key, requestHash: requestTag, formerRequestHash: formerTag)
             }
         } catch let error as StoreError where error.code == .notFound {

@@ -171,11 +171,12 @@ extension RelayDatabase {
     }
 
     /// Attaches a reporter's follow-up to the case its receipt named (`caseID(receiptHash:gateway:)`), the case
-    /// it is sealed to. It flags the case `updated` and reopens it if closed. A retry with the same idempotency
+    /// it is sealed to. It flags the case `updated`, reopens it if closed, and raises its urgency to `urgency` when
+    /// that is more urgent (never lowers it). A retry with the same idempotency
     /// key and request gets the first follow-up's id back, and stores nothing.
     /// - Parameter formerRequestHash: the request as an earlier release tagged it, which its acknowledged follow-ups were stored under.
     /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile; `keyReused` when the key came with another request.
-    public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8],
+    public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8], raisingUrgencyTo urgency: Urgency? = nil,
                             idempotencyKey: String, requestHash: [UInt8], formerRequestHash: [UInt8]? = nil) async throws -> FollowupResult {
         guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
         guard objectID.isMinuteVersion7 else { throw StoreError(.invalid, "the follow-up id must be a UUIDv7 that carries only the minute") }
@@ -217,6 +218,10 @@ extension RelayDatabase {
                 let next = try TriageMachine.next(after: .followup, from: .closed, by: .system, isAssignee: false)
                 record.returnToQueue(as: next, reopenedAt: now)
                 detail["state"] = next.rawValue
+            }
+            if let urgency, urgency.rank < record.urgencyRank {
+                record.urgencyRank = urgency.rank
+                detail["urgency"] = urgency.rawValue
             }
             record.updated = true
             try record.update(db)

@@ -234,6 +234,47 @@ extension DaemonSuite {
         #expect(try daemon.post("/v1/replies/fetch", as: daemon.gateway, json: ["receipt": "1234"]).status == 400)
     }
 
+    /// What a reporter tells later may make the case more urgent: the follow-up raises it, never lowers it.
+    @Test func aFollowupTellingOfMoreDangerRaisesTheCaseAndNeverLowersIt() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "first contact"), headers: ["Idempotency-Key": Demo.key()])
+        let id = try #require(posted.json["id"] as? String)
+        let receipt = try #require(posted.json["receipt"] as? String)
+        func waiting() throws -> [String: Any] {
+            try #require((daemon.get("/v1/queue", as: daemon.responder).json["cases"] as? [[String: Any]])?.first { $0["id"] as? String == id })
+        }
+        func followup(_ body: [String: Any], key: String = Demo.key()) throws -> HTTPResult {
+            try daemon.post("/v1/followups", as: daemon.gateway, json: body, headers: ["Idempotency-Key": key])
+        }
+        #expect(try waiting()["urgency"] as? String == "high")
+
+        let bogus = try followup(["receipt": receipt, "content": ["narrative": "come quickly"], "urgency": "urgent"])
+        #expect(bogus.status == 400 && bogus.json["detail"] as? String == "field 'urgency' must be one of immediate, high, normal, low", "\(bogus.text)")
+        #expect(try followup(["receipt": receipt, "content": ["narrative": "it is calmer now"], "urgency": "low"]).status == 201)
+        #expect(try waiting()["urgency"] as? String == "high", "a follow-up never lowers a case's urgency")
+
+        // Sealed at the gateway, the urgency rides beside the envelope, and a retry under its key must repeat it.
+        let sealingKey = try SealingPublicKey(text: try #require(daemon.get("/v1/queues/national/sealing-key", as: daemon.gateway).json["publicKey"] as? String))
+        let ownID = UUID.v7()
+        let envelope = try Envelope.seal(Array(#"{"narrative":"he is coming back tonight"}"#.utf8), to: sealingKey, kind: .followup,
+                                         objectID: ownID, caseID: try #require(UUID(uuidString: id)))
+        let key = Demo.key()
+        var body: [String: Any] = ["receipt": receipt, "id": ownID.uuidString.lowercased(), "sealed": Data(envelope).base64EncodedString(), "urgency": "immediate"]
+        #expect(try followup(body, key: key).status == 201)
+        let raised = try waiting()
+        let received = try #require(Timestamp.parse(raised["receivedAt"] as? String ?? ""))
+        #expect(raised["urgency"] as? String == "immediate" && raised["updated"] as? Bool == true, "\(raised)")
+        #expect(Timestamp.parse(raised["slaDueAt"] as? String ?? "") == received.addingTimeInterval(15 * 60), "held to immediate's wait: \(raised)")
+        body["urgency"] = "high"
+        #expect(try followup(body, key: key).status == 409, "another urgency under the same key is another request")
+        #expect(try waiting()["urgency"] as? String == "immediate")
+
+        let trail = try #require(daemon.get("/v1/audit", as: daemon.supervisor).json["entries"] as? [[String: Any]])
+        let details = trail.filter { $0["action"] as? String == "followup" }.map { $0["detail"] as? String ?? "" }
+        #expect(details.count == 2 && !details[0].contains("urgency") && details[1].contains(#""urgency":"immediate""#), "only a raise is recorded: \(details)")
+    }
+
     /// A kiosk shows the labels it may send, in the reporter's language, in the order given.
     @Test func theTaxonomyIsServedWithItsLabels() async throws {
         let daemon = try await Daemon()

@@ -179,6 +179,24 @@ import Testing
         await #expect(throws: StoreError.code(.noSealingKey)) { try await fixture.submit() }
     }
 
+    @Test func aFollowupRaisesTheCaseUrgencyAndNeverLowersIt() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit(urgency: .normal)
+        func followUp(_ urgency: Urgency?) async throws {
+            let (id, envelope) = try fixture.sealed("more", kind: .followup, in: result.id)
+            _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope, raisingUrgencyTo: urgency,
+                                                 idempotencyKey: UUID().uuidString, requestHash: [1])
+        }
+        try await followUp(.low)
+        #expect(try await fixture.db.caseSummary(id: result.id).labels.urgency == .normal)
+        try await followUp(.high)
+        #expect(try await fixture.db.caseSummary(id: result.id).labels.urgency == .high)
+        try await followUp(nil)
+        #expect(try await fixture.db.caseSummary(id: result.id).labels.urgency == .high)
+        let details = try await fixture.db.auditEntries().filter { $0.entry.action == "followup" }.map(\.entry.detail)
+        #expect(details.map { $0.contains(#""urgency":"high""#) } == [false, true, false], "\(details)")
+    }
+
     @Test func aFollowupFlagsTheCaseAndReopensItWhenClosed() async throws {
         let fixture = try await StoreFixture()
         let result = try await fixture.submit()
