@@ -44,6 +44,8 @@ public final class RelayDatabase: Sendable {
             try db.execute(sql: "PRAGMA secure_delete = ON")
         }
         let path = (directory as NSString).appendingPathComponent(Self.fileName)
+        // Read-only first: opening a newer build's database to write would change it before refusing it.
+        try Self.checkSchema(directory: directory)
         let pool = try Self.opening(path) {
             let pool = try DatabasePool(path: path, configuration: configuration)
             // GRDB sets synchronous=NORMAL on the WAL writer after prepareDatabase; acknowledged writes need FULL.
@@ -54,7 +56,6 @@ public final class RelayDatabase: Sendable {
             }
             return pool
         }
-        try pool.read { db in try Self.refuseNewerSchema(db, directory: directory) }
         try Migrations.migrator.migrate(pool)
         if let taxonomyYAML {
             let entries = try TaxonomyFile.parse(taxonomyYAML)

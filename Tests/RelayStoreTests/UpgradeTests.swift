@@ -34,7 +34,11 @@ import Testing
     @Test func aDatabaseFromANewerBuildIsRefused() async throws {
         let fixture = try await StoreFixture()
         try await fixture.db.pool.write { db in try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99')") }
+        try fixture.db.checkpoint()
+        let files = ["relay.sqlite", "relay.sqlite-wal"].map { fixture.directory + "/" + $0 }
+        let before = files.map { FileManager.default.contents(atPath: $0) }
         let refusal = #expect(throws: NewerSchemaError.self) { try RelayDatabase(directory: fixture.directory) }
+        #expect(files.map { FileManager.default.contents(atPath: $0) } == before, "a refused database is left byte for byte as it was")
         #expect(refusal?.unknownMigrations == ["v99"] && refusal?.description.contains("newer amane-relayd (schema v99)") == true,
                 "\(String(describing: refusal))")
         #expect(throws: NewerSchemaError.self, "check-config's read-only check sees it too") { try RelayDatabase.checkSchema(directory: fixture.directory) }
