@@ -210,6 +210,12 @@ extension DaemonSuite {
             .first { $0["name"] as? String == "nadia" }?["certificateEndsAt"] as? Int
         #expect(ends.map { abs($0 - Int(Date().timeIntervalSince1970) - 730 * 86_400) < 600 } == true, "the first certificate still works that long")
 
+        // Where the request cannot be written, --new-key leaves the key as it was, with nothing beside it.
+        let keyBefore = try Data(contentsOf: URL(fileURLWithPath: key))
+        let (unwritten, unwrittenOutput) = try amane(["request-certificate", "nadia", "--new-key", "--out", daemon.directory + "/no-such-folder/nadia.csr"])
+        #expect(unwritten == 1 && unwrittenOutput.contains("cannot write") && unwrittenOutput.contains("your key is unchanged"), "\(unwrittenOutput)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: key)) == keyBefore)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: home).filter { $0.hasPrefix("client-key") } == ["client-key.pem"])
         // A key that may be known: a new one retires the old, whose certificates stop at once and never come back.
         let (fresh, freshOutput) = try amane(["request-certificate", "nadia", "--new-key", "--out", home + "-nadia-new.csr", "--json"])
         let third = try requestInfo(freshOutput)
