@@ -141,7 +141,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayCommandsTests",
-            dependencies: ["RelayCommands", "RelayFormat", "RelayCore", "RelayTestSupport"],
+            dependencies: ["RelayCommands", "RelayFormat", "RelayCore", "RelayTestSupport", .product(name: "NIOSSL", package: "swift-nio-ssl")],
             exclude: ["Golden"],
             swiftSettings: strictSettings
         ),

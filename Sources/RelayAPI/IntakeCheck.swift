@@ -84,7 +84,7 @@ public enum IntakeCheck {
         guard let id = submission.id else { throw IntakeRejection(400, "field 'id' is required with 'sealed': the envelope's object id") }
         // The id as a UUID, so that a retry that spells it in other letter case is one.
         let form = submission.contentTag.map { "tagged \($0)" } ?? "sealed \(UUID(uuidString: id)?.uuidString.lowercased() ?? id)"
-        return Array((form + (submission.urgency.map { " urgency \($0)" } ?? "")).utf8)
+        return Array(((submission.urgency.map { "urgency \($0) " } ?? "") + form).utf8)
     }
 
     /// A narrative tells something, in at most `maxBytes`. The relay checks it in the clear; a gateway that seals

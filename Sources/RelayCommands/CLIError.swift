@@ -26,7 +26,7 @@ public struct CLIError: Error, CustomStringConvertible {
     let outcomeUnknown: Bool
     /// Where the key a submission went under was saved, when it may have been stored: to retry with.
     var idempotencyKeyFile: String?
-    /// TLS refused a certificate: trying again at once cannot help.
+    /// TLS refused a certificate in the handshake, before anything was sent: trying again at once cannot help.
     var secureConnectionFailed = false
 
     public init(_ code: Code, _ message: String, hint: String? = nil) {

@@ -345,7 +345,8 @@ struct Stats: AsyncParsableCommand {
         abstract: "Count cases for reports, from labels only.",
         discussion: """
             Cases are counted by the month they were received (UTC), with their labels as they stand now: a reopened \
-            case has no outcome until it is closed again. Example, November's cases by category for a report: \
+            case has no outcome until it is closed again, and a case a follow-up made more urgent counts at its new \
+            urgency. Example, November's cases by category for a report: \
             amane stats --by category --from 2026-11 --to 2026-11 --csv
             """)
     @OptionGroup var global: ProfileOptions

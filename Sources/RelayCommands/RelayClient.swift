@@ -90,8 +90,10 @@ final class RelayClient: Sendable {
             data = Data(try await response.body.collect(upTo: 256 * 1024 * 1024).readableBytesView)
         } catch {
             if let tls = Self.tlsFailure(error) {
-                var failure = CLIError(.unreachable, "the relay at \(baseURL) answered, but the secure connection failed: \(tls.reason)", hint: tls.hint)
-                failure.secureConnectionFailed = true
+                // A certificate refused in the handshake: nothing was sent. Another TLS failure may come after the request.
+                var failure = CLIError(.unreachable, "the relay at \(baseURL) answered, but the secure connection failed: \(tls.reason)", hint: tls.hint,
+                                       json: nil, outcomeUnknown: !tls.certificateRefused)
+                failure.secureConnectionFailed = tls.certificateRefused
                 throw failure
             }
             let hint = "Check the address in your profile and your network, or ask your admin whether the relay is running."
@@ -132,23 +134,23 @@ final class RelayClient: Sendable {
     }
 
     /// A TLS failure said in words, from BoringSSL's reason codes: which side refused whose certificate.
-    static func tlsFailure(_ error: any Error) -> (reason: String, hint: String)? {
+    static func tlsFailure(_ error: any Error) -> (reason: String, hint: String, certificateRefused: Bool)? {
         if case .uncleanShutdown = error as? NIOSSLError { return nil }
         let text = String(describing: error)
         if error is NIOSSLExtraError, text.contains("validate hostname") || text.contains("in certificate from peer") {
-            return ("its certificate is not for the address in your profile ('relay')", "Check 'relay' in your profile against what your admin gave you.")
+            return ("its certificate is not for the address in your profile ('relay')", "Check 'relay' in your profile against what your admin gave you.", true)
         }
         guard error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError else { return nil }
         if text.contains("CERTIFICATE_VERIFY_FAILED") {
             return ("its certificate could not be verified against the CA in your profile: another CA, a relay certificate that "
                     + "expired or is not yet valid, or a wrong date and time on this computer",
-                    "Check this computer's date and time, and that 'ca' in your profile is the relay's CA as your admin gave it. If both are right, tell your admin.")
+                    "Check this computer's date and time, and that 'ca' in your profile is the relay's CA as your admin gave it. If both are right, tell your admin.", true)
         }
         if ["ALERT_CERTIFICATE_EXPIRED", "ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA", "ALERT_CERTIFICATE_UNKNOWN",
             "ALERT_CERTIFICATE_REQUIRED"].contains(where: text.contains) {
-            return ("it refused your certificate", "Your certificate may have expired or been replaced; ask your admin for a new one (`amane-relayd admin reissue`).")
+            return ("it refused your certificate", "Your certificate may have expired or been replaced; ask your admin for a new one (`amane-relayd admin reissue`).", true)
         }
-        return ("TLS failed (\(reasonCode(in: text) ?? "\(type(of: error))"))", "Ask your admin; give them this message.")
+        return ("TLS failed (\(reasonCode(in: text) ?? "\(type(of: error))"))", "Ask your admin; give them this message.", false)
     }
 
     /// BoringSSL's reason code ("…:OPENSSL_internal:WRONG_VERSION_NUMBER at /…"), without the rest of its text,

@@ -51,7 +51,7 @@ public struct TaxonomyCodes: Sendable, Equatable {
         codes[dimension]?.contains(code) ?? false
     }
 
-    /// - Throws: `invalidLabel` naming the first field whose code is unknown.
+    /// - Throws: `invalidLabel` naming every field whose code is unknown.
     public func validate(_ labels: DisclosureLabels) throws(CoreError) {
         let checks: [(Dimension, String?)] = [
             (.urgency, labels.urgency.rawValue), (.category, labels.category), (.language, labels.language),

@@ -72,7 +72,7 @@ paths:
         - name: Idempotency-Key
           in: header
           required: true
-          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the first follow-up's id and time, and nothing more is stored, if it has the same content or, sealed, the same receipt and id
+          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the first follow-up's id and time, and nothing more is stored, if it has the same content or, sealed, the same receipt and id (and the same urgency, if any)
           schema: {type: string}
       requestBody:
         required: true
@@ -813,7 +813,7 @@ components:
         referral: {type: string}
         outcome: {type: string}
         receivedAt: {type: string}
-        slaDueAt: {type: string, description: "Unclaimed (new) cases only: when the case passes the wait that the triage policy allows its urgency, counted from its arrival or, once reopened, from its latest reopening."}
+        slaDueAt: {type: string, description: "Unclaimed (new) cases only: when the case passes the wait that the triage policy allows its urgency, counted from its arrival or, once reopened, from its latest reopening; a follow-up that raises its urgency makes it due within the new urgency's wait from then, or by its earlier deadline."}
         purged: {type: boolean}
         epoch: {type: string, description: "The queue key the disclosure is sealed to: only members who hold it open, claim or are assigned the case."}
     QueueListing:

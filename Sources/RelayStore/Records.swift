@@ -119,6 +119,16 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
         }
     }
 
+    /// Raises the case to `urgency`, never lowers it; true if it rose. The case is then due no later than before,
+    /// and no sooner than the new urgency's wait from `now`: it has not missed a limit it has only just been given.
+    mutating func raise(to urgency: Urgency, at now: Int64, policy: TriagePolicy) -> Bool {
+        guard urgency.rank < urgencyRank, let current = Urgency(rank: urgencyRank) else { return false }
+        let since = waitingSince ?? receivedAt
+        waitingSince = min(since + policy.slaWait(current) - policy.slaWait(urgency), now / 60 * 60)
+        urgencyRank = urgency.rank
+        return true
+    }
+
     func summary(assigneeName: String?) -> CaseSummary {
         CaseSummary(
             id: id,

@@ -172,7 +172,7 @@ extension RelayDatabase {
 
     /// Attaches a reporter's follow-up to the case its receipt named (`caseID(receiptHash:gateway:)`), the case
     /// it is sealed to. It flags the case `updated`, reopens it if closed, and raises its urgency to `urgency` when
-    /// that is more urgent (never lowers it). A retry with the same idempotency
+    /// that is more urgent (never lowers it; `DisclosureRecord.raise`). A retry with the same idempotency
     /// key and request gets the first follow-up's id back, and stores nothing.
     /// - Parameter formerRequestHash: the request as an earlier release tagged it, which its acknowledged follow-ups were stored under.
     /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile; `keyReused` when the key came with another request.
@@ -186,6 +186,7 @@ extension RelayDatabase {
         let keyHash = Data(Digest.sha256(keyBytes))
         let context = Array(gateway.id.utf8)
         let sealedAnswer = Data(KeyedBox.seal(Array(id.utf8), secret: keyBytes, context: context))
+        let policy = options.policy
         return try await committer.write { db in
             try Self.requireActive(db, StoreActor(gateway))
             if let previous = try Self.previousAnswer(db, gatewayID: gateway.id, keyHash: keyHash, requestHash: requestHash,
@@ -219,8 +220,7 @@ extension RelayDatabase {
                 record.returnToQueue(as: next, reopenedAt: now)
                 detail["state"] = next.rawValue
             }
-            if let urgency, urgency.rank < record.urgencyRank {
-                record.urgencyRank = urgency.rank
+            if let urgency, record.raise(to: urgency, at: now, policy: policy) {
                 detail["urgency"] = urgency.rawValue
             }
             record.updated = true

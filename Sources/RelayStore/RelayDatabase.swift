@@ -56,6 +56,8 @@ public final class RelayDatabase: Sendable {
             }
             return pool
         }
+        // Again on the pool: a newer build may have migrated it in between.
+        try pool.read { db in try Self.refuseNewerSchema(db, directory: directory) }
         try Migrations.migrator.migrate(pool)
         if let taxonomyYAML {
             let entries = try TaxonomyFile.parse(taxonomyYAML)
@@ -190,6 +192,7 @@ public final class RelayDatabase: Sendable {
     static func readOnly<T>(path: String, _ body: (Database) throws -> T) throws -> T {
         var configuration = Configuration()
         configuration.readonly = true
+        configuration.busyMode = .timeout(10)
         let queue = try opening(path) { try DatabaseQueue(path: path, configuration: configuration) }
         defer { try? queue.close() }
         return try queue.read { db in

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 @testable import RelayCommands
 import RelayAPI
 import Testing
@@ -59,6 +60,13 @@ import Testing
         // After a post that went out unanswered, it still may have been stored.
         let afterUnanswered = Attempts([Self.unanswered, wrongCA, nil])
         #expect(await run(afterUnanswered) is TextInput.PossiblyStored && afterUnanswered.count == 2)
+    }
+
+    @Test func onlyARefusedCertificateSaysTheTextWasNotSent() throws {
+        // A TLS failure after the handshake may come after the request went out (GoldenTests meets a refused certificate).
+        let afterTheHandshake = try #require(RelayClient.tlsFailure(NIOSSLError.readInInvalidTLSState))
+        #expect(!afterTheHandshake.certificateRefused)
+        #expect(RelayClient.tlsFailure(NIOSSLError.uncleanShutdown) == nil, "a connection cut is no TLS failure")
     }
 
     @Test func neverReachedItIsNotStoredAndOnceUnansweredItMayBe() async {

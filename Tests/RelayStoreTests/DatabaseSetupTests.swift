@@ -181,20 +181,52 @@ import Testing
 
     @Test func aFollowupRaisesTheCaseUrgencyAndNeverLowersIt() async throws {
         let fixture = try await StoreFixture()
-        let result = try await fixture.submit(urgency: .normal)
-        func followUp(_ urgency: Urgency?) async throws {
-            let (id, envelope) = try fixture.sealed("more", kind: .followup, in: result.id)
-            _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope, raisingUrgencyTo: urgency,
+        let policy = TriagePolicy.default
+        func followUp(_ caseID: String, _ urgency: Urgency?) async throws {
+            let (id, envelope) = try fixture.sealed("more", kind: .followup, in: caseID)
+            _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: id, envelope: envelope, raisingUrgencyTo: urgency,
                                                  idempotencyKey: UUID().uuidString, requestHash: [1])
         }
-        try await followUp(.low)
-        #expect(try await fixture.db.caseSummary(id: result.id).labels.urgency == .normal)
-        try await followUp(.high)
-        #expect(try await fixture.db.caseSummary(id: result.id).labels.urgency == .high)
-        try await followUp(nil)
-        #expect(try await fixture.db.caseSummary(id: result.id).labels.urgency == .high)
+        func due(_ caseID: String) async throws -> (Urgency, Int64) {
+            let summary = try await fixture.db.caseSummary(id: caseID)
+            return (summary.labels.urgency, policy.slaDeadline(urgency: summary.labels.urgency, waitingSince: summary.waitingSince))
+        }
+        let calm = try await fixture.submit(urgency: .normal)
+        let received = try await fixture.db.caseSummary(id: calm.id).receivedAt
+        try await followUp(calm.id, .low)
+        #expect(try await due(calm.id) == (.normal, received + policy.slaWait(.normal)), "never lowered")
+
+        // Three hours in, it becomes high: due within high's wait from now, not two hours late already.
+        fixture.clock.advance(seconds: 3 * 3600)
+        try await followUp(calm.id, .high)
+        let now = Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60
+        #expect(try await due(calm.id) == (.high, now + policy.slaWait(.high)))
+        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 0)
+        try await followUp(calm.id, nil)
+        #expect(try await due(calm.id) == (.high, now + policy.slaWait(.high)))
+        fixture.clock.advance(seconds: Double(policy.slaWait(.high)) + 60)
+        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 1, "then held to it")
+
+        // Nearly due already, it keeps its earlier deadline.
+        let high = try await fixture.submit(urgency: .high)
+        let highReceived = try await fixture.db.caseSummary(id: high.id).receivedAt
+        fixture.clock.advance(seconds: 110 * 60)
+        try await followUp(high.id, .immediate)
+        #expect(try await due(high.id) == (.immediate, highReceived + policy.slaWait(.high)))
+
+        // Closed, it is reopened and waits afresh, at its new urgency.
+        let actor = StoreActor(fixture.responder)
+        try await fixture.db.transition(id: calm.id, action: .claim, actor: actor)
+        _ = try await fixture.db.fetchCase(id: calm.id, actor: actor)
+        try await fixture.db.transition(id: calm.id, action: .close, actor: actor, outcome: "support_provided")
+        fixture.clock.advance(seconds: 3600)
+        try await followUp(calm.id, .immediate)
+        let reopened = Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60
+        #expect(try await due(calm.id) == (.immediate, reopened + policy.slaWait(.immediate)))
+        #expect(try await fixture.db.caseSummary(id: calm.id).state == .new)
+
         let details = try await fixture.db.auditEntries().filter { $0.entry.action == "followup" }.map(\.entry.detail)
-        #expect(details.map { $0.contains(#""urgency":"high""#) } == [false, true, false], "\(details)")
+        #expect(details.map { $0.contains("urgency") } == [false, true, false, true, true], "only a raise is recorded: \(details)")
     }
 
     @Test func aFollowupFlagsTheCaseAndReopensItWhenClosed() async throws {
