@@ -35,17 +35,24 @@ public struct IntakeRejection: Error, Sendable, Equatable {
 /// The checks of a disclosure or follow-up that need neither the database nor a key, in the order the
 /// relay makes them. The fuzz target `FuzzIntake` calls exactly these.
 public enum IntakeCheck {
-    public static func labels(_ submission: DisclosureSubmission, gatewayQueue: QueueName) throws(IntakeRejection) -> DisclosureLabels {
-        let urgency = try urgency(submission.urgency)
-        var queue = gatewayQueue
-        if let name = submission.queue {
-            guard let named = QueueName(rawValue: name), named == gatewayQueue else {
-                throw IntakeRejection(400, "field 'queue': this gateway submits to \(gatewayQueue)")
-            }
-            queue = named
+    /// The labels of a submission. A wrong urgency or queue is refused here, naming the unknown codes of
+    /// `taxonomy` with it, so that one answer names every wrong label; the codes alone are checked in the store,
+    /// after a retry is recognised.
+    public static func labels(_ submission: DisclosureSubmission, gatewayQueue: QueueName,
+                              taxonomy: TaxonomyCodes? = nil) throws(IntakeRejection) -> DisclosureLabels {
+        var refusals: [String] = []
+        let urgency = Urgency(rawValue: submission.urgency)
+        if urgency == nil { refusals.append(unknownUrgency) }
+        if let name = submission.queue, QueueName(rawValue: name) != gatewayQueue {
+            refusals.append("field 'queue': this gateway submits to \(gatewayQueue)")
         }
-        return DisclosureLabels(queue: queue, urgency: urgency, category: submission.category, language: submission.language,
-                                channel: submission.channel, region: submission.region)
+        let labels = DisclosureLabels(queue: gatewayQueue, urgency: urgency ?? .normal, category: submission.category,
+                                      language: submission.language, channel: submission.channel, region: submission.region)
+        guard refusals.isEmpty else {
+            do { try taxonomy?.validate(labels) } catch { refusals.append(error.reason) }
+            throw IntakeRejection(400, refusals.joined(separator: "; "))
+        }
+        return labels
     }
 
     /// The urgency a follow-up raises its case to, if it names one.
@@ -54,11 +61,11 @@ public enum IntakeCheck {
     }
 
     static func urgency(_ text: String) throws(IntakeRejection) -> Urgency {
-        guard let urgency = Urgency(rawValue: text) else {
-            throw IntakeRejection(400, "field 'urgency' must be one of \(Urgency.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+        guard let urgency = Urgency(rawValue: text) else { throw IntakeRejection(400, unknownUrgency) }
         return urgency
     }
+
+    static let unknownUrgency = "field 'urgency' must be one of \(Urgency.allCases.map(\.rawValue).joined(separator: ", "))"
 
     /// The bytes a retry must repeat to get the first answer back: the canonical body, except that a gateway
     /// which seals on its side seals afresh on every try, so with a `contentTag` the tag stands for the envelope.
@@ -76,6 +83,8 @@ public enum IntakeCheck {
     /// key would pass for a retry and be dropped.
     public static func retryForm(_ submission: FollowupSubmission) throws(IntakeRejection) -> [UInt8] {
         if let tag = submission.contentTag { try checkContentTag(tag, sealed: submission.sealed != nil) }
+        // The relay names what it seals: an id sent with content would be dropped unseen.
+        if submission.id != nil, submission.sealed == nil { throw IntakeRejection(400, "field 'id' goes only with 'sealed'") }
         guard submission.sealed != nil else {
             var withoutReceipt = submission
             withoutReceipt.receipt = ""
@@ -121,7 +130,7 @@ public enum IntakeCheck {
                 throw IntakeRejection(413, "a sealed envelope may hold \(limits.maxEnvelopeBytes) bytes")
             }
             let header: EnvelopeHeader
-            do { header = try EnvelopeHeader.inspect(envelope) } catch { throw IntakeRejection(400, "field 'sealed' is \(error.code.rawValue)") }
+            do { header = try EnvelopeHeader.inspect(envelope) } catch { throw IntakeRejection(400, "field 'sealed': \(error.plainReason)") }
             if let sealedID, UUID(uuidString: sealedID) != header.objectID {
                 throw IntakeRejection(400, "field 'id' differs from the envelope's object id")
             }

@@ -114,10 +114,12 @@ public struct EnvelopeHeader: Sendable, Equatable {
         guard let magic = reader.read(4) else { return nil }
         guard Array(magic) == Self.magic else { throw FormatError(.malformed, "not an Amane envelope") }
         guard let version = reader.readByte() else { return nil }
-        guard let keySealing = KeySealing(rawValue: version) else { throw FormatError(.unsupportedVersion, "version \(version)") }
+        guard let keySealing = KeySealing(rawValue: version) else { throw FormatError(.unsupportedVersion, "envelope version \(version) is unknown to this build") }
         guard let kindByte = reader.readByte(), let kem = reader.readUInt16(), let kdf = reader.readUInt16(),
               let aead = reader.readUInt16() else { return nil }
-        guard let suite = SealingSuite(kem: kem, kdf: kdf, aead: aead) else { throw FormatError(.unsupportedSuite) }
+        guard let suite = SealingSuite(kem: kem, kdf: kdf, aead: aead) else {
+            throw FormatError(.unsupportedSuite, "its cipher suite (HPKE KEM 0x\(String(kem, radix: 16)), KDF 0x\(String(kdf, radix: 16)), AEAD 0x\(String(aead, radix: 16))) is unknown to this build")
+        }
         guard let kind = ObjectKind(rawValue: kindByte) else { throw FormatError(.malformed, "unknown object kind") }
         guard let keyID = reader.read(16), let objectID = reader.read(16) else { return nil }
         guard let encLength = reader.readUInt16() else { return nil }

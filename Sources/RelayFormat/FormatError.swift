@@ -24,6 +24,9 @@ public struct FormatError: Error, Hashable, Sendable, CustomStringConvertible {
     public static func == (lhs: FormatError, rhs: FormatError) -> Bool { lhs.code == rhs.code }
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 
+    /// The reason, or the code when there is none: what a refusal tells a person.
+    public var plainReason: String { reason.isEmpty ? code.rawValue : reason }
+
     public var description: String {
         reason.isEmpty ? code.rawValue : "\(code.rawValue): \(reason)"
     }

@@ -72,7 +72,7 @@ paths:
         - name: Idempotency-Key
           in: header
           required: true
-          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the first follow-up's id and time, and nothing more is stored, if it has the same content or, sealed, the same receipt and id (and the same urgency, if any)
+          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the first follow-up's id and time, and nothing more is stored, if it has the same content and urgency or, sealed, the same receipt, contentTag (else id) and urgency
           schema: {type: string}
       requestBody:
         required: true
@@ -99,6 +99,8 @@ paths:
           $ref: '#/components/responses/P415'
         "429":
           $ref: '#/components/responses/P429'
+        "503":
+          $ref: '#/components/responses/P503'
   /v1/replies/fetch:
     post:
       summary: Fetch the replies for a receipt, sealed to this gateway
@@ -748,9 +750,9 @@ components:
       description: The receipt, and exactly one of content and sealed.
       required: [receipt]
       properties:
-        receipt: {type: string}
+        receipt: {type: string, description: "The 16 digits given to the reporter; spaces and dashes between them, and Arabic-Indic (U+0660) or Extended Arabic-Indic (U+06F0) digits, are taken too; a wrong check digit answers 400 receipt_misheard."}
         content: {$ref: '#/components/schemas/Content'}
-        id: {type: string, description: "Required with sealed: the envelope's object id, a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000)."}
+        id: {type: string, description: "Required with sealed, and only with it: the envelope's object id, a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000)."}
         sealed: {type: string}
         contentTag: {type: string, description: "With sealed only, as a disclosure's: a retry sealed afresh, under another id, is recognised by it (amane followup --seal sends one)."}
         urgency: {type: string, enum: [immediate, high, normal, low], description: "What the reporter now tells makes the case this urgent: it is raised to this, never lowered."}
@@ -764,7 +766,7 @@ components:
       type: object
       required: [receipt]
       properties:
-        receipt: {type: string}
+        receipt: {type: string, description: "The 16 digits given to the reporter; spaces and dashes between them, and Arabic-Indic (U+0660) or Extended Arabic-Indic (U+06F0) digits, are taken too; a wrong check digit answers 400 receipt_misheard."}
     SealedReply:
       type: object
       required: [id, sealed, createdAt]

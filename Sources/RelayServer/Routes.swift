@@ -78,7 +78,7 @@ struct RelayRoutes: Sendable {
         let gateway = try context.caller
         let key = try Self.idempotencyKey(request, for: "disclosure")
         let (submission, body, canonical) = try await decodeSealable(DisclosureSubmission.self, from: request)
-        let labels = try Self.labels(submission, gateway: gateway)
+        let labels = try labels(submission, gateway: gateway)
         // A retry is recognised by what it says, not by how its JSON is laid out; the tag is keyed by the
         // idempotency key, so the stored value cannot be tested against a guessed narrative.
         let retryForm: Data
@@ -270,8 +270,8 @@ struct RelayRoutes: Sendable {
         return queue
     }
 
-    static func labels(_ submission: DisclosureSubmission, gateway: Principal) throws -> DisclosureLabels {
-        do { return try IntakeCheck.labels(submission, gatewayQueue: gateway.queue) } catch { throw APIError(error) }
+    func labels(_ submission: DisclosureSubmission, gateway: Principal) throws -> DisclosureLabels {
+        do { return try IntakeCheck.labels(submission, gatewayQueue: gateway.queue, taxonomy: db.taxonomy) } catch { throw APIError(error) }
     }
 
     // MARK: Members

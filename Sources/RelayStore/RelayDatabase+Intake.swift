@@ -127,7 +127,7 @@ extension RelayDatabase {
     /// Checks that an envelope is what it claims to be, without the database.
     static func inspect(_ envelope: [UInt8], kind: ObjectKind, objectID: UUID) throws(StoreError) -> EnvelopeHeader {
         let header: EnvelopeHeader
-        do { header = try EnvelopeHeader.inspect(envelope) } catch { throw StoreError(.invalid, "the sealed object is \(error.code.rawValue)") }
+        do { header = try EnvelopeHeader.inspect(envelope) } catch { throw StoreError(.invalid, "the sealed object: \(error.plainReason)") }
         guard header.kind == kind else { throw StoreError(.invalid, "the envelope holds a \(header.kind.name), not a \(kind.name)") }
         guard header.objectID == objectID else { throw StoreError(.invalid, "the envelope is sealed for another object id") }
         return header

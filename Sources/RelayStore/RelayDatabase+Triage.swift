@@ -366,7 +366,7 @@ extension RelayDatabase {
             if let gatewayEnvelope {
                 let gatewayKey = try Self.replyingGatewayKey(db, record)
                 let header: EnvelopeHeader
-                do { header = try EnvelopeHeader.inspect(gatewayEnvelope) } catch let error as FormatError { throw StoreError(.invalid, "the gateway copy is \(error.code.rawValue)") }
+                do { header = try EnvelopeHeader.inspect(gatewayEnvelope) } catch let error as FormatError { throw StoreError(.invalid, "the gateway copy: \(error.plainReason)") }
                 guard header.kind == .reply, header.objectID == objectID, header.keyID == gatewayKey.id else {
                     throw StoreError(.invalid, "the gateway copy is not a reply sealed to the submitting gateway's key")
                 }

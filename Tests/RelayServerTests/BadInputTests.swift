@@ -1,5 +1,6 @@
 import Foundation
 import RelayCore
+import RelayFormat
 import RelayTestSupport
 import Testing
 
@@ -74,6 +75,20 @@ extension DaemonSuite {
         var badLabel = Demo.body(narrative: "x")
         badLabel["region"] = "atlantis"
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: badLabel, headers: key), 400, "region")
+        // Every wrong label in one answer, a wrong urgency with the rest.
+        badLabel["urgency"] = "urgent"
+        badLabel["category"] = "abuse"
+        let everyLabel = try daemon.post("/v1/disclosures", as: daemon.gateway, json: badLabel, headers: key)
+        problem(everyLabel, 400, "field 'urgency' must be one of immediate, high, normal, low; unknown category 'abuse' (known: ")
+        problem(everyLabel, 400, "; unknown region 'atlantis' (known: ")
+        // An envelope of a suite this build does not know is said so in words.
+        var envelope = try Envelope.seal(Array("x".utf8), to: daemon.epochKey().publicKey, kind: .disclosure, objectID: UUID.v7())
+        envelope.replaceSubrange(10..<12, with: [0x00, 0x01])
+        var foreign = Demo.body(narrative: "x")
+        foreign["content"] = nil
+        foreign["sealed"] = Data(envelope).base64EncodedString()
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: foreign, headers: key), 400,
+                "field 'sealed': its cipher suite (HPKE KEM 0x647a, KDF 0x1, AEAD 0x1) is unknown to this build")
         var both = Demo.body(narrative: "x")
         both["sealed"] = "AAAA"
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: both, headers: key), 400, "exactly one")

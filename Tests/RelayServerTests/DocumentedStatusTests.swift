@@ -230,6 +230,11 @@ extension DaemonSuite {
         #expect(try await eventually { fresh.daemon.stderr.value.contains(waiting) }, "\(fresh.daemon.stderr.value)")
         record("POST /v1/disclosures", noKey)
         record("GET /v1/queues/{queue}/sealing-key", try fresh.daemon.get("/v1/queues/national/sealing-key", as: fresh.gateway))
+        // Once no active member holds the key, a follow-up is refused too, rather than sealed to a key no one can open.
+        for member in ["demo-responder", "demo-supervisor"] { #expect(try swept.admin(["admin", "revoke", member]).0 == 0) }
+        let unheld = try swept.post("/v1/followups", as: swept.gateway, json: ["receipt": receipt, "content": ["narrative": "more"]], headers: ["Idempotency-Key": Demo.key()])
+        #expect(unheld.json["code"] as? String == "no_sealing_key", "\(unheld.text)")
+        record("POST /v1/followups", unheld)
 
         var missing: [String] = []
         for (route, statuses) in documented.sorted(by: { $0.key < $1.key }) {

@@ -252,6 +252,8 @@ extension DaemonSuite {
         let bogus = try followup(["receipt": receipt, "content": ["narrative": "come quickly"], "urgency": "urgent"])
         #expect(bogus.status == 400 && bogus.json["detail"] as? String == "field 'urgency' must be one of immediate, high, normal, low", "\(bogus.text)")
         #expect(try followup(["receipt": receipt, "content": ["narrative": "it is calmer now"], "urgency": "low"]).status == 201)
+        let namedInTheClear = try followup(["receipt": receipt, "id": UUID.v7().uuidString, "content": ["narrative": "x"]])
+        #expect(namedInTheClear.status == 400 && namedInTheClear.json["detail"] as? String == "field 'id' goes only with 'sealed'", "\(namedInTheClear.text)")
         #expect(try waiting()["urgency"] as? String == "high", "a follow-up never lowers a case's urgency")
 
         // In the clear: raised, and due within immediate's wait from now rather than late already. A retry must repeat it.
