@@ -90,9 +90,8 @@ final class RelayClient: Sendable {
             data = Data(try await response.body.collect(upTo: 256 * 1024 * 1024).readableBytesView)
         } catch {
             if let tls = Self.tlsFailure(error) {
-                // A certificate refused in the handshake: nothing was sent. Another TLS failure may come after the request.
                 var failure = CLIError(.unreachable, "the relay at \(baseURL) answered, but the secure connection failed: \(tls.reason)", hint: tls.hint,
-                                       json: nil, outcomeUnknown: !tls.certificateRefused)
+                                       json: nil, outcomeUnknown: !tls.nothingSent)
                 failure.secureConnectionFailed = tls.certificateRefused
                 throw failure
             }
@@ -133,8 +132,15 @@ final class RelayClient: Sendable {
         return String(describing: error).lowercased().contains("refused")
     }
 
-    /// A TLS failure said in words, from BoringSSL's reason codes: which side refused whose certificate.
-    static func tlsFailure(_ error: any Error) -> (reason: String, hint: String, certificateRefused: Bool)? {
+    /// A TLS failure said in words, from BoringSSL's reason codes: which side refused whose certificate. A refused
+    /// certificate or a failed handshake sent nothing; another failure may come after the request went out.
+    static func tlsFailure(_ error: any Error) -> (reason: String, hint: String, certificateRefused: Bool, nothingSent: Bool)? {
+        guard let failure = describeTLSFailure(error) else { return nil }
+        let inHandshake = if case .handshakeFailed = error as? NIOSSLError { true } else { false }
+        return (failure.reason, failure.hint, failure.certificateRefused, failure.certificateRefused || inHandshake)
+    }
+
+    private static func describeTLSFailure(_ error: any Error) -> (reason: String, hint: String, certificateRefused: Bool)? {
         if case .uncleanShutdown = error as? NIOSSLError { return nil }
         let text = String(describing: error)
         if error is NIOSSLExtraError, text.contains("validate hostname") || text.contains("in certificate from peer") {

@@ -62,10 +62,12 @@ import Testing
         #expect(await run(afterUnanswered) is TextInput.PossiblyStored && afterUnanswered.count == 2)
     }
 
-    @Test func onlyARefusedCertificateSaysTheTextWasNotSent() throws {
+    @Test func onlyAFailedHandshakeSaysNothingWasSent() throws {
         // A TLS failure after the handshake may come after the request went out (GoldenTests meets a refused certificate).
         let afterTheHandshake = try #require(RelayClient.tlsFailure(NIOSSLError.readInInvalidTLSState))
-        #expect(!afterTheHandshake.certificateRefused)
+        #expect(!afterTheHandshake.certificateRefused && !afterTheHandshake.nothingSent)
+        let inTheHandshake = try #require(RelayClient.tlsFailure(NIOSSLError.handshakeFailed(.unknownError([]))))
+        #expect(!inTheHandshake.certificateRefused && inTheHandshake.nothingSent)
         #expect(RelayClient.tlsFailure(NIOSSLError.uncleanShutdown) == nil, "a connection cut is no TLS failure")
     }
 
