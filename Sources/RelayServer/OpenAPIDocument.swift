@@ -15,7 +15,7 @@ info:
     Any call that writes may also answer 503 with Retry-After when the store is saturated or its
     disk is full; nothing of that call was stored, and it is safe to retry (a follow-up under the same
     Idempotency-Key). POST /v1/disclosures, which also answers it (no_sealing_key) while the queue has no key that an active member holds, lists it; a follow-up answers it then too. Both answer 429 storage_quota_exceeded past the gateway's bytes for the day (limits.gatewayBytesPerDay). Bodies are JSON in UTF-8 without a byte order mark, with no field
-    the schema does not name, not even as null, no key twice in one object, nested at most 32 deep
+    the schema does not name, not even as null (an optional field it names may be null, which counts as absent; a required one may not), no key twice in one object, nested at most 32 deep
     and holding at most 1,000 values (else 400); outside the top-level `sealed` fields, a body holds
     at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json, with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
     does an HTTP/1.1 request without exactly one Host), one in a transfer coding other than chunked 501, one whose
