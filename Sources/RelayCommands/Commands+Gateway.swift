@@ -55,8 +55,8 @@ struct SendingOptions: ParsableArguments {
                 retry = "\(command) with the same --idempotency-key"
             } else {
                 let file = (saved as NSString).appendingPathComponent("\(SendingOptions.timestamp())-\(UUID().uuidString.prefix(8).lowercased()).key")
-                try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-                guard FileManager.default.createFile(atPath: file, contents: Data((key + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                // Created private, not made so afterwards: no moment in which others may read the key.
+                guard mkdir(saved, 0o700) == 0 || errno == EEXIST, (try? SecretFile.createExclusive(at: file, contents: Array((key + "\n").utf8))) != nil else {
                     throw error
                 }
                 error.idempotencyKeyFile = file
@@ -71,9 +71,12 @@ struct SendingOptions: ParsableArguments {
         Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeSeparator(.omitted).dateSeparator(.omitted))
     }
 
-    /// Sealing is randomized: a retry is recognised by this tag of the content, keyed like the request.
-    static func contentTag(_ plaintext: Data, key: String) -> String {
-        Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8)))
+    /// Sealing is randomized: a retry is recognised by this tag of the content. It is keyed by the idempotency key and
+    /// by the profile's own secret, which the relay never sees: keyed by what the relay sees alone, the tag would let
+    /// it test guesses of the content.
+    static func contentTag(_ plaintext: Data, key: String, profile: Profile) throws -> String {
+        let secret = try ContentTagSecret.load(in: profile.directory)
+        return Base64.encode(KeyedBox.tag(plaintext, secret: secret + Array(key.utf8), context: Array("sealed content".utf8)))
     }
 
     /// The sealing key of `queue`, or of the gateway's own queue, once `content` passes what the relay would refuse in
@@ -122,7 +125,7 @@ struct Submit: AsyncParsableCommand {
                 let id = UUID.v7()
                 let plaintext = try StrictJSON.canonical(content)
                 submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .disclosure, objectID: id))
-                submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
+                submission.contentTag = try SendingOptions.contentTag(plaintext, key: key, profile: session.profile)
                 submission.content = nil
             }
             return try await sending.send(under: key, profile: session.profile,
@@ -168,7 +171,7 @@ struct Followup: AsyncParsableCommand {
                 submission.id = id.uuidString.lowercased()
                 submission.sealed = Base64.encode(try Envelope.seal(plaintext, to: publicKey, kind: .followup,
                                                                     objectID: id, caseID: caseID))
-                submission.contentTag = SendingOptions.contentTag(plaintext, key: key)
+                submission.contentTag = try SendingOptions.contentTag(plaintext, key: key, profile: session.profile)
                 submission.content = nil
             }
             return try await sending.send(under: key, profile: session.profile,

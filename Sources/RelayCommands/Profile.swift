@@ -96,6 +96,38 @@ enum PrivateFile {
     }
 }
 
+/// The profile's key for content tags (`amane submit --seal`): 32 random bytes, made on first use, mode 0600.
+enum ContentTagSecret {
+    static let fileName = "content-tag.secret"
+    static let size = 32
+
+    static func load(in directory: String) throws -> [UInt8] {
+        let path = (directory as NSString).appendingPathComponent(fileName)
+        if !FileManager.default.fileExists(atPath: path) { try create(path) }
+        try PrivateFile.check(path, "the content tag secret")
+        guard let data = FileManager.default.contents(atPath: path), data.count == size else {
+            throw CLIError(.key, "\(path) is damaged: it must hold \(size) bytes",
+                           hint: "Remove it; a new one is made. A retry of a submission sealed before then is refused as other content (409).")
+        }
+        return Array(data)
+    }
+
+    /// Written in full under another name, then linked into place: two first runs at once agree on one secret.
+    private static func create(_ path: String) throws {
+        var secret = [UInt8](repeating: 0, count: size)
+        var generator = SystemRandomNumberGenerator()
+        for index in secret.indices { secret[index] = generator.next() }
+        let draft = path + ".\(UUID().uuidString).draft"
+        defer { unlink(draft) }
+        do { try SecretFile.createExclusive(at: draft, contents: secret) } catch {
+            throw CLIError(.key, "cannot make the content tag secret: \(error.plainReason)")
+        }
+        guard link(draft, path) == 0 || errno == EEXIST else {
+            throw CLIError(.key, "cannot make the content tag secret \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
 /// Passphrases come from a file or the terminal, never from argv or an environment value.
 enum Passphrase {
     static func read(file: String?, prompt: String) throws -> [UInt8] {

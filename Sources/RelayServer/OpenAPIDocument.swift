@@ -737,7 +737,7 @@ components:
         region: {type: string}
         content: {$ref: '#/components/schemas/Content'}
         sealed: {type: string, description: "Base64 of an envelope sealed on the gateway's side, instead of content. Its object id becomes the case id: a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000), so that no id pins a visit finer."}
-        contentTag: {type: string, description: "With sealed only, 22 to 256 characters: derived from the plaintext under the Idempotency-Key, the same for the same content (amane submit --seal sends base64 of HMAC-SHA256). A retry sealed afresh is then recognised by it, not by the envelope's bytes."}
+        contentTag: {type: string, description: "With sealed only, 22 to 256 characters: derived from the plaintext under the Idempotency-Key and a secret the gateway keeps, the same for the same content (amane submit --seal sends base64 of HMAC-SHA256). A retry sealed afresh is then recognised by it, not by the envelope's bytes. Keyed by the Idempotency-Key alone, which the relay sees, it would let the relay test guesses of the content."}
     DisclosureReceipt:
       type: object
       required: [id, receipt, receivedAt]
