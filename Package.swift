@@ -147,7 +147,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayStoreTests",
-            dependencies: ["RelayStore", "RelayCore", "RelayFormat", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["RelayStore", "RelayCore", "RelayFormat", "RelayTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             exclude: ["Fixtures"],
             swiftSettings: strictSettings
         ),

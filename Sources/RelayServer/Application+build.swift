@@ -143,6 +143,7 @@ extension RelayServerApp {
         options.batchObserver = { metrics.batchSizes.record(Double($0)) }
         let dataDirectory = configuration.dataDirectory
         options.writeHealthObserver = { failure in
+            metrics.storeCannotWrite.set(Double(failure == nil ? 0 : 1))
             if let failure {
                 logger.error("the store cannot write: nothing is acknowledged until it can", metadata: ["relay.error": "\(failure)", "relay.dataDirectory": "\(dataDirectory)"])
             } else {
@@ -155,6 +156,8 @@ extension RelayServerApp {
             throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml; \(RelayConfiguration.findingSeeds)")
         }
         let auditWatch = AuditTailWatch(db: db, metrics: metrics, logger: logger)
+        let writeCheck = StoreWriteCheck(db: db, directory: dataDirectory, room: 2 * Int64(configuration.limits.maxEnvelopeBytes),
+                                         freeBytes: metrics.storeFreeBytes, logger: logger)
 
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
         var tls = TLSConfiguration.makeServerConfiguration(
@@ -214,15 +217,8 @@ extension RelayServerApp {
             if stopping.isSet { return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready: shutting down\n"))) }
             let readable = await db.isReadable()
             guard bound.https != nil && readable else { return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready\n"))) }
-            // Cleared by the next write that commits: a gateway's retry, or this probe once the disk has room for
-            // a disclosure again (at its brim a disk lets a one-page write through and refuses the next disclosure).
-            var failure = db.writeFailure
-            if failure != nil, let room = (try? FileManager.default.attributesOfFileSystem(forPath: configuration.dataDirectory)[.systemFreeSize]) as? NSNumber,
-               room.int64Value >= 2 * Int64(configuration.limits.maxEnvelopeBytes) {
-                failure = await db.probeWhileFailing()
-            }
-            if let failure {
-                return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready: the store cannot write (\(failure))\n")))
+            if let failure = await writeCheck.failure() {
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: .init(string: "not ready: \(failure)\n")))
             }
             // Still ready: responders must reach the relay to create the first key.
             let unsealed = (try? await db.queuesWithoutSealingKey()) ?? []
@@ -259,7 +255,8 @@ extension RelayServerApp {
                 metrics.retentionLastSweep.set(Date().timeIntervalSince1970)
                 if purged + forgotten > 0 { logger.info("retention sweep", metadata: ["relay.purged": "\(purged)", "relay.idempotency": "\(forgotten)"]) }
             },
-            // Its first check runs at start.
+            // Both first run at start: a relay started on a full disk says so before a client writes.
+            PeriodicService(name: "store write check", every: .seconds(60), logger: logger) { _ = await writeCheck.failure() },
             PeriodicService(name: "audit trail check", every: .seconds(3600), logger: logger) { auditWatch.check() },
             PeriodicService(name: "SLA monitor", every: .seconds(60), logger: logger) {
                 let depth = try await db.queueDepth()

@@ -22,6 +22,8 @@ final class RelayMetrics: Sendable {
     let retentionPurged: Counter
     let retentionLastSweep: Gauge
     let slaNotifyFailures: Counter
+    let storeCannotWrite: Gauge
+    let storeFreeBytes: Gauge
 
     init() {
         intakeLatency = registry.makeDurationHistogram(
@@ -76,6 +78,12 @@ final class RelayMetrics: Sendable {
         retentionLastSweep = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "retention_last_sweep", unitName: "timestamp_seconds",
                               helpText: "When the retention sweep last finished, in Unix seconds"))
+        storeCannotWrite = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "store_cannot_write", unitName: "",
+                              helpText: "1 while the store cannot write (a full disk, an I/O error): nothing is acknowledged until it can"))
+        storeFreeBytes = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "store_disk_free", unitName: "bytes",
+                              helpText: "Free bytes on the data directory's disk; below twice limits.maxEnvelopeBytes /readyz fails"))
         slaNotifyFailures = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "sla_notify_failures", unitName: "total",
                               helpText: "Runs of sla.notifyCommand that failed to start, exited non-zero, were killed at the timeout, or were skipped while one still ran"))

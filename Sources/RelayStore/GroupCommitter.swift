@@ -113,7 +113,7 @@ final class GroupCommitter: Sendable {
         } }
         let failure: String?? = switch outcome {
         case .success(let (_, changed)): changed ? .some(nil) : .none
-        case .failure(let error): Self.failsTheBatch(error) || error is StoreError ? .some("\(Self.storeError(error))") : .none
+        case .failure(let error): Self.failsTheBatch(error) || error is StoreError ? .some("\(Self.storeError(error, onDiskOf: writer.path))") : .none
         }
         let healthChanged = state.withLock { state -> Bool in
             guard let failure, failure != state.writeFailure else { return false }
@@ -140,7 +140,7 @@ final class GroupCommitter: Sendable {
                 pending.continuation.resume(with: result.mapError(Self.storeError))
             }
         case .failure(let error):
-            let failure = Self.storeError(error)
+            let failure = Self.storeError(error, onDiskOf: writer.path)
             for pending in batch { pending.continuation.resume(throwing: failure) }
         }
     }
@@ -227,6 +227,15 @@ final class GroupCommitter: Sendable {
         guard let error = error as? DatabaseError else { return false }
         return [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_CORRUPT, .SQLITE_NOMEM, .SQLITE_CANTOPEN, .SQLITE_READONLY, .SQLITE_NOTADB]
             .contains(error.resultCode)
+    }
+
+    /// As `storeError(_:)`, telling a full disk from a failing one: SQLite reports some writes on a full disk
+    /// (growing the WAL or its index) as I/O errors.
+    static func storeError(_ error: any Error, onDiskOf path: String) -> any Error {
+        var disk = statvfs()
+        guard (error as? DatabaseError)?.resultCode == .SQLITE_IOERR, statvfs((path as NSString).deletingLastPathComponent, &disk) == 0,
+              UInt64(disk.f_bavail) * UInt64(disk.f_frsize) < 64 * 1024 else { return storeError(error) }
+        return StoreError(.unavailable, "the disk is full (SQLite saw an I/O error on it)")
     }
 
     static func storeError(_ error: any Error) -> any Error {

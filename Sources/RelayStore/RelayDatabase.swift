@@ -84,11 +84,10 @@ public final class RelayDatabase: Sendable {
     /// Why the store cannot write now (a full disk, an I/O error, a read-only file), or nil while it can.
     public var writeFailure: String? { committer.writeFailure }
 
-    /// While the store cannot write, tries a write that changes nothing anyone reads (it rewrites a queue's
-    /// creation time with itself), so that the failure clears once the disk takes writes again without waiting
-    /// for a client. Returns the failure that remains.
-    public func probeWhileFailing() async -> String? {
-        guard committer.writeFailure != nil else { return nil }
+    /// Tries a write that changes nothing anyone reads (it rewrites a queue's creation time with itself), so that a
+    /// failure shows, or clears once the disk takes writes again, without waiting for a client. Returns the failure
+    /// that remains, nil when the write went through.
+    public func probeWrite() async -> String? {
         _ = try? await committer.write { db in
             try db.execute(sql: "UPDATE queue SET createdAt = createdAt WHERE name = (SELECT MIN(name) FROM queue)")
         }

@@ -332,13 +332,27 @@ extension DaemonSuite {
         #expect(refusals.allSatisfy { ($0.json["detail"] as? String ?? "").contains("nothing was stored") })
         #expect(acknowledged.count > 10)
 
+        // Started again on the full disk, it says so before any client writes: readiness, metric and log.
+        daemon.stop()
+        let restarted = try await daemon.restarted()
+        defer { restarted.stop() }
+        let readyz = "http://127.0.0.1:\(restarted.opsPort)/readyz"
+        #expect(try await eventually { restarted.stderr.value.contains("the data directory's disk is nearly full") }, "said at start: \(restarted.stderr.value)")
+        let notReady = try Daemon.run("/usr/bin/curl", ["-s", "-w", " %{http_code}", readyz]).1
+        #expect(notReady.hasPrefix("not ready: the disk of the data directory has 0 MiB free, less than two of the largest envelopes")
+                && notReady.hasSuffix(" 503"), "\(notReady)")
+        let freeBytes = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(restarted.opsPort)/metrics"]).1
+            .split(separator: "\n").first { $0.hasPrefix("amane_store_disk_free_bytes ") }?.split(separator: " ").last.flatMap { Double($0) }
+        #expect(freeBytes.map { $0 < 1_048_576 } == true, "\(String(describing: freeBytes))")
+
         #expect(try disk.grow(toMegabytes: 64))
-        let after = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(try Daemon.run("/usr/bin/curl", ["-s", readyz]).1 == "ready\n")
+        let after = try restarted.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "space is back"), headers: ["Idempotency-Key": Demo.key()])
         #expect(after.status == 201)
         var stored: Set<String> = []
         var cursor: String?
         repeat {
-            let page = try daemon.get("/v1/queue?limit=500" + (cursor.map { "&cursor=\($0)" } ?? ""), as: daemon.responder).json
+            let page = try restarted.get("/v1/queue?limit=500" + (cursor.map { "&cursor=\($0)" } ?? ""), as: daemon.responder).json
             stored.formUnion((page["cases"] as! [[String: Any]]).map { $0["id"] as! String })
             cursor = page["next"] as? String
         } while cursor != nil

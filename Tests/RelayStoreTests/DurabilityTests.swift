@@ -3,6 +3,7 @@ import GRDB
 import RelayCore
 import RelayFormat
 @testable import RelayStore
+import RelayTestSupport
 import Synchronization
 import Testing
 
@@ -151,6 +152,22 @@ import Testing
         let after = try await fixture.submit("after space returned")
         #expect(try await fixture.db.caseSummary(id: after.id).state == .new)
         #expect(fixture.db.writeFailure == nil && health.all == whileFull + ["writes again"])
+    }
+}
+
+extension DiskFullTests {
+    /// SQLite reports some writes on a full disk (growing the WAL or its index) as I/O errors: ops must not go
+    /// looking for a failing disk.
+    @Test func anIOErrorOnAFullDiskIsSaidToBeAFullDisk() throws {
+        let ioError = DatabaseError(resultCode: .SQLITE_IOERR)
+        let roomy = FileManager.default.temporaryDirectory.appendingPathComponent("relay.sqlite").path
+        #expect("\(GroupCommitter.storeError(ioError, onDiskOf: roomy))" == "unavailable: the disk failed to read or write (I/O error)")
+        let disk = try Tmpfs(megabytes: 1)
+        defer { disk.remove() }
+        _ = try Daemon.run("/bin/dd", ["if=/dev/zero", "of=\(disk.path)/filler", "bs=64k"])
+        let full = "\(disk.path)/relay.sqlite"
+        #expect("\(GroupCommitter.storeError(ioError, onDiskOf: full))" == "unavailable: the disk is full (SQLite saw an I/O error on it)")
+        #expect("\(GroupCommitter.storeError(DatabaseError(resultCode: .SQLITE_FULL), onDiskOf: full))" == "unavailable: the disk is full")
     }
 }
 
