@@ -575,6 +575,10 @@ struct Backup: AsyncParsableCommand {
             throw CommandFailure("--to \(to) is in the data directory: keep backups in another folder, best on another disk")
         }
         try RelayFiles.makeDirectory(to)
+        let lock = try FolderLock.acquire(to, fileName: ".backup.lock", held: "another backup into \(to) is running; try again once it ends")
+        defer { close(lock) }
+        let leftovers = FolderLock.removeLeftovers(in: to, prefix: ".staging-")
+        if leftovers > 0 { Console.warn("removed \(leftovers) unfinished cop\(leftovers == 1 ? "y" : "ies") left by a backup that stopped partway") }
         let stamp = Self.timestamp()
         let staging = (to as NSString).appendingPathComponent(".staging-\(UUID().uuidString)")
         try RelayFiles.makeDirectory(staging)

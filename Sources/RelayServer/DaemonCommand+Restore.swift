@@ -16,6 +16,9 @@ struct Restore: AsyncParsableCommand {
             sudo -u amane-relay amane-relayd restore /var/backups/amane-relay/relay-20261129T020000.sqlite --config /etc/amane-relay/amane-relayd.yaml
             """)
 
+    /// The folder a restore checks its copy in, inside the data directory, which it holds locked meanwhile.
+    static let stagingPrefix = ".restore-"
+
     @OptionGroup var common: CommonOptions
     @Argument(help: ArgumentHelp("The backup file (relay-<time>.sqlite).", valueName: "backup")) var backup: String
     @Option(name: .customLong("expect-head"), help: ArgumentHelp("The head backup printed for this copy, which it must hold.", valueName: "seq:hash"))
@@ -42,8 +45,6 @@ struct Restore: AsyncParsableCommand {
             throw CommandFailure("amane-relayd is serving \(directory): stop it first (systemctl stop amane-relayd); a database swapped under a running relay is damaged")
         }
         defer { close(lock) }
-        // Made by root here, the lock would keep the service user's relay from starting.
-        try Self.ownLikeTheDirectory((directory as NSString).appendingPathComponent(DataDirectoryLock.fileName), directory: directory)
         let current = (directory as NSString).appendingPathComponent(RelayDatabase.fileName)
         if !FileManager.default.fileExists(atPath: current), FileManager.default.fileExists(atPath: current + "-wal") {
             throw CommandFailure("""
@@ -52,7 +53,9 @@ struct Restore: AsyncParsableCommand {
                 """)
         }
 
-        let staging = (directory as NSString).appendingPathComponent(".restore-\(UUID().uuidString)")
+        let leftovers = FolderLock.removeLeftovers(in: directory, prefix: Self.stagingPrefix)
+        if leftovers > 0 { Console.warn("removed \(leftovers) unfinished cop\(leftovers == 1 ? "y" : "ies") left by a restore that stopped partway") }
+        let staging = (directory as NSString).appendingPathComponent(Self.stagingPrefix + UUID().uuidString)
         try RelayFiles.makeDirectory(staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)

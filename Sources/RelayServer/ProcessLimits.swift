@@ -40,13 +40,34 @@ enum DataDirectoryLock {
 
     /// Takes the lock, or says who holds it; returns the descriptor that holds it.
     static func acquire(_ directory: String) throws -> Int32 {
+        try FolderLock.acquire(directory, fileName: fileName,
+                               held: "another amane-relayd is serving \(directory); stop it first, or give this one its own --data-dir")
+    }
+}
+
+/// An exclusive lock on a folder, held until its descriptor closes: the holder alone works in it, so what an
+/// earlier holder left half-made (it was killed) can go.
+enum FolderLock {
+    static func acquire(_ directory: String, fileName: String, held: String) throws -> Int32 {
         let path = (directory as NSString).appendingPathComponent(fileName)
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CommandFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(descriptor)
-            throw CommandFailure("another amane-relayd is serving \(directory); stop it first, or give this one its own --data-dir")
+            throw CommandFailure(held)
+        }
+        // Made by root, the lock would keep the folder's owner (the service user) out.
+        if getuid() == 0, let folder = try? FileManager.default.attributesOfItem(atPath: directory),
+           let uid = (folder[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (folder[.groupOwnerAccountID] as? NSNumber)?.uint32Value {
+            _ = fchown(descriptor, uid, gid)
         }
         return descriptor
+    }
+
+    /// Removes the folders named `prefix…` in `directory`, which only a holder of its lock makes; returns how many.
+    static func removeLeftovers(in directory: String, prefix: String) -> Int {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasPrefix(prefix) }
+            .filter { (try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent($0))) != nil }.count
     }
 }

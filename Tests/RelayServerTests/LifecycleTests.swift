@@ -203,11 +203,21 @@ extension DaemonSuite {
         try FileManager.default.createDirectory(atPath: servicesBackups, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(atPath: servicesBackups) }
         #expect(chown(servicesBackups, 65534, 65534) == 0)
-        let backupStatus = try daemon.admin(["backup", "--to", servicesBackups]).0
-        #expect(backupStatus == 0)
+        // What a backup killed partway left, removed by the next one.
+        try FileManager.default.createDirectory(atPath: servicesBackups + "/.staging-killed", withIntermediateDirectories: false)
+        try Data(count: 4096).write(to: URL(fileURLWithPath: servicesBackups + "/.staging-killed/relay.sqlite"))
+        let (backupStatus, backupSaid) = try daemon.admin(["backup", "--to", servicesBackups])
+        #expect(backupStatus == 0 && backupSaid.contains("removed 1 unfinished copy left by a backup that stopped partway"), "\(backupSaid)")
         let taken = try FileManager.default.contentsOfDirectory(atPath: servicesBackups).map { try FileManager.default.attributesOfItem(atPath: servicesBackups + "/" + $0) }
-        #expect(taken.count == 1 && taken.allSatisfy { ($0[.ownerAccountID] as? NSNumber)?.intValue == 65534 && ($0[.posixPermissions] as? NSNumber)?.intValue == 0o600 },
-                "\(taken)")
+        #expect(taken.count == 2 && taken.allSatisfy { ($0[.ownerAccountID] as? NSNumber)?.intValue == 65534 && ($0[.posixPermissions] as? NSNumber)?.intValue == 0o600 },
+                "the copy and the backups' lock, the service user's: \(taken)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: servicesBackups).sorted().first == ".backup.lock")
+        // One backup into a folder at a time: another's unfinished copy is not taken for a leftover.
+        let held = open(servicesBackups + "/.backup.lock", O_RDONLY)
+        #expect(held >= 0 && flock(held, LOCK_EX | LOCK_NB) == 0)
+        let (busyStatus, busy) = try daemon.admin(["backup", "--to", servicesBackups])
+        close(held)
+        #expect(busyStatus == 1 && busy.contains("another backup into \(servicesBackups) is running"), "\(busy)")
         let later = try post("after the backup")
         let newer = try #require(try daemon.admin(["backup", "--to", backups]).1.firstMatch(of: #/Backed up to \S+/(relay-\S+\.sqlite)/#).map { String($0.1) })
 
@@ -227,8 +237,11 @@ extension DaemonSuite {
         #expect(wrongHeadCode == 6 && wrongHead.contains("BROKEN") && wrongHead.contains("Nothing was restored"), "\(wrongHead)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.directory).allSatisfy { !$0.hasPrefix("replaced-") && !$0.hasPrefix(".restore-") })
 
+        try FileManager.default.createDirectory(atPath: daemon.directory + "/.restore-killed", withIntermediateDirectories: false)
         let (restoreCode, restored) = try daemon.admin(["restore", copy, "--expect-head", head])
         #expect(restoreCode == 0 && restored.contains("head \(head)") && restored.contains("kept as"), "\(restored)")
+        #expect(restored.contains("removed 1 unfinished copy left by a restore that stopped partway")
+                && !FileManager.default.fileExists(atPath: daemon.directory + "/.restore-killed"), "\(restored)")
         #expect(restored.contains("move the backups newer than this one out of \(backups)") && restored.contains(": \(newer).")
                 && !restored.contains((copy as NSString).lastPathComponent + ","), "names the copies to move: \(restored)")
         let replaced = daemon.directory + "/" + (try #require(FileManager.default.contentsOfDirectory(atPath: daemon.directory).first { $0.hasPrefix("replaced-") && $0.hasSuffix(".sqlite") }))
@@ -238,7 +251,9 @@ extension DaemonSuite {
         #expect(replacedHolds.1.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "the replaced database holds what came after: \(replacedHolds.1)")
         #expect(!FileManager.default.fileExists(atPath: replaced + "-wal"), "its log folded in, it is whole in one file")
 
+        try FileManager.default.createDirectory(atPath: daemon.directory + "/.restore-killed", withIntermediateDirectories: false)
         daemon = try await daemon.restarted()
+        #expect(!FileManager.default.fileExists(atPath: daemon.directory + "/.restore-killed"), "the relay removes what a killed restore left")
         #expect(try daemon.get("/v1/disclosures/\(kept)", as: daemon.responder).status == 200)
         #expect(try daemon.get("/v1/disclosures/\(later)", as: daemon.responder).status == 404, "the restored copy knows nothing after it")
 
