@@ -59,7 +59,9 @@ struct Restore: AsyncParsableCommand {
         try RelayFiles.makeDirectory(staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)
-        try FileManager.default.copyItem(atPath: backup, toPath: staged)
+        do { try FileManager.default.copyItem(atPath: backup, toPath: staged) } catch let error as CocoaError {
+            throw CommandFailure("cannot copy \(backup) into \(directory) to check it: \(RelayFiles.reason(error)); nothing was restored")
+        }
         let verified: (count: Int64, head: String)
         do {
             try RelayDatabase.checkSchema(directory: staging)

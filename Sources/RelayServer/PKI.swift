@@ -222,15 +222,18 @@ enum RelayFiles {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch let error as CocoaError {
-            // Foundation's own text ("You don't have permission.") names neither the folder nor who lacks it.
-            let reason = switch error.code {
-            case .fileWriteNoPermission: "permission denied"
-            case .fileWriteVolumeReadOnly: "read-only file system"
-            case .fileWriteOutOfSpace: "no space left on the disk"
-            case .fileWriteFileExists: "a file of that name is in the way"
-            default: error.localizedDescription
-            }
-            throw CommandFailure("cannot create the folder \(path): \(reason) (running as uid \(getuid()))")
+            throw CommandFailure("cannot create the folder \(path): \(reason(error)) (running as uid \(getuid()))")
+        }
+    }
+
+    /// Foundation's own text ("You don't have permission.") names neither the file nor what to do; its error dumps are worse.
+    static func reason(_ error: CocoaError) -> String {
+        switch error.code {
+        case .fileWriteNoPermission, .fileReadNoPermission: "permission denied"
+        case .fileWriteVolumeReadOnly: "read-only file system"
+        case .fileWriteOutOfSpace: "no space left on the disk"
+        case .fileWriteFileExists: "a file of that name is in the way"
+        default: error.localizedDescription
         }
     }
 }

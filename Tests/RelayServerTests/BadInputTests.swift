@@ -359,5 +359,25 @@ extension DaemonSuite {
         #expect(Set(acknowledged).isSubset(of: stored), "every acknowledged disclosure survived")
         #expect(stored.count == acknowledged.count + 1, "nothing unacknowledged was stored")
     }
+
+    /// A restore onto a full disk says so in words, and leaves the database and the disk as they were.
+    @Test func aRestoreOntoAFullDiskSaysSoAndChangesNothing() async throws {
+        let disk = try Tmpfs(megabytes: 4)
+        defer { disk.remove() }
+        let daemon = try await Daemon(directory: disk.path + "/data")
+        defer { daemon.stop() }
+        let backups = FileManager.default.temporaryDirectory.appendingPathComponent("amane-backups-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: backups) }
+        #expect(try daemon.admin(["backup", "--to", backups]).0 == 0)
+        let copy = backups + "/" + (try #require(FileManager.default.contentsOfDirectory(atPath: backups).first { $0.hasPrefix("relay-") }))
+        daemon.stop()
+        _ = try Daemon.run("/bin/dd", ["if=/dev/zero", "of=\(disk.path)/filler", "bs=64k"])
+        let before = try Data(contentsOf: URL(fileURLWithPath: daemon.directory + "/relay.sqlite"))
+        let (status, output) = try daemon.admin(["restore", copy])
+        #expect(status == 1 && output.contains("cannot copy \(copy) into \(daemon.directory) to check it: no space left on the disk; nothing was restored")
+                && !output.contains("NSCocoaErrorDomain"), "\(output)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: daemon.directory + "/relay.sqlite")) == before)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.directory).allSatisfy { !$0.hasPrefix(".restore-") && !$0.hasPrefix("replaced-") })
+    }
 }
 }
