@@ -131,6 +131,12 @@ extension RelayServerApp {
         if soon.contains(where: { $0.value <= nowSeconds }) { logger.error(message) } else { logger.warning(message) }
     }
 
+    static func reportCAExpiry(_ end: Date, metrics: RelayMetrics, logger: Logger, now: Date = Date()) {
+        metrics.tlsCAExpiry.set(end.timeIntervalSince1970)
+        guard let warning = CertificateAuthority.expiryWarning(end, now: now) else { return }
+        if end <= now { logger.error("\(warning)") } else { logger.warning("\(warning)") }
+    }
+
     /// Builds the HTTPS API, the ops listener and the background services from a configuration.
     /// Services shut down in reverse order: the API drains first, the group-commit writer last.
     public static func build(configuration: RelayConfiguration, logger: Logger) async throws -> RelayServerApp {
@@ -160,6 +166,8 @@ extension RelayServerApp {
                                          freeBytes: metrics.storeFreeBytes, logger: logger)
 
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
+        // A CA that signed no server certificate is refused by `serve` once built, with its reason.
+        let caEnd = (try? configuration.checkClientCA()) ?? nil
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: identity.current.chain.map { .certificate($0) }, privateKey: .privateKey(identity.current.key))
         tls.minimumTLSVersion = .tlsv13
@@ -268,6 +276,7 @@ extension RelayServerApp {
             },
             PeriodicService(name: "certificate check", every: .seconds(86_400), logger: logger) {
                 identity.reportExpiry(metrics, logger: logger)
+                if let caEnd { RelayServerApp.reportCAExpiry(caEnd, metrics: metrics, logger: logger) }
                 try await RelayServerApp.reportClientCertificates(db, metrics: metrics, logger: logger)
             },
             GatewayTallyService(tally: gatewayTally, logger: logger),

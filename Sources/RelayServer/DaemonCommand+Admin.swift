@@ -49,7 +49,8 @@ struct Init: AsyncParsableCommand {
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Enroll, revoke and list principals, verify the audit trail, and purge what retention lets go.",
-        subcommands: [EnrollGateway.self, EnrollResponder.self, Reissue.self, Revoke.self, List.self, Audit.self, Sweep.self, RenewServerCertificate.self])
+        subcommands: [EnrollGateway.self, EnrollResponder.self, Reissue.self, Revoke.self, List.self, Audit.self, Sweep.self, RenewServerCertificate.self,
+                      RenewCA.self])
 
     /// Who runs an admin command, for the audit trail: the user who logged in (kept across sudo, runuser and
     /// setpriv), else sudo's caller when sudo made us root, else the process's own user; never $USER.
@@ -134,7 +135,8 @@ struct Admin: AsyncParsableCommand {
         } else {
             try ca.issue(commonName: name, usage: .client, now: now, validity: validity)
         }
-        let endsAt = Int64(now.addingTimeInterval(validity).timeIntervalSince1970)
+        let endsAt = Int64(ca.leafEnd(from: now, validity: validity).timeIntervalSince1970)
+        if let shortened = ca.shortenedByItsEnd(from: now, validity: validity) { Console.warn(shortened) }
         let out = certificate.out
         let createsOut = !FileManager.default.fileExists(atPath: out)
         try RelayFiles.makeDirectory(out)
@@ -312,10 +314,42 @@ struct RenewServerCertificate: AsyncParsableCommand {
         let key = try Certificate.PrivateKey(pemEncoded: try configuration.readPrivateKeyPEM())
         let certificate = try ca.issue(commonName: first, usage: .server(hostnames: hostnames), for: key.publicKey)
         try RelayFiles.replacePublic(certificate, to: configuration.certificateFile)
-        let expiry = Date().addingTimeInterval(CertificateAuthority.leafValidity).formatted(.iso8601.year().month().day())
+        let expiry = ca.leafEnd().formatted(.iso8601.year().month().day())
+        if let shortened = ca.shortenedByItsEnd() { Console.warn(shortened) }
         print("""
             Renewed \(configuration.certificateFile) for \(hostnames.joined(separator: ", ")), valid until \(expiry).
             Next: systemctl reload amane-relayd (or send SIGHUP) to serve it.
+            """)
+    }
+}
+
+struct RenewCA: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "renew-ca",
+        abstract: "Make the relay's CA certificate again, for the same key and name, valid for ten more years.",
+        discussion: """
+            It replaces tls.caFile (and needs the CA key). Every certificate the CA issued stays valid under the new \
+            one, so clients can take it in the old one's place at any time before the old one ends; after that, a \
+            client holding only the old one trusts nothing. Then restart the relay, and hand the new file to every \
+            gateway and member (their profile's 'ca'). Example: amane-relayd admin renew-ca --config /etc/amane-relay/amane-relayd.yaml
+            """)
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let configuration = try await common.load()
+        let ca = try configuration.certificateAuthority()
+        let renewed = try ca.renewed()
+        try RelayFiles.replacePublic(try renewed.certificatePEM, to: configuration.caFile)
+        let day = { (date: Date) in String(Timestamp.iso8601(Int64(date.timeIntervalSince1970)).prefix(10)) }
+        let old = day(ca.certificate.notValidAfter)
+        print("""
+            Renewed \(configuration.caFile) for the same key and name, valid until \(day(renewed.certificate.notValidAfter)) \
+            (the one it replaces ends on \(old)).
+            Next, before \(old):
+              1. systemctl restart amane-relayd, so that it verifies clients with the new one.
+              2. Hand \(configuration.caFile) to every gateway and member, in place of their profile's 'ca' file.
+                 Their certificates stay valid; `admin reissue` gives those that end with the old CA their full term.
             """)
     }
 }
@@ -706,7 +740,11 @@ struct CheckConfig: AsyncParsableCommand {
             if !tlsMadeLater {
                 let identity = try TLSIdentity(configuration: configuration)
                 _ = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
-                try configuration.checkClientCA()
+                let caEnd = try configuration.checkClientCA()
+                if let caEnd, let warning = CertificateAuthority.expiryWarning(caEnd) {
+                    if caEnd <= Date() { throw RelayConfiguration.Invalid(key: "tls.caFile", reason: warning) }
+                    Console.warn(warning)
+                }
                 if let expiry = identity.expiry {
                     if expiry <= Date() { throw RelayConfiguration.Invalid(key: "tls.certificateFile", reason: TLSIdentity.expiryWarning(expiry)!) }
                     validUntil = " (valid until \(Timestamp.iso8601(Int64(expiry.timeIntervalSince1970))))"

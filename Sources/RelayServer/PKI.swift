@@ -1,5 +1,6 @@
 import Crypto
 public import Foundation
+import RelayAPI
 import RelayCore
 public import RelayFormat
 import RelayStore
@@ -14,7 +15,7 @@ public struct CertificateAuthority: Sendable {
     public let certificate: Certificate
     let key: Certificate.PrivateKey
 
-    static let validity: TimeInterval = 10 * 365 * 86_400
+    public static let validity: TimeInterval = 10 * 365 * 86_400
     public static let leafValidity: TimeInterval = 2 * 365 * 86_400
 
     /// A new CA with a P-256 key.
@@ -24,6 +25,16 @@ public struct CertificateAuthority: Sendable {
             CommonName(name)
             OrganizationName("Amane Relay")
         }
+        return try selfSigned(subject: subject, key: key, now: now, validity: validity)
+    }
+
+    /// The CA's certificate made again for the same key and name, valid for `validity` from `now`: every certificate
+    /// the CA issued verifies under it as under the old one, so clients can take it in the old one's place at any time.
+    public func renewed(now: Date = Date(), validity: TimeInterval = validity) throws -> CertificateAuthority {
+        try Self.selfSigned(subject: certificate.subject, key: key, now: now, validity: validity)
+    }
+
+    private static func selfSigned(subject: DistinguishedName, key: Certificate.PrivateKey, now: Date, validity: TimeInterval) throws -> CertificateAuthority {
         let certificate = try Certificate(
             version: .v3, serialNumber: Self.serialNumber(), publicKey: key.publicKey,
             notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
@@ -35,6 +46,27 @@ public struct CertificateAuthority: Sendable {
             },
             issuerPrivateKey: key)
         return CertificateAuthority(certificate: certificate, key: key)
+    }
+
+    /// When a certificate issued at `now` for `validity` ends: no later than the CA, past whose end no client trusts it.
+    public func leafEnd(from now: Date = Date(), validity: TimeInterval = leafValidity) -> Date {
+        min(now.addingTimeInterval(validity), certificate.notValidAfter)
+    }
+
+    /// What the admin who issues a certificate must hear when the CA's end cut it short; nil otherwise.
+    public func shortenedByItsEnd(from now: Date = Date(), validity: TimeInterval = leafValidity) -> String? {
+        guard leafEnd(from: now, validity: validity) < now.addingTimeInterval(validity) else { return nil }
+        return "the certificate ends with the relay's CA, on \(Timestamp.iso8601(Int64(certificate.notValidAfter.timeIntervalSince1970)).prefix(10)): renew the CA (`amane-relayd admin renew-ca`), then reissue it for its full term"
+    }
+
+    /// What ops must hear of a CA that has ended or ends within 180 days (every client certificate and the server's
+    /// then stop being trusted at once, and the new CA certificate must reach every client first); nil otherwise.
+    static func expiryWarning(_ end: Date, now: Date = Date()) -> String? {
+        let day = String(Timestamp.iso8601(Int64(end.timeIntervalSince1970)).prefix(10))
+        let renew = "renew it with `amane-relayd admin renew-ca` and hand the new CA certificate to every gateway and member before then (Deploy/README.md, section 5)"
+        if end <= now { return "the relay's CA certificate ended on \(day): no client trusts the relay, nor the relay a client; \(renew)" }
+        let days = Int(end.timeIntervalSince(now) / 86_400)
+        return days < 180 ? "the relay's CA certificate ends on \(day), in \(days) days; \(renew)" : nil
     }
 
     /// A random 20-byte serial whose first byte keeps it positive, as RFC 5280 asks.
@@ -73,7 +105,7 @@ public struct CertificateAuthority: Sendable {
                       validity: TimeInterval = leafValidity) throws -> String {
         let certificate = try Certificate(
             version: .v3, serialNumber: Self.serialNumber(), publicKey: publicKey,
-            notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
+            notValidBefore: now.addingTimeInterval(-300), notValidAfter: leafEnd(from: now, validity: validity),
             issuer: self.certificate.subject, subject: try DistinguishedName { CommonName(commonName) },
             signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
@@ -241,19 +273,23 @@ enum RelayFiles {
 extension RelayConfiguration {
     /// Gateways and members verify the relay, and are verified, with one CA (tls.caFile, handed to each of them): a
     /// file holding no CA that signed the server certificate would refuse every client at the handshake.
-    func checkClientCA() throws {
+    /// - Returns: when the CA that signed the server certificate ends (the latest, if tls.caFile holds it renewed).
+    @discardableResult
+    func checkClientCA() throws -> Date? {
         let caPEM = try Self.read(caFile, key: "tls.caFile")
         let authorities = ((try? PEMDocument.parseMultiple(pemString: caPEM)) ?? [])
             .filter { $0.discriminator == "CERTIFICATE" }.compactMap { try? Certificate(pemDocument: $0) }
         guard !authorities.isEmpty else { throw Invalid(key: "tls.caFile", reason: "no PEM certificate in \(caFile)") }
         // A server certificate that does not parse is named by the TLS setup.
         let chainPEM = try Self.read(certificateFile, key: "tls.certificateFile")
-        guard let server = try? PEMDocument.parseMultiple(pemString: chainPEM).first.map({ try Certificate(pemDocument: $0) }) else { return }
-        guard authorities.contains(where: { $0.subject == server.issuer && $0.publicKey.isValidSignature(server.signature, for: server) }) else {
+        guard let server = try? PEMDocument.parseMultiple(pemString: chainPEM).first.map({ try Certificate(pemDocument: $0) }) else { return nil }
+        let signers = authorities.filter { $0.subject == server.issuer && $0.publicKey.isValidSignature(server.signature, for: server) }
+        guard let end = signers.map(\.notValidAfter).max() else {
             throw Invalid(key: "tls.caFile", reason: """
                 \(caFile) holds no CA that signed the server certificate \(certificateFile): clients verify the relay, and are verified, \
                 with this one CA, so every client would be refused; give the CA that signed both (pki/ca-cert.pem from `amane-relayd init`)
                 """)
         }
+        return end
     }
 }

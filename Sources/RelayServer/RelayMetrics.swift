@@ -13,6 +13,7 @@ final class RelayMetrics: Sendable {
     let receiptMissesRefused: Counter
     let requestsTimedOut: Counter
     let tlsCertificateExpiry: Gauge
+    let tlsCAExpiry: Gauge
     let queueDepth: [Urgency: Gauge]
     let slaBreaches: [Urgency: Gauge]
     let queuesWithoutSealingKey: Gauge
@@ -50,6 +51,9 @@ final class RelayMetrics: Sendable {
         tlsCertificateExpiry = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "tls_certificate_expiry", unitName: "timestamp_seconds",
                               helpText: "When the served TLS certificate expires, in Unix seconds"))
+        tlsCAExpiry = registry.makeGauge(
+            descriptor: .init(namespace: "amane", metricName: "tls_ca_expiry", unitName: "timestamp_seconds",
+                              helpText: "When the relay's CA certificate (tls.caFile) ends, in Unix seconds: every certificate stops being trusted then"))
         var depth: [Urgency: Gauge] = [:]
         var breaches: [Urgency: Gauge] = [:]
         for urgency in Urgency.allCases {

@@ -4,6 +4,7 @@ import RelayCore
 import RelayFormat
 @testable import RelayServer
 import RelayTestSupport
+import SwiftASN1
 import Testing
 import X509
 #if canImport(Glibc)
@@ -182,6 +183,58 @@ extension DaemonSuite {
         let (expiredStatus, expiredOutput) = try daemon.admin(["check-config"])
         #expect(expiredStatus == 78 && expiredOutput.contains("the TLS certificate expired on") && !expiredOutput.contains("Configuration is valid"),
                 "\(expiredOutput)")
+    }
+
+    /// A CA near its end is told at start, in the metric and by check-config, and what it issues ends with it. Renewed
+    /// for the same key, every certificate it issued stays trusted, whether a client holds the old CA file or the new.
+    @Test func aCANearItsEndIsToldAndRenewedForTheSameKey() async throws {
+        var daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
+                                          keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
+        let ending = try ca.renewed(validity: 100 * 86_400)
+        let endDay = String(Timestamp.iso8601(Int64(ending.certificate.notValidAfter.timeIntervalSince1970)).prefix(10))
+        try ending.certificatePEM.write(toFile: daemon.ca, atomically: true, encoding: .utf8)
+        let oldCA = daemon.directory + "-old-ca.pem"
+        defer { try? FileManager.default.removeItem(atPath: oldCA) }
+        try FileManager.default.copyItem(atPath: daemon.ca, toPath: oldCA)
+        daemon.stop()
+        daemon = try await daemon.restarted()
+        #expect(try await eventually { daemon.stderr.value.contains("the relay's CA certificate ends on \(endDay), in 99 days; renew it with `amane-relayd admin renew-ca`") },
+                "\(daemon.stderr.value)")
+        let metrics = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1
+        let caExpiry = metrics.split(separator: "\n").first { $0.hasPrefix("amane_tls_ca_expiry_timestamp_seconds ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        #expect(caExpiry == ending.certificate.notValidAfter.timeIntervalSince1970.rounded(.down), "\(String(describing: caExpiry))")
+        let (soonStatus, soon) = try daemon.admin(["check-config"])
+        #expect(soonStatus == 0 && soon.contains("Warning: the relay's CA certificate ends on \(endDay)"), "\(soon)")
+
+        let handover = daemon.directory + "/handover-late"
+        let (lateStatus, late) = try daemon.admin(["admin", "enroll-gateway", "kiosk-late", "--sealing-key", SealingPrivateKey.generate().publicKey.text, "--out", handover])
+        #expect(lateStatus == 0 && late.contains("Warning: the certificate ends with the relay's CA, on \(endDay)") && late.contains("valid until \(endDay)"), "\(late)")
+        let lateCertificate = try Certificate(pemEncoded: String(contentsOfFile: handover + "/kiosk-late-cert.pem", encoding: .utf8))
+        #expect(lateCertificate.notValidAfter == ending.certificate.notValidAfter, "no certificate outlives its CA")
+
+        let (renewStatus, renewed) = try daemon.admin(["admin", "renew-ca"])
+        let newCA = try Certificate(pemEncoded: String(contentsOfFile: daemon.ca, encoding: .utf8))
+        #expect(renewStatus == 0 && renewed.contains("the one it replaces ends on \(endDay)") && renewed.contains("systemctl restart amane-relayd"), "\(renewed)")
+        #expect(newCA.publicKey == ca.certificate.publicKey && newCA.subject == ca.certificate.subject
+                && newCA.notValidAfter > Date().addingTimeInterval(9 * 365 * 86_400), "the same key and name, for ten more years")
+        let (checkedStatus, checked) = try daemon.admin(["check-config"])
+        #expect(checkedStatus == 0 && !checked.contains("CA certificate ends"), "\(checked)")
+        daemon.stop()
+        daemon = try await daemon.restarted()
+        for (caFile, identity) in [(oldCA, daemon.gateway), (daemon.ca, daemon.gateway),
+                                   (daemon.ca, ClientIdentity(certificate: handover + "/kiosk-late-cert.pem", key: handover + "/kiosk-late-key.pem"))] {
+            let status = try Daemon.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", caFile, "--cert", identity.certificate,
+                                                          "--key", identity.key, daemon.url + "/v1/me"]).1
+            #expect(status == "200", "\(caFile) and \(identity.certificate): \(status)")
+        }
+        #expect(!daemon.stderr.value.contains("CA certificate ends"), "\(daemon.stderr.value)")
+
+        // Ended, the CA is a configuration the relay refuses to check as valid.
+        try ca.renewed(now: Date().addingTimeInterval(-20 * 86_400), validity: 10 * 86_400).certificatePEM.write(toFile: daemon.ca, atomically: true, encoding: .utf8)
+        let (endedStatus, ended) = try daemon.admin(["check-config"])
+        #expect(endedStatus == 78 && ended.contains("the relay's CA certificate ended on") && !ended.contains("Configuration is valid"), "\(ended)")
     }
 
     /// A restore waits for the relay to stop, checks the copy first, and keeps the database it replaces.
