@@ -141,7 +141,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayCommandsTests",
-            dependencies: ["RelayCommands", "RelayFormat", "RelayCore", "RelayTestSupport", .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            dependencies: ["RelayCommands", "RelayFormat", "RelayCore", "RelayTestSupport", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             exclude: ["Golden"],
             swiftSettings: strictSettings
         ),

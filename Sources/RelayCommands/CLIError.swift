@@ -1,3 +1,5 @@
+import RelayAPI
+
 /// Every failure the CLI reports, with the exit code it ends with and a hint at what to do next.
 public struct CLIError: Error, CustomStringConvertible {
     public enum Code: Int32, Sendable {
@@ -28,6 +30,9 @@ public struct CLIError: Error, CustomStringConvertible {
     var idempotencyKeyFile: String?
     /// TLS refused a certificate in the handshake, before anything was sent: trying again at once cannot help.
     var secureConnectionFailed = false
+
+    /// A failure of the relay that says it stored nothing (503 `unavailable`, `no_sealing_key`); other 5xx may have.
+    var storedNothing: Bool { [ProblemCode.unavailable, .noSealingKey].map(\.rawValue).contains(problemCode ?? "") }
 
     public init(_ code: Code, _ message: String, hint: String? = nil) {
         self.init(code, message, hint: hint, json: nil)

@@ -47,7 +47,7 @@ struct SendingOptions: ParsableArguments {
                 try? FileManager.default.removeItem(atPath: idempotencyKeyFile)
             }
             return answer
-        } catch var error as CLIError where error.outcomeUnknown || error.code == .server {
+        } catch var error as CLIError where error.outcomeUnknown || (error.code == .server && !error.storedNothing) {
             let retry: String
             if let idempotencyKeyFile {
                 retry = "\(command) --idempotency-key-file \(idempotencyKeyFile)"

@@ -453,9 +453,7 @@ struct TextInput: ParsableArguments {
             } catch let error as CLIError where attempt > 0 && error.problemCode == ProblemCode.duplicate.rawValue {
                 return
             } catch let error as CLIError where [.unreachable, .server].contains(error.code) && !error.secureConnectionFailed {
-                // These two say nothing was stored.
-                let storedNothing = [ProblemCode.unavailable, .noSealingKey].map(\.rawValue).contains(error.problemCode ?? "")
-                mayBeStored = mayBeStored || error.outcomeUnknown || (error.code == .server && !storedNothing)
+                mayBeStored = mayBeStored || error.outcomeUnknown || (error.code == .server && !error.storedNothing)
                 guard let delay else { throw mayBeStored ? PossiblyStored(error: error) : error }
                 FileHandle.standardError.write(Data("\(error.message); sending it again in \(delay.components.seconds) s.\n".utf8))
                 try await Task.sleep(for: delay)

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import NIOSSL
 @testable import RelayCommands
@@ -83,5 +84,25 @@ import Testing
         // 503 unavailable says nothing was stored.
         let busy = CLIError(.server, "the relay failed: busy", hint: nil, json: nil, problemCode: ProblemCode.unavailable.rawValue)
         #expect(await run(Attempts([busy, busy, busy])) is CLIError)
+    }
+
+    /// A submission the relay answered "nothing was stored" needs no key kept to retry under; any other failure of the relay does.
+    @Test func onlyASubmissionThatMayBeStoredKeepsItsKey() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-send-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let profile = try Profile.load(directory)
+        let sending = try SendingOptions.parse([])
+        for (problem, mayBeStored) in [("unavailable", false), ("no_sealing_key", false), ("internal", true)] {
+            let failure = CLIError(.server, "HTTP 503", json: nil, problemCode: problem)
+            await #expect { try await sending.send(under: "key-\(problem)", profile: profile, retrying: "amane submit x.json") { () async throws -> Int in throw failure } } throws: {
+                (($0 as? CLIError)?.hint ?? "").contains("It may have been stored") == mayBeStored
+            }
+            let kept = (try? FileManager.default.contentsOfDirectory(atPath: directory + "/unanswered")) ?? []
+            #expect(kept.count == (mayBeStored ? 1 : 0), "\(problem): \(kept)")
+        }
+        let modes = try [directory + "/unanswered", directory + "/unanswered/" + FileManager.default.contentsOfDirectory(atPath: directory + "/unanswered")[0]]
+            .map { try FileManager.default.attributesOfItem(atPath: $0)[.posixPermissions] as? Int }
+        #expect(modes == [0o700, 0o600])
     }
 }
