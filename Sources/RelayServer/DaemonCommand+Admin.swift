@@ -35,7 +35,16 @@ struct Init: AsyncParsableCommand {
         let server = try ca.issue(commonName: names[0], usage: .server(hostnames: names))
         try RelayFiles.writePublic(server.certificate, to: configuration.certificateFile)
         try RelayFiles.writeSecret(server.key, to: configuration.privateKeyFile)
-        try await common.withStore(configuration, creating: true) { db in try await db.ensureQueue(.national, actor: .admin(Admin.user)) }
+        let taxonomyLoaded = try await common.withStore(configuration, creating: true) { db in
+            try await db.ensureQueue(.national, actor: .admin(Admin.user))
+            return !db.taxonomy.codes.isEmpty
+        }
+        if !taxonomyLoaded {
+            Console.warn("""
+                no taxonomy at \(configuration.seedsDirectory)/taxonomy.yaml, so the database holds none yet: the relay loads it at its \
+                first start, from seeds.directory (it refuses to start without it)
+                """)
+        }
         print("""
             Initialised \(configuration.dataDirectory):
               CA certificate  \(configuration.caFile)  (give it to every gateway and responder)

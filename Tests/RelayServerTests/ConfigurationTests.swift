@@ -233,6 +233,17 @@ import X509
         try Daemon.run(Build.daemon, arguments, environment: environment)
     }
 
+    @Test func anInitWithoutTheSeedsSaysTheTaxonomyComesLater() throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("admin-seedless-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let (status, output) = try Daemon.run(Build.daemon, ["init", "--data-dir", data, "--hostname", "localhost"],
+                                              environment: ["AMANE_SEEDS_DIRECTORY": data + "-no-seeds", "PATH": "/usr/bin:/bin"])
+        #expect(status == 0 && output.contains("Warning: no taxonomy at \(data)-no-seeds/taxonomy.yaml") && output.contains("Initialised"), "\(output)")
+        let seeded = try relayd(["init", "--data-dir", data + "/seeded", "--hostname", "localhost"])
+        defer { try? FileManager.default.removeItem(atPath: data + "/seeded") }
+        #expect(seeded.0 == 0 && !seeded.1.contains("taxonomy"), "\(seeded.1)")
+    }
+
     @Test func badHostNamesKeysAndCountsAreRefusedBeforeAnythingIsWritten() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("admin-args-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data); try? FileManager.default.removeItem(atPath: data + "-backups") }
