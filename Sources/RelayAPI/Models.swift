@@ -155,9 +155,12 @@ public struct ReplyKey: Codable, Sendable, Equatable {
     public var caseId: String
     /// The sealing key of the gateway that sent the case.
     public var gatewayKey: String
-    public init(caseId: String, gatewayKey: String) {
+    /// Its name, under which `amane` pins the key (absent from relays before it was added).
+    public var gateway: String?
+    public init(caseId: String, gatewayKey: String, gateway: String?) {
         self.caseId = caseId
         self.gatewayKey = gatewayKey
+        self.gateway = gateway
     }
 }
 

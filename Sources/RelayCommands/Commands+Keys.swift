@@ -92,10 +92,10 @@ struct Grant: AsyncParsableCommand {
                 throw CLIError(.refused, "no active responder or supervisor named \(name)",
                                hint: "Check the name. A revoked member gets no keys: an admin enrolls them again, under a new name.")
             }
-            var trusted = try TrustedMembers(profile: session.profile)
+            var trusted = try PinnedKeys(profile: session.profile)
             try trusted.check(name, servedFingerprint: key.fingerprint)
             if let fingerprint {
-                guard TrustedMembers.normalized(fingerprint) == TrustedMembers.normalized(key.fingerprint) else {
+                guard PinnedKeys.normalized(fingerprint) == PinnedKeys.normalized(key.fingerprint) else {
                     // The relay's own fingerprint is not shown: someone who mistyped would copy it, and it is what a compromised relay would say.
                     throw CLIError(.verification, "the relay's key for \(name) does not have the fingerprint you gave (\(fingerprint)); nothing was sealed",
                                    hint: "Read it with \(name) again (`amane keygen --show` prints it on their machine). If it still differs, tell your admin: the relay may be compromised.")
@@ -176,7 +176,7 @@ struct Rotate: AsyncParsableCommand {
             let identity = try session.unlock()
             let me = try await session.client.get(APIPath.me, as: Identity.self)
             let members = try await session.client.get(APIPath.members, as: MemberList.self).members
-            let trusted = try TrustedMembers(profile: session.profile)
+            let trusted = try PinnedKeys(profile: session.profile)
             let key = SealingPrivateKey.generate()
             var grants: [String: String] = [:]
             var unconfirmed: [String: String] = [:]

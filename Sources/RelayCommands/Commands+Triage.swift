@@ -608,7 +608,12 @@ struct Note: AsyncParsableCommand {
 
 struct Reply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reply to the reporter: sealed to their gateway's key, with a copy for the case record.",
-                                                    discussion: "The reporter reads it with their receipt at the gateway. The text comes from $EDITOR, or --file (- reads standard input). Example: amane reply c41e9a7b")
+                                                    discussion: """
+                                                        The reporter reads it with their receipt at the gateway. The text comes from $EDITOR, or --file (- reads \
+                                                        standard input). The gateway's key is kept in your profile's `gateways` file at the first reply through \
+                                                        it: a gateway's key never changes, so a relay that later gives another one under its name is refused \
+                                                        (exit 6). Example: amane reply c41e9a7b
+                                                        """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The case id, or the short id `amane inbox` shows.") var id: String
     @OptionGroup var input: TextInput
@@ -622,6 +627,10 @@ struct Reply: AsyncParsableCommand {
             let replyKey = try await session.client.get(APIPath.replyKey(caseID), as: ReplyKey.self)
             guard let gatewayKey = try? SealingPublicKey(text: replyKey.gatewayKey) else {
                 throw CLIError(.refused, "the gateway that sent this case has no usable sealing key, so it cannot show a reply")
+            }
+            if let gateway = replyKey.gateway {
+                var pinned = try PinnedKeys(profile: session.profile, kind: .gateways)
+                try pinned.pin(gateway, fingerprint: gatewayKey.fingerprint)
             }
             let epoch = try await session.currentEpochKey(identity)
             let text = try input.read(draft: "reply-to-case-\(ShortID.of(caseID))")

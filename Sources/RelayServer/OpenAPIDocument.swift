@@ -780,6 +780,7 @@ components:
       properties:
         caseId: {type: string}
         gatewayKey: {type: string, description: The sealing key of the gateway that sent the case.}
+        gateway: {type: string, description: "The gateway's name. A gateway's key never changes, so amane pins it under this name when it first replies through it, and refuses another key later."}
     ReplyList:
       type: object
       required: [caseId, replies]

@@ -329,7 +329,8 @@ struct RelayRoutes: Sendable {
 
     @Sendable func replyKey(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let caseID = try Self.caseID(context)
-        return try .json(ReplyKey(caseId: caseID, gatewayKey: try await db.replyKey(caseID: caseID, actor: try context.actor)))
+        let (gateway, key) = try await db.replyKey(caseID: caseID, actor: try context.actor)
+        return try .json(ReplyKey(caseId: caseID, gatewayKey: key, gateway: gateway))
     }
 
     @Sendable func fetchCase(_ request: Request, _ context: RelayRequestContext) async throws -> Response {

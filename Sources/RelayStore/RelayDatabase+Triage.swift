@@ -317,17 +317,18 @@ extension RelayDatabase {
 
     /// The key a reply to the case is sealed to (its gateway's), once the actor may add one. Asked before the
     /// reply is written, so that a refusal comes first; it opens nothing and changes nothing.
-    public func replyKey(caseID: String, actor: StoreActor) async throws -> String {
+    public func replyKey(caseID: String, actor: StoreActor) async throws -> (gateway: String, key: String) {
         guard actor.role.isMember else { throw StoreError(.forbidden, "only responders and supervisors reply") }
         return try await pool.read { db in
             let record = try Self.record(db, id: caseID, queue: try Self.requireActive(db, actor))
             try Self.checkMayAdd(.reply, to: record, by: actor, db)
-            return try Self.replyingGatewayKey(db, record).text
+            let (gateway, key) = try Self.replyingGateway(db, record)
+            return (gateway, key.text)
         }
     }
 
-    /// The key of the gateway that took the disclosure, while it can still hand a reply to the reporter.
-    private static func replyingGatewayKey(_ db: Database, _ record: DisclosureRecord) throws -> SealingPublicKey {
+    /// The gateway that took the disclosure, and its key, while it can still hand a reply to the reporter.
+    private static func replyingGateway(_ db: Database, _ record: DisclosureRecord) throws -> (String, SealingPublicKey) {
         guard let gateway = try PrincipalRecord.fetchOne(db, key: record.gatewayID), let keyText = gateway.sealingKey,
               let key = try? SealingPublicKey(text: keyText) else {
             throw StoreError(.invalidState, "the gateway that sent this case has no sealing key, so it cannot show a reply")
@@ -338,7 +339,7 @@ extension RelayDatabase {
                 through it; add a note instead
                 """)
         }
-        return key
+        return (gateway.name, key)
     }
 
     /// A supervisor adds to any case of the queue; a responder only to the case they hold.
@@ -364,7 +365,7 @@ extension RelayDatabase {
             try Self.checkMayAdd(kind, to: record, by: actor, db)
             let epochID = try Self.checkEnvelope(db, envelope, kind: kind, objectID: objectID, queue: QueueName(rawValue: record.queue) ?? .national)
             if let gatewayEnvelope {
-                let gatewayKey = try Self.replyingGatewayKey(db, record)
+                let (_, gatewayKey) = try Self.replyingGateway(db, record)
                 let header: EnvelopeHeader
                 do { header = try EnvelopeHeader.inspect(gatewayEnvelope) } catch let error as FormatError { throw StoreError(.invalid, "the gateway copy: \(error.plainReason)") }
                 guard header.kind == .reply, header.objectID == objectID, header.keyID == gatewayKey.id else {

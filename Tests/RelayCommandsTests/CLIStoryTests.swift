@@ -172,6 +172,19 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["note", short, "-m", "Rappel: appeler l'école demain."], home: cli.responder).code == 0)
         let reply = "Nous sommes là pour toi. / نحن هنا من أجلك."
         #expect(try cli.run(["reply", short, "-m", reply], home: cli.responder).code == 0)
+        // The gateway's key is pinned at the first reply through it; another key under its name is refused later.
+        let principals = try JSONSerialization.jsonObject(with: Data(try daemon.admin(["admin", "list", "--json"]).1.utf8)) as? [[String: Any]] ?? []
+        let gatewayFingerprint = try #require(principals.first { $0["name"] as? String == "demo-gateway" }?["sealingKeyFingerprint"] as? String)
+        let gatewayPins = cli.responder + "/gateways"
+        let gatewayPinned = try String(contentsOfFile: gatewayPins, encoding: .utf8)
+        #expect(gatewayPinned.contains("\ndemo-gateway \(gatewayFingerprint.lowercased().filter { !$0.isWhitespace })\n"), "\(gatewayPinned)")
+        try gatewayPinned.replacingOccurrences(of: gatewayFingerprint.lowercased().filter { !$0.isWhitespace }, with: "amane1-aaaa-aaaa-aaaa-aaaa-aaaa-aaaa")
+            .write(toFile: gatewayPins, atomically: true, encoding: .utf8)
+        let swapped = try cli.run(["reply", short, "-m", "not to be sealed"], home: cli.responder)
+        #expect(swapped.code == 6 && swapped.output.contains("not the one it gave when you first replied through demo-gateway")
+                && swapped.output.contains("nothing was sealed"), "\(swapped.output)")
+        try gatewayPinned.write(toFile: gatewayPins, atomically: true, encoding: .utf8)
+        chmod(gatewayPins, 0o600)
         // A refused move leaves no reason note behind; the accepted one does (5b counts two notes).
         let typo = try cli.run(["refer", short, "--to", "helth", "--reason", "Needs a doctor"], home: cli.responder)
         #expect(typo.code == 2 && typo.output.contains("unknown referral 'helth' (known: ") && typo.output.contains("health, legal"), "\(typo.output)")
@@ -429,7 +442,7 @@ extension DaemonSuiteForCLI {
         let (cutBackupCode, cutBackup) = try daemon.admin(["backup", "--to", beforeCut])
         #expect(cutBackupCode == 6 && cutBackup.contains("ends before this earlier head") && cutBackup.contains("kept apart"),
                 "the next backup holds the trail to the last backup's head: \(cutBackup)")
-        let copies = try FileManager.default.contentsOfDirectory(atPath: beforeCut)
+        let copies = try FileManager.default.contentsOfDirectory(atPath: beforeCut).filter { $0 != ".backup.lock" }
         #expect(copies.count == 2 && copies.allSatisfy { $0.hasSuffix(".sqlite") }, "each copy is one file, and reading one leaves nothing beside it: \(copies)")
 
         // It fails where a row was edited in the database file.
@@ -454,7 +467,7 @@ extension DaemonSuiteForCLI {
         defer { try? FileManager.default.removeItem(atPath: backups) }
         let (backupCode, backupOutput) = try daemon.admin(["backup", "--to", backups])
         #expect(backupCode == 6 && backupOutput.contains("BROKEN at entry") && backupOutput.contains("kept apart"), "\(backupOutput)")
-        let kept = try FileManager.default.contentsOfDirectory(atPath: backups)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: backups).filter { $0 != ".backup.lock" }
         #expect(kept.count == 1 && kept.allSatisfy { $0.hasPrefix("broken-") && $0.hasSuffix(".sqlite") }, "kept apart from the regular copies: \(kept)")
     }
 }

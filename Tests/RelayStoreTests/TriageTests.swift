@@ -162,7 +162,8 @@ import Testing
         let result = try await fixture.submit("the disclosure")
         let amina = StoreActor(fixture.responder)
         try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
-        #expect(try await fixture.db.replyKey(caseID: result.id, actor: amina) == fixture.gatewayKey.publicKey.text)
+        let replyKey = try await fixture.db.replyKey(caseID: result.id, actor: amina)
+        #expect(replyKey.key == fixture.gatewayKey.publicKey.text && replyKey.gateway == fixture.gateway.name.rawValue)
         _ = try await fixture.db.revoke(name: fixture.gateway.name, actor: .admin("test"))
         let refused = await #expect(throws: StoreError.self) { try await fixture.db.replyKey(caseID: result.id, actor: amina) }
         #expect(refused?.code == .invalidState && refused?.reason.contains("(\(fixture.gateway.name)) is revoked") == true

@@ -4,11 +4,11 @@ import RelayAPI
 import Testing
 
 /// The pins of `amane grant NAME --fingerprint`, written by separate `amane` runs that may overlap.
-@Suite struct TrustedMembersTests {
+@Suite struct PinnedKeysTests {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-members-\(UUID().uuidString)").path
 
-    func load() throws -> TrustedMembers {
-        try TrustedMembers(profile: Profile(directory: directory, identity: (directory as NSString).appendingPathComponent("identity.amane")))
+    func load() throws -> PinnedKeys {
+        try PinnedKeys(profile: Profile(directory: directory, identity: (directory as NSString).appendingPathComponent("identity.amane")))
     }
 
     static func fingerprint(_ index: Int) -> String { String(repeating: String(format: "%02x", index), count: 32) }

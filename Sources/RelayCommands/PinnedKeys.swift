@@ -3,17 +3,24 @@ import Glibc
 import RelayCore
 import RelayFormat
 
-/// Colleagues' sealing-key fingerprints that this member confirmed with them directly (`amane grant NAME
-/// --fingerprint`), kept in the profile folder as `members`, one `NAME FINGERPRINT` a line. The relay serves
-/// every member's public key: without these, a compromised relay could swap in its own key and be granted
-/// the queue keys, and with them everything stored before. A name's key never changes (enrollment refuses a
-/// used name, and reissue keeps the key), so a pin is never replaced.
-struct TrustedMembers {
+/// Sealing-key fingerprints kept in the profile folder, one `NAME FINGERPRINT` a line. The relay serves every
+/// principal's public key; a name's key never changes (enrollment refuses a used name, and reissue keeps the
+/// key), so a pin is never replaced, and a relay that serves another key for a pinned name is refused.
+/// - `members`: colleagues' keys this member confirmed with them directly (`amane grant NAME --fingerprint`).
+///   Without them, a compromised relay could swap in its own key and be granted the queue keys, and with them
+///   everything stored before.
+/// - `gateways`: gateways' keys as `amane reply` first sealed to them. A relay compromised later cannot then
+///   have replies sealed to a key of its own under a gateway's name.
+struct PinnedKeys {
+    enum Kind: String { case members, gateways }
+
+    let kind: Kind
     let path: String
     private(set) var fingerprints: [String: String] = [:]
 
-    init(profile: Profile) throws {
-        path = (profile.directory as NSString).appendingPathComponent("members")
+    init(profile: Profile, kind: Kind = .members) throws {
+        self.kind = kind
+        path = (profile.directory as NSString).appendingPathComponent(kind.rawValue)
         fingerprints = try Self.read(path)
     }
 
@@ -71,7 +78,8 @@ struct TrustedMembers {
         try check(name, servedFingerprint: fingerprint)
         guard fingerprints[name] == nil else { return }
         fingerprints[name] = Self.normalized(fingerprint)
-        let text = "# Colleagues' key fingerprints you confirmed with them (amane grant NAME --fingerprint).\n"
+        let text = (kind == .members ? "# Colleagues' key fingerprints you confirmed with them (amane grant NAME --fingerprint).\n"
+                                     : "# Gateways' key fingerprints as amane reply first sealed to them.\n")
             + fingerprints.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
         let staging = path + ".\(UUID().uuidString)"
         do {
@@ -89,7 +97,8 @@ struct TrustedMembers {
     /// Refuses a key that differs from the one confirmed for `name`.
     func check(_ name: String, servedFingerprint: String) throws {
         guard let confirmed = fingerprints[name], confirmed != Self.normalized(servedFingerprint) else { return }
-        throw CLIError(.verification, "the relay gives \(name) the key \(servedFingerprint), not the one you confirmed with them (\(confirmed)); nothing was sealed",
+        let pinned = kind == .members ? "the one you confirmed with them" : "the one it gave when you first replied through \(name)"
+        throw CLIError(.verification, "the relay gives \(name) the key \(servedFingerprint), not \(pinned) (\(confirmed)); nothing was sealed",
                        hint: "Do not go on: a name's key never changes, so the relay may be compromised. Tell your admin.")
     }
 }
