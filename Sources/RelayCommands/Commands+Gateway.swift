@@ -21,7 +21,7 @@ struct SendingOptions: ParsableArguments {
 
     /// The key the request goes under: the one given, to retry, or a new one.
     func key() throws -> String {
-        guard let idempotencyKeyFile else { return idempotencyKey ?? "amane-cli-\(UUID().uuidString.lowercased())" }
+        guard let idempotencyKeyFile else { return idempotencyKey ?? "\(Self.madeKeyPrefix)\(UUID().uuidString.lowercased())" }
         guard FileManager.default.fileExists(atPath: idempotencyKeyFile) else {
             throw CLIError(.usage, "the idempotency key file \(idempotencyKeyFile) does not exist; nothing was sent", hint: """
                 A key amane saved is removed once its submission is answered: if this retry ran before, it was stored then, and \
@@ -35,19 +35,32 @@ struct SendingOptions: ParsableArguments {
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// The keys amane makes. Those an amane before content tags were keyed by the profile's secret made and saved
+    /// (`amane-cli-…`) are retried with the tag of their first try.
+    static let madeKeyPrefix = "amane-key-"
+    static let formerMadeKeyPrefix = "amane-cli-"
+
     /// Sends under `key`. When the relay failed or never answered, the submission may be stored, and only a retry
     /// under the same key cannot store it twice: a key made here is saved in the profile (mode 0600; it also
     /// guards the receipt, so it goes in no message), and the failure says how to retry. A saved key that
     /// served is removed.
     func send<T>(under key: String, profile: Profile, retrying command: String, _ post: () async throws -> T) async throws -> T {
         let saved = (profile.directory as NSString).appendingPathComponent("unanswered")
+        let retrying = idempotencyKeyFile != nil || idempotencyKey != nil
         do {
             let answer = try await post()
             if let idempotencyKeyFile, (idempotencyKeyFile as NSString).deletingLastPathComponent == saved {
                 try? FileManager.default.removeItem(atPath: idempotencyKeyFile)
             }
             return answer
-        } catch var error as CLIError where error.outcomeUnknown || (error.code == .server && !error.storedNothing) {
+        } catch let error as CLIError where retrying && error.problemCode == ProblemCode.idempotencyKeyReused.rawValue {
+            throw error.with(hint: """
+                Nothing more was stored. An earlier request under this key was stored with other content (or, sealed with \
+                --seal, tagged from another profile's content-tag.secret): if this is the same disclosure, it is stored \
+                already; do not send it again as a new one. Other content needs a new key (send it without \
+                --idempotency-key or --idempotency-key-file).
+                """)
+        } catch var error as CLIError where error.outcomeUnknown || (error.code == .server && (retrying || !error.storedNothing)) {
             let retry: String
             if let idempotencyKeyFile {
                 retry = "\(command) --idempotency-key-file \(idempotencyKeyFile)"
@@ -62,7 +75,9 @@ struct SendingOptions: ParsableArguments {
                 error.idempotencyKeyFile = file
                 retry = "\(command) --idempotency-key-file \(file)"
             }
-            let hint = "It may have been stored. Send it again under the same key, which stores it at most once (within seven days): \(retry)"
+            let hint = error.storedNothing
+                ? "This try stored nothing, but an earlier one under this key may have. Send it again under the same key: \(retry)"
+                : "It may have been stored. Send it again under the same key, which stores it at most once (within seven days): \(retry)"
             throw error.with(hint: [error.hint, hint].compactMap { $0 }.joined(separator: "\n"))
         }
     }
@@ -75,7 +90,7 @@ struct SendingOptions: ParsableArguments {
     /// by the profile's own secret, which the relay never sees: keyed by what the relay sees alone, the tag would let
     /// it test guesses of the content.
     static func contentTag(_ plaintext: Data, key: String, profile: Profile) throws -> String {
-        let secret = try ContentTagSecret.load(in: profile.directory)
+        let secret = key.hasPrefix(formerMadeKeyPrefix) ? [] : try ContentTagSecret.load(in: profile.directory)
         return Base64.encode(KeyedBox.tag(plaintext, secret: secret + Array(key.utf8), context: Array("sealed content".utf8)))
     }
 
@@ -106,9 +121,10 @@ struct Submit: AsyncParsableCommand {
         discussion: """
             FILE holds the JSON body of POST /v1/disclosures. With --seal the content is sealed here to the queue's key,
             so the relay only ever receives the envelope. Example: AMANE_HOME=.amane-dev/dev/gateway amane submit seeds/demo/01-….json --seal
-            When the relay fails or gives no answer, the disclosure may be stored: the idempotency key is saved in the \
-            profile (the message names the file; in --json, idempotencyKeyFile), and sending again with \
-            --idempotency-key-file FILE stores it at most once.
+            When the relay fails (other than a 503 that says nothing was stored) or gives no answer, the disclosure may \
+            be stored: the idempotency key is saved in the profile (the message names the file; in --json, \
+            idempotencyKeyFile), and sending again with --idempotency-key-file FILE stores it at most once. A sealed \
+            retry is known by a tag keyed by the profile's content-tag.secret: send it from the same profile.
             """)
 
     @OptionGroup var global: ProfileOptions

@@ -628,10 +628,7 @@ struct Reply: AsyncParsableCommand {
             guard let gatewayKey = try? SealingPublicKey(text: replyKey.gatewayKey) else {
                 throw CLIError(.refused, "the gateway that sent this case has no usable sealing key, so it cannot show a reply")
             }
-            if let gateway = replyKey.gateway {
-                var pinned = try PinnedKeys(profile: session.profile, kind: .gateways)
-                try pinned.pin(gateway, fingerprint: gatewayKey.fingerprint)
-            }
+            try PinnedKeys.checkGatewayKey(replyKey, fingerprint: gatewayKey.fingerprint, profile: session.profile)
             let epoch = try await session.currentEpochKey(identity)
             let text = try input.read(draft: "reply-to-case-\(ShortID.of(caseID))")
             do {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import RelayAPI
 import RelayCore
 import RelayFormat
 
@@ -10,7 +11,7 @@ import RelayFormat
 ///   Without them, a compromised relay could swap in its own key and be granted the queue keys, and with them
 ///   everything stored before.
 /// - `gateways`: gateways' keys as `amane reply` first sealed to them. A relay compromised later cannot then
-///   have replies sealed to a key of its own under a gateway's name.
+///   have replies sealed to a key of its own under a pinned gateway's name (it still says which gateway sent a case).
 struct PinnedKeys {
     enum Kind: String { case members, gateways }
 
@@ -52,7 +53,7 @@ struct PinnedKeys {
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
             let fields = line.split(separator: " ")
             guard fields.count == 2, PrincipalName(rawValue: String(fields[0])) != nil, fingerprints[String(fields[0])] == nil else {
-                throw CLIError(.usage, "\(path): expected one 'NAME FINGERPRINT' line per colleague, found '\(Output.inert(String(line)))'")
+                throw CLIError(.usage, "\(path): expected one 'NAME FINGERPRINT' line per name, found '\(Output.inert(String(line)))'")
             }
             fingerprints[String(fields[0])] = normalized(String(fields[1]))
         }
@@ -99,6 +100,20 @@ struct PinnedKeys {
         guard let confirmed = fingerprints[name], confirmed != Self.normalized(servedFingerprint) else { return }
         let pinned = kind == .members ? "the one you confirmed with them" : "the one it gave when you first replied through \(name)"
         throw CLIError(.verification, "the relay gives \(name) the key \(servedFingerprint), not \(pinned) (\(confirmed)); nothing was sealed",
-                       hint: "Do not go on: a name's key never changes, so the relay may be compromised. Tell your admin.")
+                       hint: "Do not go on: a name's key never changes, so the relay may be compromised. Tell your admin."
+                           + (kind == .gateways ? " Only if they confirm that \(name) was enrolled anew (a relay rebuilt), remove its line from \(path)." : ""))
+    }
+
+    /// Checks the key a reply is sealed to against the gateway's pin, pinning it at the first reply through it.
+    static func checkGatewayKey(_ replyKey: ReplyKey, fingerprint: String, profile: Profile) throws {
+        var pinned = try PinnedKeys(profile: profile, kind: .gateways)
+        guard let gateway = replyKey.gateway else {
+            guard pinned.fingerprints.isEmpty else {
+                throw CLIError(.verification, "the relay does not say which gateway sent this case, so its key cannot be checked against the ones you pinned; nothing was sealed",
+                               hint: "A relay older than this amane does not say; otherwise it may be compromised. Tell your admin.")
+            }
+            return
+        }
+        try pinned.pin(gateway, fingerprint: fingerprint)
     }
 }

@@ -119,12 +119,16 @@ enum ContentTagSecret {
         for index in secret.indices { secret[index] = generator.next() }
         let draft = path + ".\(UUID().uuidString).draft"
         defer { unlink(draft) }
+        let readOnly = "A profile folder mounted read-only needs it made beforehand: head -c \(size) /dev/urandom > \(path); chmod 600 \(path)"
         do { try SecretFile.createExclusive(at: draft, contents: secret) } catch {
-            throw CLIError(.key, "cannot make the content tag secret: \(error.plainReason)")
+            throw CLIError(.key, "cannot make the content tag secret: \(error.plainReason)", hint: readOnly)
         }
         guard link(draft, path) == 0 || errno == EEXIST else {
-            throw CLIError(.key, "cannot make the content tag secret \(path): \(String(cString: strerror(errno)))")
+            throw CLIError(.key, "cannot make the content tag secret \(path): \(String(cString: strerror(errno)))", hint: readOnly)
         }
+        // A tag sent before a crash must be made again by the retry after it: the name must last too.
+        let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 { fsync(folder); close(folder) }
     }
 }
 

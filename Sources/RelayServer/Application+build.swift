@@ -162,7 +162,7 @@ extension RelayServerApp {
             throw RelayConfiguration.Invalid(key: "seeds.directory", reason: "no taxonomy in the database and none at \(configuration.seedsDirectory)/taxonomy.yaml; \(RelayConfiguration.findingSeeds)")
         }
         let auditWatch = AuditTailWatch(db: db, metrics: metrics, logger: logger)
-        let writeCheck = StoreWriteCheck(db: db, directory: dataDirectory, room: 2 * Int64(configuration.limits.maxEnvelopeBytes),
+        let writeCheck = StoreWriteCheck(db: db, directory: dataDirectory, room: 2 * Int64(configuration.limits.largestSubmission),
                                          freeBytes: metrics.storeFreeBytes, logger: logger)
 
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
@@ -264,7 +264,7 @@ extension RelayServerApp {
                 if purged + forgotten > 0 { logger.info("retention sweep", metadata: ["relay.purged": "\(purged)", "relay.idempotency": "\(forgotten)"]) }
             },
             // Both first run at start: a relay started on a full disk says so before a client writes.
-            PeriodicService(name: "store write check", every: .seconds(60), logger: logger) { _ = await writeCheck.failure() },
+            PeriodicService(name: "store write check", every: .seconds(60), logger: logger) { _ = await writeCheck.failure(telling: true) },
             PeriodicService(name: "audit trail check", every: .seconds(3600), logger: logger) { auditWatch.check() },
             PeriodicService(name: "SLA monitor", every: .seconds(60), logger: logger) {
                 let depth = try await db.queueDepth()

@@ -4,6 +4,7 @@ import RelayAPI
 import RelayCore
 import RelayFormat
 import RelayStore
+import SwiftASN1
 import X509
 
 struct Init: AsyncParsableCommand {
@@ -41,7 +42,7 @@ struct Init: AsyncParsableCommand {
         }
         if !taxonomyLoaded {
             Console.warn("""
-                no taxonomy at \(configuration.seedsDirectory)/taxonomy.yaml, so the database holds none yet: the relay loads it at its \
+                no taxonomy read from \(configuration.seedsDirectory)/taxonomy.yaml (missing or unreadable), so the database holds none yet: the relay loads it at its \
                 first start, from seeds.directory (it refuses to start without it)
                 """)
         }
@@ -144,8 +145,8 @@ struct Admin: AsyncParsableCommand {
         } else {
             try ca.issue(commonName: name, usage: .client, now: now, validity: validity)
         }
-        let endsAt = Int64(ca.leafEnd(from: now, validity: validity).timeIntervalSince1970)
-        if let shortened = ca.shortenedByItsEnd(from: now, validity: validity) { Console.warn(shortened) }
+        let outlivesCA = try ca.checkLifetime(from: now, validity: validity)
+        let endsAt = Int64(now.addingTimeInterval(validity).timeIntervalSince1970)
         let out = certificate.out
         let createsOut = !FileManager.default.fileExists(atPath: out)
         try RelayFiles.makeDirectory(out)
@@ -157,8 +158,14 @@ struct Admin: AsyncParsableCommand {
         // The CA certificate goes in the handover too: their profile's 'ca' names it.
         let caCopy = (out as NSString).appendingPathComponent("ca-cert.pem")
         let caPEM = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+        // A copy from before `admin renew-ca` (the same key and name) is brought up to date.
+        var renewsCACopy = false
         if let existing = FileManager.default.contents(atPath: caCopy), existing != Data(caPEM.utf8) {
-            throw CommandFailure("\(caCopy) is not this relay's CA certificate; choose another --out folder")
+            guard let earlier = try? Certificate(pemEncoded: String(decoding: existing, as: UTF8.self)),
+                  earlier.publicKey == ca.certificate.publicKey, earlier.subject == ca.certificate.subject else {
+                throw CommandFailure("\(caCopy) is not this relay's CA certificate; choose another --out folder")
+            }
+            renewsCACopy = true
         }
         let createsCACopy = !FileManager.default.fileExists(atPath: caCopy)
         func removeWritten() {
@@ -170,6 +177,7 @@ struct Admin: AsyncParsableCommand {
         // The files first: once registered, the key must not be lost to a failed write (a reissue retires the old one).
         do {
             if createsCACopy { try RelayFiles.writePublic(caPEM, to: caCopy) }
+            if renewsCACopy { try RelayFiles.replacePublic(caPEM, to: caCopy) }
             try RelayFiles.writePublic(issued.certificate, to: certPath)
             if let key = issued.key { try RelayFiles.writeSecret(key, to: keyPath) }
         } catch {
@@ -198,8 +206,9 @@ struct Admin: AsyncParsableCommand {
         let files = """
               client certificate       \(certPath)  (valid until \(Timestamp.iso8601(endsAt).prefix(10)); `admin list` shows when each ends)
             \(keyLine)
-              relay CA certificate     \(caCopy)  (their profile's 'ca')
+              relay CA certificate     \(caCopy)  (their profile's 'ca'\(renewsCACopy ? "; the renewed one, in place of the copy from before" : ""))
             """
+        if let outlivesCA { Console.warn(outlivesCA) }
         return (principal, files)
     }
 }
@@ -321,10 +330,11 @@ struct RenewServerCertificate: AsyncParsableCommand {
         let configuration = try await common.load()
         let ca = try configuration.certificateAuthority()
         let key = try Certificate.PrivateKey(pemEncoded: try configuration.readPrivateKeyPEM())
+        let outlivesCA = try ca.checkLifetime()
         let certificate = try ca.issue(commonName: first, usage: .server(hostnames: hostnames), for: key.publicKey)
         try RelayFiles.replacePublic(certificate, to: configuration.certificateFile)
-        let expiry = ca.leafEnd().formatted(.iso8601.year().month().day())
-        if let shortened = ca.shortenedByItsEnd() { Console.warn(shortened) }
+        let expiry = Date().addingTimeInterval(CertificateAuthority.leafValidity).formatted(.iso8601.year().month().day())
+        if let outlivesCA { Console.warn(outlivesCA) }
         print("""
             Renewed \(configuration.certificateFile) for \(hostnames.joined(separator: ", ")), valid until \(expiry).
             Next: systemctl reload amane-relayd (or send SIGHUP) to serve it.
@@ -358,7 +368,7 @@ struct RenewCA: AsyncParsableCommand {
             Next, before \(old):
               1. systemctl restart amane-relayd, so that it verifies clients with the new one.
               2. Hand \(configuration.caFile) to every gateway and member, in place of their profile's 'ca' file.
-                 Their certificates stay valid; `admin reissue` gives those that end with the old CA their full term.
+                 Their certificates, and the server's, stay valid as they are.
             """)
     }
 }
@@ -620,11 +630,11 @@ struct Backup: AsyncParsableCommand {
         try RelayFiles.makeDirectory(to)
         let lock = try FolderLock.acquire(to, fileName: ".backup.lock", held: "another backup into \(to) is running; try again once it ends")
         defer { close(lock) }
-        let leftovers = FolderLock.removeLeftovers(in: to, prefix: ".staging-")
-        if leftovers > 0 { Console.warn("removed \(leftovers) unfinished cop\(leftovers == 1 ? "y" : "ies") left by a backup that stopped partway") }
+        FolderLock.removeLeftovers(in: to, prefix: ".staging-", leftBy: "a backup", say: Console.warn)
         let stamp = Self.timestamp()
         let staging = (to as NSString).appendingPathComponent(".staging-\(UUID().uuidString)")
         try RelayFiles.makeDirectory(staging)
+        try RelayFiles.ownLike(to, staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let db = try common.openExisting(configuration)
         // A trail rewritten with every hash recomputed still links up: the newest earlier backup's head shows it.

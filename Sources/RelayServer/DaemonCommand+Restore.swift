@@ -42,7 +42,7 @@ struct Restore: AsyncParsableCommand {
         }
         let lock: Int32
         do { lock = try DataDirectoryLock.acquire(directory) } catch {
-            throw CommandFailure("amane-relayd is serving \(directory): stop it first (systemctl stop amane-relayd); a database swapped under a running relay is damaged")
+            throw CommandFailure("amane-relayd is serving \(directory), or another restore is running: stop it first (systemctl stop amane-relayd); a database swapped under a running relay is damaged")
         }
         defer { close(lock) }
         let current = (directory as NSString).appendingPathComponent(RelayDatabase.fileName)
@@ -53,10 +53,10 @@ struct Restore: AsyncParsableCommand {
                 """)
         }
 
-        let leftovers = FolderLock.removeLeftovers(in: directory, prefix: Self.stagingPrefix)
-        if leftovers > 0 { Console.warn("removed \(leftovers) unfinished cop\(leftovers == 1 ? "y" : "ies") left by a restore that stopped partway") }
+        FolderLock.removeLeftovers(in: directory, prefix: Self.stagingPrefix, leftBy: "a restore", say: Console.warn)
         let staging = (directory as NSString).appendingPathComponent(Self.stagingPrefix + UUID().uuidString)
         try RelayFiles.makeDirectory(staging)
+        try RelayFiles.ownLike(directory, staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }
         let staged = (staging as NSString).appendingPathComponent(RelayDatabase.fileName)
         do { try FileManager.default.copyItem(atPath: backup, toPath: staged) } catch let error as CocoaError {
@@ -140,11 +140,6 @@ struct Restore: AsyncParsableCommand {
     /// The restored file belongs to whoever owns the data directory (the service user, when root restores), mode 0600.
     static func ownLikeTheDirectory(_ path: String, directory: String) throws {
         guard chmod(path, 0o600) == 0 else { throw CommandFailure("cannot make \(path) private: \(String(cString: strerror(errno)))") }
-        guard getuid() == 0 else { return }
-        let owner = try FileManager.default.attributesOfItem(atPath: directory)
-        guard let uid = (owner[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (owner[.groupOwnerAccountID] as? NSNumber)?.uint32Value,
-              chown(path, uid, gid) == 0 else {
-            throw CommandFailure("cannot give \(path) to the owner of \(directory): \(String(cString: strerror(errno)))")
-        }
+        try RelayFiles.ownLike(directory, path)
     }
 }

@@ -189,8 +189,7 @@ struct Serve: AsyncParsableCommand {
         for warning in RelayFiles.openToOthers(configuration) { logger.warning("\(warning)") }
         let lock = try DataDirectoryLock.acquire(configuration.dataDirectory)
         defer { close(lock) }
-        let leftovers = FolderLock.removeLeftovers(in: configuration.dataDirectory, prefix: Restore.stagingPrefix)
-        if leftovers > 0 { logger.notice("removed unfinished copies left by a restore that stopped partway", metadata: ["relay.count": "\(leftovers)"]) }
+        FolderLock.removeLeftovers(in: configuration.dataDirectory, prefix: Restore.stagingPrefix, leftBy: "a restore") { logger.notice("\($0)") }
         if configuration.dev { try DevEnvironment.preparePKI(configuration) }
         try configuration.checkNotifyCommand()
         let app = try await RelayServerApp.build(configuration: configuration, logger: logger)

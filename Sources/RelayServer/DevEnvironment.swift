@@ -50,7 +50,7 @@ enum DevEnvironment {
             let principal = try await db.enroll(name: PrincipalName(rawValue: demo.name)!, role: demo.role,
                                                 spkiFingerprint: try SPKIFingerprint.of(certificatePEM: issued.certificate),
                                                 sealingKey: key.publicKey.text,
-                                                certificateEndsAt: Int64(ca.leafEnd(from: issuedAt).timeIntervalSince1970),
+                                                certificateEndsAt: Int64(issuedAt.addingTimeInterval(CertificateAuthority.leafValidity).timeIntervalSince1970),
                                                 actor: .admin("dev"))
             if demo.role.isMember { members.append((principal, key)) }
         }

@@ -48,15 +48,16 @@ public struct CertificateAuthority: Sendable {
         return CertificateAuthority(certificate: certificate, key: key)
     }
 
-    /// When a certificate issued at `now` for `validity` ends: no later than the CA, past whose end no client trusts it.
-    public func leafEnd(from now: Date = Date(), validity: TimeInterval = leafValidity) -> Date {
-        min(now.addingTimeInterval(validity), certificate.notValidAfter)
-    }
-
-    /// What the admin who issues a certificate must hear when the CA's end cut it short; nil otherwise.
-    public func shortenedByItsEnd(from now: Date = Date(), validity: TimeInterval = leafValidity) -> String? {
-        guard leafEnd(from: now, validity: validity) < now.addingTimeInterval(validity) else { return nil }
-        return "the certificate ends with the relay's CA, on \(Timestamp.iso8601(Int64(certificate.notValidAfter.timeIntervalSince1970)).prefix(10)): renew the CA (`amane-relayd admin renew-ca`), then reissue it for its full term"
+    /// What the admin who issues a certificate for `validity` from `now` must hear when it outlives the CA (it stays
+    /// trusted past the CA's end only once `admin renew-ca` made the CA again for the same key); nil otherwise.
+    /// - Throws: once the CA has ended: nothing it issues is trusted.
+    public func checkLifetime(from now: Date = Date(), validity: TimeInterval = leafValidity) throws -> String? {
+        let caEnd = String(Timestamp.iso8601(Int64(certificate.notValidAfter.timeIntervalSince1970)).prefix(10))
+        guard certificate.notValidAfter > now else {
+            throw CommandFailure("the relay's CA ended on \(caEnd), so nothing it issues is trusted: renew it first (`amane-relayd admin renew-ca`)")
+        }
+        guard now.addingTimeInterval(validity) > certificate.notValidAfter else { return nil }
+        return "the certificate ends after the relay's CA (\(caEnd)); renew the CA before then (`amane-relayd admin renew-ca`), and it stays trusted"
     }
 
     /// What ops must hear of a CA that has ended or ends within 180 days (every client certificate and the server's
@@ -105,7 +106,7 @@ public struct CertificateAuthority: Sendable {
                       validity: TimeInterval = leafValidity) throws -> String {
         let certificate = try Certificate(
             version: .v3, serialNumber: Self.serialNumber(), publicKey: publicKey,
-            notValidBefore: now.addingTimeInterval(-300), notValidAfter: leafEnd(from: now, validity: validity),
+            notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(validity),
             issuer: self.certificate.subject, subject: try DistinguishedName { CommonName(commonName) },
             signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
@@ -247,6 +248,16 @@ enum RelayFiles {
         if configuration.caKeyPEM == nil { files.append((configuration.caKeyFile, "the CA key (whoever reads it can issue certificates)", 0o600)) }
         return files.compactMap { path, name, wanted in
             SecretFile.openToOthers(path).map { "\(name) \(path) is open to other users (mode \(String($0, radix: 8))); run chmod \(String(wanted, radix: 8)) \(path)" }
+        }
+    }
+
+    /// Gives `path` to the owner of `directory` when root made it there: the service user must reach it later.
+    static func ownLike(_ directory: String, _ path: String) throws {
+        guard getuid() == 0 else { return }
+        let owner = try FileManager.default.attributesOfItem(atPath: directory)
+        guard let uid = (owner[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (owner[.groupOwnerAccountID] as? NSNumber)?.uint32Value,
+              chown(path, uid, gid) == 0 else {
+            throw CommandFailure("cannot give \(path) to the owner of \(directory): \(String(cString: strerror(errno)))")
         }
     }
 

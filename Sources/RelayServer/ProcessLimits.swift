@@ -53,21 +53,26 @@ enum FolderLock {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CommandFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let reason = errno
             close(descriptor)
-            throw CommandFailure(held)
+            throw CommandFailure(reason == EWOULDBLOCK ? held : "cannot lock \(path): \(String(cString: strerror(reason)))")
         }
         // Made by root, the lock would keep the folder's owner (the service user) out.
-        if getuid() == 0, let folder = try? FileManager.default.attributesOfItem(atPath: directory),
-           let uid = (folder[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (folder[.groupOwnerAccountID] as? NSNumber)?.uint32Value {
-            _ = fchown(descriptor, uid, gid)
-        }
+        try? RelayFiles.ownLike(directory, path)
         return descriptor
     }
 
-    /// Removes the folders named `prefix…` in `directory`, which only a holder of its lock makes; returns how many.
-    static func removeLeftovers(in directory: String, prefix: String) -> Int {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasPrefix(prefix) }
-            .filter { (try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent($0))) != nil }.count
+    /// Removes the folders named `prefix…` in `directory`, which only a holder of its lock makes, and says what it
+    /// removed, or could not (then by hand), as `what` ("a backup", "a restore") left them.
+    static func removeLeftovers(in directory: String, prefix: String, leftBy what: String, say: (String) -> Void) {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix(prefix) }
+        var removed = 0
+        for name in names {
+            let path = (directory as NSString).appendingPathComponent(name)
+            do { try FileManager.default.removeItem(atPath: path); removed += 1 } catch {
+                say("cannot remove \(path), an unfinished copy left by \(what) that stopped partway (\(error.localizedDescription)); remove it by hand")
+            }
+        }
+        if removed > 0 { say("removed \(removed) unfinished cop\(removed == 1 ? "y" : "ies") left by \(what) that stopped partway") }
     }
 }

@@ -43,6 +43,10 @@ public struct RelayConfiguration: Sendable {
         /// What one gateway may store in a day (sealed disclosures and follow-ups), as a bucket refilled over the day.
         public var gatewayBytesPerDay: Int
 
+        /// The most one stored submission takes: a sealed plaintext body is its size and an HPKE encapsulation, and
+        /// a submission has its rows besides.
+        public var largestSubmission: Int { max(maxEnvelopeBytes, maxBodyBytes + 2048) + RelayRoutes.rowBytes }
+
         public var intake: IntakeLimits {
             IntakeLimits(maxBodyBytes: maxBodyBytes, maxEnvelopeBytes: maxEnvelopeBytes, narrativeMaxBytes: narrativeMaxBytes)
         }
@@ -243,8 +247,7 @@ public struct RelayConfiguration: Sendable {
             requestBodySeconds: try positive("limits.requestBodySeconds", 30, atMost: 30,
                                              because: " seconds: a restart waits this long for a body still arriving, within the 40 s it allows itself to stop"),
             gatewayBytesPerDay: try positive("limits.gatewayBytesPerDay", 256 * mebibyte))
-        // A sealed plaintext body is its size and an HPKE encapsulation; a stored submission, its rows besides.
-        let largestSubmission = max(limits.maxEnvelopeBytes, limits.maxBodyBytes + 2048) + RelayRoutes.rowBytes
+        let largestSubmission = limits.largestSubmission
         guard limits.gatewayBytesPerDay >= largestSubmission else {
             throw Invalid(key: "limits.gatewayBytesPerDay", reason: "must be at least \(largestSubmission): a day's quota holds the largest submission the limits allow")
         }

@@ -87,7 +87,7 @@ final class RelayMetrics: Sendable {
                               helpText: "1 while the store cannot write (a full disk, an I/O error): nothing is acknowledged until it can"))
         storeFreeBytes = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "store_disk_free", unitName: "bytes",
-                              helpText: "Free bytes on the data directory's disk; below twice limits.maxEnvelopeBytes /readyz fails"))
+                              helpText: "Free bytes on the data directory's disk; below room for two of the largest submissions /readyz fails"))
         slaNotifyFailures = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "sla_notify_failures", unitName: "total",
                               helpText: "Runs of sla.notifyCommand that failed to start, exited non-zero, were killed at the timeout, or were skipped while one still ran"))

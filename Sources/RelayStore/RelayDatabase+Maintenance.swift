@@ -73,7 +73,7 @@ extension RelayDatabase {
             try destination.close()
         } catch let error as DatabaseError {
             // SQLite names a full disk "not an error" (its message for SQLITE_FULL during a backup step).
-            let reason = (GroupCommitter.storeError(error) as? StoreError)?.reason ?? "\(error)"
+            let reason = (GroupCommitter.storeError(error, onDiskOf: path) as? StoreError)?.reason ?? "\(error)"
             throw StoreError(.unavailable, "cannot write the backup \(path): \(reason)")
         }
     }
@@ -82,9 +82,14 @@ extension RelayDatabase {
     /// read-only later needs no -wal or -shm file beside it, and leaves none.
     /// - Throws: `busy` while another connection has it open (SQLite then keeps WAL mode).
     public static func makeSelfContained(file path: String) throws {
-        let queue = try DatabaseQueue(path: path)
-        let mode = try queue.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode = DELETE") }
-        try queue.close()
+        let mode: String?
+        do {
+            let queue = try DatabaseQueue(path: path)
+            mode = try queue.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode = DELETE") }
+            try queue.close()
+        } catch let error as DatabaseError {
+            throw GroupCommitter.storeError(error, onDiskOf: path)
+        }
         guard mode?.lowercased() == "delete" else { throw StoreError(.busy, "another process has \(path) open") }
     }
 

@@ -205,7 +205,7 @@ public final class RelayDatabase: Sendable {
         do { return try body() } catch let error as DatabaseError {
             let reason = [.SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH].contains(error.resultCode)
                 ? "it and its folder must be readable and writable by the user running this (uid \(getuid()))"
-                : (GroupCommitter.storeError(error) as? StoreError)?.reason ?? "\(error)"
+                : (GroupCommitter.storeError(error, onDiskOf: path) as? StoreError)?.reason ?? "\(error)"
             throw StoreError(.unavailable, "cannot open \(path): \(reason)")
         }
     }

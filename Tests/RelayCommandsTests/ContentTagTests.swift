@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 @testable import RelayCommands
 import RelayAPI
@@ -32,6 +33,16 @@ import Testing
         let tag = try SendingOptions.contentTag(plaintext, key: key, profile: one)
         #expect(try SendingOptions.contentTag(plaintext, key: key, profile: other) != tag, "a secret the relay never sees keys it")
         #expect(tag != Base64.encode(KeyedBox.tag(plaintext, secret: Array(key.utf8), context: Array("sealed content".utf8))))
+    }
+
+    /// A key an earlier amane made and saved, before the profile's secret keyed the tag, is retried with the tag of its first try.
+    @Test func aKeySavedBeforeTheUpgradeRetriesWithItsFormerTag() throws {
+        let gateway = try profile()
+        let former = "amane-cli-\(UUID().uuidString.lowercased())"
+        #expect(try SendingOptions.contentTag(plaintext, key: former, profile: gateway)
+                == Base64.encode(KeyedBox.tag(plaintext, secret: Array(former.utf8), context: Array("sealed content".utf8))))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: gateway.directory).isEmpty)
+        #expect(try SendingOptions.parse([]).key().hasPrefix(SendingOptions.madeKeyPrefix) && SendingOptions.madeKeyPrefix != SendingOptions.formerMadeKeyPrefix)
     }
 
     @Test func aSecretOthersCanReadOrOfTheWrongSizeIsRefused() throws {

@@ -154,11 +154,11 @@ extension DaemonSuiteForCLI {
         let keyFile = unanswered.output.firstMatch(of: /--idempotency-key-file (\S+\.key)/).map { String($0.output.1) }
         #expect(unanswered.code == 3 && unanswered.output.contains("it may or may not have received the request")
                 && unanswered.output.contains("amane submit \(demo) --idempotency-key-file \(dyingRelay)/unanswered/")
-                && !unanswered.output.contains("amane-cli-"), "the key is saved, not shown: \(unanswered.output)")
+                && !unanswered.output.contains("amane-key-"), "the key is saved, not shown: \(unanswered.output)")
         let savedAt = try #require(keyFile)
         let keyText = try String(contentsOfFile: savedAt, encoding: .utf8)
         let savedMode = try FileManager.default.attributesOfItem(atPath: savedAt)[.posixPermissions] as? Int
-        #expect(keyText.hasPrefix("amane-cli-") && savedMode == 0o600)
+        #expect(keyText.hasPrefix("amane-key-") && savedMode == 0o600)
         let unansweredJSON = try cli.run(["submit", demo, "--json"], home: dyingRelay)
         let failure = try JSONSerialization.jsonObject(with: Data(unansweredJSON.output.utf8)) as? [String: Any]
         #expect(unansweredJSON.code == 3 && (failure?["idempotencyKeyFile"] as? String)?.hasPrefix(dyingRelay + "/unanswered/") == true,

@@ -70,6 +70,25 @@ import Testing
         #expect(refusal?.code == .verification)
         #expect(try load().fingerprints == ["supervisor": Self.fingerprint(1)])
     }
+
+    /// A gateway's key is pinned at the first reply through it; another key under its name, or none named once some are pinned, is refused.
+    @Test func aGatewaysKeyIsPinnedAtTheFirstReply() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let profile = Profile(directory: directory, identity: (directory as NSString).appendingPathComponent("identity.amane"))
+        let unnamed = ReplyKey(caseId: "c", gatewayKey: "k", gateway: nil)
+        try PinnedKeys.checkGatewayKey(unnamed, fingerprint: Self.fingerprint(1), profile: profile)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/gateways"), "an older relay names no gateway: nothing to pin")
+        let kiosk = ReplyKey(caseId: "c", gatewayKey: "k", gateway: "kiosk-casa")
+        try PinnedKeys.checkGatewayKey(kiosk, fingerprint: Self.fingerprint(1), profile: profile)
+        try PinnedKeys.checkGatewayKey(kiosk, fingerprint: Self.fingerprint(1), profile: profile)
+        #expect(try PinnedKeys(profile: profile, kind: .gateways).fingerprints == ["kiosk-casa": Self.fingerprint(1)])
+        let swapped = #expect(throws: CLIError.self) { try PinnedKeys.checkGatewayKey(kiosk, fingerprint: Self.fingerprint(2), profile: profile) }
+        #expect(swapped?.code == .verification && swapped?.hint?.contains("remove its line from \(directory)/gateways") == true, "\(String(describing: swapped))")
+        let hidden = #expect(throws: CLIError.self) { try PinnedKeys.checkGatewayKey(unnamed, fingerprint: Self.fingerprint(2), profile: profile) }
+        #expect(hidden?.code == .verification && hidden?.message.contains("does not say which gateway") == true, "\(String(describing: hidden))")
+        #expect(try PinnedKeys(profile: profile).fingerprints.isEmpty, "colleagues' pins are kept apart")
+    }
 }
 
 @Suite struct TLSWordingTests {
@@ -104,4 +123,5 @@ import Testing
                 && purged.contains("only these labels remain"), "\(purged)")
         #expect(!Show.render(try reading(purged: false)).contains("purged"))
     }
+
 }

@@ -104,5 +104,18 @@ import Testing
         let modes = try [directory + "/unanswered", directory + "/unanswered/" + FileManager.default.contentsOfDirectory(atPath: directory + "/unanswered")[0]]
             .map { try FileManager.default.attributesOfItem(atPath: $0)[.posixPermissions] as? Int }
         #expect(modes == [0o700, 0o600])
+
+        // A retry under a key given again: a try that stored nothing does not say the earlier one did not.
+        let retrying = try SendingOptions.parse(["--idempotency-key", "retry-key-0000000001"])
+        let full = CLIError(.server, "HTTP 503", json: nil, problemCode: "unavailable")
+        await #expect { try await retrying.send(under: "retry-key-0000000001", profile: profile, retrying: "amane submit x.json") { () async throws -> Int in throw full } } throws: {
+            (($0 as? CLIError)?.hint ?? "").contains("This try stored nothing, but an earlier one under this key may have")
+        }
+        let reused = CLIError(.refused, "HTTP 409", hint: "Nothing was stored.", json: nil, problemCode: "idempotency_key_reused")
+        await #expect { try await retrying.send(under: "retry-key-0000000001", profile: profile, retrying: "amane submit x.json") { () async throws -> Int in throw reused } } throws: {
+            let hint = ($0 as? CLIError)?.hint ?? ""
+            return hint.contains("An earlier request under this key was stored") && !hint.hasPrefix("Nothing was stored")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/unanswered").count == 1, "a key given again is not saved again")
     }
 }

@@ -169,6 +169,20 @@ extension DiskFullTests {
         #expect("\(GroupCommitter.storeError(ioError, onDiskOf: full))" == "unavailable: the disk is full (SQLite saw an I/O error on it)")
         #expect("\(GroupCommitter.storeError(DatabaseError(resultCode: .SQLITE_FULL), onDiskOf: full))" == "unavailable: the disk is full")
     }
+
+    /// A database closed cleanly has no WAL index left; on a disk filled since, making one fails, as a full disk.
+    @Test func openingOnAFullDiskSaysTheDiskIsFull() throws {
+        let disk = try Tmpfs(megabytes: 2)
+        defer { disk.remove() }
+        let directory = disk.path + "/data"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try RelayDatabase(directory: directory).close()
+        // As the relay's last connection leaves it at a clean stop; SQLite makes the index again from the log.
+        try FileManager.default.removeItem(atPath: directory + "/relay.sqlite-shm")
+        _ = try Daemon.run("/bin/dd", ["if=/dev/zero", "of=\(disk.path)/filler", "bs=4k"])
+        let refusal = #expect(throws: StoreError.self) { _ = try RelayDatabase(directory: directory) }
+        #expect(refusal?.reason.contains("the disk is full") == true, "\(String(describing: refusal))")
+    }
 }
 
 @Suite struct AuditFileTests {
