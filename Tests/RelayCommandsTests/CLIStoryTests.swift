@@ -389,7 +389,7 @@ extension DaemonSuiteForCLI {
         let retried = try cli.json(["submit", try daemon.demoFile(2), "--seal", "--idempotency-key", key], home: cli.gateway) as! [String: Any]
         #expect(retried["id"] as? String == fresh["id"] as? String && retried["receipt"] as? String == fresh["receipt"] as? String)
         let (reusedCode, reused) = try cli.run(["submit", try daemon.demoFile(4), "--seal", "--idempotency-key", key], home: cli.gateway)
-        #expect(reusedCode == 2 && reused.contains("HTTP 409") && reused.contains("Sent without --idempotency-key or --idempotency-key-file (amane then makes a new key), it is a new submission"), "other content under the same key is refused: \(reused)")
+        #expect(reusedCode == 2 && reused.contains("HTTP 409") && reused.contains("if this is the same disclosure, it is stored already") && reused.contains("Other content needs a new key"), "other content under the same key is refused: \(reused)")
         let freshFile = try daemon.get("/v1/disclosures/\(fresh["id"] as! String)", as: daemon.responder).json
         #expect((freshFile["disclosure"] as? [String: Any])?["epoch"] as? String == newEpoch)
         let (revokedCode, revokedOutput) = try cli.run(["inbox"], home: youssef)
