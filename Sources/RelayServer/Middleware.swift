@@ -155,9 +155,12 @@ enum HandshakeFailure: String, CaseIterable, Sendable {
 /// timeout cannot: a client that sends its body a byte at a time is never idle, and would hold the connection
 /// for ever. The 408 goes out only once every earlier pipelined request is answered and nothing of this one's
 /// answer is, else the connection just closes; what the route answers later is dropped. An answer sent before
-/// its own request ended (a body refused as too large) closes the connection too: the rest of that body is not
-/// worth waiting for.
+/// its own request ended (a body refused as too large) closes the connection too, and says so: the rest of that body
+/// is not worth waiting for. Unless the request declared a small body (`drainableBytes` at most): then the rest is read
+/// and dropped, and the connection serves on. Closed with a body still arriving, the kernel would reset it, and the
+/// client could lose the answer (a 429 or 403 sent before the body was read).
 final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    static let drainableBytes = 1 << 20
     typealias InboundIn = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
@@ -171,6 +174,8 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var answersBegun = 0
     private var answersEnded = 0
     private var timedOut = false
+    /// The request still arriving declared a body small enough to read to its end after an early answer.
+    private var drainable = false
 
     init(limit: TimeAmount, timedOutRequests: Counter, logger: Logger) {
         self.limit = limit
@@ -184,6 +189,7 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .head(let head):
             requestsBegun += 1
             method = head.method.rawValue
+            drainable = head.headerFields[.contentLength].flatMap { Int($0) }.map { $0 <= Self.drainableBytes } ?? false
             deadline?.cancel()
             deadline = context.eventLoop.assumeIsolated().scheduleTask(in: limit) { self.timeOut(context) }
         case .end:
@@ -213,12 +219,17 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard !timedOut else { return promise?.fail(ChannelError.ioOnClosedChannel) ?? () }
         switch unwrapOutboundIn(data) {
-        case .head: answersBegun += 1
+        case .head(var head):
+            answersBegun += 1
+            if closesEarly(answer: answersBegun) {
+                head.headerFields[.connection] = "close"
+                return context.write(wrapOutboundOut(.head(head)), promise: promise)
+            }
         case .body: break
         case .end:
             answersEnded += 1
             // The answer to the request still arriving: its body is not worth waiting for.
-            if deadline != nil && answersEnded == requestsBegun {
+            if closesEarly(answer: answersEnded) {
                 let written = context.eventLoop.makePromise(of: Void.self)
                 written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
                 written.futureResult.cascade(to: promise)
@@ -227,6 +238,9 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
         context.write(data, promise: promise)
     }
+
+    /// Whether this answer goes to the request still arriving, whose body is too large to read to its end.
+    private func closesEarly(answer: Int) -> Bool { deadline != nil && answer == requestsBegun && !drainable }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()

@@ -253,6 +253,36 @@ extension DaemonSuite {
     }
 
     /// A body that stops coming is answered 408 with a problem body when the request deadline passes, then closed.
+    /// A refusal sent before the body was read (429 past the rate) reaches the client, and the connection serves on: closed
+    /// with the body still arriving, the kernel would reset it and the client could lose the answer.
+    @Test func aRefusalSentBeforeItsBodyWasReadReachesTheClient() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_REQUESTS_PER_MINUTE": "3"])
+        defer { daemon.stop(); daemon.removeData() }
+        let client = """
+            import http.client, json, ssl, sys, uuid
+            context = ssl.create_default_context(cafile=sys.argv[2]); context.load_cert_chain(sys.argv[3], sys.argv[4])
+            body = json.loads(sys.argv[5]); body["content"]["narrative"] = "x" * 60000
+            body = json.dumps(body).encode()
+            connection = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=context, timeout=20)
+            answers, sockets = [], set()
+            for _ in range(12):
+                try:
+                    connection.request("POST", "/v1/disclosures", body=body, headers={"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())})
+                    sockets.add(id(connection.sock))
+                    response = connection.getresponse(); response.read()
+                    answers.append(f"{response.status}{'/close' if response.getheader('Connection') == 'close' else ''}")
+                except Exception as error:
+                    answers.append(type(error).__name__)
+                    connection.close()
+            print(" ".join(answers), "connections", len(sockets))
+            """
+        let (status, output) = try Daemon.run("/usr/bin/env", ["python3", "-c", client, String(daemon.port), daemon.ca, daemon.gateway.certificate,
+                                                               daemon.gateway.key, String(decoding: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "x")), as: UTF8.self)])
+        let answers = output.split(separator: " ").prefix(12)
+        #expect(status == 0 && answers.count == 12 && answers.filter { $0 == "429" }.count >= 8
+                && answers.allSatisfy { ["201", "413", "429"].contains($0) } && output.hasSuffix("connections 1\n"), "\(output)")
+    }
+
     @Test func aStalledBodyIsAnswered408() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_REQUEST_BODY_SECONDS": "2"])
         defer { daemon.stop(); daemon.removeData() }
