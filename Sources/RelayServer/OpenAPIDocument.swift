@@ -20,7 +20,9 @@ info:
     at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json, with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
     does an HTTP/1.1 request without exactly one Host), one in a transfer coding other than chunked 501, one whose
     headers are too large 431, one whose body has not arrived in full within the relay's
-    limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A path
+    limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A refusal sent before its
+    body arrived (429, 403, 413) keeps the connection when the body declared a Content-Length of at most 1 MiB (the rest
+    is read and dropped); a larger or chunked one is closed after it, and says Connection: close. A path
     called with a method it does not take answers 405 with Allow; an unknown path 404. A problem's
     `code` says which cause it is; a client programs against it, not against `detail`.
     Sealed envelopes (`sealed` fields: gateway-sealed submissions, replies sealed to a gateway's key)
