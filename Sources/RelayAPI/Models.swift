@@ -212,7 +212,7 @@ public struct CaseView: Codable, Sendable, Equatable {
     public var referral: String?
     public var outcome: String?
     public var receivedAt: String
-    /// Unclaimed cases only: when the case passes the wait the triage policy allows its urgency.
+    /// When the case passes the wait the triage policy allows its urgency: unclaimed, or held with a follow-up not yet opened.
     public var slaDueAt: String?
     public var purged: Bool
     /// The queue key the disclosure is sealed to (absent from older relays).
@@ -234,7 +234,7 @@ public struct CaseView: Codable, Sendable, Equatable {
         referral = summary.referral
         outcome = summary.outcome
         receivedAt = Timestamp.iso8601(summary.receivedAt)
-        slaDueAt = summary.state == .new ? Timestamp.iso8601(policy.slaDeadline(urgency: summary.labels.urgency, waitingSince: summary.waitingSince)) : nil
+        slaDueAt = summary.slaDeadline(policy).map(Timestamp.iso8601)
         purged = summary.purged
         epoch = summary.epochID
     }

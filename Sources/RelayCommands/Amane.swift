@@ -312,7 +312,7 @@ enum Output {
         return "\(minutes / 1440)d"
     }
 
-    /// "overdue 25m" or "due in 10m" for an unclaimed case, against the policy's wait for its urgency.
+    /// "overdue 25m" or "due in 10m" (`CaseView.slaDueAt`).
     static func sla(_ item: CaseView, now: Date = Date()) -> String? {
         guard let due = item.slaDueAt.flatMap(Timestamp.parse) else { return nil }
         let left = due.timeIntervalSince(now)

@@ -9,12 +9,13 @@ struct Inbox: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the open queue, urgent first, then oldest.",
         discussion: """
-            FLAGS: "due in 10m" or "overdue 25m" for a case no one has claimed, against the wait the triage policy allows \
-            its urgency; "updated" when the reporter followed up since its holder last opened it with the key the follow-up is sealed to; "legal hold" when a \
+            FLAGS: "due in 10m" or "overdue 25m" for a case no one has claimed, or one whose holder has not opened the \
+            reporter's follow-up, against the wait the triage policy allows its urgency; "updated" when the reporter followed up since its holder last opened it with the key the follow-up is sealed to; "legal hold" when a \
             supervisor keeps it from being purged after it closes (it does not pause the case); "no key" when it is sealed to a queue key you do \
             not hold, so you can neither open nor claim it (a colleague who holds it grants it to you: `amane grant`).
 
-            Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --state closed · amane inbox --mine --all --json
+            Examples: amane inbox · amane inbox --state new --urgency immediate · amane inbox --overdue --all · amane inbox --state closed · \
+            amane inbox --mine --all --json
             """)
 
     @OptionGroup var global: ProfileOptions
@@ -23,6 +24,7 @@ struct Inbox: AsyncParsableCommand {
     @Option(help: "Only this urgency (immediate, high, normal, low).") var urgency: String?
     @Option(help: "Only this category code.") var category: String?
     @Flag(help: "Only cases assigned to you.") var mine = false
+    @Flag(help: "Only cases past their SLA (flagged \"overdue\"): what an SLA page is about.") var overdue = false
     @Flag(help: "Follow every page, not just the first.") var all = false
     @Option(help: "Cases per page (1-500).") var limit = 50
     @Option(help: ArgumentHelp("Start after this point: the `next` of an earlier --json page.", valueName: "cursor")) var after: String?
@@ -38,6 +40,7 @@ struct Inbox: AsyncParsableCommand {
         if let urgency { query.append("urgency=\(urgency)") }
         if let category { query.append("category=\(category)") }
         if mine { query.append("mine=true") }
+        if overdue { query.append("overdue=true") }
         query.append("limit=\(limit)")
         let (listing, held) = try await Session.with(global) { session in
             var cases: [CaseView] = []
@@ -51,7 +54,10 @@ struct Inbox: AsyncParsableCommand {
             return (QueueListing(cases: cases, next: cursor), held)
         }
         if global.json { return try Output.json(listing) }
-        guard !listing.cases.isEmpty else { return print("The queue is empty for these filters\(state.isEmpty ? " (closed cases: --state closed)" : "").") }
+        guard !listing.cases.isEmpty else {
+            return print(overdue ? "No case is past its SLA for these filters."
+                         : "The queue is empty for these filters\(state.isEmpty ? " (closed cases: --state closed)" : "").")
+        }
         print(Output.pad("ID", 10) + Output.pad("URGENCY", 11) + Output.pad("AGE", 6) + Output.pad("CATEGORY", 22) + Output.pad("LANG", 5)
               + Output.pad("CHANNEL", 10) + Output.pad("STATE", 12) + Output.pad("ASSIGNEE", 16) + "FLAGS")
         for item in listing.cases {
@@ -196,7 +202,7 @@ struct Show: AsyncParsableCommand {
             "Case \(item.id)",
             "  \(item.urgency) · \(item.category) · \(item.language) · \(item.channel)\(item.region.map { " · \($0)" } ?? "")",
             "  state \(item.state)\(item.assignee.map { ", assigned to \($0)" } ?? "")\(item.onHold ? ", legal hold" : "")\(item.referral.map { ", referred to \($0)" } ?? "")\(item.outcome.map { ", outcome \($0)" } ?? "")",
-            "  received \(item.receivedAt)\(Output.sla(item).map { ", unclaimed, \($0)" } ?? "")",
+            "  received \(item.receivedAt)\(Output.sla(item).map { item.state == CaseState.new.rawValue ? ", unclaimed, \($0)" : ", a follow-up unopened by its holder, \($0)" } ?? "")",
             "",
         ]
         if item.purged {

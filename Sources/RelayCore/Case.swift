@@ -45,10 +45,12 @@ public struct CaseSummary: Sendable, Codable, Equatable {
     public var purged: Bool
     /// The queue key the disclosure is sealed to: only its holders open, claim or are assigned the case.
     public var epochID: String
+    /// When the earliest follow-up not yet opened came (nil unless `updated`). A held case's SLA counts from here.
+    public var unopenedSince: Int64?
 
     public init(id: String, labels: DisclosureLabels, state: CaseState, assignee: String?, claimExpiresAt: Int64?,
                 onHold: Bool, updated: Bool, referral: String?, outcome: String?, receivedAt: Int64, waitingSince: Int64, purged: Bool,
-                epochID: String) {
+                epochID: String, unopenedSince: Int64? = nil) {
         self.id = id
         self.labels = labels
         self.state = state
@@ -62,6 +64,17 @@ public struct CaseSummary: Sendable, Codable, Equatable {
         self.waitingSince = waitingSince
         self.purged = purged
         self.epochID = epochID
+        self.unopenedSince = unopenedSince
+    }
+
+    /// When the case passes its urgency's wait: unclaimed, for a responder; held (claimed, in progress or referred)
+    /// with a follow-up its holder has not opened, for that holder. Nil when nothing waits on anyone.
+    public func slaDeadline(_ policy: TriagePolicy) -> Int64? {
+        switch state {
+        case .new: policy.slaDeadline(urgency: labels.urgency, waitingSince: waitingSince)
+        case .claimed, .inProgress, .referred: unopenedSince.map { policy.slaDeadline(urgency: labels.urgency, waitingSince: $0) }
+        case .closed: nil
+        }
     }
 }
 

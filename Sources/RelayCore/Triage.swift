@@ -71,7 +71,7 @@ public enum TriageMachine {
 public struct TriagePolicy: Sendable, Equatable {
     /// How long a claim lasts before the reaper returns the case to `new`.
     public var claimLeaseSeconds: Int
-    /// How long a case of each urgency may stay unclaimed.
+    /// How long a case of each urgency may stay unclaimed, or a held one's follow-up unopened by its holder.
     public var slaSeconds: [Urgency: Int]
     /// Closed cases are purged this many days after closing, unless on hold.
     public var closedRetentionDays: Int
@@ -87,9 +87,9 @@ public struct TriagePolicy: Sendable, Equatable {
         self.closedRetentionDays = closedRetentionDays
     }
 
-    /// How long, in seconds, a case of `urgency` may wait unclaimed.
+    /// How long, in seconds, a case of `urgency` may wait for a responder (`slaSeconds`).
     public func slaWait(_ urgency: Urgency) -> Int64 { Int64(slaSeconds[urgency] ?? 86_400) }
 
-    /// When a case of `urgency` waiting since `waitingSince` (received or reopened; Unix seconds) passes its SLA if no one claims it.
+    /// When a case of `urgency` waiting since `waitingSince` (Unix seconds) passes its SLA if no one takes it up.
     public func slaDeadline(urgency: Urgency, waitingSince: Int64) -> Int64 { waitingSince + slaWait(urgency) }
 }

@@ -270,7 +270,8 @@ extension RelayServerApp {
                 let depth = try await db.queueDepth()
                 metrics.update(depth: depth)
                 for (urgency, value) in depth where value.pastSLA > 0 {
-                    logger.warning("cases past their SLA", metadata: ["relay.urgency": "\(urgency.rawValue)", "relay.count": "\(value.pastSLA)"])
+                    logger.warning("cases past their SLA", metadata: ["relay.urgency": "\(urgency.rawValue)", "relay.count": "\(value.pastSLA)",
+                                                                      "relay.unopened_followups": "\(value.unopened)"])
                     if let notifier { Task { await notifier.notify(urgency, count: value.pastSLA) } }
                 }
             },

@@ -179,6 +179,11 @@ paths:
           required: false
           description: true for cases assigned to the caller
           schema: {type: string}
+        - name: overdue
+          in: query
+          required: false
+          description: true for cases past their SLA (see slaDueAt), what a page from sla.notifyCommand asks about
+          schema: {type: string}
         - name: idMatch
           in: query
           required: false
@@ -818,7 +823,7 @@ components:
         referral: {type: string}
         outcome: {type: string}
         receivedAt: {type: string}
-        slaDueAt: {type: string, description: "Unclaimed (new) cases only: when the case passes the wait that the triage policy allows its urgency, counted from its arrival or, once reopened, from its latest reopening; a follow-up that raises its urgency makes it due within the new urgency's wait from then, or by its earlier deadline."}
+        slaDueAt: {type: string, description: "When the case passes the wait that the triage policy allows its urgency. An unclaimed (new) case counts from its arrival or, once reopened, from its latest reopening; a held one (claimed, in_progress, referred) has it only while its holder has not opened a reporter's follow-up, counted from the earliest one not opened. A follow-up that raises the urgency makes it due within the new urgency's wait from then, or by its earlier deadline. Absent when no one is waited on."}
         purged: {type: boolean}
         epoch: {type: string, description: "The queue key the disclosure is sealed to: only members who hold it open, claim or are assigned the case."}
     QueueListing:

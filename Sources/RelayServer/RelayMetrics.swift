@@ -61,7 +61,7 @@ final class RelayMetrics: Sendable {
                 descriptor: .init(namespace: "amane", metricName: "queue_depth", unitName: "cases", helpText: "Unclaimed cases by urgency"),
                 labels: [("urgency", urgency.rawValue)])
             breaches[urgency] = registry.makeGauge(
-                descriptor: .init(namespace: "amane", metricName: "sla_breaches", unitName: "cases", helpText: "Unclaimed cases past their SLA"),
+                descriptor: .init(namespace: "amane", metricName: "sla_breaches", unitName: "cases", helpText: "Cases past their SLA: unclaimed, or held with a reporter's follow-up its holder has not opened"),
                 labels: [("urgency", urgency.rawValue)])
         }
         queuesWithoutSealingKey = registry.makeGauge(
@@ -139,7 +139,7 @@ final class RelayMetrics: Sendable {
         return soon
     }
 
-    func update(depth: [Urgency: (waiting: Int, pastSLA: Int)]) {
+    func update(depth: [Urgency: (waiting: Int, pastSLA: Int, unopened: Int)]) {
         for (urgency, value) in depth {
             queueDepth[urgency]?.set(Double(value.waiting))
             slaBreaches[urgency]?.set(Double(value.pastSLA))

@@ -278,7 +278,7 @@ struct RelayRoutes: Sendable {
 
     @Sendable func listQueue(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
-        let known: Set<Substring> = ["state", "urgency", "category", "mine", "idMatch", "cursor", "limit"]
+        let known: Set<Substring> = ["state", "urgency", "category", "mine", "overdue", "idMatch", "cursor", "limit"]
         if let unknown = query.first(where: { !known.contains($0.key) }) { throw APIError(.badRequest, "unknown parameter '\(unknown.key)'") }
         var filter = QueueFilter(queue: try context.caller.queue)
         for state in query[values: "state"] {
@@ -296,6 +296,10 @@ struct RelayRoutes: Sendable {
         if let mine = query["mine"] {
             guard mine == "true" || mine == "false" else { throw APIError(.badRequest, "parameter 'mine' is true or false") }
             if mine == "true" { filter.assigneeID = try context.caller.id }
+        }
+        if let overdue = query["overdue"] {
+            guard overdue == "true" || overdue == "false" else { throw APIError(.badRequest, "parameter 'overdue' is true or false") }
+            filter.overdue = overdue == "true"
         }
         if let match = query["idMatch"] {
             let lowered = match.lowercased()

@@ -79,6 +79,8 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
     var purgedAt: Int64?
     /// When a reopened case entered the queue again; nil for one never reopened (it waits since `receivedAt`).
     var waitingSince: Int64?
+    /// When the earliest follow-up its holder has not opened came; nil while `updated` is false.
+    var unopenedSince: Int64?
 
     enum Columns {
         static let id = Column(CodingKeys.id)
@@ -105,6 +107,14 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
         return true
     }
 
+    /// Gives the case to a holder, claimed until `expiry`. A follow-up still unopened is theirs to open from now:
+    /// its wait restarts, but never to before it came.
+    mutating func hand(to principalID: String?, until expiry: Int64, at now: Int64) {
+        assigneeID = principalID
+        claimExpiresAt = expiry
+        unopenedSince = unopenedSince.map { max($0, now / 60 * 60) }
+    }
+
     /// Moves the case to `state`, no one's: a release, an expired claim, or a reopen (`reopenedAt`: by a supervisor
     /// or a reporter's follow-up on a closed case). A reopened case is open again, so it has no outcome (the audit
     /// trail keeps the earlier one) and waits afresh; a referral made stays a fact of the case.
@@ -123,10 +133,22 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
     /// and no sooner than the new urgency's wait from `now`: it has not missed a limit it has only just been given.
     mutating func raise(to urgency: Urgency, at now: Int64, policy: TriagePolicy) -> Bool {
         guard urgency.rank < urgencyRank, let current = Urgency(rank: urgencyRank) else { return false }
-        let since = waitingSince ?? receivedAt
-        waitingSince = min(since + policy.slaWait(current) - policy.slaWait(urgency), now / 60 * 60)
+        func sooner(_ since: Int64) -> Int64 { min(since + policy.slaWait(current) - policy.slaWait(urgency), now / 60 * 60) }
+        waitingSince = sooner(waitingSince ?? receivedAt)
+        unopenedSince = unopenedSince.map(sooner)
         urgencyRank = urgency.rank
         return true
+    }
+
+    /// A reporter's follow-up came: flagged until its holder opens it, counted from the earliest one not opened.
+    mutating func markUpdated(at now: Int64) {
+        updated = true
+        unopenedSince = unopenedSince ?? now / 60 * 60
+    }
+
+    mutating func markOpened() {
+        updated = false
+        unopenedSince = nil
     }
 
     func summary(assigneeName: String?) -> CaseSummary {
@@ -136,7 +158,7 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
                                      category: category, language: language, channel: channel, region: region),
             state: caseState, assignee: assigneeName, claimExpiresAt: claimExpiresAt, onHold: onHold, updated: updated,
             referral: referral, outcome: outcome, receivedAt: receivedAt, waitingSince: waitingSince ?? receivedAt, purged: purgedAt != nil,
-            epochID: epochID)
+            epochID: epochID, unopenedSince: unopenedSince)
     }
 }
 

@@ -220,10 +220,10 @@ extension RelayDatabase {
                 record.returnToQueue(as: next, reopenedAt: now)
                 detail["state"] = next.rawValue
             }
+            record.markUpdated(at: now)
             if let urgency, record.raise(to: urgency, at: now, policy: policy) {
                 detail["urgency"] = urgency.rawValue
             }
-            record.updated = true
             try record.update(db)
             try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "followup", subject: record.id, detail: detail)
             return FollowupResult(id: id, receivedAt: now / 60 * 60, replayed: false)

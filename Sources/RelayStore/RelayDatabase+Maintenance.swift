@@ -114,19 +114,22 @@ extension RelayDatabase {
         try await pool.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM disclosure")) }
     }
 
-    /// Unclaimed cases by urgency, and how many are past their SLA: for metrics and alerts.
-    public func queueDepth() async throws -> [Urgency: (waiting: Int, pastSLA: Int)] {
+    /// By urgency: unclaimed cases, and how many cases are past their SLA (`CaseSummary.slaDeadline`): unclaimed
+    /// ones, and held ones whose holder has not opened a follow-up in time (`unopened`, also counted in `pastSLA`).
+    /// For metrics and alerts.
+    public func queueDepth() async throws -> [Urgency: (waiting: Int, pastSLA: Int, unopened: Int)] {
         let now = nowSeconds
         let policy = options.policy
+        let late = Self.pastSLA(at: now, policy: policy)
         return try await pool.read { db in
-            var depth: [Urgency: (waiting: Int, pastSLA: Int)] = [:]
+            var depth: [Urgency: (waiting: Int, pastSLA: Int, unopened: Int)] = [:]
             for urgency in Urgency.allCases {
-                let limit = now - policy.slaWait(urgency)
-                let row = try Row.fetchOne(db, sql: """
-                    SELECT COUNT(*) AS waiting, COALESCE(SUM(COALESCE(waitingSince, receivedAt) < ?), 0) AS late FROM disclosure
-                    WHERE state = 'new' AND urgencyRank = ? AND purgedAt IS NULL
-                    """, arguments: [limit, urgency.rank])
-                depth[urgency] = (row?["waiting"] ?? 0, row?["late"] ?? 0)
+                let row = try SQLRequest<Row>(literal: """
+                    SELECT COALESCE(SUM(state = 'new'), 0) AS waiting, COALESCE(SUM(\(late)), 0) AS pastSLA,
+                    COALESCE(SUM(state <> 'new' AND \(late)), 0) AS unopened FROM disclosure
+                    WHERE urgencyRank = \(urgency.rank) AND state <> 'closed' AND purgedAt IS NULL
+                    """).fetchOne(db)
+                depth[urgency] = (row?["waiting"] ?? 0, row?["pastSLA"] ?? 0, row?["unopened"] ?? 0)
             }
             return depth
         }

@@ -12,15 +12,18 @@ public struct QueueFilter: Sendable, Equatable {
     public var assigneeID: String?
     /// Lowercase hex digits (and dashes) that a case id starts or ends with: how a short id is resolved.
     public var idMatch: String?
+    /// Only cases past their SLA (`CaseSummary.slaDeadline`): what a page of the SLA alarm asks about.
+    public var overdue: Bool
 
     public init(queue: QueueName? = nil, states: Set<CaseState> = [], urgency: Urgency? = nil, category: String? = nil, assigneeID: String? = nil,
-                idMatch: String? = nil) {
+                idMatch: String? = nil, overdue: Bool = false) {
         self.queue = queue
         self.states = states
         self.urgency = urgency
         self.category = category
         self.assigneeID = assigneeID
         self.idMatch = idMatch
+        self.overdue = overdue
     }
 }
 
@@ -64,9 +67,10 @@ extension RelayDatabase {
     /// (its entries are ordered by rowid within a rank), never OFFSET.
     public func listQueue(_ filter: QueueFilter, after cursor: QueueCursor? = nil, limit: Int = 50) async throws -> QueuePage {
         let limit = max(1, min(limit, 500))
+        let pastSLA = filter.overdue ? Self.pastSLA(at: nowSeconds, policy: options.policy) : nil
         return try await pool.read { db in
             var records: [DisclosureRecord] = []
-            for request in try Self.queueRequests(db, filter, after: cursor) where records.count <= limit {
+            for request in try Self.queueRequests(db, filter, pastSLA: pastSLA, after: cursor) where records.count <= limit {
                 records += try request.limit(limit + 1 - records.count).fetchAll(db)
             }
             let names = try Self.principalNames(db)
@@ -78,7 +82,7 @@ extension RelayDatabase {
 
     /// The queries of a page, read in turn until it is full: after a cursor, the rest of its urgency from the
     /// cursor's case on, then the urgencies after it. Each is a seek into the index, however deep the page.
-    static func queueRequests(_ db: Database, _ filter: QueueFilter, after cursor: QueueCursor?) throws -> [QueryInterfaceRequest<DisclosureRecord>] {
+    static func queueRequests(_ db: Database, _ filter: QueueFilter, pastSLA: SQL? = nil, after cursor: QueueCursor?) throws -> [QueryInterfaceRequest<DisclosureRecord>] {
         // A purged case is listed no more, but its short id still resolves: its labels remain.
         var request = filter.idMatch == nil ? DisclosureRecord.filter(DisclosureRecord.Columns.purgedAt == nil) : DisclosureRecord.all()
         if let queue = filter.queue { request = request.filter(DisclosureRecord.Columns.queue == queue.rawValue) }
@@ -86,13 +90,14 @@ extension RelayDatabase {
         if let urgency = filter.urgency { request = request.filter(DisclosureRecord.Columns.urgencyRank == urgency.rank) }
         if let category = filter.category { request = request.filter(DisclosureRecord.Columns.category == category) }
         if let assignee = filter.assigneeID { request = request.filter(DisclosureRecord.Columns.assigneeID == assignee) }
+        if let pastSLA { request = request.filter(pastSLA) }
         if let match = filter.idMatch {
             request = request.filter(DisclosureRecord.Columns.id.like("\(match)%") || DisclosureRecord.Columns.id.like("%\(match)"))
         }
         request = request
             .select(sql: """
                 id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state, assigneeID,
-                claimExpiresAt, onHold, updated, referral, outcome, receivedAt, closedAt, purgedAt, waitingSince,
+                claimExpiresAt, onHold, updated, referral, outcome, receivedAt, closedAt, purgedAt, waitingSince, unopenedSince,
                 NULL AS receiptHash, NULL AS envelope
                 """)
             .order(DisclosureRecord.Columns.urgencyRank, Column.rowID)
@@ -102,6 +107,15 @@ extension RelayDatabase {
         guard let rowID = try position.fetchOne(db) else { throw StoreError(.invalid, "the cursor names no case") }
         return [request.filter(DisclosureRecord.Columns.urgencyRank == cursor.urgencyRank && Column.rowID > rowID),
                 request.filter(DisclosureRecord.Columns.urgencyRank > cursor.urgencyRank)]
+    }
+
+    /// True for a case past its SLA at `now`: the SQL of `CaseSummary.slaDeadline`.
+    static func pastSLA(at now: Int64, policy: TriagePolicy) -> SQL {
+        let limits = Urgency.allCases.map { "WHEN \($0.rank) THEN \(now - policy.slaWait($0))" }.joined(separator: " ")
+        return SQL(sql: """
+            (CASE WHEN state = 'new' THEN COALESCE(waitingSince, receivedAt) \
+            WHEN state IN ('claimed', 'in_progress', 'referred') THEN unopenedSince END) < (CASE urgencyRank \(limits) END)
+            """)
     }
 
     static func principalNames(_ db: Database) throws -> [String: String] {
@@ -131,7 +145,7 @@ extension RelayDatabase {
             let gatewayKey = try String.fetchOne(db, sql: "SELECT sealingKey FROM principal WHERE id = ?", arguments: [record.gatewayID])
             let seen = try record.updated && (record.assigneeID == nil || record.assigneeID == actor.principalID)
                 && Self.followupEpochsWithoutKey(db, caseID: record.id, member: actor.principalID).isEmpty
-            if seen { record.updated = false }
+            if seen { record.markOpened() }
             if record.renewClaim(by: actor.principalID, until: claimExpiry) || seen { try record.update(db) }
             try AuditLog.append(db, time: now, actor: actor, action: "fetch", subject: id,
                                 detail: ["objects": String(items.count + (record.envelope == nil ? 0 : 1))])
@@ -224,8 +238,7 @@ extension RelayDatabase {
             switch action {
             case .claim:
                 try Self.requireKey(db, for: record, member: actor.principalID, name: actor.name, claiming: true)
-                record.assigneeID = actor.principalID
-                record.claimExpiresAt = claimExpiry
+                record.hand(to: actor.principalID, until: claimExpiry, at: now)
             case .assign:
                 guard let assignee, let member = try PrincipalRecord.filter(PrincipalRecord.Columns.name == assignee.rawValue).fetchOne(db)?.principal,
                       member.isActive, member.role.isMember else {
@@ -233,8 +246,7 @@ extension RelayDatabase {
                 }
                 try Self.requireKey(db, for: record, member: member.id, name: member.name.rawValue, claiming: false)
                 if let previous = record.assigneeID, previous != member.id { detail["previousAssignee"] = try Self.principalNames(db)[previous] }
-                record.assigneeID = member.id
-                record.claimExpiresAt = claimExpiry
+                record.hand(to: member.id, until: claimExpiry, at: now)
                 detail["assignee"] = member.name.rawValue
             case .start:
                 record.claimExpiresAt = claimExpiry

@@ -137,6 +137,10 @@ extension DaemonSuiteForCLI {
         #expect(aged.0 == 0, "\(aged.1)")
         let overdue = try cli.run(["inbox"], home: cli.responder).output
         #expect(overdue.split(separator: "\n").first { $0.contains(normal.suffix(8)) }?.contains("overdue 24h") == true, "normal: one day\n\(overdue)")
+        let onlyOverdue = (try cli.json(["inbox", "--overdue"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
+        #expect(onlyOverdue.map { $0["id"] as! String } == [normal], "what an SLA page is about: \(onlyOverdue)")
+        let noneOverdue = try cli.run(["inbox", "--overdue", "--urgency", "immediate"], home: cli.responder)
+        #expect(noneOverdue.code == 0 && noneOverdue.output.contains("No case is past its SLA"), "\(noneOverdue.output)")
         // Ids start with their time: four digits name all three cases, and the CLI asks for more.
         let ambiguous = try cli.run(["show", String(arabic.prefix(4))], home: cli.responder)
         #expect(ambiguous.code == 1 && ambiguous.output.contains("matches 3 cases") && ambiguous.output.contains(short), "\(ambiguous.output)")

@@ -101,10 +101,10 @@ import Testing
 
 /// What `amane show` prints, without a relay.
 @Suite struct CaseRenderingTests {
-    func reading(purged: Bool, slaDueAt: String? = nil) throws -> CaseReading {
+    func reading(purged: Bool, slaDueAt: String? = nil, state: String = "closed") throws -> CaseReading {
         let view = """
             {"id":"01a2","queue":"national","urgency":"high","category":"sexual_abuse","language":"fr","channel":"phone",
-             "state":"closed","onHold":false,"updated":false,"outcome":"support_provided","receivedAt":"2026-05-01T10:00:00Z",
+             "state":"\(state)","onHold":false,"updated":false,"outcome":"support_provided","receivedAt":"2026-05-01T10:00:00Z",
              \(slaDueAt.map { "\"slaDueAt\":\"\($0)\"," } ?? "")"purged":\(purged)}
             """
         return CaseReading(case: try JSONDecoder().decode(CaseView.self, from: Data(view.utf8)), entries: [])
@@ -122,6 +122,14 @@ import Testing
         #expect(purged.contains("outcome support_provided") && purged.contains("purged after the retention period")
                 && purged.contains("only these labels remain"), "\(purged)")
         #expect(!Show.render(try reading(purged: false)).contains("purged"))
+    }
+
+    @Test func theDeadlineSaysWhomTheCaseWaitsFor() throws {
+        let due = Timestamp.iso8601(Int64(Date().timeIntervalSince1970) - 3 * 3600)
+        let unclaimed = Show.render(try reading(purged: false, slaDueAt: due, state: "new"))
+        #expect(unclaimed.contains(", unclaimed, overdue 3h"), "\(unclaimed)")
+        let referred = Show.render(try reading(purged: false, slaDueAt: due, state: "referred"))
+        #expect(referred.contains(", a follow-up unopened by its holder, overdue 3h") && !referred.contains("unclaimed"), "\(referred)")
     }
 
 }

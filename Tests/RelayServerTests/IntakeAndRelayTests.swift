@@ -84,7 +84,8 @@ extension DaemonSuite {
         #expect(!daemon.stderr.value.contains(canary))
     }
 
-    /// A case past its SLA pages whoever sla.notifyCommand reaches, with the urgency and the count only.
+    /// A case past its SLA pages whoever sla.notifyCommand reaches, with the urgency and the count only: one waiting
+    /// unclaimed, and one referred whose holder has left the reporter's follow-up unopened.
     @Test func aCasePastItsSLARunsTheNotifyCommand() async throws {
         let pager = FileManager.default.temporaryDirectory.appendingPathComponent("pager-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: pager, withIntermediateDirectories: true)
@@ -95,14 +96,35 @@ extension DaemonSuite {
         defer { daemon.stop(); daemon.removeData() }
         let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "waiting too long"), headers: ["Idempotency-Key": Demo.key()])
         #expect(posted.status == 201)
+        let referred = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "referred"), headers: ["Idempotency-Key": Demo.key()])
+        let referredID = try #require(referred.json["id"] as? String)
+        #expect(try daemon.post("/v1/disclosures/\(referredID)/claim", as: daemon.responder, json: [:]).status == 200)
+        let refer = try daemon.post("/v1/disclosures/\(referredID)/transition", as: daemon.responder, json: ["action": "refer", "referral": "police"])
+        #expect(refer.status == 200, "\(refer.text)")
+        let followup = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": try #require(referred.json["receipt"] as? String),
+                                                                                    "content": ["narrative": "he came back"]],
+                                       headers: ["Idempotency-Key": Demo.key()])
+        #expect(followup.status == 201, "\(followup.text)")
+        let flagged = try #require((daemon.get("/v1/queue", as: daemon.responder).json["cases"] as? [[String: Any]])?.first { $0["id"] as? String == referredID })
+        #expect(flagged["state"] as? String == "referred" && flagged["updated"] as? Bool == true
+                && abs((Timestamp.parse(flagged["slaDueAt"] as? String ?? "")?.timeIntervalSinceNow ?? 0) - 120 * 60) < 120,
+                "due 120 minutes (high) after the follow-up: \(flagged)")
         #expect(!FileManager.default.fileExists(atPath: pager + "/paged"), "nothing is past its SLA yet")
-        // Three hours old (high: 120 minutes); the monitor's first look, at start, finds it.
+        // Three hours old (high: 120 minutes); the monitor's first look, at start, finds them.
         daemon.stop()
-        let age = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=30); db.execute('UPDATE disclosure SET receivedAt = receivedAt - 10800'); db.commit()"
+        let age = """
+            import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=30)
+            db.execute('UPDATE disclosure SET receivedAt = receivedAt - 10800, unopenedSince = unopenedSince - 10800'); db.commit()
+            """
         #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", age, daemon.directory + "/relay.sqlite"]).0 == 0)
         daemon = try await daemon.restarted()
-        #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8)) == "high 1\n" },
+        #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8)) == "high 2\n" },
                 "\(String(describing: try? String(contentsOfFile: pager + "/paged", encoding: .utf8)))")
+        #expect(daemon.stderr.value.contains("relay.count=2 relay.unopened_followups=1"), "\(daemon.stderr.value)")
+        let listed = try daemon.get("/v1/queue?overdue=true", as: daemon.supervisor)
+        #expect(Set((listed.json["cases"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? [])
+                == [try #require(posted.json["id"] as? String), referredID], "what the page is about: \(listed.text)")
+        #expect(try daemon.get("/v1/queue?overdue=yes", as: daemon.supervisor).status == 400)
         let environment = try String(contentsOfFile: pager + "/environment", encoding: .utf8)
         #expect(!environment.contains("not-for-the-pager") && !environment.contains("AMANE_"), "the pager gets no part of the relay's environment: \(environment)")
     }

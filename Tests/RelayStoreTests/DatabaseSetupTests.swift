@@ -13,7 +13,7 @@ import Testing
         #expect(try fixture.db.writerPragma("foreign_keys") == "1")
         #expect(try fixture.db.writerPragma("secure_delete") == "1")
         #expect(try fixture.db.writerPragma("journal_mode") == "wal")
-        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5", "v6"])
+        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5", "v6", "v7"])
     }
 
     @Test func aSecondConnectionCheckpointsWhileTheWriterOnlyCheckpointsAsABackstop() async throws {
@@ -227,6 +227,148 @@ import Testing
 
         let details = try await fixture.db.auditEntries().filter { $0.entry.action == "followup" }.map(\.entry.detail)
         #expect(details.map { $0.contains("urgency") } == [false, true, false, true, true], "only a raise is recorded: \(details)")
+    }
+
+    /// A referred case has no claim to lapse: a follow-up its holder leaves unopened would wait for good. It counts
+    /// against the SLA from the earliest one not opened, until the holder (not anyone else) opens it.
+    @Test func aFollowupItsHolderLeavesUnopenedIsPastTheSLAInTime() async throws {
+        let fixture = try await StoreFixture()
+        let policy = TriagePolicy.default
+        let amina = StoreActor(fixture.responder), khadija = StoreActor(fixture.supervisor)
+        func followUp(_ caseID: String, _ urgency: Urgency?) async throws {
+            let (id, envelope) = try fixture.sealed("he is coming back", kind: .followup, in: caseID)
+            _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: caseID, objectID: id, envelope: envelope, raisingUrgencyTo: urgency,
+                                                 idempotencyKey: UUID().uuidString, requestHash: [1])
+        }
+        func minute() -> Int64 { Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60 }
+        func late(_ urgency: Urgency) async throws -> [Int] {
+            try await fixture.db.queueDepth()[urgency].map { [$0.waiting, $0.pastSLA, $0.unopened] } ?? []
+        }
+        let referred = try await fixture.submit(urgency: .normal)
+        try await fixture.db.transition(id: referred.id, action: .claim, actor: amina)
+        _ = try await fixture.db.fetchCase(id: referred.id, actor: amina)
+        try await fixture.db.transition(id: referred.id, action: .refer, actor: amina, referral: "police")
+        #expect(try await fixture.db.caseSummary(id: referred.id).slaDeadline(policy) == nil, "nothing waits on anyone")
+
+        fixture.clock.advance(seconds: 5 * 86_400)
+        try await followUp(referred.id, nil)
+        let first = minute()
+        #expect(try await fixture.db.caseSummary(id: referred.id).slaDeadline(policy) == first + policy.slaWait(.normal))
+        fixture.clock.advance(seconds: 2 * 3600)
+        try await followUp(referred.id, nil)
+        #expect(try await fixture.db.caseSummary(id: referred.id).slaDeadline(policy) == first + policy.slaWait(.normal),
+                "from the earliest follow-up not opened")
+
+        // Raised to high: due within high's wait from now, not already late by the first follow-up's clock.
+        fixture.clock.advance(seconds: 3600)
+        try await followUp(referred.id, .high)
+        let raised = minute()
+        #expect(try await fixture.db.caseSummary(id: referred.id).slaDeadline(policy) == raised + policy.slaWait(.high))
+        #expect(try await late(.high) == [0, 0, 0])
+        fixture.clock.advance(seconds: Double(policy.slaWait(.high)) + 60)
+        #expect(try await late(.high) == [0, 1, 1], "past its SLA, though no one waits in the queue")
+
+        _ = try await fixture.db.fetchCase(id: referred.id, actor: khadija)
+        #expect(try await late(.high) == [0, 1, 1], "a supervisor looking in does not open it for its holder")
+        _ = try await fixture.db.fetchCase(id: referred.id, actor: amina)
+        let opened = try await fixture.db.caseSummary(id: referred.id)
+        #expect(opened.unopenedSince == nil && !opened.updated && opened.slaDeadline(policy) == nil)
+        #expect(try await late(.high) == [0, 0, 0])
+
+        // A claimed case counts the same; released to the queue, it waits there as any unclaimed case (counted once).
+        let claimed = try await fixture.submit(urgency: .immediate)
+        try await fixture.db.transition(id: claimed.id, action: .claim, actor: amina)
+        try await followUp(claimed.id, nil)
+        fixture.clock.advance(seconds: Double(policy.slaWait(.immediate)) + 60)
+        #expect(try await late(.immediate) == [0, 1, 1])
+        try await fixture.db.transition(id: claimed.id, action: .release, actor: amina)
+        #expect(try await late(.immediate) == [1, 1, 0])
+
+        // Closed by a supervisor with a follow-up unopened, reopened by the reporter a month later: whoever takes it
+        // then has the wait from taking it, not from a month ago.
+        let stale = try await fixture.submit(urgency: .high)
+        try await fixture.db.transition(id: stale.id, action: .claim, actor: amina)
+        try await followUp(stale.id, nil)
+        try await fixture.db.transition(id: stale.id, action: .close, actor: khadija, outcome: "no_further_action")
+        fixture.clock.advance(seconds: 30 * 86_400)
+        try await followUp(stale.id, nil)
+        fixture.clock.advance(seconds: 600)
+        try await fixture.db.transition(id: stale.id, action: .claim, actor: amina)
+        #expect(try await fixture.db.caseSummary(id: stale.id).slaDeadline(policy) == minute() + policy.slaWait(.high))
+        try await fixture.db.transition(id: stale.id, action: .assign, actor: khadija, assignee: fixture.colleague.name)
+        #expect(try await fixture.db.caseSummary(id: stale.id).slaDeadline(policy) == minute() + policy.slaWait(.high), "and so does an assignee")
+    }
+
+    /// The listing's `overdue` filter (SQL) and `CaseSummary.slaDeadline` (Swift) say the same, case by case.
+    @Test func theListingOfCasesPastTheirSLAIsTheirDeadlineInSQL() async throws {
+        let fixture = try await StoreFixture()
+        let policy = TriagePolicy.default
+        let amina = StoreActor(fixture.responder)
+        for (index, urgency) in [Urgency.immediate, .high, .normal, .low, .high, .immediate].enumerated() {
+            let result = try await fixture.submit(urgency: urgency)
+            if index % 2 == 1 { try await fixture.db.transition(id: result.id, action: .claim, actor: amina) }
+            if index % 3 == 0 {
+                let (id, envelope) = try fixture.sealed("more", kind: .followup, in: result.id)
+                _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
+                                                     idempotencyKey: UUID().uuidString, requestHash: [1])
+            }
+            if index == 5 {
+                _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+                try await fixture.db.transition(id: result.id, action: .refer, actor: amina, referral: "police")
+                let (id, envelope) = try fixture.sealed("again", kind: .followup, in: result.id)
+                _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
+                                                     idempotencyKey: UUID().uuidString, requestHash: [1])
+            }
+            fixture.clock.advance(seconds: 600)
+        }
+        var seen: Set<Int> = []
+        for step in [0, 10 * 60, 2 * 3600, 30 * 3600, 80 * 3600] {
+            fixture.clock.advance(seconds: Double(step))
+            let now = Int64(fixture.clock.now.timeIntervalSince1970)
+            let all = try await fixture.db.listQueue(QueueFilter(), limit: 500).cases
+            let expected = Set(all.filter { $0.slaDeadline(policy).map { $0 < now } ?? false }.map(\.id))
+            let listed = try await fixture.db.listQueue(QueueFilter(overdue: true), limit: 500).cases.map(\.id)
+            #expect(Set(listed) == expected && listed.count == expected.count, "at +\(step) s")
+            #expect(try await fixture.db.queueDepth().values.map(\.pastSLA).reduce(0, +) == expected.count, "the alarm counts the same cases")
+            seen.insert(expected.count)
+        }
+        #expect(seen.count >= 3, "the steps cross deadlines: \(seen)")
+    }
+
+    /// v7 counts a case flagged before it from its latest follow-up, so that an upgrade does not hide it from the SLA.
+    @Test func theUpgradeDatesAFollowupNotYetOpened() async throws {
+        let fixture = try await StoreFixture()
+        let result = try await fixture.submit()
+        let amina = StoreActor(fixture.responder)
+        try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
+        _ = try await fixture.db.fetchCase(id: result.id, actor: amina)
+        try await fixture.db.transition(id: result.id, action: .refer, actor: amina, referral: "police")
+        fixture.clock.advance(seconds: 3600)
+        let (id, envelope) = try fixture.sealed("more", kind: .followup, in: result.id)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: id, envelope: envelope,
+                                             idempotencyKey: UUID().uuidString, requestHash: [1])
+        fixture.clock.advance(seconds: 3600)
+        let (laterID, later) = try fixture.sealed("and more", kind: .followup, in: result.id)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: result.id, objectID: laterID, envelope: later,
+                                             idempotencyKey: UUID().uuidString, requestHash: [1])
+        let flagged = try await fixture.db.caseSummary(id: result.id).unopenedSince
+        #expect(flagged == Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60 - 3600, "from the first")
+        let opened = try await fixture.submit()
+        try await fixture.db.transition(id: opened.id, action: .claim, actor: amina)
+        let (openedID, openedFollowup) = try fixture.sealed("read", kind: .followup, in: opened.id)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: opened.id, objectID: openedID, envelope: openedFollowup,
+                                             idempotencyKey: UUID().uuidString, requestHash: [1])
+        _ = try await fixture.db.fetchCase(id: opened.id, actor: amina)
+        try await fixture.db.pool.write { db in
+            try db.execute(sql: """
+                ALTER TABLE disclosure DROP COLUMN unopenedSince;
+                DELETE FROM grdb_migrations WHERE identifier = 'v7'
+                """)
+        }
+        fixture.clock.advance(seconds: 3600)
+        try await fixture.reopen()
+        #expect(try await fixture.db.caseSummary(id: result.id).unopenedSince == flagged.map { $0 + 3600 }, "from the latest, the only time it can know")
+        #expect(try await fixture.db.caseSummary(id: opened.id).unopenedSince == nil, "an opened follow-up waits on no one")
     }
 
     @Test func aFollowupFlagsTheCaseAndReopensItWhenClosed() async throws {
