@@ -120,19 +120,24 @@ extension RelayDatabase {
     public func queueDepth() async throws -> [Urgency: (waiting: Int, pastSLA: Int, unopened: Int)] {
         let now = nowSeconds
         let policy = options.policy
-        let late = Self.pastSLA(at: now, policy: policy)
+        let request = Self.queueDepthRequest(at: now, policy: policy)
         return try await pool.read { db in
-            var depth: [Urgency: (waiting: Int, pastSLA: Int, unopened: Int)] = [:]
-            for urgency in Urgency.allCases {
-                let row = try SQLRequest<Row>(literal: """
-                    SELECT COALESCE(SUM(state = 'new'), 0) AS waiting, COALESCE(SUM(\(late)), 0) AS pastSLA,
-                    COALESCE(SUM(state <> 'new' AND \(late)), 0) AS unopened FROM disclosure
-                    WHERE urgencyRank = \(urgency.rank) AND state <> 'closed' AND purgedAt IS NULL
-                    """).fetchOne(db)
-                depth[urgency] = (row?["waiting"] ?? 0, row?["pastSLA"] ?? 0, row?["unopened"] ?? 0)
+            var depth = Dictionary(uniqueKeysWithValues: Urgency.allCases.map { ($0, (waiting: 0, pastSLA: 0, unopened: 0)) })
+            for row in try request.fetchAll(db) {
+                guard let urgency = Urgency(rank: row["urgencyRank"]) else { continue }
+                depth[urgency] = (row["waiting"], row["pastSLA"], row["unopened"])
             }
             return depth
         }
+    }
+
+    /// Reads only the index of open cases (`disclosure_open`), never the table.
+    static func queueDepthRequest(at now: Int64, policy: TriagePolicy) -> SQLRequest<Row> {
+        let late = pastSLA(at: now, policy: policy)
+        return SQLRequest(literal: """
+            SELECT urgencyRank, SUM(state = 'new') AS waiting, SUM(\(late)) AS pastSLA, SUM(state <> 'new' AND \(late)) AS unopened
+            FROM disclosure WHERE state <> 'closed' AND purgedAt IS NULL GROUP BY urgencyRank
+            """)
     }
 
     /// Queues without a current epoch key that an active member holds: intake to them answers 503 until a member runs `amane rotate`.

@@ -113,8 +113,8 @@ extension RelayDatabase {
     static func pastSLA(at now: Int64, policy: TriagePolicy) -> SQL {
         let limits = Urgency.allCases.map { "WHEN \($0.rank) THEN \(now - policy.slaWait($0))" }.joined(separator: " ")
         return SQL(sql: """
-            (CASE WHEN state = 'new' THEN COALESCE(waitingSince, receivedAt) \
-            WHEN state IN ('claimed', 'in_progress', 'referred') THEN unopenedSince END) < (CASE urgencyRank \(limits) END)
+            COALESCE((CASE WHEN state = 'new' THEN COALESCE(waitingSince, receivedAt) \
+            WHEN state IN ('claimed', 'in_progress', 'referred') THEN unopenedSince END) < (CASE urgencyRank \(limits) END), 0)
             """)
     }
 

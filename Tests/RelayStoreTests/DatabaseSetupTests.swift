@@ -361,7 +361,7 @@ import Testing
         _ = try await fixture.db.fetchCase(id: opened.id, actor: amina)
         try await fixture.db.pool.write { db in
             try db.execute(sql: """
-                ALTER TABLE disclosure DROP COLUMN unopenedSince;
+                DROP INDEX disclosure_open; ALTER TABLE disclosure DROP COLUMN unopenedSince;
                 DELETE FROM grdb_migrations WHERE identifier = 'v7'
                 """)
         }

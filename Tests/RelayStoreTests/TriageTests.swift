@@ -52,6 +52,18 @@ import Testing
         }
     }
 
+    /// The SLA monitor runs every minute and at every scrape of /metrics: it reads the open cases' index alone.
+    @Test func theSLAMonitorReadsOnlyTheIndexOfOpenCases() async throws {
+        let fixture = try await StoreFixture()
+        _ = try await fixture.submit()
+        let plan = try await fixture.db.pool.read { db in
+            let statement = try RelayDatabase.queueDepthRequest(at: 0, policy: .default).makePreparedRequest(db).statement
+            return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(statement.sql)", arguments: statement.arguments)
+                .map { $0["detail"] as String }.joined(separator: "; ")
+        }
+        #expect(plan.contains("USING COVERING INDEX disclosure_open") && !plan.contains("TEMP B-TREE"), "\(plan)")
+    }
+
     @Test func filtersNarrowTheQueue() async throws {
         let fixture = try await StoreFixture()
         let a = try await fixture.submit(urgency: .high, category: "trafficking")
