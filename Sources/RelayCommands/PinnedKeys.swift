@@ -90,9 +90,7 @@ struct PinnedKeys {
             unlink(staging)
             throw CLIError(.usage, "cannot write \(path): \(error)")
         }
-        let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        defer { if folder >= 0 { close(folder) } }
-        guard folder >= 0, fsync(folder) == 0 else { throw CLIError(.usage, "cannot sync the folder of \(path)") }
+        guard SecretFile.syncFolder(of: path) else { throw CLIError(.usage, "cannot sync the folder of \(path)") }
     }
 
     /// Refuses a key that differs from the one confirmed for `name`.

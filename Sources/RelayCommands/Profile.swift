@@ -127,8 +127,7 @@ enum ContentTagSecret {
             throw CLIError(.key, "cannot make the content tag secret \(path): \(String(cString: strerror(errno)))", hint: readOnly)
         }
         // A tag sent before a crash must be made again by the retry after it: the name must last too.
-        let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if folder >= 0 { fsync(folder); close(folder) }
+        _ = SecretFile.syncFolder(of: path)
     }
 }
 

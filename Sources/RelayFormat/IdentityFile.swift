@@ -195,4 +195,11 @@ package enum SecretFile {
             throw FormatError(.io, "cannot write \(path)")
         }
     }
+
+    /// Flushes the folder holding `path`, so that a name just linked or renamed into it lasts a crash.
+    package static func syncFolder(of path: String) -> Bool {
+        let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { if folder >= 0 { close(folder) } }
+        return folder >= 0 && fsync(folder) == 0
+    }
 }

@@ -143,6 +143,7 @@ extension RelayServerApp {
         // The TLS files first: a mistyped --data-dir must fail before it leaves an empty database behind.
         let identity = try TLSIdentity(configuration: configuration)
         let caPEM = try RelayConfiguration.read(configuration.caFile, key: "tls.caFile")
+        let caEnd = try configuration.checkClientCA(caPEM: caPEM)
         let metrics = RelayMetrics()
         var options = RelayDatabase.Options()
         options.policy = configuration.policy
@@ -166,8 +167,6 @@ extension RelayServerApp {
                                          freeBytes: metrics.storeFreeBytes, logger: logger)
 
         let trustRoots = try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8))
-        // A CA that signed no server certificate is refused by `serve` once built, with its reason.
-        let caEnd = (try? configuration.checkClientCA()) ?? nil
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: identity.current.chain.map { .certificate($0) }, privateKey: .privateKey(identity.current.key))
         tls.minimumTLSVersion = .tlsv13

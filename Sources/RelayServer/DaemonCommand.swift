@@ -193,8 +193,6 @@ struct Serve: AsyncParsableCommand {
         if configuration.dev { try DevEnvironment.preparePKI(configuration) }
         try configuration.checkNotifyCommand()
         let app = try await RelayServerApp.build(configuration: configuration, logger: logger)
-        // After the build, which names a missing or unreadable server certificate first.
-        try configuration.checkClientCA()
         if configuration.dev {
             let db = app.db
             let bound = app.bound

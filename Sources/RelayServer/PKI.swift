@@ -286,8 +286,8 @@ extension RelayConfiguration {
     /// file holding no CA that signed the server certificate would refuse every client at the handshake.
     /// - Returns: when the CA that signed the server certificate ends (the latest, if tls.caFile holds it renewed).
     @discardableResult
-    func checkClientCA() throws -> Date? {
-        let caPEM = try Self.read(caFile, key: "tls.caFile")
+    func checkClientCA(caPEM: String? = nil) throws -> Date? {
+        let caPEM = try caPEM ?? Self.read(caFile, key: "tls.caFile")
         let authorities = ((try? PEMDocument.parseMultiple(pemString: caPEM)) ?? [])
             .filter { $0.discriminator == "CERTIFICATE" }.compactMap { try? Certificate(pemDocument: $0) }
         guard !authorities.isEmpty else { throw Invalid(key: "tls.caFile", reason: "no PEM certificate in \(caFile)") }

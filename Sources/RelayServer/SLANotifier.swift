@@ -59,24 +59,35 @@ final class SLANotifier: Sendable {
                 return continuation.resume(returning: "it could not start: \(error.localizedDescription)")
             }
             let pid = process.processIdentifier
-            Task {
+            settled.arm(Task {
                 try? await Task.sleep(for: timeout)
                 // Its process group (Foundation makes the command lead one), so that what a script started goes too;
                 // not once its end was seen: by then its pid may be another process's.
                 if settled.kill() { Foundation.kill(-pid, SIGKILL) }
-            }
+            })
         }
     }
 
     /// Whichever comes first of the command's end and its kill at the timeout.
     private final class Settled: Sendable {
         enum First { case ended, killed }
-        private let first = Mutex<First?>(nil)
+        private let state = Mutex<(first: First?, timer: Task<Void, Never>?)>((nil, nil))
+
+        /// The kill at the timeout, cancelled when the command ends first.
+        func arm(_ timer: Task<Void, Never>) {
+            state.withLock { state in if state.first == nil { state.timer = timer } else { timer.cancel() } }
+        }
 
         /// Called when the command ended: what came first.
-        func settle() -> First { first.withLock { first in first = first ?? .ended; return first! } }
+        func settle() -> First {
+            state.withLock { state in
+                state.timer?.cancel()
+                state.first = state.first ?? .ended
+                return state.first!
+            }
+        }
 
         /// Whether the command is still to be killed: it has not ended.
-        func kill() -> Bool { first.withLock { first in guard first == nil else { return false }; first = .killed; return true } }
+        func kill() -> Bool { state.withLock { state in guard state.first == nil else { return false }; state.first = .killed; return true } }
     }
 }
