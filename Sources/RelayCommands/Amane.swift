@@ -305,11 +305,13 @@ enum Output {
         return span(now.timeIntervalSince(date))
     }
 
+    /// "45m", "2h", "2h45m", "3d", "3d5h": to the minute within two days, to the hour beyond; never rounded up.
     static func span(_ seconds: TimeInterval) -> String {
         let minutes = max(0, Int(seconds / 60))
+        func and(_ part: Int, _ unit: String) -> String { part == 0 ? "" : "\(part)\(unit)" }
         if minutes < 60 { return "\(minutes)m" }
-        if minutes < 48 * 60 { return "\(minutes / 60)h" }
-        return "\(minutes / 1440)d"
+        if minutes < 48 * 60 { return "\(minutes / 60)h" + and(minutes % 60, "m") }
+        return "\(minutes / 1440)d" + and(minutes % 1440 / 60, "h")
     }
 
     /// "overdue 25m" or "due in 10m" (`CaseView.slaDueAt`).

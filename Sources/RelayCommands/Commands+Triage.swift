@@ -55,7 +55,8 @@ struct Inbox: AsyncParsableCommand {
         }
         if global.json { return try Output.json(listing) }
         guard !listing.cases.isEmpty else {
-            return print(overdue ? "No case is past its SLA for these filters."
+            let filtered = !state.isEmpty || urgency != nil || category != nil || mine
+            return print(overdue ? "No case is past its SLA\(filtered ? " for these filters" : "")."
                          : "The queue is empty for these filters\(state.isEmpty ? " (closed cases: --state closed)" : "").")
         }
         print(Output.pad("ID", 10) + Output.pad("URGENCY", 11) + Output.pad("AGE", 6) + Output.pad("CATEGORY", 22) + Output.pad("LANG", 5)

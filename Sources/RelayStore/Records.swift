@@ -107,17 +107,9 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
         return true
     }
 
-    /// Gives the case to a holder, claimed until `expiry`. A follow-up still unopened is theirs to open from now:
-    /// its wait restarts, but never to before it came.
-    mutating func hand(to principalID: String?, until expiry: Int64, at now: Int64) {
-        assigneeID = principalID
-        claimExpiresAt = expiry
-        unopenedSince = unopenedSince.map { max($0, now / 60 * 60) }
-    }
-
     /// Moves the case to `state`, no one's: a release, an expired claim, or a reopen (`reopenedAt`: by a supervisor
     /// or a reporter's follow-up on a closed case). A reopened case is open again, so it has no outcome (the audit
-    /// trail keeps the earlier one) and waits afresh; a referral made stays a fact of the case.
+    /// trail keeps the earlier one) and waits afresh, a follow-up not yet opened too; a referral made stays a fact of the case.
     mutating func returnToQueue(as state: CaseState, reopenedAt: Int64?) {
         self.state = state.rawValue
         assigneeID = nil
@@ -126,6 +118,7 @@ struct DisclosureRecord: Codable, FetchableRecord, PersistableRecord {
         if let reopenedAt {
             outcome = nil
             waitingSince = reopenedAt / 60 * 60
+            unopenedSince = unopenedSince.map { max($0, reopenedAt / 60 * 60) }
         }
     }
 

@@ -238,7 +238,8 @@ extension RelayDatabase {
             switch action {
             case .claim:
                 try Self.requireKey(db, for: record, member: actor.principalID, name: actor.name, claiming: true)
-                record.hand(to: actor.principalID, until: claimExpiry, at: now)
+                record.assigneeID = actor.principalID
+                record.claimExpiresAt = claimExpiry
             case .assign:
                 guard let assignee, let member = try PrincipalRecord.filter(PrincipalRecord.Columns.name == assignee.rawValue).fetchOne(db)?.principal,
                       member.isActive, member.role.isMember else {
@@ -246,7 +247,8 @@ extension RelayDatabase {
                 }
                 try Self.requireKey(db, for: record, member: member.id, name: member.name.rawValue, claiming: false)
                 if let previous = record.assigneeID, previous != member.id { detail["previousAssignee"] = try Self.principalNames(db)[previous] }
-                record.hand(to: member.id, until: claimExpiry, at: now)
+                record.assigneeID = member.id
+                record.claimExpiresAt = claimExpiry
                 detail["assignee"] = member.name.rawValue
             case .start:
                 record.claimExpiresAt = claimExpiry

@@ -115,6 +115,8 @@ import Testing
         func sla(_ due: String) throws -> String? { Output.sla(try reading(purged: false, slaDueAt: due).case, now: now) }
         #expect(try sla("2026-05-01T12:00:30Z") == "due now" && sla("2026-05-01T11:59:31Z") == "due now", "not 'due in 0m' nor 'overdue 0m'")
         #expect(try sla("2026-05-01T14:00:00Z") == "due in 2h" && sla("2026-05-01T11:55:00Z") == "overdue 5m")
+        #expect(try sla("2026-05-01T09:15:00Z") == "overdue 2h45m" && sla("2026-04-28T07:00:00Z") == "overdue 3d5h", "not understated by up to an hour")
+        #expect(try sla("2026-05-01T13:59:10Z") == "due in 1h59m" && sla("2026-05-04T12:00:00Z") == "due in 3d")
     }
 
     @Test func aPurgedCaseSaysItsContentIsGone() throws {
@@ -125,7 +127,7 @@ import Testing
     }
 
     @Test func theDeadlineSaysWhomTheCaseWaitsFor() throws {
-        let due = Timestamp.iso8601(Int64(Date().timeIntervalSince1970) - 3 * 3600)
+        let due = Timestamp.iso8601(Int64(Date().timeIntervalSince1970) / 60 * 60 - 3 * 3600)
         let unclaimed = Show.render(try reading(purged: false, slaDueAt: due, state: "new"))
         #expect(unclaimed.contains(", unclaimed, overdue 3h"), "\(unclaimed)")
         let referred = Show.render(try reading(purged: false, slaDueAt: due, state: "referred"))
