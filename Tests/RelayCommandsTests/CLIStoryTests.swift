@@ -139,6 +139,8 @@ extension DaemonSuiteForCLI {
         #expect(overdue.split(separator: "\n").first { $0.contains(normal.suffix(8)) }?.contains("overdue 24h") == true, "normal: one day\n\(overdue)")
         let onlyOverdue = (try cli.json(["inbox", "--overdue"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
         #expect(onlyOverdue.map { $0["id"] as! String } == [normal], "what an SLA page is about: \(onlyOverdue)")
+        let overdueText = try cli.run(["inbox", "--overdue"], home: cli.responder).output
+        #expect(overdueText.contains(normal.suffix(8)) && !overdueText.contains("A held case is overdue"), "unclaimed only: no word on holders\n\(overdueText)")
         let noneOverdue = try cli.run(["inbox", "--overdue", "--urgency", "immediate"], home: cli.responder)
         #expect(noneOverdue.code == 0 && noneOverdue.output.contains("No case is past its SLA"), "\(noneOverdue.output)")
         // Ids start with their time: four digits name all three cases, and the CLI asks for more.
@@ -250,7 +252,14 @@ extension DaemonSuiteForCLI {
         #expect(try cli.run(["reply", short, "-m", "On lit ton message."], home: cli.responder).code == 0)
         let unread = try cli.run(["close", short, "--outcome", "support_provided"], home: cli.responder)
         #expect(unread.code == 2 && unread.output.contains("follow-up that you have not opened yet: open the case before you close it"), "\(unread.output)")
+        // An hour on (immediate: 15 minutes), the referred case is overdue for its holder, and whoever is paged is told what to do.
+        let unopenedAnHour = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=30); db.execute('UPDATE disclosure SET unopenedSince = unopenedSince - 3600 WHERE id = ?', (sys.argv[2],)); db.commit()"
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", unopenedAnHour, daemon.directory + "/relay.sqlite", arabic]).0 == 0)
+        let paged = try cli.run(["inbox", "--overdue"], home: cli.supervisor).output
+        #expect(paged.split(separator: "\n").first { $0.contains(short) }?.contains("overdue 4") == true
+                && paged.contains("until its holder opens the reporter's follow-up") && paged.contains("amane reopen ID"), "\(paged)")
         _ = try cli.run(["show", short], home: cli.responder)
+        #expect(!(try cli.run(["inbox", "--overdue"], home: cli.supervisor).output.contains(short)), "opened by its holder, it waits on no one")
         let read = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
         #expect(read.first { $0["id"] as? String == arabic }?["updated"] as? Bool == false, "opened, the follow-up is read")
         // Another responder's reply is refused before it is written, and opens nothing: the trail shows no fetch of theirs.
