@@ -70,8 +70,9 @@ struct Inbox: AsyncParsableCommand {
         if listing.next != nil { print("More cases follow: `amane inbox --all` lists them, or narrow with --state, --urgency or --mine.") }
         if overdue, listing.cases.contains(where: { $0.state != CaseState.new.rawValue }) {
             print("""
-                A held case is overdue until its holder opens the reporter's follow-up (`amane show ID`); if they are away, \
-                a supervisor gives it to a colleague (`amane assign ID NAME`) or back to the queue (`amane reopen ID`).
+                A held case is overdue until its holder opens the reporter's follow-up (`amane show ID`). If they are away, a \
+                supervisor puts a referred case back in the queue (`amane reopen ID`), and gives a claimed one to a colleague \
+                (`amane assign ID NAME`: overdue until they open it) or back to the queue (`amane release ID`).
                 """)
         }
     }

@@ -823,7 +823,7 @@ components:
         referral: {type: string}
         outcome: {type: string}
         receivedAt: {type: string}
-        slaDueAt: {type: string, description: "When the case passes the wait that the triage policy allows its urgency. An unclaimed (new) case counts from its arrival or, once reopened, from its latest reopening; a held one (claimed, in_progress, referred) has it only while its holder has not opened a reporter's follow-up, counted from the earliest one not opened. A follow-up that raises the urgency makes it due within the new urgency's wait from then, or by its earlier deadline. Absent when no one is waited on."}
+        slaDueAt: {type: string, description: "When the case passes the wait that the triage policy allows its urgency. An unclaimed (new) case counts from its arrival or, once reopened, from its latest reopening; a held one (claimed, in_progress, referred) has it only while its holder has not opened a reporter's follow-up, counted from the earliest one not opened, or from the case's latest reopening if later (a claim or an assignment does not restart it). A follow-up that raises the urgency makes it due within the new urgency's wait from then, or by its earlier deadline. Absent when no one is waited on."}
         purged: {type: boolean}
         epoch: {type: string, description: "The queue key the disclosure is sealed to: only members who hold it open, claim or are assigned the case."}
     QueueListing:

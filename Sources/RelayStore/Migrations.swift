@@ -138,14 +138,13 @@ enum Migrations {
             try db.execute(sql: "ALTER TABLE disclosure ADD COLUMN waitingSince INTEGER")
         }
         // Since when a held case has a follow-up its holder has not opened: a referred case has no claim to lapse, so
-        // its SLA counts from here. A case flagged before this counts from its latest follow-up. The SLA monitor
+        // its SLA counts from here. A case flagged before this counts from its latest follow-up, or its latest reopening if later. The SLA monitor
         // counts open cases from an index of their own, however many closed ones and tombstones the years leave.
         migrator.registerMigration("v7") { db in
             try db.execute(sql: """
                 ALTER TABLE disclosure ADD COLUMN unopenedSince INTEGER;
-                UPDATE disclosure SET unopenedSince = (SELECT MAX(createdAt) FROM sealedObject
-                    WHERE sealedObject.disclosureID = disclosure.id AND sealedObject.kind = 'followup') WHERE updated = 1;
-                UPDATE disclosure SET unopenedSince = COALESCE(waitingSince, receivedAt) WHERE updated = 1 AND unopenedSince IS NULL;
+                UPDATE disclosure SET unopenedSince = MAX(COALESCE(waitingSince, receivedAt), COALESCE((SELECT MAX(createdAt) FROM sealedObject
+                    WHERE sealedObject.disclosureID = disclosure.id AND sealedObject.kind = 'followup'), 0)) WHERE updated = 1;
                 CREATE INDEX disclosure_open ON disclosure(urgencyRank, state, waitingSince, receivedAt, unopenedSince, purgedAt)
                     WHERE state <> 'closed' AND purgedAt IS NULL;
                 """)

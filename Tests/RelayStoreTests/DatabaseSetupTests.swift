@@ -340,7 +340,7 @@ import Testing
         #expect(seen.count >= 3, "the steps cross deadlines: \(seen)")
     }
 
-    /// v7 counts a case flagged before it from its latest follow-up, so that an upgrade does not hide it from the SLA.
+    /// v7 counts a case flagged before it from its latest follow-up (or reopening, if later), so that an upgrade does not hide it from the SLA.
     @Test func theUpgradeDatesAFollowupNotYetOpened() async throws {
         let fixture = try await StoreFixture()
         let result = try await fixture.submit()
@@ -364,6 +364,19 @@ import Testing
         _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: opened.id, objectID: openedID, envelope: openedFollowup,
                                              idempotencyKey: UUID().uuidString, requestHash: [1])
         _ = try await fixture.db.fetchCase(id: opened.id, actor: amina)
+        // Closed unopened by a supervisor, reopened an hour later and claimed: it counts from the reopening.
+        let reopened = try await fixture.submit()
+        try await fixture.db.transition(id: reopened.id, action: .claim, actor: amina)
+        let (reopenedID, reopenedFollowup) = try fixture.sealed("unread", kind: .followup, in: reopened.id)
+        _ = try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: reopened.id, objectID: reopenedID, envelope: reopenedFollowup,
+                                             idempotencyKey: UUID().uuidString, requestHash: [1])
+        let khadija = StoreActor(fixture.supervisor)
+        try await fixture.db.transition(id: reopened.id, action: .close, actor: khadija, outcome: "no_further_action")
+        fixture.clock.advance(seconds: 3600)
+        try await fixture.db.transition(id: reopened.id, action: .reopen, actor: khadija)
+        try await fixture.db.transition(id: reopened.id, action: .claim, actor: amina)
+        let reopenedSince = try await fixture.db.caseSummary(id: reopened.id).unopenedSince
+        #expect(reopenedSince == Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60)
         try await fixture.db.pool.write { db in
             try db.execute(sql: """
                 DROP INDEX disclosure_open; ALTER TABLE disclosure DROP COLUMN unopenedSince;
@@ -374,6 +387,7 @@ import Testing
         try await fixture.reopen()
         #expect(try await fixture.db.caseSummary(id: result.id).unopenedSince == flagged.map { $0 + 3600 }, "from the latest, the only time it can know")
         #expect(try await fixture.db.caseSummary(id: opened.id).unopenedSince == nil, "an opened follow-up waits on no one")
+        #expect(try await fixture.db.caseSummary(id: reopened.id).unopenedSince == reopenedSince, "the reopening, later than the follow-up")
     }
 
     @Test func aFollowupFlagsTheCaseAndReopensItWhenClosed() async throws {
