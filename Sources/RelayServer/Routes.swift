@@ -280,6 +280,7 @@ struct RelayRoutes: Sendable {
         let query = request.uri.queryParameters
         let known: Set<Substring> = ["state", "urgency", "category", "mine", "overdue", "idMatch", "cursor", "limit"]
         if let unknown = query.first(where: { !known.contains($0.key) }) { throw APIError(.badRequest, "unknown parameter '\(unknown.key)'") }
+        try Self.requireOnce(query, repeatable: ["state"])
         var filter = QueueFilter(queue: try context.caller.queue)
         for state in query[values: "state"] {
             guard let parsed = CaseState(rawValue: String(state)) else { throw APIError(.badRequest, "parameter 'state': unknown state '\(state)'") }
@@ -316,6 +317,14 @@ struct RelayRoutes: Sendable {
         let limit = try Self.intParameter(query["limit"], name: "limit", range: 1...500) ?? 50
         let page = try await db.listQueue(filter, after: cursor, limit: limit)
         return try .json(QueueListing(cases: page.cases.map { CaseView($0, policy: db.options.policy) }, next: page.next?.token))
+    }
+
+    /// A parameter given twice is refused rather than read as its first value: `overdue=true&overdue=false` has no meaning.
+    static func requireOnce<Query: Sequence>(_ query: Query, repeatable: Set<Substring> = []) throws where Query.Element == (key: Substring, value: Substring) {
+        var seen: Set<Substring> = []
+        for (key, _) in query where !repeatable.contains(key) && !seen.insert(key).inserted {
+            throw APIError(.badRequest, "parameter '\(key)' is given more than once")
+        }
     }
 
     static func intParameter(_ value: Substring?, name: String, range: ClosedRange<Int>) throws -> Int? {
@@ -447,6 +456,7 @@ struct RelayRoutes: Sendable {
     }
 
     @Sendable func statistics(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
+        try Self.requireOnce(request.uri.queryParameters)
         let by = request.uri.queryParameters["by"].map(String.init) ?? "month"
         guard let dimension = StatisticsDimension(rawValue: by) else {
             throw APIError(.badRequest, "parameter 'by' must be one of \(StatisticsDimension.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -465,6 +475,7 @@ struct RelayRoutes: Sendable {
 
     @Sendable func auditPage(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
+        try Self.requireOnce(query)
         let after = try Self.intParameter(query["after"], name: "after", range: 0...Int.max) ?? 0
         let limit = try Self.intParameter(query["limit"], name: "limit", range: 1...1000) ?? 500
         let entries = try await db.auditEntries(after: Int64(after), limit: limit)

@@ -125,6 +125,12 @@ extension DaemonSuite {
         #expect(Set((listed.json["cases"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? [])
                 == [try #require(posted.json["id"] as? String), referredID], "what the page is about: \(listed.text)")
         #expect(try daemon.get("/v1/queue?overdue=yes", as: daemon.supervisor).status == 400)
+        for path in ["/v1/queue?overdue=true&overdue=false", "/v1/stats?by=month&by=region", "/v1/audit?limit=5&limit=6"] {
+            let twice = try daemon.get(path, as: daemon.supervisor)
+            #expect(twice.status == 400 && twice.text.contains("is given more than once"), "\(path): \(twice.text)")
+        }
+        #expect(try daemon.get("/v1/queue?state=new&state=referred&overdue=true", as: daemon.supervisor).json["cases"] as? [[String: Any]] != nil,
+                "state may be repeated")
         let environment = try String(contentsOfFile: pager + "/environment", encoding: .utf8)
         #expect(!environment.contains("not-for-the-pager") && !environment.contains("AMANE_"), "the pager gets no part of the relay's environment: \(environment)")
     }
