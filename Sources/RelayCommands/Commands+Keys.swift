@@ -342,7 +342,7 @@ struct AuditCommand: AsyncParsableCommand {
 
 struct Stats: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Count cases for reports, from labels only.",
+        abstract: "Count your queue's cases for reports, from labels only.",
         discussion: """
             Cases are counted by the month they were received (UTC), with their labels as they stand now: a reopened \
             case has no outcome until it is closed again, and a case a follow-up made more urgent counts at its new \

@@ -80,18 +80,34 @@ struct Admin: AsyncParsableCommand {
     }
 
     /// Issues a client certificate from the relay CA and registers its key as a principal.
-    static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, certificate: CertificateOptions) async throws {
+    static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, queue: QueueOptions,
+                       certificate: CertificateOptions) async throws {
         let principalName = try validName(name)
         let key = try validSealingKey(sealingKey)
+        var createsQueue = false
         let issued = try await issueClientCertificate(common, name: name, certificate: certificate) { db, spkiFingerprint, endsAt in
-            try await db.enroll(name: principalName, role: role, spkiFingerprint: spkiFingerprint, sealingKey: key.text,
-                                certificateEndsAt: endsAt, actor: .admin(user))
+            let known = try await db.queueNames()
+            guard queue.newQueue || known.contains(queue.name) else {
+                throw CommandFailure("""
+                    no queue named \(queue.name) (this relay has \(known.map(\.rawValue).joined(separator: ", "))): check the spelling, or add \
+                    --new-queue to create it
+                    """)
+            }
+            createsQueue = !known.contains(queue.name)
+            return try await db.enroll(name: principalName, role: role, spkiFingerprint: spkiFingerprint, sealingKey: key.text, queue: queue.name,
+                                       creatingQueue: queue.newQueue, certificateEndsAt: endsAt, actor: .admin(user))
         }
         print("""
             Enrolled \(issued.principal.name) as \(issued.principal.role.rawValue) in queue \(issued.principal.queue).
               sealing key fingerprint  \(key.fingerprint)  (read it back to them to compare)
             \(issued.files)
             """)
+        if createsQueue {
+            print("""
+                Created the queue \(queue.name). It has no sealing key yet: its intake answers 503 until one of its responders runs \
+                `amane rotate`.
+                """)
+        }
     }
 
     /// Refuses a server-certificate name that is neither an IP address nor a DNS name, before anything is signed.
@@ -264,6 +280,23 @@ struct CertificateOptions: ParsableArguments {
     }
 }
 
+/// The queue a principal is enrolled in: one organisation's cases, keys and members.
+struct QueueOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("""
+        The queue they belong to: one organisation's cases, keys and members, which no other queue's members see.
+        """, valueName: "name"))
+    var queue = QueueName.national.rawValue
+    @Flag(name: .customLong("new-queue"), help: "Create the --queue if this relay has none of that name yet.") var newQueue = false
+
+    var name: QueueName { QueueName(rawValue: queue) ?? .national }
+
+    func validate() throws {
+        guard QueueName(rawValue: queue) != nil else {
+            throw ValidationError("--queue: '\(queue)' is not a queue name: use lowercase letters, digits and '-' (at most 32)")
+        }
+    }
+}
+
 struct EnrollGateway: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enroll-gateway",
@@ -274,6 +307,7 @@ struct EnrollGateway: AsyncParsableCommand {
     @Argument(help: "The gateway's name, as it appears in the audit trail.") var name: String
     @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The gateway's public sealing key (amanepk1…), for replies to reporters.", valueName: "key"))
     var sealingKey: String
+    @OptionGroup var queue: QueueOptions
     @OptionGroup var certificate: CertificateOptions
 
     func validate() throws {
@@ -282,7 +316,7 @@ struct EnrollGateway: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await Admin.enroll(common, name: name, role: .gateway, sealingKey: sealingKey, certificate: certificate)
+        try await Admin.enroll(common, name: name, role: .gateway, sealingKey: sealingKey, queue: queue, certificate: certificate)
     }
 }
 
@@ -297,6 +331,7 @@ struct EnrollResponder: AsyncParsableCommand {
     @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The public key printed by `amane keygen` (amanepk1…).", valueName: "key"))
     var sealingKey: String
     @Flag(help: "Enroll as a supervisor: may also assign, reopen, hold and read the audit trail.") var supervisor = false
+    @OptionGroup var queue: QueueOptions
     @OptionGroup var certificate: CertificateOptions
 
     func validate() throws {
@@ -305,7 +340,8 @@ struct EnrollResponder: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: sealingKey, certificate: certificate)
+        try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: sealingKey, queue: queue,
+                               certificate: certificate)
     }
 }
 

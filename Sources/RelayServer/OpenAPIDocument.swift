@@ -564,7 +564,7 @@ paths:
   /v1/stats:
     get:
       summary: Case counts by one label
-      description: "Roles: responder, supervisor."
+      description: "Roles: responder, supervisor. Counts the cases of the caller's queue."
       parameters:
         - name: by
           in: query

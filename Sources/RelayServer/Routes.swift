@@ -469,7 +469,7 @@ struct RelayRoutes: Sendable {
         let from = try month("from"), to = try month("to")
         if let from, let to, to < from { throw APIError(.badRequest, "parameter 'to' (\(to)) comes before 'from' (\(from))") }
         let received = (from != nil || to != nil) ? (from?.start ?? Int64.min)..<(to?.end ?? Int64.max) : nil
-        let rows = try await db.statistics(by: dimension, received: received)
+        let rows = try await db.statistics(by: dimension, received: received, queue: try context.caller.queue)
         return try .json(Statistics(by: by, rows: rows.map { StatRow(key: $0.key, count: $0.count) }, from: from?.description, to: to?.description))
     }
 

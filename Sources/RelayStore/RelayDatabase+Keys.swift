@@ -28,16 +28,25 @@ extension RelayDatabase {
     /// Creates the queue if it does not exist yet.
     public func ensureQueue(_ queue: QueueName, actor: StoreActor) async throws {
         let now = nowSeconds
-        try await committer.write { db in
-            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 0 else { return }
-            try db.execute(sql: "INSERT INTO queue (name, createdAt) VALUES (?, ?)", arguments: [queue.rawValue, now])
-            try AuditLog.append(db, time: now, actor: actor, action: "queue.create", subject: queue.rawValue)
-        }
+        try await committer.write { db in try Self.createQueue(db, queue, at: now, actor: actor) }
+    }
+
+    /// Creates `queue` unless it exists.
+    private static func createQueue(_ db: Database, _ queue: QueueName, at now: Int64, actor: StoreActor) throws {
+        guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 0 else { return }
+        try db.execute(sql: "INSERT INTO queue (name, createdAt) VALUES (?, ?)", arguments: [queue.rawValue, now])
+        try AuditLog.append(db, time: now, actor: actor, action: "queue.create", subject: queue.rawValue)
+    }
+
+    /// The queues, by name.
+    public func queueNames() async throws -> [QueueName] {
+        try await pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM queue ORDER BY name").compactMap(QueueName.init(rawValue:)) }
     }
 
     /// Registers a principal for a certificate's SPKI fingerprint.
+    /// - Parameter creatingQueue: create `queue` in the same transaction if it does not exist yet.
     public func enroll(name: PrincipalName, role: Role, spkiFingerprint: String, sealingKey: String?, queue: QueueName = .national,
-                       certificateEndsAt: Int64? = nil, actor: StoreActor) async throws -> Principal {
+                       creatingQueue: Bool = false, certificateEndsAt: Int64? = nil, actor: StoreActor) async throws -> Principal {
         guard Role.enrollable.contains(role) else { throw StoreError(.invalid, "cannot enroll the role \(role.rawValue)") }
         if let sealingKey {
             do { _ = try SealingPublicKey(text: sealingKey) } catch { throw StoreError(.invalid, "the sealing key is not valid: \(error)") }
@@ -48,6 +57,7 @@ extension RelayDatabase {
                                      spkiFingerprint: spkiFingerprint, sealingKey: sealingKey, queue: queue.rawValue,
                                      createdAt: nowSeconds, revokedAt: nil, certificateEndsAt: certificateEndsAt)
         try await committer.write { db in
+            if creatingQueue { try Self.createQueue(db, queue, at: record.createdAt, actor: actor) }
             guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1 else {
                 throw StoreError(.notFound, "no queue named \(queue)")
             }

@@ -93,9 +93,9 @@ extension RelayDatabase {
         guard mode?.lowercased() == "delete" else { throw StoreError(.busy, "another process has \(path) open") }
     }
 
-    /// Counts of cases by one label, from labels only (purged cases included), for the NGOs' reports.
+    /// Counts of a queue's cases by one label, from labels only (purged cases included), for the NGOs' reports.
     /// - Parameter received: only cases received in this range of Unix seconds.
-    public func statistics(by dimension: StatisticsDimension, received: Range<Int64>? = nil) async throws -> [(key: String, count: Int)] {
+    public func statistics(by dimension: StatisticsDimension, received: Range<Int64>? = nil, queue: QueueName) async throws -> [(key: String, count: Int)] {
         let expression: String = switch dimension {
         case .month: "strftime('%Y-%m', receivedAt, 'unixepoch')"
         case .urgency: "CASE urgencyRank \(Urgency.allCases.map { "WHEN \($0.rank) THEN '\($0.rawValue)'" }.joined(separator: " ")) END"
@@ -103,8 +103,10 @@ extension RelayDatabase {
         }
         let order = dimension == .urgency ? "MIN(urgencyRank)" : "key"
         return try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT \(expression) AS key, COUNT(*) AS count FROM disclosure WHERE receivedAt >= ? AND receivedAt < ? GROUP BY key ORDER BY \(order)",
-                             arguments: [received?.lowerBound ?? Int64.min, received?.upperBound ?? Int64.max])
+            try Row.fetchAll(db, sql: """
+                SELECT \(expression) AS key, COUNT(*) AS count FROM disclosure WHERE queue = ? AND receivedAt >= ? AND receivedAt < ?
+                GROUP BY key ORDER BY \(order)
+                """, arguments: [queue.rawValue, received?.lowerBound ?? Int64.min, received?.upperBound ?? Int64.max])
                 .map { (key: $0["key"], count: $0["count"]) }
         }
     }

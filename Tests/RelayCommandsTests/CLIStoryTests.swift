@@ -37,7 +37,7 @@ struct CLI {
     var supervisor: String { daemon.dev + "/supervisor" }
 
     /// A new responder: keygen on their machine, enrollment by the admin, and a profile.
-    func newResponder(_ name: String) throws -> String {
+    func newResponder(_ name: String, enrolling options: [String] = []) throws -> String {
         let home = daemon.directory + "/people/" + name
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         let passphrase = home + "/../\(name).passphrase"
@@ -51,7 +51,7 @@ struct CLI {
         let again = try run(["keygen", "--passphrase-file", passphrase], home: home)
         #expect(again.code == 1 && again.output.contains("refusing to replace") && again.output.contains("amane keygen --show"), "\(again)")
         #expect(try json(["keygen", "--show"], home: home) as? [String: String] == shown as? [String: String])
-        let (code, output) = try daemon.admin(["admin", "enroll-responder", name, "--sealing-key", key["publicKey"] as! String, "--out", home])
+        let (code, output) = try daemon.admin(["admin", "enroll-responder", name, "--sealing-key", key["publicKey"] as! String, "--out", home] + options)
         #expect(code == 0, "\(output)")
         try """
             relay: \(daemon.url)
@@ -102,6 +102,61 @@ extension DaemonSuiteForCLI {
         #expect(backwardsCode != 0 && backwards.contains("--to 2026-10 comes before --from 2026-11"), "\(backwards)")
         let refused = try daemon.get("/v1/stats?by=month&from=october", as: daemon.responder)
         #expect(refused.status == 400 && refused.text.contains("YYYY-MM"), "\(refused.text)")
+    }
+
+    /// Two organisations on one relay: Bayti's queue is made with its first enrolment, and its cases, key, members
+    /// and statistics are its own. The national queue's members see none of them, nor Bayti's theirs.
+    @Test func aSecondOrganisationHasAQueueOfItsOwn() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let cli = CLI(daemon: daemon)
+        let handover = daemon.directory + "/kiosk-bayti"
+        let kioskKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly).publicKey.text
+        func enrollKiosk(_ queue: [String]) throws -> (Int32, String) {
+            try daemon.admin(["admin", "enroll-gateway", "kiosk-bayti", "--sealing-key", kioskKey, "--out", handover, "--queue"] + queue)
+        }
+        let (misspelt, misspeltText) = try enrollKiosk(["Bayti"])
+        #expect(misspelt == 64 && misspeltText.contains("--queue: 'Bayti' is not a queue name"), "\(misspeltText)")
+        let (unknown, unknownText) = try enrollKiosk(["bayti"])
+        #expect(unknown == 1 && unknownText.contains("no queue named bayti (this relay has national)") && unknownText.contains("--new-queue")
+                && !FileManager.default.fileExists(atPath: handover), "a typo makes no queue and signs nothing: \(unknownText)")
+        let (created, createdText) = try enrollKiosk(["bayti", "--new-queue"])
+        #expect(created == 0 && createdText.contains("Enrolled kiosk-bayti as gateway in queue bayti.") && createdText.contains("Created the queue bayti")
+                && createdText.contains("amane rotate"), "\(createdText)")
+        let kiosk = ClientIdentity(certificate: handover + "/kiosk-bayti-cert.pem", key: handover + "/kiosk-bayti-key.pem")
+        func submit(_ urgency: String) throws -> HTTPResult {
+            try daemon.post("/v1/disclosures", as: kiosk, json: Demo.body(narrative: "synthetic: a boy at the Bayti centre", urgency: urgency),
+                            headers: ["Idempotency-Key": Demo.key()])
+        }
+        let unsealed = try submit("high")
+        #expect(unsealed.status == 503 && unsealed.text.contains("bayti"), "Bayti's queue has no key yet: \(unsealed.text)")
+
+        let nadia = try cli.newResponder("nadia", enrolling: ["--supervisor", "--queue", "bayti"])
+        let rotated = try cli.json(["rotate"], home: nadia) as! [String: Any]
+        #expect(rotated["granted"] as? [String] == ["nadia"] && (rotated["skipped"] as? [String] ?? []).isEmpty,
+                "Bayti's first key goes to Bayti's members only: \(rotated)")
+        let posted = try submit("low")
+        let baytiCase = try #require(posted.json["id"] as? String, "\(posted.text)")
+        let nationalCase = try #require((try cli.json(["submit", try daemon.demoFile(1)], home: cli.gateway) as? [String: Any])?["id"] as? String)
+        func inbox(_ home: String) throws -> [String] {
+            ((try cli.json(["inbox"], home: home) as! [String: Any])["cases"] as! [[String: Any]]).compactMap { $0["id"] as? String }
+        }
+        #expect(try inbox(nadia) == [baytiCase] && inbox(cli.responder) == [nationalCase] && inbox(cli.supervisor) == [nationalCase])
+        let opened = try cli.run(["show", baytiCase], home: nadia)
+        #expect(opened.code == 0 && opened.output.contains("synthetic: a boy at the Bayti centre"), "\(opened.output)")
+        let elsewhere = try cli.run(["show", baytiCase], home: cli.supervisor)
+        #expect(elsewhere.code == 2 && elsewhere.output.contains("no case \(baytiCase)") && !elsewhere.output.contains("Bayti centre"),
+                "to the other queue's members it does not exist: \(elsewhere.output)")
+        func counted(_ home: String) throws -> [String] {
+            ((try cli.json(["stats", "--by", "urgency"], home: home) as! [String: Any])["rows"] as! [[String: Any]]).map { "\($0["key"]!)=\($0["count"]!)" }
+        }
+        #expect(try counted(nadia) == ["low=1"] && counted(cli.responder) == ["immediate=1"], "each queue counts its own cases")
+        #expect(try daemon.get("/v1/queues/national/sealing-key", as: kiosk).status == 404)
+        let members = try daemon.get("/v1/members", as: daemon.responder).json["members"] as? [[String: Any]]
+        #expect(members?.contains { $0["name"] as? String == "nadia" } == false, "\(String(describing: members))")
+        let listed = try daemon.admin(["admin", "list"]).1.split(separator: "\n")
+        #expect(listed.contains { $0.hasPrefix("nadia ") && $0.contains("bayti") } && listed.contains { $0.hasPrefix("kiosk-bayti ") && $0.contains("bayti") },
+                "\(listed)")
     }
 
     @Test func aResponderDayFromIntakeToRevocation() async throws {

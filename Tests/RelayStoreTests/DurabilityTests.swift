@@ -310,16 +310,44 @@ extension DiskFullTests {
         try await fixture.submit(urgency: .high, category: "trafficking")
         try await fixture.submit(urgency: .high, category: "sexual_abuse")
         try await fixture.submit(urgency: .low, category: "sexual_abuse")
-        let byUrgency = try await fixture.db.statistics(by: .urgency)
+        // Another organisation's queue on the same relay: its cases are its own to count.
+        let bayti = QueueName(rawValue: "bayti")!
+        let baytiKeys = (0..<2).map { _ in SealingPrivateKey.generate(suite: .x25519ChaChaPoly) }
+        await #expect(throws: StoreError.code(.notFound)) {
+            try await fixture.db.enroll(name: PrincipalName(rawValue: "kiosk-bayti")!, role: .gateway, spkiFingerprint: "bayti-kiosk",
+                                        sealingKey: baytiKeys[0].publicKey.text, queue: bayti, actor: .admin("test"))
+        }
+        await #expect(throws: StoreError.code(.conflict)) {
+            try await fixture.db.enroll(name: fixture.gateway.name, role: .gateway, spkiFingerprint: "bayti-kiosk",
+                                        sealingKey: baytiKeys[0].publicKey.text, queue: bayti, creatingQueue: true, actor: .admin("test"))
+        }
+        #expect(try await fixture.db.queueNames() == [.national], "a refused enrolment creates no queue")
+        let kiosk = try await fixture.db.enroll(name: PrincipalName(rawValue: "kiosk-bayti")!, role: .gateway, spkiFingerprint: "bayti-kiosk",
+                                                sealingKey: baytiKeys[0].publicKey.text, queue: bayti, creatingQueue: true, actor: .admin("test"))
+        let nadia = try await fixture.db.enroll(name: PrincipalName(rawValue: "sup-nadia")!, role: .supervisor, spkiFingerprint: "bayti-nadia",
+                                                sealingKey: baytiKeys[1].publicKey.text, queue: bayti, creatingQueue: true, actor: .admin("test"))
+        #expect(try await fixture.db.queueNames() == [bayti, .national])
+        #expect(try await fixture.db.auditEntries().filter { $0.entry.action == "queue.create" && $0.entry.subject == "bayti" }.count == 1)
+        let baytiEpoch = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        _ = try await fixture.db.createEpoch(queue: bayti, publicKey: baytiEpoch.publicKey.text,
+                                             grants: [nadia.name.rawValue: try Grant.seal(baytiEpoch, to: baytiKeys[1].publicKey)], actor: StoreActor(nadia))
+        let id = UUID.v7(now: fixture.clock.now)
+        _ = try await fixture.db.intake(IntakeRequest(
+            gateway: kiosk, labels: DisclosureLabels(queue: bayti, urgency: .high, category: "trafficking", language: "ar", channel: "kiosk"), id: id,
+            envelope: try Envelope.seal(Array("bayti".utf8), to: baytiEpoch.publicKey, kind: .disclosure, objectID: id), idempotencyKey: UUID().uuidString,
+            requestHash: Digest.sha256(Array("bayti".utf8))))
+        let byUrgency = try await fixture.db.statistics(by: .urgency, queue: .national)
         #expect(byUrgency.map(\.key) == ["high", "low"] && byUrgency.map(\.count) == [2, 1])
-        let byCategory = try await fixture.db.statistics(by: .category)
+        let byCategory = try await fixture.db.statistics(by: .category, queue: .national)
         #expect(byCategory.map(\.key) == ["sexual_abuse", "trafficking"] && byCategory.map(\.count) == [2, 1])
-        #expect(try await fixture.db.statistics(by: .month).map(\.count) == [3])
-        #expect(try await fixture.db.statistics(by: .region).first?.key == "casablanca-settat")
+        #expect(try await fixture.db.statistics(by: .month, queue: .national).map(\.count) == [3])
+        #expect(try await fixture.db.statistics(by: .region, queue: .national).first?.key == "casablanca-settat")
+        let baytiCategories = try await fixture.db.statistics(by: .category, queue: bayti)
+        #expect(baytiCategories.map(\.key) == ["trafficking"] && baytiCategories.map(\.count) == [1])
         let depth = try await fixture.db.queueDepth()
-        #expect(depth[.high]?.waiting == 2 && depth[.high]?.pastSLA == 0)
+        #expect(depth[.high]?.waiting == 3 && depth[.high]?.pastSLA == 0, "the SLA monitor counts every queue")
         fixture.clock.advance(seconds: 3 * 3600)
-        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 2)
+        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 3)
     }
 
     /// A case reopened (by a supervisor, or by the reporter's follow-up) waits afresh: its SLA was not spent while it lay closed.
