@@ -279,11 +279,12 @@ extension RelayDatabase {
     @discardableResult
     private static func insertGrants(_ db: Database, epochID: UUID, grants: [String: [UInt8]], actor: StoreActor, now: Int64) throws -> [String] {
         var kept: [String] = []
+        let queue = try String.fetchOne(db, sql: "SELECT queue FROM epoch WHERE id = ?", arguments: [epochID.uuidString.lowercased()])
         for (memberName, sealed) in grants.sorted(by: { $0.key < $1.key }) {
             guard let member = try PrincipalRecord.filter(PrincipalRecord.Columns.name == memberName).fetchOne(db)?.principal,
-                  member.isActive, member.role.isMember, let keyText = member.sealingKey,
+                  member.isActive, member.role.isMember, member.queue.rawValue == queue, let keyText = member.sealingKey,
                   let memberKey = try? SealingPublicKey(text: keyText) else {
-                throw StoreError(.notFound, "no active responder or supervisor named \(memberName)")
+                throw StoreError(.notFound, "no active responder or supervisor named \(memberName) in the queue \(queue ?? "of this epoch")")
             }
             let header: EnvelopeHeader
             do { header = try EnvelopeHeader.inspect(sealed) } catch { throw StoreError(.invalid, "the grant for \(memberName) is not an envelope") }

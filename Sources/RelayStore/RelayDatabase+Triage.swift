@@ -242,8 +242,8 @@ extension RelayDatabase {
                 record.claimExpiresAt = claimExpiry
             case .assign:
                 guard let assignee, let member = try PrincipalRecord.filter(PrincipalRecord.Columns.name == assignee.rawValue).fetchOne(db)?.principal,
-                      member.isActive, member.role.isMember else {
-                    throw StoreError(.notFound, "no active responder named \(assignee?.rawValue ?? "")")
+                      member.isActive, member.role.isMember, member.queue.rawValue == record.queue else {
+                    throw StoreError(.notFound, "no active responder named \(assignee?.rawValue ?? "") in the queue \(record.queue)")
                 }
                 try Self.requireKey(db, for: record, member: member.id, name: member.name.rawValue, claiming: false)
                 if let previous = record.assigneeID, previous != member.id { detail["previousAssignee"] = try Self.principalNames(db)[previous] }

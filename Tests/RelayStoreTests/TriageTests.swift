@@ -161,6 +161,25 @@ import Testing
         await #expect(throws: StoreError.code(.notFound)) { try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: outsider) }
         let untouched = try await fixture.db.caseSummary(id: result.id)
         #expect(untouched.state == .new && !untouched.onHold)
+        let assigned = await #expect(throws: StoreError.self) {
+            try await fixture.db.transition(id: result.id, action: .assign, actor: StoreActor(fixture.supervisor), assignee: PrincipalName(rawValue: outsider.name))
+        }
+        #expect(assigned?.code == .notFound && assigned?.reason.contains("in the queue national") == true, "\(String(describing: assigned))")
+        // Nor is the queue's key given to them, at a rotation or afterwards.
+        let epochID = try #require(try fixture.db.currentEpoch(queue: .national)).id
+        let toOutsider = try Grant.seal(fixture.epochKey, to: outsiderKey.publicKey)
+        let refusedGrant = await #expect(throws: StoreError.self) {
+            try await fixture.db.addGrants(epochID: epochID, grants: [outsider.name: toOutsider], actor: StoreActor(fixture.responder))
+        }
+        #expect(refusedGrant?.code == .notFound && refusedGrant?.reason.contains("in the queue national") == true, "\(String(describing: refusedGrant))")
+        let next = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        await #expect(throws: StoreError.code(.notFound)) {
+            try await fixture.db.createEpoch(queue: .national, publicKey: next.publicKey.text,
+                                             grants: [fixture.responder.name.rawValue: try Grant.seal(next, to: fixture.memberKeys[0].publicKey),
+                                                      outsider.name: try Grant.seal(next, to: outsiderKey.publicKey)], actor: StoreActor(fixture.responder))
+        }
+        #expect(try await fixture.db.grants(for: try #require(try await fixture.db.principal(named: PrincipalName(rawValue: "resp-south")!))).isEmpty)
+        #expect(try fixture.db.currentEpoch(queue: .national)?.id == epochID)
         let supervisorOfTheQueue = StoreActor(fixture.supervisor)
         try await fixture.db.setHold(id: result.id, on: true, actor: supervisorOfTheQueue)
         #expect(try await fixture.db.caseSummary(id: result.id).onHold)
