@@ -425,8 +425,11 @@ public struct AuditEntryView: Codable, Sendable, Equatable {
     public var detail: String
     public var prevHash: String
     public var hash: String
+    /// True for an entry about another queue: its contents are blank, and only its place in the chain is given.
+    public var withheld: Bool?
 
-    public init(_ chained: ChainedAuditEntry) {
+    public init(_ chained: ChainedAuditEntry, withheld: Bool = false) {
+        self.withheld = withheld ? true : nil
         seq = chained.entry.seq
         time = chained.entry.time
         actor = chained.entry.actor
@@ -471,11 +474,14 @@ public struct Statistics: Codable, Sendable, Equatable {
     /// The months counted (YYYY-MM, both included), when the request named them; else every case.
     public var from: String?
     public var to: String?
-    public init(by: String, rows: [StatRow], from: String? = nil, to: String? = nil) {
+    /// The queue counted: the caller's.
+    public var queue: String?
+    public init(by: String, rows: [StatRow], from: String? = nil, to: String? = nil, queue: String? = nil) {
         self.by = by
         self.rows = rows
         self.from = from
         self.to = to
+        self.queue = queue
     }
 }
 

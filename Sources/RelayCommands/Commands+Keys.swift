@@ -233,17 +233,20 @@ struct Keys: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        let (held, mine, unopened) = try await Session.with(global) { session in
+        let (held, mine, unopened, queueHasKey) = try await Session.with(global) { session in
             let identity = try session.unlock()
             let grants = try await session.client.get(APIPath.grants, as: GrantList.self).grants
             let (keys, _, unopened) = session.epochKeys(identity, grants: grants)
+            // Someone to ask for a grant, or no key to grant yet.
+            let queueHasKey = grants.isEmpty ? try await session.client.get(APIPath.members, as: MemberList.self).members.contains { $0.holdsCurrentKey == true } : true
             return (grants.compactMap { grant in
                 keys[grant.epoch].map { KeyHeld(epoch: grant.epoch, queue: grant.queue, current: grant.current, fingerprint: $0.publicKey.fingerprint, grantedBy: grant.grantedBy) }
-            }, identity.publicKey.fingerprint, grants.filter { unopened.contains($0.epoch) })
+            }, identity.publicKey.fingerprint, grants.filter { unopened.contains($0.epoch) }, queueHasKey)
         }
         if global.json { return try Output.json(held) }
         print("Your own key: \(mine)  (read it to a colleague who grants you queue keys)")
-        let askForGrant = "ask a colleague to run `amane grant <your name> --fingerprint \(mine)`."
+        let askForGrant = queueHasKey ? "ask a colleague to run `amane grant <your name> --fingerprint \(mine)`."
+            : "no member holds a key of your queue either: `amane rotate` makes its first one, for you and the colleagues you confirm."
         for grant in unopened {
             print("Your grant of \(grant.current ? "the current " : "")epoch \(grant.epoch) (\(grant.queue), from \(grant.grantedBy)) does not open with your key. \(Session.askSupervisorToMendGrant)")
         }
@@ -266,6 +269,8 @@ struct AuditCommand: AsyncParsableCommand {
             a later `--verify --expect-head SEQ:HASH` shows that the entry is gone or was rewritten.
             --case and --actor only filter what is printed (the entries about one case, or by one principal); they do \
             not go with --verify, which checks the whole trail.
+            The trail is one for the whole relay. Entries about another queue's cases, members and keys are withheld \
+            from you: they are not printed, and --verify checks them by their links only.
             Examples: amane audit --case 7f3a9c1e
                       amane audit --verify --expect-head 1042:9f86d081884c7d65…
             """)
@@ -310,13 +315,17 @@ struct AuditCommand: AsyncParsableCommand {
                     entry.chained ?? ChainedAuditEntry(entry: AuditEntry(seq: entry.seq, time: 0, actor: "", action: "", subject: "", detail: ""), prevHash: [], hash: [])
                 }
                 var verifier = AuditVerifier()
-                for entry in chained {
-                    try verifier.check(entry)
+                for (entry, view) in zip(chained, entries) {
+                    if view.withheld == true { try verifier.link(entry) } else { try verifier.check(entry) }
                     try expected?.check(entry)
                 }
                 try expected?.checkReached(verifier)
                 if global.json { return try Output.json(AuditVerification.intact(verified: verifier.count, head: verifier.headText)) }
+                let withheld = entries.count { $0.withheld == true }
                 print("The audit trail is intact: \(verifier.count) entries verified here\(expectHead == nil ? "" : ", and the earlier head is in it").")
+                if withheld > 0 {
+                    print("\(withheld) of them are about other queues: withheld from you, they were checked by their links only.")
+                }
                 print("Head: \(verifier.headText)  (keep it; --expect-head checks it later)")
             } catch let error as AuditVerifier.Break {
                 let copied = expected != nil && error.seq == expected?.seq ? "First check the head you gave against where you kept it. If it is right: " : ""
@@ -326,15 +335,19 @@ struct AuditCommand: AsyncParsableCommand {
             }
             return
         }
-        let shown = entries.filter { entry in (subject.map { entry.subject == $0 } ?? true) && (actor.map { entry.actor == $0 } ?? true) }
+        let readable = entries.filter { $0.withheld != true }
+        let shown = readable.filter { entry in (subject.map { entry.subject == $0 } ?? true) && (actor.map { entry.actor == $0 } ?? true) }
         if global.json { return try Output.json(shown) }
         if shown.isEmpty, subject != nil || actor != nil {
             let wanted = [subject.map { "about case \($0)" }, actor.map { "by \($0)" }].compactMap { $0 }.joined(separator: " and ")
-            FileHandle.standardError.write(Data("No entry of the \(entries.count) in the audit trail is \(wanted).\n".utf8))
+            FileHandle.standardError.write(Data("No entry of the \(readable.count) in the audit trail that you may read is \(wanted).\n".utf8))
         }
         for entry in shown {
             let time = Date(timeIntervalSince1970: TimeInterval(entry.time)).formatted(.iso8601)
             print("\(entry.seq)  \(time)  \(entry.actor)  \(entry.action)  \(entry.subject)  \(entry.detail)")
+        }
+        if readable.count < entries.count, subject == nil, actor == nil {
+            FileHandle.standardError.write(Data("\(entries.count - readable.count) entries about other queues are withheld from you.\n".utf8))
         }
     }
 }
@@ -376,7 +389,8 @@ struct Stats: AsyncParsableCommand {
             for row in stats.rows { print("\(row.key.contains(",") ? "\"\(row.key)\"" : row.key),\(row.count)") }
             return
         }
-        if from != nil || to != nil { print("Cases received \(from ?? "from the first") to \(to ?? "now") (UTC months)") }
+        let months = from != nil || to != nil ? " received \(from ?? "from the first") to \(to ?? "now") (UTC months)" : ""
+        print("Cases of the queue \(stats.queue ?? "you belong to")\(months)")
         print(Output.pad(by.uppercased(), 28) + "CASES")
         for row in stats.rows { print(Output.pad(row.key == "-" ? "(no \(by))" : row.key, 28) + String(row.count)) }
     }

@@ -88,15 +88,27 @@ public struct AuditVerifier: Sendable {
     }
 
     public mutating func check(_ chained: ChainedAuditEntry) throws(Break) {
-        let seq = chained.entry.seq
-        guard seq == nextSeq else { throw Break(seq: seq, reason: "expected entry \(nextSeq); entries are missing or reordered") }
-        guard chained.prevHash == head else { throw Break(seq: seq, reason: "does not link to the entry before it") }
-        guard AuditChain.hash(previous: head, entry: chained.entry) == chained.hash else {
-            throw Break(seq: seq, reason: "its contents do not match its hash; it was altered")
+        guard AuditChain.hash(previous: chained.prevHash, entry: chained.entry) == chained.hash else {
+            try checkPlace(chained)
+            throw Break(seq: chained.entry.seq, reason: "its contents do not match its hash; it was altered")
         }
+        try link(chained)
+    }
+
+    /// Checks an entry whose contents were withheld (another queue's) by its place in the chain only: its
+    /// contents are checked by whoever may read them.
+    public mutating func link(_ chained: ChainedAuditEntry) throws(Break) {
+        try checkPlace(chained)
+        guard chained.hash.count == 32 else { throw Break(seq: chained.entry.seq, reason: "its hash is missing") }
         head = chained.hash
         nextSeq += 1
         count += 1
+    }
+
+    private func checkPlace(_ chained: ChainedAuditEntry) throws(Break) {
+        let seq = chained.entry.seq
+        guard seq == nextSeq else { throw Break(seq: seq, reason: "expected entry \(nextSeq); entries are missing or reordered") }
+        guard chained.prevHash == head else { throw Break(seq: seq, reason: "does not link to the entry before it") }
     }
 
     /// The last entry checked as `SEQ:HASH`: what `amane audit --verify --expect-head` compares later.

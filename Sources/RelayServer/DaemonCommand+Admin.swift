@@ -84,28 +84,30 @@ struct Admin: AsyncParsableCommand {
                        certificate: CertificateOptions) async throws {
         let principalName = try validName(name)
         let key = try validSealingKey(sealingKey)
-        var createsQueue = false
+        // Before anything is signed or written: the store checks again when it enrolls.
+        let known = try await common.withStore(try await common.load()) { db in try await db.queueNames() }
+        if queue.newQueue, known.contains(queue.name) {
+            throw CommandFailure("a queue named \(queue.name) exists already: to enroll them in it, leave out --new-queue")
+        }
+        if !queue.newQueue, !known.contains(queue.name) {
+            throw CommandFailure("""
+                no queue named \(queue.name) (this relay has \(known.map(\.rawValue).joined(separator: ", "))): check the spelling, or add \
+                --new-queue to create it
+                """)
+        }
         let issued = try await issueClientCertificate(common, name: name, certificate: certificate) { db, spkiFingerprint, endsAt in
-            let known = try await db.queueNames()
-            guard queue.newQueue || known.contains(queue.name) else {
-                throw CommandFailure("""
-                    no queue named \(queue.name) (this relay has \(known.map(\.rawValue).joined(separator: ", "))): check the spelling, or add \
-                    --new-queue to create it
-                    """)
-            }
-            createsQueue = !known.contains(queue.name)
-            return try await db.enroll(name: principalName, role: role, spkiFingerprint: spkiFingerprint, sealingKey: key.text, queue: queue.name,
-                                       creatingQueue: queue.newQueue, certificateEndsAt: endsAt, actor: .admin(user))
+            try await db.enroll(name: principalName, role: role, spkiFingerprint: spkiFingerprint, sealingKey: key.text, queue: queue.name,
+                                creatingQueue: queue.newQueue, certificateEndsAt: endsAt, actor: .admin(user))
         }
         print("""
             Enrolled \(issued.principal.name) as \(issued.principal.role.rawValue) in queue \(issued.principal.queue).
               sealing key fingerprint  \(key.fingerprint)  (read it back to them to compare)
             \(issued.files)
             """)
-        if createsQueue {
+        if queue.newQueue {
+            let firstStep = role == .gateway ? "enroll its first responder (`admin enroll-responder NAME --queue \(queue.name)`), who then runs" : "one of its responders runs"
             print("""
-                Created the queue \(queue.name). It has no sealing key yet: its intake answers 503 until one of its responders runs \
-                `amane rotate`.
+                Created the queue \(queue.name). It has no sealing key yet: its intake answers 503 until you \(firstStep) `amane rotate`.
                 """)
         }
     }
@@ -283,17 +285,20 @@ struct CertificateOptions: ParsableArguments {
 /// The queue a principal is enrolled in: one organisation's cases, keys and members.
 struct QueueOptions: ParsableArguments {
     @Option(help: ArgumentHelp("""
-        The queue they belong to: one organisation's cases, keys and members, which no other queue's members see.
+        The queue they belong to (default: national): one organisation's cases, keys and members, which no other \
+        queue's members see.
         """, valueName: "name"))
-    var queue = QueueName.national.rawValue
-    @Flag(name: .customLong("new-queue"), help: "Create the --queue if this relay has none of that name yet.") var newQueue = false
+    var queue: String?
+    @Flag(name: .customLong("new-queue"), help: "Create the --queue: one this relay has already is refused, so that no one joins it by mistake.")
+    var newQueue = false
 
-    var name: QueueName { QueueName(rawValue: queue) ?? .national }
+    var name: QueueName { queue.flatMap(QueueName.init(rawValue:)) ?? .national }
 
     func validate() throws {
-        guard QueueName(rawValue: queue) != nil else {
+        if let queue, QueueName(rawValue: queue) == nil {
             throw ValidationError("--queue: '\(queue)' is not a queue name: use lowercase letters, digits and '-' (at most 32)")
         }
+        if newQueue, queue == nil { throw ValidationError("--new-queue creates the queue --queue names: give --queue NAME") }
     }
 }
 
@@ -457,12 +462,13 @@ struct Revoke: AsyncParsableCommand {
     func run() async throws {
         guard let principalName = PrincipalName(rawValue: name) else { throw ValidationError("'\(name)' is not a valid name") }
         let configuration = try await common.load()
-        let (role, unheld): (Role, [QueueName])
+        let (role, queue, unheld): (Role, QueueName?, [QueueName])
         do {
-            (role, unheld) = try await common.withStore(configuration) { db in
+            (role, queue, unheld) = try await common.withStore(configuration) { db in
                 let before = Set(try await db.queuesWithoutSealingKey())
+                let queue = try await db.principal(named: principalName)?.queue
                 let role = try await db.revoke(name: principalName, actor: .admin(Admin.user))
-                return (role, try await db.queuesWithoutSealingKey().filter { !before.contains($0) })
+                return (role, queue, try await db.queuesWithoutSealingKey().filter { !before.contains($0) })
             }
         } catch let error as StoreError {
             throw CommandFailure(error.reason)
@@ -475,7 +481,10 @@ struct Revoke: AsyncParsableCommand {
                 the relay refuses new disclosures (503) until a member runs `amane rotate`. Do it now.
                 """)
         } else {
-            print("Revoked \(name). Now have a member who holds the queue key run `amane rotate`, so new cases are sealed to a key \(name) never had.")
+            print("""
+                Revoked \(name). Now have a member of the queue \(queue ?? .national) who holds its key run `amane rotate`, so new cases are sealed \
+                to a key \(name) never had.
+                """)
         }
     }
 }

@@ -596,7 +596,7 @@ paths:
   /v1/audit:
     get:
       summary: A page of the audit trail
-      description: "Roles: supervisor."
+      description: "Roles: supervisor. The trail is one chain for the whole relay: entries about another queue's cases, members, keys or the queue itself are withheld."
       parameters:
         - name: after
           in: query
@@ -736,7 +736,7 @@ components:
       description: The labels, and exactly one of content and sealed.
       required: [urgency, category, language, channel]
       properties:
-        queue: {type: string, description: "Default: national."}
+        queue: {type: string, description: "Default: the gateway's own queue, the only one it submits to."}
         urgency: {type: string}
         category: {type: string}
         language: {type: string}
@@ -955,6 +955,7 @@ components:
         rows: {type: array, items: {$ref: '#/components/schemas/StatRow'}}
         from: {type: string, description: "The first month counted, when the request named one"}
         to: {type: string, description: "The last month counted, when the request named one"}
+        queue: {type: string, description: "The queue counted: the caller's"}
     AuditEntryView:
       type: object
       required: [seq, time, actor, action, subject, detail, prevHash, hash]
@@ -967,6 +968,7 @@ components:
         detail: {type: string}
         prevHash: {type: string}
         hash: {type: string}
+        withheld: {type: boolean, description: "True for an entry about another queue: its contents are blank (time 0, empty texts), and only its place in the chain is given"}
     AuditPage:
       type: object
       required: [entries]

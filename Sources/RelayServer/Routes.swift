@@ -469,8 +469,10 @@ struct RelayRoutes: Sendable {
         let from = try month("from"), to = try month("to")
         if let from, let to, to < from { throw APIError(.badRequest, "parameter 'to' (\(to)) comes before 'from' (\(from))") }
         let received = (from != nil || to != nil) ? (from?.start ?? Int64.min)..<(to?.end ?? Int64.max) : nil
-        let rows = try await db.statistics(by: dimension, received: received, queue: try context.caller.queue)
-        return try .json(Statistics(by: by, rows: rows.map { StatRow(key: $0.key, count: $0.count) }, from: from?.description, to: to?.description))
+        let queue = try context.caller.queue
+        let rows = try await db.statistics(by: dimension, received: received, queue: queue)
+        return try .json(Statistics(by: by, rows: rows.map { StatRow(key: $0.key, count: $0.count) }, from: from?.description, to: to?.description,
+                                    queue: queue.rawValue))
     }
 
     @Sendable func auditPage(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
@@ -478,8 +480,9 @@ struct RelayRoutes: Sendable {
         try Self.requireOnce(query)
         let after = try Self.intParameter(query["after"], name: "after", range: 0...Int.max) ?? 0
         let limit = try Self.intParameter(query["limit"], name: "limit", range: 1...1000) ?? 500
-        let entries = try await db.auditEntries(after: Int64(after), limit: limit)
-        return try .json(AuditPage(entries: entries.map(AuditEntryView.init), next: entries.count == limit ? entries.last?.entry.seq : nil))
+        let entries = try await db.auditEntries(after: Int64(after), limit: limit, readableIn: try context.caller.queue)
+        return try .json(AuditPage(entries: entries.map { AuditEntryView($0.chained, withheld: $0.withheld) },
+                                   next: entries.count == limit ? entries.last?.chained.entry.seq : nil))
     }
 }
 

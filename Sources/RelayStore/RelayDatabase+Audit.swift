@@ -28,8 +28,35 @@ enum AuditLog {
     }
 }
 
+/// An entry of the trail as a member of one queue reads it.
+public struct QueueAuditEntry: Sendable, Equatable {
+    /// With its contents blanked when withheld.
+    public var chained: ChainedAuditEntry
+    /// About another queue (its cases, members, keys, or the queue itself): only its place in the chain is given.
+    public var withheld: Bool
+}
+
 extension RelayDatabase {
-    /// A page of the trail, oldest first, after `seq`.
+    /// A page of the trail, oldest first, after `seq`, as a member of `queue` may read it.
+    public func auditEntries(after seq: Int64 = 0, limit: Int = 500, readableIn queue: QueueName) async throws -> [QueueAuditEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT audit.*, CASE
+                    WHEN action LIKE 'principal.%' THEN (SELECT queue FROM principal WHERE name = subject)
+                    WHEN action = 'queue.create' THEN subject
+                    WHEN action IN ('grant', 'epoch.rotate') THEN (SELECT queue FROM epoch WHERE id = subject)
+                    ELSE (SELECT queue FROM disclosure WHERE id = subject) END AS entryQueue
+                FROM audit WHERE seq > ? ORDER BY seq LIMIT ?
+                """, arguments: [seq, limit]).map { row in
+                var chained = try AuditRecord(row: row).chained
+                let withheld = row["entryQueue"] as String? != queue.rawValue
+                if withheld { chained.entry = AuditEntry(seq: chained.entry.seq, time: 0, actor: "", action: "", subject: "", detail: "") }
+                return QueueAuditEntry(chained: chained, withheld: withheld)
+            }
+        }
+    }
+
+    /// A page of the whole trail, oldest first, after `seq`.
     public func auditEntries(after seq: Int64 = 0, limit: Int = 500) async throws -> [ChainedAuditEntry] {
         try await pool.read { db in
             try AuditRecord.filter(AuditRecord.Columns.seq > seq).order(AuditRecord.Columns.seq).limit(limit).fetchAll(db).map(\.chained)

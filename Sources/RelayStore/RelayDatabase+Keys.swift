@@ -28,12 +28,16 @@ extension RelayDatabase {
     /// Creates the queue if it does not exist yet.
     public func ensureQueue(_ queue: QueueName, actor: StoreActor) async throws {
         let now = nowSeconds
-        try await committer.write { db in try Self.createQueue(db, queue, at: now, actor: actor) }
+        try await committer.write { db in
+            if try !Self.queueExists(db, queue) { try Self.createQueue(db, queue, at: now, actor: actor) }
+        }
     }
 
-    /// Creates `queue` unless it exists.
+    private static func queueExists(_ db: Database, _ queue: QueueName) throws -> Bool {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1
+    }
+
     private static func createQueue(_ db: Database, _ queue: QueueName, at now: Int64, actor: StoreActor) throws {
-        guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 0 else { return }
         try db.execute(sql: "INSERT INTO queue (name, createdAt) VALUES (?, ?)", arguments: [queue.rawValue, now])
         try AuditLog.append(db, time: now, actor: actor, action: "queue.create", subject: queue.rawValue)
     }
@@ -44,7 +48,8 @@ extension RelayDatabase {
     }
 
     /// Registers a principal for a certificate's SPKI fingerprint.
-    /// - Parameter creatingQueue: create `queue` in the same transaction if it does not exist yet.
+    /// - Parameter creatingQueue: create `queue` in the same transaction; one that exists already is a conflict, so
+    ///   that a second organisation never joins the first one's queue by picking the same name.
     public func enroll(name: PrincipalName, role: Role, spkiFingerprint: String, sealingKey: String?, queue: QueueName = .national,
                        creatingQueue: Bool = false, certificateEndsAt: Int64? = nil, actor: StoreActor) async throws -> Principal {
         guard Role.enrollable.contains(role) else { throw StoreError(.invalid, "cannot enroll the role \(role.rawValue)") }
@@ -57,10 +62,13 @@ extension RelayDatabase {
                                      spkiFingerprint: spkiFingerprint, sealingKey: sealingKey, queue: queue.rawValue,
                                      createdAt: nowSeconds, revokedAt: nil, certificateEndsAt: certificateEndsAt)
         try await committer.write { db in
-            if creatingQueue { try Self.createQueue(db, queue, at: record.createdAt, actor: actor) }
-            guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM queue WHERE name = ?", arguments: [queue.rawValue]) == 1 else {
-                throw StoreError(.notFound, "no queue named \(queue)")
+            if creatingQueue {
+                guard try !Self.queueExists(db, queue) else {
+                    throw StoreError(.conflict, "a queue named \(queue) exists already: to enroll them in it, leave out --new-queue")
+                }
+                try Self.createQueue(db, queue, at: record.createdAt, actor: actor)
             }
+            guard try Self.queueExists(db, queue) else { throw StoreError(.notFound, "no queue named \(queue)") }
             // Names differing only in letter case would read as one person in the audit trail.
             if let existing = try PrincipalRecord.filter(PrincipalRecord.Columns.name.collating(.nocase) == record.name).fetchOne(db) {
                 throw StoreError(.conflict, existing.revokedAt == nil

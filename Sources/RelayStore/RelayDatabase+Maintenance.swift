@@ -149,14 +149,15 @@ extension RelayDatabase {
         }
     }
 
-    /// How many active members hold a grant of each queue's current key: one alone means only they can claim new cases.
+    /// How many active members hold a grant of each queue's current key (0 for a queue with none yet): one alone
+    /// means only they can claim new cases.
     public func currentKeyHolders() async throws -> [QueueName: Int] {
         try await pool.read { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT queue.name AS queue, COUNT(principal.id) AS holders FROM queue
                 LEFT JOIN "grant" ON "grant".epochID = queue.currentEpochID
                 LEFT JOIN principal ON principal.id = "grant".principalID AND principal.revokedAt IS NULL
-                WHERE queue.currentEpochID IS NOT NULL GROUP BY queue.name
+                GROUP BY queue.name
                 """)
             return Dictionary(uniqueKeysWithValues: rows.compactMap { row in QueueName(rawValue: row["queue"]).map { ($0, row["holders"] as Int) } })
         }

@@ -92,7 +92,7 @@ extension DaemonSuiteForCLI {
         let everything = try #require(try cli.json(["stats", "--by", "month"], home: cli.responder) as? [String: Any])
         #expect((everything["rows"] as? [[String: Any]])?.count == 2 && everything["from"] == nil, "\(everything)")
         let (code, table) = try cli.run(["stats", "--by", "category", "--from", "2026-11"], home: cli.responder)
-        #expect(code == 0 && table.contains("Cases received 2026-11 to now (UTC months)"), "\(table)")
+        #expect(code == 0 && table.contains("Cases of the queue national received 2026-11 to now (UTC months)"), "\(table)")
         let counted = table.split(separator: "\n").dropFirst(2).compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
         #expect(counted == 1, "only the case received this month: \(table)")
 
@@ -120,9 +120,20 @@ extension DaemonSuiteForCLI {
         let (unknown, unknownText) = try enrollKiosk(["bayti"])
         #expect(unknown == 1 && unknownText.contains("no queue named bayti (this relay has national)") && unknownText.contains("--new-queue")
                 && !FileManager.default.fileExists(atPath: handover), "a typo makes no queue and signs nothing: \(unknownText)")
+        let (bare, bareText) = try daemon.admin(["admin", "enroll-gateway", "kiosk-bayti", "--sealing-key", kioskKey, "--out", handover, "--new-queue"])
+        #expect(bare == 64 && bareText.contains("--new-queue creates the queue --queue names"), "\(bareText)")
+        let (national, nationalText) = try enrollKiosk(["national", "--new-queue"])
+        #expect(national == 1 && nationalText.contains("a queue named national exists already: to enroll them in it, leave out --new-queue")
+                && !FileManager.default.fileExists(atPath: handover), "no one joins a queue by creating it: \(nationalText)")
+        func keyHolders() throws -> [String] {
+            try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1.split(separator: "\n")
+                .filter { $0.hasPrefix("amane_queue_key_holders{") }.map(String.init).sorted()
+        }
         let (created, createdText) = try enrollKiosk(["bayti", "--new-queue"])
         #expect(created == 0 && createdText.contains("Enrolled kiosk-bayti as gateway in queue bayti.") && createdText.contains("Created the queue bayti")
-                && createdText.contains("amane rotate"), "\(createdText)")
+                && createdText.contains("enroll its first responder (`admin enroll-responder NAME --queue bayti`), who then runs `amane rotate`"), "\(createdText)")
+        let holders = try keyHolders()
+        #expect(holders == ["amane_queue_key_holders{queue=\"bayti\"} 0.0", "amane_queue_key_holders{queue=\"national\"} 2.0"], "\(holders)")
         let kiosk = ClientIdentity(certificate: handover + "/kiosk-bayti-cert.pem", key: handover + "/kiosk-bayti-key.pem")
         func submit(_ urgency: String) throws -> HTTPResult {
             try daemon.post("/v1/disclosures", as: kiosk, json: Demo.body(narrative: "synthetic: a boy at the Bayti centre", urgency: urgency),
@@ -132,6 +143,8 @@ extension DaemonSuiteForCLI {
         #expect(unsealed.status == 503 && unsealed.text.contains("bayti"), "Bayti's queue has no key yet: \(unsealed.text)")
 
         let nadia = try cli.newResponder("nadia", enrolling: ["--supervisor", "--queue", "bayti"])
+        let keyless = try cli.run(["keys"], home: nadia)
+        #expect(keyless.code == 0 && keyless.output.contains("no member holds a key of your queue either: `amane rotate` makes its first one"), "\(keyless.output)")
         let rotated = try cli.json(["rotate"], home: nadia) as! [String: Any]
         #expect(rotated["granted"] as? [String] == ["nadia"] && (rotated["skipped"] as? [String] ?? []).isEmpty,
                 "Bayti's first key goes to Bayti's members only: \(rotated)")
@@ -151,6 +164,23 @@ extension DaemonSuiteForCLI {
             ((try cli.json(["stats", "--by", "urgency"], home: home) as! [String: Any])["rows"] as! [[String: Any]]).map { "\($0["key"]!)=\($0["count"]!)" }
         }
         #expect(try counted(nadia) == ["low=1"] && counted(cli.responder) == ["immediate=1"], "each queue counts its own cases")
+        #expect(try cli.run(["stats"], home: nadia).output.hasPrefix("Cases of the queue bayti\n"))
+
+        // The audit trail is one chain: each queue's supervisors verify all of it, and read only their own queue's entries.
+        func trail(_ home: String) throws -> [[String: Any]] { try cli.json(["audit"], home: home) as! [[String: Any]] }
+        let baytiTrail = try trail(nadia), nationalTrail = try trail(cli.supervisor)
+        #expect(baytiTrail.contains { $0["subject"] as? String == baytiCase && $0["action"] as? String == "intake" }
+                && baytiTrail.contains { $0["subject"] as? String == "kiosk-bayti" && $0["action"] as? String == "principal.enroll" })
+        #expect(!baytiTrail.contains { "\($0)".contains(nationalCase) || "\($0)".contains("demo-") }, "\(baytiTrail)")
+        #expect(nationalTrail.contains { $0["subject"] as? String == nationalCase }
+                && !nationalTrail.contains { "\($0)".contains(baytiCase) || "\($0)".contains("bayti") || "\($0)".contains("nadia") }, "\(nationalTrail)")
+        let baytiVerified = try cli.run(["audit", "--verify"], home: nadia), nationalVerified = try cli.run(["audit", "--verify"], home: cli.supervisor)
+        let heads = [baytiVerified, nationalVerified].map { $0.output.firstMatch(of: /Head: (\d+:[0-9a-f]{64})/).map { String($0.1) } }
+        #expect(baytiVerified.code == 0 && nationalVerified.code == 0 && heads[0] != nil && heads[0] == heads[1]
+                && baytiVerified.output.contains("of them are about other queues: withheld from you, they were checked by their links only"),
+                "\(baytiVerified.output)\n\(nationalVerified.output)")
+        let (revoked, revokedText) = try daemon.admin(["admin", "revoke", "nadia"])
+        #expect(revoked == 0 && revokedText.contains("Warning: no active member holds the current key of the queue bayti"), "\(revokedText)")
         #expect(try daemon.get("/v1/queues/national/sealing-key", as: kiosk).status == 404)
         let members = try daemon.get("/v1/members", as: daemon.responder).json["members"] as? [[String: Any]]
         #expect(members?.contains { $0["name"] as? String == "nadia" } == false, "\(String(describing: members))")
@@ -429,7 +459,7 @@ extension DaemonSuiteForCLI {
 
         // 8. Revoked, then a rotation: new cases are sealed to an epoch Youssef never had; his CLI says so.
         let (revokeCode, revokeOutput) = try daemon.admin(["admin", "revoke", "youssef"])
-        #expect(revokeCode == 0, "\(revokeOutput)")
+        #expect(revokeCode == 0 && revokeOutput.contains("have a member of the queue national who holds its key run `amane rotate`"), "\(revokeOutput)")
         let toRevoked = try cli.run(["grant", "youssef"], home: cli.responder)
         #expect(toRevoked.code == 2 && toRevoked.output.contains("A revoked member gets no keys"), "\(toRevoked.output)")
         let oldEpoch = (try cli.json(["keys"], home: cli.responder) as! [[String: Any]]).first { $0["current"] as? Bool == true }?["epoch"] as? String
@@ -473,7 +503,7 @@ extension DaemonSuiteForCLI {
         #expect(!byYoussef.isEmpty && byYoussef.count == trail.filter { $0["actor"] as? String == "youssef" }.count
                 && byYoussef.allSatisfy { $0["actor"] as? String == "youssef" }, "\(byYoussef)")
         let (caseText, caseTextOutput) = try cli.run(["audit", "--case", short, "--actor", "nobody"], home: cli.supervisor)
-        #expect(caseText == 0 && caseTextOutput.contains("No entry of the \(trail.count) in the audit trail is about case \(arabic) and by nobody"), "\(caseTextOutput)")
+        #expect(caseText == 0 && caseTextOutput.contains("No entry of the \(trail.count) in the audit trail that you may read is about case \(arabic) and by nobody"), "\(caseTextOutput)")
         let (filteredVerify, filteredVerifyOutput) = try cli.run(["audit", "--verify", "--case", short], home: cli.supervisor)
         #expect(filteredVerify != 0 && filteredVerifyOutput.contains("--verify checks the whole trail"), "\(filteredVerifyOutput)")
         let (verifyCode, verifyOutput) = try cli.run(["audit", "--verify"], home: cli.supervisor)

@@ -700,7 +700,7 @@ extension DaemonSuite {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
         let (_, first) = try daemon.admin(["admin", "revoke", "demo-responder"])
-        #expect(first.contains("Now have a member who holds the queue key run `amane rotate`") && !first.contains("Warning"), "the supervisor still holds it: \(first)")
+        #expect(first.contains("Now have a member of the queue national who holds its key run `amane rotate`") && !first.contains("Warning"), "the supervisor still holds it: \(first)")
         #expect(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "held"), headers: ["Idempotency-Key": Demo.key()]).status == 201)
         let (status, last) = try daemon.admin(["admin", "revoke", "demo-supervisor"])
         #expect(status == 0 && last.contains("Warning: no active member holds the current key of the queue national any more")

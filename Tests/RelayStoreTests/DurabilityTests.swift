@@ -322,20 +322,16 @@ extension DiskFullTests {
                                         sealingKey: baytiKeys[0].publicKey.text, queue: bayti, creatingQueue: true, actor: .admin("test"))
         }
         #expect(try await fixture.db.queueNames() == [.national], "a refused enrolment creates no queue")
-        let kiosk = try await fixture.db.enroll(name: PrincipalName(rawValue: "kiosk-bayti")!, role: .gateway, spkiFingerprint: "bayti-kiosk",
-                                                sealingKey: baytiKeys[0].publicKey.text, queue: bayti, creatingQueue: true, actor: .admin("test"))
-        let nadia = try await fixture.db.enroll(name: PrincipalName(rawValue: "sup-nadia")!, role: .supervisor, spkiFingerprint: "bayti-nadia",
-                                                sealingKey: baytiKeys[1].publicKey.text, queue: bayti, creatingQueue: true, actor: .admin("test"))
+        let second = try await fixture.addSecondQueue()
         #expect(try await fixture.db.queueNames() == [bayti, .national])
         #expect(try await fixture.db.auditEntries().filter { $0.entry.action == "queue.create" && $0.entry.subject == "bayti" }.count == 1)
-        let baytiEpoch = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
-        _ = try await fixture.db.createEpoch(queue: bayti, publicKey: baytiEpoch.publicKey.text,
-                                             grants: [nadia.name.rawValue: try Grant.seal(baytiEpoch, to: baytiKeys[1].publicKey)], actor: StoreActor(nadia))
-        let id = UUID.v7(now: fixture.clock.now)
-        _ = try await fixture.db.intake(IntakeRequest(
-            gateway: kiosk, labels: DisclosureLabels(queue: bayti, urgency: .high, category: "trafficking", language: "ar", channel: "kiosk"), id: id,
-            envelope: try Envelope.seal(Array("bayti".utf8), to: baytiEpoch.publicKey, kind: .disclosure, objectID: id), idempotencyKey: UUID().uuidString,
-            requestHash: Digest.sha256(Array("bayti".utf8))))
+        let taken = await #expect(throws: StoreError.self) {
+            try await fixture.db.enroll(name: PrincipalName(rawValue: "sup-salma")!, role: .supervisor, spkiFingerprint: "bayti-salma",
+                                        sealingKey: baytiKeys[1].publicKey.text, queue: bayti, creatingQueue: true, actor: .admin("test"))
+        }
+        #expect(taken?.code == .conflict && taken?.reason.contains("a queue named bayti exists already") == true,
+                "a second organisation never joins the first one's queue by picking its name: \(String(describing: taken))")
+        try await fixture.submit(to: second)
         let byUrgency = try await fixture.db.statistics(by: .urgency, queue: .national)
         #expect(byUrgency.map(\.key) == ["high", "low"] && byUrgency.map(\.count) == [2, 1])
         let byCategory = try await fixture.db.statistics(by: .category, queue: .national)
@@ -348,6 +344,42 @@ extension DiskFullTests {
         #expect(depth[.high]?.waiting == 3 && depth[.high]?.pastSLA == 0, "the SLA monitor counts every queue")
         fixture.clock.advance(seconds: 3 * 3600)
         #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 3)
+    }
+
+    /// A queue's members read the whole chain, but the contents of another queue's entries are withheld: its
+    /// cases, members, keys and the queue itself. The chain still verifies, by the links of what is withheld.
+    @Test func aQueuesMembersReadOnlyTheirQueuesEntriesOfTheAuditTrail() async throws {
+        let fixture = try await StoreFixture()
+        let national = try await fixture.submit()
+        let second = try await fixture.addSecondQueue()
+        let baytiCase = try await fixture.submit(to: second)
+        try await fixture.db.transition(id: national.id, action: .claim, actor: StoreActor(fixture.responder))
+        try await fixture.db.transition(id: baytiCase.id, action: .claim, actor: StoreActor(second.supervisor))
+        let whole = try await fixture.db.auditEntries()
+        let head = try fixture.db.verifyAuditWithHead().head
+        for (queue, own, other, ownMember, otherMember) in [(QueueName.national, national.id, baytiCase.id, "resp-amina", "sup-nadia"),
+                                                            (second.name, baytiCase.id, national.id, "sup-nadia", "resp-amina")] {
+            let read = try await fixture.db.auditEntries(readableIn: queue)
+            #expect(read.map(\.chained.entry.seq) == whole.map(\.entry.seq) && read.map(\.chained.hash) == whole.map(\.hash))
+            let shown = read.filter { !$0.withheld }.map(\.chained)
+            #expect(shown.contains { $0.entry.subject == own && $0.entry.action == "intake" }
+                    && shown.contains { $0.entry.subject == own && $0.entry.action == "claim" && $0.entry.actor == ownMember }, "\(queue)")
+            #expect(!shown.contains { $0.entry.subject == other || $0.entry.actor == otherMember || $0.entry.detail.contains(otherMember) },
+                    "\(queue) reads nothing of the other queue: \(shown.map(\.entry))")
+            #expect(shown.allSatisfy { entry in whole.contains(entry) }, "what is shown is the entry as stored")
+            #expect(read.filter(\.withheld).allSatisfy { $0.chained.entry == AuditEntry(seq: $0.chained.entry.seq, time: 0, actor: "", action: "", subject: "", detail: "") })
+            var verifier = AuditVerifier()
+            for entry in read { if entry.withheld { try verifier.link(entry.chained) } else { try verifier.check(entry.chained) } }
+            #expect(verifier.count == Int64(whole.count) && verifier.headText == head)
+        }
+        let bayti = try await fixture.db.auditEntries(readableIn: second.name)
+        #expect(bayti.filter { !$0.withheld }.map(\.chained.entry.action) == ["queue.create", "principal.enroll", "principal.enroll", "grant", "epoch.rotate", "intake", "claim"],
+                "\(bayti.filter { !$0.withheld }.map(\.chained.entry))")
+        // A withheld entry still holds the chain: one cut out, or whose hash changed, breaks the link after it.
+        var cut = bayti
+        cut.remove(at: try #require(cut.firstIndex { $0.withheld }))
+        var verifier = AuditVerifier()
+        #expect(throws: AuditVerifier.Break.self) { for entry in cut { if entry.withheld { try verifier.link(entry.chained) } else { try verifier.check(entry.chained) } } }
     }
 
     /// A case reopened (by a supervisor, or by the reporter's follow-up) waits afresh: its SLA was not spent while it lay closed.

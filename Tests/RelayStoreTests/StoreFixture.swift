@@ -116,6 +116,37 @@ final class StoreFixture: @unchecked Sendable {
                              idempotencyKey: idempotencyKey, requestHash: Digest.sha256(Array("\(text)|\(urgency)|\(category)".utf8)))
     }
 
+    /// A second organisation's queue on the same relay, "bayti": a kiosk, a supervisor and a first key.
+    struct SecondQueue {
+        let name = QueueName(rawValue: "bayti")!
+        let kiosk: Principal
+        let supervisor: Principal
+        let supervisorKey: SealingPrivateKey
+        let epochKey: SealingPrivateKey
+    }
+
+    func addSecondQueue() async throws -> SecondQueue {
+        let queue = QueueName(rawValue: "bayti")!
+        let kioskKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly), supervisorKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        let kiosk = try await db.enroll(name: PrincipalName(rawValue: "kiosk-bayti")!, role: .gateway, spkiFingerprint: "bayti-kiosk",
+                                        sealingKey: kioskKey.publicKey.text, queue: queue, creatingQueue: true, actor: .admin("test"))
+        let supervisor = try await db.enroll(name: PrincipalName(rawValue: "sup-nadia")!, role: .supervisor, spkiFingerprint: "bayti-nadia",
+                                             sealingKey: supervisorKey.publicKey.text, queue: queue, actor: .admin("test"))
+        let epochKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
+        _ = try await db.createEpoch(queue: queue, publicKey: epochKey.publicKey.text,
+                                     grants: [supervisor.name.rawValue: try Grant.seal(epochKey, to: supervisorKey.publicKey)], actor: StoreActor(supervisor))
+        return SecondQueue(kiosk: kiosk, supervisor: supervisor, supervisorKey: supervisorKey, epochKey: epochKey)
+    }
+
+    @discardableResult
+    func submit(to second: SecondQueue, urgency: Urgency = .high, category: String = "trafficking") async throws -> IntakeResult {
+        let id = UUID.v7(now: clock.now)
+        return try await db.intake(IntakeRequest(
+            gateway: second.kiosk, labels: DisclosureLabels(queue: second.name, urgency: urgency, category: category, language: "ar", channel: "kiosk"),
+            id: id, envelope: try Envelope.seal(Array("bayti".utf8), to: second.epochKey.publicKey, kind: .disclosure, objectID: id),
+            idempotencyKey: UUID().uuidString, requestHash: Digest.sha256(id.bytes)))
+    }
+
     /// A follow-up, note or reply sealed as the members' tools do: bound to its case.
     func sealed(_ text: String, kind: ObjectKind, in caseID: String, id: UUID = UUID.v7(), to key: SealingPublicKey? = nil) throws -> (UUID, [UInt8]) {
         (id, try Envelope.seal(Array(text.utf8), to: key ?? epochKey.publicKey, kind: kind, objectID: id, caseID: UUID(uuidString: caseID)!))
