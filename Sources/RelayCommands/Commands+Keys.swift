@@ -270,7 +270,8 @@ struct AuditCommand: AsyncParsableCommand {
             --case and --actor only filter what is printed (the entries about one case, or by one principal); they do \
             not go with --verify, which checks the whole trail.
             The trail is one for the whole relay. Entries about another queue's cases, members and keys are withheld \
-            from you: they are not printed, and --verify checks them by their links only.
+            from you: they are not printed, and --verify checks them by their links only (their queue's supervisors, and \
+            `amane-relayd admin audit verify`, check their contents).
             Examples: amane audit --case 7f3a9c1e
                       amane audit --verify --expect-head 1042:9f86d081884c7d65…
             """)

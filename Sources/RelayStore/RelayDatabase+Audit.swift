@@ -49,7 +49,8 @@ extension RelayDatabase {
                 FROM audit WHERE seq > ? ORDER BY seq LIMIT ?
                 """, arguments: [seq, limit]).map { row in
                 var chained = try AuditRecord(row: row).chained
-                let withheld = row["entryQueue"] as String? != queue.rawValue
+                // Only what is known to be another queue's: an entry edited to name nothing stays in view, to fail its check.
+                let withheld = (row["entryQueue"] as String?).map { $0 != queue.rawValue } ?? false
                 if withheld { chained.entry = AuditEntry(seq: chained.entry.seq, time: 0, actor: "", action: "", subject: "", detail: "") }
                 return QueueAuditEntry(chained: chained, withheld: withheld)
             }

@@ -375,11 +375,30 @@ extension DiskFullTests {
         let bayti = try await fixture.db.auditEntries(readableIn: second.name)
         #expect(bayti.filter { !$0.withheld }.map(\.chained.entry.action) == ["queue.create", "principal.enroll", "principal.enroll", "grant", "epoch.rotate", "intake", "claim"],
                 "\(bayti.filter { !$0.withheld }.map(\.chained.entry))")
+        let nationalWithheld = try await fixture.db.auditEntries(readableIn: .national).filter(\.withheld).map(\.chained.entry.seq)
+        #expect(nationalWithheld == bayti.filter { !$0.withheld }.map(\.chained.entry.seq), "national reads every entry but Bayti's")
         // A withheld entry still holds the chain: one cut out, or whose hash changed, breaks the link after it.
         var cut = bayti
         cut.remove(at: try #require(cut.firstIndex { $0.withheld }))
         var verifier = AuditVerifier()
-        #expect(throws: AuditVerifier.Break.self) { for entry in cut { if entry.withheld { try verifier.link(entry.chained) } else { try verifier.check(entry.chained) } } }
+        let gap = #expect(throws: AuditVerifier.Break.self) {
+            for entry in cut { if entry.withheld { try verifier.link(entry.chained) } else { try verifier.check(entry.chained) } }
+        }
+        #expect(gap?.reason.contains("missing or reordered") == true)
+        // An entry edited to be about nothing is withheld from no one: every queue's check then names it.
+        let claim = try #require(whole.first { $0.entry.action == "claim" && $0.entry.subject == national.id }).entry.seq
+        try await DatabaseQueue(path: (fixture.directory as NSString).appendingPathComponent(RelayDatabase.fileName)).write { db in
+            try db.execute(sql: "DROP TRIGGER audit_append_only_update; UPDATE audit SET subject = 'nothing' WHERE seq = ?", arguments: [claim])
+        }
+        for queue in [QueueName.national, second.name] {
+            let edited = try await fixture.db.auditEntries(readableIn: queue)
+            #expect(edited.first { $0.chained.entry.seq == claim }?.withheld == false)
+            var check = AuditVerifier()
+            let broken = #expect(throws: AuditVerifier.Break.self) {
+                for entry in edited { if entry.withheld { try check.link(entry.chained) } else { try check.check(entry.chained) } }
+            }
+            #expect(broken?.seq == claim && broken?.reason.contains("altered") == true, "\(queue): \(String(describing: broken))")
+        }
     }
 
     /// A case reopened (by a supervisor, or by the reporter's follow-up) waits afresh: its SLA was not spent while it lay closed.
