@@ -462,13 +462,12 @@ struct Revoke: AsyncParsableCommand {
     func run() async throws {
         guard let principalName = PrincipalName(rawValue: name) else { throw ValidationError("'\(name)' is not a valid name") }
         let configuration = try await common.load()
-        let (role, queue, unheld): (Role, QueueName?, [QueueName])
+        let (role, queue, unheld): (Role, QueueName, [QueueName])
         do {
             (role, queue, unheld) = try await common.withStore(configuration) { db in
                 let before = Set(try await db.queuesWithoutSealingKey())
-                let queue = try await db.principal(named: principalName)?.queue
-                let role = try await db.revoke(name: principalName, actor: .admin(Admin.user))
-                return (role, queue, try await db.queuesWithoutSealingKey().filter { !before.contains($0) })
+                let revoked = try await db.revoke(name: principalName, actor: .admin(Admin.user))
+                return (revoked.role, revoked.queue, try await db.queuesWithoutSealingKey().filter { !before.contains($0) })
             }
         } catch let error as StoreError {
             throw CommandFailure(error.reason)
@@ -482,7 +481,7 @@ struct Revoke: AsyncParsableCommand {
                 """)
         } else {
             print("""
-                Revoked \(name). Now have a member of the queue \(queue ?? .national) who holds its key run `amane rotate`, so new cases are sealed \
+                Revoked \(name). Now have a member of the queue \(queue) who holds its key run `amane rotate`, so new cases are sealed \
                 to a key \(name) never had.
                 """)
         }

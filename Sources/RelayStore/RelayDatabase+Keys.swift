@@ -142,12 +142,12 @@ extension RelayDatabase {
     }
 
     /// Revokes a principal at once and deletes its grants.
-    /// - Returns: the revoked principal's role.
+    /// - Returns: the revoked principal.
     @discardableResult
-    public func revoke(name: PrincipalName, actor: StoreActor) async throws -> Role {
+    public func revoke(name: PrincipalName, actor: StoreActor) async throws -> Principal {
         let now = nowSeconds
         return try await committer.write { db in
-            guard let record = try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db) else {
+            guard var record = try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db) else {
                 throw StoreError(.notFound, "no principal named \(name)")
             }
             guard record.revokedAt == nil else { throw StoreError(.invalidState, "\(name) is already revoked") }
@@ -160,7 +160,9 @@ extension RelayDatabase {
                 try db.execute(sql: "UPDATE disclosure SET state = 'new', assigneeID = NULL, claimExpiresAt = NULL WHERE id = ?", arguments: [caseID])
                 try AuditLog.append(db, time: now, actor: actor, action: "release", subject: caseID, detail: ["reason": "revoked", "to": "new"])
             }
-            return Role(rawValue: record.role) ?? .responder
+            record.revokedAt = now
+            guard let principal = record.principal else { throw StoreError(.invalid, "the principal \(name) is stored with an unknown role or queue") }
+            return principal
         }
     }
 
