@@ -268,10 +268,12 @@ extension RelayServerApp {
             PeriodicService(name: "SLA monitor", every: .seconds(60), logger: logger) {
                 let depth = try await db.queueDepth()
                 metrics.update(depth: depth)
-                for (urgency, value) in depth where value.pastSLA > 0 {
-                    logger.warning("cases past their SLA", metadata: ["relay.urgency": "\(urgency.rawValue)", "relay.count": "\(value.pastSLA)",
-                                                                      "relay.unopened_followups": "\(value.unopened)"])
-                    if let notifier { Task { await notifier.notify(urgency, count: value.pastSLA) } }
+                for (queue, urgencies) in depth.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                    for (urgency, value) in urgencies.sorted(by: { $0.key.rank < $1.key.rank }) where value.pastSLA > 0 {
+                        logger.warning("cases past their SLA", metadata: ["relay.queue": "\(queue.rawValue)", "relay.urgency": "\(urgency.rawValue)",
+                                                                          "relay.count": "\(value.pastSLA)", "relay.unopened_followups": "\(value.unopened)"])
+                        if let notifier { Task { await notifier.notify(queue, urgency, count: value.pastSLA) } }
+                    }
                 }
             },
             PeriodicService(name: "certificate check", every: .seconds(86_400), logger: logger) {

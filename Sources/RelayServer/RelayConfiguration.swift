@@ -297,7 +297,7 @@ public struct RelayConfiguration: Sendable {
         var isDirectory: ObjCBool = false
         guard command.hasPrefix("/"), FileManager.default.fileExists(atPath: command, isDirectory: &isDirectory), !isDirectory.boolValue,
               access(command, X_OK) == 0 else {
-            throw Invalid(key: "sla.notifyCommand", reason: "\(command) is not an executable file (an absolute path, run with the urgency and the count)")
+            throw Invalid(key: "sla.notifyCommand", reason: "\(command) is not an executable file (an absolute path, run with the urgency, the count and the queue)")
         }
     }
 

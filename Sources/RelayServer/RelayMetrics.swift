@@ -1,5 +1,6 @@
 import Prometheus
 import RelayCore
+import RelayStore
 import Synchronization
 
 /// The relay's metrics: counts and timings only, never content or identities.
@@ -7,6 +8,7 @@ final class RelayMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let requestCounters = Mutex<[String: Counter]>([:])
     private let keyHolderGauges = Mutex<[QueueName: Gauge]>([:])
+    private let depthGauges = Mutex<[String: Gauge]>([:])
     let intakeLatency: DurationHistogram
     let batchSizes: ValueHistogram
     private let tlsHandshakeFailures: [HandshakeFailure: Counter]
@@ -14,8 +16,6 @@ final class RelayMetrics: Sendable {
     let requestsTimedOut: Counter
     let tlsCertificateExpiry: Gauge
     let tlsCAExpiry: Gauge
-    let queueDepth: [Urgency: Gauge]
-    let slaBreaches: [Urgency: Gauge]
     let queuesWithoutSealingKey: Gauge
     let auditTrailBroken: Gauge
     let clientCertificatesEndingSoon: Gauge
@@ -54,16 +54,6 @@ final class RelayMetrics: Sendable {
         tlsCAExpiry = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "tls_ca_expiry", unitName: "timestamp_seconds",
                               helpText: "When the relay's CA certificate (tls.caFile) ends, in Unix seconds: every certificate stops being trusted then"))
-        var depth: [Urgency: Gauge] = [:]
-        var breaches: [Urgency: Gauge] = [:]
-        for urgency in Urgency.allCases {
-            depth[urgency] = registry.makeGauge(
-                descriptor: .init(namespace: "amane", metricName: "queue_depth", unitName: "cases", helpText: "Unclaimed cases by urgency"),
-                labels: [("urgency", urgency.rawValue)])
-            breaches[urgency] = registry.makeGauge(
-                descriptor: .init(namespace: "amane", metricName: "sla_breaches", unitName: "cases", helpText: "Cases past their SLA: unclaimed, or held with a reporter's follow-up its holder has not opened"),
-                labels: [("urgency", urgency.rawValue)])
-        }
         queuesWithoutSealingKey = registry.makeGauge(
             descriptor: .init(namespace: "amane", metricName: "sealing_key_missing", unitName: "queues",
                               helpText: "Queues whose intake answers 503 until a member runs amane rotate: no key yet, or none that an active member holds"))
@@ -91,8 +81,6 @@ final class RelayMetrics: Sendable {
         slaNotifyFailures = registry.makeCounter(
             descriptor: .init(namespace: "amane", metricName: "sla_notify_failures", unitName: "total",
                               helpText: "Runs of sla.notifyCommand that failed to start, exited non-zero, were killed at the timeout, or were skipped while one still ran"))
-        queueDepth = depth
-        slaBreaches = breaches
     }
 
     /// The Prometheus text format, as /metrics serves it.
@@ -139,10 +127,24 @@ final class RelayMetrics: Sendable {
         return soon
     }
 
-    func update(depth: [Urgency: (waiting: Int, pastSLA: Int, unopened: Int)]) {
-        for (urgency, value) in depth {
-            queueDepth[urgency]?.set(Double(value.waiting))
-            slaBreaches[urgency]?.set(Double(value.pastSLA))
+    func update(depth: [QueueName: [Urgency: QueueDepth]]) {
+        for (queue, urgencies) in depth {
+            for (urgency, value) in urgencies {
+                depthGauge("queue_depth", "Unclaimed cases by queue and urgency", queue, urgency).set(Double(value.waiting))
+                depthGauge("sla_breaches", "Cases past their SLA by queue and urgency: unclaimed, or held with a reporter's follow-up its holder has not opened",
+                           queue, urgency).set(Double(value.pastSLA))
+            }
+        }
+    }
+
+    private func depthGauge(_ name: String, _ help: String, _ queue: QueueName, _ urgency: Urgency) -> Gauge {
+        depthGauges.withLock { gauges in
+            let key = "\(name) \(queue.rawValue) \(urgency.rawValue)"
+            if let gauge = gauges[key] { return gauge }
+            let gauge = registry.makeGauge(descriptor: .init(namespace: "amane", metricName: name, unitName: "cases", helpText: help),
+                                           labels: [("queue", queue.rawValue), ("urgency", urgency.rawValue)])
+            gauges[key] = gauge
+            return gauge
         }
     }
 }

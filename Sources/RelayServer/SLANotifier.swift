@@ -4,15 +4,16 @@ import Prometheus
 import RelayCore
 import Synchronization
 
-/// Runs the configured SLA notify command with the urgency and the count as arguments, never content. It is the alarm
-/// for cases waiting too long, so it must not fail quietly: a command that fails or outlasts `timeout` (then killed)
-/// is logged and counted, and one still running for an urgency is not started again for it.
+/// Runs the configured SLA notify command as `COMMAND URGENCY COUNT QUEUE`, never with content, once for each queue
+/// and urgency with cases past their SLA: each organisation's pager hears of its own. It is the alarm for cases
+/// waiting too long, so it must not fail quietly: a command that fails or outlasts `timeout` (then killed) is logged
+/// and counted, and one still running for a queue and urgency is not started again for them.
 final class SLANotifier: Sendable {
     let command: String
     let timeout: Duration
     let failures: Counter
     let logger: Logger
-    private let running = Mutex<Set<Urgency>>([])
+    private let running = Mutex<Set<String>>([])
 
     init(command: String, timeout: Duration = .seconds(30), failures: Counter, logger: Logger) {
         self.command = command
@@ -22,17 +23,19 @@ final class SLANotifier: Sendable {
     }
 
     /// Returns once the command has ended, or at once when it is still running from an earlier call.
-    func notify(_ urgency: Urgency, count: Int) async {
-        guard running.withLock({ $0.insert(urgency).inserted }) else {
-            return fail(urgency, "it is still running from an earlier breach; not started again")
+    func notify(_ queue: QueueName, _ urgency: Urgency, count: Int) async {
+        let key = "\(queue.rawValue) \(urgency.rawValue)"
+        guard running.withLock({ $0.insert(key).inserted }) else {
+            return fail(queue, urgency, "it is still running from an earlier breach; not started again")
         }
-        defer { _ = running.withLock { $0.remove(urgency) } }
-        if let failure = await run([urgency.rawValue, String(count)]) { fail(urgency, failure) }
+        defer { _ = running.withLock { $0.remove(key) } }
+        if let failure = await run([urgency.rawValue, String(count), queue.rawValue]) { fail(queue, urgency, failure) }
     }
 
-    private func fail(_ urgency: Urgency, _ reason: String) {
+    private func fail(_ queue: QueueName, _ urgency: Urgency, _ reason: String) {
         failures.increment()
-        logger.error("the SLA notify command failed", metadata: ["relay.urgency": "\(urgency.rawValue)", "relay.error": "\(reason)"])
+        logger.error("the SLA notify command failed", metadata: ["relay.queue": "\(queue.rawValue)", "relay.urgency": "\(urgency.rawValue)",
+                                                                 "relay.error": "\(reason)"])
     }
 
     /// Nil when the command exited 0, else why not.

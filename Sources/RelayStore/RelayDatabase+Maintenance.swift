@@ -7,6 +7,22 @@ public enum StatisticsDimension: String, Sendable, CaseIterable, Codable {
     case month, category, urgency, channel, region, outcome, language, referral
 }
 
+/// One queue's cases of one urgency, for the SLA monitor.
+public struct QueueDepth: Sendable, Equatable {
+    /// Unclaimed.
+    public var waiting = 0
+    /// Past their SLA, unclaimed or held.
+    public var pastSLA = 0
+    /// Held with a follow-up unopened past the SLA (counted in `pastSLA` too).
+    public var unopened = 0
+
+    public init(waiting: Int = 0, pastSLA: Int = 0, unopened: Int = 0) {
+        self.waiting = waiting
+        self.pastSLA = pastSLA
+        self.unopened = unopened
+    }
+}
+
 extension RelayDatabase {
     /// Purges cases closed longer than the retention policy allows and not on hold: removes the envelope and
     /// every sealed object, keeps a tombstone with the labels. Works in short batches; returns how many it purged.
@@ -116,18 +132,17 @@ extension RelayDatabase {
         try await pool.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM disclosure")) }
     }
 
-    /// By urgency: unclaimed cases, and how many cases are past their SLA (`CaseSummary.slaDeadline`): unclaimed
-    /// ones, and held ones whose holder has not opened a follow-up in time (`unopened`, also counted in `pastSLA`).
-    /// For metrics and alerts.
-    public func queueDepth() async throws -> [Urgency: (waiting: Int, pastSLA: Int, unopened: Int)] {
-        let now = nowSeconds
-        let policy = options.policy
-        let request = Self.queueDepthRequest(at: now, policy: policy)
+    /// By queue and urgency: unclaimed cases, and how many cases are past their SLA (`CaseSummary.slaDeadline`):
+    /// unclaimed ones, and held ones whose holder has not opened a follow-up in time (`unopened`, also counted in
+    /// `pastSLA`). Every queue and urgency is there, with zeros when it has no case. For metrics, alerts and pages.
+    public func queueDepth() async throws -> [QueueName: [Urgency: QueueDepth]] {
+        let request = Self.queueDepthRequest(at: nowSeconds, policy: options.policy)
         return try await pool.read { db in
-            var depth = Dictionary(uniqueKeysWithValues: Urgency.allCases.map { ($0, (waiting: 0, pastSLA: 0, unopened: 0)) })
+            let none = Dictionary(uniqueKeysWithValues: Urgency.allCases.map { ($0, QueueDepth()) })
+            var depth = Dictionary(uniqueKeysWithValues: try String.fetchAll(db, sql: "SELECT name FROM queue").compactMap(QueueName.init(rawValue:)).map { ($0, none) })
             for row in try request.fetchAll(db) {
-                guard let urgency = Urgency(rank: row["urgencyRank"]) else { continue }
-                depth[urgency] = (row["waiting"], row["pastSLA"], row["unopened"])
+                guard let urgency = Urgency(rank: row["urgencyRank"]), let queue = QueueName(rawValue: row["queue"]) else { continue }
+                depth[queue, default: none][urgency] = QueueDepth(waiting: row["waiting"], pastSLA: row["pastSLA"], unopened: row["unopened"])
             }
             return depth
         }
@@ -137,8 +152,8 @@ extension RelayDatabase {
     static func queueDepthRequest(at now: Int64, policy: TriagePolicy) -> SQLRequest<Row> {
         let late = pastSLA(at: now, policy: policy)
         return SQLRequest(literal: """
-            SELECT urgencyRank, SUM(state = 'new') AS waiting, SUM(\(late)) AS pastSLA, SUM(state <> 'new' AND \(late)) AS unopened
-            FROM disclosure WHERE state <> 'closed' AND purgedAt IS NULL GROUP BY urgencyRank
+            SELECT urgencyRank, queue, SUM(state = 'new') AS waiting, SUM(\(late)) AS pastSLA, SUM(state <> 'new' AND \(late)) AS unopened
+            FROM disclosure WHERE state <> 'closed' AND purgedAt IS NULL GROUP BY urgencyRank, queue
             """)
     }
 

@@ -107,7 +107,12 @@ extension DaemonSuiteForCLI {
     /// Two organisations on one relay: Bayti's queue is made with its first enrolment, and its cases, key, members
     /// and statistics are its own. The national queue's members see none of them, nor Bayti's theirs.
     @Test func aSecondOrganisationHasAQueueOfItsOwn() async throws {
-        let daemon = try await Daemon()
+        let pager = FileManager.default.temporaryDirectory.appendingPathComponent("pager-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: pager, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: pager) }
+        try "#!/bin/sh\necho \"$@\" >> \(pager)/paged\n".write(toFile: pager + "/page", atomically: true, encoding: .utf8)
+        #expect(chmod(pager + "/page", 0o755) == 0)
+        var daemon = try await Daemon(environment: ["AMANE_SLA_NOTIFY_COMMAND": pager + "/page"])
         defer { daemon.stop(); daemon.removeData() }
         let cli = CLI(daemon: daemon)
         let handover = daemon.directory + "/kiosk-bayti"
@@ -187,6 +192,29 @@ extension DaemonSuiteForCLI {
         let listed = try daemon.admin(["admin", "list"]).1.split(separator: "\n")
         #expect(listed.contains { $0.hasPrefix("nadia ") && $0.contains("bayti") } && listed.contains { $0.hasPrefix("kiosk-bayti ") && $0.contains("bayti") },
                 "\(listed)")
+
+        // Each organisation's pager hears of its own late cases, and the metrics count each queue apart.
+        func caseCounts() throws -> [String] {
+            try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1.split(separator: "\n")
+                .filter { ($0.hasPrefix("amane_queue_depth_cases{") || $0.hasPrefix("amane_sla_breaches_cases{")) && !$0.hasSuffix(" 0.0") }.map(String.init).sorted()
+        }
+        let counted = try caseCounts()
+        #expect(counted == [#"amane_queue_depth_cases{queue="bayti",urgency="low"} 1.0"#,
+                            #"amane_queue_depth_cases{queue="national",urgency="immediate"} 1.0"#], "\(counted)")
+        #expect(!FileManager.default.fileExists(atPath: pager + "/paged"), "nothing is past its SLA yet")
+        daemon.stop()
+        let age = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=30); db.execute('UPDATE disclosure SET receivedAt = receivedAt - 345600'); db.commit()"
+        #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", age, daemon.directory + "/relay.sqlite"]).0 == 0)
+        daemon = try await daemon.restarted()
+        #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8))?.split(separator: "\n").count == 2 })
+        let paged = try String(contentsOfFile: pager + "/paged", encoding: .utf8).split(separator: "\n").sorted()
+        #expect(paged == ["immediate 1 national", "low 1 bayti"], "one page for each queue, naming it: \(paged)")
+        #expect(daemon.stderr.value.contains("relay.queue=bayti") && daemon.stderr.value.contains("relay.queue=national"), "\(daemon.stderr.value)")
+        let late = try caseCounts()
+        #expect(late == [#"amane_queue_depth_cases{queue="bayti",urgency="low"} 1.0"#,
+                         #"amane_queue_depth_cases{queue="national",urgency="immediate"} 1.0"#,
+                         #"amane_sla_breaches_cases{queue="bayti",urgency="low"} 1.0"#,
+                         #"amane_sla_breaches_cases{queue="national",urgency="immediate"} 1.0"#], "\(late)")
     }
 
     @Test func aResponderDayFromIntakeToRevocation() async throws {

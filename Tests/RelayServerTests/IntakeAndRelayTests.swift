@@ -38,7 +38,7 @@ extension DaemonSuite {
         #expect(metrics.contains(#"amane_http_requests_total{method="POST",route="/v1/disclosures",status="201"} 4"#), "\(metrics)")
         #expect(metrics.contains(#"amane_http_requests_total{method="POST",route="/v1/disclosures",status="409"} 1"#))
         #expect(metrics.contains("amane_intake_duration_seconds_count") && metrics.contains("amane_group_commit_batch_writes_count"))
-        #expect(metrics.contains(#"amane_queue_depth_cases{urgency="immediate"} 1"#) && metrics.contains("amane_sla_breaches_cases"))
+        #expect(metrics.contains(#"amane_queue_depth_cases{queue="national",urgency="immediate"} 1"#) && metrics.contains("amane_sla_breaches_cases"))
         #expect(metrics.contains("amane_sealing_key_missing_queues 0"))
         #expect(!metrics.contains("demo-gateway") && !metrics.contains(id), "metrics carry no identities or ids")
         #expect(try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/healthz"]).1 == "ok\n")
@@ -84,7 +84,7 @@ extension DaemonSuite {
         #expect(!daemon.stderr.value.contains(canary))
     }
 
-    /// A case past its SLA pages whoever sla.notifyCommand reaches, with the urgency and the count only: one waiting
+    /// A case past its SLA pages whoever sla.notifyCommand reaches, with the urgency, the count and the queue only: one waiting
     /// unclaimed, and one referred whose holder has left the reporter's follow-up unopened.
     @Test func aCasePastItsSLARunsTheNotifyCommand() async throws {
         let pager = FileManager.default.temporaryDirectory.appendingPathComponent("pager-\(UUID().uuidString)").path
@@ -118,9 +118,9 @@ extension DaemonSuite {
             """
         #expect(try Daemon.run("/usr/bin/env", ["python3", "-c", age, daemon.directory + "/relay.sqlite"]).0 == 0)
         daemon = try await daemon.restarted()
-        #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8)) == "high 2\n" },
+        #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8)) == "high 2 national\n" },
                 "\(String(describing: try? String(contentsOfFile: pager + "/paged", encoding: .utf8)))")
-        #expect(daemon.stderr.value.contains("relay.count=2 relay.unopened_followups=1"), "\(daemon.stderr.value)")
+        #expect(daemon.stderr.value.contains("relay.count=2 relay.queue=national relay.unopened_followups=1"), "\(daemon.stderr.value)")
         let listed = try daemon.get("/v1/queue?overdue=true", as: daemon.supervisor)
         #expect(Set((listed.json["cases"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? [])
                 == [try #require(posted.json["id"] as? String), referredID], "what the page is about: \(listed.text)")

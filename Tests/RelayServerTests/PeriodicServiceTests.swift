@@ -67,7 +67,7 @@ final class LogRecords: Sendable {
 
 /// The alarm for cases waiting too long must not fail quietly.
 @Suite struct SLANotifierTests {
-    @Test func theCommandHearsUrgencyAndCountAndAFailureATimeoutOrAnOverlapIsLoggedAndCounted() async throws {
+    @Test func theCommandHearsUrgencyCountAndQueueAndAFailureATimeoutOrAnOverlapIsLoggedAndCounted() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sla-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -86,31 +86,39 @@ final class LogRecords: Sendable {
             SLANotifier(command: command, timeout: timeout, failures: metrics.slaNotifyFailures, logger: records.logger)
         }
 
-        await notifier(try script("page", "echo \"$1 $2\" > \(folder)/paged")).notify(.immediate, count: 3)
-        #expect(try String(contentsOfFile: folder + "/paged", encoding: .utf8) == "immediate 3\n")
+        await notifier(try script("page", "echo \"$1 $2 $3\" > \(folder)/paged")).notify(.national, .immediate, count: 3)
+        #expect(try String(contentsOfFile: folder + "/paged", encoding: .utf8) == "immediate 3 national\n")
         #expect(records.all.isEmpty && failures() == "amane_sla_notify_failures_total 0", "\(records.all)")
 
-        await notifier(try script("refuse", "exit 3")).notify(.high, count: 1)
-        #expect(records.all.last == "the SLA notify command failed relay.error=it exited with status 3 relay.urgency=high")
+        await notifier(try script("refuse", "exit 3")).notify(.national, .high, count: 1)
+        #expect(records.all.last == "the SLA notify command failed relay.error=it exited with status 3 relay.queue=national relay.urgency=high")
 
-        await notifier(folder + "/gone").notify(.high, count: 1)
+        await notifier(folder + "/gone").notify(.national, .high, count: 1)
         #expect(records.all.last?.hasPrefix("the SLA notify command failed relay.error=it could not start") == true, "\(records.all)")
 
-        // One that hangs is killed at its timeout, with what it started; a breach meanwhile does not start a second one beside it.
-        let hanging = notifier(try script("hang", "sleep 40 &\necho $! > \(folder)/started\nwait"), timeout: .seconds(2))
+        // One that hangs is killed at its timeout, with what it started; a breach meanwhile does not start a second one
+        // beside it, but another queue's breach is paged: its organisation is not kept waiting on this one.
+        let hanging = notifier(try script("hang", "sleep 40 &\necho $! > \(folder)/started-$3\nwait"), timeout: .seconds(2))
+        let bayti = QueueName(rawValue: "bayti")!
         let began = ContinuousClock.now
-        async let first: Void = hanging.notify(.immediate, count: 1)
+        async let first: Void = hanging.notify(.national, .immediate, count: 1)
         try await Task.sleep(for: .milliseconds(500))
-        await hanging.notify(.immediate, count: 2)
-        #expect(records.all.last == "the SLA notify command failed relay.error=it is still running from an earlier breach; not started again relay.urgency=immediate")
+        await hanging.notify(.national, .immediate, count: 2)
+        #expect(records.all.last == "the SLA notify command failed relay.error=it is still running from an earlier breach; not started again relay.queue=national relay.urgency=immediate")
+        async let other: Void = hanging.notify(bayti, .immediate, count: 1)
         await first
+        await other
         // Foundation hears of the command's end only once all it started have gone too: killing the command alone waits 40 s.
         #expect(ContinuousClock.now - began < .seconds(20), "killed at its 2 s timeout, not when what it started ended on its own")
-        #expect(records.all.last == "the SLA notify command failed relay.error=it ran longer than 2.0 seconds and was killed relay.urgency=immediate")
-        let started = try String(contentsOfFile: folder + "/started", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        // Gone, or a zombie waiting for init to reap it.
-        let running = { (try? String(contentsOfFile: "/proc/\(started)/stat", encoding: .utf8)).map { !$0.contains(") Z ") } ?? false }
-        #expect(try await eventually(within: 5) { !running() }, "the script's own child \(started) outlived the kill")
-        #expect(failures() == "amane_sla_notify_failures_total 4")
+        #expect(records.all.suffix(2).sorted() == ["bayti", "national"].map {
+            "the SLA notify command failed relay.error=it ran longer than 2.0 seconds and was killed relay.queue=\($0) relay.urgency=immediate"
+        }, "\(records.all)")
+        for queue in ["national", "bayti"] {
+            let started = try String(contentsOfFile: folder + "/started-" + queue, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            // Gone, or a zombie waiting for init to reap it.
+            let running = { (try? String(contentsOfFile: "/proc/\(started)/stat", encoding: .utf8)).map { !$0.contains(") Z ") } ?? false }
+            #expect(try await eventually(within: 5) { !running() }, "the script's own child \(started) outlived the kill")
+        }
+        #expect(failures() == "amane_sla_notify_failures_total 5")
     }
 }

@@ -13,7 +13,7 @@ import Testing
         #expect(try fixture.db.writerPragma("foreign_keys") == "1")
         #expect(try fixture.db.writerPragma("secure_delete") == "1")
         #expect(try fixture.db.writerPragma("journal_mode") == "wal")
-        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5", "v6", "v7"])
+        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"])
     }
 
     @Test func aSecondConnectionCheckpointsWhileTheWriterOnlyCheckpointsAsABackstop() async throws {
@@ -201,11 +201,11 @@ import Testing
         try await followUp(calm.id, .high)
         let now = Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60
         #expect(try await due(calm.id) == (.high, now + policy.slaWait(.high)))
-        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 0)
+        #expect(try await fixture.db.queueDepth()[.national]?[.high]?.pastSLA == 0)
         try await followUp(calm.id, nil)
         #expect(try await due(calm.id) == (.high, now + policy.slaWait(.high)))
         fixture.clock.advance(seconds: Double(policy.slaWait(.high)) + 60)
-        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 1, "then held to it")
+        #expect(try await fixture.db.queueDepth()[.national]?[.high]?.pastSLA == 1, "then held to it")
 
         // Nearly due already, it keeps its earlier deadline.
         let high = try await fixture.submit(urgency: .high)
@@ -242,7 +242,7 @@ import Testing
         }
         func minute() -> Int64 { Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60 }
         func late(_ urgency: Urgency) async throws -> [Int] {
-            try await fixture.db.queueDepth()[urgency].map { [$0.waiting, $0.pastSLA, $0.unopened] } ?? []
+            try await fixture.db.queueDepth()[.national]?[urgency].map { [$0.waiting, $0.pastSLA, $0.unopened] } ?? []
         }
         let referred = try await fixture.submit(urgency: .normal)
         try await fixture.db.transition(id: referred.id, action: .claim, actor: amina)
@@ -334,7 +334,7 @@ import Testing
             let expected = Set(all.filter { $0.slaDeadline(policy).map { $0 < now } ?? false }.map(\.id))
             let listed = try await fixture.db.listQueue(QueueFilter(overdue: true), limit: 500).cases.map(\.id)
             #expect(Set(listed) == expected && listed.count == expected.count, "at +\(step) s")
-            #expect(try await fixture.db.queueDepth().values.map(\.pastSLA).reduce(0, +) == expected.count, "the alarm counts the same cases")
+            #expect(try await fixture.db.queueDepth().values.flatMap(\.values).map(\.pastSLA).reduce(0, +) == expected.count, "the alarm counts the same cases")
             seen.insert(expected.count)
         }
         #expect(seen.count >= 3, "the steps cross deadlines: \(seen)")

@@ -341,9 +341,11 @@ extension DiskFullTests {
         let baytiCategories = try await fixture.db.statistics(by: .category, queue: bayti)
         #expect(baytiCategories.map(\.key) == ["trafficking"] && baytiCategories.map(\.count) == [1])
         let depth = try await fixture.db.queueDepth()
-        #expect(depth[.high]?.waiting == 3 && depth[.high]?.pastSLA == 0, "the SLA monitor counts every queue")
+        #expect(depth[.national]?[.high] == QueueDepth(waiting: 2) && depth[.national]?[.low] == QueueDepth(waiting: 1)
+                && depth[bayti]?[.high] == QueueDepth(waiting: 1) && depth[bayti]?[.low] == QueueDepth(), "the SLA monitor counts each queue apart: \(depth)")
         fixture.clock.advance(seconds: 3 * 3600)
-        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 3)
+        let late = try await fixture.db.queueDepth()
+        #expect(late[.national]?[.high] == QueueDepth(waiting: 2, pastSLA: 2) && late[bayti]?[.high] == QueueDepth(waiting: 1, pastSLA: 1), "\(late)")
     }
 
     /// A queue's members read the whole chain, but the contents of another queue's entries are withheld: its
@@ -421,11 +423,11 @@ extension DiskFullTests {
             let summary = try await fixture.db.caseSummary(id: id)
             #expect(summary.state == .new && summary.waitingSince == now && summary.receivedAt < now - 86_400, "\(summary)")
         }
-        #expect(try await fixture.db.queueDepth()[.high].map { [$0.waiting, $0.pastSLA] } == [2, 0], "received ten days ago, reopened now")
+        #expect(try await fixture.db.queueDepth()[.national]?[.high].map { [$0.waiting, $0.pastSLA] } == [2, 0], "received ten days ago, reopened now")
         let listed = try await fixture.db.listQueue(QueueFilter(states: [.new])).cases.first { $0.id == byFollowUp.id }
         #expect(listed?.waitingSince == now, "the queue's listing carries it too")
         fixture.clock.advance(seconds: 3 * 3600)
-        #expect(try await fixture.db.queueDepth()[.high]?.pastSLA == 2)
+        #expect(try await fixture.db.queueDepth()[.national]?[.high]?.pastSLA == 2)
         try await fixture.db.transition(id: bySupervisor.id, action: .claim, actor: amina)
         try await fixture.db.transition(id: bySupervisor.id, action: .release, actor: amina)
         #expect(try await fixture.db.caseSummary(id: bySupervisor.id).waitingSince == now, "a release does not restart the wait")
