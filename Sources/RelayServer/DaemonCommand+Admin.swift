@@ -27,6 +27,15 @@ struct Init: AsyncParsableCommand {
         guard !FileManager.default.fileExists(atPath: configuration.caFile) else {
             throw CommandFailure("\(configuration.caFile) exists: this data directory is already initialised")
         }
+        // A new CA beside a key left in place would make a relay that neither key nor certificate fits.
+        let leftInPlace = [configuration.caKeyFile, configuration.certificateFile, configuration.privateKeyFile].filter { FileManager.default.fileExists(atPath: $0) }
+        guard leftInPlace.isEmpty else {
+            throw CommandFailure("""
+                \(leftInPlace.joined(separator: ", ")) \(leftInPlace.count == 1 ? "exists" : "exist") but \(configuration.caFile) does not, and init makes a new CA: \
+                nothing was written. To bring a relay back, put back its whole pki folder (the CA certificate with its key) from where you keep \
+                it; to start a new relay, move \(leftInPlace.count == 1 ? "it" : "them") aside first.
+                """)
+        }
         try RelayFiles.makeDirectory(configuration.dataDirectory)
         try RelayFiles.makeDirectory((configuration.caFile as NSString).deletingLastPathComponent)
         let ca = try CertificateAuthority.create(name: "Amane Relay CA")

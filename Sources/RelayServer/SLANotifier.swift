@@ -44,6 +44,9 @@ final class SLANotifier: Sendable {
         process.executableURL = URL(fileURLWithPath: command)
         process.arguments = arguments
         process.standardInput = FileHandle.nullDevice
+        // Its output would break the relay's log lines (JSON among them); it logs on its own, with logger(1).
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
         // Not the relay's own environment, which may name its credentials.
         process.environment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"]
         let settled = Settled()

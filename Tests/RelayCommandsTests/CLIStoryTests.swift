@@ -195,8 +195,10 @@ extension DaemonSuiteForCLI {
 
         // Each organisation's pager hears of its own late cases, and the metrics count each queue apart.
         func caseCounts() throws -> [String] {
-            try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1.split(separator: "\n")
-                .filter { ($0.hasPrefix("amane_queue_depth_cases{") || $0.hasPrefix("amane_sla_breaches_cases{")) && !$0.hasSuffix(" 0.0") }.map(String.init).sorted()
+            let series = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(daemon.opsPort)/metrics"]).1.split(separator: "\n")
+                .filter { $0.hasPrefix("amane_queue_depth_cases{") || $0.hasPrefix("amane_sla_breaches_cases{") }
+            #expect(series.count == 2 * 2 * Urgency.allCases.count, "each queue and urgency, zeros included: \(series)")
+            return series.filter { !$0.hasSuffix(" 0.0") }.map(String.init).sorted()
         }
         let counted = try caseCounts()
         #expect(counted == [#"amane_queue_depth_cases{queue="bayti",urgency="low"} 1.0"#,
@@ -209,7 +211,9 @@ extension DaemonSuiteForCLI {
         #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8))?.split(separator: "\n").count == 2 })
         let paged = try String(contentsOfFile: pager + "/paged", encoding: .utf8).split(separator: "\n").sorted()
         #expect(paged == ["immediate 1 national", "low 1 bayti"], "one page for each queue, naming it: \(paged)")
-        #expect(daemon.stderr.value.contains("relay.queue=bayti") && daemon.stderr.value.contains("relay.queue=national"), "\(daemon.stderr.value)")
+        let log = daemon.stderr.value
+        #expect(log.contains("relay.count=1 relay.queue=bayti relay.unopened_followups=0 relay.urgency=low [RelayServer] cases past their SLA")
+                && log.contains("relay.count=1 relay.queue=national relay.unopened_followups=0 relay.urgency=immediate [RelayServer] cases past their SLA"), "\(log)")
         let late = try caseCounts()
         #expect(late == [#"amane_queue_depth_cases{queue="bayti",urgency="low"} 1.0"#,
                          #"amane_queue_depth_cases{queue="national",urgency="immediate"} 1.0"#,

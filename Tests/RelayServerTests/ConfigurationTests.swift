@@ -244,6 +244,23 @@ import X509
         #expect(seeded.0 == 0 && !seeded.1.contains("taxonomy"), "\(seeded.1)")
     }
 
+    /// A CA key put back before init (a relay brought back to a new machine) is never paired with a new CA certificate.
+    @Test func anInitBesideAKeyLeftInPlaceWritesNothing() throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("admin-leftover-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        try FileManager.default.createDirectory(atPath: data + "/pki", withIntermediateDirectories: true)
+        let kept = "-----BEGIN PRIVATE KEY-----\nthe offline copy\n-----END PRIVATE KEY-----\n"
+        try kept.write(toFile: data + "/pki/ca-key.pem", atomically: true, encoding: .utf8)
+        let (status, output) = try relayd(["init", "--data-dir", data, "--hostname", "localhost"])
+        #expect(status == 1 && output.contains("\(data)/pki/ca-key.pem exists but \(data)/pki/ca-cert.pem does not") && output.contains("nothing was written")
+                && output.contains("put back its whole pki folder"), "\(output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data).sorted() == ["pki"] && FileManager.default.contentsOfDirectory(atPath: data + "/pki") == ["ca-key.pem"])
+        #expect(try String(contentsOfFile: data + "/pki/ca-key.pem", encoding: .utf8) == kept)
+        #expect(try relayd(["init", "--data-dir", data + "/fresh", "--hostname", "localhost"]).0 == 0)
+        let again = try relayd(["init", "--data-dir", data + "/fresh", "--hostname", "localhost"])
+        #expect(again.0 == 1 && again.1.contains("this data directory is already initialised"), "\(again.1)")
+    }
+
     @Test func badHostNamesKeysAndCountsAreRefusedBeforeAnythingIsWritten() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("admin-args-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data); try? FileManager.default.removeItem(atPath: data + "-backups") }

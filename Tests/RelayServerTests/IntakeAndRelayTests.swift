@@ -90,7 +90,7 @@ extension DaemonSuite {
         let pager = FileManager.default.temporaryDirectory.appendingPathComponent("pager-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: pager, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: pager) }
-        try "#!/bin/sh\necho \"$@\" >> \(pager)/paged\nenv > \(pager)/environment\n".write(toFile: pager + "/page", atomically: true, encoding: .utf8)
+        try "#!/bin/sh\necho \"$@\" >> \(pager)/paged\nenv > \(pager)/environment\necho pager-says-hello\necho pager-complains >&2\n".write(toFile: pager + "/page", atomically: true, encoding: .utf8)
         #expect(chmod(pager + "/page", 0o755) == 0)
         var daemon = try await Daemon(environment: ["AMANE_SLA_NOTIFY_COMMAND": pager + "/page", "RELAY_ONLY_SECRET": "not-for-the-pager"])
         defer { daemon.stop(); daemon.removeData() }
@@ -133,6 +133,7 @@ extension DaemonSuite {
                 "state may be repeated")
         let environment = try String(contentsOfFile: pager + "/environment", encoding: .utf8)
         #expect(!environment.contains("not-for-the-pager") && !environment.contains("AMANE_"), "the pager gets no part of the relay's environment: \(environment)")
+        #expect(!daemon.stdout.value.contains("pager-says") && !daemon.stderr.value.contains("pager-complains"), "its output is not mixed into the relay's log")
     }
 
     /// A case its reporter reopens shows the deadline of the reopening, not of its first arrival ten days before.

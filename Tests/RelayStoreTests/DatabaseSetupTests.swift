@@ -380,7 +380,7 @@ import Testing
         try await fixture.db.pool.write { db in
             try db.execute(sql: """
                 DROP INDEX disclosure_open; ALTER TABLE disclosure DROP COLUMN unopenedSince;
-                DELETE FROM grdb_migrations WHERE identifier = 'v7'
+                DELETE FROM grdb_migrations WHERE identifier IN ('v7', 'v8')
                 """)
         }
         fixture.clock.advance(seconds: 3600)

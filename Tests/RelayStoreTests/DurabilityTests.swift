@@ -323,6 +323,8 @@ extension DiskFullTests {
         }
         #expect(try await fixture.db.queueNames() == [.national], "a refused enrolment creates no queue")
         let second = try await fixture.addSecondQueue()
+        #expect(try await fixture.db.queueDepth()[second.name] == Dictionary(uniqueKeysWithValues: Urgency.allCases.map { ($0, QueueDepth()) }),
+                "a queue without a case counts zeros, so that its gauges and pages stop when its last case closes")
         #expect(try await fixture.db.queueNames() == [bayti, .national])
         #expect(try await fixture.db.auditEntries().filter { $0.entry.action == "queue.create" && $0.entry.subject == "bayti" }.count == 1)
         let taken = await #expect(throws: StoreError.self) {
@@ -354,6 +356,8 @@ extension DiskFullTests {
         let fixture = try await StoreFixture()
         let national = try await fixture.submit()
         let second = try await fixture.addSecondQueue()
+        #expect(try await fixture.db.queueDepth()[second.name] == Dictionary(uniqueKeysWithValues: Urgency.allCases.map { ($0, QueueDepth()) }),
+                "a queue without a case counts zeros, so that its gauges and pages stop when its last case closes")
         let baytiCase = try await fixture.submit(to: second)
         try await fixture.db.transition(id: national.id, action: .claim, actor: StoreActor(fixture.responder))
         try await fixture.db.transition(id: baytiCase.id, action: .claim, actor: StoreActor(second.supervisor))
