@@ -145,6 +145,8 @@ struct RotationResult: Encodable {
     var skipped: [String]
     /// Everyone granted the new key, you included.
     var granted: [String]
+    /// You, who made it.
+    var rotatedBy: String
 
     private enum CodingKeys: String, CodingKey { case unconfirmed, skipped, granted }
 
@@ -198,12 +200,13 @@ struct Rotate: AsyncParsableCommand {
             }
             grants[me.name] = Base64.encode(try RelayFormat.Grant.seal(key, to: identity.publicKey))
             let epoch = try await session.client.post(APIPath.epochs, EpochCreation(publicKey: key.publicKey.text, grants: grants), as: EpochView.self)
-            return RotationResult(epoch: epoch, unconfirmed: unconfirmed, skipped: skipped.sorted(), granted: grants.keys.sorted())
+            return RotationResult(epoch: epoch, unconfirmed: unconfirmed, skipped: skipped.sorted(), granted: grants.keys.sorted(), rotatedBy: me.name)
         }
         if global.json { return try Output.json(result) }
-        print("The queue \(result.epoch.queue) now seals to epoch \(result.epoch.id), granted to you and \(grantedTo(result)): "
-              + "\(result.granted.map(Output.inert).joined(separator: ", ")).")
-        if result.granted.count < 2 {
+        let others = result.granted.filter { $0 != result.rotatedBy }
+        print("The queue \(result.epoch.queue) now seals to epoch \(result.epoch.id), granted to "
+              + (others.isEmpty ? "you only." : "you and \(grantedTo(result)): \(others.map(Output.inert).joined(separator: ", "))."))
+        if others.isEmpty {
             print("Only you hold it: until you grant it (`amane grant NAME --fingerprint …`), no one else can claim new cases.")
         }
         if !result.unconfirmed.isEmpty {

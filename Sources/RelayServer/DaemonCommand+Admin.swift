@@ -843,6 +843,7 @@ struct CheckConfig: AsyncParsableCommand {
               limits          body \(configuration.limits.maxBodyBytes) B, envelope \(configuration.limits.maxEnvelopeBytes) B, \(configuration.limits.requestsPerMinute) requests/min, \(configuration.limits.gatewayBytesPerDay) bytes a day per gateway
               claim lease     \(configuration.policy.claimLeaseSeconds / 60) minutes
               sla (minutes)   \(sla)
+              sla pager       \(configuration.slaNotifyCommand.map { "\($0) URGENCY COUNT QUEUE, each minute cases are past their SLA" } ?? "none (sla.notifyCommand)")
               retention       \(configuration.policy.closedRetentionDays) days after closing
               sealing         one shared context per \(configuration.sharedContextMilliseconds) ms (0: one per disclosure)
             """)

@@ -69,7 +69,9 @@ struct Restore: AsyncParsableCommand {
             guard integrity == "ok" else { throw CommandFailure("\(backup) fails its integrity check (\(integrity)); nothing was restored") }
             verified = try RelayDatabase.verifyAuditReadOnly(directory: staging, expecting: expectHead.flatMap(AuditHead.init(text:)))
         } catch let error as AuditVerifier.Break {
-            FileHandle.standardError.write(Data("The audit trail of \(backup) is BROKEN\(error.place): \(error.reason). Nothing was restored.\n".utf8))
+            let next = expectHead == nil ? "Treat it as a possible compromise, and restore an older copy"
+                : "Check --expect-head against the head backup printed when it took this copy, or restore another copy"
+            FileHandle.standardError.write(Data("The audit trail of \(backup) is BROKEN\(error.place): \(error.reason). Nothing was restored. \(next).\n".utf8))
             throw ExitCode.brokenAuditTrail
         } catch let error as CommandFailure {
             throw error
@@ -105,6 +107,12 @@ struct Restore: AsyncParsableCommand {
         }
         try Self.sync(directory)
         for warning in RelayFiles.openToOthers(configuration) { Console.warn(warning) }
+        if expectHead == nil {
+            Console.warn("""
+                restored without --expect-head: the copy's trail verifies in itself, but only the head backup printed when it \
+                took the copy shows that no one cut or rewrote it since; compare \(verified.head) with that head
+                """)
+        }
         let folder = (backup as NSString).deletingLastPathComponent.isEmpty ? "." : (backup as NSString).deletingLastPathComponent
         let name = (backup as NSString).lastPathComponent
         let copies = (try? Backup.backups("relay-", in: folder)) ?? []

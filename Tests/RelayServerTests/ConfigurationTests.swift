@@ -139,6 +139,12 @@ import X509
         let (status, output) = try Daemon.run(Build.daemon, ["check-config", "--dev"], environment: env)
         #expect(status == 78 && output.contains("AMANE_CLAIM_LEASE_MINUTE"), "\(output)")
         env["AMANE_CLAIM_LEASE_MINUTE"] = nil
+        let quiet = try Daemon.run(Build.daemon, ["check-config", "--dev"], environment: env)
+        #expect(quiet.0 == 0 && quiet.1.contains("sla pager       none (sla.notifyCommand)"), "\(quiet.1)")
+        env["AMANE_SLA_NOTIFY_COMMAND"] = "/bin/true"
+        let paging = try Daemon.run(Build.daemon, ["check-config", "--dev"], environment: env)
+        #expect(paging.0 == 0 && paging.1.contains("sla pager       /bin/true URGENCY COUNT QUEUE, each minute cases are past their SLA"), "\(paging.1)")
+        env["AMANE_SLA_NOTIFY_COMMAND"] = nil
         env["AMANE_CLAIM_LEASE_MINUTES"] = "1"
         #expect(try await RelayConfiguration.load(overrides: [:], configFile: nil, environment: env).policy.claimLeaseSeconds == 60,
                 "the CLI's and the benchmark's own variables pass")

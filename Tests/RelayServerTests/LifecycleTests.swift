@@ -297,12 +297,13 @@ extension DaemonSuite {
         let (damagedCode, damagedOutput) = try daemon.admin(["restore", damaged])
         #expect(damagedCode != 0 && damagedOutput.contains("nothing was restored"), "\(damagedOutput)")
         let (wrongHeadCode, wrongHead) = try daemon.admin(["restore", copy, "--expect-head", "1:" + String(repeating: "0", count: 64)])
-        #expect(wrongHeadCode == 6 && wrongHead.contains("BROKEN") && wrongHead.contains("Nothing was restored"), "\(wrongHead)")
+        #expect(wrongHeadCode == 6 && wrongHead.contains("BROKEN") && wrongHead.contains("Nothing was restored. Check --expect-head against the head backup printed"),
+                "\(wrongHead)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.directory).allSatisfy { !$0.hasPrefix("replaced-") && !$0.hasPrefix(".restore-") })
 
         try FileManager.default.createDirectory(atPath: daemon.directory + "/.restore-killed", withIntermediateDirectories: false)
         let (restoreCode, restored) = try daemon.admin(["restore", copy, "--expect-head", head])
-        #expect(restoreCode == 0 && restored.contains("head \(head)") && restored.contains("kept as"), "\(restored)")
+        #expect(restoreCode == 0 && restored.contains("head \(head)") && restored.contains("kept as") && !restored.contains("without --expect-head"), "\(restored)")
         #expect(restored.contains("removed 1 unfinished copy left by a restore that stopped partway")
                 && !FileManager.default.fileExists(atPath: daemon.directory + "/.restore-killed"), "\(restored)")
         #expect(restored.contains("move the backups newer than this one out of \(backups)") && restored.contains(": \(newer).")
@@ -327,6 +328,8 @@ extension DaemonSuite {
         #expect(undoCode == 0 && undo.contains("move the backups newer than this copy out of the backup folder") && !undo.contains("No backup in"),
                 "a copy from outside the backups keeps the general advice: \(undo)")
         #expect(undo.contains("the data directory \(daemon.directory) is open to other users (mode 755); run chmod 700"), "\(undo)")
+        let undoHead = try #require(undo.firstMatch(of: /head (\d+:[0-9a-f]{64})/)?.1, "\(undo)")
+        #expect(undo.contains("Warning: restored without --expect-head") && undo.contains("compare \(undoHead) with that head"), "\(undo)")
         #expect(chmod(daemon.directory, 0o700) == 0)
         daemon = try await daemon.restarted()
         #expect(try daemon.get("/v1/disclosures/\(later)", as: daemon.responder).status == 200, "the undone restore gives back what came after")
