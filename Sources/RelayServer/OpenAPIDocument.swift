@@ -39,8 +39,8 @@ paths:
         - name: Idempotency-Key
           in: header
           required: true
-          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the same answer
-          schema: {type: string}
+          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the same answer. Keys are the gateway's own; another gateway's same key is another request.
+          schema: {type: string, minLength: 32, maxLength: 128, pattern: '^[!-~]+$'}
       requestBody:
         required: true
         content:
@@ -75,7 +75,7 @@ paths:
           in: header
           required: true
           description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the first follow-up's id and time, and nothing more is stored, if it has the same content and urgency or, sealed, the same receipt, contentTag (else id) and urgency
-          schema: {type: string}
+          schema: {type: string, minLength: 32, maxLength: 128, pattern: '^[!-~]+$'}
       requestBody:
         required: true
         content:
@@ -743,15 +743,15 @@ components:
         channel: {type: string}
         region: {type: string}
         content: {$ref: '#/components/schemas/Content'}
-        sealed: {type: string, description: "Base64 of an envelope sealed on the gateway's side, instead of content. Its object id becomes the case id: a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000), so that no id pins a visit finer."}
-        contentTag: {type: string, description: "With sealed only, 22 to 256 characters: derived from the plaintext under the Idempotency-Key and a secret the gateway keeps, the same for the same content (amane submit --seal sends base64 of HMAC-SHA256). A retry sealed afresh is then recognised by it, not by the envelope's bytes. Keyed by the Idempotency-Key alone, which the relay sees, it would let the relay test guesses of the content."}
+        sealed: {type: string, description: "Base64 of an envelope sealed on the gateway's side (format v1, its plaintext the JSON of a Content; see Envelope.md in RelayFormat), instead of content. The relay cannot open it: one sealed wrongly is stored all the same, and its responders see it as altered. Its object id becomes the case id: a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000), so that no id pins a visit finer."}
+        contentTag: {type: string, description: "With sealed only, 22 to 256 characters: derived from the plaintext under the Idempotency-Key and a secret the gateway keeps, the same for the same content (amane submit --seal sends base64 of HMAC-SHA256). A retry sealed afresh is then recognised by it, not by the envelope's bytes; without one, a retry must send the very same envelope (one sealed afresh is 409 idempotency_key_reused). Keyed by the Idempotency-Key alone, which the relay sees, it would let the relay test guesses of the content."}
     DisclosureReceipt:
       type: object
       required: [id, receipt, receivedAt]
       properties:
         id: {type: string}
         receipt: {type: string}
-        receivedAt: {type: string}
+        receivedAt: {type: string, format: date-time, description: "UTC, to the minute."}
     FollowupSubmission:
       type: object
       description: The receipt, and exactly one of content and sealed.
@@ -768,7 +768,7 @@ components:
       required: [id, receivedAt]
       properties:
         id: {type: string}
-        receivedAt: {type: string}
+        receivedAt: {type: string, format: date-time, description: "UTC, to the minute."}
     ReplyFetch:
       type: object
       required: [receipt]
@@ -822,7 +822,7 @@ components:
         updated: {type: boolean}
         referral: {type: string}
         outcome: {type: string}
-        receivedAt: {type: string}
+        receivedAt: {type: string, format: date-time, description: "UTC, to the minute."}
         slaDueAt: {type: string, description: "When the case passes the wait that the triage policy allows its urgency. An unclaimed (new) case counts from its arrival or, once reopened, from its latest reopening; a held one (claimed, in_progress, referred) has it only while its holder has not opened a reporter's follow-up, counted from the earliest one not opened, or from the case's latest reopening if later (a claim or an assignment does not restart it). A follow-up that raises the urgency makes it due within the new urgency's wait from then, or by its earlier deadline. Absent when no one is waited on."}
         purged: {type: boolean}
         epoch: {type: string, description: "The queue key the disclosure is sealed to: only members who hold it open, claim or are assigned the case."}

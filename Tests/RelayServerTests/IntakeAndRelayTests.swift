@@ -17,6 +17,8 @@ extension DaemonSuite {
         let id = try #require(first.json["id"] as? String)
         let receipt = try #require(first.json["receipt"] as? String)
         #expect(try Receipt(parsing: receipt).digits.count == 16)
+        let receivedAt = try #require(first.json["receivedAt"] as? String)
+        #expect(receivedAt.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:00Z/) != nil, "RFC 3339 in UTC, to the minute, as the API document says: \(receivedAt)")
 
         let retry = try daemon.post("/v1/disclosures", as: daemon.gateway, json: demo, headers: ["Idempotency-Key": key])
         #expect(retry.status == 201 && retry.json["id"] as? String == id && retry.json["receipt"] as? String == receipt,
