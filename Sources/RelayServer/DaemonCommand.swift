@@ -25,7 +25,7 @@ public struct DaemonCommand: AsyncParsableCommand {
             the systemd unit does not restart on.
             """,
         version: RelayVersion.current,
-        subcommands: [Serve.self, Init.self, Admin.self, Backup.self, Restore.self, CheckConfig.self],
+        subcommands: [Serve.self, Init.self, Admin.self, Backup.self, Restore.self, CheckConfig.self, PrintOpenAPI.self],
         defaultSubcommand: Serve.self)
 
     public init() {}

@@ -1,4 +1,15 @@
+import ArgumentParser
 import RelayAPI
+
+/// `amane-relayd openapi`: the API document without a relay or a certificate, for whoever writes a gateway.
+struct PrintOpenAPI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "openapi",
+        abstract: "Print the API's OpenAPI 3.1 document, as the relay serves it to enrolled clients at /v1/openapi.yaml.",
+        discussion: "Example: amane-relayd openapi > amane-relay-api.yaml")
+
+    func run() { print(OpenAPIDocument.yaml, terminator: "") }
+}
 
 /// The OpenAPI 3.1 description of API v1, served at `/v1/openapi.yaml`.
 /// A test keeps it exact against the router and the authorization table.

@@ -27,8 +27,11 @@ extension DaemonSuite {
     @Test func everyDocumentedStatusOccurs() async throws {
         let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "4096", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "8192"])
         defer { daemon.stop(); daemon.removeData() }
-        let documented = Self.documentedStatuses(try daemon.get("/v1/openapi.yaml", as: daemon.gateway).text)
+        let served = try daemon.get("/v1/openapi.yaml", as: daemon.gateway).text
+        let documented = Self.documentedStatuses(served)
         #expect(documented.count == 23)
+        let printed = try Daemon.run(Build.daemon, ["openapi"])
+        #expect(printed.0 == 0 && printed.1 == served, "amane-relayd openapi prints what the relay serves")
         let epoch = try daemon.epochKey()
         let gatewayKey = try daemon.gatewayKey()
         var seen: [String: Set<Int>] = [:]
