@@ -27,8 +27,10 @@ struct Init: AsyncParsableCommand {
         guard !FileManager.default.fileExists(atPath: configuration.caFile) else {
             throw CommandFailure("\(configuration.caFile) exists: this data directory is already initialised")
         }
-        // A new CA beside a key left in place would make a relay that neither key nor certificate fits.
-        let leftInPlace = [configuration.caKeyFile, configuration.certificateFile, configuration.privateKeyFile].filter { FileManager.default.fileExists(atPath: $0) }
+        // A new CA beside a key or a database left in place (a restore) would make a relay that no certificate fits.
+        let database = (configuration.dataDirectory as NSString).appendingPathComponent(RelayDatabase.fileName)
+        let leftInPlace = [database, configuration.caKeyFile, configuration.certificateFile, configuration.privateKeyFile]
+            .filter { FileManager.default.fileExists(atPath: $0) }
         guard leftInPlace.isEmpty else {
             throw CommandFailure("""
                 \(leftInPlace.joined(separator: ", ")) \(leftInPlace.count == 1 ? "exists" : "exist") but \(configuration.caFile) does not, and init makes a new CA: \

@@ -70,7 +70,7 @@ struct Restore: AsyncParsableCommand {
             verified = try RelayDatabase.verifyAuditReadOnly(directory: staging, expecting: expectHead.flatMap(AuditHead.init(text:)))
         } catch let error as AuditVerifier.Break {
             let next = expectHead == nil ? "Treat it as a possible compromise, and restore an older copy"
-                : "Check --expect-head against the head backup printed when it took this copy, or restore another copy"
+                : "Unless --expect-head was mistyped (check it against the head backup printed when it took this copy), treat it as a possible compromise, and restore an older copy"
             FileHandle.standardError.write(Data("The audit trail of \(backup) is BROKEN\(error.place): \(error.reason). Nothing was restored. \(next).\n".utf8))
             throw ExitCode.brokenAuditTrail
         } catch let error as CommandFailure {

@@ -22,7 +22,9 @@ info:
   description: >-
     The relay between helpline gateways and responders. Every call needs a client certificate
     issued by the relay's CA (mutual TLS 1.3); the certificate's key maps to a principal whose
-    role decides what it may call. Errors are application/problem+json (RFC 9457).
+    role decides what it may call. Errors are application/problem+json (RFC 9457). Every answer to a request
+    the relay read carries a Request-Id header, which its log names too: quote it when reporting a problem (the
+    refusals of malformed HTTP below, 400, 431, 501 and 408, come before a request exists and carry none).
     Any call that writes may also answer 503 with Retry-After when the store is saturated or its
     disk is full; nothing of that call was stored, and it is safe to retry (a follow-up under the same
     Idempotency-Key). POST /v1/disclosures, which also answers it (no_sealing_key) while the queue has no key that an active member holds, lists it; a follow-up answers it then too. Both answer 429 storage_quota_exceeded past the gateway's bytes for the day (limits.gatewayBytesPerDay). Bodies are JSON in UTF-8 without a byte order mark, with no field

@@ -262,6 +262,12 @@ import X509
                 && output.contains("put back its whole pki folder"), "\(output)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: data).sorted() == ["pki"] && FileManager.default.contentsOfDirectory(atPath: data + "/pki") == ["ca-key.pem"])
         #expect(try String(contentsOfFile: data + "/pki/ca-key.pem", encoding: .utf8) == kept)
+        // A database restored before its pki folder was put back: its members' certificates are of the old CA.
+        try FileManager.default.createDirectory(atPath: data + "/restored", withIntermediateDirectories: true)
+        try Data("restored".utf8).write(to: URL(fileURLWithPath: data + "/restored/relay.sqlite"))
+        let restored = try relayd(["init", "--data-dir", data + "/restored", "--hostname", "localhost"])
+        #expect(restored.0 == 1 && restored.1.contains("\(data)/restored/relay.sqlite exists but") && !FileManager.default.fileExists(atPath: data + "/restored/pki"),
+                "\(restored.1)")
         #expect(try relayd(["init", "--data-dir", data + "/fresh", "--hostname", "localhost"]).0 == 0)
         let again = try relayd(["init", "--data-dir", data + "/fresh", "--hostname", "localhost"])
         #expect(again.0 == 1 && again.1.contains("this data directory is already initialised"), "\(again.1)")

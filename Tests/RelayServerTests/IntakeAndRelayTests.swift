@@ -33,6 +33,10 @@ extension DaemonSuite {
         var changed = demo
         changed["urgency"] = "low"
         let conflict = try daemon.post("/v1/disclosures", as: daemon.gateway, json: changed, headers: ["Idempotency-Key": key])
+        let unknown = try daemon.get("/v1/nothing-here", as: daemon.gateway)
+        for answer in [first, conflict, unknown] {
+            #expect(answer.headers.lowercased().contains(/request-id: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/), "every answer names its request: \(answer.status) \(answer.headers)")
+        }
         #expect(conflict.status == 409 && conflict.headers.lowercased().contains("content-type: application/problem+json")
                 && conflict.json["code"] as? String == "idempotency_key_reused", "\(conflict.text)")
 
@@ -92,7 +96,7 @@ extension DaemonSuite {
         let pager = FileManager.default.temporaryDirectory.appendingPathComponent("pager-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: pager, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: pager) }
-        try "#!/bin/sh\necho \"$@\" >> \(pager)/paged\nenv > \(pager)/environment\necho pager-says-hello\necho pager-complains >&2\n".write(toFile: pager + "/page", atomically: true, encoding: .utf8)
+        try "#!/bin/sh\necho pager-says-hello\necho pager-complains >&2\necho \"$@\" >> \(pager)/paged\nenv > \(pager)/environment\n".write(toFile: pager + "/page", atomically: true, encoding: .utf8)
         #expect(chmod(pager + "/page", 0o755) == 0)
         var daemon = try await Daemon(environment: ["AMANE_SLA_NOTIFY_COMMAND": pager + "/page", "RELAY_ONLY_SECRET": "not-for-the-pager"])
         defer { daemon.stop(); daemon.removeData() }

@@ -297,7 +297,7 @@ extension DaemonSuite {
         let (damagedCode, damagedOutput) = try daemon.admin(["restore", damaged])
         #expect(damagedCode != 0 && damagedOutput.contains("nothing was restored"), "\(damagedOutput)")
         let (wrongHeadCode, wrongHead) = try daemon.admin(["restore", copy, "--expect-head", "1:" + String(repeating: "0", count: 64)])
-        #expect(wrongHeadCode == 6 && wrongHead.contains("BROKEN") && wrongHead.contains("Nothing was restored. Check --expect-head against the head backup printed"),
+        #expect(wrongHeadCode == 6 && wrongHead.contains("BROKEN") && wrongHead.contains("Nothing was restored. Unless --expect-head was mistyped (check it against the head backup printed"),
                 "\(wrongHead)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.directory).allSatisfy { !$0.hasPrefix("replaced-") && !$0.hasPrefix(".restore-") })
 
