@@ -259,6 +259,7 @@ public struct SealedObjectView: Codable, Sendable, Equatable {
     public var epoch: String
     public var sealed: String
     public var createdAt: String
+    public var raisedUrgency: String?
 
     public init(_ item: SealedItem) {
         id = item.id
@@ -267,6 +268,7 @@ public struct SealedObjectView: Codable, Sendable, Equatable {
         epoch = item.epochID
         sealed = Base64.encode(item.envelope)
         createdAt = Timestamp.iso8601(item.createdAt)
+        raisedUrgency = item.raisedUrgency?.rawValue
     }
 }
 

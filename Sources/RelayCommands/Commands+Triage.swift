@@ -84,6 +84,8 @@ struct CaseEntry: Codable {
     var kind: String
     var author: String
     var createdAt: String
+    /// A follow-up that made the case more urgent: to what.
+    var raisedUrgency: String?
     var text: String?
     var answers: [String: AnswerValue]?
     var error: String?
@@ -180,7 +182,7 @@ struct Show: AsyncParsableCommand {
 
     static func open(_ object: SealedObjectView, caseID: String, keys: [String: SealingPrivateKey],
                      unopenedGrants: Set<String>) -> (CaseEntry, Unopened?) {
-        var entry = CaseEntry(id: object.id, kind: object.kind, author: object.author, createdAt: object.createdAt)
+        var entry = CaseEntry(id: object.id, kind: object.kind, author: object.author, createdAt: object.createdAt, raisedUrgency: object.raisedUrgency)
         func fail(_ reason: Unopened) -> (CaseEntry, Unopened?) {
             entry.error = "\(reason.explanation) (epoch \(object.epoch))"
             return (entry, reason)
@@ -217,7 +219,7 @@ struct Show: AsyncParsableCommand {
             lines.insert("  purged after the retention period: the disclosure, follow-ups, notes and replies are gone; only these labels remain", at: lines.count - 1)
         }
         for entry in reading.entries {
-            lines.append(Output.inert("── \(entry.kind) · \(entry.author) · \(entry.createdAt)"))
+            lines.append(Output.inert("── \(entry.kind) · \(entry.author) · \(entry.createdAt)\(entry.raisedUrgency.map { " · raised the case to \($0)" } ?? "")"))
             if let error = entry.error { lines.append("   [\(error)]") }
             if let text = entry.text { lines.append(Output.indented(text)) }
             for (question, answer) in (entry.answers ?? [:]).sorted(by: { $0.key < $1.key }) {

@@ -92,8 +92,11 @@ public struct SealedItem: Sendable, Codable, Equatable {
     /// For a reply, the copy sealed to the submitting gateway.
     public var gatewayEnvelope: [UInt8]?
     public var createdAt: Int64
+    /// For a follow-up that made its case more urgent, the urgency it raised the case to.
+    public var raisedUrgency: Urgency?
 
-    public init(id: String, kind: Kind, author: String, epochID: String, envelope: [UInt8], gatewayEnvelope: [UInt8]?, createdAt: Int64) {
+    public init(id: String, kind: Kind, author: String, epochID: String, envelope: [UInt8], gatewayEnvelope: [UInt8]?, createdAt: Int64,
+                raisedUrgency: Urgency? = nil) {
         self.id = id
         self.kind = kind
         self.author = author
@@ -101,5 +104,6 @@ public struct SealedItem: Sendable, Codable, Equatable {
         self.envelope = envelope
         self.gatewayEnvelope = gatewayEnvelope
         self.createdAt = createdAt
+        self.raisedUrgency = raisedUrgency
     }
 }

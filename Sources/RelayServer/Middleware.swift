@@ -12,8 +12,10 @@ import NIOTLS
 import Prometheus
 import RelayAPI
 import RelayFormat
+import SwiftASN1
 import Synchronization
 import RelayCore
+import X509
 import RelayStore
 import ServiceLifecycle
 
@@ -30,6 +32,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
             throw APIError(.forbidden, "a client certificate is required", code: .notEnrolled)
         }
         guard let principal = try db.principal(spkiFingerprint: SPKIFingerprint.of(spki: spki)) else {
+            context.trace.unenrolledName.withLock { $0 = Self.issuedName(certificate) }
             throw APIError(.forbidden, "this certificate is not enrolled", code: .notEnrolled)
         }
         // Named before a refusal, so that the log says who was refused or slowed down.
@@ -40,6 +43,13 @@ struct AuthenticationMiddleware: RouterMiddleware {
             throw APIError(.tooManyRequests, "too many requests; slow down", headers: [.retryAfter: String(wait)])
         }
         return try await next(request, context)
+    }
+
+    /// The common name the relay's CA issued the certificate to, when it is a principal's name (nothing else is logged).
+    static func issuedName(_ certificate: NIOSSLCertificate) -> String? {
+        guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) else { return nil }
+        let names = parsed.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.compactMap { String($0.value) }
+        return names.first.flatMap(PrincipalName.init(rawValue:))?.rawValue
     }
 }
 
@@ -62,6 +72,7 @@ struct RequestLogMiddleware: RouterMiddleware {
         let elapsed = ContinuousClock.now - start
         let principal = context.trace.principal.withLock { $0 }
         let problem = context.trace.problem.withLock { $0 }
+        let unenrolled = context.trace.unenrolledName.withLock { $0 }
         var metadata: Logger.Metadata = [
             "relay.route": "\(request.method.rawValue) \(route)",
             "relay.principal": "\(principal?.name ?? "-")",
@@ -72,7 +83,8 @@ struct RequestLogMiddleware: RouterMiddleware {
         if let problem { metadata["relay.problem"] = "\(problem)" }
         // Requests without an enrolled certificate are tallied too: a client could otherwise fill the journal with them.
         if principal == nil || principal?.role == .gateway {
-            gateways.count(principal?.name ?? "-", "\(request.method.rawValue) \(route) \(response.status.code)\(problem.map { " \($0)" } ?? "")")
+            gateways.count(principal?.name ?? "-", "\(request.method.rawValue) \(route) \(response.status.code)\(problem.map { " \($0)" } ?? "")"
+                           + (unenrolled.map { " (a certificate issued to \($0))" } ?? ""))
             context.logger.debug("request", metadata: metadata)
         } else {
             context.logger.info("request", metadata: metadata)

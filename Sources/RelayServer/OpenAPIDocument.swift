@@ -750,11 +750,11 @@ components:
       required: [urgency, category, language, channel]
       properties:
         queue: {type: string, description: "Default: the gateway's own queue, the only one it submits to."}
-        urgency: {type: string}
-        category: {type: string}
-        language: {type: string}
-        channel: {type: string}
-        region: {type: string}
+        urgency: {type: string, enum: [immediate, high, normal, low]}
+        category: {type: string, description: "A category code that GET /v1/taxonomy lists; another answers 400, naming the known ones."}
+        language: {type: string, description: "A language code that GET /v1/taxonomy lists."}
+        channel: {type: string, description: "A channel code that GET /v1/taxonomy lists."}
+        region: {type: string, description: "A region code that GET /v1/taxonomy lists (Morocco's twelve regions)."}
         content: {$ref: '#/components/schemas/Content'}
         sealed: {type: string, description: "Base64 of an envelope sealed on the gateway's side (format v1, its plaintext the JSON of a Content; see Envelope.md in RelayFormat), instead of content. The relay cannot open it: one sealed wrongly is stored all the same, and its responders see it as altered. Its object id becomes the case id: a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000), so that no id pins a visit finer."}
         contentTag: {type: string, description: "With sealed only, 22 to 256 characters: derived from the plaintext under the Idempotency-Key and a secret the gateway keeps, the same for the same content (amane submit --seal sends base64 of HMAC-SHA256). A retry sealed afresh is then recognised by it, not by the envelope's bytes; without one, a retry must send the very same envelope (one sealed afresh is 409 idempotency_key_reused). Keyed by the Idempotency-Key alone, which the relay sees, it would let the relay test guesses of the content."}
@@ -855,6 +855,7 @@ components:
         epoch: {type: string}
         sealed: {type: string}
         createdAt: {type: string}
+        raisedUrgency: {type: string, enum: [immediate, high, normal, low], description: "A follow-up that made its case more urgent: the urgency it raised the case to."}
     CaseFile:
       type: object
       required: [case, items]

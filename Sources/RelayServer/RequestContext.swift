@@ -43,6 +43,9 @@ final class RequestTrace: Sendable {
     let principal = Mutex<(name: String, role: Role)?>(nil)
     /// The problem code of a refusal or failure.
     let problem = Mutex<String?>(nil)
+    /// The name the relay's CA gave a certificate that is not enrolled (someone enrolled after a restored copy, or
+    /// never), so that the log tells the admin whose it is.
+    let unenrolledName = Mutex<String?>(nil)
 }
 
 /// An error the API answers with a problem body.

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// Shipped migrations never change: add a new one instead.
@@ -156,6 +157,16 @@ enum Migrations {
                 CREATE INDEX disclosure_open ON disclosure(urgencyRank, queue, state, waitingSince, receivedAt, unopenedSince, purgedAt)
                     WHERE state <> 'closed' AND purgedAt IS NULL;
                 """)
+        }
+        // Which follow-up made its case more urgent, for the responder reading the case: from the audit trail before this.
+        migrator.registerMigration("v9") { db in
+            try db.execute(sql: "ALTER TABLE sealedObject ADD COLUMN raisedUrgency TEXT")
+            let raises = try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE action = 'followup' AND detail LIKE '%\"urgency\"%'")
+                .compactMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+            for detail in raises {
+                guard let object = detail["object"], let urgency = detail["urgency"] else { continue }
+                try db.execute(sql: "UPDATE sealedObject SET raisedUrgency = ? WHERE id = ? AND kind = 'followup'", arguments: [urgency, object])
+            }
         }
         return migrator
     }

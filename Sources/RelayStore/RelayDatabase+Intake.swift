@@ -223,6 +223,7 @@ extension RelayDatabase {
             record.markUpdated(at: now)
             if let urgency, record.raise(to: urgency, at: now, policy: policy) {
                 detail["urgency"] = urgency.rawValue
+                try db.cachedStatement(sql: "UPDATE sealedObject SET raisedUrgency = ? WHERE id = ?").execute(arguments: [urgency.rawValue, id])
             }
             try record.update(db)
             try AuditLog.append(db, time: now, actor: StoreActor(gateway), action: "followup", subject: record.id, detail: detail)
@@ -272,7 +273,8 @@ extension RelayDatabase {
             """, arguments: [caseID]).map { row in
             SealedItem(id: row["id"], kind: SealedItem.Kind(rawValue: row["kind"]) ?? .note, author: row["authorName"],
                        epochID: row["epochID"], envelope: Array(row["envelope"] as Data),
-                       gatewayEnvelope: (row["gatewayEnvelope"] as Data?).map(Array.init), createdAt: row["createdAt"])
+                       gatewayEnvelope: (row["gatewayEnvelope"] as Data?).map(Array.init), createdAt: row["createdAt"],
+                       raisedUrgency: (row["raisedUrgency"] as String?).flatMap(Urgency.init(rawValue:)))
         }
     }
 }

@@ -134,4 +134,13 @@ import Testing
         #expect(referred.contains(", a follow-up unopened by its holder, overdue 3h") && !referred.contains("unclaimed"), "\(referred)")
     }
 
+    @Test func aFollowupThatRaisedTheCaseSaysSo() throws {
+        var raised = try reading(purged: false, state: "new")
+        raised.entries = [CaseEntry(id: "a", kind: "followup", author: "kiosk-1", createdAt: "2026-05-01T11:00:00Z", raisedUrgency: "immediate", text: "tonight"),
+                          CaseEntry(id: "b", kind: "followup", author: "kiosk-1", createdAt: "2026-05-01T11:30:00Z", text: "calmer")]
+        let shown = Show.render(raised)
+        #expect(shown.contains("── followup · kiosk-1 · 2026-05-01T11:00:00Z · raised the case to immediate\n   tonight")
+                && shown.contains("── followup · kiosk-1 · 2026-05-01T11:30:00Z\n   calmer"), "\(shown)")
+    }
+
 }

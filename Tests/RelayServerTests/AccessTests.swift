@@ -80,7 +80,7 @@ extension DaemonSuite {
         let lines = daemon.stderr.value.split(separator: "\n")
         #expect(!lines.contains { $0.contains("relay.route=") && $0.contains("relay.principal=-") }, "\(lines)")
         #expect(lines.contains { $0.contains("requests since the last tally") && $0.contains("relay.principal=-")
-                                 && $0.contains("GET /v1/me 403 not_enrolled ×4") && $0.contains("TLS handshake failed: no client certificate ×1") }, "\(lines)")
+                                 && $0.contains("GET /v1/me 403 not_enrolled (a certificate issued to nobody) ×4") && $0.contains("TLS handshake failed: no client certificate ×1") }, "\(lines)")
     }
 
     func write(_ issued: (certificate: String, key: String), to directory: String, name: String) throws -> ClientIdentity {

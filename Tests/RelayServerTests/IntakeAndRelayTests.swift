@@ -321,6 +321,9 @@ extension DaemonSuite {
         let trail = try #require(daemon.get("/v1/audit", as: daemon.supervisor).json["entries"] as? [[String: Any]])
         let details = trail.filter { $0["action"] as? String == "followup" }.map { $0["detail"] as? String ?? "" }
         #expect(details.map { $0.contains(#""urgency":"immediate""#) } == [false, true, false], "only a raise is recorded: \(details)")
+        let file = try #require(daemon.get("/v1/disclosures/\(id)", as: daemon.supervisor).json["items"] as? [[String: Any]])
+        let followups = file.filter { $0["kind"] as? String == "followup" }
+        #expect(followups.map { $0["raisedUrgency"] as? String } == [nil, "immediate", nil], "the case file says which follow-up raised it: \(followups)")
     }
 
     /// A kiosk shows the labels it may send, in the reporter's language, in the order given.

@@ -13,7 +13,7 @@ import Testing
         #expect(try fixture.db.writerPragma("foreign_keys") == "1")
         #expect(try fixture.db.writerPragma("secure_delete") == "1")
         #expect(try fixture.db.writerPragma("journal_mode") == "wal")
-        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"])
+        #expect(try fixture.db.appliedMigrations() == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"])
     }
 
     @Test func aSecondConnectionCheckpointsWhileTheWriterOnlyCheckpointsAsABackstop() async throws {
@@ -227,6 +227,20 @@ import Testing
 
         let details = try await fixture.db.auditEntries().filter { $0.entry.action == "followup" }.map(\.entry.detail)
         #expect(details.map { $0.contains("urgency") } == [false, true, false, true, true], "only a raise is recorded: \(details)")
+        // Each follow-up says what it raised the case to, for whoever reads the case; an upgrade finds it in the audit trail.
+        func raises() async throws -> [[Urgency?]] {
+            var raises: [[Urgency?]] = []
+            for id in [calm.id, high.id] {
+                raises.append(try await fixture.db.fetchCase(id: id, actor: actor).items.filter { $0.kind == .followup }.map(\.raisedUrgency))
+            }
+            return raises
+        }
+        #expect(try await raises() == [[nil, .high, nil, .immediate], [.immediate]])
+        try await fixture.db.pool.write { db in
+            try db.execute(sql: "ALTER TABLE sealedObject DROP COLUMN raisedUrgency; DELETE FROM grdb_migrations WHERE identifier = 'v9'")
+        }
+        try await fixture.reopen()
+        #expect(try await raises() == [[nil, .high, nil, .immediate], [.immediate]], "the upgrade dates each raise from the trail")
     }
 
     /// A referred case has no claim to lapse: a follow-up its holder leaves unopened would wait for good. It counts
@@ -379,8 +393,8 @@ import Testing
         #expect(reopenedSince == Int64(fixture.clock.now.timeIntervalSince1970) / 60 * 60)
         try await fixture.db.pool.write { db in
             try db.execute(sql: """
-                DROP INDEX disclosure_open; ALTER TABLE disclosure DROP COLUMN unopenedSince;
-                DELETE FROM grdb_migrations WHERE identifier IN ('v7', 'v8')
+                DROP INDEX disclosure_open; ALTER TABLE disclosure DROP COLUMN unopenedSince; ALTER TABLE sealedObject DROP COLUMN raisedUrgency;
+                DELETE FROM grdb_migrations WHERE identifier IN ('v7', 'v8', 'v9')
                 """)
         }
         fixture.clock.advance(seconds: 3600)
