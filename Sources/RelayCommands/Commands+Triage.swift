@@ -182,7 +182,8 @@ struct Show: AsyncParsableCommand {
 
     static func open(_ object: SealedObjectView, caseID: String, keys: [String: SealingPrivateKey],
                      unopenedGrants: Set<String>) -> (CaseEntry, Unopened?) {
-        var entry = CaseEntry(id: object.id, kind: object.kind, author: object.author, createdAt: object.createdAt, raisedUrgency: object.raisedUrgency)
+        var entry = CaseEntry(id: object.id, kind: object.kind, author: object.author, createdAt: object.createdAt,
+                              raisedUrgency: object.raisedUrgency.flatMap(Urgency.init(rawValue:))?.rawValue)
         func fail(_ reason: Unopened) -> (CaseEntry, Unopened?) {
             entry.error = "\(reason.explanation) (epoch \(object.epoch))"
             return (entry, reason)
@@ -219,7 +220,9 @@ struct Show: AsyncParsableCommand {
             lines.insert("  purged after the retention period: the disclosure, follow-ups, notes and replies are gone; only these labels remain", at: lines.count - 1)
         }
         for entry in reading.entries {
-            lines.append(Output.inert("── \(entry.kind) · \(entry.author) · \(entry.createdAt)\(entry.raisedUrgency.map { " · raised the case to \($0)" } ?? "")"))
+            // One line whatever the relay sends: a line break in a name would forge what looks like opened text.
+            lines.append(Output.inert("── \(entry.kind) · \(entry.author) · \(entry.createdAt)\(entry.raisedUrgency.map { " · raised the case to \($0)" } ?? "")")
+                .replacingOccurrences(of: "\n", with: " "))
             if let error = entry.error { lines.append("   [\(error)]") }
             if let text = entry.text { lines.append(Output.indented(text)) }
             for (question, answer) in (entry.answers ?? [:]).sorted(by: { $0.key < $1.key }) {

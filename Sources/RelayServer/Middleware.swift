@@ -31,8 +31,11 @@ struct AuthenticationMiddleware: RouterMiddleware {
               let spki = try? certificate.extractPublicKey().toSPKIBytes() else {
             throw APIError(.forbidden, "a client certificate is required", code: .notEnrolled)
         }
-        guard let principal = try db.principal(spkiFingerprint: SPKIFingerprint.of(spki: spki)) else {
-            context.trace.unenrolledName.withLock { $0 = Self.issuedName(certificate) }
+        let fingerprint = SPKIFingerprint.of(spki: spki)
+        guard let principal = try db.principal(spkiFingerprint: fingerprint) else {
+            let whose = try db.retiredKeyOwner(spkiFingerprint: fingerprint).map { "a retired certificate of \($0)" }
+                ?? Self.issuedName(certificate).map { "a certificate issued to \($0)" }
+            context.trace.unenrolledName.withLock { $0 = whose }
             throw APIError(.forbidden, "this certificate is not enrolled", code: .notEnrolled)
         }
         // Named before a refusal, so that the log says who was refused or slowed down.
@@ -84,7 +87,7 @@ struct RequestLogMiddleware: RouterMiddleware {
         // Requests without an enrolled certificate are tallied too: a client could otherwise fill the journal with them.
         if principal == nil || principal?.role == .gateway {
             gateways.count(principal?.name ?? "-", "\(request.method.rawValue) \(route) \(response.status.code)\(problem.map { " \($0)" } ?? "")"
-                           + (unenrolled.map { " (a certificate issued to \($0))" } ?? ""))
+                           + (unenrolled.map { " (\($0))" } ?? ""))
             context.logger.debug("request", metadata: metadata)
         } else {
             context.logger.info("request", metadata: metadata)

@@ -43,8 +43,8 @@ final class RequestTrace: Sendable {
     let principal = Mutex<(name: String, role: Role)?>(nil)
     /// The problem code of a refusal or failure.
     let problem = Mutex<String?>(nil)
-    /// The name the relay's CA gave a certificate that is not enrolled (someone enrolled after a restored copy, or
-    /// never), so that the log tells the admin whose it is.
+    /// Whose a certificate of the relay's CA that is not enrolled is (retired by a reissue, or of someone enrolled
+    /// after a restored copy), so that the log tells the admin.
     let unenrolledName = Mutex<String?>(nil)
 }
 

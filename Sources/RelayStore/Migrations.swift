@@ -1,4 +1,3 @@
-import Foundation
 import GRDB
 
 /// Shipped migrations never change: add a new one instead.
@@ -158,15 +157,16 @@ enum Migrations {
                     WHERE state <> 'closed' AND purgedAt IS NULL;
                 """)
         }
-        // Which follow-up made its case more urgent, for the responder reading the case: from the audit trail before this.
-        migrator.registerMigration("v9") { db in
-            try db.execute(sql: "ALTER TABLE sealedObject ADD COLUMN raisedUrgency TEXT")
-            let raises = try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE action = 'followup' AND detail LIKE '%\"urgency\"%'")
-                .compactMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
-            for detail in raises {
-                guard let object = detail["object"], let urgency = detail["urgency"] else { continue }
-                try db.execute(sql: "UPDATE sealedObject SET raisedUrgency = ? WHERE id = ? AND kind = 'followup'", arguments: [urgency, object])
-            }
+        // Which follow-up made its case more urgent, for the responder reading the case: from the audit trail before
+        // this, in one pass over it (it adds a column that references nothing: no foreign key check of the whole database).
+        migrator.registerMigration("v9", foreignKeyChecks: .immediate) { db in
+            try db.execute(sql: """
+                ALTER TABLE sealedObject ADD COLUMN raisedUrgency TEXT;
+                UPDATE sealedObject SET raisedUrgency = raised.urgency
+                    FROM (SELECT json_extract(detail, '$.object') AS object, json_extract(detail, '$.urgency') AS urgency
+                          FROM audit WHERE action = 'followup' AND json_extract(detail, '$.urgency') IS NOT NULL) AS raised
+                    WHERE sealedObject.id = raised.object AND sealedObject.kind = 'followup';
+                """)
         }
         return migrator
     }

@@ -192,6 +192,16 @@ extension RelayDatabase {
         }
     }
 
+    /// Whose certificate key this was, when a reissue retired it: a certificate still presented with it may be a lost one.
+    public func retiredKeyOwner(spkiFingerprint: String) throws -> String? {
+        try pool.unsafeRead { db in
+            let statement = try db.cachedStatement(sql: """
+                SELECT principal.name FROM retiredKey JOIN principal ON principal.id = retiredKey.principalID WHERE retiredKey.spkiFingerprint = ?
+                """)
+            return try String.fetchOne(statement, arguments: [spkiFingerprint])
+        }
+    }
+
     public func principal(named name: PrincipalName) async throws -> Principal? {
         try await pool.read { db in try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db)?.principal }
     }

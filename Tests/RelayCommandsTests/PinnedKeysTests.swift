@@ -141,6 +141,17 @@ import Testing
         let shown = Show.render(raised)
         #expect(shown.contains("── followup · kiosk-1 · 2026-05-01T11:00:00Z · raised the case to immediate\n   tonight")
                 && shown.contains("── followup · kiosk-1 · 2026-05-01T11:30:00Z\n   calmer"), "\(shown)")
+        // What the relay says is taken only when it is an urgency, and a heading stays one line.
+        func opened(raisedUrgency: String, author: String = "kiosk-1") throws -> CaseEntry {
+            let object = try JSONDecoder().decode(SealedObjectView.self, from: JSONSerialization.data(withJSONObject: [
+                "id": "b", "kind": "followup", "author": author, "epoch": "e", "sealed": "AAAA", "createdAt": "2026-05-01T11:00:00Z",
+                "raisedUrgency": raisedUrgency]))
+            return Show.open(object, caseID: "01a2", keys: [:], unopenedGrants: []).0
+        }
+        #expect(try opened(raisedUrgency: "high").raisedUrgency == "high")
+        #expect(try opened(raisedUrgency: "high\n   he is safe now").raisedUrgency == nil)
+        raised.entries = [try opened(raisedUrgency: "low", author: "kiosk-1\n   he is safe now")]
+        #expect(!Show.render(raised).contains("\n   he is safe now"), "\(Show.render(raised))")
     }
 
 }

@@ -32,6 +32,9 @@ extension DaemonSuite {
         let unknown = try ca.issue(commonName: "nobody", usage: .client)
         let unenrolled = try daemon.request("GET", "/v1/me", as: try write(unknown, to: scratch, name: "unknown"), contentType: nil)
         #expect(unenrolled.status == 403 && unenrolled.json["code"] as? String == "not_enrolled", "a valid certificate that is not enrolled")
+        // A common name that is no principal's name stays out of the log.
+        let oddlyNamed = try ca.issue(commonName: "no body\nrelay.principal=admin", usage: .client)
+        #expect(try daemon.request("GET", "/v1/me", as: try write(oddlyNamed, to: scratch, name: "odd"), contentType: nil).status == 403)
 
         #expect(try daemon.get("/v1/me", as: daemon.gateway).json["role"] as? String == "gateway")
         #expect(try daemon.get("/v1/metrics", as: daemon.gateway).status == 404)
@@ -80,7 +83,9 @@ extension DaemonSuite {
         let lines = daemon.stderr.value.split(separator: "\n")
         #expect(!lines.contains { $0.contains("relay.route=") && $0.contains("relay.principal=-") }, "\(lines)")
         #expect(lines.contains { $0.contains("requests since the last tally") && $0.contains("relay.principal=-")
-                                 && $0.contains("GET /v1/me 403 not_enrolled (a certificate issued to nobody) ×4") && $0.contains("TLS handshake failed: no client certificate ×1") }, "\(lines)")
+                                 && $0.contains("GET /v1/me 403 not_enrolled (a certificate issued to nobody) ×4")
+                                 && $0.contains("GET /v1/me 403 not_enrolled ×1") && $0.contains("TLS handshake failed: no client certificate ×1") }, "\(lines)")
+        #expect(!daemon.stderr.value.contains("no body"), "\(lines)")
     }
 
     func write(_ issued: (certificate: String, key: String), to directory: String, name: String) throws -> ClientIdentity {
@@ -142,6 +147,10 @@ extension DaemonSuite {
         #expect(again.0 != 0 && again.1.contains("exists"), "the files of the last one are never overwritten: \(again.1)")
         let audit = try daemon.get("/v1/audit", as: daemon.supervisor).text
         #expect(audit.contains("principal.reissue"))
+        // The log's tally says the old one is a retired certificate (perhaps a lost one), not someone to enroll.
+        #expect(daemon.stop() == 0)
+        #expect(try await eventually { daemon.stderr.value.contains("stopped; every acknowledged write is committed\n") })
+        #expect(daemon.stderr.value.contains("GET /v1/me 403 not_enrolled (a retired certificate of demo-responder) ×1"), "\(daemon.stderr.value)")
     }
 
     /// With a request made by `amane request-certificate`, the client key is made on the person's machine and stays
