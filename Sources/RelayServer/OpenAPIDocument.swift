@@ -1,5 +1,6 @@
 import ArgumentParser
 import RelayAPI
+import RelayCore
 
 /// `amane-relayd openapi`: the API document without a relay or a certificate, for whoever writes a gateway.
 struct PrintOpenAPI: ParsableCommand {
@@ -175,13 +176,12 @@ paths:
         - name: state
           in: query
           required: false
-          description: new, claimed, in_progress, referred or closed; repeatable
-          schema: {type: string}
+          description: repeatable
+          schema: {type: string, enum: [\#(CaseState.allCases.map(\.rawValue).joined(separator: ", "))]}
         - name: urgency
           in: query
           required: false
-          description: immediate, high, normal or low
-          schema: {type: string}
+          schema: {type: string, enum: [\#(Urgency.allCases.map(\.rawValue).joined(separator: ", "))]}
         - name: category
           in: query
           required: false
@@ -750,7 +750,7 @@ components:
       required: [urgency, category, language, channel]
       properties:
         queue: {type: string, description: "Default: the gateway's own queue, the only one it submits to."}
-        urgency: {type: string, enum: [immediate, high, normal, low]}
+        urgency: {type: string, enum: [\#(Urgency.allCases.map(\.rawValue).joined(separator: ", "))]}
         category: {type: string, description: "A category code that GET /v1/taxonomy lists; another answers 400, naming the known ones."}
         language: {type: string, description: "A language code that GET /v1/taxonomy lists."}
         channel: {type: string, description: "A channel code that GET /v1/taxonomy lists."}
@@ -775,7 +775,7 @@ components:
         id: {type: string, description: "Required with sealed, and only with it: the envelope's object id, a UUIDv7 that carries only the minute (its Unix milliseconds a multiple of 60,000)."}
         sealed: {type: string}
         contentTag: {type: string, description: "With sealed only, as a disclosure's: a retry sealed afresh, under another id, is recognised by it (amane followup --seal sends one)."}
-        urgency: {type: string, enum: [immediate, high, normal, low], description: "What the reporter now tells makes the case this urgent: it is raised to this, never lowered."}
+        urgency: {type: string, enum: [\#(Urgency.allCases.map(\.rawValue).joined(separator: ", "))], description: "What the reporter now tells makes the case this urgent: it is raised to this, never lowered."}
     FollowupAccepted:
       type: object
       required: [id, receivedAt]
@@ -823,20 +823,20 @@ components:
       properties:
         id: {type: string}
         queue: {type: string}
-        urgency: {type: string}
+        urgency: {type: string, enum: [\#(Urgency.allCases.map(\.rawValue).joined(separator: ", "))]}
         category: {type: string}
         language: {type: string}
         channel: {type: string}
         region: {type: string}
-        state: {type: string}
+        state: {type: string, enum: [\#(CaseState.allCases.map(\.rawValue).joined(separator: ", "))]}
         assignee: {type: string}
-        claimExpiresAt: {type: string}
+        claimExpiresAt: {type: string, format: date-time}
         onHold: {type: boolean}
         updated: {type: boolean}
         referral: {type: string}
         outcome: {type: string}
         receivedAt: {type: string, format: date-time, description: "UTC, to the minute."}
-        slaDueAt: {type: string, description: "When the case passes the wait that the triage policy allows its urgency. An unclaimed (new) case counts from its arrival or, once reopened, from its latest reopening; a held one (claimed, in_progress, referred) has it only while its holder has not opened a reporter's follow-up, counted from the earliest one not opened, or from the case's latest reopening if later (a claim or an assignment does not restart it). A follow-up that raises the urgency makes it due within the new urgency's wait from then, or by its earlier deadline. Absent when no one is waited on."}
+        slaDueAt: {type: string, format: date-time, description: "When the case passes the wait that the triage policy allows its urgency. An unclaimed (new) case counts from its arrival or, once reopened, from its latest reopening; a held one (claimed, in_progress, referred) has it only while its holder has not opened a reporter's follow-up, counted from the earliest one not opened, or from the case's latest reopening if later (a claim or an assignment does not restart it). A follow-up that raises the urgency makes it due within the new urgency's wait from then, or by its earlier deadline. Absent when no one is waited on."}
         purged: {type: boolean}
         epoch: {type: string, description: "The queue key the disclosure is sealed to: only members who hold it open, claim or are assigned the case."}
     QueueListing:
@@ -850,12 +850,12 @@ components:
       required: [id, kind, author, epoch, sealed, createdAt]
       properties:
         id: {type: string}
-        kind: {type: string}
+        kind: {type: string, enum: [disclosure, followup, note, reply]}
         author: {type: string}
         epoch: {type: string}
         sealed: {type: string}
-        createdAt: {type: string}
-        raisedUrgency: {type: string, enum: [immediate, high, normal, low], description: "A follow-up that made its case more urgent: the urgency it raised the case to."}
+        createdAt: {type: string, format: date-time, description: "UTC, to the minute."}
+        raisedUrgency: {type: string, enum: [\#(Urgency.allCases.map(\.rawValue).joined(separator: ", "))], description: "A follow-up that made its case more urgent: the urgency it raised the case to."}
     CaseFile:
       type: object
       required: [case, items]
@@ -868,7 +868,7 @@ components:
       type: object
       required: [action]
       properties:
-        action: {type: string}
+        action: {type: string, enum: [start, refer, close, reopen]}
         referral: {type: string}
         outcome: {type: string}
     NoteSubmission:
@@ -946,7 +946,7 @@ components:
       required: [name, role]
       properties:
         name: {type: string}
-        role: {type: string}
+        role: {type: string, enum: [gateway, responder, supervisor]}
         sealingKey: {type: string}
         fingerprint: {type: string}
         holdsCurrentKey: {type: boolean}
@@ -1010,7 +1010,7 @@ components:
       required: [name, role, queue]
       properties:
         name: {type: string}
-        role: {type: string}
+        role: {type: string, enum: [gateway, responder, supervisor]}
         queue: {type: string}
 """#
 }

@@ -40,8 +40,18 @@ extension DaemonSuite {
         var uncoded: [String] = []
         let documentedCodes = Self.documentedCodes(try daemon.get("/v1/openapi.yaml", as: daemon.gateway).text)
         #expect(documentedCodes.count == 24 && documentedCodes["receipt_misheard"] == 400, "\(documentedCodes)")
+        // Every answer in JSON is what the document says it is: its fields, their types, enums and date-times.
+        let schemas = try OpenAPISchemaTests.schemas()
+        var unlike: [String] = []
         func record(_ route: String, _ result: HTTPResult) {
             seen[route, default: []].insert(result.status)
+            if result.status < 300, route != "GET /v1/openapi.yaml" {
+                if let schema = try? OpenAPISchemaTests.answerSchema(route, status: result.status) {
+                    unlike += OpenAPISchemaTests.violations(of: result.json, schema, schemas, at: "\(route) \(result.status)")
+                } else {
+                    unlike.append("\(route) \(result.status): the document gives no schema for it")
+                }
+            }
             if result.status >= 400, (result.json["title"] as? String)?.isEmpty != false { untitled.append("\(route) \(result.status): \(result.text)") }
             if result.status >= 400, (result.json["code"] as? String).flatMap({ documentedCodes[$0] }) != result.status {
                 uncoded.append("\(route) \(result.status): \(result.text)")
@@ -251,6 +261,8 @@ extension DaemonSuite {
         #expect(undocumented == [], "produced but not documented")
         #expect(untitled == [], "every problem body has a title")
         #expect(uncoded == [], "every problem body has a documented code for its status")
+        #expect(unlike == [], "every answer as documented")
+        #expect(seen.values.reduce(0) { $0 + $1.filter { $0 < 300 }.count } >= 23, "answers checked: \(seen)")
     }
 }
 

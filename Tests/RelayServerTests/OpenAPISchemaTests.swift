@@ -61,6 +61,84 @@ import Yams
         }
     }
 
+    /// What in a JSON value its schema does not allow: a field the schema does not name, a required one absent, another
+    /// JSON type, a value outside its enum, a date-time that is none.
+    static func violations(of value: Any, _ schema: [String: Any], _ schemas: [String: [String: Any]], at place: String) -> [String] {
+        if let reference = schema["$ref"] as? String {
+            guard let name = reference.split(separator: "/").last, let target = schemas[String(name)] else { return ["\(place): \(reference) names no schema"] }
+            return violations(of: value, target, schemas, at: place)
+        }
+        if let choices = schema["oneOf"] as? [[String: Any]] {
+            return choices.contains { violations(of: value, $0, schemas, at: place).isEmpty } ? [] : ["\(place): \(value) is none of its choices"]
+        }
+        if let allowed = schema["enum"] as? [Any], !allowed.contains(where: { "\($0)" == "\(value)" }) {
+            return ["\(place): \(value) is not one of \(allowed)"]
+        }
+        switch schema["type"] as? String {
+        case "object":
+            guard let object = value as? [String: Any] else { return ["\(place): \(value) is not an object"] }
+            let properties = schema["properties"] as? [String: [String: Any]] ?? [:]
+            var found = (schema["required"] as? [String] ?? []).filter { object[$0] == nil }.map { "\(place).\($0): required, absent" }
+            for (key, field) in object.sorted(by: { $0.key < $1.key }) {
+                guard let fieldSchema = properties[key] ?? schema["additionalProperties"] as? [String: Any] else {
+                    found.append("\(place).\(key): a field the document does not name")
+                    continue
+                }
+                found += violations(of: field, fieldSchema, schemas, at: "\(place).\(key)")
+            }
+            return found
+        case "array":
+            guard let array = value as? [Any] else { return ["\(place): \(value) is not an array"] }
+            let items = schema["items"] as? [String: Any] ?? [:]
+            return array.enumerated().flatMap { violations(of: $0.element, items, schemas, at: "\(place)[\($0.offset)]") }
+        case "string":
+            guard let string = value as? String else { return ["\(place): \(value) is not a string"] }
+            guard schema["format"] as? String != "date-time" || Timestamp.parse(string) != nil else { return ["\(place): \(string) is not a date-time"] }
+            return []
+        case "integer": return isBoolean(value) || Int("\(value)") == nil ? ["\(place): \(value) is not an integer"] : []
+        case "boolean": return isBoolean(value) ? [] : ["\(place): \(value) is not a boolean"]
+        default: return ["\(place): no type this test knows: \(schema)"]
+        }
+    }
+
+    /// JSONSerialization gives numbers and booleans alike as NSNumber, which casts to both: only the class tells them apart.
+    static func isBoolean(_ value: Any) -> Bool {
+        type(of: value) == Bool.self || ObjectIdentifier(type(of: value)) == ObjectIdentifier(type(of: NSNumber(value: true)))
+    }
+
+    /// The schema of a route's JSON answer with `status` ("GET /v1/queue"), or nil when the document gives none.
+    static func answerSchema(_ route: String, status: Int) throws -> [String: Any]? {
+        let parts = route.split(separator: " ").map(String.init)
+        let paths = (try Yams.load(yaml: OpenAPIDocument.yaml) as? [String: Any])?["paths"] as? [String: Any]
+        let operation = (paths?[parts[1]] as? [String: Any])?[parts[0].lowercased()] as? [String: Any]
+        let answer = (operation?["responses"] as? [String: Any])?[String(status)] as? [String: Any]
+        return ((answer?["content"] as? [String: Any])?["application/json"] as? [String: Any])?["schema"] as? [String: Any]
+    }
+
+    @Test func theValidatorFindsWhatTheDocumentDoesNotAllow() throws {
+        let schemas = try Self.schemas()
+        let listing: [String: Any] = ["cases": [[
+            "id": "x", "queue": "national", "urgency": "high", "category": "c", "language": "ar", "channel": "chat", "state": "in_progress",
+            "onHold": false, "updated": true, "receivedAt": "2026-12-01T10:00:00Z", "claimExpiresAt": "2026-12-01T10:15:00Z", "purged": false,
+        ]], "next": "abc"]
+        let schema = try #require(try Self.answerSchema("GET /v1/queue", status: 200))
+        #expect(Self.violations(of: listing, schema, schemas, at: "QueueListing") == [])
+        var wrong = (listing["cases"] as! [[String: Any]])[0]
+        wrong["urgency"] = "urgent"
+        wrong["state"] = "open"
+        wrong["claimExpiresAt"] = "in ten minutes"
+        wrong["onHold"] = 0
+        wrong["mood"] = "calm"
+        wrong["id"] = nil
+        let parsed = try JSONSerialization.jsonObject(with: JSONSerialization.data(withJSONObject: ["cases": [wrong]]))
+        #expect(Self.violations(of: parsed, schema, schemas, at: "L") == [
+            "L.cases[0].id: required, absent", "L.cases[0].claimExpiresAt: in ten minutes is not a date-time",
+            "L.cases[0].mood: a field the document does not name", "L.cases[0].onHold: 0 is not a boolean",
+            "L.cases[0].state: open is not one of [\"new\", \"claimed\", \"in_progress\", \"referred\", \"closed\"]",
+            "L.cases[0].urgency: urgent is not one of [\"immediate\", \"high\", \"normal\", \"low\"]",
+        ])
+    }
+
     static func decoded<T: Codable>(_ type: T.Type, _ json: Any) -> T? {
         guard let data = try? JSONSerialization.data(withJSONObject: json) else { return nil }
         return try? JSONDecoder().decode(T.self, from: data)
