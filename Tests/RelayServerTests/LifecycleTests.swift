@@ -427,6 +427,53 @@ extension DaemonSuite {
         #expect(profilesWhenListening == [true, true, true])
     }
 
+    /// A first start killed while it enrolled the demo principals leaves a folder the next start finishes.
+    @Test func aFirstDevelopmentStartKilledHalfwayIsFinishedByTheNext() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-devhalf-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: Build.daemon)
+        first.arguments = ["serve", "--dev", "--data-dir", directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]
+        first.environment = env
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        // The responder's files come once the gateway is enrolled; the supervisor and the first key later.
+        let halfway = try await eventually(within: 60) { FileManager.default.fileExists(atPath: "\(directory)/dev/responder/identity.amane") }
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        #expect(halfway)
+
+        let daemon = try await Daemon(directory: directory)
+        defer { daemon.stop() }
+        for identity in [daemon.gateway, daemon.responder, daemon.supervisor] {
+            #expect(try daemon.get("/v1/me", as: identity).status == 200, "\(daemon.stderr.value)")
+        }
+        let members = try daemon.get("/v1/members", as: daemon.supervisor).json["members"] as? [[String: Any]] ?? []
+        let holders = members.filter { $0["holdsCurrentKey"] as? Bool == true }.compactMap { $0["name"] as? String }
+        #expect(holders.sorted() == ["demo-responder", "demo-supervisor"], "\(members)")
+        let posted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "after a halfway start"), headers: ["Idempotency-Key": Demo.key()])
+        #expect(posted.status == 201, "\(posted.text)")
+        let listed = try Daemon.run(Build.cli, ["inbox", "--json"], environment: ["AMANE_HOME": daemon.dev + "/responder"])
+        #expect(listed.0 == 0 && listed.1.contains(posted.json["id"] as? String ?? "?"), "\(listed.1)")
+    }
+
+    @Test func aDevelopmentCAStoppedBeforeItsCertificateIsRefusedWithWhatToDo() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-devpki-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/pki", withIntermediateDirectories: true)
+        try Data("left by a start stopped early\n".utf8).write(to: URL(fileURLWithPath: directory + "/pki/ca-key.pem"))
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let (status, output) = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", directory,
+                                                                   "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"], environment: env)
+        #expect(status == 1 && output.contains("exist without the CA certificate") && output.contains("Delete \(directory) and start again"),
+                "\(status): \(output)")
+        #expect(try String(contentsOfFile: directory + "/pki/ca-key.pem", encoding: .utf8) == "left by a start stopped early\n", "nothing overwritten")
+    }
+
     @Test func aSecondDaemonOnTheSameDataDirectoryIsRefused() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
