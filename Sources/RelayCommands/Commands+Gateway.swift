@@ -49,7 +49,7 @@ struct SendingOptions: ParsableArguments {
         let retrying = idempotencyKeyFile != nil || idempotencyKey != nil
         do {
             let answer = try await post()
-            if let idempotencyKeyFile, (idempotencyKeyFile as NSString).deletingLastPathComponent == saved {
+            if let idempotencyKeyFile, Self.resolved(idempotencyKeyFile).deletingLastPathComponent() == Self.resolved(saved) {
                 try? FileManager.default.removeItem(atPath: idempotencyKeyFile)
             }
             return answer
@@ -80,6 +80,11 @@ struct SendingOptions: ParsableArguments {
                 : "It may have been stored. Send it again under the same key, which stores it at most once (within seven days): \(retry)"
             throw error.with(hint: [error.hint, hint].compactMap { $0 }.joined(separator: "\n"))
         }
+    }
+
+    /// The same file however it is spelled: relative to the working folder, through `..` or a symbolic link.
+    static func resolved(_ path: String) -> URL {
+        URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath()
     }
 
     static func timestamp() -> String {

@@ -173,6 +173,13 @@ extension DaemonSuiteForCLI {
         let again = try cli.run(["submit", demo, "--idempotency-key-file", retryFile, "--json"], home: cli.gateway)
         #expect(first.code == 0 && first.output == again.output, "the saved key retries safely: \(first.output) \(again.output)")
         #expect(!FileManager.default.fileExists(atPath: retryFile), "a saved key that served is removed")
+        // Named relative to the folder it is in, as `ls` shows it, the saved key is the same file: removed too.
+        let relativeFile = cli.gateway + "/unanswered/relative.key"
+        #expect(FileManager.default.createFile(atPath: relativeFile, contents: Data(keyText.utf8), attributes: [.posixPermissions: 0o600]))
+        let fromThere = try Daemon.run("/usr/bin/env", ["-C", cli.gateway + "/unanswered", "AMANE_HOME=\(cli.gateway)", "NO_COLOR=1", Build.cli,
+                                                        "submit", demo, "--idempotency-key-file", "relative.key", "--json"])
+        #expect(fromThere.0 == 0 && fromThere.1 == first.output, "\(fromThere.1)")
+        #expect(!FileManager.default.fileExists(atPath: relativeFile), "a saved key named relatively is removed once it served")
         let rerun = try cli.run(["submit", demo, "--idempotency-key-file", retryFile], home: cli.gateway)
         #expect(rerun.code == 1 && rerun.output.contains("does not exist; nothing was sent") && rerun.output.contains("removed once its submission is answered"),
                 "the retry run twice says why its key is gone: \(rerun.output)")
