@@ -31,8 +31,8 @@ public final class RelayDatabase: Sendable {
 
     public static let fileName = "relay.sqlite"
 
-    /// Opens (and creates or migrates) the database in `directory`, then loads the taxonomy from
-    /// `taxonomyYAML` if the database has none yet.
+    /// Opens (and creates or migrates) the database in `directory`, then adds the codes of `taxonomyYAML` it lacks
+    /// and takes that file's labels for the codes it has.
     public init(directory: String, taxonomyYAML: String? = nil, options: Options = Options()) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -61,11 +61,7 @@ public final class RelayDatabase: Sendable {
         try Migrations.migrator.migrate(pool)
         if let taxonomyYAML {
             let entries = try TaxonomyFile.parse(taxonomyYAML)
-            try pool.write { db in
-                if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM taxonomy") == 0 {
-                    try TaxonomyFile.insert(entries, into: db)
-                }
-            }
+            try pool.write { db in try TaxonomyFile.merge(entries, into: db) }
         }
         self.pool = pool
         var checkpointerConfiguration = Configuration()

@@ -12,7 +12,7 @@ public struct TaxonomyEntry: Sendable, Codable, Equatable {
     public var en: String
 }
 
-/// Reads `seeds/taxonomy.yaml` and keeps it in the `taxonomy` table.
+/// Reads `seeds/taxonomy.yaml` and keeps the `taxonomy` table up to date with it.
 enum TaxonomyFile {
     static let sections: [(String, TaxonomyCodes.Dimension)] = [
         ("categories", .category), ("urgencies", .urgency), ("referrals", .referral), ("outcomes", .outcome),
@@ -53,11 +53,16 @@ enum TaxonomyFile {
         return entries
     }
 
-    static func insert(_ entries: [TaxonomyEntry], into db: Database) throws {
+    /// Adds the file's codes the table lacks, and takes the file's labels and order for those it has. A code the file
+    /// no longer lists stays: cases and tombstones carry it.
+    static func merge(_ entries: [TaxonomyEntry], into db: Database) throws {
+        let statement = try db.makeStatement(sql: """
+            INSERT INTO taxonomy (dimension, code, position, labelFr, labelAr, labelEn) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (dimension, code) DO UPDATE SET position = excluded.position, labelFr = excluded.labelFr,
+                    labelAr = excluded.labelAr, labelEn = excluded.labelEn
+            """)
         for entry in entries {
-            try db.execute(
-                sql: "INSERT INTO taxonomy (dimension, code, position, labelFr, labelAr, labelEn) VALUES (?, ?, ?, ?, ?, ?)",
-                arguments: [entry.dimension.rawValue, entry.code, entry.position, entry.fr, entry.ar, entry.en])
+            try statement.execute(arguments: [entry.dimension.rawValue, entry.code, entry.position, entry.fr, entry.ar, entry.en])
         }
     }
 

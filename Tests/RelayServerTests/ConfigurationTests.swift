@@ -54,6 +54,32 @@ import X509
         #expect(underEditedPolicy.policy.claimLeaseSeconds == 45 * 60 && underEditedPolicy.limits.requestsPerMinute == 90)
     }
 
+    /// The example is where ops look a key up: every key the relay reads is there, set or commented out.
+    @Test func theExampleConfigurationNamesEveryKeyTheRelayReads() throws {
+        let text = try String(contentsOf: Build.repository.appendingPathComponent("Config/amane-relayd.yaml"), encoding: .utf8)
+        var sections: [String: [Substring]] = [:]
+        var section = ""
+        for line in text.split(separator: "\n") {
+            // A section's line, commented out or not ("# claim:"), or a top-level key ("# dev: true").
+            if let match = line.wholeMatch(of: /#?\s*(\w+):(.*)/), !line.hasPrefix(" ") {
+                if !line.hasPrefix("#") || match.2.isEmpty { section = String(match.1) }
+                sections["", default: []].append(line)
+            }
+            sections[section, default: []].append(line)
+        }
+        let missing = RelayConfiguration.knownKeys.sorted().filter { key in
+            let parts = key.split(separator: ".")
+            let (within, name) = parts.count == 1 ? ("", parts[0]) : (String(parts[0]), parts[1])
+            let named = (sections[within] ?? []).contains { line in
+                var rest = line.drop { $0 == " " }
+                if rest.first == "#" { rest = rest.dropFirst().drop { $0 == " " } }
+                return rest.hasPrefix("\(name):")
+            }
+            return !named && !text.contains("\(key):")
+        }
+        #expect(missing == [], "keys the example does not show")
+    }
+
     @Test func aCAKeyThatIsNotTheCertificatesIsRefused() throws {
         let ours = try CertificateAuthority.create(name: "ours"), other = try CertificateAuthority.create(name: "other")
         #expect(throws: CommandFailure.self) { try CertificateAuthority(certificatePEM: try ours.certificatePEM, keyPEM: try other.keyPEM) }

@@ -87,6 +87,38 @@ import Testing
         #expect(fixture.db.taxonomy.contains("sexual_exploitation", in: .category))
     }
 
+    /// An installation adds a code by adding it to its taxonomy file: the next start takes it, with corrected labels;
+    /// a code the file drops stays valid, as cases carry it.
+    @Test func aTaxonomyFileEditedLaterIsTakenAtTheNextOpenAndDropsNoCode() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-tax-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try RelayDatabase(directory: directory, taxonomyYAML: StoreFixture.taxonomyYAML)
+        let edited = StoreFixture.taxonomyYAML
+            .replacingOccurrences(of: "categories:\n", with: """
+                categories:
+                  - code: "forced_begging"
+                    fr: "Mendicité forcée"
+                    ar: "التسول القسري"
+                    en: "Forced begging"
+
+                """)
+            .replacingOccurrences(of: "en: \"Sexual abuse\"", with: "en: \"Sexual abuse (corrected)\"")
+            .replacingOccurrences(of: "  - code: \"trafficking\"\n    fr: \"Traite des enfants\"\n", with: "  - code: \"trafficking\"\n    fr: \"Traite\"\n")
+        #expect(edited.contains("forced_begging") && edited.contains("(corrected)"))
+        let reopened = try RelayDatabase(directory: directory, taxonomyYAML: edited)
+        #expect(reopened.taxonomy.contains("forced_begging", in: .category))
+        let categories = try await reopened.taxonomyEntries().filter { $0.dimension == .category }
+        #expect(categories.first?.code == "forced_begging", "the file's order: \(categories.map(\.code))")
+        #expect(categories.first { $0.code == "sexual_abuse" }?.en == "Sexual abuse (corrected)")
+        #expect(categories.first { $0.code == "trafficking" }?.fr == "Traite")
+
+        let withoutTrafficking = StoreFixture.taxonomyYAML.replacing(#/  - code: "trafficking"\n(    \w\w: .*\n){3}/#, with: "")
+        #expect(!withoutTrafficking.contains("trafficking"))
+        let again = try RelayDatabase(directory: directory, taxonomyYAML: withoutTrafficking)
+        #expect(again.taxonomy.contains("trafficking", in: .category) && again.taxonomy.contains("forced_begging", in: .category))
+        #expect(try await again.taxonomyEntries().filter { $0.dimension == .category }.count == categories.count)
+    }
+
     @Test func aBrokenTaxonomyIsRefusedWithItsReason() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-tax-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
