@@ -135,6 +135,7 @@ enum HandshakeFailure: String, CaseIterable, Sendable {
     case noCertificate = "no_certificate"
     case certificateRefused = "certificate_refused"
     /// The client sent an alert: it refused the relay's own certificate (expired, or another CA in its profile).
+    /// OpenSSL's clients (curl, Python) send it unencrypted, in a record too short to be one: BAD_PACKET_LENGTH.
     case serverCertificateRefused = "server_certificate_refused"
     case notTLS = "not_tls"
     case protocolMismatch = "protocol"
@@ -147,7 +148,7 @@ enum HandshakeFailure: String, CaseIterable, Sendable {
         self = if mentions("EOF during handshake") { .abandoned }
             else if mentions("PEER_DID_NOT_RETURN_A_CERTIFICATE") { .noCertificate }
             else if mentions("UNSUPPORTED_PROTOCOL", "PROTOCOL_VERSION", "NO_SHARED_CIPHER", "NO_SHARED_GROUP") { .protocolMismatch }
-            else if mentions("_ALERT_") { .serverCertificateRefused }
+            else if mentions("_ALERT_", "BAD_PACKET_LENGTH") { .serverCertificateRefused }
             else if mentions("CERTIFICATE_VERIFY_FAILED") { .certificateRefused }
             else if mentions("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST") { .notTLS }
             else { .other }
