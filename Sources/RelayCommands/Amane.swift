@@ -12,7 +12,10 @@ public struct Amane: AsyncParsableCommand {
         abstract: "Triage disclosures from the Amane Relay: list, claim, open (decrypted here), note, reply, refer and close.",
         discussion: """
             The profile folder ($AMANE_HOME, default ~/.config/amane, or --profile) holds config.yaml and your identity file.
-            Passphrases come from the terminal, --passphrase-file or AMANE_PASSPHRASE_FILE; never from the command line.
+            config.yaml names the relay, ca, certificate and key, and may name identity (default identity.amane) and
+            passphraseFile; relative paths are from the profile folder.
+            Passphrases come from --passphrase-file, AMANE_PASSPHRASE_FILE, the profile's passphraseFile or the terminal,
+            in that order; never from the command line.
 
             Exit codes: 0 success, 1 usage error, 2 the relay refused (4xx), 3 the relay cannot be reached or TLS failed,
             4 a key problem: wrong passphrase, damaged key file, or no key (or too old an amane) for something sealed,

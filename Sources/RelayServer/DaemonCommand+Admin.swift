@@ -116,9 +116,9 @@ struct Admin: AsyncParsableCommand {
             \(issued.files)
             """)
         if queue.newQueue {
-            let firstStep = role == .gateway ? "enroll its first responder (`admin enroll-responder NAME --queue \(queue.name)`), who then runs" : "one of its responders runs"
+            let firstStep = role == .gateway ? "you enroll its first responder (`admin enroll-responder NAME --queue \(queue.name)`), who then runs" : "one of its responders runs"
             print("""
-                Created the queue \(queue.name). It has no sealing key yet: its intake answers 503 until you \(firstStep) `amane rotate`.
+                Created the queue \(queue.name). It has no sealing key yet: its intake answers 503 until \(firstStep) `amane rotate`.
                 """)
         }
     }

@@ -18,11 +18,12 @@ public struct DaemonCommand: AsyncParsableCommand {
         discussion: """
             Configuration is read in this order: command-line options, AMANE_* environment variables (AMANE_HTTP_LISTEN \
             for http.listen), the YAML file given with --config, systemd credentials in $CREDENTIALS_DIRECTORY, the seed \
-            policy (seeds/policy.yaml), then defaults. See Config/amane-relayd.yaml for every key; a key or AMANE_* variable \
+            policy (seeds/policy.yaml), then defaults. The example configuration, installed as /etc/amane-relay/amane-relayd.yaml \
+            (Config/amane-relayd.yaml in the source), shows every key; a key or AMANE_* variable \
             that the relay does not read is refused.
             Exit status: 0 done; 1 failed (the message says why); 6 the audit trail does not verify (backup, restore, \
-            admin audit verify); 64 a bad argument; 78 a configuration the relay refuses (serve, check-config), which \
-            the systemd unit does not restart on.
+            admin audit verify); 64 a bad argument; 78 a configuration the relay refuses (any command; for serve and \
+            check-config also a data directory it cannot use), which the systemd unit does not restart on.
             """,
         version: RelayVersion.current,
         subcommands: [Serve.self, Init.self, Admin.self, Backup.self, Restore.self, CheckConfig.self, PrintOpenAPI.self],
