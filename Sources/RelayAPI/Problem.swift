@@ -23,6 +23,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     case receiptMisheard = "receipt_misheard"
     case staleEpoch = "stale_epoch"
     case notEnrolled = "not_enrolled"
+    case certificateExpired = "certificate_expired"
     case revoked
     case forbidden
     case notFound = "not_found"
@@ -52,7 +53,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
     public var status: Int {
         switch self {
         case .invalidRequest, .receiptMisheard, .staleEpoch: 400
-        case .notEnrolled, .revoked, .forbidden: 403
+        case .notEnrolled, .certificateExpired, .revoked, .forbidden: 403
         case .notFound, .unknownReceipt: 404
         case .methodNotAllowed: 405
         case .requestTimeout: 408
@@ -79,6 +80,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .receiptMisheard: "the receipt's check digit fails: a digit was misheard or mistyped; ask the reporter again (not counted as an unknown receipt)"
         case .staleEpoch: "sealed to a queue key that is no longer current; fetch the sealing key and seal again"
         case .notEnrolled: "the client certificate is not enrolled"
+        case .certificateExpired: "the client certificate has ended (or has not begun): a TLS session resumed from before it ended is refused here; ask an admin for a new one (admin reissue)"
         case .revoked: "the principal has been revoked"
         case .forbidden: "the principal's role may not do this, or not on this case or queue"
         case .notFound: "no such case, route or principal"

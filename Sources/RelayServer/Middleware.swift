@@ -19,8 +19,9 @@ import X509
 import RelayStore
 import ServiceLifecycle
 
-/// Maps the verified client certificate to a principal on every request, so a revocation bites at once,
-/// and applies the principal's token bucket.
+/// Maps the verified client certificate to a principal on every request, so a revocation bites at once, checks
+/// that the certificate is still within its dates (a resumed TLS session is not verified again: its ticket would
+/// outlive the certificate), and applies the principal's token bucket.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = RelayRequestContext
     let db: RelayDatabase
@@ -30,6 +31,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard let certificate = try? await context.channel.nioSSL_peerCertificate().get(),
               let spki = try? certificate.extractPublicKey().toSPKIBytes() else {
             throw APIError(.forbidden, "a client certificate is required", code: .notEnrolled)
+        }
+        let now = time(nil)
+        guard certificate.notValidBefore <= now, now <= certificate.notValidAfter else {
+            throw APIError(.forbidden, "this client certificate has ended; ask an admin for a new one", code: .certificateExpired)
         }
         let fingerprint = SPKIFingerprint.of(spki: spki)
         guard let principal = try db.principal(spkiFingerprint: fingerprint) else {

@@ -5,6 +5,7 @@ import RelayStore
 @testable import RelayServer
 import RelayTestSupport
 import Testing
+import X509
 
 extension DaemonSuite {
 @Suite struct AccessTests {
@@ -93,6 +94,53 @@ extension DaemonSuite {
         try issued.certificate.write(toFile: identity.certificate, atomically: true, encoding: .utf8)
         try issued.key.write(toFile: identity.key, atomically: true, encoding: .utf8)
         return identity
+    }
+
+    /// A TLS session resumed from its ticket is not verified again: the certificate it began with is held to its
+    /// dates at every request, so that a saved ticket does not outlive it.
+    @Test func aSessionResumedAfterItsCertificateEndedIsRefused() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: daemon.ca, encoding: .utf8),
+                                          keyPEM: String(contentsOfFile: daemon.directory + "/pki/ca-key.pem", encoding: .utf8))
+        // The demo gateway's enrolled key, in a certificate that ends in a few seconds.
+        let key = try Certificate.PrivateKey(pemEncoded: String(contentsOfFile: daemon.gateway.key, encoding: .utf8))
+        let validity: TimeInterval = 5
+        let ends = Date().addingTimeInterval(validity)
+        let shortLived = ClientIdentity(certificate: daemon.directory + "/short-cert.pem", key: daemon.gateway.key)
+        try ca.issue(commonName: "demo-gateway", usage: .client, for: key.publicKey, validity: validity)
+            .write(toFile: shortLived.certificate, atomically: true, encoding: .utf8)
+        let resumes = """
+            import socket, ssl, sys, time
+            port, ca, cert, key, ends = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+            context = ssl.create_default_context(cafile=ca)
+            context.load_cert_chain(cert, key)
+            def ask(session=None):
+                tls = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost", session=session)
+                tls.sendall(b"GET /v1/me HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n")
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+                saved, reused = tls.session, tls.session_reused
+                tls.close()
+                return answer.decode(errors="replace"), saved, reused
+            answer, session, _ = ask()
+            print("before:", answer.split("\\r\\n")[0])
+            time.sleep(max(0, ends - time.time() + 1.5))
+            try:
+                print("fresh:", ask()[0].split("\\r\\n")[0] or "refused")
+            except (ssl.SSLError, OSError):
+                print("fresh: refused")
+            answer, _, reused = ask(session)
+            print("resumed:", reused, answer.split("\\r\\n")[0], answer.split("\\r\\n\\r\\n", 1)[-1])
+            """
+        let (status, output) = try Daemon.run("/usr/bin/env", ["python3", "-c", resumes, String(daemon.port), daemon.ca, shortLived.certificate,
+                                                               shortLived.key, String(ends.timeIntervalSince1970)])
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(status == 0 && lines.count == 3, "\(output)")
+        #expect(lines.first == "before: HTTP/1.1 200 OK" && lines.dropFirst().first == "fresh: refused", "\(output)")
+        #expect(lines.last?.hasPrefix("resumed: True HTTP/1.1 403 Forbidden ") == true && lines.last?.contains("\"code\":\"certificate_expired\"") == true,
+                "the ticket outlived the certificate: \(output)")
     }
 
     /// A revoked principal gets 403 on the very connection it already had open.
