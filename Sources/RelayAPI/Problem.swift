@@ -92,7 +92,7 @@ public enum ProblemCode: String, Codable, Sendable, CaseIterable {
         case .conflict: "the case's state or claim does not allow this now"
         case .tooLarge: "the body, or a field, is larger than allowed"
         case .unsupportedMediaType: "a body in another media type, or compressed"
-        case .rateLimited: "this principal's request rate; wait for Retry-After"
+        case .rateLimited: "this principal's request rate, or its bodies on the way at once (as many bytes as four of the largest body a route takes, by their Content-Length); wait for Retry-After"
         case .unknownReceiptsLimited: "this gateway's limit of unknown receipts; wait for Retry-After (a receipt that names one of its cases is still answered)"
         case .receiptLookupsLimited: "this gateway's rate of receipt lookups, found or not (10 a minute by default); wait for Retry-After"
         case .storageQuotaExceeded: "this gateway stored its quota for the day (limits.gatewayBytesPerDay, 256 MiB by default, refilled over the day); wait for Retry-After (a retry of a stored submission is still answered)"

@@ -193,7 +193,8 @@ extension RelayServerApp {
         router.add(middleware: RequestLogMiddleware(metrics: metrics, gateways: gatewayTally))
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: AuthenticationMiddleware(
-            db: db, limiter: RateLimiter(capacity: configuration.limits.requestsPerMinute, per: .seconds(60))))
+            db: db, limiter: RateLimiter(capacity: configuration.limits.requestsPerMinute, per: .seconds(60)),
+            bodies: BodyBudget(perPrincipal: configuration.limits.bodyBytesInFlight), largestBody: configuration.limits.largestBody))
         RelayRoutes(db: db, limits: configuration.limits,
                     receiptMisses: RateLimiter(capacity: configuration.limits.receiptMissesPerHour, per: .seconds(3600)),
                     receiptLookups: RateLimiter(capacity: configuration.limits.receiptLookupsPerMinute, per: .seconds(60)),

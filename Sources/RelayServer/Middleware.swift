@@ -21,11 +21,13 @@ import ServiceLifecycle
 
 /// Maps the verified client certificate to a principal on every request, so a revocation bites at once, checks
 /// that the certificate is still within its dates (a resumed TLS session is not verified again: its ticket would
-/// outlive the certificate), and applies the principal's token bucket.
+/// outlive the certificate), and applies the principal's token bucket and body budget.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = RelayRequestContext
     let db: RelayDatabase
     let limiter: RateLimiter
+    let bodies: BodyBudget
+    let largestBody: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let certificate = try? await context.channel.nioSSL_peerCertificate().get(),
@@ -50,6 +52,14 @@ struct AuthenticationMiddleware: RouterMiddleware {
         if let wait = limiter.take(principal.id) {
             throw APIError(.tooManyRequests, "too many requests; slow down", headers: [.retryAfter: String(wait)])
         }
+        // What the body will take, as declared: one larger than its route takes is refused unread (413).
+        let bodyBytes = request.headers[.contentLength].flatMap { Int($0) }.map { min($0, largestBody) }
+            ?? (request.headers[.transferEncoding] == nil ? 0 : largestBody)
+        guard bodies.reserve(bodyBytes, for: principal.id) else {
+            throw APIError(.tooManyRequests, "too many large bodies on the way at once from \(principal.name); send again once the others are answered",
+                           headers: [.retryAfter: "1"])
+        }
+        defer { bodies.release(bodyBytes, for: principal.id) }
         return try await next(request, context)
     }
 

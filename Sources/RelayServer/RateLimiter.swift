@@ -44,3 +44,32 @@ final class RateLimiter: Sendable {
         }
     }
 }
+
+/// The bytes of request bodies each principal has on the way at once. A body costs the relay a few times its size
+/// while it is read and decoded, so without this one stolen certificate could make it hold gigabytes with many
+/// large bodies sent together.
+final class BodyBudget: Sendable {
+    private let perPrincipal: Int
+    private let reserved = Mutex<[String: Int]>([:])
+
+    init(perPrincipal: Int) { self.perPrincipal = perPrincipal }
+
+    /// Reserves `bytes` for `key`; false when that would pass its budget.
+    func reserve(_ bytes: Int, for key: String) -> Bool {
+        guard bytes > 0 else { return true }
+        return reserved.withLock { reserved in
+            let total = reserved[key, default: 0] + bytes
+            guard total <= perPrincipal else { return false }
+            reserved[key] = total
+            return true
+        }
+    }
+
+    func release(_ bytes: Int, for key: String) {
+        guard bytes > 0 else { return }
+        reserved.withLock { reserved in
+            let left = reserved[key, default: 0] - bytes
+            reserved[key] = left > 0 ? left : nil
+        }
+    }
+}

@@ -47,6 +47,12 @@ public struct RelayConfiguration: Sendable {
         /// a submission has its rows besides.
         public var largestSubmission: Int { max(maxEnvelopeBytes, maxBodyBytes + 2048) + RelayRoutes.rowBytes }
 
+        /// The largest body a route reads: JSON with base64 envelopes. Plain JSON is held to `maxBodyBytes` once read.
+        public var largestBody: Int { max(maxBodyBytes, maxEnvelopeBytes / 3 * 4 + 64 * 1024) }
+
+        /// The bytes of bodies one principal may have on the way at once: four of the largest.
+        public var bodyBytesInFlight: Int { 4 * largestBody }
+
         public var intake: IntakeLimits {
             IntakeLimits(maxBodyBytes: maxBodyBytes, maxEnvelopeBytes: maxEnvelopeBytes, narrativeMaxBytes: narrativeMaxBytes)
         }

@@ -146,13 +146,10 @@ struct RelayRoutes: Sendable {
                                         narrativeMaxBytes: limits.narrativeMaxBytes, contentMaxBytes: limits.maxBodyBytes))
     }
 
-    /// JSON with a base64 envelope may be larger than plain JSON; plain JSON is held to `maxBodyBytes` after reading.
-    private var envelopeBodyLimit: Int { max(limits.maxBodyBytes, limits.maxEnvelopeBytes / 3 * 4 + 64 * 1024) }
-
     /// A body that may carry sealed envelopes in `envelopeFields`: as large as they are, and the rest held to plain JSON's limit.
     private func decodeSealable<T: Codable>(_ type: T.Type, from request: Request,
                                             envelopeFields: Set<String> = ["sealed"]) async throws -> (T, [UInt8], Data) {
-        try await request.decodeCanonicalJSON(type, limit: envelopeBodyLimit, structureLimit: limits.maxBodyBytes, envelopeFields: envelopeFields)
+        try await request.decodeCanonicalJSON(type, limit: limits.largestBody, structureLimit: limits.maxBodyBytes, envelopeFields: envelopeFields)
     }
 
     /// Seals plaintext content (or accepts a gateway-sealed envelope) and stores it with `store`, within the

@@ -252,6 +252,66 @@ extension DaemonSuite {
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
     }
 
+    /// The bodies one principal has on the way at once are bounded (four of the largest a route takes, as declared):
+    /// past that it is answered 429 before its body is read, another principal is not held back, and the budget
+    /// comes back once those bodies are done with.
+    @Test func aPrincipalsBodiesOnTheWayAtOnceAreBounded() async throws {
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_MAX_BODY_BYTES": "65536", "AMANE_LIMITS_MAX_ENVELOPE_BYTES": "65536"])
+        defer { daemon.stop(); daemon.removeData() }
+        let largest = 65536 / 3 * 4 + 64 * 1024
+        let script = """
+            import json, socket, ssl, sys, time
+            port, ca, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+            gateway, responder, body = sys.argv[4:6], sys.argv[6:8], sys.argv[8].encode()
+            def connect(identity):
+                context = ssl.create_default_context(cafile=ca)
+                context.load_cert_chain(*identity)
+                tls = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+                tls.settimeout(10)
+                return tls
+            def post(tls, path, length, start, key):
+                tls.sendall(("POST %s HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\n"
+                             "Idempotency-Key: budget-test-%s-0000000000000000000000000\\r\\nContent-Length: %d\\r\\n\\r\\n" % (path, key, length)).encode() + start)
+            def status(tls):
+                answer = b""
+                while b"\\r\\n\\r\\n" not in answer:
+                    answer += tls.recv(65536)
+                head, problem = answer.split(b"\\r\\n\\r\\n", 1)
+                length = [int(line.split(b":")[1]) for line in head.split(b"\\r\\n") if line.lower().startswith(b"content-length:")][0]
+                while len(problem) < length:
+                    problem += tls.recv(65536)
+                code = json.loads(problem).get("code") if problem.startswith(b"{") else None
+                return head.split(b"\\r\\n")[0].decode() + (" rate_limited" if code == "rate_limited" else "")
+            held = [connect(gateway) for _ in range(4)]
+            for number, tls in enumerate(held):
+                post(tls, "/v1/disclosures", size, b"{", "held-%d" % number)
+            time.sleep(2)
+            fifth = connect(gateway)
+            post(fifth, "/v1/disclosures", len(body), b"", "fifth")
+            print("fifth:", status(fifth))
+            other = connect(responder)
+            filler = b'{"id": "x", "sealed": "' + b"A" * (size - 26) + b'"}'
+            post(other, "/v1/disclosures/0190a0a0-0000-7000-8000-000000000000/notes", len(filler), filler, "other")
+            print("other:", status(other))
+            for tls in held:
+                tls.close()
+            time.sleep(2)
+            after = connect(gateway)
+            post(after, "/v1/disclosures", len(body), body, "after")
+            print("after:", status(after))
+            """
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: Demo.body(narrative: "after the budget came back")), as: UTF8.self)
+        let (code, output) = try Daemon.run("/usr/bin/env", ["python3", "-c", script, String(daemon.port), daemon.ca, String(largest),
+                                                             daemon.gateway.certificate, daemon.gateway.key,
+                                                             daemon.responder.certificate, daemon.responder.key, body])
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(code == 0 && lines.count == 3, "\(output)")
+        #expect(lines.first == "fifth: HTTP/1.1 429 Too Many Requests rate_limited", "even a small body, with four large ones on the way: \(output)")
+        #expect(lines.dropFirst().first?.hasPrefix("other: HTTP/1.1 4") == true && lines.dropFirst().first?.contains("429") == false, "\(output)")
+        #expect(lines.last == "after: HTTP/1.1 201 Created", "\(output)")
+        #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200)
+    }
+
     /// A body that stops coming is answered 408 with a problem body when the request deadline passes, then closed.
     /// A refusal sent before the body was read (429 past the rate) reaches the client, and the connection serves on: closed
     /// with the body still arriving, the kernel would reset it and the client could lose the answer.
