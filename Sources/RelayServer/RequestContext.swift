@@ -73,6 +73,7 @@ struct APIError: Error {
         case .duplicate: self.init(.conflict, error.reason, code: .duplicate)
         case .conflict, .invalidState: self.init(.conflict, error.reason)
         case .forbidden: self.init(.forbidden, error.reason)
+        case .revoked: self.init(.forbidden, error.reason, code: .revoked)
         case .invalid: self.init(.badRequest, error.reason)
         case .staleEpoch: self.init(.badRequest, error.reason, code: .staleEpoch)
         case .noSealingKey: self = .noSealingKey(error.reason)

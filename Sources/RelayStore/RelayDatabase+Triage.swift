@@ -176,7 +176,7 @@ extension RelayDatabase {
     static func requireActive(_ db: Database, _ actor: StoreActor) throws -> String? {
         guard let id = actor.principalID else { return nil }
         guard let queue = try String.fetchOne(db.cachedStatement(sql: "SELECT queue FROM principal WHERE id = ? AND revokedAt IS NULL"), arguments: [id]) else {
-            throw StoreError(.forbidden, "\(actor.name) is revoked")
+            throw StoreError(.revoked, "\(actor.name) is revoked")
         }
         return queue
     }

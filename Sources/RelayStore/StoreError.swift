@@ -13,6 +13,8 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         case duplicate
         /// The actor's role or claim does not allow this.
         case forbidden
+        /// The actor was revoked (while its request was on the way).
+        case revoked
         /// The case's state does not allow this.
         case invalidState
         /// Input the store refuses: an unknown label, a bad envelope.

@@ -147,16 +147,20 @@ extension DaemonSuite {
     @Test func revocationBitesAtOnceOnAnOpenConnection() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
-        let client = Process()
-        client.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        client.arguments = ["s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)", "-CAfile", daemon.ca,
-                            "-cert", daemon.responder.certificate, "-key", daemon.responder.key, "-tls1_3"]
-        let input = Pipe(), output = OutputBuffer(), pipe = Pipe()
-        client.standardInput = input
-        client.standardOutput = pipe
-        client.standardError = FileHandle.nullDevice
-        pipe.fileHandleForReading.collect(into: output)
-        try client.run()
+        func connect(as identity: ClientIdentity) throws -> (client: Process, input: Pipe, output: OutputBuffer) {
+            let client = Process()
+            client.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            client.arguments = ["s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)", "-CAfile", daemon.ca,
+                                "-cert", identity.certificate, "-key", identity.key, "-tls1_3"]
+            let input = Pipe(), output = OutputBuffer(), pipe = Pipe()
+            client.standardInput = input
+            client.standardOutput = pipe
+            client.standardError = FileHandle.nullDevice
+            pipe.fileHandleForReading.collect(into: output)
+            try client.run()
+            return (client, input, output)
+        }
+        let (client, input, output) = try connect(as: daemon.responder)
         defer { client.terminate() }
         let request = Data("GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
         input.fileHandleForWriting.write(request)
@@ -171,8 +175,21 @@ extension DaemonSuite {
         #expect(output.value.contains("revoked"))
         #expect(try await eventually { daemon.stderr.value.split(separator: "\n").contains { $0.contains("relay.status=403") && $0.contains("relay.problem=revoked") && $0.contains("relay.principal=demo-responder") } },
                 "the log names who was refused: \(daemon.stderr.value)")
+
+        // Revoked while its body was on the way: its certificate passed with the headers, and the store refuses it as revoked.
+        let gateway = try connect(as: daemon.gateway)
+        defer { gateway.client.terminate() }
+        let body = try JSONSerialization.data(withJSONObject: Demo.body(narrative: "sent as the gateway was revoked"))
+        gateway.input.fileHandleForWriting.write(Data("""
+            POST /v1/disclosures HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIdempotency-Key: \(Demo.key())\r\n\
+            Content-Length: \(body.count)\r\n\r\n
+            """.utf8) + body.prefix(10))
+        try await Task.sleep(for: .seconds(1))
         let (gatewayStatus, gatewayText) = try daemon.admin(["admin", "revoke", "demo-gateway"])
         #expect(gatewayStatus == 0 && gatewayText.contains("nothing needs rotating") && !gatewayText.contains("amane rotate"), "\(gatewayText)")
+        gateway.input.fileHandleForWriting.write(body.dropFirst(10))
+        #expect(try await eventually { gateway.output.value.contains("\"code\":\"revoked\"") }, "\(gateway.output.value)")
+        #expect(gateway.output.value.hasPrefix("HTTP/1.1 403"), "\(gateway.output.value)")
     }
 
 

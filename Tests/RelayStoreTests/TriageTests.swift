@@ -139,8 +139,8 @@ import Testing
         #expect(try await fixture.db.caseSummary(id: result.id).state == .new, "a revoked member's claims are released")
         let release = try await fixture.db.auditEntries().last { $0.entry.action == "release" }
         #expect(release?.entry.subject == result.id && release?.entry.detail.contains("revoked") == true, "the release is audited")
-        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder)) }
-        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.db.fetchCase(id: result.id, actor: StoreActor(fixture.responder)) }
+        await #expect(throws: StoreError.code(.revoked)) { try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder)) }
+        await #expect(throws: StoreError.code(.revoked)) { try await fixture.db.fetchCase(id: result.id, actor: StoreActor(fixture.responder)) }
         #expect(try await fixture.db.grants(for: fixture.responder).isEmpty)
         #expect(try await fixture.db.grants(for: fixture.colleague).count == 1)
     }
@@ -432,13 +432,13 @@ import Testing
         // A gateway revoked while its request was on the way (its certificate passed when the headers came) stores
         // nothing and reads nothing.
         _ = try await fixture.db.revoke(name: fixture.gateway.name, actor: .admin("test"))
-        await #expect(throws: StoreError.code(.forbidden)) { try await fixture.submit("after the gateway was revoked") }
+        await #expect(throws: StoreError.code(.revoked)) { try await fixture.submit("after the gateway was revoked") }
         let (followupID, followup) = try fixture.sealed("more, after the revocation", kind: .followup, in: stored.id)
-        await #expect(throws: StoreError.code(.forbidden)) {
+        await #expect(throws: StoreError.code(.revoked)) {
             try await fixture.db.addFollowup(gateway: fixture.gateway, caseID: stored.id, objectID: followupID, envelope: followup,
                                              idempotencyKey: "followup-after-revocation", requestHash: Array(followupID.uuidString.utf8))
         }
-        await #expect(throws: StoreError.code(.forbidden)) {
+        await #expect(throws: StoreError.code(.revoked)) {
             try await fixture.db.replies(gateway: fixture.gateway, receiptHash: stored.receipt.digest)
         }
     }
