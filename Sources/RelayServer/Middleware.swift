@@ -300,8 +300,9 @@ struct RelayHTTP1Channel: ServerChildChannel {
     }
 }
 
-/// Refuses, before Hummingbird sees it, an HTTP/1.1 request without one valid Host (400, as RFC 9112 says a server must)
-/// and a body in a transfer coding other than chunked (501). The refusal is sent once the requests before it are
+/// Refuses, before Hummingbird sees it, an HTTP/1.1 request without one valid Host (400, as RFC 9112 says a server must),
+/// a body in a transfer coding other than chunked (501), and CONNECT or an Upgrade (400: the parser stops reading
+/// after one, so the connection would otherwise hang until its idle timeout). The refusal is sent once the requests before it are
 /// answered, and ends the connection: nothing after such a request can be trusted to be framed as its client meant.
 final class RequestFramingHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -319,6 +320,10 @@ final class RequestFramingHandler: ChannelDuplexHandler, RemovableChannelHandler
             .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         if !codings.isEmpty && codings != ["chunked"] {
             return (.notImplemented, "the relay takes a body as it is or chunked, not in Transfer-Encoding '\(codings.joined(separator: ", "))'")
+        }
+        if head.method == .CONNECT { return (.badRequest, "the relay is not a proxy: it takes no CONNECT") }
+        if head.headers.contains(name: "upgrade") {
+            return (.badRequest, "the relay does not switch protocols: send the request without an Upgrade header")
         }
         guard head.version.major == 1, head.version.minor >= 1 else { return nil }
         let hosts = head.headers["host"]

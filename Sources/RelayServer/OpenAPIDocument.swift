@@ -32,7 +32,7 @@ info:
     the schema does not name, not even as null (an optional field it names may be null, which counts as absent; a required one may not), no key twice in one object, nested at most 32 deep
     and holding at most 1,000 values (else 400); outside the top-level `sealed` fields, a body holds
     at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json, with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
-    does an HTTP/1.1 request without exactly one Host), one in a transfer coding other than chunked 501, one whose
+    does an HTTP/1.1 request without exactly one Host, with an Upgrade header, or a CONNECT, whose answer has no body), one in a transfer coding other than chunked 501, one whose
     headers are too large 431, one whose body has not arrived in full within the relay's
     limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A refusal sent before its
     body arrived (429, 403, 413) keeps the connection when the body declared a Content-Length of at most 1 MiB (the rest

@@ -128,6 +128,7 @@ extension DaemonSuite {
         for (request, status, fragment) in [("GET /v1/me HTTP/1.1\r\n\r\n", "400", "names its Host once in HTTP/1.1; this one names it 0 times"),
                                             ("GET /v1/me HTTP/1.1\r\nHost: localhost\r\nHost: elsewhere\r\n\r\n", "400", "names it 2 times"),
                                             ("GET /v1/me HTTP/1.1\r\nHost: local host\r\n\r\n", "400", "not a host name"),
+                                            ("GET /v1/me HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", "400", "does not switch protocols"),
                                             ("POST /v1/replies/fetch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                                              + "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", "501", "not in Transfer-Encoding 'gzip, chunked'")] {
             let (exit, output) = try daemon.raw(me + request + me, as: daemon.gateway)
@@ -137,6 +138,11 @@ extension DaemonSuite {
                     && answers.last!.contains(status == "501" ? #""code":"not_implemented""# : #""code":"invalid_request""#),
                     "the good request answered, this one refused, nothing after it: \(exit) \(output)")
         }
+        // CONNECT too, at once; its answer has no body, as SwiftNIO frames every answer to a CONNECT.
+        let (connectExit, connect) = try daemon.raw(me + "CONNECT 127.0.0.1:9090 HTTP/1.1\r\nHost: 127.0.0.1:9090\r\n\r\n" + me, as: daemon.gateway)
+        let connectAnswers = connect.components(separatedBy: "HTTP/1.1 ").dropFirst()
+        #expect(connectExit != 124 && connectAnswers.count == 2 && connectAnswers.last!.hasPrefix("400")
+                && connectAnswers.last!.lowercased().contains("connection: close\r\n"), "\(connect)")
         // After a request that ends its connection nothing more is answered, a request the relay would refuse included;
         // and a refused request whose body the parser then chokes on gets one answer, not two.
         let (_, afterLast) = try daemon.raw("GET /v1/me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\nGET /v1/me HTTP/1.1\r\n\r\n", as: daemon.gateway)
