@@ -93,7 +93,8 @@ struct CommonOptions: ParsableArguments {
         if !creating { try requireDatabase(configuration) }
         var options = RelayDatabase.Options()
         options.policy = configuration.policy
-        let taxonomy = try? String(contentsOfFile: (configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8)
+        // Only `init` and the relay's start take the taxonomy file: an admin command beside a running relay leaves it be.
+        let taxonomy = creating ? try? String(contentsOfFile: (configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8) : nil
         let db = try RelayDatabase(directory: configuration.dataDirectory, taxonomyYAML: taxonomy, options: options)
         let writer = Task { await db.runWriter() }
         defer { db.closeWriter() }
@@ -199,7 +200,12 @@ struct Serve: AsyncParsableCommand {
             let bound = app.bound
             Task {
                 do {
-                    try await DevEnvironment.populate(db, configuration: configuration)
+                    guard try await DevEnvironment.populate(db, configuration: configuration) else {
+                        logger.warning("development mode on a relay with principals of its own: no demo principal, key or profile was made")
+                        await bound.ready()
+                        say(bound.listeningLine)
+                        return
+                    }
                     await bound.ready()
                     try DevEnvironment.writeProfiles(configuration, port: bound.https ?? configuration.listen.port)
                     // "listening" comes earlier: a script that watches the log waits for this line instead.

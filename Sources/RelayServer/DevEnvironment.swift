@@ -20,7 +20,7 @@ enum DevEnvironment {
         guard leftovers.isEmpty else {
             throw CommandFailure("""
                 \(leftovers.joined(separator: ", ")) exist without the CA certificate \(configuration.caFile): a first --dev start \
-                stopped before it was done. Delete \(configuration.dataDirectory) and start again.
+                stopped before it was done. Delete those files and start again.
                 """)
         }
         try RelayFiles.makeDirectory((configuration.caFile as NSString).deletingLastPathComponent)
@@ -46,10 +46,12 @@ enum DevEnvironment {
     }
 
     /// Enrolls each demo principal not enrolled yet, then makes the first epoch if the queue has none: a first
-    /// start stopped halfway is finished by the next one.
-    static func populate(_ db: RelayDatabase, configuration: RelayConfiguration) async throws {
-        try await db.ensureQueue(.national, actor: .admin("dev"))
+    /// start stopped halfway is finished by the next one. A database with anyone else enrolled is left as it is:
+    /// returns false then.
+    static func populate(_ db: RelayDatabase, configuration: RelayConfiguration) async throws -> Bool {
         let enrolled = Set(try await db.principals().map(\.name.rawValue))
+        guard enrolled.isSubset(of: demoPrincipals.map(\.name)) else { return false }
+        try await db.ensureQueue(.national, actor: .admin("dev"))
         let ca = try configuration.certificateAuthority()
         for demo in demoPrincipals where !enrolled.contains(demo.name) {
             let paths = files(configuration, demo)
@@ -69,7 +71,7 @@ enum DevEnvironment {
                                     certificateEndsAt: Int64(issuedAt.addingTimeInterval(CertificateAuthority.leafValidity).timeIntervalSince1970),
                                     actor: .admin("dev"))
         }
-        guard try db.currentEpoch(queue: .national) == nil else { return }
+        guard try db.currentEpoch(queue: .national) == nil else { return true }
         let demoNames = Set(demoPrincipals.map(\.name))
         let members = try await db.principals().filter { demoNames.contains($0.name.rawValue) && $0.role.isMember && $0.isActive }
         let epoch = SealingPrivateKey.generate()
@@ -80,6 +82,7 @@ enum DevEnvironment {
         }
         guard let first = members.first else { throw CommandFailure("no active demo responder or supervisor to hold the first key") }
         _ = try await db.createEpoch(queue: .national, publicKey: epoch.publicKey.text, grants: grants, actor: StoreActor(first))
+        return true
     }
 
     /// Writes each demo profile's `config.yaml` with the relay's current address.

@@ -36,6 +36,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         }
         let now = time(nil)
         guard certificate.notValidBefore <= now, now <= certificate.notValidAfter else {
+            context.trace.unenrolledName.withLock { $0 = Self.issuedName(certificate).map { "an ended certificate issued to \($0)" } }
             throw APIError(.forbidden, "this client certificate has ended; ask an admin for a new one", code: .certificateExpired)
         }
         let fingerprint = SPKIFingerprint.of(spki: spki)

@@ -868,7 +868,7 @@ components:
       type: object
       required: [action]
       properties:
-        action: {type: string, enum: [start, refer, close, reopen]}
+        action: {type: string, enum: [\#(RelayRoutes.transitionActions.map(\.rawValue).joined(separator: ", "))]}
         referral: {type: string}
         outcome: {type: string}
     NoteSubmission:
@@ -946,7 +946,7 @@ components:
       required: [name, role]
       properties:
         name: {type: string}
-        role: {type: string, enum: [gateway, responder, supervisor]}
+        role: {type: string, enum: [\#(Role.enrollable.map(\.rawValue).joined(separator: ", "))]}
         sealingKey: {type: string}
         fingerprint: {type: string}
         holdsCurrentKey: {type: boolean}
@@ -1010,7 +1010,7 @@ components:
       required: [name, role, queue]
       properties:
         name: {type: string}
-        role: {type: string, enum: [gateway, responder, supervisor]}
+        role: {type: string, enum: [\#(Role.enrollable.map(\.rawValue).joined(separator: ", "))]}
         queue: {type: string}
 """#
 }

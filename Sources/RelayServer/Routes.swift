@@ -356,11 +356,13 @@ struct RelayRoutes: Sendable {
         return try .json(CaseView(summary, policy: db.options.policy))
     }
 
+    /// What POST /v1/disclosures/{id}/transition takes; claim and release have routes of their own.
+    static let transitionActions: [TriageAction] = [.start, .refer, .close, .reopen]
+
     @Sendable func transitionCase(_ request: Request, _ context: RelayRequestContext) async throws -> Response {
         let (body, _) = try await request.decodeJSON(TransitionRequest.self, limit: limits.maxBodyBytes)
-        let allowed: [TriageAction] = [.start, .refer, .close, .reopen]
-        guard let action = TriageAction(rawValue: body.action), allowed.contains(action) else {
-            throw APIError(.badRequest, "field 'action' must be one of start, refer, close, reopen")
+        guard let action = TriageAction(rawValue: body.action), Self.transitionActions.contains(action) else {
+            throw APIError(.badRequest, "field 'action' must be one of \(Self.transitionActions.map(\.rawValue).joined(separator: ", "))")
         }
         return try await transition(context, action, referral: body.referral, outcome: body.outcome)
     }

@@ -46,7 +46,8 @@ extension RelayDatabase {
     /// The receipt is kept only as its SHA-256, and sealed under the idempotency key for retries.
     public func intake(_ request: IntakeRequest) async throws -> IntakeResult {
         let gateway = request.gateway
-        guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits disclosures") }
+        guard gateway.role == .gateway else { throw StoreError(.forbidden, "only a gateway submits disclosures") }
+        guard gateway.isActive else { throw StoreError(.revoked, "\(gateway.name) is revoked") }
         // Everything that needs no database happens here, outside the single writer.
         let keyHash = Data(Digest.sha256(Array(request.idempotencyKey.utf8)))
         let keyBytes = Array(request.idempotencyKey.utf8)
@@ -178,7 +179,8 @@ extension RelayDatabase {
     /// - Throws: `notFound` when the case is not this gateway's, or was purged meanwhile; `keyReused` when the key came with another request.
     public func addFollowup(gateway: Principal, caseID: String, objectID: UUID, envelope: [UInt8], raisingUrgencyTo urgency: Urgency? = nil,
                             idempotencyKey: String, requestHash: [UInt8], formerRequestHash: [UInt8]? = nil) async throws -> FollowupResult {
-        guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway submits follow-ups") }
+        guard gateway.role == .gateway else { throw StoreError(.forbidden, "only a gateway submits follow-ups") }
+        guard gateway.isActive else { throw StoreError(.revoked, "\(gateway.name) is revoked") }
         guard objectID.isMinuteVersion7 else { throw StoreError(.invalid, "the follow-up id must be a UUIDv7 that carries only the minute") }
         let now = nowSeconds
         let id = objectID.uuidString.lowercased()
@@ -252,7 +254,8 @@ extension RelayDatabase {
 
     /// The case a receipt names and its replies, sealed to the submitting gateway. Audited as a fetch.
     public func replies(gateway: Principal, receiptHash: [UInt8]) async throws -> (caseID: String, replies: [SealedItem]) {
-        guard gateway.role == .gateway, gateway.isActive else { throw StoreError(.forbidden, "only an active gateway fetches replies") }
+        guard gateway.role == .gateway else { throw StoreError(.forbidden, "only a gateway fetches replies") }
+        guard gateway.isActive else { throw StoreError(.revoked, "\(gateway.name) is revoked") }
         let now = nowSeconds
         return try await committer.write { db in
             try Self.requireActive(db, StoreActor(gateway))

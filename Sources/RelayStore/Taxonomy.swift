@@ -54,15 +54,26 @@ enum TaxonomyFile {
     }
 
     /// Adds the file's codes the table lacks, and takes the file's labels and order for those it has. A code the file
-    /// no longer lists stays: cases and tombstones carry it.
+    /// no longer lists stays, after the file's: cases and tombstones carry it. Rows already as the file says are not written.
     static func merge(_ entries: [TaxonomyEntry], into db: Database) throws {
         let statement = try db.makeStatement(sql: """
             INSERT INTO taxonomy (dimension, code, position, labelFr, labelAr, labelEn) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (dimension, code) DO UPDATE SET position = excluded.position, labelFr = excluded.labelFr,
                     labelAr = excluded.labelAr, labelEn = excluded.labelEn
+                WHERE position IS NOT excluded.position OR labelFr IS NOT excluded.labelFr
+                    OR labelAr IS NOT excluded.labelAr OR labelEn IS NOT excluded.labelEn
             """)
         for entry in entries {
             try statement.execute(arguments: [entry.dimension.rawValue, entry.code, entry.position, entry.fr, entry.ar, entry.en])
+        }
+        for (_, dimension) in sections {
+            let listed = Set(entries.filter { $0.dimension == dimension }.map(\.code))
+            let dropped = try String.fetchAll(db, sql: "SELECT code FROM taxonomy WHERE dimension = ? ORDER BY position, code",
+                                              arguments: [dimension.rawValue]).filter { !listed.contains($0) }
+            for (offset, code) in dropped.enumerated() {
+                try db.execute(sql: "UPDATE taxonomy SET position = ? WHERE dimension = ? AND code = ? AND position IS NOT ?",
+                               arguments: [listed.count + offset, dimension.rawValue, code, listed.count + offset])
+            }
         }
     }
 
@@ -80,7 +91,7 @@ extension RelayDatabase {
     /// Every label, ordered by dimension and position, for clients that show them.
     public func taxonomyEntries() async throws -> [TaxonomyEntry] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM taxonomy ORDER BY dimension, position").compactMap { row in
+            try Row.fetchAll(db, sql: "SELECT * FROM taxonomy ORDER BY dimension, position, code").compactMap { row in
                 guard let dimension = TaxonomyCodes.Dimension(rawValue: row["dimension"]) else { return nil }
                 return TaxonomyEntry(dimension: dimension, code: row["code"], position: row["position"],
                                      fr: row["labelFr"], ar: row["labelAr"], en: row["labelEn"])

@@ -460,6 +460,34 @@ extension DaemonSuite {
         #expect(listed.0 == 0 && listed.1.contains(posted.json["id"] as? String ?? "?"), "\(listed.1)")
     }
 
+    /// --dev on a relay that has people of its own enrolls no demo principal and makes no queue key: they would be
+    /// its CA's, with a passphrase anyone can read in the source.
+    @Test func developmentModeLeavesARelayWithItsOwnPeopleAsItIs() async throws {
+        let production = try await productionRelayWithoutEpoch()
+        #expect(production.daemon.stop() == 0)
+        defer { production.daemon.removeData() }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Build.daemon)
+        process.arguments = ["serve", "--dev", "--data-dir", production.daemon.directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]
+        process.environment = env
+        let output = Pipe(), lines = OutputBuffer(), errors = Pipe(), log = OutputBuffer()
+        process.standardOutput = output
+        process.standardError = errors
+        output.fileHandleForReading.collect(into: lines)
+        errors.fileHandleForReading.collect(into: log)
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        #expect(try await eventually(within: 60) { lines.value.contains("listening on port") }, "\(lines.value)\n\(log.value)")
+        #expect(log.value.contains("no demo principal, key or profile was made"), "\(log.value)")
+        let listed = try production.daemon.admin(["admin", "list", "--json"])
+        #expect(listed.0 == 0 && listed.1.contains("kiosk-1") && !listed.1.contains("demo-"), "\(listed.1)")
+        let opsPort = lines.value.firstMatch(of: /ops on port (\d+)/).map { String($0.1) } ?? "0"
+        let ready = try Daemon.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(opsPort)/readyz"]).1
+        #expect(ready.contains("no sealing key"), "no key was made: \(ready)")
+    }
+
     @Test func aDevelopmentCAStoppedBeforeItsCertificateIsRefusedWithWhatToDo() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-devpki-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -469,7 +497,7 @@ extension DaemonSuite {
         env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
         let (status, output) = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", directory,
                                                                    "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"], environment: env)
-        #expect(status == 1 && output.contains("exist without the CA certificate") && output.contains("Delete \(directory) and start again"),
+        #expect(status == 1 && output.contains("exist without the CA certificate") && output.contains("Delete those files and start again"),
                 "\(status): \(output)")
         #expect(try String(contentsOfFile: directory + "/pki/ca-key.pem", encoding: .utf8) == "left by a start stopped early\n", "nothing overwritten")
     }
