@@ -201,7 +201,7 @@ struct Serve: AsyncParsableCommand {
             Task {
                 do {
                     guard try await DevEnvironment.populate(db, configuration: configuration) else {
-                        logger.warning("development mode on a relay with principals of its own: no demo principal, key or profile was made")
+                        logger.warning("development mode on a relay with a CA of its own (not the development CA): no demo principal, key or profile was made")
                         await bound.ready()
                         say(bound.listeningLine)
                         return

@@ -3,11 +3,13 @@ import Logging
 import RelayCore
 import RelayFormat
 import RelayStore
+import X509
 
 /// `--dev`: a self-contained relay in a local folder, with its own CA, a demo gateway, a demo responder and
 /// supervisor, and a first epoch. Everything is made once and reused. Never for production.
 enum DevEnvironment {
     static let passphrase = "amane-dev-passphrase"
+    static let caName = "Amane Relay development CA"
     static let demoPrincipals: [(name: String, role: Role, folder: String)] = [
         ("demo-gateway", .gateway, "gateway"), ("demo-responder", .responder, "responder"), ("demo-supervisor", .supervisor, "supervisor"),
     ]
@@ -24,7 +26,7 @@ enum DevEnvironment {
                 """)
         }
         try RelayFiles.makeDirectory((configuration.caFile as NSString).deletingLastPathComponent)
-        let ca = try CertificateAuthority.create(name: "Amane Relay development CA")
+        let ca = try CertificateAuthority.create(name: caName)
         try RelayFiles.writeSecret(try ca.keyPEM, to: configuration.caKeyFile)
         let server = try ca.issue(commonName: "localhost", usage: .server(hostnames: ["localhost", "127.0.0.1", "::1"]))
         try RelayFiles.writeSecret(server.key, to: configuration.privateKeyFile)
@@ -46,13 +48,14 @@ enum DevEnvironment {
     }
 
     /// Enrolls each demo principal not enrolled yet, then makes the first epoch if the queue has none: a first
-    /// start stopped halfway is finished by the next one. A database with anyone else enrolled is left as it is:
-    /// returns false then.
+    /// start stopped halfway is finished by the next one. A relay whose CA is not the development one `preparePKI`
+    /// made (one `init` made, for production) is left as it is: returns false then.
     static func populate(_ db: RelayDatabase, configuration: RelayConfiguration) async throws -> Bool {
-        let enrolled = Set(try await db.principals().map(\.name.rawValue))
-        guard enrolled.isSubset(of: demoPrincipals.map(\.name)) else { return false }
-        try await db.ensureQueue(.national, actor: .admin("dev"))
         let ca = try configuration.certificateAuthority()
+        let names = ca.certificate.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.compactMap { String($0.value) }
+        guard names == [caName] else { return false }
+        try await db.ensureQueue(.national, actor: .admin("dev"))
+        let enrolled = Set(try await db.principals().map(\.name.rawValue))
         for demo in demoPrincipals where !enrolled.contains(demo.name) {
             let paths = files(configuration, demo)
             try RelayFiles.makeDirectory(folder(configuration, demo.folder))

@@ -402,21 +402,28 @@ extension DaemonSuite {
         #expect(!FileManager.default.fileExists(atPath: directory + "/relay.sqlite"))
     }
 
-    /// Whoever waits for the "listening" line may use the demo profiles at once.
-    @Test func inDevelopmentTheListeningLineComesAfterTheProfiles() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-devorder-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    /// `amane-relayd serve --dev` on `directory` and ephemeral ports, started without waiting for it: its output and log.
+    func serveInDevelopment(_ directory: String) throws -> (process: Process, output: OutputBuffer, log: OutputBuffer) {
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
         env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Build.daemon)
         process.arguments = ["serve", "--dev", "--data-dir", directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]
         process.environment = env
-        let output = Pipe(), lines = OutputBuffer()
+        let output = Pipe(), lines = OutputBuffer(), errors = Pipe(), log = OutputBuffer()
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        process.standardError = errors
         output.fileHandleForReading.collect(into: lines)
+        errors.fileHandleForReading.collect(into: log)
         try process.run()
+        return (process, lines, log)
+    }
+
+    /// Whoever waits for the "listening" line may use the demo profiles at once.
+    @Test func inDevelopmentTheListeningLineComesAfterTheProfiles() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-devorder-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (process, lines, _) = try serveInDevelopment(directory)
         defer { process.terminate(); process.waitUntilExit() }
         var profilesWhenListening: [Bool] = []
         #expect(try await eventually(within: 60) {
@@ -431,15 +438,7 @@ extension DaemonSuite {
     @Test func aFirstDevelopmentStartKilledHalfwayIsFinishedByTheNext() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-devhalf-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
-        let first = Process()
-        first.executableURL = URL(fileURLWithPath: Build.daemon)
-        first.arguments = ["serve", "--dev", "--data-dir", directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]
-        first.environment = env
-        first.standardOutput = FileHandle.nullDevice
-        first.standardError = FileHandle.nullDevice
-        try first.run()
+        let first = try serveInDevelopment(directory).process
         // The responder's files come once the gateway is enrolled; the supervisor and the first key later.
         let halfway = try await eventually(within: 60) { FileManager.default.fileExists(atPath: "\(directory)/dev/responder/identity.amane") }
         kill(first.processIdentifier, SIGKILL)
@@ -460,24 +459,13 @@ extension DaemonSuite {
         #expect(listed.0 == 0 && listed.1.contains(posted.json["id"] as? String ?? "?"), "\(listed.1)")
     }
 
-    /// --dev on a relay that has people of its own enrolls no demo principal and makes no queue key: they would be
-    /// its CA's, with a passphrase anyone can read in the source.
+    /// --dev on a relay that `init` made enrolls no demo principal and makes no queue key: they would be its CA's,
+    /// with a passphrase anyone can read in the source.
     @Test func developmentModeLeavesARelayWithItsOwnPeopleAsItIs() async throws {
         let production = try await productionRelayWithoutEpoch()
         #expect(production.daemon.stop() == 0)
         defer { production.daemon.removeData() }
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Build.daemon)
-        process.arguments = ["serve", "--dev", "--data-dir", production.daemon.directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]
-        process.environment = env
-        let output = Pipe(), lines = OutputBuffer(), errors = Pipe(), log = OutputBuffer()
-        process.standardOutput = output
-        process.standardError = errors
-        output.fileHandleForReading.collect(into: lines)
-        errors.fileHandleForReading.collect(into: log)
-        try process.run()
+        let (process, lines, log) = try serveInDevelopment(production.daemon.directory)
         defer { process.terminate(); process.waitUntilExit() }
         #expect(try await eventually(within: 60) { lines.value.contains("listening on port") }, "\(lines.value)\n\(log.value)")
         #expect(log.value.contains("no demo principal, key or profile was made"), "\(log.value)")
