@@ -94,7 +94,7 @@ struct CommonOptions: ParsableArguments {
         var options = RelayDatabase.Options()
         options.policy = configuration.policy
         // Only `init` and the relay's start take the taxonomy file: an admin command beside a running relay leaves it be.
-        let taxonomy = creating ? try? String(contentsOfFile: (configuration.seedsDirectory as NSString).appendingPathComponent("taxonomy.yaml"), encoding: .utf8) : nil
+        let taxonomy = creating ? try? RelayConfiguration.readSeed("taxonomy.yaml", in: configuration.seedsDirectory) : nil
         let db = try RelayDatabase(directory: configuration.dataDirectory, taxonomyYAML: taxonomy, options: options)
         let writer = Task { await db.runWriter() }
         defer { db.closeWriter() }

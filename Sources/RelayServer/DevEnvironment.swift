@@ -52,8 +52,7 @@ enum DevEnvironment {
     /// made (one `init` made, for production) is left as it is: returns false then.
     static func populate(_ db: RelayDatabase, configuration: RelayConfiguration) async throws -> Bool {
         let ca = try configuration.certificateAuthority()
-        let names = ca.certificate.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.compactMap { String($0.value) }
-        guard names == [caName] else { return false }
+        guard ca.certificate.subject.commonNames == [caName] else { return false }
         try await db.ensureQueue(.national, actor: .admin("dev"))
         let enrolled = Set(try await db.principals().map(\.name.rawValue))
         for demo in demoPrincipals where !enrolled.contains(demo.name) {

@@ -67,8 +67,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
     /// The common name the relay's CA issued the certificate to, when it is a principal's name (nothing else is logged).
     static func issuedName(_ certificate: NIOSSLCertificate) -> String? {
         guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) else { return nil }
-        let names = parsed.subject.flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.compactMap { String($0.value) }
-        return names.first.flatMap(PrincipalName.init(rawValue:))?.rawValue
+        return parsed.subject.commonNames.first.flatMap(PrincipalName.init(rawValue:))?.rawValue
     }
 }
 

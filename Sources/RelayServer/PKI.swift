@@ -304,3 +304,10 @@ extension RelayConfiguration {
         return end
     }
 }
+
+extension DistinguishedName {
+    /// The common names it holds, in order.
+    var commonNames: [String] {
+        flatMap { $0 }.filter { $0.type == .RDNAttributeType.commonName }.compactMap { String($0.value) }
+    }
+}

@@ -13,7 +13,7 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         case duplicate
         /// The actor's role or claim does not allow this.
         case forbidden
-        /// The actor was revoked (while its request was on the way).
+        /// The actor has been revoked (perhaps while its request was on the way).
         case revoked
         /// The case's state does not allow this.
         case invalidState
