@@ -188,7 +188,7 @@ extension RelayServerApp {
                                                  "relay.ops": "http://\(RelayConfiguration.Address(host: configuration.opsListen.host, port: bound.ops ?? 0))",
                                                  "relay.version": "\(RelayVersion.current)"])
         }
-        let router = Router(context: RelayRequestContext.self)
+        let router = Router(context: RelayRequestContext.self, options: .autoGenerateHeadEndpoints)
         let gatewayTally = GatewayTally()
         router.add(middleware: RequestLogMiddleware(metrics: metrics, gateways: gatewayTally))
         router.add(middleware: ProblemMiddleware())
@@ -218,7 +218,7 @@ extension RelayServerApp {
             },
             logger: logger)
 
-        let opsRouter = Router()
+        let opsRouter = Router(options: .autoGenerateHeadEndpoints)
         opsRouter.get("/healthz") { _, _ in "ok\n" }
         let stopping = StoppingSignal()
         opsRouter.get("/readyz") { _, _ -> Response in

@@ -56,9 +56,10 @@ public enum Authorization {
         }
     }
 
-    /// The methods served at a concrete path, for 405's Allow.
+    /// The methods served at a concrete path, for 405's Allow: HEAD wherever GET (the router answers it as GET, without the body).
     static func methods(at path: String) -> [String] {
-        Set(routes(at: path).map(\.method)).sorted()
+        let methods = Set(routes(at: path).map(\.method))
+        return methods.union(methods.contains("GET") ? ["HEAD"] : []).sorted()
     }
 
     public static func roles(for route: RouteKey) -> Set<Role> {

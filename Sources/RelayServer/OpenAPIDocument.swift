@@ -31,13 +31,14 @@ info:
     Idempotency-Key). POST /v1/disclosures, which also answers it (no_sealing_key) while the queue has no key that an active member holds, lists it; a follow-up answers it then too. Both answer 429 storage_quota_exceeded past the gateway's bytes for the day (limits.gatewayBytesPerDay). Bodies are JSON in UTF-8 without a byte order mark, with no field
     the schema does not name, not even as null (an optional field it names may be null, which counts as absent; a required one may not), no key twice in one object, nested at most 32 deep
     and holding at most 1,000 values (else 400); outside the top-level `sealed` fields, a body holds
-    at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json, with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
+    at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json (one Content-Type), with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
     does an HTTP/1.1 request without exactly one Host, with an Upgrade header, or a CONNECT, whose answer has no body), one in a transfer coding other than chunked 501, one whose
     headers are too large 431, one whose body has not arrived in full within the relay's
     limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A refusal sent before its
     body arrived (429, 403, 413) keeps the connection when the body declared a Content-Length of at most 1 MiB (the rest
     is read and dropped); a larger or chunked one is closed after it, and says Connection: close. A path
-    called with a method it does not take answers 405 with Allow; an unknown path 404. A problem's
+    called with a method it does not take answers 405 with Allow; an unknown path 404. HEAD is answered wherever GET is, as
+    GET (with its checks and its Content-Length) without the body. A problem's
     `code` says which cause it is; a client programs against it, not against `detail`.
     Sealed envelopes (`sealed` fields: gateway-sealed submissions, replies sealed to a gateway's key)
     follow the envelope format specified in the relay's source, Sources/RelayFormat/RelayFormat.docc/Envelope.md
@@ -850,7 +851,7 @@ components:
       required: [id, kind, author, epoch, sealed, createdAt]
       properties:
         id: {type: string}
-        kind: {type: string, enum: [disclosure, followup, note, reply]}
+        kind: {type: string, enum: [\#(SealedItem.Kind.allCases.map(\.rawValue).joined(separator: ", "))]}
         author: {type: string}
         epoch: {type: string}
         sealed: {type: string}

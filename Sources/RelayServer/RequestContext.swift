@@ -143,7 +143,7 @@ struct ProblemMiddleware: RouterMiddleware {
         case let error as HTTPError where error.status == .notFound:
             let routes = Authorization.routes(at: request.uri.path)
             guard !routes.isEmpty else { return Answer(status: .notFound, detail: "no such route") }
-            let allowed = Set(routes.map(\.method)).sorted()
+            let allowed = Authorization.methods(at: request.uri.path)
             // Counted and logged under the path's pattern, not as the router's "NotFound"; the most literal one.
             context.coreContext.endpointPath.value = routes.map(\.path).max { $0.filter { $0 == "{" }.count > $1.filter { $0 == "{" }.count }
             return Answer(status: .methodNotAllowed, detail: "\(request.uri.path) takes \(allowed.joined(separator: " and ")), not \(request.method)",
@@ -177,7 +177,11 @@ extension Request {
         if let coding = headers[.contentEncoding], coding.lowercased() != "identity" {
             throw APIError(.unsupportedMediaType, "send the body uncompressed, without Content-Encoding", headers: [.acceptEncoding: "identity"])
         }
-        let contentType = headers[.contentType]?.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? []
+        let contentTypes = headers[values: .contentType]
+        guard contentTypes.count <= 1 else {
+            throw APIError(.unsupportedMediaType, "the request names its Content-Type \(contentTypes.count) times: send it once, as \(MediaType.json)")
+        }
+        let contentType = contentTypes.first?.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? []
         guard contentType.first == MediaType.json else {
             throw APIError(.unsupportedMediaType, "send the body as \(MediaType.json)")
         }

@@ -147,20 +147,7 @@ extension DaemonSuite {
     @Test func revocationBitesAtOnceOnAnOpenConnection() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
-        func connect(as identity: ClientIdentity) throws -> (client: Process, input: Pipe, output: OutputBuffer) {
-            let client = Process()
-            client.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            client.arguments = ["s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)", "-CAfile", daemon.ca,
-                                "-cert", identity.certificate, "-key", identity.key, "-tls1_3"]
-            let input = Pipe(), output = OutputBuffer(), pipe = Pipe()
-            client.standardInput = input
-            client.standardOutput = pipe
-            client.standardError = FileHandle.nullDevice
-            pipe.fileHandleForReading.collect(into: output)
-            try client.run()
-            return (client, input, output)
-        }
-        let (client, input, output) = try connect(as: daemon.responder)
+        let (client, input, output) = try daemon.openConnection(as: daemon.responder)
         defer { client.terminate() }
         let request = Data("GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
         input.fileHandleForWriting.write(request)
@@ -177,7 +164,7 @@ extension DaemonSuite {
                 "the log names who was refused: \(daemon.stderr.value)")
 
         // Revoked while its body was on the way: its certificate passed with the headers, and the store refuses it as revoked.
-        let gateway = try connect(as: daemon.gateway)
+        let gateway = try daemon.openConnection(as: daemon.gateway)
         defer { gateway.client.terminate() }
         let body = try JSONSerialization.data(withJSONObject: Demo.body(narrative: "sent as the gateway was revoked"))
         gateway.input.fileHandleForWriting.write(Data("""

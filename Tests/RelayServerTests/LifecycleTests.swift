@@ -70,16 +70,7 @@ extension DaemonSuite {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
         let before = try servedSerial(daemon)
-        let open = Process()
-        open.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        open.arguments = ["s_client", "-quiet", "-connect", "127.0.0.1:\(daemon.port)", "-CAfile", daemon.ca,
-                          "-cert", daemon.gateway.certificate, "-key", daemon.gateway.key]
-        let input = Pipe(), output = Pipe(), received = OutputBuffer()
-        open.standardInput = input
-        open.standardOutput = output
-        open.standardError = FileHandle.nullDevice
-        output.fileHandleForReading.collect(into: received)
-        try open.run()
+        let (open, input, received) = try daemon.openConnection(as: daemon.gateway)
         defer { open.terminate() }
         let request = Data("GET /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
         input.fileHandleForWriting.write(request)

@@ -160,6 +160,20 @@ public final class Daemon: @unchecked Sendable {
                                           "-CAfile", ca, "-cert", identity.certificate, "-key", identity.key], input: Data(bytes.utf8))
     }
 
+    /// A TLS connection held open as `identity` (openssl s_client): write requests to `input`, read what came back in `output`.
+    public func openConnection(as identity: ClientIdentity) throws -> (client: Process, input: Pipe, output: OutputBuffer) {
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        client.arguments = ["s_client", "-quiet", "-connect", "127.0.0.1:\(port)", "-CAfile", ca, "-cert", identity.certificate, "-key", identity.key]
+        let input = Pipe(), output = OutputBuffer(), pipe = Pipe()
+        client.standardInput = input
+        client.standardOutput = pipe
+        client.standardError = FileHandle.nullDevice
+        pipe.fileHandleForReading.collect(into: output)
+        try client.run()
+        return (client, input, output)
+    }
+
     /// Sends the same POST `count` times at once, each on its own connection (curl --parallel); the statuses in order of completion.
     public func postAtOnce(_ count: Int, _ path: String, as identity: ClientIdentity, json: Any) throws -> [Int] {
         let request = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)").path
