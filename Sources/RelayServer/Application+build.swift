@@ -188,7 +188,7 @@ extension RelayServerApp {
                                                  "relay.ops": "http://\(RelayConfiguration.Address(host: configuration.opsListen.host, port: bound.ops ?? 0))",
                                                  "relay.version": "\(RelayVersion.current)"])
         }
-        let router = Router(context: RelayRequestContext.self, options: .autoGenerateHeadEndpoints)
+        let router = Router(context: RelayRequestContext.self)
         let gatewayTally = GatewayTally()
         router.add(middleware: RequestLogMiddleware(metrics: metrics, gateways: gatewayTally))
         router.add(middleware: ProblemMiddleware())
@@ -218,6 +218,8 @@ extension RelayServerApp {
             },
             logger: logger)
 
+        // HEAD as GET without the body, for load balancers that probe with it; the API's GETs are not all free of effects
+        // (a case file read is audited and marks its follow-ups opened), so HEAD there stays 405.
         let opsRouter = Router(options: .autoGenerateHeadEndpoints)
         opsRouter.get("/healthz") { _, _ in "ok\n" }
         let stopping = StoppingSignal()

@@ -56,10 +56,9 @@ public enum Authorization {
         }
     }
 
-    /// The methods served at a concrete path, for 405's Allow: HEAD wherever GET (the router answers it as GET, without the body).
+    /// The methods served at a concrete path, for 405's Allow.
     static func methods(at path: String) -> [String] {
-        let methods = Set(routes(at: path).map(\.method))
-        return methods.union(methods.contains("GET") ? ["HEAD"] : []).sorted()
+        Set(routes(at: path).map(\.method)).sorted()
     }
 
     public static func roles(for route: RouteKey) -> Set<Role> {

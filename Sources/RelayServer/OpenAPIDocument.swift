@@ -37,8 +37,7 @@ info:
     limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A refusal sent before its
     body arrived (429, 403, 413) keeps the connection when the body declared a Content-Length of at most 1 MiB (the rest
     is read and dropped); a larger or chunked one is closed after it, and says Connection: close. A path
-    called with a method it does not take answers 405 with Allow; an unknown path 404. HEAD is answered wherever GET is, as
-    GET (with its checks and its Content-Length) without the body. A problem's
+    called with a method it does not take answers 405 with Allow (HEAD included); an unknown path 404. A problem's
     `code` says which cause it is; a client programs against it, not against `detail`.
     Sealed envelopes (`sealed` fields: gateway-sealed submissions, replies sealed to a gateway's key)
     follow the envelope format specified in the relay's source, Sources/RelayFormat/RelayFormat.docc/Envelope.md

@@ -37,8 +37,8 @@ extension DaemonSuite {
         // A path called with a method it does not take is told which it takes; an unknown path is not found.
         let caseID = try #require(good.json["id"] as? String)
         for (method, path, allow) in [("GET", "/v1/disclosures", "POST"), ("GET", "/v1/replies/fetch", "POST"),
-                                      ("PUT", "/v1/disclosures/\(caseID)/claim", "POST"), ("DELETE", "/v1/disclosures/\(caseID)", "GET, HEAD"),
-                                      ("DELETE", "/v1/grants", "GET, HEAD, POST")] {
+                                      ("PUT", "/v1/disclosures/\(caseID)/claim", "POST"), ("DELETE", "/v1/disclosures/\(caseID)", "GET"),
+                                      ("DELETE", "/v1/grants", "GET, POST")] {
             let refused = try daemon.request(method, path, as: daemon.gateway, contentType: nil)
             problem(refused, 405, "takes")
             #expect(refused.json["code"] as? String == "method_not_allowed" && refused.headers.lowercased().contains("allow: \(allow.lowercased())\r\n"),
@@ -138,18 +138,15 @@ extension DaemonSuite {
                     && answers.last!.contains(status == "501" ? #""code":"not_implemented""# : #""code":"invalid_request""#),
                     "the good request answered, this one refused, nothing after it: \(exit) \(output)")
         }
-        // HEAD is GET without the body, a refusal's too: the next answer on the connection is read as it should be.
-        let meByGet = try daemon.request("GET", "/v1/me", as: daemon.gateway, contentType: nil)
-        let (_, heads) = try daemon.raw("HEAD /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\nHEAD /v1/disclosures HTTP/1.1\r\nHost: localhost\r\n\r\n"
-                                        + "HEAD /v1/stats HTTP/1.1\r\nHost: localhost\r\n\r\n" + "GET /v1/me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        // HEAD is refused on the API (a case file read has effects) without a body, which would be read as the next answer;
+        // the ops port answers it as GET without the body, for load balancers that probe with it.
+        let (_, heads) = try daemon.raw("HEAD /v1/me HTTP/1.1\r\nHost: localhost\r\n\r\n" + "GET /v1/me HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
                                         as: daemon.gateway)
         let headAnswers = heads.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.lowercased() }
-        #expect(headAnswers.count == 4 && headAnswers[0].hasPrefix("200") && headAnswers[0].contains("content-length: \(meByGet.body.count)\r\n")
-                && headAnswers[0].contains("request-id: ") && headAnswers[1].hasPrefix("405") && headAnswers[1].contains("allow: post\r\n")
-                && headAnswers[2].hasPrefix("403") && headAnswers[0...2].allSatisfy { $0.hasSuffix("\r\n\r\n") }
-                && headAnswers[3].hasPrefix("200") && headAnswers[3].hasSuffix(String(decoding: meByGet.body, as: UTF8.self).lowercased()),
-                "three answers without a body, then the GET's: \(heads)")
-        let opsHead = try Daemon.run("/usr/bin/curl", ["-sS", "--head", "http://127.0.0.1:\(daemon.opsPort)/healthz"]).1.lowercased()
+        #expect(headAnswers.count == 2 && headAnswers[0].hasPrefix("405") && headAnswers[0].contains("allow: get\r\n")
+                && headAnswers[0].hasSuffix("\r\n\r\n") && headAnswers[1].hasPrefix("200") && headAnswers[1].hasSuffix("}"),
+                "a 405 without a body, then the GET's answer: \(heads)")
+        let opsHead = try Daemon.run("/usr/bin/curl", ["-sS", "--head", "--max-time", "20", "http://127.0.0.1:\(daemon.opsPort)/healthz"]).1.lowercased()
         #expect(opsHead.hasPrefix("http/1.1 200") && opsHead.contains("content-length: 3\r\n"), "\(opsHead)")
         // A Content-Type named twice is refused for that, not for being another type.
         let (_, typedTwice) = try daemon.raw("POST /v1/replies/fetch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
