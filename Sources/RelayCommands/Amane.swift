@@ -11,24 +11,26 @@ public struct Amane: AsyncParsableCommand {
         commandName: "amane",
         abstract: "Triage disclosures from the Amane Relay: list, claim, open (decrypted here), note, reply, refer and close.",
         discussion: """
-            The profile folder ($AMANE_HOME, default ~/.config/amane, or --profile) holds config.yaml and your identity file.
-            config.yaml names the relay, ca, certificate and key, and may name identity (default identity.amane) and
+            The profile folder ($AMANE_HOME, default ~/.config/amane, or --profile) holds config.yaml and your identity file. \
+            config.yaml names the relay, ca, certificate and key, and may name identity (default identity.amane) and \
             passphraseFile; relative paths are from the profile folder.
-            Passphrases come from --passphrase-file, AMANE_PASSPHRASE_FILE, the profile's passphraseFile or the terminal,
+
+            Passphrases come from --passphrase-file, AMANE_PASSPHRASE_FILE, the profile's passphraseFile or the terminal, \
             in that order; never from the command line.
 
-            Exit codes: 0 success, 1 usage error, 2 the relay refused (4xx), 3 the relay cannot be reached or TLS failed,
-            4 a key problem: wrong passphrase, damaged key file, or no key (or too old an amane) for something sealed,
+            Exit codes: 0 success, 1 usage error, 2 the relay refused (4xx), 3 the relay cannot be reached or TLS failed, \
+            4 a key problem: wrong passphrase, damaged key file, or no key (or too old an amane) for something sealed, \
             5 the relay failed (5xx), 6 verification failed: the audit trail, or a sealed item that was altered or moved.
 
             A responder's day:
               amane inbox                     # what is waiting, urgent first
               amane claim c41e9a7b            # take a case by the short id inbox shows
               amane show c41e9a7b             # read it, decrypted on this machine
-              amane reply c41e9a7b            # answer the reporter through their gateway, written in $EDITOR
+              amane reply c41e9a7b            # answer the reporter, written in $EDITOR
               amane refer c41e9a7b --to health --reason-file -
-            Case text given with -m or --reason is seen by other users of the machine and kept in shell history.
-            With --json, a failure is JSON on standard output too: {"error", "hint", "exitCode"}, and "code" (the relay's
+
+            Case text given with -m or --reason is seen by other users of the machine and kept in shell history. \
+            With --json, a failure is JSON on standard output too: {"error", "hint", "exitCode"}, and "code" (the relay's \
             problem code) when the relay refused.
             """,
         version: RelayVersion.current,

@@ -124,8 +124,9 @@ struct Submit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post a disclosure as a gateway (for integrators and tests).",
         discussion: """
-            FILE holds the JSON body of POST /v1/disclosures. With --seal the content is sealed here to the queue's key,
+            FILE holds the JSON body of POST /v1/disclosures. With --seal the content is sealed here to the queue's key, \
             so the relay only ever receives the envelope. Example: AMANE_HOME=.amane-dev/dev/gateway amane submit seeds/demo/01-….json --seal
+
             When the relay fails (other than a 503 that says nothing was stored) or gives no answer, the disclosure may \
             be stored: the idempotency key is saved in the profile (the message names the file; in --json, \
             idempotencyKeyFile), and sending again with --idempotency-key-file FILE stores it at most once. A sealed \
@@ -217,7 +218,7 @@ struct Replies: AsyncParsableCommand {
         abstract: "Fetch and decrypt the replies for a receipt, with the gateway's key (gateways).",
         discussion: """
             The receipt never goes on the command line, where shell history and `ps` would keep it: it is read \
-            from --receipt-file, else from standard input, else asked on the terminal without echo.
+            from --receipt-file, else from standard input, else asked on the terminal without echo. \
             Example: echo "9477 5412 6644 3143" | AMANE_HOME=.amane-dev/dev/gateway amane replies
             """)
 

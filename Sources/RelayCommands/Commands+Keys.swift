@@ -270,11 +270,14 @@ struct AuditCommand: AsyncParsableCommand {
         discussion: """
             --verify prints the trail's head (SEQ:HASH). Keep it: a trail cut at its end still links up, and only \
             a later `--verify --expect-head SEQ:HASH` shows that the entry is gone or was rewritten.
+
             --case and --actor only filter what is printed (the entries about one case, or by one principal); they do \
             not go with --verify, which checks the whole trail.
+
             The trail is one for the whole relay. Entries about another queue's cases, members and keys are withheld \
             from you: they are not printed, and --verify checks them by their links only (their queue's supervisors, and \
             `amane-relayd admin audit verify`, check their contents).
+
             Examples: amane audit --case 7f3a9c1e
                       amane audit --verify --expect-head 1042:9f86d081884c7d65…
             """)

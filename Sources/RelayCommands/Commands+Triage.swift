@@ -314,6 +314,7 @@ struct Hold: AsyncParsableCommand {
         discussion: """
             A hold does not pause a case: an open case on hold still waits for, or stays with, its responder. \
             Use it when a case may be needed later (the police or a court asked), before or after it closes.
+
             Example: amane hold c41e9a7b --on
             """)
     @OptionGroup var global: ProfileOptions

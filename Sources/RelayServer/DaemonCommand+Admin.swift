@@ -367,7 +367,7 @@ struct RenewServerCertificate: AsyncParsableCommand {
         abstract: "Issue a new server certificate from the relay's CA for the key the daemon already holds.",
         discussion: """
             It replaces tls.certificateFile (and needs the CA key). The key stays, so `systemctl reload amane-relayd` \
-            then serves the new certificate to new connections without dropping open ones.
+            then serves the new certificate to new connections without dropping open ones. \
             Example: amane-relayd admin renew-server-cert --hostname relay.example.org --hostname 203.0.113.10
             """)
 
@@ -431,6 +431,7 @@ struct Reissue: AsyncParsableCommand {
         discussion: """
             The principal keeps its name, role, sealing key, grants and cases; its old certificate gets 403 at once and \
             its key is retired (never enrolled again), unless --keep-key renews for the same key (only for a key no one else may have).
+
             Example: amane-relayd admin reissue amina --out ./amina-2028
             """)
 

@@ -21,6 +21,7 @@ public struct DaemonCommand: AsyncParsableCommand {
             policy (seeds/policy.yaml), then defaults. The example configuration, installed as /etc/amane-relay/amane-relayd.yaml \
             (Config/amane-relayd.yaml in the source), shows every key; a key or AMANE_* variable \
             that the relay does not read is refused.
+
             Exit status: 0 done; 1 failed (the message says why); 6 the audit trail does not verify (backup, restore, \
             admin audit verify); 64 a bad argument; 78 a configuration the relay refuses (any command; for serve and \
             check-config also a data directory it cannot use), which the systemd unit does not restart on.
