@@ -466,7 +466,11 @@ struct Reissue: AsyncParsableCommand {
 struct Revoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Revoke a principal at once: every request with its certificate gets 403, and its grants are deleted.",
-        discussion: "After a responder or supervisor, have a member run `amane rotate`, so new cases are sealed to a key the revoked one never had.")
+        discussion: """
+            After a responder or supervisor, have a member run `amane rotate`, so new cases are sealed to a key the revoked one never had. \
+            The cases it had claimed go back to the queue; those referred stay assigned to it until a supervisor assigns or reopens them. \
+            Both are named.
+            """)
 
     @OptionGroup var common: CommonOptions
     @Argument(help: "The principal's name.") var name: String
@@ -474,16 +478,17 @@ struct Revoke: AsyncParsableCommand {
     func run() async throws {
         guard let principalName = PrincipalName(rawValue: name) else { throw ValidationError("'\(name)' is not a valid name") }
         let configuration = try await common.load()
-        let (role, queue, unheld): (Role, QueueName, [QueueName])
+        let (revocation, unheld): (RelayDatabase.Revocation, [QueueName])
         do {
-            (role, queue, unheld) = try await common.withStore(configuration) { db in
+            (revocation, unheld) = try await common.withStore(configuration) { db in
                 let before = Set(try await db.queuesWithoutSealingKey())
-                let revoked = try await db.revoke(name: principalName, actor: .admin(Admin.user))
-                return (revoked.role, revoked.queue, try await db.queuesWithoutSealingKey().filter { !before.contains($0) })
+                let revocation = try await db.revoke(name: principalName, actor: .admin(Admin.user))
+                return (revocation, try await db.queuesWithoutSealingKey().filter { !before.contains($0) })
             }
         } catch let error as StoreError {
             throw CommandFailure(error.reason)
         }
+        let (role, queue) = (revocation.principal.role, revocation.principal.queue)
         if role == .gateway {
             print("Revoked \(name): its certificate is refused from now on. A gateway holds no queue key, so nothing needs rotating.")
         } else if !unheld.isEmpty {
@@ -497,6 +502,24 @@ struct Revoke: AsyncParsableCommand {
                 to a key \(name) never had.
                 """)
         }
+        let cases = Self.cases(of: revocation)
+        if !cases.isEmpty { print(cases) }
+    }
+
+    /// What became of the cases the principal held, so that none is left with no one: empty when it held none.
+    static func cases(of revocation: RelayDatabase.Revocation) -> String {
+        let name = revocation.principal.name
+        var lines: [String] = []
+        if !revocation.returnedToQueue.isEmpty {
+            lines.append("Back in the queue (new), as \(name) had claimed them: \(revocation.returnedToQueue.joined(separator: " ")).")
+        }
+        if !revocation.stillAssigned.isEmpty {
+            lines.append("""
+                Still assigned to \(name), referred: \(revocation.stillAssigned.joined(separator: " ")). A supervisor gives each to a colleague \
+                who holds its key (`amane assign ID --to NAME`) or puts it back in the queue (`amane reopen ID`).
+                """)
+        }
+        return lines.joined(separator: "\n")
     }
 }
 

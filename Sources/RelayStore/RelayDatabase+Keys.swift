@@ -143,8 +143,17 @@ extension RelayDatabase {
 
     /// Revokes a principal at once and deletes its grants.
     /// - Returns: the revoked principal.
+    /// What a revocation did to the principal's cases, for the admin to pass on.
+    public struct Revocation: Sendable {
+        public var principal: Principal
+        /// Cases it had claimed or was working on: back in the queue, as new.
+        public var returnedToQueue: [String]
+        /// Open cases still assigned to it (referred ones): a supervisor gives them to a colleague or reopens them.
+        public var stillAssigned: [String]
+    }
+
     @discardableResult
-    public func revoke(name: PrincipalName, actor: StoreActor) async throws -> Principal {
+    public func revoke(name: PrincipalName, actor: StoreActor) async throws -> Revocation {
         let now = nowSeconds
         return try await committer.write { db in
             guard var record = try PrincipalRecord.filter(PrincipalRecord.Columns.name == name.rawValue).fetchOne(db) else {
@@ -160,9 +169,11 @@ extension RelayDatabase {
                 try db.execute(sql: "UPDATE disclosure SET state = 'new', assigneeID = NULL, claimExpiresAt = NULL WHERE id = ?", arguments: [caseID])
                 try AuditLog.append(db, time: now, actor: actor, action: "release", subject: caseID, detail: ["reason": "revoked", "to": "new"])
             }
+            let stillAssigned = try String.fetchAll(db, sql: "SELECT id FROM disclosure WHERE assigneeID = ? AND state <> 'closed' AND purgedAt IS NULL ORDER BY id",
+                                                    arguments: [record.id])
             record.revokedAt = now
             guard let principal = record.principal else { throw StoreError(.invalid, "the principal \(name) is stored with an unknown role or queue") }
-            return principal
+            return Revocation(principal: principal, returnedToQueue: released.sorted(), stillAssigned: stillAssigned)
         }
     }
 

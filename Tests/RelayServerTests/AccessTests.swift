@@ -154,8 +154,17 @@ extension DaemonSuite {
         #expect(try await eventually { output.value.components(separatedBy: "HTTP/1.1 ").count == 2 }, "\(output.value)")
         #expect(output.value.contains("HTTP/1.1 200"))
 
+        // The admin hears what became of the cases it held: none is left with no one.
+        var held: [String] = []
+        for _ in 0..<2 {
+            let submitted = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "held when revoked"), headers: ["Idempotency-Key": Demo.key()])
+            held.append(try #require(submitted.json["id"] as? String))
+            #expect(try daemon.post("/v1/disclosures/\(held.last!)/claim", as: daemon.responder, json: [:]).status == 200)
+        }
+        #expect(try daemon.post("/v1/disclosures/\(held[1])/transition", as: daemon.responder, json: ["action": "refer", "referral": "police"]).status == 200)
         let (status, text) = try daemon.admin(["admin", "revoke", "demo-responder"])
-        #expect(status == 0 && text.contains("run `amane rotate`"), "\(text)")
+        #expect(status == 0 && text.contains("run `amane rotate`") && text.contains("Back in the queue (new), as demo-responder had claimed them: \(held[0]).")
+                && text.contains("Still assigned to demo-responder, referred: \(held[1]).") && text.contains("`amane assign ID --to NAME`"), "\(text)")
         input.fileHandleForWriting.write(request)
         #expect(try await eventually { output.value.components(separatedBy: "HTTP/1.1 ").count == 3 }, "\(output.value)")
         #expect(output.value.components(separatedBy: "HTTP/1.1 ").last?.hasPrefix("403") == true)

@@ -134,8 +134,12 @@ import Testing
     @Test func aRevokedMemberCanDoNothingMore() async throws {
         let fixture = try await StoreFixture()
         let result = try await fixture.submit()
-        try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.responder))
-        try await fixture.db.revoke(name: fixture.responder.name, actor: .admin("test"))
+        let referred = try await fixture.submit(), closed = try await fixture.submit()
+        for id in [result.id, referred.id, closed.id] { try await fixture.db.transition(id: id, action: .claim, actor: StoreActor(fixture.responder)) }
+        try await fixture.db.transition(id: referred.id, action: .refer, actor: StoreActor(fixture.responder), referral: "health")
+        try await fixture.db.transition(id: closed.id, action: .close, actor: StoreActor(fixture.responder), outcome: "support_provided")
+        let revocation = try await fixture.db.revoke(name: fixture.responder.name, actor: .admin("test"))
+        #expect(revocation.returnedToQueue == [result.id] && revocation.stillAssigned == [referred.id], "the admin is told of each case it held: \(revocation)")
         #expect(try await fixture.db.caseSummary(id: result.id).state == .new, "a revoked member's claims are released")
         let release = try await fixture.db.auditEntries().last { $0.entry.action == "release" }
         #expect(release?.entry.subject == result.id && release?.entry.detail.contains("revoked") == true, "the release is audited")
