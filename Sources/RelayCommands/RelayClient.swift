@@ -172,6 +172,7 @@ final class RelayClient: Sendable {
         case 403 where detail.contains("you have no key for the epoch"): "`amane keys` lists the keys you hold; whoever grants reads your fingerprint with you first."
         case 403 where detail.contains("you do not hold the current key"): "`amane keys` lists the keys you hold; a colleague who holds the current one rotates it, or grants it to you."
         case 403 where detail.contains("no key for the epoch"): "Assign it to a colleague who holds that key, or have one grant it to them (they read each other the fingerprint first)."
+        case 403 where detail.hasPrefix("a responder may not"): "That is a supervisor's to do: ask one."
         case 403 where detail.contains(" holds it"): "Ask them to release it (`amane release`), or a supervisor to assign it to you (`amane assign`)."
         case 403 where detail.contains("claim"): "`amane claim ID` takes the case first."
         case 403: "Ask an admin if you think you should be allowed to do this."

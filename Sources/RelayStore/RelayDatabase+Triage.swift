@@ -163,9 +163,9 @@ extension RelayDatabase {
         (now + Int64(options.policy.claimLeaseSeconds) + 59) / 60 * 60
     }
 
-    /// "; NAME holds it until TIME" for a case someone holds, else nothing.
+    /// "; NAME holds it until TIME" for an open case someone holds, else nothing (a closed case keeps who closed it).
     static func claimant(_ db: Database, _ record: DisclosureRecord) throws -> String {
-        guard let holder = try record.assigneeID.flatMap({ try principalNames(db)[$0] }) else { return "" }
+        guard record.caseState != .closed, let holder = try record.assigneeID.flatMap({ try principalNames(db)[$0] }) else { return "" }
         let until = record.claimExpiresAt.map { " until " + Date(timeIntervalSince1970: TimeInterval($0)).formatted(.iso8601) } ?? ""
         return "; \(holder) holds it\(until)"
     }
@@ -221,7 +221,9 @@ extension RelayDatabase {
             do {
                 next = try TriageMachine.next(after: action, from: record.caseState, by: actor.role, isAssignee: isAssignee)
             } catch let error as CoreError {
-                throw StoreError(error.code == .transitionNotAllowed ? .invalidState : .forbidden, error.reason + (try Self.claimant(db, record)))
+                // Who holds it matters unless the role alone forbids the action.
+                let holder = error.code == .roleNotAllowed ? "" : try Self.claimant(db, record)
+                throw StoreError(error.code == .transitionNotAllowed ? .invalidState : .forbidden, error.reason + holder)
             }
             // Closing or referring is deciding: not before its holder (or, unclaimed, anyone) has opened what the reporter added.
             if action == .close || action == .refer, record.updated, isAssignee || record.assigneeID == nil {

@@ -251,7 +251,9 @@ extension DaemonSuiteForCLI {
             #expect(open.map { $0["id"] as! String } == [ids[0], ids[2]])
             let closed = (try cli.json(["inbox", "--state", "closed"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
             #expect(closed.map { $0["id"] as! String } == [ids[1]])
-            #expect(try cli.run(["reopen", ids[1]], home: cli.responder).code == 2, "only a supervisor reopens")
+            let notHers = try cli.run(["reopen", ids[1]], home: cli.responder)
+            #expect(notHers.code == 2 && notHers.output.contains("a responder may not reopen a case") && !notHers.output.contains("holds it")
+                    && notHers.output.contains("That is a supervisor's to do"), "only a supervisor reopens, and the hint says so: \(notHers.output)")
             #expect(try cli.run(["reopen", ids[1]], home: cli.supervisor).code == 0)
             let assigned = try cli.json(["assign", ids[1], "demo-responder"], home: cli.supervisor) as! [String: Any]
             #expect(assigned["assignee"] as? String == "demo-responder" && assigned["state"] as? String == "claimed")
