@@ -18,7 +18,8 @@ public struct Amane: AsyncParsableCommand {
             Passphrases come from --passphrase-file, AMANE_PASSPHRASE_FILE, the profile's passphraseFile or the terminal, \
             in that order; never from the command line.
 
-            Exit codes: 0 success, 1 usage error, 2 the relay refused (4xx), 3 the relay cannot be reached or TLS failed, \
+            Exit codes: 0 success, 1 a usage or local error (a wrong argument, a missing or unreadable profile or file, \
+            an ambiguous short id), 2 the relay refused (4xx), 3 the relay cannot be reached or TLS failed, \
             4 a key problem: wrong passphrase, damaged key file, or no key (or too old an amane) for something sealed, \
             5 the relay failed (5xx), 6 verification failed: the audit trail, or a sealed item that was altered or moved.
 

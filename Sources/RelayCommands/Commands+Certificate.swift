@@ -144,7 +144,9 @@ struct RequestCertificate: AsyncParsableCommand {
     }
 
     private func existingKey(at path: String) throws -> ClientKey {
-        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError(.usage, "cannot read the client key \(path)") }
+        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CLIError(.usage, "cannot read the client key \(path)", hint: "It is the file `amane request-certificate` wrote beside its request; check 'key:' in config.yaml.")
+        }
         let key: ClientKey
         do { key = try ClientKey(pem: pem) } catch {
             switch error {

@@ -219,7 +219,7 @@ struct Rotate: AsyncParsableCommand {
     }
 
     private func grantedTo(_ result: RotationResult) -> String {
-        result.skipped.isEmpty ? "every other active responder" : result.unconfirmed.isEmpty ? "the colleagues you confirmed" : "these colleagues"
+        result.skipped.isEmpty ? "every other active member of the queue" : result.unconfirmed.isEmpty ? "the colleagues you confirmed" : "these colleagues"
     }
 }
 

@@ -34,7 +34,7 @@ extension SealingPublicKey {
         }
         let body = decoded.dropLast(4)
         guard Array(SHA256.hash(data: body).prefix(4)) == Array(decoded.suffix(4)) else {
-            throw FormatError(.malformed, "public key checksum does not match; was it copied whole?")
+            throw FormatError(.malformed, "public key checksum does not match: it was not copied whole, or was mistyped")
         }
         guard let suite = SealingSuite(tag: body[body.startIndex]) else { throw FormatError(.unsupportedSuite) }
         try self.init(suite: suite, rawRepresentation: body.dropFirst())

@@ -77,7 +77,7 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: ArgumentHelp("The data directory (db.path).", valueName: "dir"))
     var dataDirectory: String?
 
-    @Flag(name: .long, help: "Development mode: the local folder .amane-dev, which `serve --dev` makes on its first start (a CA, certificates, demo profiles).")
+    @Flag(name: .long, help: "Work on the development relay in the local folder .amane-dev, which `serve --dev` makes on its first start (a CA, certificates, demo profiles).")
     var dev = false
 
     func load(extra: [String: String] = [:]) async throws -> RelayConfiguration {

@@ -111,6 +111,10 @@ extension DaemonSuiteForCLI {
         try profile.write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
         let mistyped = try cli.run(["inbox"], home: daemon.directory + "/no-such-profile")
         #expect(mistyped.code == 1 && mistyped.output.contains("no profile at"), "\(mistyped.output)")
+        let empty = daemon.directory + "/empty-profile"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let unwritten = try cli.run(["inbox"], home: empty)
+        #expect(unwritten.code == 1 && unwritten.output.contains("the profile \(empty) has no config.yaml"), "not a missing key: \(unwritten.output)")
         let unreachable = try cli.run(["inbox"], home: offline)
         #expect(unreachable.code == 3 && unreachable.output.contains("https://127.0.0.1:1") && unreachable.output.contains("nothing answers"),
                 "\(unreachable.output)")
