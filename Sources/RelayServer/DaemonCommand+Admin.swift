@@ -91,10 +91,9 @@ struct Admin: AsyncParsableCommand {
     }
 
     /// Issues a client certificate from the relay CA and registers its key as a principal.
-    static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey: String, queue: QueueOptions,
+    static func enroll(_ common: CommonOptions, name: String, role: Role, sealingKey key: SealingPublicKey, queue: QueueOptions,
                        certificate: CertificateOptions) async throws {
         let principalName = try validName(name)
-        let key = try validSealingKey(sealingKey)
         // Before anything is signed or written: the store checks again when it enrolls.
         let known = try await common.withStore(try await common.load()) { db in try await db.queueNames() }
         if queue.newQueue, known.contains(queue.name) {
@@ -139,9 +138,9 @@ struct Admin: AsyncParsableCommand {
         }
     }
 
-    static func validSealingKey(_ text: String) throws -> SealingPublicKey {
+    static func validSealingKey(_ text: String, from option: String = "--sealing-key") throws -> SealingPublicKey {
         do { return try SealingPublicKey(text: text) } catch {
-            throw ValidationError("--sealing-key: \(error.reason.isEmpty ? error.code.rawValue : error.reason). Paste the whole amanepk1… line that `amane keygen` printed.")
+            throw ValidationError("\(option): \(error.reason.isEmpty ? error.code.rawValue : error.reason). Give the whole amanepk1… line that `amane keygen` printed.")
         }
     }
 
@@ -313,26 +312,50 @@ struct QueueOptions: ParsableArguments {
     }
 }
 
+/// A principal's public sealing key: some 1,600 characters, so it may come in a file rather than be pasted.
+struct SealingKeyOptions: ParsableArguments {
+    @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The public sealing key (amanepk1…) that `amane keygen` printed.", valueName: "key"))
+    var text: String?
+    @Option(name: .customLong("sealing-key-file"), help: ArgumentHelp(
+        "A file holding it: what `amane keygen --show > NAME.pub` wrote, or the key's line alone.", valueName: "file"))
+    var file: String?
+
+    func validate() throws { _ = try key() }
+
+    func key() throws -> SealingPublicKey {
+        switch (text, file) {
+        case (let text?, nil): return try Admin.validSealingKey(text)
+        case (nil, let file?):
+            guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("--sealing-key-file: cannot read \(file)")
+            }
+            let line = contents.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.first { $0.hasPrefix("amanepk1") }
+            guard let line else { throw ValidationError("--sealing-key-file: \(file) holds no amanepk1… line") }
+            return try Admin.validSealingKey(line, from: "--sealing-key-file")
+        case (nil, nil): throw ValidationError("give the public sealing key with --sealing-key KEY or --sealing-key-file FILE")
+        case (_?, _?): throw ValidationError("give --sealing-key or --sealing-key-file, not both")
+        }
+    }
+}
+
 struct EnrollGateway: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enroll-gateway",
         abstract: "Enroll a helpline gateway or kiosk and issue its client certificate.",
-        discussion: "Example: amane-relayd admin enroll-gateway kiosk-casa-1 --sealing-key amanepk1… --out ./kiosk-casa-1")
+        discussion: "Its sealing key is for replies to reporters. Example: amane-relayd admin enroll-gateway kiosk-casa-1 --sealing-key-file kiosk-casa-1.pub --out ./kiosk-casa-1")
 
     @OptionGroup var common: CommonOptions
     @Argument(help: "The gateway's name, as it appears in the audit trail.") var name: String
-    @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The gateway's public sealing key (amanepk1…), for replies to reporters.", valueName: "key"))
-    var sealingKey: String
+    @OptionGroup var sealingKey: SealingKeyOptions
     @OptionGroup var queue: QueueOptions
     @OptionGroup var certificate: CertificateOptions
 
     func validate() throws {
         _ = try Admin.validName(name)
-        _ = try Admin.validSealingKey(sealingKey)
     }
 
     func run() async throws {
-        try await Admin.enroll(common, name: name, role: .gateway, sealingKey: sealingKey, queue: queue, certificate: certificate)
+        try await Admin.enroll(common, name: name, role: .gateway, sealingKey: try sealingKey.key(), queue: queue, certificate: certificate)
     }
 }
 
@@ -340,23 +363,21 @@ struct EnrollResponder: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enroll-responder",
         abstract: "Enroll a responder (or, with --supervisor, a supervisor) and issue their client certificate.",
-        discussion: "Example: amane-relayd admin enroll-responder amina --sealing-key amanepk1… --out ./amina")
+        discussion: "Example: amane-relayd admin enroll-responder amina --sealing-key-file amina.pub --out ./amina (amina.pub: what `amane keygen --show` printed)")
 
     @OptionGroup var common: CommonOptions
     @Argument(help: "The responder's name, as it appears in the audit trail.") var name: String
-    @Option(name: .customLong("sealing-key"), help: ArgumentHelp("The public key printed by `amane keygen` (amanepk1…).", valueName: "key"))
-    var sealingKey: String
+    @OptionGroup var sealingKey: SealingKeyOptions
     @Flag(help: "Enroll as a supervisor: may also assign, reopen, hold and read the audit trail.") var supervisor = false
     @OptionGroup var queue: QueueOptions
     @OptionGroup var certificate: CertificateOptions
 
     func validate() throws {
         _ = try Admin.validName(name)
-        _ = try Admin.validSealingKey(sealingKey)
     }
 
     func run() async throws {
-        try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: sealingKey, queue: queue,
+        try await Admin.enroll(common, name: name, role: supervisor ? .supervisor : .responder, sealingKey: try sealingKey.key(), queue: queue,
                                certificate: certificate)
     }
 }

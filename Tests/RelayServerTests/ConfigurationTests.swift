@@ -333,6 +333,20 @@ import X509
             let (code, output) = try relayd(["admin", "enroll-responder", "amina", "--sealing-key", key, "--data-dir", data])
             #expect(code == 64 && output.contains("--sealing-key: not an Amane public key") && output.contains("admin enroll-responder"), "\(output)")
         }
+        // The key may come in a file, as `amane keygen --show` printed it: exactly one of the two ways.
+        let keyFile = data + "-gateway.pub"
+        try "Your sealing key is in …\nFingerprint (read it to your admin to compare): 1234\nPublic key (give this whole line to your admin):\n\(gatewayKey)\n"
+            .write(toFile: keyFile, atomically: true, encoding: .utf8)
+        try "nothing here\n".write(toFile: data + "-empty.pub", atomically: true, encoding: .utf8)
+        for (arguments, fragment) in [(["--sealing-key", gatewayKey, "--sealing-key-file", keyFile], "not both"), ([], "--sealing-key-file FILE"),
+                                      (["--sealing-key-file", data + "-missing.pub"], "cannot read"), (["--sealing-key-file", data + "-empty.pub"], "holds no amanepk1")] {
+            let (code, output) = try relayd(["admin", "enroll-gateway", "kiosk-file", "--data-dir", data] + arguments)
+            #expect(code == 64 && output.contains(fragment), "\(arguments): \(output)")
+        }
+        let fromFile = try relayd(["admin", "enroll-gateway", "kiosk-file", "--sealing-key-file", keyFile, "--out", data + "-kiosk-file", "--data-dir", data])
+        let gatewayFingerprint = try SealingPublicKey(text: gatewayKey).fingerprint
+        #expect(fromFile.0 == 0 && fromFile.1.contains(gatewayFingerprint), "\(fromFile.1)")
+        defer { try? FileManager.default.removeItem(atPath: data + "-kiosk-file") }
         #expect(try relayd(["backup", "--data-dir", data, "--to", data + "-backups", "--keep", "0"]).0 == 64)
         for inside in [data + "/.", data + "/backups"] {
             let (intoDataCode, intoData) = try relayd(["backup", "--data-dir", data, "--to", inside])
