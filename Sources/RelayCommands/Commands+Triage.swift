@@ -212,7 +212,7 @@ struct Show: AsyncParsableCommand {
         var lines = [
             "Case \(item.id)",
             "  \(item.urgency) · \(item.category) · \(item.language) · \(item.channel)\(item.region.map { " · \($0)" } ?? "")",
-            "  state \(item.state)\(item.assignee.map { ", assigned to \($0)" } ?? "")\(item.onHold ? ", legal hold" : "")\(item.referral.map { ", referred to \($0)" } ?? "")\(item.outcome.map { ", outcome \($0)" } ?? "")",
+            "  state \(item.state)\(item.assignee.map { ", assigned to \($0)" } ?? "")\(item.onHold ? ", legal hold" : "")\(item.referral.map { item.state == CaseState.referred.rawValue ? ", referred to \($0)" : ", was referred to \($0)" } ?? "")\(item.outcome.map { ", outcome \($0)" } ?? "")",
             "  received \(item.receivedAt)\(Output.sla(item).map { item.state == CaseState.new.rawValue ? ", unclaimed, \($0)" : ", a follow-up unopened by its holder, \($0)" } ?? "")",
             "",
         ]

@@ -375,7 +375,8 @@ extension DaemonSuiteForCLI {
         let paged = try cli.run(["inbox", "--overdue"], home: cli.supervisor).output
         #expect(paged.split(separator: "\n").first { $0.contains(short) }?.contains("overdue 4") == true
                 && paged.contains("until its holder opens the reporter's follow-up") && paged.contains("amane reopen ID"), "\(paged)")
-        _ = try cli.run(["show", short], home: cli.responder)
+        let openedReferred = try cli.run(["show", short], home: cli.responder).output
+        #expect(openedReferred.contains("  state referred, assigned to demo-responder, referred to health\n"), "\(openedReferred)")
         #expect(!(try cli.run(["inbox", "--overdue"], home: cli.supervisor).output.contains(short)), "opened by its holder, it waits on no one")
         let read = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
         #expect(read.first { $0["id"] as? String == arabic }?["updated"] as? Bool == false, "opened, the follow-up is read")
@@ -525,6 +526,10 @@ extension DaemonSuiteForCLI {
         let (revokedCode, revokedOutput) = try cli.run(["inbox"], home: youssef)
         #expect(revokedCode == 2 && revokedOutput.contains("revoked"), "\(revokedOutput)")
 
+        // Reopened, the case says where it was referred, not that it is referred now.
+        #expect(try cli.run(["reopen", short], home: cli.supervisor).code == 0)
+        let reopenedText = try cli.run(["show", short], home: cli.responder).output
+        #expect(reopenedText.contains("  state new") && reopenedText.contains(", was referred to health\n"), "\(reopenedText)")
         // 9. One case's entries, or one principal's, by the short id; the trail verifies and prints its head; a cut at the end shows against that head.
         let trail = try cli.json(["audit"], home: cli.supervisor) as! [[String: Any]]
         let aboutArabic = try cli.json(["audit", "--case", short], home: cli.supervisor) as! [[String: Any]]
