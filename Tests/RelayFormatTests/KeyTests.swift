@@ -28,6 +28,14 @@ import Testing
         #expect(SealingPrivateKey.generate().publicKey.fingerprint != fingerprint)
     }
 
+    /// The formula Envelope.md gives, computed apart (Python's hashlib and base64) for RFC 7748's X25519 public key of Alice.
+    @Test func fingerprintAndKeyIDFollowTheSpecification() throws {
+        let hex = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        let alice = try SealingPublicKey(suite: .x25519ChaChaPoly, rawRepresentation: stride(from: 0, to: hex.count, by: 2).map { UInt8(hex.dropFirst($0).prefix(2), radix: 16)! })
+        #expect(alice.fingerprint == "amane1-o55k-6yuc-fdom-mzij-txjy-puqs")
+        #expect(alice.id.uuidString.lowercased() == "777aaf62-8228-dcc6-6509-9dd387d21215")
+    }
+
     @Test func base32MatchesRFC4648() {
         #expect(Base32.encode(Array("foobar".utf8)) == "mzxw6ytboi")
         #expect(Base32.encode(Array("f".utf8)) == "my")
