@@ -23,7 +23,8 @@ info:
   description: >-
     The relay between helpline gateways and responders. Every call needs a client certificate
     issued by the relay's CA (mutual TLS 1.3); the certificate's key maps to a principal whose
-    role decides what it may call. Errors are application/problem+json (RFC 9457). Every answer to a request
+    role decides what it may call. Without one the TLS handshake fails and no HTTP answer comes (under TLS 1.3
+    the alert arrives at the first read, after the request was sent): it is a refusal, not a lost answer. Errors are application/problem+json (RFC 9457). Every answer to a request
     the relay read carries a Request-Id header, which its log names too: quote it when reporting a problem (the
     refusals of malformed HTTP below, 400, 431, 501 and 408, come before a request exists and carry none).
     Any call that writes may also answer 503 with Retry-After when the store is saturated or its
@@ -31,14 +32,16 @@ info:
     Idempotency-Key). POST /v1/disclosures, which also answers it (no_sealing_key) while the queue has no key that an active member holds, lists it; a follow-up answers it then too. Both answer 429 storage_quota_exceeded past the gateway's bytes for the day (limits.gatewayBytesPerDay). Bodies are JSON in UTF-8 without a byte order mark, with no field
     the schema does not name, not even as null (an optional field it names may be null, which counts as absent; a required one may not), no key twice in one object, nested at most 32 deep
     and holding at most 1,000 values (else 400); outside the top-level `sealed` fields, a body holds
-    at most limits.maxBodyBytes (256 KiB by default; else 413). They are sent as application/json (one Content-Type), with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
+    at most limits.maxBodyBytes (256 KiB by default; else 413), and a sealed envelope at most
+    limits.maxEnvelopeBytes (8 MiB by default; else 413). They are sent as application/json (one Content-Type), with no charset but UTF-8 and without a Content-Encoding (else 415). A request that is not valid HTTP answers 400 (so
     does an HTTP/1.1 request without exactly one Host, with an Upgrade header, or a CONNECT, whose answer has no body), one in a transfer coding other than chunked 501, one whose
     headers are too large 431, one whose body has not arrived in full within the relay's
     limits.requestBodySeconds (30 by default) of its head 408, and the connection is closed. A refusal sent before its
     body arrived (429, 403, 413) keeps the connection when the body declared a Content-Length of at most 1 MiB (the rest
     is read and dropped); a larger or chunked one is closed after it, and says Connection: close. A path
     called with a method it does not take answers 405 with Allow (HEAD included); an unknown path 404. A problem's
-    `code` says which cause it is; a client programs against it, not against `detail`.
+    `code` says which cause it is; a client programs against it, not against `detail`. A connection silent for
+    limits.idleTimeoutSeconds (30 by default) is closed: open another, and retry a write under its Idempotency-Key.
     Sealed envelopes (`sealed` fields: gateway-sealed submissions, replies sealed to a gateway's key)
     follow the envelope format specified in the relay's source, Sources/RelayFormat/RelayFormat.docc/Envelope.md
     (header, HPKE suites, chunked payload, test vectors); `amane submit --seal` and `amane replies` implement it.
@@ -53,7 +56,7 @@ paths:
         - name: Idempotency-Key
           in: header
           required: true
-          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the same answer. Keys are the gateway's own; another gateway's same key is another request.
+          description: 32 to 128 visible ASCII characters, random (a UUIDv4 will do); a retry with the same key within seven days gets the same answer. A retry is the same request when its JSON says the same (the order of keys and spacing aside); anything else under that key answers 409. Keys are the gateway's own, shared by its disclosures and follow-ups; another gateway's same key is another request.
           schema: {type: string, minLength: 32, maxLength: 128, pattern: '^[!-~]+$'}
       requestBody:
         required: true
@@ -749,7 +752,7 @@ components:
       description: The labels, and exactly one of content and sealed.
       required: [urgency, category, language, channel]
       properties:
-        queue: {type: string, description: "Default: the gateway's own queue, the only one it submits to."}
+        queue: {type: string, description: "Default: the gateway's own queue, the only one it submits to (another answers 400)."}
         urgency: {type: string, enum: [\#(Urgency.allCases.map(\.rawValue).joined(separator: ", "))]}
         category: {type: string, description: "A category code that GET /v1/taxonomy lists; another answers 400, naming the known ones."}
         language: {type: string, description: "A language code that GET /v1/taxonomy lists."}
@@ -763,7 +766,7 @@ components:
       required: [id, receipt, receivedAt]
       properties:
         id: {type: string}
-        receipt: {type: string}
+        receipt: {type: string, description: "For the reporter: 16 digits in four groups of four, the last a check digit. The relay keeps only its hash."}
         receivedAt: {type: string, format: date-time, description: "UTC, to the minute."}
     FollowupSubmission:
       type: object
@@ -791,9 +794,9 @@ components:
       type: object
       required: [id, sealed, createdAt]
       properties:
-        id: {type: string}
+        id: {type: string, description: "The reply's id: its envelope's object id."}
         sealed: {type: string, description: "Base64 of the reply's envelope sealed to the gateway's key (kind reply, bound to the case; format in Envelope.md, see info)."}
-        createdAt: {type: string}
+        createdAt: {type: string, format: date-time, description: "UTC, to the minute."}
     ReplyKey:
       type: object
       required: [caseId, gatewayKey]
@@ -812,7 +815,7 @@ components:
       required: [queue, epoch, publicKey, fingerprint, narrativeMaxBytes, contentMaxBytes]
       properties:
         queue: {type: string}
-        epoch: {type: string}
+        epoch: {type: string, description: "The key's id (the first 16 bytes of its digest, written as a UUID; Envelope.md): the key id in the header of what is sealed to it."}
         publicKey: {type: string}
         fingerprint: {type: string}
         narrativeMaxBytes: {type: integer, description: "limits.narrativeMaxBytes: a gateway that seals checks the narrative against it before sealing, since the relay cannot look inside an envelope"}

@@ -72,6 +72,9 @@ extension DaemonSuite {
         var unknownNull = Demo.body(narrative: "x")
         unknownNull["priority"] = NSNull()
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: unknownNull, headers: key), 400, "unknown field 'priority'")
+        var elsewhere = Demo.body(narrative: "x")
+        elsewhere["queue"] = "bayti"
+        problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: elsewhere, headers: key), 400, "field 'queue': this gateway submits to national")
         var badLabel = Demo.body(narrative: "x")
         badLabel["region"] = "atlantis"
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: badLabel, headers: key), 400, "region")
