@@ -64,7 +64,8 @@ struct RequestCertificate: AsyncParsableCommand {
                 throw error
             }
         }
-        let info = CertificateRequestInfo(name: name, request: requestPath, key: keyPath, keyCreated: created, replacedKey: replaced,
+        let requestFile = requestPath == "-" ? "-" : URL(fileURLWithPath: requestPath).standardizedFileURL.path
+        let info = CertificateRequestInfo(name: name, request: requestFile, key: keyPath, keyCreated: created, replacedKey: replaced,
                                           fingerprint: try key.fingerprint)
         if global.json { return try Output.json(info) }
         let text = explain(info, profile: profile)
@@ -117,7 +118,7 @@ struct RequestCertificate: AsyncParsableCommand {
         let admin = if info.replacedKey != nil {
             "for `amane-relayd admin reissue \(name) --csr \(file)`, which retires the old key; until then this profile cannot reach the relay"
         } else if info.keyCreated {
-            "with your sealing key's public line (`amane keygen --show`), for `amane-relayd admin enroll-responder \(name) --csr \(file)` (or enroll-gateway)"
+            "with your sealing key (`amane keygen --show > \(name).pub` writes it to a file), for `amane-relayd admin enroll-responder \(name) --sealing-key-file \(name).pub --csr \(file)` (or enroll-gateway)"
         } else {
             "for `amane-relayd admin reissue \(name) --csr \(file) --keep-key` (or, if you are not enrolled yet, `admin enroll-responder … --csr`)"
         }

@@ -119,7 +119,7 @@ struct Grant: AsyncParsableCommand {
             }
             return (granted: granted, held: keys.count - granted)
         }
-        if global.json { return try Output.json(["granted": count.granted, "held": count.held]) }
+        if global.json { return try Output.json(GrantCount(name: name, granted: count.granted, held: count.held)) }
         guard count.granted + count.held > 0 else {
             return print("""
                 You hold no queue key, so none was granted; \(name)'s key is confirmed in your profile. A member who holds \
@@ -221,6 +221,13 @@ struct Rotate: AsyncParsableCommand {
     private func grantedTo(_ result: RotationResult) -> String {
         result.skipped.isEmpty ? "every other active member of the queue" : result.unconfirmed.isEmpty ? "the colleagues you confirmed" : "these colleagues"
     }
+}
+
+/// What `amane grant --json` prints: how many queue keys went to whom, and how many they held already.
+struct GrantCount: Codable {
+    var name: String
+    var granted: Int
+    var held: Int
 }
 
 struct KeyHeld: Codable {

@@ -438,6 +438,8 @@ extension DaemonSuiteForCLI {
         let again = try cli.run(["grant", "youssef"], home: cli.responder)
         #expect(again.code == 0 && again.output.contains("youssef holds every queue key you hold already (1); nothing was changed"),
                 "a responder's grant does not replace one held: \(again.output)")
+        let againJSON = try cli.json(["grant", "youssef"], home: cli.responder) as? [String: Any]
+        #expect(againJSON?["name"] as? String == "youssef" && againJSON?["granted"] as? Int == 0 && againJSON?["held"] as? Int == 1, "\(String(describing: againJSON))")
         // A grant that does not open (a key holder's doing: the relay cannot tell) is named by youssef's tools, and a
         // supervisor's grant mends it.
         let spoil = """

@@ -238,6 +238,12 @@ extension DaemonSuite {
         let request = try String(contentsOfFile: home + "-nadia.csr", encoding: .utf8)
         #expect(request.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") && request.hasSuffix("-----\n") && !request.contains("PRIVATE KEY"))
         let fingerprint = try #require(first["fingerprint"] as? String)
+        // A request written here by a relative --out is named by its whole path, as the key is.
+        var inHome = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        inHome["AMANE_HOME"] = home
+        let (_, hereOutput) = try Daemon.run("/bin/sh", ["-c", #"cd "$1" && exec "$2" request-certificate nadia --json --out nadia-here.csr"#, "sh", daemon.directory, Build.cli],
+                                             environment: inHome)
+        #expect(try requestInfo(hereOutput)["request"] as? String == daemon.directory + "/nadia-here.csr", "\(hereOutput)")
 
         let handover = daemon.directory + "/handover-nadia"
         let sealingKey = SealingPrivateKey.generate().publicKey.text
