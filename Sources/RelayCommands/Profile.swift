@@ -58,13 +58,13 @@ struct Profile {
         guard FileManager.default.fileExists(atPath: directory) else {
             throw CLIError(.usage, "no profile at \(directory)", hint: "Check --profile or $AMANE_HOME; `amane keygen` starts a new profile there.")
         }
-        let file = (directory as NSString).appendingPathComponent("config.yaml")
-        guard FileManager.default.fileExists(atPath: file) else {
-            throw CLIError(.usage, "the profile \(directory) has no config.yaml", hint: "Write one there naming relay, ca, certificate and key (`amane --help` says how), or pass --profile.")
-        }
         guard let value else {
+            let file = (directory as NSString).appendingPathComponent("config.yaml")
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw CLIError(.usage, "the profile \(directory) has no config.yaml", hint: "Write one there naming relay, ca, certificate and key (`amane --help` says how), or pass --profile.")
+            }
             throw CLIError(.usage, "the profile \(directory) has no '\(key)'",
-                           hint: "Add '\(key): …' to \((directory as NSString).appendingPathComponent("config.yaml")), or pass --profile.")
+                           hint: "Add '\(key): …' to \(file), or pass --profile.")
         }
         return value
     }

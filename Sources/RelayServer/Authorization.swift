@@ -56,11 +56,6 @@ public enum Authorization {
         }
     }
 
-    /// The methods served at a concrete path, for 405's Allow.
-    static func methods(at path: String) -> [String] {
-        Set(routes(at: path).map(\.method)).sorted()
-    }
-
     public static func roles(for route: RouteKey) -> Set<Role> {
         guard let roles = table[route] else { preconditionFailure("route \(route) is missing from the authorization table") }
         return roles

@@ -143,7 +143,7 @@ struct ProblemMiddleware: RouterMiddleware {
         case let error as HTTPError where error.status == .notFound:
             let routes = Authorization.routes(at: request.uri.path)
             guard !routes.isEmpty else { return Answer(status: .notFound, detail: "no such route") }
-            let allowed = Authorization.methods(at: request.uri.path)
+            let allowed = Set(routes.map(\.method)).sorted()
             // Counted and logged under the path's pattern, not as the router's "NotFound"; the most literal one.
             context.coreContext.endpointPath.value = routes.map(\.path).max { $0.filter { $0 == "{" }.count > $1.filter { $0 == "{" }.count }
             return Answer(status: .methodNotAllowed, detail: "\(request.uri.path) takes \(allowed.joined(separator: " and ")), not \(request.method)",

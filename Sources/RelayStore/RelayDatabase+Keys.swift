@@ -141,8 +141,6 @@ extension RelayDatabase {
         }
     }
 
-    /// Revokes a principal at once and deletes its grants.
-    /// - Returns: the revoked principal.
     /// What a revocation did to the principal's cases, for the admin to pass on.
     public struct Revocation: Sendable {
         public var principal: Principal
@@ -152,6 +150,7 @@ extension RelayDatabase {
         public var stillAssigned: [String]
     }
 
+    /// Revokes a principal at once, deletes its grants and returns the cases it had claimed to the queue.
     @discardableResult
     public func revoke(name: PrincipalName, actor: StoreActor) async throws -> Revocation {
         let now = nowSeconds
