@@ -170,7 +170,8 @@ import Testing
 
     @Test func errorDescriptionsHoldNoSecretBytes() throws {
         let key = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
-        let secretHex = key.publicKey.rawRepresentation.prefix(8).map { String(format: "%02x", $0) }.joined()
+        let secretHex = key.rawRepresentation.prefix(8).map { String(format: "%02x", $0) }.joined()
+        let secretBase64 = Data(key.rawRepresentation).base64EncodedString().prefix(12)
         let caseID = UUID()
         let envelope = try Envelope.seal(Array("canary-7f3a".utf8), to: key.publicKey, kind: .note, objectID: UUID(), caseID: caseID)
         do {
@@ -178,9 +179,11 @@ import Testing
             Issue.record("opened with the wrong object id")
         } catch {
             let text = "\(error) \(String(reflecting: error))"
-            #expect(!text.contains("canary") && !text.contains(secretHex))
+            #expect(!text.contains("canary") && !text.contains(secretHex) && !text.contains(secretBase64))
         }
-        #expect(!String(describing: key).contains(secretHex))
+        for text in [String(describing: key), String(reflecting: key)] {
+            #expect(!text.contains(secretHex) && !text.contains(secretBase64), "\(text)")
+        }
     }
 }
 
