@@ -2,7 +2,7 @@ import RelayFormat
 
 /// The code a reporter keeps to come back: 15 random digits and a Damm check digit, read aloud in groups of four.
 /// The relay stores only its SHA-256.
-public struct Receipt: Sendable, Hashable, CustomStringConvertible {
+public struct Receipt: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
     public let digits: String
 
     /// A new receipt from the system's secure random generator.
@@ -60,6 +60,8 @@ public struct Receipt: Sendable, Hashable, CustomStringConvertible {
 
     /// Receipts never print themselves, so that one cannot slip into a log.
     public var description: String { "Receipt(…)" }
+    /// Nor through `dump` or a debugger's view of its fields.
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
 }
 
 /// The Damm algorithm: detects every single-digit error and every adjacent transposition.

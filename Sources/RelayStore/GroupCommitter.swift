@@ -73,6 +73,9 @@ final class GroupCommitter: Sendable {
     /// How many batches have committed since start: tells the checkpointer whether the WAL grew.
     var committedBatches: Int { state.withLock { $0.committedBatches } }
 
+    /// Writes queued and not yet taken into a transaction.
+    var waitingWrites: Int { state.withLock { $0.queue.count } }
+
     /// Why the store cannot write (a full disk, an I/O error, a read-only file), or nil while it can.
     var writeFailure: String? { state.withLock { $0.writeFailure } }
 

@@ -44,10 +44,17 @@ import Testing
     }
 
     @Test func refusalsSayWhy() {
-        #expect(throws: CoreError(.roleNotAllowed, "")) { try TriageMachine.next(after: .claim, from: .new, by: .gateway, isAssignee: false) }
-        #expect(throws: CoreError(.transitionNotAllowed, "")) { try TriageMachine.next(after: .claim, from: .closed, by: .responder, isAssignee: false) }
-        #expect(throws: CoreError(.notAssignee, "")) { try TriageMachine.next(after: .close, from: .claimed, by: .responder, isAssignee: false) }
-        #expect(throws: CoreError(.roleNotAllowed, "")) { try TriageMachine.next(after: .reopen, from: .closed, by: .responder, isAssignee: true) }
+        let cases: [(TriageAction, CaseState, Role, Bool, CoreError.Code, String)] = [
+            (.claim, .new, .gateway, false, .roleNotAllowed, "a gateway may not claim a case"),
+            (.claim, .closed, .responder, false, .transitionNotAllowed, "cannot claim a case that is closed"),
+            (.close, .new, .responder, false, .transitionNotAllowed, "cannot close a case that is new: claim it first"),
+            (.close, .claimed, .responder, false, .notAssignee, "only the responder who claimed the case, or a supervisor, may close it"),
+            (.reopen, .closed, .responder, true, .roleNotAllowed, "a responder may not reopen a case"),
+        ]
+        for (action, state, role, isAssignee, code, reason) in cases {
+            let error = #expect(throws: CoreError.self) { try TriageMachine.next(after: action, from: state, by: role, isAssignee: isAssignee) }
+            #expect(error?.code == code && error?.reason == reason, "\(action) from \(state) by \(role): \(String(describing: error))")
+        }
     }
 }
 

@@ -181,7 +181,9 @@ import Testing
             let text = "\(error) \(String(reflecting: error))"
             #expect(!text.contains("canary") && !text.contains(secretHex) && !text.contains(secretBase64))
         }
-        for text in [String(describing: key), String(reflecting: key)] {
+        var dumped = ""
+        dump(key, to: &dumped)
+        for text in [String(describing: key), String(reflecting: key), dumped] {
             #expect(!text.contains(secretHex) && !text.contains(secretBase64), "\(text)")
         }
     }

@@ -125,15 +125,21 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let duplicate = StoreFixture.taxonomyYAML.replacingOccurrences(of: "code: \"trafficking\"", with: "code: \"sexual_abuse\"")
         #expect(duplicate != StoreFixture.taxonomyYAML)
-        #expect(throws: StoreError.code(.invalid)) { try RelayDatabase(directory: directory, taxonomyYAML: duplicate) }
+        let refusal = #expect(throws: StoreError.self) { try RelayDatabase(directory: directory, taxonomyYAML: duplicate) }
+        #expect(refusal?.code == .invalid && refusal?.reason == "taxonomy: duplicate categories code 'sexual_abuse'", "\(String(describing: refusal))")
     }
 
     @Test func reopeningKeepsEverything() async throws {
         let fixture = try await StoreFixture()
         let result = try await fixture.submit()
+        let trail = try await fixture.db.auditEntries()
+        let principals = try await fixture.db.principals()
         try await fixture.reopen()
         #expect(try await fixture.db.caseSummary(id: result.id).state == .new)
-        #expect(try fixture.db.verifyAudit() > 5)
+        #expect(try await fixture.db.listQueue(QueueFilter()).cases.map(\.id) == [result.id])
+        #expect(try await fixture.db.principals() == principals)
+        #expect(try await fixture.db.auditEntries() == trail)
+        #expect(try fixture.db.verifyAudit() == Int64(trail.count))
     }
 }
 

@@ -8,6 +8,11 @@ import Synchronization
 import Testing
 
 @Suite struct GroupCommitTests {
+    final class Progress: Sendable {
+        let running = Mutex(false)
+        let launched = Mutex(0)
+    }
+
     @Test func concurrentWritesShareCommitsAndEachIsAcknowledgedOnce() async throws {
         let log = BatchLog()
         let fixture = try await StoreFixture(options: { $0.batchObserver = { log.record($0) } })
@@ -25,22 +30,48 @@ import Testing
         #expect(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.count == 64)
     }
 
+    /// A write that changed the database and then failed is rolled back alone: the writes that queued behind it into
+    /// its transaction commit, and those refused inside it (a reused idempotency key) fail alone, each with its reason.
     @Test func aFailingWriteFailsOnlyItself() async throws {
-        let fixture = try await StoreFixture()
-        _ = try await fixture.submit("first", key: "shared-key-0000000001")
-        let outcomes = await withTaskGroup(of: Bool.self) { group in
-            for index in 0..<20 {
+        let log = BatchLog()
+        let fixture = try await StoreFixture(options: { $0.batchObserver = { log.record($0) } })
+        let first = try await fixture.submit("first", key: "shared-key-0000000001")
+        let requests = try (0..<20).map { try fixture.request("body \($0)", key: $0 % 4 == 0 ? "shared-key-0000000001" : UUID().uuidString) }
+        let batchesBefore = log.sizes.withLock { $0.count }
+        let progress = Progress()
+        let failing = Task {
+            try await fixture.db.committer.write { db in
+                try db.execute(sql: "INSERT INTO queue (name, createdAt) VALUES ('rolled-back', 0)")
+                progress.running.withLock { $0 = true }
+                // Holds the writer until the others are on their way, so that they queue into this transaction.
+                while progress.launched.withLock({ $0 }) < 20 { Thread.sleep(forTimeInterval: 0.01) }
+                Thread.sleep(forTimeInterval: 0.3)
+                throw StoreError(.invalid, "fails on purpose, after writing")
+            }
+        }
+        while !progress.running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        let outcomes = await withTaskGroup(of: (Int, Result<String, StoreError>).self) { group in
+            for (index, request) in requests.enumerated() {
                 group.addTask {
-                    do {
-                        _ = try await fixture.submit("body \(index)", key: index % 4 == 0 ? "shared-key-0000000001" : UUID().uuidString)
-                        return true
-                    } catch { return false }
+                    progress.launched.withLock { $0 += 1 }
+                    do { return (index, .success(try await fixture.db.intake(request).id)) } catch {
+                        return (index, .failure(error as? StoreError ?? StoreError(.unavailable, "\(error)")))
+                    }
                 }
             }
-            return await group.reduce(into: [Bool]()) { $0.append($1) }
+            return await group.reduce(into: [Int: Result<String, StoreError>]()) { $0[$1.0] = $1.1 }
         }
-        #expect(outcomes.filter { !$0 }.count == 5)
-        #expect(try await fixture.db.listQueue(QueueFilter()).cases.count == 16)
+        let failure = await #expect(throws: StoreError.self) { try await failing.value }
+        #expect(failure?.reason == "fails on purpose, after writing")
+        let refused = outcomes.filter { if case .failure = $0.value { true } else { false } }
+        #expect(refused.keys.sorted() == [0, 4, 8, 12, 16])
+        #expect(refused.values.allSatisfy { if case .failure(let error) = $0 { error.code == .keyReused } else { false } })
+        let stored = Set(outcomes.values.compactMap { try? $0.get() })
+        #expect(stored.count == 15)
+        #expect(Set(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.map(\.id)) == stored.union([first.id]))
+        #expect(try await fixture.db.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM queue WHERE name = 'rolled-back'") } == 0)
+        let batches = log.sizes.withLock { Array($0[batchesBefore...]) }
+        #expect((batches.first ?? 0) > 1, "the failing write's transaction took others that queued behind it: \(batches)")
     }
 
     @Test func pastItsBoundTheWriterSaysBusy() async throws {
@@ -90,24 +121,33 @@ import Testing
         #expect(try await fixture.db.listQueue(QueueFilter()).cases.map(\.id) == [after.id])
     }
 
-    @Test func closingCommitsWhatWasQueuedAndRefusesTheRest() async throws {
-        let fixture = try await StoreFixture(options: { $0.windowMicroseconds = 5_000 })
-        let results = await withTaskGroup(of: Result<String, StoreError>.self) { group in
-            for index in 0..<50 {
-                group.addTask {
-                    do { return .success(try await fixture.submit("closing \(index)").id) } catch let error as StoreError { return .failure(error) } catch {
-                        return .failure(StoreError(.unavailable, "\(error)"))
-                    }
-                }
+    @Test(.timeLimit(.minutes(1)))
+    func closingCommitsWhatWasQueuedAndRefusesTheRest() async throws {
+        let fixture = try await StoreFixture()
+        let requests = try (0..<20).map { try fixture.request("queued \($0)") }
+        let progress = Progress()
+        // Holds the writer while the writes queue up behind it and the store closes.
+        let holding = Task {
+            try await fixture.db.committer.write { _ in
+                progress.running.withLock { $0 = true }
+                while progress.launched.withLock({ $0 }) == 0 { Thread.sleep(forTimeInterval: 0.01) }
             }
-            try? await Task.sleep(for: .milliseconds(2))
-            fixture.db.closeWriter()
-            return await group.reduce(into: [Result<String, StoreError>]()) { $0.append($1) }
         }
-        let stored = Set(results.compactMap { try? $0.get() })
-        #expect(results.allSatisfy { if case .failure(let error) = $0 { error.code == .unavailable } else { true } })
-        #expect(Set(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.map(\.id)) == stored)
+        while !progress.running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        let writes = Task {
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for request in requests { group.addTask { try await fixture.db.intake(request).id } }
+                return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+            }
+        }
+        while fixture.db.committer.waitingWrites < 20 { try await Task.sleep(for: .milliseconds(5)) }
+        fixture.db.closeWriter()
         await #expect(throws: StoreError.code(.unavailable)) { try await fixture.submit("after closing") }
+        progress.launched.withLock { $0 = 1 }
+        try await holding.value
+        let stored = try await writes.value
+        #expect(stored.count == 20, "every write queued before the close is committed")
+        #expect(Set(try await fixture.db.listQueue(QueueFilter(), limit: 500).cases.map(\.id)) == stored)
     }
 }
 
@@ -214,7 +254,8 @@ extension DiskFullTests {
 
 @Suite struct RetentionAndBackupTests {
     @Test func closedCasesArePurgedAfterRetentionUnlessHeldAndTheirBytesAreGone() async throws {
-        let fixture = try await StoreFixture()
+        let log = BatchLog()
+        let fixture = try await StoreFixture(options: { $0.batchObserver = { log.record($0) } })
         let amina = StoreActor(fixture.responder)
         var closed: [(IntakeResult, [UInt8])] = []
         for index in 0..<3 {
@@ -232,7 +273,29 @@ extension DiskFullTests {
         fixture.clock.advance(seconds: 179 * 86_400)
         #expect(try await fixture.db.purgeExpiredCases() == 0)
         fixture.clock.advance(seconds: 2 * 86_400)
+        let batchesBefore = log.sizes.withLock { $0.count }
         #expect(try await fixture.db.purgeExpiredCases(batchSize: 1) == 2)
+        // One case a transaction, so that a sweep never holds the writer for long; the third finds none left.
+        #expect(log.sizes.withLock { $0.count } - batchesBefore == 3)
+        let left = try await fixture.db.pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT (SELECT COUNT(*) FROM sealedObject WHERE disclosureID IN (?, ?)) AS objects,
+                       (SELECT COUNT(*) FROM idempotency WHERE disclosureID IN (?, ?)) AS keys,
+                       (SELECT COUNT(*) FROM disclosure WHERE id IN (?, ?) AND (receiptHash IS NOT NULL OR envelope IS NOT NULL)) AS kept
+                """, arguments: StatementArguments(Array(repeating: [closed[0].0.id, closed[1].0.id], count: 3).flatMap { $0 }))
+        }
+        let remaining: [Int] = ["objects", "keys", "kept"].map { left?[$0] ?? -1 }
+        #expect(remaining == [0, 0, 0], "a purged case keeps no object, idempotency key, receipt or envelope")
+        // What is gone cannot be worked on.
+        let reopening = await #expect(throws: StoreError.self) {
+            try await fixture.db.transition(id: closed[0].0.id, action: .reopen, actor: StoreActor(fixture.supervisor))
+        }
+        #expect(reopening?.code == .invalidState && reopening?.reason.contains("purged") == true, "\(String(describing: reopening))")
+        let (lateID, late) = try fixture.sealed("a note after the purge", kind: .note, in: closed[0].0.id)
+        let noting = await #expect(throws: StoreError.self) {
+            try await fixture.db.addNote(caseID: closed[0].0.id, objectID: lateID, envelope: late, actor: StoreActor(fixture.supervisor))
+        }
+        #expect(noting?.code == .invalidState && noting?.reason == "case \(closed[0].0.id) was purged", "\(String(describing: noting))")
 
         let tombstone = try await fixture.db.caseSummary(id: closed[0].0.id)
         #expect(tombstone.purged && tombstone.labels.category == "sexual_abuse" && tombstone.outcome == "support_provided")
@@ -250,12 +313,13 @@ extension DiskFullTests {
             let found = files.values.contains { $0.contains(sample) }
             #expect(found == (result.id == closed[2].0.id), "envelope bytes of \(result.id) after purge")
         }
-        #expect(try fixture.db.verifyAudit() > 0)
+        #expect(try fixture.db.verifyAudit() == Int64(try await fixture.db.auditEntries(limit: 1000).count))
     }
 
     @Test func anOnlineBackupTakenDuringWritesRestoresAndVerifies() async throws {
         let fixture = try await StoreFixture()
-        for index in 0..<20 { try await fixture.submit("before \(index)") }
+        var before: Set<String> = []
+        for index in 0..<20 { before.insert(try await fixture.submit("before \(index)").id) }
         let backupPath = FileManager.default.temporaryDirectory.appendingPathComponent("amane-backup-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: backupPath, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: backupPath) }
@@ -267,14 +331,18 @@ extension DiskFullTests {
         }
         try await Task.sleep(for: .milliseconds(5))
         try fixture.db.backup(to: file)
-        #expect(try await writes.count == 100)
-        #expect(throws: StoreError.code(.conflict)) { try fixture.db.backup(to: file) }
+        let during = Set(try await writes)
+        let refusal = #expect(throws: StoreError.self) { try fixture.db.backup(to: file) }
+        #expect(refusal?.code == .conflict, "\(String(describing: refusal))")
 
+        // A consistent moment: everything stored before it, some of what came during, each case with its audit entry.
         let restored = try RelayDatabase(directory: backupPath.path)
         #expect(try restored.integrityCheck() == "ok")
-        #expect(try restored.verifyAudit() > 20)
-        let count = try await restored.listQueue(QueueFilter(), limit: 500).cases.count
-        #expect(count >= 20 && count <= 120)
+        let copied = Set(try await restored.listQueue(QueueFilter(), limit: 500).cases.map(\.id))
+        #expect(before.isSubset(of: copied) && copied.isSubset(of: before.union(during)))
+        let intakes = Set(try await restored.auditEntries(limit: 1000).filter { $0.entry.action == "intake" }.map(\.entry.subject))
+        #expect(intakes == copied)
+        #expect(try restored.verifyAudit() == Int64(try await restored.auditEntries(limit: 1000).count))
         let mode = try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int
         #expect(mode == 0o600)
     }
@@ -283,7 +351,9 @@ extension DiskFullTests {
         let fixture = try await StoreFixture()
         let canary = "CANARY-\(UUID().uuidString)"
         let amina = StoreActor(fixture.responder)
-        let result = try await fixture.submit("he told us: \(canary)")
+        // The store is handed the idempotency key in clear: only its digest may stay.
+        let key = "KEY-\(canary)"
+        let result = try await fixture.submit("he told us: \(canary)", key: key)
         try await fixture.db.transition(id: result.id, action: .claim, actor: amina)
         let (noteID, note) = try fixture.sealed("note about \(canary)", kind: .note, in: result.id)
         try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
@@ -297,10 +367,11 @@ extension DiskFullTests {
         try fixture.db.checkpoint()
 
         var scanned = try fixture.rawFiles()
-        scanned["backup"] = FileManager.default.contents(atPath: backup)
-        #expect(scanned.count >= 2)
+        scanned["backup"] = try #require(FileManager.default.contents(atPath: backup))
+        #expect(scanned.keys.contains("relay.sqlite") && scanned.count >= 2, "\(scanned.keys.sorted())")
+
         for (name, data) in scanned {
-            #expect(!data.contains(Array(canary.utf8)), "canary in \(name)")
+            #expect(!data.contains(Array(canary.utf8)), "canary or idempotency key in \(name)")
             #expect(!data.contains(Array(result.receipt.digits.utf8)), "receipt in \(name)")
         }
     }

@@ -104,6 +104,27 @@ import Testing
         let summary = try await fixture.db.caseSummary(id: result.id)
         #expect(summary.state == .new && summary.assignee == nil)
         #expect(try await fixture.db.auditEntries().last?.entry.action == "expire")
+        // The lapsed holder's stale claim moves nothing and adds nothing: first while no one holds the case,
+        // then once a colleague has claimed it.
+        let amina = StoreActor(fixture.responder)
+        let (noteID, note) = try fixture.sealed("written after the claim lapsed", kind: .note, in: result.id)
+        let unheld = await #expect(throws: StoreError.self) {
+            try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
+        }
+        #expect(unheld?.code == .forbidden && unheld?.reason.hasPrefix("claim the case before adding a note (a claim lapses") == true,
+                "\(String(describing: unheld))")
+        _ = try await fixture.db.transition(id: result.id, action: .claim, actor: StoreActor(fixture.colleague))
+        let closing = await #expect(throws: StoreError.self) {
+            try await fixture.db.transition(id: result.id, action: .close, actor: amina, outcome: "support_provided")
+        }
+        #expect(closing?.code == .forbidden && closing?.reason.hasPrefix("only the responder who claimed the case, or a supervisor, may close it") == true,
+                "\(String(describing: closing))")
+        let adding = await #expect(throws: StoreError.self) {
+            try await fixture.db.addNote(caseID: result.id, objectID: noteID, envelope: note, actor: amina)
+        }
+        #expect(adding?.code == .forbidden && adding?.reason.contains("resp-youssef holds it") == true, "\(String(describing: adding))")
+        let after = try await fixture.db.caseSummary(id: result.id)
+        #expect(after.state == .claimed && after.assignee == "resp-youssef")
     }
 
     @Test func onlyTheClaimantOrASupervisorMovesACase() async throws {
