@@ -17,6 +17,8 @@ extension DaemonSuite {
             #expect(result.status == status, "\(result.text)")
             #expect(result.headers.lowercased().contains("content-type: application/problem+json"))
             #expect((result.json["detail"] as? String ?? "").contains(fragment), "\(result.text)")
+            let code = [400: "invalid_request", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"][status]
+            #expect(code == nil || result.json["code"] as? String == code, "\(result.text)")
         }
         // Only a sealed envelope may make a body larger than plain JSON's limit: a narrative is refused before any parser reads it.
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: String(repeating: "x", count: 9000)), headers: key), 413,
@@ -26,6 +28,9 @@ extension DaemonSuite {
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: manyAnswers, headers: key), 400, "the JSON holds more than 1000 values")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413,
                 "larger than this route accepts: 87380 bytes")
+        // Without a Content-Length to refuse it by, a chunked body is cut off as it passes the limit.
+        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000),
+                                   headers: key.merging(["Transfer-Encoding": "chunked"]) { $1 }), 413, "larger than this route accepts: 87380 bytes")
         // A client that asks before sending its body (Expect: 100-continue) hears "go on" at once, not after its own timeout.
         let asked = try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{\"urgency\": ".utf8),
                                        headers: ["Idempotency-Key": Demo.key(), "Expect": "100-continue"])
@@ -223,6 +228,9 @@ extension DaemonSuite {
                                           contentType: "application/json; charset=\"UTF-8\"", headers: ["Idempotency-Key": Demo.key()])
         #expect(labelled.status == 201, "UTF-8, however it is spelt, is taken: \(labelled.text)")
         #expect(try daemon.get("/v1/me", as: daemon.gateway).status == 200, "the daemon keeps serving")
+        // Every refusal above came under one idempotency key: none of them used it up.
+        let afterRefusals = try daemon.post("/v1/disclosures", as: daemon.gateway, json: Demo.body(narrative: "after the refusals"), headers: key)
+        #expect(afterRefusals.status == 201, "\(afterRefusals.text)")
     }
 
     @Test func slowIdleAndHalfOpenClientsAreDisconnected() async throws {

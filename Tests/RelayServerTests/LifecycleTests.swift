@@ -3,6 +3,7 @@ import RelayAPI
 import RelayCore
 import RelayFormat
 @testable import RelayServer
+import RelayStore
 import RelayTestSupport
 import SwiftASN1
 import Testing
@@ -563,6 +564,60 @@ extension DaemonSuite {
         var answer = ""
         #expect(try await eventually(within: 8) { answer = try readyz(); return answer == "not ready: shutting down\n" }, "\(answer)")
         #expect(daemon.stop() == 0)
+    }
+
+    /// SIGTERM drains: a disclosure whose body is still arriving when the stop begins is answered 201 and stored,
+    /// then the relay exits 0; a new connection meanwhile finds no listener.
+    @Test func aStopAnswersTheRequestInFlightThenExits() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.removeData() }
+        let body = try JSONSerialization.data(withJSONObject: Demo.body(narrative: "in flight at the stop"))
+        let key = Demo.key()
+        let client = """
+            import socket, ssl, sys
+            context = ssl.create_default_context(cafile=sys.argv[2]); context.load_cert_chain(sys.argv[3], sys.argv[4])
+            tls = context.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+            body = sys.argv[5].encode()
+            tls.sendall(b"POST /v1/disclosures HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Type: application/json\\r\\nIdempotency-Key: "
+                        + sys.argv[6].encode() + b"\\r\\nContent-Length: " + str(len(body)).encode() + b"\\r\\n\\r\\n" + body[:10])
+            print("sent", flush=True)
+            sys.stdin.readline()
+            tls.sendall(body[10:])
+            answer = b""
+            while b"\\r\\n\\r\\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = tls.recv(65536)
+                if not chunk: break
+                answer += chunk
+            print(answer.decode(errors="replace"), flush=True)
+            """
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", "-c", client, String(daemon.port), daemon.ca, daemon.gateway.certificate, daemon.gateway.key,
+                            String(decoding: body, as: UTF8.self), key]
+        let input = Pipe(), output = Pipe()
+        python.standardInput = input
+        python.standardOutput = output
+        python.standardError = output
+        try python.run()
+        defer { if python.isRunning { python.terminate() }; python.waitUntilExit() }
+        #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("sent"))
+        // Time for the relay to read the head: a request it has not begun is not in flight, and its connection is closed.
+        try await Task.sleep(for: .milliseconds(500))
+        daemon.signal(SIGTERM)
+        let readyz = { try Daemon.run("/usr/bin/curl", ["-s", "--max-time", "2", "http://127.0.0.1:\(daemon.opsPort)/readyz"]).1 }
+        #expect(try await eventually(within: 10) { try readyz() == "not ready: shutting down\n" })
+        let refused = try Daemon.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", daemon.ca,
+                                                      "--cert", daemon.gateway.certificate, "--key", daemon.gateway.key,
+                                                      "https://localhost:\(daemon.port)/v1/me", "--resolve", "localhost:\(daemon.port):127.0.0.1"])
+        #expect(refused.1 == "000", "a new connection after the stop began: \(refused.1)")
+        input.fileHandleForWriting.write(Data("go\n".utf8))
+        let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(answer.hasPrefix("HTTP/1.1 201"), "\(answer) \(daemon.stderr.value)")
+        let id = try #require(answer.firstMatch(of: /"id":"([0-9a-f-]{36})"/)?.1)
+        #expect(daemon.stop() == 0)
+        let db = try RelayDatabase(directory: daemon.directory)
+        defer { try? db.close() }
+        #expect(try await db.disclosureIDs() == [String(id)])
     }
 
     /// A client CA that did not sign the server certificate (clients verify the relay, and are verified, with one CA) would
