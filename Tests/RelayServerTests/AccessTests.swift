@@ -186,6 +186,10 @@ extension DaemonSuite {
         gateway.input.fileHandleForWriting.write(body.dropFirst(10))
         #expect(try await eventually { gateway.output.value.contains("\"code\":\"revoked\"") }, "\(gateway.output.value)")
         #expect(gateway.output.value.hasPrefix("HTTP/1.1 403"), "\(gateway.output.value)")
+        #expect(daemon.stop() == 0)
+        let db = try RelayDatabase(directory: daemon.directory)
+        defer { try? db.close() }
+        #expect(try await db.disclosureIDs() == Set(held), "nothing of the refused disclosure was stored")
     }
 
 
@@ -305,11 +309,11 @@ extension DaemonSuite {
         let (rekeyed, rekeyedText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia-new.csr", "--out", moved])
         #expect(rekeyed == 0 && rekeyedText.contains("retired (never enrolled again)"), "\(rekeyedText)")
         #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: moved + "/nadia-cert.pem", key: key)).status == 200)
-        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: handover + "/nadia-cert.pem", key: replaced)).status == 403)
+        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: handover + "/nadia-cert.pem", key: replaced)).json["code"] as? String == "not_enrolled")
         let (back, backText) = try daemon.admin(["admin", "reissue", "nadia", "--csr", home + "-nadia.csr", "--out", daemon.directory + "/back"])
         #expect(back != 0 && backText.contains("retired") && !FileManager.default.fileExists(atPath: daemon.directory + "/back"), "\(backText)")
         #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: moved + "/nadia-cert.pem", key: key)).status == 200, "the refusal changed nothing")
-        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: handover + "/nadia-cert.pem", key: replaced)).status == 403)
+        #expect(try daemon.get("/v1/me", as: ClientIdentity(certificate: handover + "/nadia-cert.pem", key: replaced)).json["code"] as? String == "not_enrolled")
         let reissues = (try daemon.get("/v1/audit", as: daemon.supervisor).json["entries"] as? [[String: Any]])?
             .filter { $0["action"] as? String == "principal.reissue" && $0["subject"] as? String == "nadia" }.map { "\($0["detail"] ?? "")" }
         #expect(reissues?.count == 2 && reissues?[0].contains("kept") == true && reissues?[1].contains("new") == true, "\(reissues ?? [])")
