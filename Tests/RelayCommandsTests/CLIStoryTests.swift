@@ -16,10 +16,14 @@ struct CLI {
         return try Daemon.run(Build.cli, arguments, environment: env, input: input.map { Data($0.utf8) })
     }
 
+    /// A command's `--json` answer: standard output alone holds it, and nothing goes to standard error.
     func json(_ arguments: [String], home: String, input: String? = nil) throws -> Any {
-        let (code, output) = try run(arguments + ["--json"], home: home, input: input)
-        #expect(code == 0, "\(arguments): \(output)")
-        return try JSONSerialization.jsonObject(with: Data(output.utf8))
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
+        env["AMANE_HOME"] = home
+        env["NO_COLOR"] = "1"
+        let result = try Daemon.run(Build.cli, arguments + ["--json"], environment: env, input: input.map { Data($0.utf8) }, separatingErrors: true)
+        #expect(result.code == 0 && result.errors.isEmpty, "\(arguments): \(result.errors)")
+        return try JSONSerialization.jsonObject(with: Data(result.output.utf8))
     }
 
     /// A JSON answer that comes with a failure: the JSON on standard output, the error on standard error.
