@@ -293,7 +293,9 @@ extension DaemonSuiteForCLI {
         #expect(plain.contains(narrative.split(separator: " ").prefix(4).joined(separator: " ")))
         let sealedCase = try #require(receipts.keys.first { $0 != arabic && inbox[2]["id"] as? String == $0 })
         let sealedReading = try cli.json(["show", String(sealedCase.suffix(8))], home: cli.responder) as! [String: Any]
-        #expect(((sealedReading["entries"] as! [[String: Any]]).first?["text"] as? String)?.isEmpty == false, "a client-sealed case opens")
+        let sealedDemo = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try daemon.demoFile(3)))) as! [String: Any]
+        let sealedNarrative = (sealedDemo["content"] as! [String: Any])["narrative"] as! String
+        #expect((sealedReading["entries"] as! [[String: Any]]).first?["text"] as? String == sealedNarrative, "a client-sealed case opens to what was sealed")
 
         // 5. Note, reply and refer.
         #expect(try cli.run(["note", short, "-m", "Rappel: appeler l'école demain."], home: cli.responder).code == 0)
@@ -561,6 +563,18 @@ extension DaemonSuiteForCLI {
         defer { try? FileManager.default.removeItem(atPath: beforeCut) }
         #expect(try daemon.admin(["backup", "--to", beforeCut]).0 == 0)
         #expect(daemon.stop() == 0)
+        // What responders wrote, and what the gateway sealed itself, never reached the relay in clear: not its files,
+        // not its backups, not its log. What the relay sealed on intake is on disk only sealed.
+        var written = [daemon.stdout.value + daemon.stderr.value].map { Data($0.utf8) }
+        for folder in [daemon.directory, beforeCut] {
+            for file in FileManager.default.enumerator(atPath: folder)?.compactMap({ $0 as? String }) ?? [] {
+                if let data = FileManager.default.contents(atPath: folder + "/" + file) { written.append(data) }
+            }
+        }
+        #expect(written.count > 4)
+        for secret in ["Rappel: appeler l'école demain.", "Nous sommes là pour toi.", "Needs a doctor", String(sealedNarrative.prefix(40)), String(narrative.prefix(40))] {
+            #expect(!written.contains { $0.range(of: Data(secret.utf8)) != nil }, "in clear at the relay: \(secret)")
+        }
         // Cut as someone careful would: the guard dropped, then put back.
         let cut = """
             import sqlite3, sys
