@@ -110,7 +110,7 @@ extension DaemonSuiteForCLI {
             #expect(hungUp.0 == 129, "\(hungUp.1)")
             environment["EDITOR"] = try editor("refused", "")
             let refused = try Terminal.run(["note", "ffffffff"], environment: environment)
-            #expect(refused.0 != 0 && refused.1.contains("was not sent") && refused.1.contains("Brouillon: rendez-vous 14h"),
+            #expect(refused.0 == 1 && refused.1.contains("was not sent") && refused.1.contains("Brouillon: rendez-vous 14h"),
                     "what was written is shown on the terminal to copy: \(refused.1)")
 
             // A draft folder that an amane killed outright left a day ago goes at the next edit; one of today stays (it may be in use).
@@ -246,6 +246,10 @@ extension DaemonSuiteForCLI {
 
             // Close, then the supervisor's tools.
             #expect(try cli.run(["close", ids[1], "--outcome", "support_provided", "--reason", "Family informed."], home: cli.responder).code == 0)
+            // The reason is kept, sealed, as a note of the case.
+            let closedCase = try cli.json(["show", ids[1]], home: cli.responder) as! [String: Any]
+            #expect((closedCase["entries"] as! [[String: Any]]).contains { $0["kind"] as? String == "note" && $0["text"] as? String == "Closed (support_provided): Family informed." },
+                    "\(closedCase)")
             // Closed cases leave the default listing, and come back when asked for.
             let open = (try cli.json(["inbox"], home: cli.responder) as! [String: Any])["cases"] as! [[String: Any]]
             #expect(open.map { $0["id"] as! String } == [ids[0], ids[2]])

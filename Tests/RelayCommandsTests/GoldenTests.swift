@@ -164,6 +164,20 @@ extension DaemonSuiteForCLI {
         #expect(dropped.code == 3 && attempts == 1, "amane tries once: \(attempts) connections; \(dropped.output)")
         try profile.write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
 
+        // A relay that fails (5xx): exit code 5, with its reason and request id.
+        let problem = #"{"type":"about:blank","title":"Internal Server Error","status":500,"code":"internal_error","detail":"the store failed"}"#
+        let failing = try Dropper(tls: (daemon.directory + "/pki/server-cert.pem", daemon.directory + "/pki/server-key.pem"), answer: """
+            HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/problem+json\r\nRequest-Id: 0b5e6a1c-0000-4000-8000-000000000005\r\n\
+            Content-Length: \(problem.utf8.count)\r\nConnection: close\r\n\r\n\(problem)
+            """)
+        defer { failing.stop() }
+        try String(contentsOfFile: cli.responder + "/config.yaml", encoding: .utf8).replacingOccurrences(of: daemon.url, with: "https://127.0.0.1:\(failing.port)")
+            .write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
+        let failed = try cli.run(["inbox"], home: offline)
+        #expect(failed.code == 5 && failed.output.contains("the relay failed: Internal Server Error: the store failed (HTTP 500")
+                && failed.output.contains("0b5e6a1c-0000-4000-8000-000000000005"), "\(failed.output)")
+        try profile.write(toFile: offline + "/config.yaml", atomically: true, encoding: .utf8)
+
         // A relay that takes a submission and dies before answering: the key comes back, to retry under.
         let hangsUp = try Dropper(tls: (daemon.directory + "/pki/server-cert.pem", daemon.directory + "/pki/server-key.pem"))
         defer { hangsUp.stop() }
@@ -261,8 +275,8 @@ final class Dropper {
     let port: Int
 
     /// With `tls`, a certificate and key, it completes the handshake and reads the request before it hangs up,
-    /// as a relay killed mid-request would.
-    init(tls: (certificate: String, key: String)? = nil) throws {
+    /// as a relay killed mid-request would; or, with `answer`, sends that raw HTTP answer first.
+    init(tls: (certificate: String, key: String)? = nil, answer: String? = nil) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-u", "-c", """
             import socket, ssl, sys
@@ -283,10 +297,12 @@ final class Dropper {
                     try:
                         c = tls.wrap_socket(c, server_side=True)
                         c.recv(65536)
+                        if len(sys.argv) > 3:
+                            c.sendall(sys.argv[3].encode())
                     except (ssl.SSLError, OSError):
                         pass
                 c.close()
-            """] + (tls.map { [$0.certificate, $0.key] } ?? [])
+            """] + (tls.map { [$0.certificate, $0.key] } ?? []) + (answer.map { [$0] } ?? [])
         process.standardOutput = lines
         try process.run()
         var first = Data()
