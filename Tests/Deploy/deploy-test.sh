@@ -134,13 +134,18 @@ daemon_pid=$(tail -1 "$work/daemon.pids")
 check "the daemon runs as 65534 and is not dumpable" "awk '/^Uid:/ { exit \$2 != 65534 }' /proc/$daemon_pid/status && [ \"\$(stat -c %u /proc/$daemon_pid/status)\" = 0 ]"
 check "systemd heard READY=1" "wait_for \"grep -q 'READY=1' '$work/notify/log'\""
 check "systemd hears WATCHDOG=1" "wait_for \"grep -q 'WATCHDOG=1' '$work/notify/log'\""
-check "the daemon logs JSON as configured" "grep -q '\"level\"' '$work/daemon1.out.log'"
+check "the daemon logs JSON as configured, every line" \
+    "python3 -c 'import json, sys; lines = [l for l in open(sys.argv[1]) if l.strip()]; [json.loads(l) for l in lines]; sys.exit(not lines)' '$work/daemon1.out.log'"
 profile kiosk-1 "$port"
 profile amina "$port"
 check "the responder creates the first epoch" "AMANE_HOME='$work/people/amina' '$bin/amane' rotate >/dev/null"
 demo=$(ls "$AMANE_SEEDS_DIRECTORY"/demo/*.json | head -1)
 id=$(AMANE_HOME="$work/people/kiosk-1" "$bin/amane" submit "$demo" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 check "a gateway submits to the installed daemon" "[ -n '$id' ]"
+canary="CANARY-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d["content"]["narrative"] = "he said: " + sys.argv[2]; json.dump(d, open(sys.argv[3], "w"))' \
+    "$demo" "$canary" "$work/canary.json"
+check "a disclosure holding a canary is taken" "AMANE_HOME='$work/people/kiosk-1' '$bin/amane' submit '$work/canary.json' >/dev/null"
 check "a backup is taken while it runs" "as_service env AMANE_SEEDS_DIRECTORY='$AMANE_SEEDS_DIRECTORY' '$bin/amane-relayd' backup --data-dir '$state' --to '$work/backups' --keep 2 >/dev/null"
 backup=$(ls "$work/backups"/relay-*.sqlite | head -1)
 check "the backup is private" "[ \$(stat -c %a '$backup') = 600 ]"
@@ -166,8 +171,16 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 check "SIGTERM: both daemons exited" "[ \"\$alive\" = 0 ]"
+check "SIGTERM: both stopped cleanly, their writes committed" \
+    "grep -q 'stopped; every acknowledged write is committed' '$work/daemon1.out.log' && grep -q 'stopped; every acknowledged write is committed' '$work/daemon2.out.log'"
 check "SIGTERM: systemd heard STOPPING=1" "wait_for \"grep -q 'STOPPING=1' '$work/notify/log'\""
-check "no plaintext in the data directory" "! grep -rqF \"\${narrative:0:40}\" '$state' '$work/restored' '$work/backups'"
+absent() {  # NEEDLE PATH...: true only if grep read them all and found nothing (its status 1; 2 is an error, not an absence)
+    local status=0
+    grep -rqF -- "$1" "${@:2}" || status=$?
+    [ "$status" -eq 1 ]
+}
+check "no plaintext in the data directories, the backups or the logs" \
+    "absent \"\${narrative:0:40}\" '$state' '$work/restored' '$work/backups' && absent '$canary' '$state' '$work/restored' '$work/backups' '$work'/daemon*.out*"
 
 echo "# $passed passed, $failed failed"
 echo "$passed passed, $failed failed"
