@@ -174,17 +174,27 @@ public final class Daemon: @unchecked Sendable {
         return (client, input, output)
     }
 
-    /// Sends the same POST `count` times at once, each on its own connection (curl --parallel); the statuses in order of completion.
-    public func postAtOnce(_ count: Int, _ path: String, as identity: ClientIdentity, json: Any) throws -> [Int] {
-        let request = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)").path
+    /// Sends the same POST `count` times at once, each on its own connection (curl --parallel); each answer's status
+    /// and body, in order of completion.
+    public func postAtOnce(_ count: Int, _ path: String, as identity: ClientIdentity, json: Any,
+                           headers: [String: String] = [:]) throws -> [(status: Int, body: String)] {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let request = scratch.appendingPathComponent("request").path
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: request))
-        defer { try? FileManager.default.removeItem(atPath: request) }
         var arguments = ["-sS", "--parallel", "--parallel-immediate", "--parallel-max", String(count), "--cacert", ca,
                          "--cert", identity.certificate, "--key", identity.key, "-H", "Content-Type: application/json",
-                         "--data-binary", "@" + request, "-w", "%{http_code}\n", "--max-time", "20"]
-        for _ in 0..<count { arguments += ["-o", "/dev/null", url + path] }
+                         "--data-binary", "@" + request, "-w", "%{http_code} %{filename_effective}\n", "--max-time", "20"]
+        arguments += headers.flatMap { ["-H", "\($0.key): \($0.value)"] }
+        for index in 0..<count { arguments += ["-o", scratch.appendingPathComponent("answer-\(index)").path, url + path] }
         let (_, output) = try Self.run("/usr/bin/curl", arguments)
-        return output.split(separator: "\n").compactMap { Int($0) }
+        return output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", maxSplits: 1)
+            guard fields.count == 2, let status = Int(fields[0]) else { return nil }
+            let body = (try? String(contentsOfFile: String(fields[1]), encoding: .utf8)) ?? ""
+            return (status, body)
+        }
     }
 
     public func get(_ path: String, as identity: ClientIdentity) throws -> HTTPResult {
