@@ -95,7 +95,7 @@ extension DaemonSuite {
         tagged["contentTag"] = String(repeating: "A", count: 43)
         let refused = try daemon.post("/v1/disclosures", as: daemon.gateway, json: tagged, headers: ["Idempotency-Key": Demo.key()])
         #expect(refused.status == 400 && refused.text.contains("contentTag"), "a content tag stands only for a sealed envelope: \(refused.text)")
-        #expect(!daemon.stderr.value.contains(canary))
+        #expect(!(try await daemon.stoppedLog()).contains(canary))
     }
 
     /// A case past its SLA pages whoever sla.notifyCommand reaches, with the urgency, the count and the queue only: one waiting

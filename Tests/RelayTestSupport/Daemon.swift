@@ -302,6 +302,16 @@ public final class Daemon: @unchecked Sendable {
         return process.terminationStatus
     }
 
+    /// Stops the daemon and returns its whole log, down to its last line: what a test finds missing from it is
+    /// missing, not yet to come.
+    public func stoppedLog() async throws -> String {
+        let status = stop()
+        guard status == 0, try await eventually(within: 10, { stderr.value.contains("stopped; every acknowledged write is committed") }) else {
+            throw CocoaError(.fileReadUnknown, userInfo: ["status": status, "log": stderr.value])
+        }
+        return stdout.value + stderr.value
+    }
+
     public func removeData() { try? FileManager.default.removeItem(atPath: directory) }
 
     deinit {
