@@ -78,6 +78,48 @@ extension DaemonSuiteForCLI {
 
 extension DaemonSuiteForCLI {
 @Suite struct ExitCodeTests {
+    /// Each kind of bad input to a command: its exit code and a message that says what to do, and nothing sent or written.
+    @Test func badInputIsRefusedInWords() async throws {
+        let daemon = try await Daemon()
+        defer { daemon.stop(); daemon.removeData() }
+        let cli = CLI(daemon: daemon)
+        let scratch = daemon.directory + "/bad-input"
+        try FileManager.default.createDirectory(atPath: scratch + "/fresh", withIntermediateDirectories: true)
+        try "{\"urgency\":".write(toFile: scratch + "/cut.json", atomically: true, encoding: .utf8)
+        try "short\n".write(toFile: scratch + "/short.pass", atomically: true, encoding: .utf8)
+        chmod(scratch + "/short.pass", 0o600)
+        let cases: [([String], String, Int32, String)] = [
+            (["show", "not-an-id"], cli.responder, 1, "'not-an-id' is not a case id"),
+            (["grant", "Bad Name!"], cli.responder, 1, "'Bad Name!' is not a member's name"),
+            (["refer", "0000", "--to", "health"], cli.responder, 1, "say why with --reason-file FILE (- reads standard input) or --reason TEXT"),
+            (["note", "0000", "-m", ""], cli.responder, 1, "the text is empty; nothing was sent"),
+            (["hold", "0000"], cli.supervisor, 1, "give exactly one of --on and --off"),
+            (["keys", "--passphrase", "secret"], cli.responder, 1, "Unknown option '--passphrase'"),
+            (["replies", "--receipt-file", scratch + "/none"], cli.gateway, 1, "cannot read \(scratch)/none"),
+            (["submit", scratch + "/none.json"], cli.gateway, 1, "cannot read \(scratch)/none.json"),
+            (["submit", scratch + "/cut.json"], cli.gateway, 1, "cut.json: the body is not valid JSON in UTF-8"),
+            (["keygen", "--passphrase-file", scratch + "/short.pass"], scratch + "/fresh", 1, "use a passphrase of at least 12 characters"),
+            (["stats", "--by", "bogus"], cli.responder, 2, "parameter 'by' must be one of month, category"),
+            (["inbox", "--state", "bogus"], cli.responder, 2, "unknown state 'bogus'"),
+        ]
+        for (arguments, home, code, message) in cases {
+            let result = try cli.run(arguments, home: home)
+            #expect(result.code == code && result.output.contains(message), "amane \(arguments.joined(separator: " ")): \(result.code) \(result.output)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch + "/fresh").isEmpty, "a refused keygen writes no key")
+        #expect((try daemon.get("/v1/queue", as: daemon.responder).json["cases"] as? [[String: Any]])?.isEmpty == true, "nothing was submitted")
+        // The passphrase file named in the environment comes before the profile's: a wrong one is refused.
+        try "not the passphrase at all\n".write(toFile: scratch + "/wrong.pass", atomically: true, encoding: .utf8)
+        chmod(scratch + "/wrong.pass", 0o600)
+        let wrong = try cli.run(["keygen", "--show"], home: cli.responder, extraEnvironment: ["AMANE_PASSPHRASE_FILE": scratch + "/wrong.pass"])
+        #expect(wrong.code == 0, "showing the public key needs no passphrase: \(wrong.output)")
+        let locked = try cli.run(["keys"], home: cli.responder, extraEnvironment: ["AMANE_PASSPHRASE_FILE": scratch + "/wrong.pass"])
+        #expect(locked.code == 4 && !locked.output.contains("not the passphrase"), "\(locked.output)")
+        let overridden = try cli.run(["keys", "--passphrase-file", cli.responder + "/passphrase"], home: cli.responder,
+                                     extraEnvironment: ["AMANE_PASSPHRASE_FILE": scratch + "/wrong.pass"])
+        #expect(overridden.code == 0, "--passphrase-file comes first: \(overridden.output)")
+    }
+
     @Test func everyDocumentedExitCodeOccursWhereStated() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
