@@ -2,6 +2,7 @@ import Foundation
 import RelayAPI
 import RelayCore
 import RelayFormat
+import RelayStore
 import RelayTestSupport
 import Testing
 
@@ -385,6 +386,12 @@ extension DaemonSuite {
         let small = try daemon.post("/v1/followups", as: daemon.gateway, json: ["receipt": first["receipt"]!, "content": ["narrative": narrative]],
                                     headers: ["Idempotency-Key": Demo.key()])
         #expect(small.status == 429 && small.json["code"] as? String == "storage_quota_exceeded", "follow-ups count too: \(small.text)")
+        // What was refused was not stored: two cases, and the first with no follow-up.
+        #expect(daemon.stop() == 0)
+        let db = try RelayDatabase(directory: daemon.directory)
+        defer { try? db.close() }
+        #expect(try await db.disclosureIDs().count == 2)
+        #expect(try await db.caseSummary(id: try #require(first["id"] as? String)).updated == false, "no follow-up flagged it")
     }
 
     @Test func receiptLookupsAreHeldToAPersonsPace() async throws {
