@@ -169,6 +169,21 @@ import Testing
         #expect(UUID(uuidString: result.id)!.isMinuteVersion7)
     }
 
+    /// A gateway's keys are kept seven days: a retry within them gets its first answer; after them the key is free again.
+    @Test func idempotencyKeysAreForgottenAfterSevenDays() async throws {
+        let fixture = try await StoreFixture()
+        let first = try await fixture.submit("kept a week", key: "7d0b2a4e-week-key-00001")
+        fixture.clock.advance(seconds: 6 * 86_400)
+        #expect(try await fixture.db.expireIdempotencyKeys() == 0)
+        let retry = try await fixture.submit("kept a week", key: "7d0b2a4e-week-key-00001")
+        #expect(retry.id == first.id && retry.replayed)
+        fixture.clock.advance(seconds: 86_400 + 60)
+        #expect(try await fixture.db.expireIdempotencyKeys() == 1)
+        let reused = try await fixture.submit("another disclosure", key: "7d0b2a4e-week-key-00001")
+        #expect(reused.id != first.id && !reused.replayed)
+        #expect(try await fixture.db.listQueue(QueueFilter()).cases.count == 2)
+    }
+
     @Test func aRetryWithTheSameKeyGetsTheSameAnswer() async throws {
         let fixture = try await StoreFixture()
         let first = try await fixture.submit("one", key: "7d0b2a4e-retry-key-0001")
