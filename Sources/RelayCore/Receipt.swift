@@ -60,7 +60,7 @@ public struct Receipt: Sendable, Hashable, CustomStringConvertible, CustomReflec
 
     /// Receipts never print themselves, so that one cannot slip into a log.
     public var description: String { "Receipt(…)" }
-    /// Nor through `dump` or a debugger's view of its fields.
+    /// Nor through `dump` or a `Mirror` of its fields.
     public var customMirror: Mirror { Mirror(self, children: [:]) }
 }
 

@@ -110,7 +110,9 @@ public struct SealingPrivateKey: Sendable {
     }
 }
 
-extension SealingPrivateKey: CustomStringConvertible, CustomDebugStringConvertible {
+extension SealingPrivateKey: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public var description: String { "SealingPrivateKey(\(suite), id: \(id))" }
     public var debugDescription: String { description }
+    /// `dump` and `Mirror` see its suite and id, never the field that holds the secret.
+    public var customMirror: Mirror { Mirror(self, children: ["suite": suite, "id": id]) }
 }

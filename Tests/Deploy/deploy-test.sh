@@ -23,8 +23,8 @@ exposure=$(systemd-analyze security --offline=true Deploy/amane-relayd.service 2
 echo "# systemd-analyze security exposure: $exposure"
 check "exposure $exposure is 1.5 or lower" "awk -v e='$exposure' 'BEGIN { exit !(e != \"\" && e <= 1.5) }'"
 check "the unit allows no core dump and enough descriptors" "grep -qx 'LimitCORE=0' Deploy/amane-relayd.service && grep -qx 'LimitNOFILE=65536' Deploy/amane-relayd.service"
-check "the unit bounds the relay's memory, throttling before it stops it" \
-    "grep -qx 'MemoryHigh=1G' Deploy/amane-relayd.service && grep -qx 'MemoryMax=1536M' Deploy/amane-relayd.service"
+check "the unit bounds the relay's memory, throttling before it stops it, and never swaps it" \
+    "grep -qx 'MemoryHigh=1G' Deploy/amane-relayd.service && grep -qx 'MemoryMax=1536M' Deploy/amane-relayd.service && grep -qx 'MemorySwapMax=0' Deploy/amane-relayd.service"
 
 echo "# sysusers and tmpfiles, applied to a scratch root"
 sysroot="$work/sysroot"

@@ -67,6 +67,7 @@ import Testing
 
     @Test func aReceiptNeverPrintsItsDigits() {
         let receipt = Receipt.generate()
+        #expect(receipt.digest.count == 32)
         var dumped = ""
         dump(receipt, to: &dumped)
         for text in ["\(receipt)", String(reflecting: receipt), dumped] {

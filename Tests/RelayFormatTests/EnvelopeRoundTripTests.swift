@@ -183,6 +183,7 @@ import Testing
         }
         var dumped = ""
         dump(key, to: &dumped)
+        #expect(!dumped.contains("secret"), "\(dumped)")
         for text in [String(describing: key), String(reflecting: key), dumped] {
             #expect(!text.contains(secretHex) && !text.contains(secretBase64), "\(text)")
         }

@@ -28,9 +28,18 @@ extension DaemonSuite {
         problem(try daemon.post("/v1/disclosures", as: daemon.gateway, json: manyAnswers, headers: key), 400, "the JSON holds more than 1000 values")
         problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000), headers: key), 413,
                 "larger than this route accepts: 87380 bytes")
-        // Without a Content-Length to refuse it by, a chunked body is cut off as it passes the limit.
-        problem(try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data(repeating: 0x20, count: 200_000),
-                                   headers: key.merging(["Transfer-Encoding": "chunked"]) { $1 }), 413, "larger than this route accepts: 87380 bytes")
+        // Without a Content-Length to refuse it by, a chunked body is cut off as it passes the limit. Sent by hand, a
+        // little past it, so that the relay has read all that came when it answers and closes.
+        let chunked = try daemon.openConnection(as: daemon.gateway)
+        defer { chunked.client.terminate() }
+        let chunk = Data(repeating: 0x20, count: 90_000)
+        chunked.input.fileHandleForWriting.write(Data("""
+            POST /v1/disclosures HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIdempotency-Key: \(key["Idempotency-Key"]!)\r\n\
+            Transfer-Encoding: chunked\r\n\r\n\(String(chunk.count, radix: 16))\r\n
+            """.utf8) + chunk + Data("\r\n".utf8))
+        #expect(try await eventually(within: 10) { chunked.output.value.contains("\"code\":\"too_large\"") }, "\(chunked.output.value)")
+        #expect(chunked.output.value.hasPrefix("HTTP/1.1 413") && chunked.output.value.contains("larger than this route accepts: 87380 bytes"),
+                "\(chunked.output.value)")
         // A client that asks before sending its body (Expect: 100-continue) hears "go on" at once, not after its own timeout.
         let asked = try daemon.request("POST", "/v1/disclosures", as: daemon.gateway, body: Data("{\"urgency\": ".utf8),
                                        headers: ["Idempotency-Key": Demo.key(), "Expect": "100-continue"])

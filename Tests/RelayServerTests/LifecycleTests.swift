@@ -602,14 +602,18 @@ extension DaemonSuite {
         defer { if python.isRunning { python.terminate() }; python.waitUntilExit() }
         #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("sent"))
         // Time for the relay to read the head: a request it has not begun is not in flight, and its connection is closed.
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .seconds(2))
         daemon.signal(SIGTERM)
         let readyz = { try Daemon.run("/usr/bin/curl", ["-s", "--max-time", "2", "http://127.0.0.1:\(daemon.opsPort)/readyz"]).1 }
         #expect(try await eventually(within: 10) { try readyz() == "not ready: shutting down\n" })
-        let refused = try Daemon.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", daemon.ca,
-                                                      "--cert", daemon.gateway.certificate, "--key", daemon.gateway.key,
-                                                      "https://localhost:\(daemon.port)/v1/me", "--resolve", "localhost:\(daemon.port):127.0.0.1"])
-        #expect(refused.1 == "000", "a new connection after the stop began: \(refused.1)")
+        // The services stop one after another: the listener closes just after /readyz turns.
+        var refused = ""
+        #expect(try await eventually(within: 10) {
+            refused = try Daemon.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", daemon.ca,
+                                                       "--cert", daemon.gateway.certificate, "--key", daemon.gateway.key,
+                                                       "https://localhost:\(daemon.port)/v1/me", "--resolve", "localhost:\(daemon.port):127.0.0.1"]).1
+            return refused == "000"
+        }, "a new connection after the stop began: \(refused)")
         input.fileHandleForWriting.write(Data("go\n".utf8))
         let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(answer.hasPrefix("HTTP/1.1 201"), "\(answer) \(daemon.stderr.value)")

@@ -32,7 +32,8 @@ import Testing
 
     /// A write that changed the database and then failed is rolled back alone: the writes that queued behind it into
     /// its transaction commit, and those refused inside it (a reused idempotency key) fail alone, each with its reason.
-    @Test func aFailingWriteFailsOnlyItself() async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func aFailingWriteFailsOnlyItself() async throws {
         let log = BatchLog()
         let fixture = try await StoreFixture(options: { $0.batchObserver = { log.record($0) } })
         let first = try await fixture.submit("first", key: "shared-key-0000000001")
@@ -41,8 +42,8 @@ import Testing
         let progress = Progress()
         let failing = Task {
             try await fixture.db.committer.write { db in
-                try db.execute(sql: "INSERT INTO queue (name, createdAt) VALUES ('rolled-back', 0)")
                 progress.running.withLock { $0 = true }
+                try db.execute(sql: "INSERT INTO queue (name, createdAt) VALUES ('rolled-back', 0)")
                 // Holds the writer until the others are on their way, so that they queue into this transaction.
                 while progress.launched.withLock({ $0 }) < 20 { Thread.sleep(forTimeInterval: 0.01) }
                 Thread.sleep(forTimeInterval: 0.3)
