@@ -59,6 +59,11 @@ extension DaemonSuite {
         daemon.signal(SIGHUP)
         let early = notify.receive(for: 20) { $0.filter { $0 == "WATCHDOG=1" }.count >= 2 }
         #expect(early.first?.contains("READY=1") == true, "\(early)")
+        // READY=1 only once both listeners are up: systemd starts what depends on the relay when it hears it.
+        #expect(try await eventually { daemon.stderr.value.contains("notified systemd: ready") }, "\(daemon.stderr.value)")
+        let log = daemon.stderr.value
+        let listening = log.range(of: "[RelayServer] listening"), ready = log.range(of: "notified systemd: ready")
+        #expect(listening != nil && ready != nil && listening!.lowerBound < ready!.lowerBound, "\(log)")
         #expect(try await eventually { daemon.stderr.value.contains("reloaded the TLS certificate and key") }, "\(daemon.stderr.value)")
         #expect(early.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(early)")
         daemon.signal(SIGTERM)
