@@ -9,32 +9,25 @@ struct CLI {
     let daemon: Daemon
 
     func run(_ arguments: [String], home: String, extraEnvironment: [String: String] = [:], input: String? = nil) throws -> (code: Int32, output: String) {
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_HOME"] = home
-        env["NO_COLOR"] = "1"
-        env.merge(extraEnvironment) { $1 }
-        return try Daemon.run(Build.cli, arguments, environment: env, input: input.map { Data($0.utf8) })
+        try Daemon.run(Build.cli, arguments, environment: environment(home: home).merging(extraEnvironment) { $1 }, input: input.map { Data($0.utf8) })
     }
 
     /// A command's `--json` answer: standard output alone holds it, and nothing goes to standard error.
     func json(_ arguments: [String], home: String, input: String? = nil) throws -> Any {
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_HOME"] = home
-        env["NO_COLOR"] = "1"
-        let result = try Daemon.run(Build.cli, arguments + ["--json"], environment: env, input: input.map { Data($0.utf8) }, separatingErrors: true)
+        let result = try Daemon.run(Build.cli, arguments + ["--json"], environment: environment(home: home), input: input.map { Data($0.utf8) }, separatingErrors: true)
         #expect(result.code == 0 && result.errors.isEmpty, "\(arguments): \(result.errors)")
         return try JSONSerialization.jsonObject(with: Data(result.output.utf8))
     }
 
     /// A JSON answer that comes with a failure: the JSON on standard output, the error on standard error.
     func json(_ arguments: [String], home: String, failingWith expected: Int32) throws -> (json: Any, errors: String) {
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_HOME"] = home
-        env["NO_COLOR"] = "1"
-        let result = try Daemon.run(Build.cli, arguments + ["--json"], environment: env, separatingErrors: true)
+        let result = try Daemon.run(Build.cli, arguments + ["--json"], environment: environment(home: home), separatingErrors: true)
         #expect(result.code == expected, "\(arguments): \(result.errors)")
         return (try JSONSerialization.jsonObject(with: Data(result.output.utf8)), result.errors)
     }
+
+    /// The profile's home, and no colour.
+    func environment(home: String) -> [String: String] { Build.environment(["AMANE_HOME": home, "NO_COLOR": "1"]) }
 
     var gateway: String { daemon.dev + "/gateway" }
     var responder: String { daemon.dev + "/responder" }

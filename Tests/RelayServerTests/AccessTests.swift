@@ -226,8 +226,7 @@ extension DaemonSuite {
         defer { daemon.stop(); daemon.removeData() }
         let home = daemon.directory + "/nadia-laptop"
         func amane(_ arguments: [String], home: String = home) throws -> (Int32, String) {
-            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-            env["AMANE_HOME"] = home
+            let env = Build.environment(["AMANE_HOME": home])
             return try Daemon.run(Build.cli, arguments, environment: env)
         }
         func requestInfo(_ output: String) throws -> [String: Any] {
@@ -243,8 +242,7 @@ extension DaemonSuite {
         #expect(request.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----") && request.hasSuffix("-----\n") && !request.contains("PRIVATE KEY"))
         let fingerprint = try #require(first["fingerprint"] as? String)
         // A request written here by a relative --out is named by its whole path, as the key is.
-        var inHome = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        inHome["AMANE_HOME"] = home
+        let inHome = Build.environment(["AMANE_HOME": home])
         let (_, hereOutput) = try Daemon.run("/bin/sh", ["-c", #"cd "$1" && exec "$2" request-certificate nadia --json --out nadia-here.csr"#, "sh", daemon.directory, Build.cli],
                                              environment: inHome)
         #expect(try requestInfo(hereOutput)["request"] as? String == daemon.directory + "/nadia-here.csr", "\(hereOutput)")

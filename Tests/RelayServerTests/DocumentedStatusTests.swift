@@ -271,8 +271,7 @@ extension DaemonSuite {
 /// `amane-relayd init` plus an enrolled gateway, started without --dev: no epoch yet.
 func productionRelayWithoutEpoch() async throws -> (daemon: Daemon, gateway: ClientIdentity) {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-prod-\(UUID().uuidString)").path
-    var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-    env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+    let env = Build.relaydEnvironment()
     let (initStatus, initOutput) = try Daemon.run(Build.daemon, ["init", "--data-dir", directory, "--hostname", "localhost", "--hostname", "127.0.0.1"], environment: env)
     #expect(initStatus == 0, "\(initOutput)")
     let key = SealingPrivateKey.generate(suite: .x25519ChaChaPoly).publicKey.text

@@ -340,8 +340,7 @@ extension DaemonSuite {
     @Test func withoutDevAMissingCertificateIsAClearStartupError() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-nocert-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        var env = Build.relaydEnvironment()
         let (missing, missingOutput) = try Daemon.run(Build.daemon, ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0"], environment: env)
         #expect(missing == 78 && missingOutput.contains("no relay database at \(directory)/relay.sqlite") && missingOutput.contains("amane-relayd init"),
                 "\(missingOutput)")
@@ -387,8 +386,7 @@ extension DaemonSuite {
     @Test func adminCommandsRefuseADirectoryWithoutADatabase() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-nodb-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let env = Build.relaydEnvironment()
         for command in [["admin", "list"], ["admin", "audit", "verify"], ["admin", "revoke", "amina"], ["backup", "--to", directory + "-backups"],
                         ["serve", "--listen", "127.0.0.1:0"], ["check-config"]] {
             let (status, output) = try Daemon.run(Build.daemon, command + ["--data-dir", directory], environment: env)
@@ -401,8 +399,7 @@ extension DaemonSuite {
 
     /// `amane-relayd serve --dev` on `directory` and ephemeral ports, started without waiting for it: its output and log.
     func serveInDevelopment(_ directory: String) throws -> (process: Process, output: OutputBuffer, log: OutputBuffer) {
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let env = Build.relaydEnvironment()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Build.daemon)
         process.arguments = ["serve", "--dev", "--data-dir", directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]
@@ -478,8 +475,7 @@ extension DaemonSuite {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try FileManager.default.createDirectory(atPath: directory + "/pki", withIntermediateDirectories: true)
         try Data("left by a start stopped early\n".utf8).write(to: URL(fileURLWithPath: directory + "/pki/ca-key.pem"))
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let env = Build.relaydEnvironment()
         let (status, output) = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", directory,
                                                                    "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"], environment: env)
         #expect(status == 1 && output.contains("exist without the CA certificate") && output.contains("Delete those files and start again"),
@@ -490,8 +486,7 @@ extension DaemonSuite {
     @Test func aSecondDaemonOnTheSameDataDirectoryIsRefused() async throws {
         let daemon = try await Daemon()
         defer { daemon.stop(); daemon.removeData() }
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let env = Build.relaydEnvironment()
         // timeout(1) ends a second daemon that was not refused, so that this test fails instead of hanging.
         let (status, output) = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", daemon.directory,
                                                                    "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"], environment: env)
@@ -505,8 +500,7 @@ extension DaemonSuite {
         daemon.stop()
         defer { daemon.removeData() }
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: daemon.directory)
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let env = Build.relaydEnvironment()
         let (status, output) = try Daemon.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", Build.daemon, "serve", "--dev",
                                                                    "--data-dir", daemon.directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"],
                                               environment: env)
@@ -620,7 +614,8 @@ extension DaemonSuite {
             return refused == "000"
         }, "a new connection after the stop began: \(refused)")
         input.fileHandleForWriting.write(Data("go\n".utf8))
-        let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // Python may write "sent" and its newline apart (as with PYTHONUNBUFFERED): the answer can begin with that newline.
+        let answer = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).drop(while: \.isNewline)
         #expect(answer.hasPrefix("HTTP/1.1 201"), "\(answer) \(daemon.stderr.value)")
         let id = try #require(answer.firstMatch(of: /"id":"([0-9a-f-]{36})"/)?.1)
         #expect(daemon.stop() == 0)
@@ -637,9 +632,7 @@ extension DaemonSuite {
         defer { daemon.removeData() }
         let other = daemon.directory + "/other-ca.pem"
         try CertificateAuthority.create(name: "another relay's CA").certificatePEM.write(toFile: other, atomically: true, encoding: .utf8)
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
-        env["AMANE_TLS_CA_FILE"] = other
+        let env = Build.relaydEnvironment(["AMANE_TLS_CA_FILE": other])
         for command in [["check-config", "--dev"], ["serve", "--dev", "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"]] {
             let (status, output) = try Daemon.run(Build.daemon, command + ["--data-dir", daemon.directory], environment: env)
             #expect(status == 78 && output.contains("'tls.caFile': \(other) holds no CA that signed the server certificate \(daemon.directory)/pki/server-cert.pem")
@@ -759,8 +752,7 @@ extension DaemonSuite {
         defer { daemon.stop(); daemon.removeData() }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-portclash-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
+        let env = Build.relaydEnvironment()
         for (https, ops, named) in [(daemon.port, 0, "127.0.0.1:\(daemon.port) (http.listen, --listen)"),
                                     (0, daemon.opsPort, "127.0.0.1:\(daemon.opsPort) (ops.listen, --ops-listen)")] {
             let (status, output) = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", directory,
@@ -844,9 +836,7 @@ extension DaemonSuite {
         #expect(try daemon.post("/v1/disclosures", as: daemon.gateway, json: try Demo.disclosure(), headers: ["Idempotency-Key": UUID().uuidString]).status == 201)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-jsonclash-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
-        env["AMANE_LOG_FORMAT"] = "json"
+        let env = Build.relaydEnvironment(["AMANE_LOG_FORMAT": "json"])
         let clash = try Daemon.run("/usr/bin/timeout", ["30", Build.daemon, "serve", "--dev", "--data-dir", directory, "--listen", "127.0.0.1:0",
                                                         "--ops-listen", "127.0.0.1:\(daemon.opsPort)"], environment: env, separatingErrors: true)
         #expect(clash.code == 1)

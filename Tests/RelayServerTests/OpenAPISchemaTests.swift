@@ -7,7 +7,7 @@ import Yams
 /// The document's schemas are the API's own types: the same fields, of the JSON types the types decode, required
 /// exactly where the types require them; and every reference resolves.
 @Suite struct OpenAPISchemaTests {
-    static let types: [String: any Codable.Type] = [
+    static let types: [String: any (Codable & Sendable).Type] = [
         "Problem": Problem.self, "Content": DisclosureContent.self, "DisclosureSubmission": DisclosureSubmission.self,
         "DisclosureReceipt": DisclosureReceipt.self, "FollowupSubmission": FollowupSubmission.self, "FollowupAccepted": FollowupAccepted.self,
         "ReplyFetch": ReplyFetch.self, "ReplyKey": ReplyKey.self, "SealedReply": SealedReply.self, "ReplyList": ReplyList.self, "SealingKeyInfo": SealingKeyInfo.self,

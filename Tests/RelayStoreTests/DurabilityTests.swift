@@ -278,7 +278,7 @@ extension DiskFullTests {
         #expect(try await fixture.db.purgeExpiredCases(batchSize: 1) == 2)
         // One case a transaction, so that a sweep never holds the writer for long; the third finds none left.
         #expect(log.sizes.withLock { $0.count } - batchesBefore == 3)
-        let left = try await fixture.db.pool.read { db in
+        let left = try fixture.db.pool.read { db in
             try Row.fetchOne(db, sql: """
                 SELECT (SELECT COUNT(*) FROM sealedObject WHERE disclosureID IN (?, ?)) AS objects,
                        (SELECT COUNT(*) FROM idempotency WHERE disclosureID IN (?, ?)) AS keys,
@@ -368,7 +368,7 @@ extension DiskFullTests {
         try fixture.db.checkpoint()
 
         var scanned = try fixture.rawFiles()
-        scanned["backup"] = try #require(FileManager.default.contents(atPath: backup))
+        scanned["backup"] = try Data(contentsOf: URL(fileURLWithPath: backup))
         #expect(scanned.keys.contains("relay.sqlite") && scanned.count >= 2, "\(scanned.keys.sorted())")
 
         for (name, data) in scanned {

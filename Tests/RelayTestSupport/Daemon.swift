@@ -13,6 +13,18 @@ public enum Build {
     public static let bench = products.appendingPathComponent("amane-relay-bench").path
     public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     public static let seeds = repository.appendingPathComponent("seeds").path
+
+    /// This process's environment for a child: no AMANE_ setting nor systemd's hand-overs of its own, then `settings`.
+    public static func environment(_ settings: [String: String] = [:]) -> [String: String] {
+        ProcessInfo.processInfo.environment
+            .filter { !$0.key.hasPrefix("AMANE_") && $0.key != "NOTIFY_SOCKET" && $0.key != "CREDENTIALS_DIRECTORY" }
+            .merging(settings) { $1 }
+    }
+
+    /// The environment `amane-relayd` runs in here: `environment` with the project's seeds.
+    public static func relaydEnvironment(_ settings: [String: String] = [:]) -> [String: String] {
+        environment(["AMANE_SEEDS_DIRECTORY": seeds].merging(settings) { $1 })
+    }
 }
 
 /// Text a child process writes, gathered as it arrives.
@@ -94,10 +106,7 @@ public final class Daemon: @unchecked Sendable {
     private func start(dev: Bool) async throws {
         process.executableURL = URL(fileURLWithPath: Build.daemon)
         process.arguments = ["serve", "--data-dir", directory, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"] + (dev ? ["--dev"] : []) + arguments
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") && $0.key != "NOTIFY_SOCKET" && $0.key != "CREDENTIALS_DIRECTORY" }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
-        env.merge(environment) { $1 }
-        process.environment = env
+        process.environment = Build.relaydEnvironment(environment)
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -203,9 +212,7 @@ public final class Daemon: @unchecked Sendable {
 
     /// Runs `amane-relayd` with a subcommand against this data directory.
     public func admin(_ arguments: [String]) throws -> (Int32, String) {
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("AMANE_") }
-        env["AMANE_SEEDS_DIRECTORY"] = Build.seeds
-        return try Self.run(Build.daemon, arguments + ["--data-dir", directory], environment: env)
+        try Self.run(Build.daemon, arguments + ["--data-dir", directory], environment: Build.relaydEnvironment())
     }
 
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: Data? = nil) throws -> (Int32, String) {
