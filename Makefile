@@ -32,11 +32,13 @@ build: deps
 
 test: unit-tests deploy-tests
 
-# The tests that drive daemons and child processes run after the rest, so they do not starve them of threads.
+# The tests that drive daemons and child processes run after the rest, so they do not starve them of threads,
+# and each target's daemons apart from the other's, so that one daemon at a time has the CPU.
 unit-tests: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip DaemonSuite
-	$(SWIFT) test --skip-build --filter DaemonSuite
+	$(SWIFT) test --skip-build --filter 'DaemonSuite/'
+	$(SWIFT) test --skip-build --filter 'DaemonSuiteForCLI/'
 
 deploy-tests: deps
 	Tests/Deploy/deploy-test.sh

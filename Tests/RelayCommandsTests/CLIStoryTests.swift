@@ -208,9 +208,11 @@ extension DaemonSuiteForCLI {
         #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8))?.split(separator: "\n").count == 2 })
         let paged = try String(contentsOfFile: pager + "/paged", encoding: .utf8).split(separator: "\n").sorted()
         #expect(paged == ["immediate 1 national", "low 1 bayti"], "one page for each queue, naming it: \(paged)")
-        let log = daemon.stderr.value
-        #expect(log.contains("relay.count=1 relay.queue=bayti relay.unopened_followups=0 relay.urgency=low [RelayServer] cases past their SLA")
-                && log.contains("relay.count=1 relay.queue=national relay.unopened_followups=0 relay.urgency=immediate [RelayServer] cases past their SLA"), "\(log)")
+        #expect(try await eventually(within: 10) {
+            let log = daemon.stderr.value
+            return log.contains("relay.count=1 relay.queue=bayti relay.unopened_followups=0 relay.urgency=low [RelayServer] cases past their SLA")
+                && log.contains("relay.count=1 relay.queue=national relay.unopened_followups=0 relay.urgency=immediate [RelayServer] cases past their SLA")
+        }, "\(daemon.stderr.value)")
         let late = try caseCounts()
         #expect(late == [#"amane_queue_depth_cases{queue="bayti",urgency="low"} 1.0"#,
                          #"amane_queue_depth_cases{queue="national",urgency="immediate"} 1.0"#,

@@ -189,7 +189,7 @@ extension DaemonSuiteForCLI {
     }
 }
 
-/// CLI tests that start a daemon run one at a time.
+/// CLI tests that start a daemon run one at a time, and `make test` runs them after the relay's `DaemonSuite`.
 @Suite(.serialized, .timeLimit(.minutes(5))) enum DaemonSuiteForCLI {}
 
 extension DaemonSuiteForCLI {

@@ -135,7 +135,8 @@ extension DaemonSuite {
         daemon = try await daemon.restarted()
         #expect(try await eventually { (try? String(contentsOfFile: pager + "/paged", encoding: .utf8)) == "high 2 national\n" },
                 "\(String(describing: try? String(contentsOfFile: pager + "/paged", encoding: .utf8)))")
-        #expect(daemon.stderr.value.contains("relay.count=2 relay.queue=national relay.unopened_followups=1"), "\(daemon.stderr.value)")
+        #expect(try await eventually(within: 10) { daemon.stderr.value.contains("relay.count=2 relay.queue=national relay.unopened_followups=1") },
+                "\(daemon.stderr.value)")
         let listed = try daemon.get("/v1/queue?overdue=true", as: daemon.supervisor)
         #expect(Set((listed.json["cases"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? [])
                 == [try #require(posted.json["id"] as? String), referredID], "what the page is about: \(listed.text)")
@@ -320,8 +321,8 @@ extension DaemonSuite {
         // Sealed at the gateway, the urgency rides beside the envelope, and a retry under its key must repeat it too.
         let sealingKey = try SealingPublicKey(text: try #require(daemon.get("/v1/queues/national/sealing-key", as: daemon.gateway).json["publicKey"] as? String))
         let ownID = UUID.v7()
-        let envelope = try Envelope.seal(Array(#"{"narrative":"he came back"}"#.utf8), to: sealingKey, kind: .followup,
-                                         objectID: ownID, caseID: try #require(UUID(uuidString: id)))
+        let caseID = try #require(UUID(uuidString: id))
+        let envelope = try Envelope.seal(Array(#"{"narrative":"he came back"}"#.utf8), to: sealingKey, kind: .followup, objectID: ownID, caseID: caseID)
         let sealedKey = Demo.key()
         var sealed: [String: Any] = ["receipt": receipt, "id": ownID.uuidString.lowercased(), "sealed": Data(envelope).base64EncodedString(), "urgency": "high"]
         #expect(try followup(sealed, key: sealedKey).status == 201)

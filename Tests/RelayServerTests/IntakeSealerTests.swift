@@ -12,7 +12,7 @@ import Testing
 
     @Test func aSharedContextSealsForOneWindowThenIsDropped() async throws {
         let epoch = SealingPrivateKey.generate()
-        let sealer = IntakeSealer(window: .seconds(3))
+        let sealer = IntakeSealer(window: .seconds(10))
         let ids = [UUID.v7(), UUID.v7()]
         let first = try ids.map { try sealer.seal(Array("à la fenêtre / نافذة".utf8), to: epoch.publicKey, from: "gateway-a", kind: .disclosure, objectID: $0) }
         #expect(try first.allSatisfy { try EnvelopeHeader.inspect($0).keySealing == .sharedContext })
@@ -26,7 +26,7 @@ import Testing
         #expect(sealer.liveContexts == 2)
 
         // Dropped by a timer when its window ends, even with no more intake (later only if the machine is busy).
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + .seconds(40)
         while sealer.liveContexts > 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(sealer.liveContexts == 0, "the context is dropped when its window ends, even with no more intake")
         let later = try sealer.seal([1, 2, 3], to: epoch.publicKey, from: "gateway-a", kind: .followup, objectID: ids[0], caseID: ids[1])

@@ -462,7 +462,7 @@ extension DaemonSuite {
         let (process, lines, log) = try serveInDevelopment(production.daemon.directory)
         defer { process.terminate(); process.waitUntilExit() }
         #expect(try await eventually(within: 60) { lines.value.contains("listening on port") }, "\(lines.value)\n\(log.value)")
-        #expect(log.value.contains("no demo principal, key or profile was made"), "\(log.value)")
+        #expect(try await eventually(within: 10) { log.value.contains("no demo principal, key or profile was made") }, "\(log.value)")
         let listed = try production.daemon.admin(["admin", "list", "--json"])
         #expect(listed.0 == 0 && listed.1.contains("kiosk-1") && !listed.1.contains("demo-"), "\(listed.1)")
         let opsPort = lines.value.firstMatch(of: /ops on port (\d+)/).map { String($0.1) } ?? "0"
@@ -538,7 +538,7 @@ extension DaemonSuite {
     /// While a restart waits for a request still arriving, /readyz says the relay is going away, so that a balancer or
     /// a probe stops sending it work.
     @Test func aRelayShuttingDownIsNotReady() async throws {
-        let daemon = try await Daemon(environment: ["AMANE_LIMITS_REQUEST_BODY_SECONDS": "5"])
+        let daemon = try await Daemon(environment: ["AMANE_LIMITS_REQUEST_BODY_SECONDS": "8"])
         defer { daemon.removeData() }
         let readyz = { try Daemon.run("/usr/bin/curl", ["-s", "--max-time", "2", "http://127.0.0.1:\(daemon.opsPort)/readyz"]).1 }
         #expect(try readyz().hasPrefix("ready"))
@@ -558,7 +558,8 @@ extension DaemonSuite {
         try slow.run()
         defer { slow.terminate(); slow.waitUntilExit() }
         #expect(String(decoding: sent.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("sent"))
-        try await Task.sleep(for: .milliseconds(300))
+        // Time for the relay to read the head (a request it has not begun is not in flight), well within the body's 8 s.
+        try await Task.sleep(for: .seconds(2))
         daemon.signal(SIGTERM)
         var answer = ""
         #expect(try await eventually(within: 8) { answer = try readyz(); return answer == "not ready: shutting down\n" }, "\(answer)")

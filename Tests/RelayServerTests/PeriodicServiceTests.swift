@@ -102,7 +102,7 @@ final class LogRecords: Sendable {
         let bayti = QueueName(rawValue: "bayti")!
         let began = ContinuousClock.now
         async let first: Void = hanging.notify(.national, .immediate, count: 1)
-        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await eventually(within: 15) { FileManager.default.fileExists(atPath: folder + "/started-national") }, "the first command started")
         await hanging.notify(.national, .immediate, count: 2)
         #expect(records.all.last == "the SLA notify command failed relay.error=it is still running from an earlier breach; not started again relay.queue=national relay.urgency=immediate")
         async let other: Void = hanging.notify(bayti, .immediate, count: 1)

@@ -10,7 +10,7 @@ import Testing
 @Suite struct GroupCommitTests {
     final class Progress: Sendable {
         let running = Mutex(false)
-        let launched = Mutex(0)
+        let released = Mutex(false)
     }
 
     @Test func concurrentWritesShareCommitsAndEachIsAcknowledgedOnce() async throws {
@@ -44,9 +44,8 @@ import Testing
             try await fixture.db.committer.write { db in
                 progress.running.withLock { $0 = true }
                 try db.execute(sql: "INSERT INTO queue (name, createdAt) VALUES ('rolled-back', 0)")
-                // Holds the writer until the others are on their way, so that they queue into this transaction.
-                while progress.launched.withLock({ $0 }) < 20 { Thread.sleep(forTimeInterval: 0.01) }
-                Thread.sleep(forTimeInterval: 0.3)
+                // Holds the writer until the others wait for it, so that they queue into this transaction.
+                while fixture.db.committer.waitingWrites < 20 { Thread.sleep(forTimeInterval: 0.01) }
                 throw StoreError(.invalid, "fails on purpose, after writing")
             }
         }
@@ -54,7 +53,6 @@ import Testing
         let outcomes = await withTaskGroup(of: (Int, Result<String, StoreError>).self) { group in
             for (index, request) in requests.enumerated() {
                 group.addTask {
-                    progress.launched.withLock { $0 += 1 }
                     do { return (index, .success(try await fixture.db.intake(request).id)) } catch {
                         return (index, .failure(error as? StoreError ?? StoreError(.unavailable, "\(error)")))
                     }
@@ -131,7 +129,7 @@ import Testing
         let holding = Task {
             try await fixture.db.committer.write { _ in
                 progress.running.withLock { $0 = true }
-                while progress.launched.withLock({ $0 }) == 0 { Thread.sleep(forTimeInterval: 0.01) }
+                while !progress.released.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.01) }
             }
         }
         while !progress.running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
@@ -144,7 +142,7 @@ import Testing
         while fixture.db.committer.waitingWrites < 20 { try await Task.sleep(for: .milliseconds(5)) }
         fixture.db.closeWriter()
         await #expect(throws: StoreError.code(.unavailable)) { try await fixture.submit("after closing") }
-        progress.launched.withLock { $0 = 1 }
+        progress.released.withLock { $0 = true }
         try await holding.value
         let stored = try await writes.value
         #expect(stored.count == 20, "every write queued before the close is committed")
@@ -197,6 +195,48 @@ import Testing
 }
 
 extension DiskFullTests {
+    /// A commit the disk refuses (SQLite writes the WAL only then) fails every write its transaction took: none is
+    /// acknowledged, none is stored, and the store writes again once there is room.
+    @Test(.timeLimit(.minutes(1)))
+    func aCommitTheDiskRefusesFailsEveryWriteOfItsBatch() async throws {
+        let disk = try Tmpfs(megabytes: 8)
+        defer { disk.remove() }
+        let fixture = try await StoreFixture(directory: disk.path + "/data")
+        let before = try await fixture.submit("before the disk filled")
+        let requests = try (0..<8).map { try fixture.request("queued \($0)") }
+        // An empty WAL, so that the next commit needs room the disk no longer has.
+        try fixture.db.checkpoint()
+        _ = try Daemon.run("/bin/dd", ["if=/dev/zero", "of=\(disk.path)/filler", "bs=4k"])
+        let progress = GroupCommitTests.Progress()
+        // Holds the writer until the eight wait for it, so that they all queue into its transaction.
+        let holding = Task {
+            try await fixture.db.committer.write { _ in
+                progress.running.withLock { $0 = true }
+                while fixture.db.committer.waitingWrites < 8 { Thread.sleep(forTimeInterval: 0.01) }
+            }
+        }
+        while !progress.running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        let outcomes = await withTaskGroup(of: Result<String, StoreError>.self) { group in
+            for request in requests {
+                group.addTask {
+                    do { return .success(try await fixture.db.intake(request).id) } catch {
+                        return .failure(error as? StoreError ?? StoreError(.invalid, "\(error)"))
+                    }
+                }
+            }
+            return await group.reduce(into: [Result<String, StoreError>]()) { $0.append($1) }
+        }
+        let held = await #expect(throws: StoreError.self) { try await holding.value }
+        let reasons = outcomes.map { if case .failure(let error) = $0 { "\(error)" } else { "acknowledged" } } + [held.map { "\($0)" } ?? "acknowledged"]
+        #expect(reasons.count == 9 && reasons.allSatisfy { $0.hasPrefix("unavailable: the disk is full") }, "\(reasons)")
+        #expect(try await fixture.db.disclosureIDs() == [before.id])
+
+        try FileManager.default.removeItem(atPath: disk.path + "/filler")
+        let after = try await fixture.submit("after space returned")
+        #expect(try await fixture.db.disclosureIDs() == [before.id, after.id])
+        #expect(try fixture.db.verifyAudit() > 0 && fixture.db.integrityCheck() == "ok")
+    }
+
     /// SQLite reports some writes on a full disk (growing the WAL or its index) as I/O errors: ops must not go
     /// looking for a failing disk.
     @Test func anIOErrorOnAFullDiskIsSaidToBeAFullDisk() throws {

@@ -46,9 +46,9 @@ final class StoreFixture: @unchecked Sendable {
     let memberKeys = (0..<3).map { _ in SealingPrivateKey.generate(suite: .x25519ChaChaPoly) }
     var epochKey = SealingPrivateKey.generate(suite: .x25519ChaChaPoly)
 
-    init(options configure: (inout RelayDatabase.Options) -> Void = { _ in }, withEpoch: Bool = true) async throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("amane-store-\(UUID().uuidString)").path
-        let (db, writer) = try Self.open(directory, clock: clock, configure: configure)
+    init(directory: String? = nil, options configure: (inout RelayDatabase.Options) -> Void = { _ in }, withEpoch: Bool = true) async throws {
+        self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("amane-store-\(UUID().uuidString)").path
+        let (db, writer) = try Self.open(self.directory, clock: clock, configure: configure)
         self.db = db
         self.writer = writer
         try await db.ensureQueue(.national, actor: .admin("test"))
