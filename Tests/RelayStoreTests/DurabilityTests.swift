@@ -208,11 +208,12 @@ extension DiskFullTests {
         try fixture.db.checkpoint()
         _ = try Daemon.run("/bin/dd", ["if=/dev/zero", "of=\(disk.path)/filler", "bs=4k"])
         let progress = GroupCommitTests.Progress()
-        // Holds the writer until the eight wait for it, so that they all queue into its transaction.
+        // Holds the writer until the eight wait for it, so that they all queue into its transaction (or fails, not hangs).
         let holding = Task {
             try await fixture.db.committer.write { _ in
                 progress.running.withLock { $0 = true }
-                while fixture.db.committer.waitingWrites < 8 { Thread.sleep(forTimeInterval: 0.01) }
+                let deadline = Date().addingTimeInterval(30)
+                while fixture.db.committer.waitingWrites < 8 && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
             }
         }
         while !progress.running.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }

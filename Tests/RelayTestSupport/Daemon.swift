@@ -14,7 +14,7 @@ public enum Build {
     public static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     public static let seeds = repository.appendingPathComponent("seeds").path
 
-    /// This process's environment for a child: no AMANE_ setting nor systemd's hand-overs of its own, then `settings`.
+    /// This process's environment for a child: no AMANE_ setting, notify socket or credentials of its own, then `settings`.
     public static func environment(_ settings: [String: String] = [:]) -> [String: String] {
         ProcessInfo.processInfo.environment
             .filter { !$0.key.hasPrefix("AMANE_") && $0.key != "NOTIFY_SOCKET" && $0.key != "CREDENTIALS_DIRECTORY" }
