@@ -64,6 +64,8 @@ enum StoreBench {
         var writerKernel: Double
         /// The share of the wall time the writer thread was on a CPU.
         var writerBusy: Double
+        /// CPU time of every thread of the process per row, in µs: the writer, the callers' own work, the checkpointer.
+        var processCPU: Double
         /// Bytes the process handed to write(2) per row, and the calls: WAL frames of a page each, with their headers.
         var writtenBytes: Double
         var writeCalls: Double
@@ -95,6 +97,14 @@ enum StoreBench {
         return total
     }
 
+    /// User and system CPU seconds of the whole process.
+    static func processCPU() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
     /// Rows per second with `writers` concurrent writers for `seconds`.
     static func rate(_ setup: Setup, writers: Int, seconds: Double, pool: [(UUID, [UInt8])]) async throws -> Double {
         try await measure(setup, writers: writers, seconds: seconds, pool: pool).rowsPerSecond
@@ -102,6 +112,7 @@ enum StoreBench {
 
     static func measure(_ setup: Setup, writers: Int, seconds: Double, pool: [(UUID, [UInt8])]) async throws -> Throughput {
         let cpuBefore = writerCPU()
+        let processBefore = processCPU()
         let writtenBefore = written()
         let labels = DisclosureLabels(urgency: .normal, category: "sexual_abuse", language: "fr", channel: "kiosk")
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
@@ -125,22 +136,27 @@ enum StoreBench {
         }
         let elapsed = (ContinuousClock.now - start).inSeconds
         let cpuAfter = writerCPU()
+        let processAfter = processCPU()
         let writtenAfter = written()
         let rows = Double(max(counts, 1))
         return Throughput(rowsPerSecond: Double(counts) / elapsed, writerUser: (cpuAfter.user - cpuBefore.user) / rows * 1e6,
                           writerKernel: (cpuAfter.system - cpuBefore.system) / rows * 1e6,
                           writerBusy: (cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / elapsed,
+                          processCPU: (processAfter - processBefore) / rows * 1e6,
                           writtenBytes: (writtenAfter.bytes - writtenBefore.bytes) / rows, writeCalls: (writtenAfter.calls - writtenBefore.calls) / rows)
     }
+
+    static let cores = ProcessInfo.processInfo.activeProcessorCount
 
     /// One line on where a row's time goes at `rate`, against what 10× the ceiling would leave it.
     static func writerLine(_ label: String, _ rate: Throughput, ceiling: Double) -> String {
         String(format: """
               writer thread, %@: %.0f µs CPU per row (user %.0f, kernel %.0f), on a CPU %.0f%% of the time; 10× the ceiling leaves %.0f µs per row
                 %.1f KiB written per row in %.1f writes (a 2 KiB envelope; each random-keyed index dirties a page of its own)
+                whole process: %.0f µs CPU per row on all threads; 10× the ceiling leaves %.0f µs per row on this machine's %d cores
             """,
                label, rate.writerUser + rate.writerKernel, rate.writerUser, rate.writerKernel, rate.writerBusy * 100, 1e6 / (10 * ceiling),
-               rate.writtenBytes / 1024, rate.writeCalls)
+               rate.writtenBytes / 1024, rate.writeCalls, rate.processCPU, Double(cores) * 1e6 / (10 * ceiling), cores)
     }
 
     /// The durable group-commit rate with the daemon's default batching: the storage baseline of `intake`.

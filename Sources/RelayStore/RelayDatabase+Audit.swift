@@ -11,9 +11,11 @@ enum AuditLog {
 
     /// The same, with the detail already encoded (work done before entering the writer).
     static func append(_ db: Database, time: Int64, actor: StoreActor, action: String, subject: String, detailJSON: String) throws {
-        let head = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"))
-        let seq: Int64 = (head?["seq"] ?? 0) + 1
-        let previous: [UInt8] = head.map { Array($0["hash"] as Data) } ?? AuditChain.genesis
+        let head = try db.firstRow("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", arguments: []) { row in
+            (seq: row[0] as Int64, hash: Array(row[1] as Data))
+        }
+        let seq = (head?.seq ?? 0) + 1
+        let previous = head?.hash ?? AuditChain.genesis
         let entry = AuditEntry(seq: seq, time: time / 60 * 60, actor: actor.name, action: action, subject: subject, detail: detailJSON)
         let chained = AuditChain.append(entry, after: previous)
         try db.cachedStatement(sql: "INSERT INTO audit (seq, time, actor, action, subject, detail, prevHash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")

@@ -66,8 +66,9 @@ extension RelayDatabase {
         let idempotencyRow: StatementArguments = [gateway.id, keyHash, Data(request.requestHash), id, sealedAnswer, receivedAt]
         let actor = StoreActor(gateway)
         return try await committer.write { db in
+            let standing = try Self.intakeStanding(db, gatewayID: gateway.id, queue: labels.queue)
             // Revoked while its body was on the way: the certificate was checked when the headers came.
-            try Self.requireActive(db, actor)
+            guard standing.gatewayIsActive else { throw StoreError(.revoked, "\(actor.name) is revoked") }
             if let previous = try Self.previousAnswer(db, gatewayID: gateway.id, keyHash: keyHash, requestHash: request.requestHash,
                                                       secret: keyBytes, context: context) {
                 let receipt = try Receipt(parsing: String(decoding: previous.answer, as: UTF8.self))
@@ -75,7 +76,7 @@ extension RelayDatabase {
                 return IntakeResult(id: previous.caseID, receipt: receipt, receivedAt: receivedAt, replayed: true)
             }
             if let validation { throw validation }
-            try Self.checkCurrentEpoch(db, sealedTo: sealedTo, queue: labels.queue)
+            try Self.requireCurrentEpoch(standing.currentEpoch, sealedTo: sealedTo, queue: labels.queue)
             do {
                 try db.cachedStatement(sql: """
                     INSERT INTO disclosure (id, queue, gatewayID, epochID, urgencyRank, category, language, channel, region, state,
@@ -101,13 +102,28 @@ extension RelayDatabase {
     /// - Throws: `keyReused` when the key came with another request.
     static func previousAnswer(_ db: Database, gatewayID: String, keyHash: Data, requestHash: [UInt8], formerRequestHash: [UInt8]? = nil,
                                secret: [UInt8], context: [UInt8]) throws -> (caseID: String, answer: [UInt8])? {
-        guard let previous = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM idempotency WHERE gatewayID = ? AND keyHash = ?"),
-                                              arguments: [gatewayID, keyHash]) else { return nil }
-        let stored = Array(previous["requestHash"] as Data)
-        guard Digest.constantTimeEquals(stored, requestHash) || formerRequestHash.map({ Digest.constantTimeEquals(stored, $0) }) == true else {
+        guard let previous = try db.firstRow("SELECT requestHash, disclosureID, sealedAnswer FROM idempotency WHERE gatewayID = ? AND keyHash = ?",
+                                             arguments: [gatewayID, keyHash], { row in
+            (request: Array(row[0] as Data), caseID: row[1] as String, sealedAnswer: Array(row[2] as Data))
+        }) else { return nil }
+        guard Digest.constantTimeEquals(previous.request, requestHash)
+                || formerRequestHash.map({ Digest.constantTimeEquals(previous.request, $0) }) == true else {
             throw Self.keyUsedElsewhere
         }
-        return (previous["disclosureID"], try KeyedBox.open(Array(previous["sealedAnswer"] as Data), secret: secret, context: context))
+        return (previous.caseID, try KeyedBox.open(previous.sealedAnswer, secret: secret, context: context))
+    }
+
+    /// A queue's current epoch id and whether an active member holds it; nil when the queue has no key yet.
+    typealias CurrentEpoch = (id: String, held: Bool)?
+
+    /// What an intake needs to know before it writes, in one lookup: whether the gateway is still active, and the queue's current epoch.
+    static func intakeStanding(_ db: Database, gatewayID: String, queue: QueueName) throws -> (gatewayIsActive: Bool, currentEpoch: CurrentEpoch) {
+        try db.firstRow("""
+            SELECT EXISTS (SELECT 1 FROM principal WHERE id = ? AND revokedAt IS NULL), currentEpochID, \(currentEpochIsHeld)
+            FROM (SELECT 1) LEFT JOIN queue ON queue.name = ?
+            """, arguments: [gatewayID, queue.rawValue]) { row in
+            (row[0], (row[1] as String?).map { ($0, row[2] as Bool) })
+        } ?? (false, nil)
     }
 
     /// What can be checked without the database: the labels, the id and the envelope's header. Returns the
@@ -137,12 +153,17 @@ extension RelayDatabase {
     /// Checks that an envelope sealed to the epoch `sealedTo` (a lowercased id) is sealed to the queue's current
     /// one, and that an active member holds it: what no one can open is never acknowledged.
     static func checkCurrentEpoch(_ db: Database, sealedTo: String, queue: QueueName) throws {
-        let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT currentEpochID, \(currentEpochIsHeld) AS held FROM queue WHERE name = ?"),
-                                   arguments: [queue.rawValue])
-        guard let row, let current = row["currentEpochID"] as String? else {
+        let current = try db.firstRow("SELECT currentEpochID, \(currentEpochIsHeld) FROM queue WHERE name = ?", arguments: [queue.rawValue]) { row in
+            (row[0] as String?).map { ($0, row[1] as Bool) }
+        }
+        try requireCurrentEpoch(current ?? nil, sealedTo: sealedTo, queue: queue)
+    }
+
+    static func requireCurrentEpoch(_ current: CurrentEpoch, sealedTo: String, queue: QueueName) throws {
+        guard let (current, held) = current else {
             throw StoreError(.noSealingKey, "the queue \(queue) has no sealing key yet")
         }
-        guard row["held"] as Bool else { throw noHolder(queue) }
+        guard held else { throw noHolder(queue) }
         guard sealedTo == current else {
             throw StoreError(.staleEpoch, "the envelope is not sealed to the queue's current epoch \(current); fetch the sealing key again")
         }

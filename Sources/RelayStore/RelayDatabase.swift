@@ -245,3 +245,11 @@ extension RelayDatabase {
         try pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 }
     }
 }
+
+extension Database {
+    /// The first row of a cached statement, read in place by column index: on the writer's hot path, without copying the row.
+    func firstRow<T>(_ sql: String, arguments: StatementArguments, _ read: (Row) throws -> T) throws -> T? {
+        let cursor = try Row.fetchCursor(cachedStatement(sql: sql), arguments: arguments)
+        return try withExtendedLifetime(cursor) { try cursor.next().map(read) }
+    }
+}
