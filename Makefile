@@ -33,12 +33,15 @@ build: deps
 test: unit-tests deploy-tests
 
 # The tests that drive daemons and child processes run after the rest, so they do not starve them of threads,
-# and each target's daemons apart from the other's, so that one daemon at a time has the CPU.
+# and each target's daemons apart from the other's, so that one daemon at a time has the CPU. Every phase runs
+# even when one before it failed, so that one run shows every failure; the target fails if any phase did.
 unit-tests: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --skip 'DaemonSuite(ForCLI)?/'
-	$(SWIFT) test --skip-build --filter 'DaemonSuite/'
-	$(SWIFT) test --skip-build --filter 'DaemonSuiteForCLI/'
+	@failed=""; \
+	$(SWIFT) test --skip-build --skip 'DaemonSuite(ForCLI)?/' || failed="$$failed unit"; \
+	$(SWIFT) test --skip-build --filter 'DaemonSuite/' || failed="$$failed relay-daemon"; \
+	$(SWIFT) test --skip-build --filter 'DaemonSuiteForCLI/' || failed="$$failed cli-daemon"; \
+	if [ -n "$$failed" ]; then echo "Failed test phases:$$failed"; exit 1; fi
 
 deploy-tests: deps
 	Tests/Deploy/deploy-test.sh
