@@ -11,7 +11,7 @@ enum AuditLog {
 
     /// The same, with the detail already encoded (work done before entering the writer).
     static func append(_ db: Database, time: Int64, actor: StoreActor, action: String, subject: String, detailJSON: String) throws {
-        let head = try db.firstRow("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", arguments: []) { row in
+        let head = try db.firstRow("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") { row in
             (seq: row[0] as Int64, hash: Array(row[1] as Data))
         }
         let seq = (head?.seq ?? 0) + 1

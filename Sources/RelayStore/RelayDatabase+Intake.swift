@@ -113,17 +113,18 @@ extension RelayDatabase {
         return (previous.caseID, try KeyedBox.open(previous.sealedAnswer, secret: secret, context: context))
     }
 
-    /// A queue's current epoch id and whether an active member holds it; nil when the queue has no key yet.
-    typealias CurrentEpoch = (id: String, held: Bool)?
+    /// A queue's current epoch id and whether an active member holds it.
+    typealias CurrentEpoch = (id: String, held: Bool)
 
     /// What an intake needs to know before it writes, in one lookup: whether the gateway is still active, and the queue's current epoch.
-    static func intakeStanding(_ db: Database, gatewayID: String, queue: QueueName) throws -> (gatewayIsActive: Bool, currentEpoch: CurrentEpoch) {
+    /// The current epoch is nil when the queue has no key yet, or no such queue exists.
+    static func intakeStanding(_ db: Database, gatewayID: String, queue: QueueName) throws -> (gatewayIsActive: Bool, currentEpoch: CurrentEpoch?) {
         try db.firstRow("""
             SELECT EXISTS (SELECT 1 FROM principal WHERE id = ? AND revokedAt IS NULL), currentEpochID, \(currentEpochIsHeld)
             FROM (SELECT 1) LEFT JOIN queue ON queue.name = ?
             """, arguments: [gatewayID, queue.rawValue]) { row in
             (row[0], (row[1] as String?).map { ($0, row[2] as Bool) })
-        } ?? (false, nil)
+        } ?? (false, nil) // never: the query answers one row, whatever the tables hold
     }
 
     /// What can be checked without the database: the labels, the id and the envelope's header. Returns the
@@ -159,7 +160,7 @@ extension RelayDatabase {
         try requireCurrentEpoch(current ?? nil, sealedTo: sealedTo, queue: queue)
     }
 
-    static func requireCurrentEpoch(_ current: CurrentEpoch, sealedTo: String, queue: QueueName) throws {
+    static func requireCurrentEpoch(_ current: CurrentEpoch?, sealedTo: String, queue: QueueName) throws {
         guard let (current, held) = current else {
             throw StoreError(.noSealingKey, "the queue \(queue) has no sealing key yet")
         }

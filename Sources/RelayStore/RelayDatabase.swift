@@ -247,8 +247,9 @@ extension RelayDatabase {
 }
 
 extension Database {
-    /// The first row of a cached statement, read in place by column index: on the writer's hot path, without copying the row.
-    func firstRow<T>(_ sql: String, arguments: StatementArguments, _ read: (Row) throws -> T) throws -> T? {
+    /// The first row of a cached statement, read in place by column index: on the writer's hot path, without copying
+    /// the row. The row is valid only inside `read`: return values taken from it, never the row.
+    func firstRow<T>(_ sql: String, arguments: StatementArguments? = nil, _ read: (Row) throws -> T) throws -> T? {
         let cursor = try Row.fetchCursor(cachedStatement(sql: sql), arguments: arguments)
         return try withExtendedLifetime(cursor) { try cursor.next().map(read) }
     }

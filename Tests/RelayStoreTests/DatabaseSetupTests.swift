@@ -195,6 +195,27 @@ import Testing
         #expect(try await fixture.db.listQueue(QueueFilter()).cases.count == 2)
     }
 
+    /// A retry gets its first answer even once the key it was sealed to is no longer current, or no longer held;
+    /// not once its gateway is revoked.
+    @Test func aRetryIsAnsweredAfterARotationButNotAfterItsGatewayIsRevoked() async throws {
+        let fixture = try await StoreFixture()
+        let first = try await fixture.submit("one", key: "retry-across-a-rotation")
+        let retry = try fixture.request("one", key: "retry-across-a-rotation")
+        let newBeforeTheRotation = try fixture.request("one", key: "a new key")
+        try await fixture.rotate(by: fixture.supervisor)
+        await #expect(throws: StoreError.code(.staleEpoch)) { try await fixture.db.intake(newBeforeTheRotation) }
+        #expect(try await fixture.db.intake(retry) == IntakeResult(id: first.id, receipt: first.receipt, receivedAt: first.receivedAt, replayed: true))
+
+        for member in [fixture.responder, fixture.colleague, fixture.supervisor].compactMap({ $0 }) {
+            _ = try await fixture.db.revoke(name: member.name, actor: .admin("test"))
+        }
+        await #expect(throws: StoreError.code(.noSealingKey)) { try await fixture.submit("two") }
+        #expect(try await fixture.db.intake(retry).replayed)
+
+        _ = try await fixture.db.revoke(name: fixture.gateway.name, actor: .admin("test"))
+        await #expect(throws: StoreError.code(.revoked)) { try await fixture.db.intake(retry) }
+    }
+
     @Test func intakeRefusesWhatItCannotTrust() async throws {
         let fixture = try await StoreFixture()
         await #expect(throws: StoreError.code(.invalid)) { try await fixture.submit(category: "not-a-category") }
@@ -231,6 +252,10 @@ import Testing
     @Test func withoutAnEpochIntakeSaysNoSealingKey() async throws {
         let fixture = try await StoreFixture(withEpoch: false)
         await #expect(throws: StoreError.code(.noSealingKey)) { try await fixture.submit() }
+        var request = try fixture.request("to a queue the relay does not have")
+        request.labels.queue = QueueName(rawValue: "nowhere")!
+        let refused = await #expect(throws: StoreError.self) { try await fixture.db.intake(request) }
+        #expect(refused?.code == .noSealingKey && refused?.reason.contains("the queue nowhere has no sealing key yet") == true, "\(String(describing: refused))")
     }
 
     @Test func aFollowupRaisesTheCaseUrgencyAndNeverLowersIt() async throws {
