@@ -110,7 +110,16 @@ enum StoreBench {
         try await measure(setup, writers: writers, seconds: seconds, pool: pool).rowsPerSecond
     }
 
-    static func measure(_ setup: Setup, writers: Int, seconds: Double, pool: [(UUID, [UInt8])]) async throws -> Throughput {
+    /// What a writer task does with each disclosure: by default a whole intake.
+    enum Operation: Sendable {
+        case intake
+        /// Only the intake's work outside the writer.
+        case prepareOnly
+        /// That work, then an empty write through group commit in place of the rows.
+        case prepareThenEmptyWrite
+    }
+
+    static func measure(_ setup: Setup, writers: Int, seconds: Double, pool: [(UUID, [UInt8])], operation: Operation = .intake) async throws -> Throughput {
         let cpuBefore = writerCPU()
         let processBefore = processCPU()
         let writtenBefore = written()
@@ -124,8 +133,15 @@ enum StoreBench {
                     var index = worker
                     while ContinuousClock.now < deadline && index < pool.count {
                         let (id, envelope) = pool[index]
-                        _ = try await setup.db.intake(IntakeRequest(gateway: setup.gateway, labels: labels, id: id, envelope: envelope,
-                                                                    idempotencyKey: id.uuidString, requestHash: id.bytes))
+                        let request = IntakeRequest(gateway: setup.gateway, labels: labels, id: id, envelope: envelope,
+                                                    idempotencyKey: id.uuidString, requestHash: id.bytes)
+                        switch operation {
+                        case .intake: _ = try await setup.db.intake(request)
+                        case .prepareOnly: _ = try setup.db.prepareIntake(request)
+                        case .prepareThenEmptyWrite:
+                            _ = try setup.db.prepareIntake(request)
+                            try await setup.db.emptyWrite()
+                        }
                         done += 1
                         index += writers
                     }
@@ -203,6 +219,16 @@ enum StoreBench {
         await finish(unsynced)
         print(String(format: "  bound: 64 writers without fsync (not durable)  %8.0f rows/s %6.2f×", cpuBound, cpuBound / ceiling))
         print(writerLine("without fsync", unsyncedRate, ceiling: ceiling))
+        // What is left when SQLite's row work is taken away: the callers' own work, then that and group commit's handoff.
+        for (operation, label) in [(Operation.prepareOnly, "callers' own work alone (64 tasks, no writer)"),
+                                   (.prepareThenEmptyWrite, "the same, then an empty group commit write")] {
+            let setup = try await prepare(maxBatch: 256, window: window)
+            let measured = try await measure(setup, writers: 64, seconds: 3, pool: try envelopes(40_000, to: setup.epoch), operation: operation)
+            await finish(setup)
+            print(String(format: "  %@ %8.0f rows/s %6.2f×   (whole process %.0f µs CPU per row)",
+                         label.padding(toLength: 45, withPad: " ", startingAt: 0), measured.rowsPerSecond, measured.rowsPerSecond / ceiling,
+                         measured.processCPU))
+        }
         // The disk's fsync time drifts on a shared machine: the ceiling again, so that the ratio shows its spread.
         if let sixtyFour {
             let endSetup = try await prepare(maxBatch: 1, window: 0)
