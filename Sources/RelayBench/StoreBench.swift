@@ -115,7 +115,7 @@ enum StoreBench {
         case intake
         /// Only the intake's work outside the writer.
         case prepareOnly
-        /// That work, then an empty write through group commit in place of the rows.
+        /// That work, then an empty write through group commit in place of the rows: it commits nothing, so nothing is written or synced.
         case prepareThenEmptyWrite
     }
 
@@ -131,8 +131,9 @@ enum StoreBench {
                 group.addTask {
                     var done = 0
                     var index = worker
-                    while ContinuousClock.now < deadline && index < pool.count {
-                        let (id, envelope) = pool[index]
+                    // Only stored rows need an envelope each: the other operations store none, and go round the pool until the deadline.
+                    while ContinuousClock.now < deadline && (index < pool.count || operation != .intake) {
+                        let (id, envelope) = pool[index % pool.count]
                         let request = IntakeRequest(gateway: setup.gateway, labels: labels, id: id, envelope: envelope,
                                                     idempotencyKey: id.uuidString, requestHash: id.bytes)
                         switch operation {
@@ -220,10 +221,10 @@ enum StoreBench {
         print(String(format: "  bound: 64 writers without fsync (not durable)  %8.0f rows/s %6.2f×", cpuBound, cpuBound / ceiling))
         print(writerLine("without fsync", unsyncedRate, ceiling: ceiling))
         // What is left when SQLite's row work is taken away: the callers' own work, then that and group commit's handoff.
-        for (operation, label) in [(Operation.prepareOnly, "callers' own work alone (64 tasks, no writer)"),
-                                   (.prepareThenEmptyWrite, "the same, then an empty group commit write")] {
+        for (operation, label) in [(Operation.prepareOnly, "callers' own work alone, all cores, no writer"),
+                                   (.prepareThenEmptyWrite, "the same, 64 writers, then an empty write")] {
             let setup = try await prepare(maxBatch: 256, window: window)
-            let measured = try await measure(setup, writers: 64, seconds: 3, pool: try envelopes(40_000, to: setup.epoch), operation: operation)
+            let measured = try await measure(setup, writers: 64, seconds: 3, pool: try envelopes(4_000, to: setup.epoch), operation: operation)
             await finish(setup)
             print(String(format: "  %@ %8.0f rows/s %6.2f×   (whole process %.0f µs CPU per row)",
                          label.padding(toLength: 45, withPad: " ", startingAt: 0), measured.rowsPerSecond, measured.rowsPerSecond / ceiling,
